@@ -1,0 +1,24 @@
+//! The crm_access permission engine, free of pgrx.
+//!
+//! `Catalog` is a plain snapshot of the `crm.*` tables; `Model::compile` validates it and
+//! precomputes the role tree; `Model::scope` gives the owner set a policy filters on, and
+//! `Model::decide` gives one record's decision with the step of DESIGN §3 that made it.
+//! The two are computed independently (down the tree for scopes, up the tree for decisions)
+//! so that tests can hold each against the other and against what RLS returns.
+
+mod access;
+mod catalog;
+mod decision;
+mod roles;
+mod vocabulary;
+
+pub use access::{Model, ModelError, Scope};
+pub use catalog::{Catalog, Module, Profile, Role, User};
+pub use decision::{Decision, Reason};
+pub use roles::RoleTree;
+pub use vocabulary::{Action, SharingLevel, UnknownWord};
+
+/// Users and groups share one id space: a protected table's owner column holds either.
+pub type OwnerId = i64;
+pub type RoleId = i64;
+pub type ProfileId = i64;

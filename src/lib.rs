@@ -1,0 +1,2 @@
+use pgrx::prelude::*;
+pg_module_magic!();
