@@ -1,2 +1,21 @@
+//! crm_access: a vtiger-style CRM record-permission model enforced by row-level security.
+//! Layers (DESIGN §2): `crm_model` (pure engine), `catalog` (loading), `session` (identity
+//! and cache), `api` (SQL functions), `policy` (protect, enforcement, plan-time simplification).
+
 use pgrx::prelude::*;
-pg_module_magic!();
+
+mod api;
+mod catalog;
+mod error;
+mod policy;
+mod session;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
+extension_sql_file!("../sql/triggers.sql", name = "triggers", requires = [api::trigger::catalog_changed]);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    session::init();
+}

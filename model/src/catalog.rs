@@ -2,9 +2,11 @@
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
+
 use crate::{Action, OwnerId, ProfileId, RoleId, SharingLevel};
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 pub struct Catalog {
     pub roles: Vec<Role>,
     pub profiles: Vec<Profile>,
@@ -20,14 +22,14 @@ pub struct Catalog {
     pub trusted_roles: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct Role {
     pub id: RoleId,
     pub name: String,
     pub parent: Option<RoleId>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 pub struct Profile {
     pub id: ProfileId,
     pub name: String,
@@ -37,7 +39,7 @@ pub struct Profile {
     pub grants: BTreeMap<String, Vec<Action>>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct User {
     pub owner_id: OwnerId,
     pub name: String,
@@ -46,7 +48,7 @@ pub struct User {
     pub is_active: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct Module {
     pub name: String,
     pub sharing_default: SharingLevel,

@@ -1,0 +1,13 @@
+-- Any change to the catalog, through the API or by hand (pg_restore included), invalidates
+-- the cached model and cached plans; see src/session/cache.rs for why this is transactional.
+DO $$
+DECLARE t regclass;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['crm.roles', 'crm.profiles', 'crm.modules', 'crm.sharing_defaults',
+                             'crm.profile_privileges', 'crm.role_profiles', 'crm.owners', 'crm.users',
+                             'crm.db_role_map', 'crm.trusted_roles', 'crm.protected_tables']::regclass[]
+    LOOP
+        EXECUTE format('CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION crm.catalog_changed()', t);
+    END LOOP;
+END $$;

@@ -1,0 +1,263 @@
+//! Catalog administration (DESIGN §4): roles, profiles, users, identity mapping, defaults.
+//! Each function authorises the caller, validates every name and value with a clear
+//! error, and only then writes; an error anywhere aborts the whole call.
+
+use crm_model::{Action, SharingLevel};
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+
+use super::authorize::administer;
+use crate::error::{CrmError, CrmResult};
+
+type Client<'a, 'b> = &'a mut SpiClient<'b>;
+
+fn nonempty(kind: &str, name: &str) -> CrmResult<()> {
+    if name.trim().is_empty() {
+        return Err(CrmError::invalid(format!("a {kind} name must not be empty")));
+    }
+    Ok(())
+}
+
+/// The first column of the first row `sql` returns, or `None` when it returns no row.
+pub fn one<T: FromDatum + IntoDatum>(c: &SpiClient<'_>, sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> CrmResult<Option<T>> {
+    let table = c.select(sql, Some(1), args)?;
+    if table.is_empty() {
+        return Ok(None);
+    }
+    Ok(table.first().get_one::<T>()?)
+}
+
+/// The id that `sql` (taking the name as $1) finds, or an "undefined" error naming it.
+fn find(c: &SpiClient<'_>, sql: &str, kind: &str, name: &str, hint: &str) -> CrmResult<i64> {
+    one::<i64>(c, sql, &[name.into()])?
+        .ok_or_else(|| CrmError::undefined(kind, name).with_hint(hint.to_string()))
+}
+
+fn exists(c: &SpiClient<'_>, sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> CrmResult<bool> {
+    Ok(one::<i32>(c, sql, args)?.is_some())
+}
+
+pub fn role_id(c: &SpiClient<'_>, name: &str) -> CrmResult<i64> {
+    find(c, "SELECT id FROM crm.roles WHERE name = $1", "role", name, "See crm.roles for existing roles.")
+}
+
+fn profile_id(c: &SpiClient<'_>, name: &str) -> CrmResult<i64> {
+    find(c, "SELECT id FROM crm.profiles WHERE name = $1", "profile", name, "See crm.profiles for existing profiles.")
+}
+
+fn user_id(c: &SpiClient<'_>, name: &str) -> CrmResult<i64> {
+    find(c, "SELECT owner_id FROM crm.users u JOIN crm.owners o ON o.id = u.owner_id WHERE o.name = $1", "CRM user", name, "See crm.user_directory for existing users.")
+}
+
+pub fn check_module(c: &SpiClient<'_>, module: &str) -> CrmResult<()> {
+    if exists(c, "SELECT 1 FROM crm.modules WHERE name = $1", &[module.into()])? {
+        return Ok(());
+    }
+    let known: Option<String> = one(c, "SELECT string_agg(name, ', ' ORDER BY name) FROM crm.modules", &[])?;
+    Err(CrmError::undefined("module", module).with_hint(format!("Modules are: {}.", known.unwrap_or_default())))
+}
+
+fn check_db_role(c: &SpiClient<'_>, db_role: &str) -> CrmResult<()> {
+    if exists(c, "SELECT 1 FROM pg_roles WHERE rolname = $1", &[db_role.into()])? {
+        return Ok(());
+    }
+    Err(CrmError::undefined("database role", db_role).with_hint("Create it first with CREATE ROLE."))
+}
+
+fn actions(actions: Vec<Option<String>>) -> CrmResult<Vec<Action>> {
+    if actions.is_empty() {
+        return Err(CrmError::invalid("the list of actions is empty").with_hint("Name one or more of: read, create, edit, delete, import, export."));
+    }
+    actions
+        .into_iter()
+        .map(|a| {
+            let a = a.ok_or_else(|| CrmError::invalid("the list of actions contains NULL"))?;
+            a.parse::<Action>().map_err(|e| CrmError::invalid(e.to_string()))
+        })
+        .collect()
+}
+
+#[pg_extern]
+fn create_role(name: &str, parent: Option<&str>) {
+    administer(|c: Client| {
+        nonempty("role", name)?;
+        if exists(c, "SELECT 1 FROM crm.roles WHERE name = $1", &[name.into()])? {
+            return Err(CrmError::duplicate("role", name));
+        }
+        let parent_id = match parent {
+            Some(p) => Some(role_id(c, p)?),
+            None => {
+                let root: Option<String> = one(c, "SELECT name FROM crm.roles WHERE parent_id IS NULL", &[])?;
+                if let Some(root) = root {
+                    return Err(CrmError::invalid(format!("role \"{root}\" is already the root role"))
+                        .with_hint("The hierarchy has exactly one root: give the new role a parent."));
+                }
+                None
+            }
+        };
+        c.update("INSERT INTO crm.roles (name, parent_id) VALUES ($1, $2)", None, &[name.into(), parent_id.into()])?;
+        Ok(())
+    })
+}
+
+#[pg_extern]
+fn move_role(name: &str, new_parent: &str) {
+    administer(|c: Client| {
+        let (id, parent) = (role_id(c, name)?, role_id(c, new_parent)?);
+        let cycle = exists(
+            c,
+            "WITH RECURSIVE below AS (SELECT id FROM crm.roles WHERE id = $1
+                                      UNION SELECT r.id FROM crm.roles r JOIN below b ON r.parent_id = b.id)
+             SELECT 1 FROM below WHERE id = $2",
+            &[id.into(), parent.into()],
+        )?;
+        if cycle {
+            return Err(CrmError::invalid(format!("moving role \"{name}\" under \"{new_parent}\" would make a cycle"))
+                .with_hint(format!("\"{new_parent}\" is \"{name}\" or one of its subordinate roles.")));
+        }
+        c.update("UPDATE crm.roles SET parent_id = $2 WHERE id = $1", None, &[id.into(), parent.into()])?;
+        Ok(())
+    })
+}
+
+#[pg_extern]
+fn create_profile(name: &str, view_all: default!(bool, false), edit_all: default!(bool, false)) {
+    administer(|c: Client| {
+        nonempty("profile", name)?;
+        if exists(c, "SELECT 1 FROM crm.profiles WHERE name = $1", &[name.into()])? {
+            return Err(CrmError::duplicate("profile", name));
+        }
+        c.update("INSERT INTO crm.profiles (name, view_all, edit_all) VALUES ($1, $2, $3)", None, &[name.into(), view_all.into(), edit_all.into()])?;
+        Ok(())
+    })
+}
+
+fn change_privileges(profile: &str, module: &str, list: Vec<Option<String>>, grant: bool) {
+    administer(|c: Client| {
+        let id = profile_id(c, profile)?;
+        check_module(c, module)?;
+        for a in actions(list)? {
+            let sql = if grant {
+                "INSERT INTO crm.profile_privileges VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+            } else {
+                "DELETE FROM crm.profile_privileges WHERE profile_id = $1 AND module = $2 AND action = $3"
+            };
+            c.update(sql, None, &[id.into(), module.into(), a.as_str().into()])?;
+        }
+        Ok(())
+    })
+}
+
+#[pg_extern]
+fn grant_privileges(profile: &str, module: &str, actions: Vec<Option<String>>) {
+    change_privileges(profile, module, actions, true)
+}
+
+#[pg_extern]
+fn revoke_privileges(profile: &str, module: &str, actions: Vec<Option<String>>) {
+    change_privileges(profile, module, actions, false)
+}
+
+#[pg_extern]
+fn attach_profile(role: &str, profile: &str) {
+    administer(|c: Client| {
+        let (r, p) = (role_id(c, role)?, profile_id(c, profile)?);
+        c.update("INSERT INTO crm.role_profiles VALUES ($1, $2) ON CONFLICT DO NOTHING", None, &[r.into(), p.into()])?;
+        Ok(())
+    })
+}
+
+#[pg_extern]
+fn detach_profile(role: &str, profile: &str) {
+    administer(|c: Client| {
+        let (r, p) = (role_id(c, role)?, profile_id(c, profile)?);
+        c.update("DELETE FROM crm.role_profiles WHERE role_id = $1 AND profile_id = $2", None, &[r.into(), p.into()])?;
+        Ok(())
+    })
+}
+
+#[pg_extern]
+fn create_user(name: &str, role: &str, is_admin: default!(bool, false)) -> i64 {
+    administer(|c: Client| {
+        nonempty("user", name)?;
+        let role = role_id(c, role)?;
+        if exists(c, "SELECT 1 FROM crm.owners WHERE name = $1", &[name.into()])? {
+            return Err(CrmError::duplicate("CRM user or group", name).with_hint("Users and groups share one namespace."));
+        }
+        let id: i64 = c
+            .update("INSERT INTO crm.owners (name, kind) VALUES ($1, 'user') RETURNING id", None, &[name.into()])?
+            .first()
+            .get_one()?
+            .expect("INSERT ... RETURNING returns a row");
+        c.update("INSERT INTO crm.users (owner_id, role_id, is_admin) VALUES ($1, $2, $3)", None, &[id.into(), role.into(), is_admin.into()])?;
+        Ok(id)
+    })
+}
+
+#[pg_extern]
+fn set_user_active(name: &str, active: bool) {
+    administer(|c: Client| {
+        let id = user_id(c, name)?;
+        c.update("UPDATE crm.users SET is_active = $2 WHERE owner_id = $1", None, &[id.into(), active.into()])?;
+        Ok(())
+    })
+}
+
+#[pg_extern]
+fn map_db_role(user_name: &str, db_role: &str) {
+    administer(|c: Client| {
+        let id = user_id(c, user_name)?;
+        check_db_role(c, db_role)?;
+        c.update(
+            "INSERT INTO crm.db_role_map VALUES ($1, $2) ON CONFLICT (db_role) DO UPDATE SET user_id = excluded.user_id",
+            None,
+            &[db_role.into(), id.into()],
+        )?;
+        Ok(())
+    })
+}
+
+#[pg_extern]
+fn unmap_db_role(db_role: &str) {
+    administer(|c: Client| {
+        if !exists(c, "SELECT 1 FROM crm.db_role_map WHERE db_role = $1", &[db_role.into()])? {
+            return Err(CrmError::undefined("mapping of database role", db_role));
+        }
+        c.update("DELETE FROM crm.db_role_map WHERE db_role = $1", None, &[db_role.into()])?;
+        Ok(())
+    })
+}
+
+#[pg_extern]
+fn trust_role(db_role: &str) {
+    administer(|c: Client| {
+        check_db_role(c, db_role)?;
+        c.update("INSERT INTO crm.trusted_roles VALUES ($1) ON CONFLICT DO NOTHING", None, &[db_role.into()])?;
+        Ok(())
+    })
+}
+
+#[pg_extern]
+fn distrust_role(db_role: &str) {
+    administer(|c: Client| {
+        if !exists(c, "SELECT 1 FROM crm.trusted_roles WHERE db_role = $1", &[db_role.into()])? {
+            return Err(CrmError::undefined("trusted role", db_role));
+        }
+        c.update("DELETE FROM crm.trusted_roles WHERE db_role = $1", None, &[db_role.into()])?;
+        Ok(())
+    })
+}
+
+#[pg_extern]
+fn set_sharing_default(module: &str, level: &str) {
+    administer(|c: Client| {
+        check_module(c, module)?;
+        let level = level.parse::<SharingLevel>().map_err(|e| CrmError::invalid(e.to_string()))?;
+        c.update(
+            "INSERT INTO crm.sharing_defaults VALUES ($1, $2) ON CONFLICT (module) DO UPDATE SET level = excluded.level",
+            None,
+            &[module.into(), level.as_str().into()],
+        )?;
+        Ok(())
+    })
+}

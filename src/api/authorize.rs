@@ -1,0 +1,33 @@
+//! Who may change the catalog (DESIGN §5): an acting CRM admin, a database superuser, or
+//! the role that owns the extension (so a fresh install can be bootstrapped).
+
+use pgrx::spi::SpiClient;
+use pgrx::{pg_sys, Spi};
+
+use crate::catalog::{load, privileged};
+use crate::error::{CrmError, CrmResult, OrRaise};
+use crate::session::{cache, identity};
+
+fn require_admin() -> CrmResult<pg_sys::Oid> {
+    let owner = load::extension_owner()?;
+    let caller = unsafe { pg_sys::GetUserId() };
+    if unsafe { pg_sys::superuser_arg(caller) || pg_sys::has_privs_of_role(caller, owner) } {
+        return Ok(owner);
+    }
+    let m = cache::current(true)?;
+    let why = match identity::acting_user(&m)? {
+        Ok(u) if u.is_admin => return Ok(owner),
+        Ok(u) => format!("CRM user \"{}\" is not an administrator", u.name),
+        Err(reason) => reason.to_string(),
+    };
+    Err(CrmError::denied("permission denied to change the CRM catalog")
+        .with_detail(why)
+        .with_hint("Act as a CRM administrator, or connect as the extension owner or a superuser."))
+}
+
+/// Authorise the caller, then run `f` against the catalog as the extension owner with a
+/// pinned search_path. Any error aborts the statement, so nothing is half-applied.
+pub fn administer<R>(f: impl FnOnce(&mut SpiClient<'_>) -> CrmResult<R>) -> R {
+    let owner = require_admin().or_raise();
+    privileged::as_owner(owner, || Spi::connect_mut(f)).or_raise()
+}

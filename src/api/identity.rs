@@ -1,0 +1,53 @@
+//! Identity functions: act as a user, ask who is acting, look up owner ids.
+
+use pgrx::prelude::*;
+
+use crate::error::{CrmError, OrRaise};
+use crate::session::cache;
+use crate::session::identity::{self, Identity};
+
+/// The acting user's name; NULL when there is none (or the named user does not exist).
+#[pg_extern(stable)]
+fn acting_user() -> Option<String> {
+    let m = cache::current(true).or_raise();
+    match identity::resolve(&m).or_raise() {
+        Identity::User(id) => m.model.user(id).map(|u| u.name.clone()),
+        Identity::None | Identity::Unknown(_) => None,
+    }
+}
+
+/// The owner id of a user (groups share the same id space).
+#[pg_extern(stable)]
+fn owner_id(name: &str) -> i64 {
+    let m = cache::current(true).or_raise();
+    match m.model.user_by_name(name) {
+        Some(u) => u.owner_id,
+        None => CrmError::undefined("CRM user or group", name).with_hint("See crm.user_directory for existing users.").raise(),
+    }
+}
+
+/// Checks that the session may assert an acting user and that the user exists, so that a
+/// mistake is an error now rather than an empty result later.
+#[pg_extern(volatile)]
+fn check_acting_user(name: &str) -> bool {
+    let m = cache::current(true).or_raise();
+    crate::session::identity::check_may_assert(&m).or_raise();
+    if m.model.user_by_name(name).is_none() {
+        CrmError::undefined("CRM user", name).with_hint("See crm.user_directory for existing users.").raise();
+    }
+    true
+}
+
+extension_sql!(
+    r#"
+-- Not a C function on purpose: set_config's is_local must apply to the caller's
+-- transaction, and a function with its own SET clause would undo it on return.
+CREATE FUNCTION crm.set_user(name text, is_local boolean DEFAULT true) RETURNS text
+LANGUAGE sql VOLATILE AS $$
+    SELECT pg_catalog.set_config('crm.user_name', coalesce(name, ''), is_local)
+    WHERE coalesce(name, '') OPERATOR(pg_catalog.=) '' OR crm.check_acting_user(name)
+$$;
+"#,
+    name = "set_user",
+    requires = [check_acting_user]
+);

@@ -1,0 +1,10 @@
+//! The statement trigger on every catalog table; see `session::cache` for why a relcache
+//! invalidation is the right signal.
+
+use pgrx::prelude::*;
+
+#[pg_trigger]
+fn catalog_changed<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(trigger.relation()?.oid()) };
+    Ok(None)
+}

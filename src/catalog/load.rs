@@ -1,0 +1,97 @@
+//! Loading the catalog snapshot from the crm.* tables.
+//!
+//! One read-only query returns the whole catalog as a JSON document: one round trip, one
+//! snapshot, and no per-table decoding code. The query runs `read_only` under a snapshot
+//! taken *after* invalidation messages were accepted (see `session::cache`), so it sees
+//! every change whose invalidation we consumed, and it never writes (hot standby safe).
+
+use std::collections::HashSet;
+use std::ffi::CStr;
+
+use crm_model::Catalog;
+use pgrx::pg_sys;
+use serde::Deserialize;
+
+use super::privileged;
+use crate::error::{CrmError, CrmResult};
+
+/// The catalog plus what the extension needs to build and check policy expressions.
+#[derive(Debug, Deserialize)]
+pub struct LoadedCatalog {
+    pub catalog: Catalog,
+    /// Relations whose invalidation means "the catalog changed".
+    pub catalog_relids: HashSet<u32>,
+    /// `crm.assert_can_assign(regclass, text, bigint)`, the fallback of write checks.
+    pub assert_fn: u32,
+}
+
+const EXTENSION_OWNER: &CStr = c"SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'crm_access'";
+
+const CATALOG_JSON: &CStr = c"
+SELECT json_build_object('catalog', json_build_object(
+  'roles', coalesce((SELECT json_agg(json_build_object('id', id, 'name', name, 'parent', parent_id)) FROM crm.roles), '[]'),
+  'profiles', coalesce((SELECT json_agg(json_build_object(
+        'id', p.id, 'name', p.name, 'view_all', p.view_all, 'edit_all', p.edit_all,
+        'grants', coalesce((SELECT json_object_agg(g.module, g.actions)
+                            FROM (SELECT module, json_agg(action) AS actions FROM crm.profile_privileges
+                                  WHERE profile_id = p.id GROUP BY module) g), '{}')))
+     FROM crm.profiles p), '[]'),
+  'role_profiles', coalesce((SELECT json_agg(json_build_array(role_id, profile_id)) FROM crm.role_profiles), '[]'),
+  'users', coalesce((SELECT json_agg(json_build_object('owner_id', u.owner_id, 'name', o.name, 'role', u.role_id,
+                                                       'is_admin', u.is_admin, 'is_active', u.is_active))
+                     FROM crm.users u JOIN crm.owners o ON o.id = u.owner_id), '[]'),
+  'modules', (SELECT json_agg(json_build_object('name', m.name, 'sharing_default', coalesce(d.level, 'private')))
+              FROM crm.modules m LEFT JOIN crm.sharing_defaults d ON d.module = m.name),
+  'protected_tables', coalesce((SELECT json_object_agg(tbl::oid, json_build_array(module, owner_column))
+                                FROM crm.protected_tables), '{}'),
+  'db_role_map', coalesce((SELECT json_object_agg(db_role, user_id) FROM crm.db_role_map), '{}'),
+  'trusted_roles', coalesce((SELECT json_agg(db_role) FROM crm.trusted_roles), '[]')),
+  'catalog_relids', (SELECT json_agg(oid::int8) FROM pg_class WHERE relnamespace = 'crm'::regnamespace AND relkind = 'r'),
+  'assert_fn', 'crm.assert_can_assign(regclass, text, bigint)'::regprocedure::oid::int8
+)::text";
+
+/// Run one read-only query that returns one value, under the current active snapshot.
+fn query_one(sql: &CStr) -> Option<String> {
+    unsafe {
+        pg_sys::SPI_connect();
+        let status = pg_sys::SPI_execute(sql.as_ptr(), true, 1);
+        let value = if status == pg_sys::SPI_OK_SELECT as i32 && pg_sys::SPI_processed == 1 {
+            let table = &*pg_sys::SPI_tuptable;
+            let raw = pg_sys::SPI_getvalue(*table.vals, table.tupdesc, 1);
+            (!raw.is_null()).then(|| CStr::from_ptr(raw).to_string_lossy().into_owned())
+        } else {
+            None
+        };
+        pg_sys::SPI_finish();
+        value
+    }
+}
+
+/// The extension owner: catalog writes and the model load run with its rights.
+pub fn extension_owner() -> CrmResult<pg_sys::Oid> {
+    let owner = privileged::with_pinned_search_path(|| query_one(EXTENSION_OWNER));
+    owner
+        .and_then(|o| o.parse::<u32>().ok())
+        .map(pg_sys::Oid::from)
+        .ok_or_else(|| CrmError::broken_catalog("the crm_access extension is not installed in this database"))
+}
+
+/// Load the catalog under a fresh snapshot, so that it includes every committed change
+/// whose invalidation was accepted before this call, and this transaction's own changes.
+pub fn load() -> CrmResult<LoadedCatalog> {
+    let owner = extension_owner()?;
+    let json = unsafe {
+        // A parallel worker may not take a new snapshot; it uses the leader's.
+        let fresh = !pg_sys::IsInParallelMode();
+        if fresh {
+            pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot());
+        }
+        let json = privileged::as_owner(owner, || query_one(CATALOG_JSON));
+        if fresh {
+            pg_sys::PopActiveSnapshot();
+        }
+        json
+    };
+    let json = json.ok_or_else(|| CrmError::broken_catalog("the catalog query returned nothing"))?;
+    serde_json::from_str(&json).map_err(|e| CrmError::broken_catalog(format!("cannot read the catalog: {e}")))
+}

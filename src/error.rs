@@ -1,0 +1,97 @@
+//! Errors as users see them: SQLSTATE, a message naming the object, and a hint saying how
+//! to fix it. Raising one aborts the statement, so nothing it wrote survives.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+#[derive(Debug, Clone)]
+pub struct CrmError {
+    code: PgSqlErrorCode,
+    message: String,
+    detail: Option<String>,
+    hint: Option<String>,
+}
+
+impl CrmError {
+    fn new(code: PgSqlErrorCode, message: impl Into<String>) -> Self {
+        CrmError { code, message: message.into(), detail: None, hint: None }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// `kind` is a CRM word ("role", "profile", "CRM user", "module").
+    pub fn undefined(kind: &str, name: &str) -> Self {
+        CrmError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("{kind} \"{name}\" does not exist"))
+    }
+
+    pub fn duplicate(kind: &str, name: &str) -> Self {
+        CrmError::new(PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT, format!("{kind} \"{name}\" already exists"))
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        CrmError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message)
+    }
+
+    pub fn denied(message: impl Into<String>) -> Self {
+        CrmError::new(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, message)
+    }
+
+    pub fn undefined_column(table: &str, column: &str) -> Self {
+        CrmError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN, format!("column \"{column}\" of table {table} does not exist"))
+    }
+
+    pub fn datatype_mismatch(message: impl Into<String>) -> Self {
+        CrmError::new(PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH, message)
+    }
+
+    /// The catalog cannot be compiled into a model (possible only through direct table
+    /// writes, which bypass the API's validation). Enforcement fails closed on it.
+    pub fn broken_catalog(problem: impl Into<String>) -> Self {
+        CrmError::new(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, "the CRM catalog is inconsistent")
+            .with_detail(problem)
+            .with_hint("Fix the crm.* tables; until then no protected row is visible and every write is refused.")
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn raise(self) -> ! {
+        let mut report = ErrorReport::new(self.code, self.message, "crm_access");
+        if let Some(d) = self.detail {
+            report = report.set_detail(d);
+        }
+        if let Some(h) = self.hint {
+            report = report.set_hint(h);
+        }
+        report.report(PgLogLevel::ERROR);
+        unreachable!("ERROR does not return")
+    }
+}
+
+pub type CrmResult<T> = Result<T, CrmError>;
+
+/// Raise the error, if any; the API's `#[pg_extern]` functions end with this.
+pub trait OrRaise<T> {
+    fn or_raise(self) -> T;
+}
+
+impl<T> OrRaise<T> for CrmResult<T> {
+    fn or_raise(self) -> T {
+        self.unwrap_or_else(|e| e.raise())
+    }
+}
+
+impl From<pgrx::spi::SpiError> for CrmError {
+    fn from(e: pgrx::spi::SpiError) -> Self {
+        CrmError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("catalog query failed: {e}"))
+    }
+}

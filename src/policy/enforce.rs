@@ -1,0 +1,139 @@
+//! What a policy lets the acting user reach, shared by the planner support function (which
+//! turns it into a constant expression) and by the run-time functions (which evaluate it
+//! when no simplification happened). One source of truth, so the two cannot drift.
+
+use std::ffi::CStr;
+use std::rc::Rc;
+
+use crm_model::{Action, OwnerId, Reason, Scope};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::error::{CrmError, CrmResult};
+use crate::session::cache::{self, Loaded};
+use crate::session::identity;
+
+pub enum Access {
+    All,
+    Nothing,
+    Owners(Rc<Scope>),
+}
+
+fn table_name(tbl: pg_sys::Oid) -> String {
+    unsafe {
+        let name = pg_sys::get_rel_name(tbl);
+        if name.is_null() { tbl.to_u32().to_string() } else { CStr::from_ptr(name).to_string_lossy().into_owned() }
+    }
+}
+
+/// A write by someone who cannot act (no identity, unknown or disabled user).
+fn refused(reason: &Reason, action: Action, tbl: pg_sys::Oid) -> CrmError {
+    CrmError::denied(format!("{reason}: {action} on table {} is refused", table_name(tbl))).with_hint(
+        "Connect as a login mapped with crm.map_db_role(), or from a trusted role run crm.set_user() or SET LOCAL crm.user_name.",
+    )
+}
+
+/// The model, or for reads a fail-closed `None` with a warning when the catalog is broken.
+fn model(action: Action, planning: bool) -> CrmResult<Option<Rc<Loaded>>> {
+    match cache::current(planning) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if action == Action::Read => {
+            pgrx::warning!("{}: no protected rows are visible", e.message());
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Which rows of `tbl` the acting user may `action` (read, edit, delete). Reads by someone
+/// who cannot act see nothing; writes by them are refused with an error.
+pub fn access(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<Access> {
+    let Some(m) = model(action, planning)? else { return Ok(Access::Nothing) };
+    // A policy left on a table that is no longer registered fails closed.
+    let Some(module) = m.module_of(tbl) else { return Ok(Access::Nothing) };
+    let user = match identity::acting_user(&m)? {
+        Ok(u) => u.owner_id,
+        Err(_) if action == Action::Read => return Ok(Access::Nothing),
+        Err(reason) => return Err(refused(&reason, action, tbl)),
+    };
+    let scope = m.scope(user, tbl, module, action);
+    Ok(match &*scope {
+        Scope::All => Access::All,
+        Scope::Owners(v) if v.is_empty() => Access::Nothing,
+        Scope::Owners(_) => Access::Owners(scope),
+    })
+}
+
+/// The owners the acting user may give a `tbl` record to when creating it (`Create`) or
+/// changing its owner (`Edit`); `None` when nobody may act (every row then fails the check).
+pub fn assignable(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<(Option<Rc<Vec<OwnerId>>>, pg_sys::Oid)> {
+    let m = cache::current(planning)?;
+    let Some(module) = m.module_of(tbl) else { return Ok((None, m.assert_fn)) };
+    Ok(match identity::acting_user(&m)? {
+        Ok(u) => (Some(m.assignable(u.owner_id, tbl, module, action)), m.assert_fn),
+        Err(_) => (None, m.assert_fn),
+    })
+}
+
+/// Check one written row's owner; raise with the reason when it is not allowed.
+pub fn check_assignment(tbl: pg_sys::Oid, action: Action, owner: Option<OwnerId>) -> CrmResult<()> {
+    let m = cache::current(false)?;
+    let Some(module) = m.module_of(tbl) else {
+        return Err(CrmError::denied(format!("table {} is not protected by crm_access", table_name(tbl))));
+    };
+    let user = match identity::acting_user(&m)? {
+        Ok(u) => u,
+        Err(reason) => return Err(refused(&reason, action, tbl)),
+    };
+    let Some(owner) = owner else {
+        return Err(CrmError::invalid(format!("a {module} record must have an owner")));
+    };
+    let d = m.model.decide_assignment(Some(user.owner_id), module, action, owner);
+    if d.allowed {
+        return Ok(());
+    }
+    let owner_name = m.model.user(owner).map(|o| o.name.clone()).unwrap_or_else(|| owner.to_string());
+    let what = if action == Action::Create { "create" } else { "assign" };
+    Err(CrmError::denied(format!("CRM user \"{}\" may not {what} a {module} record owned by {owner_name}", user.name))
+        .with_detail(d.reason.to_string())
+        .with_hint("Records can be given to yourself, users below your role, or anyone whose records you may edit."))
+}
+
+fn parse_action(action: &str) -> Action {
+    action.parse::<Action>().unwrap_or_else(|e| CrmError::invalid(e.to_string()).raise())
+}
+
+// The run-time functions. Policies call them with a constant table and action, and the
+// planner normally replaces each call (see `simplify`); evaluated as written they give
+// the same answer row by row.
+
+#[pg_extern(
+    sql = "CREATE FUNCTION crm.can(tbl regclass, action text, owner bigint) RETURNS boolean
+           STABLE PARALLEL SAFE LANGUAGE c SUPPORT crm.can_support AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';",
+    requires = [simplify::can_support]
+)]
+fn can(tbl: pg_sys::Oid, action: &str, owner: Option<i64>) -> bool {
+    match access(tbl, parse_action(action), false).unwrap_or_else(|e| e.raise()) {
+        Access::All => true,
+        Access::Nothing => false,
+        Access::Owners(s) => owner.is_some_and(|o| s.contains(o)),
+    }
+}
+
+#[pg_extern(
+    sql = "CREATE FUNCTION crm.can_assign(tbl regclass, action text, owner bigint) RETURNS boolean
+           VOLATILE PARALLEL SAFE LANGUAGE c SUPPORT crm.can_assign_support AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';",
+    requires = [simplify::can_assign_support]
+)]
+fn can_assign(tbl: pg_sys::Oid, action: &str, owner: Option<i64>) -> bool {
+    assert_can_assign(tbl, action, owner)
+}
+
+#[pg_extern(
+    sql = "CREATE FUNCTION crm.assert_can_assign(tbl regclass, action text, owner bigint) RETURNS boolean
+           VOLATILE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
+)]
+fn assert_can_assign(tbl: pg_sys::Oid, action: &str, owner: Option<i64>) -> bool {
+    check_assignment(tbl, parse_action(action), owner).unwrap_or_else(|e| e.raise());
+    true
+}

@@ -1,0 +1,6 @@
+//! Row-level security for protected tables: attaching the policies (`protect`), what they
+//! let through (`enforce`), and their plan-time specialisation (`simplify`).
+
+pub mod enforce;
+pub mod protect;
+pub mod simplify;

@@ -1,0 +1,111 @@
+//! Attaching and removing the crm_access policies on a CRM table.
+//!
+//! Policies are RESTRICTIVE, with one permissive `true` base policy: any other policy a
+//! DBA adds to the table can narrow access further but never widen it. FORCE ROW LEVEL
+//! SECURITY makes the table owner subject to them too.
+
+use pgrx::prelude::*;
+use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
+use pgrx::PgRelation;
+
+use crate::api::admin::{check_module, one};
+use crate::api::authorize::administer;
+use crate::error::{CrmError, CrmResult};
+
+const POLICIES: [&str; 5] = ["crm_base", "crm_read", "crm_create", "crm_edit", "crm_delete"];
+
+fn table_text(c: &SpiClient<'_>, tbl: pg_sys::Oid) -> CrmResult<String> {
+    Ok(one::<String>(c, "SELECT $1::regclass::text", &[tbl.into()])?.unwrap_or_default())
+}
+
+fn drop_policies(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str) -> CrmResult<()> {
+    for p in POLICIES {
+        if one::<i32>(c, "SELECT 1 FROM pg_policy WHERE polrelid = $1 AND polname = $2", &[tbl.into(), p.into()])?.is_some() {
+            c.update(&format!("DROP POLICY {p} ON {table}"), None, &[])?;
+        }
+    }
+    Ok(())
+}
+
+#[pg_extern]
+fn protect(tbl: PgRelation, module: &str, owner_column: default!(&str, "'owner_id'")) {
+    let (oid, relkind) = (tbl.oid(), unsafe { (*tbl.rd_rel).relkind as u8 });
+    // ALTER TABLE refuses a relation this session holds open.
+    drop(tbl);
+    administer(|c: &mut SpiClient<'_>| {
+        check_module(c, module)?;
+        let table = table_text(c, oid)?;
+        if !matches!(relkind, b'r' | b'p') {
+            return Err(CrmError::datatype_mismatch(format!("{table} is not a table")).with_hint("Only tables and partitioned tables can be protected."));
+        }
+        let column = one::<String>(
+            c,
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+             WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+            &[oid.into(), owner_column.into()],
+        )?;
+        match column {
+            Some(ty) if ty == "bigint" => {}
+            Some(ty) => {
+                return Err(CrmError::datatype_mismatch(format!("owner column \"{owner_column}\" of {table} is {ty}, not bigint"))
+                    .with_hint(format!("Owner ids are bigint: ALTER TABLE {table} ALTER COLUMN {} TYPE bigint.", quote_identifier(owner_column))))
+            }
+            None => return Err(CrmError::undefined_column(&table, owner_column)),
+        }
+        let owner = quote_identifier(owner_column);
+        let lit = quote_literal(&table);
+        drop_policies(c, oid, &table)?;
+        c.update(
+            &format!(
+                "ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
+                 ALTER TABLE {table} FORCE ROW LEVEL SECURITY;
+                 CREATE POLICY crm_base ON {table} AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true);
+                 CREATE POLICY crm_read ON {table} AS RESTRICTIVE FOR SELECT
+                     USING (crm.can({lit}::regclass, 'read', {owner}));
+                 CREATE POLICY crm_create ON {table} AS RESTRICTIVE FOR INSERT
+                     WITH CHECK (crm.can_assign({lit}::regclass, 'create', {owner}));
+                 CREATE POLICY crm_edit ON {table} AS RESTRICTIVE FOR UPDATE
+                     USING (crm.can({lit}::regclass, 'edit', {owner}))
+                     WITH CHECK (crm.can_assign({lit}::regclass, 'edit', {owner}));
+                 CREATE POLICY crm_delete ON {table} AS RESTRICTIVE FOR DELETE
+                     USING (crm.can({lit}::regclass, 'delete', {owner}));"
+            ),
+            None,
+            &[],
+        )?;
+        c.update(
+            "INSERT INTO crm.protected_tables VALUES ($1, $2, $3)
+             ON CONFLICT (tbl) DO UPDATE SET module = excluded.module, owner_column = excluded.owner_column",
+            None,
+            &[oid.into(), module.into(), owner_column.into()],
+        )?;
+        let indexed = one::<i32>(
+            c,
+            "SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+             WHERE i.indrelid = $1 AND a.attname = $2",
+            &[oid.into(), owner_column.into()],
+        )?
+        .is_some();
+        if !indexed {
+            pgrx::notice!("{table} has no index led by {owner}: users who see few rows will still scan the whole table; consider CREATE INDEX ON {table} ({owner})");
+        }
+        Ok(())
+    })
+}
+
+#[pg_extern]
+fn unprotect(tbl: PgRelation) {
+    let oid = tbl.oid();
+    drop(tbl);
+    administer(|c: &mut SpiClient<'_>| {
+        let table = table_text(c, oid)?;
+        let registered = one::<i32>(c, "SELECT 1 FROM crm.protected_tables WHERE tbl = $1", &[oid.into()])?;
+        if registered.is_none() {
+            return Err(CrmError::undefined("protected table", &table));
+        }
+        drop_policies(c, oid, &table)?;
+        c.update(&format!("ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY; ALTER TABLE {table} DISABLE ROW LEVEL SECURITY"), None, &[])?;
+        c.update("DELETE FROM crm.protected_tables WHERE tbl = $1", None, &[oid.into()])?;
+        Ok(())
+    })
+}

@@ -1,0 +1,126 @@
+//! Plan-time specialisation of the policies (DESIGN §6).
+//!
+//! One static policy cannot give every viewer its best plan: `owner = ANY(f())` scans an
+//! index for a rep but filters every row for an admin, and `(SELECT sees_all()) OR ...`
+//! defeats the index for everyone. So the planner asks these support functions to replace
+//! `crm.can(tbl, action, owner)` with what the acting user may reach, as constants:
+//! `true` (no filter at all), `false`, or `owner = ANY('{...}'::bigint[])`, which the
+//! planner estimates exactly and matches to an index on the owner column.
+//!
+//! Safe because such a plan is never reused for another user or another catalog: changing
+//! `crm.user_name` (`session::guc`) or committing a catalog change (`session::cache`) resets
+//! every cached plan, and a change of login role re-plans through PostgreSQL's own RLS
+//! check. If no simplification happens, the functions compute the same answer at run time.
+
+use std::ffi::c_char;
+
+use crm_model::{Action, OwnerId};
+use pgrx::prelude::*;
+use pgrx::{is_a, pg_sys, Internal, PgBox, PgList};
+
+use super::enforce::{self, Access};
+use crate::error::OrRaise;
+
+/// `int8 = int8` (pg_operator.dat: Int8EqualOperator).
+const INT8_EQ_OPERATOR: pg_sys::Oid = pg_sys::Oid::from_u32(410);
+
+#[derive(Clone, Copy)]
+enum Policy {
+    Access,
+    Assignment,
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn can_support(request: Internal) -> Internal {
+    support(request, Policy::Access)
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn can_assign_support(request: Internal) -> Internal {
+    support(request, Policy::Assignment)
+}
+
+/// A support function answers NULL (a null pointer, not SQL NULL) when it declines.
+fn declined() -> Internal {
+    Internal::from(Some(pg_sys::Datum::from(0usize)))
+}
+
+fn support(request: Internal, policy: Policy) -> Internal {
+    let Some(node) = request.unwrap().map(|d| d.cast_mut_ptr::<pg_sys::Node>()) else { return declined() };
+    unsafe {
+        if node.is_null() || !is_a(node, pg_sys::NodeTag::T_SupportRequestSimplify) {
+            return declined();
+        }
+        let fcall = (*(node as *mut pg_sys::SupportRequestSimplify)).fcall;
+        match simplify(fcall, policy) {
+            Some(expr) => Internal::from(Some(pg_sys::Datum::from(expr))),
+            None => declined(),
+        }
+    }
+}
+
+unsafe fn simplify(fcall: *mut pg_sys::FuncExpr, policy: Policy) -> Option<*mut pg_sys::Node> {
+    let args = PgList::<pg_sys::Node>::from_pg((*fcall).args);
+    let tbl = const_value::<pg_sys::Oid>(args.get_ptr(0)?)?;
+    let action: Action = const_value::<String>(args.get_ptr(1)?)?.parse().ok()?;
+    let owner = args.get_ptr(2)?;
+    Some(match policy {
+        Policy::Access => match enforce::access(tbl, action, true).or_raise() {
+            Access::All => pg_sys::makeBoolConst(true, false),
+            Access::Nothing => pg_sys::makeBoolConst(false, false),
+            Access::Owners(scope) => match &*scope {
+                crm_model::Scope::Owners(owners) => owner_in(owner, owners),
+                crm_model::Scope::All => pg_sys::makeBoolConst(true, false),
+            },
+        },
+        // Rows whose owner is in the set pass without a call; any other row reaches
+        // crm.assert_can_assign, which raises an error that says why.
+        Policy::Assignment => {
+            let (owners, assert_fn) = enforce::assignable(tbl, action, true).or_raise();
+            let assert = pg_sys::makeFuncExpr(
+                assert_fn,
+                pg_sys::BOOLOID,
+                pg_sys::copyObjectImpl((*fcall).args.cast()).cast(),
+                pg_sys::InvalidOid,
+                pg_sys::InvalidOid,
+                pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
+            )
+            .cast::<pg_sys::Node>();
+            match owners {
+                Some(owners) if !owners.is_empty() => {
+                    let mut either = PgList::<pg_sys::Node>::new();
+                    either.push(owner_in(owner, &owners));
+                    either.push(assert);
+                    pg_sys::makeBoolExpr(pg_sys::BoolExprType::OR_EXPR, either.into_pg(), -1).cast()
+                }
+                _ => assert,
+            }
+        }
+    })
+}
+
+unsafe fn const_value<T: FromDatum>(node: *mut pg_sys::Node) -> Option<T> {
+    if !is_a(node, pg_sys::NodeTag::T_Const) {
+        return None;
+    }
+    let c = &*(node as *mut pg_sys::Const);
+    T::from_polymorphic_datum(c.constvalue, c.constisnull, c.consttype)
+}
+
+/// `owner = ANY('{...}'::bigint[])`
+unsafe fn owner_in(owner: *mut pg_sys::Node, owners: &[OwnerId]) -> *mut pg_sys::Node {
+    let mut datums: Vec<pg_sys::Datum> = owners.iter().map(|&o| pg_sys::Datum::from(o)).collect();
+    let array = pg_sys::construct_array(datums.as_mut_ptr(), datums.len() as i32, pg_sys::INT8OID, 8, true, b'd' as c_char);
+    let array = pg_sys::makeConst(pg_sys::INT8ARRAYOID, -1, pg_sys::InvalidOid, -1, pg_sys::Datum::from(array), false, false);
+    let mut saop = PgBox::<pg_sys::ScalarArrayOpExpr>::alloc_node(pg_sys::NodeTag::T_ScalarArrayOpExpr);
+    saop.opno = INT8_EQ_OPERATOR;
+    saop.opfuncid = pg_sys::Oid::from(pg_sys::F_INT8EQ);
+    saop.useOr = true;
+    saop.inputcollid = pg_sys::InvalidOid;
+    let mut args = PgList::<pg_sys::Node>::new();
+    args.push(pg_sys::copyObjectImpl(owner.cast()).cast());
+    args.push(array.cast());
+    saop.args = args.into_pg();
+    saop.location = -1;
+    saop.into_pg().cast()
+}

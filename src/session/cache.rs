@@ -1,0 +1,127 @@
+//! The per-backend cache of the compiled model, invalidated transactionally.
+//!
+//! Backends are single-threaded, so thread-locals are enough. Every catalog change fires a
+//! statement trigger that sends a relcache invalidation for the changed catalog table.
+//! PostgreSQL delivers that message with exactly the visibility we need:
+//! - to this backend at the next command (CommandCounterIncrement), so later statements of
+//!   the same transaction see its own changes;
+//! - to every other backend only after commit, when they next accept invalidations (at the
+//!   start of their next transaction, or when planning, which calls `current()`);
+//! - on rollback, replayed locally, so a model that included rolled-back changes is dropped.
+//! The callback marks the model stale and resets cached plans, since plans embed
+//! decisions taken from the model (see `policy::simplify`).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crm_model::{Action, Model, OwnerId, Scope};
+use pgrx::prelude::*;
+
+use crate::catalog::load::{self, LoadedCatalog};
+use crate::error::{CrmError, CrmResult};
+
+/// The compiled model with what enforcement needs, and memoised per-(user, module, action)
+/// answers: a statement plans each protected table once, but a run-time fallback may ask
+/// per row.
+pub struct Loaded {
+    pub model: Model,
+    pub assert_fn: pg_sys::Oid,
+    scopes: RefCell<HashMap<(OwnerId, u32, Action), Rc<Scope>>>,
+    assignable: RefCell<HashMap<(OwnerId, u32, Action), Rc<Vec<OwnerId>>>>,
+}
+
+impl Loaded {
+    /// The module a protected table belongs to.
+    pub fn module_of(&self, tbl: pg_sys::Oid) -> Option<&str> {
+        self.model.catalog().protected_tables.get(&tbl.to_u32()).map(|(m, _)| m.as_str())
+    }
+
+    pub fn scope(&self, user: OwnerId, tbl: pg_sys::Oid, module: &str, action: Action) -> Rc<Scope> {
+        let key = (user, tbl.to_u32(), action);
+        if let Some(s) = self.scopes.borrow().get(&key) {
+            return s.clone();
+        }
+        let s = Rc::new(self.model.scope(user, module, action));
+        self.scopes.borrow_mut().insert(key, s.clone());
+        s
+    }
+
+    pub fn assignable(&self, user: OwnerId, tbl: pg_sys::Oid, module: &str, action: Action) -> Rc<Vec<OwnerId>> {
+        let key = (user, tbl.to_u32(), action);
+        if let Some(s) = self.assignable.borrow().get(&key) {
+            return s.clone();
+        }
+        let s = Rc::new(self.model.assignable(user, module, action));
+        self.assignable.borrow_mut().insert(key, s.clone());
+        s
+    }
+}
+
+thread_local! {
+    static MODEL: RefCell<Option<Rc<Loaded>>> = const { RefCell::new(None) };
+    static STALE: Cell<bool> = const { Cell::new(true) };
+    /// Catalog relations of the loaded model; kept apart from MODEL so the callback never
+    /// needs a borrow that loading might hold.
+    static CATALOG_RELIDS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    static GENERATION: Cell<u64> = const { Cell::new(0) };
+}
+
+pub fn init() {
+    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(relcache_changed), pg_sys::Datum::from(0)) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    let ours = relid == pg_sys::InvalidOid
+        || CATALOG_RELIDS.with(|r| r.try_borrow().map(|r| r.contains(&relid.to_u32())).unwrap_or(true));
+    if ours && !STALE.get() {
+        STALE.set(true);
+        pg_sys::ResetPlanCache();
+    }
+}
+
+/// Increases whenever a new model is loaded; identity resolution caches against it.
+pub fn generation() -> u64 {
+    GENERATION.get()
+}
+
+/// The model as of the latest committed catalog (plus this transaction's own changes).
+/// `accept` first takes in pending invalidations; planning does, run-time checks do not,
+/// so that one statement never switches models halfway through its rows.
+pub fn current(accept: bool) -> CrmResult<Rc<Loaded>> {
+    if accept {
+        unsafe { pg_sys::AcceptInvalidationMessages() };
+    }
+    if !STALE.get() {
+        if let Some(m) = MODEL.with(|m| m.borrow().clone()) {
+            return Ok(m);
+        }
+    }
+    // Cleared before loading: an invalidation that arrives while we load sets it again.
+    STALE.set(false);
+    let loaded = load::load().and_then(compile);
+    match loaded {
+        Ok(m) => {
+            MODEL.with(|slot| *slot.borrow_mut() = Some(m.clone()));
+            GENERATION.set(GENERATION.get() + 1);
+            Ok(m)
+        }
+        Err(e) => {
+            STALE.set(true);
+            MODEL.with(|slot| *slot.borrow_mut() = None);
+            Err(e)
+        }
+    }
+}
+
+fn compile(loaded: LoadedCatalog) -> CrmResult<Rc<Loaded>> {
+    CATALOG_RELIDS.with(|r| *r.borrow_mut() = loaded.catalog_relids.iter().copied().collect());
+    let model = Model::compile(loaded.catalog).map_err(|e| CrmError::broken_catalog(e.to_string()))?;
+    Ok(Rc::new(Loaded {
+        model,
+        assert_fn: pg_sys::Oid::from(loaded.assert_fn),
+        scopes: RefCell::default(),
+        assignable: RefCell::default(),
+    }))
+}

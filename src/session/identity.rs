@@ -1,0 +1,100 @@
+//! Resolving the acting CRM user (DESIGN §5).
+//!
+//! Exactly one source decides: `crm.user_name` when it is set, which is honoured only if
+//! the session's login role is a superuser or a member of a trusted role (anyone else gets
+//! an error, never someone else's rows); otherwise the login role's mapping. The login
+//! role is `session_user`: SET ROLE does not change who is acting.
+
+use std::cell::RefCell;
+use std::ffi::CStr;
+
+use crm_model::{OwnerId, Reason, User};
+use pgrx::pg_sys;
+
+use super::cache::{self, Loaded};
+use super::guc;
+use crate::error::{CrmError, CrmResult};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    None,
+    Unknown(String),
+    User(OwnerId),
+}
+
+/// (model generation, session user, setting) -> identity: run-time checks may ask per row.
+type Memo = (u64, pg_sys::Oid, Option<String>, Identity);
+
+thread_local! {
+    static MEMO: RefCell<Option<Memo>> = const { RefCell::new(None) };
+}
+
+pub fn forget() {
+    MEMO.with(|m| m.replace(None));
+}
+
+fn role_name(oid: pg_sys::Oid) -> String {
+    unsafe { CStr::from_ptr(pg_sys::GetUserNameFromId(oid, false)).to_string_lossy().into_owned() }
+}
+
+fn is_trusted(m: &Loaded, login: pg_sys::Oid) -> bool {
+    unsafe {
+        pg_sys::superuser_arg(login)
+            || m.model.catalog().trusted_roles.iter().any(|r| {
+                let Ok(name) = std::ffi::CString::new(r.as_str()) else { return false };
+                let oid = pg_sys::get_role_oid(name.as_ptr(), true);
+                oid != pg_sys::InvalidOid && pg_sys::is_member_of_role(login, oid)
+            })
+    }
+}
+
+/// Only a superuser session or a member of a trusted role may set `crm.user_name`.
+pub fn check_may_assert(m: &Loaded) -> CrmResult<()> {
+    let login = unsafe { pg_sys::GetSessionUserId() };
+    if is_trusted(m, login) {
+        return Ok(());
+    }
+    let login = role_name(login);
+    Err(CrmError::denied(format!("role \"{login}\" may not set crm.user_name"))
+        .with_detail("Only members of a role registered with crm.trust_role() may assert the acting CRM user.")
+        .with_hint(format!("Unset crm.user_name, or have an administrator run crm.trust_role() for a role that \"{login}\" is a member of.")))
+}
+
+pub fn resolve(m: &Loaded) -> CrmResult<Identity> {
+    let login = unsafe { pg_sys::GetSessionUserId() };
+    let setting = guc::user_name();
+    let generation = cache::generation();
+    if let Some(found) = MEMO.with(|memo| {
+        memo.borrow().as_ref().filter(|(g, l, s, _)| *g == generation && *l == login && *s == setting).map(|x| x.3.clone())
+    }) {
+        return Ok(found);
+    }
+    let identity = match &setting {
+        Some(name) => {
+            check_may_assert(m)?;
+            match m.model.user_by_name(name) {
+                Some(u) => Identity::User(u.owner_id),
+                None => Identity::Unknown(name.clone()),
+            }
+        }
+        None => match m.model.catalog().db_role_map.get(&role_name(login)) {
+            Some(&id) => Identity::User(id),
+            None => Identity::None,
+        },
+    };
+    MEMO.with(|memo| memo.replace(Some((generation, login, setting, identity.clone()))));
+    Ok(identity)
+}
+
+/// The acting user if it may act at all; otherwise why not (no identity, unknown, disabled).
+pub fn acting_user(m: &Loaded) -> CrmResult<Result<&User, Reason>> {
+    Ok(match resolve(m)? {
+        Identity::None => Err(Reason::NoActingUser),
+        Identity::Unknown(user) => Err(Reason::UnknownUser { user }),
+        Identity::User(id) => match m.model.user(id) {
+            Some(u) if u.is_active => Ok(u),
+            Some(u) => Err(Reason::Disabled { user: u.name.clone() }),
+            None => Err(Reason::UnknownUser { user: id.to_string() }),
+        },
+    })
+}

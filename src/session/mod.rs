@@ -1,0 +1,10 @@
+//! Who is acting, and the per-backend cache of the compiled model.
+
+pub mod cache;
+pub mod guc;
+pub mod identity;
+
+pub fn init() {
+    guc::init();
+    cache::init();
+}
