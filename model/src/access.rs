@@ -162,7 +162,8 @@ impl Model {
 
     /// The owners `user` may give a record to when creating it (`Create`) or changing its
     /// owner (`Edit`): those whose records the user may then edit (DESIGN §3.3), restricted
-    /// to owners that exist and can act (active users).
+    /// to owners that exist. A new record needs an active owner; an existing record of a
+    /// disabled user stays editable (the policy cannot tell a changed owner from a kept one).
     pub fn assignable(&self, user: OwnerId, module: &str, action: Action) -> Vec<OwnerId> {
         let scope = match action {
             Action::Create => match self.scope(user, module, Action::Create) {
@@ -176,7 +177,7 @@ impl Model {
             Action::Edit => self.scope(user, module, Action::Edit),
             _ => Scope::none(),
         };
-        self.users.values().filter(|o| o.is_active && scope.contains(o.owner_id)).map(|o| o.owner_id).collect()
+        self.users.values().filter(|o| (o.is_active || action == Action::Edit) && scope.contains(o.owner_id)).map(|o| o.owner_id).collect()
     }
 
     pub(crate) fn edits_everything(&self, user: OwnerId) -> bool {

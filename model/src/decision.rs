@@ -124,7 +124,7 @@ impl Model {
             return module_level;
         }
         let Some(o) = self.users.get(&owner) else { return deny(Reason::UnknownOwner { owner }) };
-        if !o.is_active {
+        if !o.is_active && action == Action::Create {
             return deny(Reason::InactiveOwner { owner: o.name.clone() });
         }
         let user = user.expect("an allowed decision has a user");

@@ -142,8 +142,11 @@ fn assignment_follows_what_the_creator_may_then_edit() {
     assert_eq!(names("editor", Create).len(), 10);
     let d = m.decide_assignment(Some(id(&m, "rep_w1")), LEADS, Create, id(&m, "rep_w2"));
     assert_eq!(d.reason.to_string(), "the record is owned by rep_w2, whose Leads records are not shared with you");
-    let d = m.decide_assignment(Some(id(&m, "mgr_w")), LEADS, Edit, id(&m, "gone"));
+    let d = m.decide_assignment(Some(id(&m, "mgr_w")), LEADS, Create, id(&m, "gone"));
     assert_eq!((d.allowed, d.reason), (false, Reason::InactiveOwner { owner: "gone".into() }));
+    // A disabled user's existing records stay editable by those above them.
+    assert!(m.decide_assignment(Some(id(&m, "mgr_w")), LEADS, Edit, id(&m, "gone")).allowed);
+    assert_eq!(names("mgr_w", Edit), ["mgr_w", "rep_w1", "rep_w2", "gone"]);
     let d = m.decide_assignment(Some(id(&m, "admin")), LEADS, Create, 9999);
     assert_eq!((d.allowed, d.reason), (false, Reason::UnknownOwner { owner: 9999 }));
     let public = org(SharingLevel::PublicReadWrite);

@@ -1,0 +1,61 @@
+-- Catalog changes apply at the next statement, inside the changing transaction too, and a
+-- rollback leaves nothing stale; no recalculation step exists. (Other sessions: client tests.)
+\set ECHO none
+\o /dev/null
+CREATE EXTENSION crm_access;
+\i tests/fixtures/helpers.sql
+\i tests/fixtures/org.sql
+\o
+\set ECHO all
+SET SESSION AUTHORIZATION crm_app;
+SELECT crm.set_user('alice', is_local => false);
+PREPARE visible AS SELECT array_agg(id ORDER BY id) FROM sales.leads;
+SET plan_cache_mode = force_generic_plan;
+EXECUTE visible;
+
+-- The admin opens Leads inside a transaction: alice sees it at the next statement.
+BEGIN;
+SELECT crm.set_user('root');
+SELECT crm.set_sharing_default('Leads', 'public_read');
+SELECT crm.set_user('alice');
+EXECUTE visible;
+ROLLBACK;
+-- Rolled back: alice is back to her own leads, from the same cached statement.
+EXECUTE visible;
+
+-- Committed: in effect for the next statement.
+BEGIN;
+SELECT crm.set_user('root');
+SELECT crm.attach_profile('Rep_West', 'Auditor');
+COMMIT;
+EXECUTE visible;
+BEGIN;
+SELECT crm.set_user('root');
+SELECT crm.detach_profile('Rep_West', 'Auditor');
+COMMIT;
+EXECUTE visible;
+
+-- Moving a role moves what its users see.
+RESET SESSION AUTHORIZATION;
+SELECT crm.move_role('Rep_East', 'Rep_West');
+SET SESSION AUTHORIZATION crm_app;
+EXECUTE visible;
+-- Revoking read takes everything away, ownership included.
+RESET SESSION AUTHORIZATION;
+SELECT crm.revoke_privileges('Sales', 'Leads', ARRAY['read']);
+SET SESSION AUTHORIZATION crm_app;
+EXECUTE visible;
+RESET SESSION AUTHORIZATION;
+SELECT crm.grant_privileges('Sales', 'Leads', ARRAY['read']);
+SET SESSION AUTHORIZATION crm_app;
+EXECUTE visible;
+DEALLOCATE visible;
+RESET plan_cache_mode;
+
+-- clean up for the next suite
+\set ECHO none
+SET client_min_messages = warning;
+RESET SESSION AUTHORIZATION;
+DROP SCHEMA sales CASCADE;
+DROP SCHEMA regress CASCADE;
+DROP EXTENSION crm_access CASCADE;
