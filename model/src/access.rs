@@ -120,8 +120,9 @@ impl Model {
         self.defaults.contains_key(module)
     }
 
-    pub(crate) fn privileges_of(&self, user: &User) -> Privileges {
-        self.privileges.get(&user.role).cloned().unwrap_or_default()
+    pub(crate) fn privileges_of(&self, user: &User) -> &Privileges {
+        const NONE: &Privileges = &Privileges { view_all: None, edit_all: None, grants: BTreeMap::new() };
+        self.privileges.get(&user.role).unwrap_or(NONE)
     }
 
     /// The owners whose records `user` may act on in `module` (steps 1–7 of DESIGN §3).

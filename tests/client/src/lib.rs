@@ -1,1 +1,83 @@
-//! Client integration tests live in tests/; this crate only holds their shared helpers.
+//! Shared helpers for the client integration tests: connecting to the throwaway cluster
+//! that scripts/test.sh starts (PGHOST/PGPORT), making a fresh database per test, and
+//! reading the catalog back into a `crm_model::Catalog` for the engine oracle.
+
+use std::collections::BTreeMap;
+
+use crm_model::{Action, Catalog, Module, Profile, Role, User};
+use postgres::{Client, NoTls};
+
+fn host() -> String {
+    std::env::var("PGHOST").expect("PGHOST is set by scripts/test.sh")
+}
+
+fn port() -> String {
+    std::env::var("PGPORT").unwrap_or_else(|_| "5432".into())
+}
+
+pub fn connect(db: &str, user: &str) -> Client {
+    Client::connect(&format!("host={} port={} user={user} dbname={db}", host(), port()), NoTls)
+        .unwrap_or_else(|e| panic!("connect to {db} as {user}: {e}"))
+}
+
+/// A fresh database with crm_access installed; `name` must be unique per test.
+pub fn fresh_database(name: &str) -> Client {
+    let mut admin = connect("postgres", "postgres");
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    let mut db = connect(name, "postgres");
+    db.batch_execute("CREATE EXTENSION crm_access").unwrap();
+    db
+}
+
+/// Create a login role if it does not exist yet (roles are cluster-wide).
+pub fn login_role(client: &mut Client, name: &str) {
+    client
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE {name} LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        ))
+        .unwrap();
+}
+
+/// Read the catalog tables the way an auditor would, independently of the extension's
+/// own loader, into the engine's snapshot type.
+pub fn read_catalog(c: &mut Client) -> Catalog {
+    let roles = c
+        .query("SELECT id, name, parent_id FROM crm.roles", &[])
+        .unwrap()
+        .iter()
+        .map(|r| Role { id: r.get(0), name: r.get(1), parent: r.get(2) })
+        .collect();
+    let mut grants: BTreeMap<i64, BTreeMap<String, Vec<Action>>> = BTreeMap::new();
+    for r in c.query("SELECT profile_id, module, action FROM crm.profile_privileges", &[]).unwrap() {
+        let action: String = r.get(2);
+        grants.entry(r.get(0)).or_default().entry(r.get(1)).or_default().push(action.parse().unwrap());
+    }
+    let profiles = c
+        .query("SELECT id, name, view_all, edit_all FROM crm.profiles", &[])
+        .unwrap()
+        .iter()
+        .map(|r| Profile {
+            id: r.get(0),
+            name: r.get(1),
+            view_all: r.get(2),
+            edit_all: r.get(3),
+            grants: grants.remove(&r.get::<_, i64>(0)).unwrap_or_default(),
+        })
+        .collect();
+    let role_profiles =
+        c.query("SELECT role_id, profile_id FROM crm.role_profiles", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
+    let users = c
+        .query("SELECT u.owner_id, o.name, u.role_id, u.is_admin, u.is_active FROM crm.users u JOIN crm.owners o ON o.id = u.owner_id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| User { owner_id: r.get(0), name: r.get(1), role: r.get(2), is_admin: r.get(3), is_active: r.get(4) })
+        .collect();
+    let modules = c
+        .query("SELECT m.name, coalesce(d.level, 'private') FROM crm.modules m LEFT JOIN crm.sharing_defaults d ON d.module = m.name", &[])
+        .unwrap()
+        .iter()
+        .map(|r| Module { name: r.get(0), sharing_default: r.get::<_, String>(1).parse().unwrap() })
+        .collect();
+    Catalog { roles, profiles, role_profiles, users, modules, ..Default::default() }
+}

@@ -1,0 +1,177 @@
+//! Real concurrent sessions: catalog changes seen (or not) from another session, identity
+//! per transaction on a pooled connection, untrusted and mapped logins, and PL/pgSQL plans.
+
+use crm_client_tests::{connect, fresh_database, login_role};
+use postgres::Client;
+
+/// A small organisation: CEO > Mgr > Rep (rep1, rep2), Audit (auditor: View All) under
+/// CEO; one lead owned by each sales user.
+fn org(db: &str) -> Client {
+    let mut c = fresh_database(db);
+    login_role(&mut c, "sess_app");
+    login_role(&mut c, "sess_bi");
+    login_role(&mut c, "sess_stranger");
+    c.batch_execute(
+        "SELECT crm.create_role('CEO', NULL); SELECT crm.create_role('Mgr', 'CEO'); SELECT crm.create_role('Rep', 'Mgr');
+         SELECT crm.create_profile('Sales');
+         SELECT crm.grant_privileges('Sales', 'Leads', ARRAY['read', 'create', 'edit', 'delete']);
+         SELECT crm.attach_profile(r, 'Sales') FROM unnest(ARRAY['CEO', 'Mgr', 'Rep']) r;
+         SELECT crm.create_user('ceo', 'CEO'), crm.create_user('mgr', 'Mgr'), crm.create_user('rep1', 'Rep'), crm.create_user('rep2', 'Rep');
+         SELECT crm.create_role('Audit', 'CEO'); SELECT crm.create_profile('Auditor', view_all => true);
+         SELECT crm.attach_profile('Audit', 'Auditor'); SELECT crm.create_user('auditor', 'Audit');
+         SELECT crm.trust_role('sess_app');
+         SELECT crm.map_db_role('rep2', 'sess_bi');
+         CREATE TABLE leads (id bigint PRIMARY KEY, owner_id bigint NOT NULL);
+         CREATE INDEX ON leads (owner_id);
+         SELECT crm.protect('leads', 'Leads');
+         INSERT INTO leads SELECT g, crm.owner_id((ARRAY['ceo', 'mgr', 'rep1', 'rep2'])[g]) FROM generate_series(1, 4) g;
+         GRANT SELECT, INSERT, UPDATE, DELETE ON leads TO sess_app, sess_bi, sess_stranger;",
+    )
+    .unwrap();
+    c
+}
+
+fn visible(c: &mut Client, user: &str) -> Vec<i64> {
+    let mut tx = c.transaction().unwrap();
+    tx.execute("SELECT crm.set_user($1)", &[&user]).unwrap();
+    let ids = tx.query("SELECT id FROM leads ORDER BY id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    tx.commit().unwrap();
+    ids
+}
+
+#[test]
+fn catalog_changes_reach_other_sessions_only_when_committed() {
+    let mut admin = org("sess_commit");
+    let mut app = connect("sess_commit", "sess_app");
+    assert_eq!(visible(&mut app, "rep1"), [3]);
+
+    // Uncommitted: the other session does not see it.
+    admin.batch_execute("BEGIN; SELECT crm.set_sharing_default('Leads', 'public_read');").unwrap();
+    assert_eq!(admin.query_one("SELECT count(*) FROM leads", &[]).unwrap().get::<_, i64>(0), 4);
+    assert_eq!(visible(&mut app, "rep1"), [3]);
+    // Rolled back: nothing changes anywhere.
+    admin.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(visible(&mut app, "rep1"), [3]);
+    // Committed: the very next statement of the other session sees it, with no recalculation.
+    admin.batch_execute("SELECT crm.set_sharing_default('Leads', 'public_read')").unwrap();
+    assert_eq!(visible(&mut app, "rep1"), [1, 2, 3, 4]);
+    admin.batch_execute("SELECT crm.set_sharing_default('Leads', 'private')").unwrap();
+    assert_eq!(visible(&mut app, "rep1"), [3]);
+}
+
+#[test]
+fn committed_change_reaches_a_cached_plan_in_an_open_session() {
+    let mut admin = org("sess_cached");
+    let mut app = connect("sess_cached", "sess_app");
+    app.batch_execute("SET plan_cache_mode = force_generic_plan; SELECT crm.set_user('rep1', false)").unwrap();
+    let stmt = app.prepare("SELECT count(*) FROM leads").unwrap();
+    let count = |app: &mut Client| app.query_one(&stmt, &[]).unwrap().get::<_, i64>(0);
+    assert_eq!(count(&mut app), 1);
+    admin.batch_execute("SELECT crm.move_role('Rep', 'CEO'); SELECT crm.create_role('Trainee', 'Rep'); SELECT crm.create_user('t1', 'Trainee');
+                         INSERT INTO leads VALUES (5, crm.owner_id('t1'))").unwrap();
+    assert_eq!(count(&mut app), 2, "rep1 now manages Trainee");
+    admin.batch_execute("SELECT crm.set_user_active('rep1', false)").unwrap();
+    assert_eq!(count(&mut app), 0, "a disabled user sees nothing at the next statement");
+}
+
+#[test]
+fn identity_set_per_transaction_does_not_leak_to_the_next_client() {
+    let _admin = org("sess_pool");
+    // One pooled connection serving several clients in turn.
+    let mut pooled = connect("sess_pool", "sess_app");
+    for (user, expected) in [("rep1", vec![3]), ("mgr", vec![2, 3, 4]), ("rep2", vec![4])] {
+        let mut tx = pooled.transaction().unwrap();
+        tx.batch_execute(&format!("SET LOCAL crm.user_name = '{user}'")).unwrap();
+        let ids: Vec<i64> = tx.query("SELECT id FROM leads ORDER BY id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+        assert_eq!(ids, expected, "{user}");
+        tx.commit().unwrap();
+        // The next client on this connection, before setting anything, sees nothing.
+        let after: i64 = pooled.query_one("SELECT count(*) FROM leads", &[]).unwrap().get(0);
+        assert_eq!(after, 0, "after {user}'s transaction");
+        assert_eq!(pooled.query_one("SELECT crm.acting_user()", &[]).unwrap().get::<_, Option<String>>(0), None);
+    }
+    // A client that fails mid-transaction leaves nothing behind either.
+    let mut tx = pooled.transaction().unwrap();
+    tx.batch_execute("SET LOCAL crm.user_name = 'ceo'").unwrap();
+    assert!(tx.batch_execute("SELECT 1/0").is_err());
+    drop(tx);
+    assert_eq!(pooled.query_one("SELECT count(*) FROM leads", &[]).unwrap().get::<_, i64>(0), 0);
+}
+
+#[test]
+fn untrusted_login_that_asserts_a_user_gets_an_error() {
+    let _admin = org("sess_untrusted");
+    let mut stranger = connect("sess_untrusted", "sess_stranger");
+    assert_eq!(stranger.query_one("SELECT count(*) FROM leads", &[]).unwrap().get::<_, i64>(0), 0);
+    stranger.batch_execute("SET crm.user_name = 'ceo'").unwrap();
+    let err = stranger.query_one("SELECT count(*) FROM leads", &[]).unwrap_err();
+    let db = err.as_db_error().expect("a database error");
+    assert_eq!(db.code().code(), "42501");
+    assert_eq!(db.message(), "role \"sess_stranger\" may not set crm.user_name");
+}
+
+#[test]
+fn mapped_bi_login_sees_its_users_rows() {
+    let _admin = org("sess_bi");
+    let mut bi = connect("sess_bi", "sess_bi");
+    assert_eq!(bi.query_one("SELECT crm.acting_user()", &[]).unwrap().get::<_, String>(0), "rep2");
+    let ids: Vec<i64> = bi.query("SELECT id FROM leads ORDER BY id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(ids, [4]);
+    let counts: Vec<(i64, i64)> = bi
+        .query("SELECT owner_id, count(*) FROM leads GROUP BY owner_id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(counts.len(), 1);
+    assert!(bi.execute("UPDATE leads SET owner_id = owner_id WHERE id = 1", &[]).unwrap() == 0);
+}
+
+/// Plans cached inside a PL/pgSQL function, shown by auto_explain as the function runs.
+#[test]
+fn plpgsql_cached_plans_are_specialised_per_user() {
+    let mut admin = org("sess_plpgsql");
+    admin
+        .batch_execute(
+            "INSERT INTO leads SELECT g, crm.owner_id('ceo') FROM generate_series(100, 20000) g;
+             CREATE FUNCTION count_leads() RETURNS bigint LANGUAGE plpgsql AS $$
+             BEGIN RETURN (SELECT count(*) FROM leads); END $$;",
+        )
+        .unwrap();
+    admin.batch_execute("VACUUM ANALYZE leads").unwrap();
+    let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = notices.clone();
+    let mut config: postgres::Config = format!(
+        "host={} port={} user=postgres dbname=sess_plpgsql",
+        std::env::var("PGHOST").unwrap(),
+        std::env::var("PGPORT").unwrap()
+    )
+    .parse()
+    .unwrap();
+    config.notice_callback(move |n| sink.lock().unwrap().push(n.message().to_string()));
+    let mut c = config.connect(postgres::NoTls).unwrap();
+    c.batch_execute(
+        "LOAD 'auto_explain';
+         SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on;
+         SET auto_explain.log_level = notice; SET auto_explain.log_timing = off;
+         SET max_parallel_workers_per_gather = 0;
+         SET SESSION AUTHORIZATION sess_app;",
+    )
+    .unwrap();
+    let mut run = |user: &str| -> (i64, String) {
+        notices.lock().unwrap().clear();
+        c.execute("SELECT crm.set_user($1, false)", &[&user]).unwrap();
+        let n: i64 = c.query_one("SELECT count_leads()", &[]).unwrap().get(0);
+        let plan = notices.lock().unwrap().iter().find(|m| m.contains("SELECT count(*) FROM leads") && !m.contains("count_leads")).cloned().unwrap_or_default();
+        (n, plan)
+    };
+    for _ in 0..2 {
+        let (n, plan) = run("rep1");
+        assert_eq!(n, 1);
+        assert!(plan.contains("Index Cond: (owner_id = ANY ('{3}'::bigint[]))"), "rep1 plan:\n{plan}");
+        assert!(!plan.contains("SubPlan") && !plan.contains("crm.can"), "rep1 plan:\n{plan}");
+        let (n, plan) = run("auditor");
+        assert_eq!(n, 19905);
+        assert!(plan.contains("Seq Scan on leads") && !plan.contains("Filter") && !plan.contains("Cond"), "auditor plan:\n{plan}");
+    }
+}
