@@ -5,8 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+mkdir -p target
+log=target/test-output.log
+exec > >(tee "$log") 2>&1
 
 scripts/setup.sh
+
+echo "== README quickstart matches its regression suite"
+diff <(sed -n '/<!-- quickstart/,/<!-- \/quickstart/p' README.md | sed '1,2d;$d' | sed '$d') tests/pg_regress/sql/quickstart.sql
 
 echo "== engine: unit and property tests"
 cargo test -p crm_model
@@ -31,3 +37,8 @@ fi
 
 echo "== client integration tests"
 cargo test -p crm_client_tests -- --test-threads=1
+
+# One closing line over every tier (cargo's per-binary lines plus pg_regress's count).
+passed=$(grep -hoE 'test result: ok\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
+regress=$(grep -hoE 'All [0-9]+ tests passed' "$log" | awk '{print $2}')
+echo "crm_access: $((passed + regress)) passed, 0 failed"
