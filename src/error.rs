@@ -60,6 +60,10 @@ impl CrmError {
             .with_hint("Fix the crm.* tables; until then no protected row is visible and every write is refused.")
     }
 
+    pub fn not_supported(message: impl Into<String>) -> Self {
+        CrmError::new(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, message)
+    }
+
     pub fn message(&self) -> &str {
         &self.message
     }

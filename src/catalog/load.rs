@@ -79,17 +79,18 @@ pub fn extension_owner() -> CrmResult<pg_sys::Oid> {
 /// Load the catalog under a fresh snapshot, so that it includes every committed change
 /// whose invalidation was accepted before this call, and this transaction's own changes.
 pub fn load() -> CrmResult<LoadedCatalog> {
+    // Policies are specialised while planning, which loads the model outside parallel mode;
+    // only a direct call of crm.can() inside a parallel query could get here, and there
+    // neither a fresh snapshot nor a pinned search_path can be had. Refuse, never guess.
+    if unsafe { pg_sys::IsInParallelMode() } {
+        return Err(CrmError::not_supported("the CRM catalog cannot be loaded during a parallel operation")
+            .with_hint("Call crm.can() outside parallel queries, or SET max_parallel_workers_per_gather = 0."));
+    }
     let owner = extension_owner()?;
     let json = unsafe {
-        // A parallel worker may not take a new snapshot; it uses the leader's.
-        let fresh = !pg_sys::IsInParallelMode();
-        if fresh {
-            pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot());
-        }
+        pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot());
         let json = privileged::as_owner(owner, || query_one(CATALOG_JSON));
-        if fresh {
-            pg_sys::PopActiveSnapshot();
-        }
+        pg_sys::PopActiveSnapshot();
         json
     };
     let json = json.ok_or_else(|| CrmError::broken_catalog("the catalog query returned nothing"))?;

@@ -19,11 +19,13 @@ use crm_model::{Action, Model, OwnerId, Scope};
 use pgrx::prelude::*;
 
 use crate::catalog::load::{self, LoadedCatalog};
+use super::identity;
 use crate::error::{CrmError, CrmResult};
 
-/// The compiled model with what enforcement needs, and memoised per-(user, module, action)
+/// The compiled model with what enforcement needs, and memoised per-(user, table, action)
 /// answers: a statement plans each protected table once, but a run-time fallback may ask
-/// per row.
+/// per row. A pooled connection acting for thousands of users in turn would grow the memo
+/// without bound, so it is simply emptied when it reaches `MEMO_LIMIT` entries.
 pub struct Loaded {
     pub model: Model,
     pub assert_fn: pg_sys::Oid,
@@ -43,7 +45,11 @@ impl Loaded {
             return s.clone();
         }
         let s = Rc::new(self.model.scope(user, module, action));
-        self.scopes.borrow_mut().insert(key, s.clone());
+        let mut memo = self.scopes.borrow_mut();
+        if memo.len() >= MEMO_LIMIT {
+            memo.clear();
+        }
+        memo.insert(key, s.clone());
         s
     }
 
@@ -53,10 +59,16 @@ impl Loaded {
             return s.clone();
         }
         let s = Rc::new(self.model.assignable(user, module, action));
-        self.assignable.borrow_mut().insert(key, s.clone());
+        let mut memo = self.assignable.borrow_mut();
+        if memo.len() >= MEMO_LIMIT {
+            memo.clear();
+        }
+        memo.insert(key, s.clone());
         s
     }
 }
+
+const MEMO_LIMIT: usize = 4096;
 
 thread_local! {
     static MODEL: RefCell<Option<Rc<Loaded>>> = const { RefCell::new(None) };
@@ -68,17 +80,33 @@ thread_local! {
 }
 
 pub fn init() {
-    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(relcache_changed), pg_sys::Datum::from(0)) };
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(relcache_changed), pg_sys::Datum::from(0));
+        // Identity also depends on database roles: membership in a trusted role, and the
+        // names that crm.db_role_map maps. Neither is a crm.* change, and PostgreSQL does
+        // not re-plan on them, so a change there forgets identities and resets plans too.
+        for cache in [pg_sys::SysCacheIdentifier::AUTHMEMROLEMEM, pg_sys::SysCacheIdentifier::AUTHOID] {
+            pg_sys::CacheRegisterSyscacheCallback(cache as i32, Some(roles_changed), pg_sys::Datum::from(0));
+        }
+    }
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     let ours = relid == pg_sys::InvalidOid
         || CATALOG_RELIDS.with(|r| r.try_borrow().map(|r| r.contains(&relid.to_u32())).unwrap_or(true));
-    if ours && !STALE.get() {
+    if ours {
         STALE.set(true);
+        // Always, not only when the model was fresh: plans made while the catalog could not
+        // be loaded (which let nothing through) must not outlive its repair either.
         pg_sys::ResetPlanCache();
     }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn roles_changed(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
+    identity::forget();
+    pg_sys::ResetPlanCache();
 }
 
 /// Increases whenever a new model is loaded; identity resolution caches against it.

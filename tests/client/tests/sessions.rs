@@ -99,6 +99,20 @@ fn identity_set_per_transaction_does_not_leak_to_the_next_client() {
 }
 
 #[test]
+fn revoking_membership_in_a_trusted_role_takes_effect_in_an_open_session() {
+    let mut admin = org("sess_member");
+    login_role(&mut admin, "sess_member_login");
+    admin.batch_execute("GRANT sess_app TO sess_member_login; GRANT SELECT ON leads TO sess_member_login").unwrap();
+    let mut app = connect("sess_member", "sess_member_login");
+    app.batch_execute("SET plan_cache_mode = force_generic_plan; SET crm.user_name = 'rep1'").unwrap();
+    let stmt = app.prepare("SELECT count(*) FROM leads").unwrap();
+    assert_eq!(app.query_one(&stmt, &[]).unwrap().get::<_, i64>(0), 1);
+    admin.batch_execute("REVOKE sess_app FROM sess_member_login").unwrap();
+    let err = app.query_one(&stmt, &[]).unwrap_err();
+    assert_eq!(err.as_db_error().map(|e| e.code().code()), Some("42501"), "{err}");
+}
+
+#[test]
 fn untrusted_login_that_asserts_a_user_gets_an_error() {
     let _admin = org("sess_untrusted");
     let mut stranger = connect("sess_untrusted", "sess_stranger");

@@ -49,6 +49,19 @@ RESET SESSION AUTHORIZATION;
 SELECT crm.grant_privileges('Sales', 'Leads', ARRAY['read']);
 SET SESSION AUTHORIZATION crm_app;
 EXECUTE visible;
+
+-- A catalog broken by a direct write (a cycle, which the API refuses) fails closed: no
+-- rows, writes refused. Repaired, everything is back at the next statement, this cached
+-- plan included.
+RESET SESSION AUTHORIZATION;
+UPDATE crm.roles SET parent_id = (SELECT id FROM crm.roles WHERE name = 'Rep_West') WHERE name = 'VP_Sales';
+SET SESSION AUTHORIZATION crm_app;
+EXECUTE visible;
+SELECT regress.try($$UPDATE sales.leads SET company = company$$);
+RESET SESSION AUTHORIZATION;
+UPDATE crm.roles SET parent_id = (SELECT id FROM crm.roles WHERE name = 'CEO') WHERE name = 'VP_Sales';
+SET SESSION AUTHORIZATION crm_app;
+EXECUTE visible;
 DEALLOCATE visible;
 RESET plan_cache_mode;
 
