@@ -1,12 +1,14 @@
 //! The compiled model and the owner scopes that policies filter on (DESIGN §3, §3.3).
 //!
 //! A scope answers "which owners' records may user u act on in module m": `All` (no filter),
-//! or an explicit owner list (empty = nothing). Scopes are computed top-down from u's role;
-//! `decision.rs` answers the same question per record, bottom-up, and tests compare them.
+//! or an explicit owner list (empty = nothing). Scopes are computed top-down from u's role
+//! and groups; `decision.rs` answers the same question per record, bottom-up, and tests
+//! compare them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::catalog::{Catalog, User};
+use crate::catalog::{Catalog, Group, Party, Profile, SharingRule, User};
+use crate::groups::{member_lists, users_of};
 use crate::roles::{RoleTree, RoleTreeError};
 use crate::{Action, OwnerId, RoleId, SharingLevel};
 
@@ -39,7 +41,8 @@ pub enum ModelError {
     UnknownRole { user: String, role: RoleId },
 }
 
-/// What a user's profiles grant, combined by union; the profile names are kept for reasons.
+/// What a user's profiles and permission sets grant, combined by union; the names of what
+/// granted View All / Edit All are kept for reasons ("profile Auditor", "permission set X").
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Privileges {
     pub view_all: Option<String>,
@@ -51,6 +54,35 @@ impl Privileges {
     pub fn granted(&self, module: &str, action: Action) -> bool {
         self.grants.get(module).is_some_and(|a| a.contains(&action))
     }
+
+    fn add(&mut self, what: &str, p: &Profile) {
+        if p.view_all && self.view_all.is_none() {
+            self.view_all = Some(format!("{what} {}", p.name));
+        }
+        if p.edit_all && self.edit_all.is_none() {
+            self.edit_all = Some(format!("{what} {}", p.name));
+        }
+        for (module, actions) in &p.grants {
+            self.grants.entry(module.clone()).or_default().extend(actions.iter().copied());
+        }
+    }
+}
+
+/// A sharing rule with the owners whose records it shares and the users who receive them
+/// (the target's users and, "shared below", every user above one of them).
+#[derive(Clone, Debug)]
+pub(crate) struct CompiledRule {
+    pub rule: SharingRule,
+    pub source_owners: BTreeSet<OwnerId>,
+    pub receivers: BTreeSet<OwnerId>,
+    /// Roles strictly above some target user: the bottom-up view of "shared below".
+    pub receiving_roles_above: BTreeSet<RoleId>,
+    pub target_users: BTreeSet<OwnerId>,
+}
+
+/// The module whose default and rules govern `module`: Contacts follow Accounts (seed 004).
+pub fn sharing_module(module: &str) -> &str {
+    if module == "Contacts" { "Accounts" } else { module }
 }
 
 #[derive(Clone, Debug)]
@@ -58,9 +90,15 @@ pub struct Model {
     pub(crate) catalog: Catalog,
     pub(crate) tree: RoleTree,
     pub(crate) users: BTreeMap<OwnerId, User>,
+    pub(crate) groups: BTreeMap<OwnerId, Group>,
+    pub(crate) members: BTreeMap<OwnerId, Vec<Party>>,
     users_by_name: HashMap<String, OwnerId>,
     users_by_role: BTreeMap<RoleId, Vec<OwnerId>>,
-    pub(crate) privileges: BTreeMap<RoleId, Privileges>,
+    user_groups: BTreeMap<OwnerId, BTreeSet<OwnerId>>,
+    role_privileges: BTreeMap<RoleId, Privileges>,
+    /// Only users with a permission set (directly or through a group) have their own entry.
+    user_privileges: BTreeMap<OwnerId, Privileges>,
+    pub(crate) rules: Vec<CompiledRule>,
     pub(crate) defaults: BTreeMap<String, SharingLevel>,
 }
 
@@ -78,22 +116,81 @@ impl Model {
             users_by_name.insert(u.name.clone(), u.owner_id);
             users_by_role.entry(u.role).or_default().push(u.owner_id);
         }
-        let profiles: BTreeMap<_, _> = catalog.profiles.iter().map(|p| (p.id, p)).collect();
-        let mut privileges: BTreeMap<RoleId, Privileges> = BTreeMap::new();
-        for (role, profile) in &catalog.role_profiles {
-            let (Some(p), entry) = (profiles.get(profile), privileges.entry(*role).or_default()) else { continue };
-            if p.view_all && entry.view_all.is_none() {
-                entry.view_all = Some(p.name.clone());
-            }
-            if p.edit_all && entry.edit_all.is_none() {
-                entry.edit_all = Some(p.name.clone());
-            }
-            for (module, actions) in &p.grants {
-                entry.grants.entry(module.clone()).or_default().extend(actions.iter().copied());
+        let groups: BTreeMap<_, _> = catalog.groups.iter().map(|g| (g.owner_id, g.clone())).collect();
+        let members = member_lists(&catalog.group_members);
+        let mut user_groups: BTreeMap<OwnerId, BTreeSet<OwnerId>> = BTreeMap::new();
+        for &g in groups.keys() {
+            for u in users_of(Party::Group(g), &tree, &users, &members) {
+                user_groups.entry(u).or_default().insert(g);
             }
         }
+
+        let profiles: BTreeMap<_, _> = catalog.profiles.iter().map(|p| (p.id, p)).collect();
+        let mut role_privileges: BTreeMap<RoleId, Privileges> = BTreeMap::new();
+        for (role, profile) in &catalog.role_profiles {
+            if let Some(p) = profiles.get(profile) {
+                role_privileges.entry(*role).or_default().add("profile", p);
+            }
+        }
+        let sets: BTreeMap<_, _> = catalog.permission_sets.iter().map(|p| (p.id, p)).collect();
+        let mut user_privileges: BTreeMap<OwnerId, Privileges> = BTreeMap::new();
+        for (set, assignee) in &catalog.permission_set_assignments {
+            let Some(set) = sets.get(set) else { continue };
+            let holders: Vec<OwnerId> = if groups.contains_key(assignee) {
+                users_of(Party::Group(*assignee), &tree, &users, &members).into_iter().collect()
+            } else {
+                users.contains_key(assignee).then_some(*assignee).into_iter().collect()
+            };
+            for u in holders {
+                user_privileges
+                    .entry(u)
+                    .or_insert_with(|| role_privileges.get(&users[&u].role).cloned().unwrap_or_default())
+                    .add("permission set", set);
+            }
+        }
+
+        let rules = catalog
+            .sharing_rules
+            .iter()
+            .map(|r| {
+                let mut source_owners = users_of(r.source, &tree, &users, &members);
+                if let Party::Group(g) = r.source {
+                    source_owners.insert(g);
+                }
+                let target_users = users_of(r.target, &tree, &users, &members);
+                let mut receiving_roles_above = BTreeSet::new();
+                for t in &target_users {
+                    let mut role = tree.parent(users[t].role);
+                    while let Some(rl) = role {
+                        if !receiving_roles_above.insert(rl) {
+                            break;
+                        }
+                        role = tree.parent(rl);
+                    }
+                }
+                let receivers = users
+                    .values()
+                    .filter(|u| target_users.contains(&u.owner_id) || receiving_roles_above.contains(&u.role))
+                    .map(|u| u.owner_id)
+                    .collect();
+                CompiledRule { rule: r.clone(), source_owners, receivers, receiving_roles_above, target_users }
+            })
+            .collect();
         let defaults = catalog.modules.iter().map(|m| (m.name.clone(), m.sharing_default)).collect();
-        Ok(Model { catalog, tree, users, users_by_name, users_by_role, privileges, defaults })
+        Ok(Model {
+            catalog,
+            tree,
+            users,
+            groups,
+            members,
+            users_by_name,
+            users_by_role,
+            user_groups,
+            role_privileges,
+            user_privileges,
+            rules,
+            defaults,
+        })
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -106,6 +203,15 @@ impl Model {
 
     pub fn user(&self, id: OwnerId) -> Option<&User> {
         self.users.get(&id)
+    }
+
+    pub fn group(&self, id: OwnerId) -> Option<&Group> {
+        self.groups.get(&id)
+    }
+
+    /// A user's or a group's name.
+    pub fn owner_name(&self, id: OwnerId) -> Option<&str> {
+        self.users.get(&id).map(|u| u.name.as_str()).or_else(|| self.groups.get(&id).map(|g| g.name.as_str()))
     }
 
     pub fn user_by_name(&self, name: &str) -> Option<&User> {
@@ -122,14 +228,16 @@ impl Model {
 
     pub(crate) fn privileges_of(&self, user: &User) -> &Privileges {
         const NONE: &Privileges = &Privileges { view_all: None, edit_all: None, grants: BTreeMap::new() };
-        self.privileges.get(&user.role).unwrap_or(NONE)
+        self.user_privileges.get(&user.owner_id).or_else(|| self.role_privileges.get(&user.role)).unwrap_or(NONE)
     }
 
     /// The owners whose records `user` may act on in `module` (steps 1–7 of DESIGN §3).
     /// For `create`, `import` and `export` this is the module-level answer: `All` or none.
     pub fn scope(&self, user: OwnerId, module: &str, action: Action) -> Scope {
         let Some(u) = self.users.get(&user).filter(|u| u.is_active) else { return Scope::none() };
-        let Some(&default) = self.defaults.get(module) else { return Scope::none() };
+        if !self.defaults.contains_key(module) {
+            return Scope::none();
+        }
         if u.is_admin {
             return Scope::All;
         }
@@ -145,18 +253,25 @@ impl Model {
         if !action.is_record_level() {
             return Scope::All;
         }
-        self.reach(u, default, action)
+        self.reach(u, module, action)
     }
 
-    /// Owners whose records `user` reaches by ownership, hierarchy and the org-wide default,
-    /// before any privilege check.
-    fn reach(&self, u: &User, default: SharingLevel, action: Action) -> Scope {
-        if default.opens(action) {
+    /// Owners whose records `user` reaches by ownership, groups, hierarchy, the org-wide
+    /// default and sharing rules, before any privilege check.
+    fn reach(&self, u: &User, module: &str, action: Action) -> Scope {
+        let governing = sharing_module(module);
+        if self.defaults.get(governing).is_some_and(|d| d.opens(action)) {
             return Scope::All;
         }
         let mut owners: BTreeSet<OwnerId> = BTreeSet::from([u.owner_id]);
+        owners.extend(self.user_groups.get(&u.owner_id).into_iter().flatten().copied());
         for role in self.tree.strictly_below(u.role) {
             owners.extend(self.users_by_role.get(&role).into_iter().flatten().copied());
+        }
+        for r in &self.rules {
+            if r.rule.module == governing && r.rule.access.covers(action) && r.receivers.contains(&u.owner_id) {
+                owners.extend(r.source_owners.iter().copied());
+            }
         }
         Scope::Owners(owners.into_iter().collect())
     }
@@ -169,16 +284,16 @@ impl Model {
         let scope = match action {
             Action::Create => match self.scope(user, module, Action::Create) {
                 Scope::All if self.edits_everything(user) => Scope::All,
-                Scope::All => {
-                    let u = &self.users[&user];
-                    self.reach(u, self.defaults[module], Action::Edit)
-                }
+                Scope::All => self.reach(&self.users[&user], module, Action::Edit),
                 none => none,
             },
             Action::Edit => self.scope(user, module, Action::Edit),
             _ => Scope::none(),
         };
-        self.users.values().filter(|o| (o.is_active || action == Action::Edit) && scope.contains(o.owner_id)).map(|o| o.owner_id).collect()
+        let users = self.users.values().filter(|o| o.is_active || action == Action::Edit).map(|o| o.owner_id);
+        let mut out: Vec<OwnerId> = users.chain(self.groups.keys().copied()).filter(|o| scope.contains(*o)).collect();
+        out.sort_unstable();
+        out
     }
 
     pub(crate) fn edits_everything(&self, user: OwnerId) -> bool {

@@ -20,6 +20,71 @@ pub struct Catalog {
     pub db_role_map: BTreeMap<String, OwnerId>,
     /// Database roles whose members may assert the acting user through `crm.user_name`.
     pub trusted_roles: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<Group>,
+    #[serde(default)]
+    pub group_members: Vec<GroupMember>,
+    #[serde(default)]
+    pub sharing_rules: Vec<SharingRule>,
+    #[serde(default)]
+    pub permission_sets: Vec<Profile>,
+    /// (permission set, user or group owner id)
+    #[serde(default)]
+    pub permission_set_assignments: Vec<(i64, OwnerId)>,
+}
+
+/// A group owns records like a user; its members share that ownership.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Group {
+    pub owner_id: OwnerId,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct GroupMember {
+    pub group: OwnerId,
+    pub member: Party,
+}
+
+/// Who a group membership or a sharing rule names. Users only as group members: sharing
+/// rules never name users (seed 004).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Party {
+    User(OwnerId),
+    Role(RoleId),
+    RoleAndSubordinates(RoleId),
+    Group(OwnerId),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleAccess {
+    Read,
+    ReadWrite,
+}
+
+impl RuleAccess {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleAccess::Read => "read",
+            RuleAccess::ReadWrite => "read_write",
+        }
+    }
+
+    /// Rules only add read (and, for read_write, edit); they never grant delete.
+    pub fn covers(self, action: Action) -> bool {
+        matches!((self, action), (_, Action::Read) | (RuleAccess::ReadWrite, Action::Edit))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct SharingRule {
+    pub id: i64,
+    pub module: String,
+    pub source: Party,
+    pub target: Party,
+    pub access: RuleAccess,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]

@@ -1,10 +1,13 @@
 //! One record's decision, and the step of DESIGN §3 that made it (what `explain` prints).
-//! Computed record by record, walking up the role tree from the owner, independently of
-//! the owner scopes in `access.rs`.
+//! Computed record by record, walking up from the owner (role tree, group membership),
+//! independently of the owner scopes in `access.rs`.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::{Action, Model, OwnerId, SharingLevel};
+use crate::access::sharing_module;
+use crate::catalog::{Party, User};
+use crate::{Action, Model, OwnerId, RuleAccess, SharingLevel};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
@@ -19,13 +22,16 @@ pub enum Reason {
     Disabled { user: String },
     UnknownModule { module: String },
     Admin { user: String },
-    ViewAll { profile: String },
-    EditAll { profile: String },
+    /// `source` is "profile X" or "permission set X".
+    ViewAll { source: String },
+    EditAll { source: String },
     NotGranted { module: String, action: Action },
     ModuleLevel { module: String, action: Action },
     Owner,
+    GroupMember { group: String },
     Subordinate { owner: String, owner_role: String, your_role: String },
     OrgDefault { module: String, level: SharingLevel },
+    SharedByRule { rule: i64, access: RuleAccess, source: String, target: String },
     NoRecordAccess { owner: String, module: String },
     UnknownOwner { owner: OwnerId },
     InactiveOwner { owner: String },
@@ -39,15 +45,19 @@ impl fmt::Display for Reason {
             Reason::Disabled { user } => write!(f, "CRM user {user} is disabled"),
             Reason::UnknownModule { module } => write!(f, "no module is named {module}"),
             Reason::Admin { user } => write!(f, "{user} is an administrator"),
-            Reason::ViewAll { profile } => write!(f, "profile {profile} grants View All"),
-            Reason::EditAll { profile } => write!(f, "profile {profile} grants Edit All"),
-            Reason::NotGranted { module, action } => write!(f, "revoked: no profile grants {action} on {module}"),
-            Reason::ModuleLevel { module, action } => write!(f, "a profile grants {action} on {module}"),
+            Reason::ViewAll { source } => write!(f, "{source} grants View All"),
+            Reason::EditAll { source } => write!(f, "{source} grants Edit All"),
+            Reason::NotGranted { module, action } => write!(f, "revoked: no profile or permission set grants {action} on {module}"),
+            Reason::ModuleLevel { module, action } => write!(f, "a profile or permission set grants {action} on {module}"),
             Reason::Owner => write!(f, "you own the record"),
+            Reason::GroupMember { group } => write!(f, "the record is owned by group {group}, of which you are a member"),
             Reason::Subordinate { owner, owner_role, your_role } => {
                 write!(f, "owner is {owner}, in role {owner_role} below your role {your_role}")
             }
             Reason::OrgDefault { module, level } => write!(f, "the org-wide default of {module} is {level}"),
+            Reason::SharedByRule { rule, access, source, target } => {
+                write!(f, "shared by rule {rule} ({}) from {source} to {target}", access.as_str())
+            }
             Reason::NoRecordAccess { owner, module } => {
                 write!(f, "the record is owned by {owner}, whose {module} records are not shared with you")
             }
@@ -74,18 +84,18 @@ impl Model {
         if !u.is_active {
             return deny(Reason::Disabled { user: u.name.clone() });
         }
-        let Some(&default) = self.defaults.get(module) else {
+        if !self.defaults.contains_key(module) {
             return deny(Reason::UnknownModule { module: module.to_string() });
-        };
+        }
         if u.is_admin {
             return allow(Reason::Admin { user: u.name.clone() });
         }
         let p = self.privileges_of(u);
-        if let (Action::Read, Some(profile)) = (action, &p.view_all) {
-            return allow(Reason::ViewAll { profile: profile.clone() });
+        if let (Action::Read, Some(source)) = (action, &p.view_all) {
+            return allow(Reason::ViewAll { source: source.clone() });
         }
-        if let (Action::Read | Action::Create | Action::Edit, Some(profile)) = (action, &p.edit_all) {
-            return allow(Reason::EditAll { profile: profile.clone() });
+        if let (Action::Read | Action::Create | Action::Edit, Some(source)) = (action, &p.edit_all) {
+            return allow(Reason::EditAll { source: source.clone() });
         }
         if !p.granted(module, action) {
             return deny(Reason::NotGranted { module: module.to_string(), action });
@@ -93,14 +103,18 @@ impl Model {
         if !action.is_record_level() {
             return allow(Reason::ModuleLevel { module: module.to_string(), action });
         }
-        self.decide_record(u.owner_id, module, default, action, owner)
+        self.decide_record(u, module, action, owner)
     }
 
-    fn decide_record(&self, user: OwnerId, module: &str, default: SharingLevel, action: Action, owner: OwnerId) -> Decision {
-        if owner == user {
+    fn decide_record(&self, me: &User, module: &str, action: Action, owner: OwnerId) -> Decision {
+        if owner == me.owner_id {
             return allow(Reason::Owner);
         }
-        let me = &self.users[&user];
+        if let Some(g) = self.groups.get(&owner) {
+            if self.is_member(me, owner, &mut BTreeSet::new()) {
+                return allow(Reason::GroupMember { group: g.name.clone() });
+            }
+        }
         if let Some(o) = self.users.get(&owner) {
             if self.tree.is_strictly_above(me.role, o.role) {
                 return allow(Reason::Subordinate {
@@ -110,11 +124,51 @@ impl Model {
                 });
             }
         }
-        if default.opens(action) {
-            return allow(Reason::OrgDefault { module: module.to_string(), level: default });
+        let governing = sharing_module(module);
+        if let Some(&level) = self.defaults.get(governing).filter(|d| d.opens(action)) {
+            return allow(Reason::OrgDefault { module: governing.to_string(), level });
         }
-        let owner = self.users.get(&owner).map(|o| o.name.clone()).unwrap_or_else(|| owner.to_string());
+        for r in self.rules.iter().filter(|r| r.rule.module == governing && r.rule.access.covers(action)) {
+            let from_source = match r.rule.source {
+                Party::Group(g) if g == owner => true,
+                source => self.users.get(&owner).is_some_and(|o| self.party_has(source, o, &mut BTreeSet::new())),
+            };
+            let received = r.target_users.contains(&me.owner_id) || r.receiving_roles_above.contains(&me.role);
+            if from_source && received {
+                return allow(Reason::SharedByRule {
+                    rule: r.rule.id,
+                    access: r.rule.access,
+                    source: self.describe(r.rule.source),
+                    target: self.describe(r.rule.target),
+                });
+            }
+        }
+        let owner = self.owner_name(owner).map(str::to_string).unwrap_or_else(|| owner.to_string());
         deny(Reason::NoRecordAccess { owner, module: module.to_string() })
+    }
+
+    /// Whether user `u` belongs to group `g`, following member groups upward from `u`.
+    fn is_member(&self, u: &User, g: OwnerId, seen: &mut BTreeSet<OwnerId>) -> bool {
+        seen.insert(g) && self.members.get(&g).into_iter().flatten().any(|m| self.party_has(*m, u, seen))
+    }
+
+    fn party_has(&self, party: Party, u: &User, seen: &mut BTreeSet<OwnerId>) -> bool {
+        match party {
+            Party::User(id) => id == u.owner_id,
+            Party::Role(r) => u.role == r,
+            Party::RoleAndSubordinates(r) => u.role == r || self.tree.is_strictly_above(r, u.role),
+            Party::Group(g) => self.is_member(u, g, seen),
+        }
+    }
+
+    /// "role X", "role X and subordinates", "group G", "user U".
+    pub fn describe(&self, party: Party) -> String {
+        match party {
+            Party::User(id) => format!("user {}", self.owner_name(id).unwrap_or("?")),
+            Party::Role(r) => format!("role {}", self.tree.name(r)),
+            Party::RoleAndSubordinates(r) => format!("role {} and subordinates", self.tree.name(r)),
+            Party::Group(g) => format!("group {}", self.owner_name(g).unwrap_or("?")),
+        }
     }
 
     /// May `user` create (`Create`) or re-own (`Edit`) a `module` record so that `owner` owns it?
@@ -123,14 +177,18 @@ impl Model {
         if !module_level.allowed {
             return module_level;
         }
-        let Some(o) = self.users.get(&owner) else { return deny(Reason::UnknownOwner { owner }) };
-        if !o.is_active && action == Action::Create {
-            return deny(Reason::InactiveOwner { owner: o.name.clone() });
+        let is_group = self.groups.contains_key(&owner);
+        match self.users.get(&owner) {
+            None if !is_group => return deny(Reason::UnknownOwner { owner }),
+            Some(o) if !o.is_active && action == Action::Create => {
+                return deny(Reason::InactiveOwner { owner: o.name.clone() })
+            }
+            _ => {}
         }
         let user = user.expect("an allowed decision has a user");
         if action == Action::Create && !self.edits_everything(user) {
             // The new owner must be one whose records the creator may then edit (§3.3).
-            return self.decide_record(user, module, self.defaults[module], Action::Edit, owner);
+            return self.decide_record(&self.users[&user], module, Action::Edit, owner);
         }
         module_level
     }

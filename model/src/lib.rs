@@ -9,11 +9,12 @@
 mod access;
 mod catalog;
 mod decision;
+mod groups;
 mod roles;
 mod vocabulary;
 
 pub use access::{Model, ModelError, Scope};
-pub use catalog::{Catalog, Module, Profile, Role, User};
+pub use catalog::{Catalog, Group, GroupMember, Module, Party, Profile, Role, RuleAccess, SharingRule, User};
 pub use decision::{Decision, Reason};
 pub use roles::RoleTree;
 pub use vocabulary::{Action, SharingLevel, UnknownWord};

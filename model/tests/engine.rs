@@ -79,22 +79,22 @@ decisions! {
     grand_manager_deletes_subordinate: Private, Some("ceo"), Delete, "rep_e" => true, "owner is rep_e, in role RepEast below your role CEO";
     subordinate_cannot_read_manager: Private, Some("rep_w1"), Read, "mgr_w" => false, "the record is owned by mgr_w, whose Leads records are not shared with you";
     other_branch_is_hidden: Private, Some("mgr_e"), Read, "rep_w1" => false, "the record is owned by rep_w1, whose Leads records are not shared with you";
-    view_all_does_not_grant_edit: Private, Some("auditor"), Edit, "editor" => false, "revoked: no profile grants edit on Leads";
+    view_all_does_not_grant_edit: Private, Some("auditor"), Edit, "editor" => false, "revoked: no profile or permission set grants edit on Leads";
     view_all_reads_everything: Private, Some("auditor"), Read, "ceo" => true, "profile Auditor grants View All";
-    view_all_never_deletes: Private, Some("auditor"), Delete, "auditor" => false, "revoked: no profile grants delete on Leads";
+    view_all_never_deletes: Private, Some("auditor"), Delete, "auditor" => false, "revoked: no profile or permission set grants delete on Leads";
     edit_all_edits_everything: Private, Some("editor"), Edit, "ceo" => true, "profile Editor grants Edit All";
-    edit_all_never_deletes: Private, Some("editor"), Delete, "editor" => false, "revoked: no profile grants delete on Leads";
-    revoked_beats_public_default: PublicReadWriteDelete, Some("rep_e"), Edit, "rep_e" => false, "revoked: no profile grants edit on Leads";
-    revoked_beats_ownership: Private, Some("rep_e"), Edit, "rep_e" => false, "revoked: no profile grants edit on Leads";
+    edit_all_never_deletes: Private, Some("editor"), Delete, "editor" => false, "revoked: no profile or permission set grants delete on Leads";
+    revoked_beats_public_default: PublicReadWriteDelete, Some("rep_e"), Edit, "rep_e" => false, "revoked: no profile or permission set grants edit on Leads";
+    revoked_beats_ownership: Private, Some("rep_e"), Edit, "rep_e" => false, "revoked: no profile or permission set grants edit on Leads";
     union_of_profiles_grants_delete: Private, Some("rep_e"), Delete, "rep_e" => true, "you own the record";
     public_read_opens_read: PublicRead, Some("rep_w1"), Read, "mgr_e" => true, "the org-wide default of Leads is public_read";
     public_read_keeps_edit_closed: PublicRead, Some("rep_w1"), Edit, "mgr_e" => false, "the record is owned by mgr_e, whose Leads records are not shared with you";
     public_read_write_opens_edit: PublicReadWrite, Some("rep_w1"), Edit, "mgr_e" => true, "the org-wide default of Leads is public_read_write";
     public_read_write_keeps_delete_closed: PublicReadWrite, Some("rep_w1"), Delete, "mgr_e" => false, "the record is owned by mgr_e, whose Leads records are not shared with you";
     public_all_opens_delete: PublicReadWriteDelete, Some("rep_w1"), Delete, "mgr_e" => true, "the org-wide default of Leads is public_read_write_delete";
-    create_is_module_level: Private, Some("rep_w1"), Create, "ceo" => true, "a profile grants create on Leads";
-    import_not_granted: Private, Some("rep_w1"), Import, "rep_w1" => false, "revoked: no profile grants import on Leads";
-    export_granted: Private, Some("rep_w1"), Export, "rep_w1" => true, "a profile grants export on Leads";
+    create_is_module_level: Private, Some("rep_w1"), Create, "ceo" => true, "a profile or permission set grants create on Leads";
+    import_not_granted: Private, Some("rep_w1"), Import, "rep_w1" => false, "revoked: no profile or permission set grants import on Leads";
+    export_granted: Private, Some("rep_w1"), Export, "rep_w1" => true, "a profile or permission set grants export on Leads";
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crm_model::{Action, Catalog, Model, Module, Profile, Role, SharingLevel, User};
+use crm_model::{Action, Catalog, Group, GroupMember, Model, Module, Party, Profile, Role, RuleAccess, SharingLevel, SharingRule, User};
 use proptest::prelude::*;
 
 fn catalog() -> impl Strategy<Value = Catalog> {
@@ -16,7 +16,7 @@ fn catalog() -> impl Strategy<Value = Catalog> {
         let roles = (0..n_roles)
             .map(|i| Role { id: i as i64 + 1, name: format!("R{}", i + 1), parent: (i > 0).then(|| next(i) as i64 + 1) })
             .collect();
-        let modules: Vec<Module> = ["Leads", "Accounts"]
+        let modules: Vec<Module> = ["Leads", "Accounts", "Contacts"]
             .iter()
             .map(|m| Module { name: m.to_string(), sharing_default: SharingLevel::ALL[next(4)] })
             .collect();
@@ -42,7 +42,53 @@ fn catalog() -> impl Strategy<Value = Catalog> {
                 is_active: next(10) > 0,
             })
             .collect();
-        Catalog { roles, profiles, role_profiles, users, modules, ..Default::default() }
+        let n_groups = next(6);
+        let groups: Vec<Group> = (0..n_groups).map(|g| Group { owner_id: 1000 + g as i64, name: format!("g{g}") }).collect();
+        let mut group_members = Vec::new();
+        for g in 0..n_groups {
+            for _ in 0..next(4) {
+                let member = match next(4) {
+                    0 => Party::User(100 + next(n_users) as i64),
+                    1 => Party::Role(next(n_roles) as i64 + 1),
+                    2 => Party::RoleAndSubordinates(next(n_roles) as i64 + 1),
+                    // Only earlier groups: nesting without cycles, as the API guarantees.
+                    _ if g > 0 => Party::Group(1000 + next(g) as i64),
+                    _ => continue,
+                };
+                group_members.push(GroupMember { group: 1000 + g as i64, member });
+            }
+        }
+        let party = |next: &mut dyn FnMut(usize) -> usize| match next(3) {
+            0 => Party::Role(next(n_roles) as i64 + 1),
+            1 => Party::RoleAndSubordinates(next(n_roles) as i64 + 1),
+            _ if n_groups > 0 => Party::Group(1000 + next(n_groups) as i64),
+            _ => Party::Role(1),
+        };
+        let sharing_rules = (0..next(6))
+            .map(|i| SharingRule {
+                id: i as i64 + 1,
+                module: ["Leads", "Accounts", "Contacts"][next(3)].to_string(),
+                source: party(&mut next),
+                target: party(&mut next),
+                access: if next(2) == 0 { RuleAccess::Read } else { RuleAccess::ReadWrite },
+            })
+            .collect();
+        let permission_sets: Vec<Profile> = (0..next(3))
+            .map(|i| Profile {
+                id: 500 + i as i64,
+                name: format!("S{i}"),
+                view_all: next(6) == 0,
+                edit_all: next(8) == 0,
+                grants: BTreeMap::from([("Leads".to_string(), vec![Action::ALL[next(6)]])]),
+            })
+            .collect();
+        let permission_set_assignments = (0..permission_sets.len() * 2)
+            .map(|i| (500 + (i / 2) as i64, if next(2) == 0 || n_groups == 0 { 100 + next(n_users) as i64 } else { 1000 + next(n_groups) as i64 }))
+            .collect();
+        Catalog {
+            roles, profiles, role_profiles, users, modules, groups, group_members, sharing_rules, permission_sets,
+            permission_set_assignments, ..Default::default()
+        }
     })
 }
 
@@ -51,9 +97,9 @@ proptest! {
     #[test]
     fn scopes_agree_with_decisions(catalog in catalog()) {
         let m = Model::compile(catalog).unwrap();
-        let owners: Vec<i64> = m.users().map(|u| u.owner_id).chain([1, 99_999]).collect();
+        let owners: Vec<i64> = m.users().map(|u| u.owner_id).chain(1000..1006).chain([1, 99_999]).collect();
         for u in m.users() {
-            for module in ["Leads", "Accounts"] {
+            for module in ["Leads", "Accounts", "Contacts"] {
                 for action in Action::ALL {
                     let scope = m.scope(u.owner_id, module, action);
                     for &o in &owners {

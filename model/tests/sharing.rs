@@ -1,0 +1,122 @@
+//! Groups, sharing rules ("shared below" included), permission sets and Contacts following
+//! Accounts (DESIGN §3 steps 3, 7a, 7d, 7e; §3.1), one named case each.
+//!
+//! CEO ─ VP ─┬─ MgrWest ─ RepWest (w1, w2)
+//!           └─ MgrEast ─ RepEast (e1)
+//! Groups: Team (w1, role RepEast), Club (group Team: nested), Empty. All roles: Sales profile.
+
+use std::collections::BTreeMap;
+
+use crm_model::{Action, Catalog, GroupMember, Model, Module, Party, Profile, Role, RuleAccess, SharingLevel, SharingRule, User};
+use Action::*;
+
+const TEAM: i64 = 50;
+const CLUB: i64 = 51;
+const EMPTY: i64 = 52;
+
+fn org(rules: &[(i64, &str, Party, Party, RuleAccess)], sets: &[(&str, bool, &[(&str, Action)], i64)]) -> Model {
+    let roles = [("CEO", None), ("VP", Some(1)), ("MgrWest", Some(2)), ("RepWest", Some(3)), ("MgrEast", Some(2)), ("RepEast", Some(5))];
+    let roles = roles.iter().enumerate().map(|(i, (n, p))| Role { id: i as i64 + 1, name: n.to_string(), parent: *p }).collect();
+    let all = |actions: &[Action]| ["Leads", "Accounts", "Contacts"].iter().map(|m| (m.to_string(), actions.to_vec())).collect::<BTreeMap<_, _>>();
+    let profiles = vec![Profile { id: 1, name: "Sales".into(), grants: all(&[Read, Create, Edit, Delete]), ..Default::default() }];
+    let role_profiles = (1..=6).map(|r| (r, 1)).collect();
+    let users = [(10, "ceo", 1), (11, "vp", 2), (12, "mgr_w", 3), (13, "w1", 4), (14, "w2", 4), (15, "mgr_e", 5), (16, "e1", 6)];
+    let users = users.iter().map(|&(id, n, r)| User { owner_id: id, name: n.into(), role: r, is_admin: false, is_active: true }).collect();
+    let modules = ["Leads", "Accounts", "Contacts"].iter().map(|m| Module { name: m.to_string(), sharing_default: SharingLevel::Private }).collect();
+    let groups = [(TEAM, "Team"), (CLUB, "Club"), (EMPTY, "Empty")].iter().map(|&(id, n)| crm_model::Group { owner_id: id, name: n.into() }).collect();
+    let group_members = vec![
+        GroupMember { group: TEAM, member: Party::User(13) },
+        GroupMember { group: TEAM, member: Party::Role(6) },
+        GroupMember { group: CLUB, member: Party::Group(TEAM) },
+    ];
+    let sharing_rules = rules
+        .iter()
+        .map(|&(id, module, source, target, access)| SharingRule { id, module: module.into(), source, target, access })
+        .collect();
+    let permission_sets = sets
+        .iter()
+        .enumerate()
+        .map(|(i, (name, view_all, grants, _))| Profile {
+            id: 100 + i as i64,
+            name: name.to_string(),
+            view_all: *view_all,
+            grants: grants.iter().map(|(m, a)| (m.to_string(), vec![*a])).collect(),
+            ..Default::default()
+        })
+        .collect();
+    let permission_set_assignments = sets.iter().enumerate().map(|(i, s)| (100 + i as i64, s.3)).collect();
+    Model::compile(Catalog {
+        roles, profiles, role_profiles, users, modules, groups, group_members, sharing_rules, permission_sets, permission_set_assignments,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn check(m: &Model, user: i64, module: &str, action: Action, owner: i64, allowed: bool, reason: &str) {
+    let d = m.decide(Some(user), module, action, owner);
+    assert_eq!((d.allowed, d.reason.to_string().as_str()), (allowed, reason), "user {user} {action} {module} owner {owner}");
+    assert_eq!(m.scope(user, module, action).contains(owner), allowed, "scope of user {user} {action} {module} owner {owner}");
+}
+
+#[test]
+fn group_members_share_ownership_and_managers_do_not() {
+    let m = org(&[], &[]);
+    check(&m, 13, "Leads", Delete, TEAM, true, "the record is owned by group Team, of which you are a member");
+    check(&m, 16, "Leads", Edit, TEAM, true, "the record is owned by group Team, of which you are a member");
+    // Nested: Club's members are Team's members.
+    check(&m, 16, "Leads", Read, CLUB, true, "the record is owned by group Club, of which you are a member");
+    // Groups never get hierarchy: w1's manager is not a member.
+    check(&m, 12, "Leads", Read, TEAM, false, "the record is owned by Team, whose Leads records are not shared with you");
+    check(&m, 14, "Leads", Read, TEAM, false, "the record is owned by Team, whose Leads records are not shared with you");
+    check(&m, 13, "Leads", Read, EMPTY, false, "the record is owned by Empty, whose Leads records are not shared with you");
+}
+
+#[test]
+fn rules_share_source_records_with_the_target_and_above() {
+    let m = org(&[(7, "Leads", Party::Role(4), Party::Role(6), RuleAccess::ReadWrite)], &[]);
+    let why = "shared by rule 7 (read_write) from role RepWest to role RepEast";
+    check(&m, 16, "Leads", Read, 13, true, why);
+    check(&m, 16, "Leads", Edit, 14, true, why);
+    check(&m, 16, "Leads", Delete, 13, false, "the record is owned by w1, whose Leads records are not shared with you");
+    // Shared below: mgr_e is above e1, so gets the same share.
+    check(&m, 15, "Leads", Edit, 13, true, why);
+    // Not the source's manager's records, not other modules, never the other way round.
+    check(&m, 16, "Leads", Read, 12, false, "the record is owned by mgr_w, whose Leads records are not shared with you");
+    check(&m, 16, "Accounts", Read, 13, false, "the record is owned by w1, whose Accounts records are not shared with you");
+    check(&m, 13, "Leads", Read, 16, false, "the record is owned by e1, whose Leads records are not shared with you");
+}
+
+#[test]
+fn read_rules_give_read_only_and_group_sources_share_their_own_records() {
+    let m = org(&[(8, "Leads", Party::Group(TEAM), Party::RoleAndSubordinates(3), RuleAccess::Read)], &[]);
+    let why = "shared by rule 8 (read) from group Team to role MgrWest and subordinates";
+    check(&m, 14, "Leads", Read, 16, true, why);
+    check(&m, 14, "Leads", Read, TEAM, true, why);
+    check(&m, 14, "Leads", Edit, 16, false, "the record is owned by e1, whose Leads records are not shared with you");
+}
+
+#[test]
+fn contacts_follow_accounts_rules() {
+    let m = org(&[(9, "Accounts", Party::Role(4), Party::Role(6), RuleAccess::Read)], &[]);
+    check(&m, 16, "Contacts", Read, 13, true, "shared by rule 9 (read) from role RepWest to role RepEast");
+    check(&m, 16, "Leads", Read, 13, false, "the record is owned by w1, whose Leads records are not shared with you");
+}
+
+#[test]
+fn permission_sets_add_to_profiles_for_users_and_group_members() {
+    let m = org(&[], &[("Audit", true, &[], 14), ("Importer", false, &[("Leads", Import)], TEAM)]);
+    check(&m, 14, "Leads", Read, 10, true, "permission set Audit grants View All");
+    check(&m, 14, "Leads", Edit, 10, false, "the record is owned by ceo, whose Leads records are not shared with you");
+    // Through nested membership of Team: e1 (role member) and w1 (user member).
+    check(&m, 16, "Leads", Import, 16, true, "a profile or permission set grants import on Leads");
+    check(&m, 13, "Leads", Import, 13, true, "a profile or permission set grants import on Leads");
+    check(&m, 14, "Leads", Import, 14, false, "revoked: no profile or permission set grants import on Leads");
+}
+
+#[test]
+fn groups_can_be_given_records() {
+    let m = org(&[], &[]);
+    assert!(m.decide_assignment(Some(13), "Leads", Create, TEAM).allowed);
+    assert!(!m.decide_assignment(Some(14), "Leads", Create, TEAM).allowed);
+    assert!(m.assignable(13, "Leads", Create).contains(&TEAM));
+}
