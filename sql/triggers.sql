@@ -5,7 +5,9 @@ DECLARE t regclass;
 BEGIN
     FOREACH t IN ARRAY ARRAY['crm.roles', 'crm.profiles', 'crm.modules', 'crm.sharing_defaults',
                              'crm.profile_privileges', 'crm.role_profiles', 'crm.owners', 'crm.users',
-                             'crm.db_role_map', 'crm.trusted_roles', 'crm.protected_tables']::regclass[]
+                             'crm.db_role_map', 'crm.trusted_roles', 'crm.protected_tables', 'crm.groups',
+                             'crm.group_members', 'crm.sharing_rules', 'crm.permission_sets',
+                             'crm.permission_set_privileges', 'crm.permission_set_assignments']::regclass[]
     LOOP
         EXECUTE format('CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
                        'FOR EACH STATEMENT EXECUTE FUNCTION crm.catalog_changed()', t);

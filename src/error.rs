@@ -32,6 +32,10 @@ impl CrmError {
         CrmError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("{kind} \"{name}\" does not exist"))
     }
 
+    pub fn not_found(message: impl Into<String>) -> Self {
+        CrmError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, message)
+    }
+
     pub fn duplicate(kind: &str, name: &str) -> Self {
         CrmError::new(PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT, format!("{kind} \"{name}\" already exists"))
     }
@@ -58,6 +62,10 @@ impl CrmError {
         CrmError::new(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, "the CRM catalog is inconsistent")
             .with_detail(problem)
             .with_hint("Fix the crm.* tables; until then no protected row is visible and every write is refused.")
+    }
+
+    pub fn dependent(message: impl Into<String>) -> Self {
+        CrmError::new(PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST, message)
     }
 
     pub fn not_supported(message: impl Into<String>) -> Self {

@@ -214,6 +214,11 @@ impl Model {
         self.users.get(&id).map(|u| u.name.as_str()).or_else(|| self.groups.get(&id).map(|g| g.name.as_str()))
     }
 
+    /// A user's or a group's owner id by name (they share one namespace).
+    pub fn owner_by_name(&self, name: &str) -> Option<OwnerId> {
+        self.users_by_name.get(name).copied().or_else(|| self.groups.values().find(|g| g.name == name).map(|g| g.owner_id))
+    }
+
     pub fn user_by_name(&self, name: &str) -> Option<&User> {
         self.users_by_name.get(name).and_then(|id| self.users.get(id))
     }

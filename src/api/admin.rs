@@ -9,9 +9,12 @@ use pgrx::spi::SpiClient;
 use super::authorize::administer;
 use crate::error::{CrmError, CrmResult};
 
-type Client<'a, 'b> = &'a mut SpiClient<'b>;
+/// Modules made private with Accounts (seed 004, DESIGN §3.1).
+const ACCOUNT_RELATED: [&str; 6] = ["Opportunities", "Tickets", "Quotes", "SalesOrders", "PurchaseOrders", "Invoices"];
 
-fn nonempty(kind: &str, name: &str) -> CrmResult<()> {
+pub type Client<'a, 'b> = &'a mut SpiClient<'b>;
+
+pub fn nonempty(kind: &str, name: &str) -> CrmResult<()> {
     if name.trim().is_empty() {
         return Err(CrmError::invalid(format!("a {kind} name must not be empty")));
     }
@@ -27,13 +30,19 @@ pub fn one<T: FromDatum + IntoDatum>(c: &SpiClient<'_>, sql: &str, args: &[pgrx:
     Ok(table.first().get_one::<T>()?)
 }
 
+/// The id an `INSERT ... RETURNING id` returns (run as a write: SPI refuses writes in a
+/// read-only query, which `one` is).
+pub fn insert_returning_id(c: Client, sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> CrmResult<i64> {
+    Ok(c.update(sql, None, args)?.first().get_one::<i64>()?.expect("INSERT ... RETURNING returns a row"))
+}
+
 /// The id that `sql` (taking the name as $1) finds, or an "undefined" error naming it.
-fn find(c: &SpiClient<'_>, sql: &str, kind: &str, name: &str, hint: &str) -> CrmResult<i64> {
+pub fn find(c: &SpiClient<'_>, sql: &str, kind: &str, name: &str, hint: &str) -> CrmResult<i64> {
     one::<i64>(c, sql, &[name.into()])?
         .ok_or_else(|| CrmError::undefined(kind, name).with_hint(hint.to_string()))
 }
 
-fn exists(c: &SpiClient<'_>, sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> CrmResult<bool> {
+pub fn exists(c: &SpiClient<'_>, sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> CrmResult<bool> {
     Ok(one::<i32>(c, sql, args)?.is_some())
 }
 
@@ -41,11 +50,11 @@ pub fn role_id(c: &SpiClient<'_>, name: &str) -> CrmResult<i64> {
     find(c, "SELECT id FROM crm.roles WHERE name = $1", "role", name, "See crm.roles for existing roles.")
 }
 
-fn profile_id(c: &SpiClient<'_>, name: &str) -> CrmResult<i64> {
+pub fn profile_id(c: &SpiClient<'_>, name: &str) -> CrmResult<i64> {
     find(c, "SELECT id FROM crm.profiles WHERE name = $1", "profile", name, "See crm.profiles for existing profiles.")
 }
 
-fn user_id(c: &SpiClient<'_>, name: &str) -> CrmResult<i64> {
+pub fn user_id(c: &SpiClient<'_>, name: &str) -> CrmResult<i64> {
     find(c, "SELECT owner_id FROM crm.users u JOIN crm.owners o ON o.id = u.owner_id WHERE o.name = $1", "CRM user", name, "See crm.user_directory for existing users.")
 }
 
@@ -64,7 +73,7 @@ fn check_db_role(c: &SpiClient<'_>, db_role: &str) -> CrmResult<()> {
     Err(CrmError::undefined("database role", db_role).with_hint("Create it first with CREATE ROLE."))
 }
 
-fn actions(actions: Vec<Option<String>>) -> CrmResult<Vec<Action>> {
+pub fn actions(actions: Vec<Option<String>>) -> CrmResult<Vec<Action>> {
     if actions.is_empty() {
         return Err(CrmError::invalid("the list of actions is empty").with_hint("Name one or more of: read, create, edit, delete, import, export."));
     }
@@ -184,11 +193,7 @@ fn create_user(name: &str, role: &str, is_admin: default!(bool, false)) -> i64 {
         if exists(c, "SELECT 1 FROM crm.owners WHERE name = $1", &[name.into()])? {
             return Err(CrmError::duplicate("CRM user or group", name).with_hint("Users and groups share one namespace."));
         }
-        let id: i64 = c
-            .update("INSERT INTO crm.owners (name, kind) VALUES ($1, 'user') RETURNING id", None, &[name.into()])?
-            .first()
-            .get_one()?
-            .expect("INSERT ... RETURNING returns a row");
+        let id = insert_returning_id(c, "INSERT INTO crm.owners (name, kind) VALUES ($1, 'user') RETURNING id", &[name.into()])?;
         c.update("INSERT INTO crm.users (owner_id, role_id, is_admin) VALUES ($1, $2, $3)", None, &[id.into(), role.into(), is_admin.into()])?;
         Ok(id)
     })
@@ -253,11 +258,22 @@ fn set_sharing_default(module: &str, level: &str) {
     administer(|c: Client| {
         check_module(c, module)?;
         let level = level.parse::<SharingLevel>().map_err(|e| CrmError::invalid(e.to_string()))?;
-        c.update(
-            "INSERT INTO crm.sharing_defaults VALUES ($1, $2) ON CONFLICT (module) DO UPDATE SET level = excluded.level",
-            None,
-            &[module.into(), level.as_str().into()],
-        )?;
+        if module == "Contacts" {
+            return Err(CrmError::invalid("Contacts follow the org-wide default of Accounts")
+                .with_hint("Set the default of Accounts instead."));
+        }
+        // Private Accounts make their related modules private too, in this transaction (§3.1).
+        let mut modules = vec![module];
+        if module == "Accounts" && level == SharingLevel::Private {
+            modules.extend(ACCOUNT_RELATED);
+        }
+        for m in modules {
+            c.update(
+                "INSERT INTO crm.sharing_defaults VALUES ($1, $2) ON CONFLICT (module) DO UPDATE SET level = excluded.level",
+                None,
+                &[m.into(), level.as_str().into()],
+            )?;
+        }
         Ok(())
     })
 }

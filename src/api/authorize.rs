@@ -8,7 +8,12 @@ use crate::catalog::{load, privileged};
 use crate::error::{CrmError, CrmResult, OrRaise};
 use crate::session::{cache, identity};
 
-fn require_admin() -> CrmResult<pg_sys::Oid> {
+pub fn require_admin() -> CrmResult<pg_sys::Oid> {
+    require_admin_to("change the CRM catalog")
+}
+
+/// Like `require_admin`, for another privileged act (`what` completes "permission denied to").
+pub fn require_admin_to(what: &str) -> CrmResult<pg_sys::Oid> {
     let owner = load::extension_owner()?;
     let caller = unsafe { pg_sys::GetUserId() };
     if unsafe { pg_sys::superuser_arg(caller) || pg_sys::has_privs_of_role(caller, owner) } {
@@ -20,7 +25,7 @@ fn require_admin() -> CrmResult<pg_sys::Oid> {
         Ok(u) => format!("CRM user \"{}\" is not an administrator", u.name),
         Err(reason) => reason.to_string(),
     };
-    Err(CrmError::denied("permission denied to change the CRM catalog")
+    Err(CrmError::denied(format!("permission denied to {what}"))
         .with_detail(why)
         .with_hint("Act as a CRM administrator, or connect as the extension owner or a superuser."))
 }

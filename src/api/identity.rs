@@ -20,9 +20,9 @@ fn acting_user() -> Option<String> {
 #[pg_extern(stable)]
 fn owner_id(name: &str) -> i64 {
     let m = cache::current(true).or_raise();
-    match m.model.user_by_name(name) {
-        Some(u) => u.owner_id,
-        None => CrmError::undefined("CRM user or group", name).with_hint("See crm.user_directory for existing users.").raise(),
+    match m.model.owner_by_name(name) {
+        Some(id) => id,
+        None => CrmError::undefined("CRM user or group", name).with_hint("See crm.user_directory and crm.groups.").raise(),
     }
 }
 

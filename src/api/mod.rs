@@ -2,5 +2,10 @@
 
 pub mod admin;
 pub mod authorize;
+pub mod explain;
 pub mod identity;
+pub mod lifecycle;
+pub mod ownership;
+pub mod permission_sets;
+pub mod sharing;
 pub mod trigger;

@@ -45,7 +45,24 @@ SELECT json_build_object('catalog', json_build_object(
   'protected_tables', coalesce((SELECT json_object_agg(tbl::oid, json_build_array(module, owner_column))
                                 FROM crm.protected_tables), '{}'),
   'db_role_map', coalesce((SELECT json_object_agg(db_role, user_id) FROM crm.db_role_map), '{}'),
-  'trusted_roles', coalesce((SELECT json_agg(db_role) FROM crm.trusted_roles), '[]')),
+  'trusted_roles', coalesce((SELECT json_agg(db_role) FROM crm.trusted_roles), '[]'),
+  'groups', coalesce((SELECT json_agg(json_build_object('owner_id', g.owner_id, 'name', o.name))
+                      FROM crm.groups g JOIN crm.owners o ON o.id = g.owner_id), '[]'),
+  'group_members', coalesce((SELECT json_agg(json_build_object('group', group_id,
+                                'member', json_build_object('kind', member_kind, 'id', member_id)))
+                             FROM crm.group_members), '[]'),
+  'sharing_rules', coalesce((SELECT json_agg(json_build_object('id', id, 'module', module, 'access', access,
+                                'source', json_build_object('kind', source_kind, 'id', source_id),
+                                'target', json_build_object('kind', target_kind, 'id', target_id)))
+                             FROM crm.sharing_rules), '[]'),
+  'permission_sets', coalesce((SELECT json_agg(json_build_object(
+        'id', s.id, 'name', s.name, 'view_all', s.view_all, 'edit_all', s.edit_all,
+        'grants', coalesce((SELECT json_object_agg(g.module, g.actions)
+                            FROM (SELECT module, json_agg(action) AS actions FROM crm.permission_set_privileges
+                                  WHERE set_id = s.id GROUP BY module) g), '{}')))
+     FROM crm.permission_sets s), '[]'),
+  'permission_set_assignments', coalesce((SELECT json_agg(json_build_array(set_id, owner_id))
+                                          FROM crm.permission_set_assignments), '[]')),
   'catalog_relids', (SELECT json_agg(oid::int8) FROM pg_class WHERE relnamespace = 'crm'::regnamespace AND relkind = 'r'),
   'assert_fn', 'crm.assert_can_assign(regclass, text, bigint)'::regprocedure::oid::int8
 )::text";

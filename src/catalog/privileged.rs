@@ -58,9 +58,24 @@ pub fn with_pinned_search_path<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Run `f` with a pinned search_path, as `owner` (the extension owner).
+/// Run `f` with a pinned search_path, as `owner` (the extension owner), with row security
+/// off: catalog administration that touches protected tables (moving a departing user's
+/// records) must see every row, and fails outright rather than see a filtered subset if
+/// the owner could not bypass row security.
 pub fn as_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     let _pin = pin_search_path();
+    unsafe {
+        pg_sys::set_config_option(
+            c"row_security".as_ptr(),
+            c"off".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+    }
     let mut saved = UserSwitch { user: pg_sys::Oid::INVALID, context: 0 };
     unsafe {
         pg_sys::GetUserIdAndSecContext(&mut saved.user, &mut saved.context);

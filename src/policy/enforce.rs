@@ -92,7 +92,7 @@ pub fn check_assignment(tbl: pg_sys::Oid, action: Action, owner: Option<OwnerId>
     if d.allowed {
         return Ok(());
     }
-    let owner_name = m.model.user(owner).map(|o| o.name.clone()).unwrap_or_else(|| owner.to_string());
+    let owner_name = m.model.owner_name(owner).map(str::to_string).unwrap_or_else(|| owner.to_string());
     let what = if action == Action::Create { "create" } else { "assign" };
     Err(CrmError::denied(format!("CRM user \"{}\" may not {what} a {module} record owned by {owner_name}", user.name))
         .with_detail(d.reason.to_string())

@@ -1,0 +1,89 @@
+//! Permission sets (seed 002): named privileges added to the profiles' union (DESIGN §3
+//! step 3), assigned to users directly or to groups (every member holds them).
+
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+
+use super::admin::{actions, check_module, exists, find, nonempty, user_id, Client};
+use super::authorize::administer;
+use super::sharing::group_id;
+use crate::error::{CrmError, CrmResult};
+
+fn set_id(c: &SpiClient<'_>, name: &str) -> CrmResult<i64> {
+    find(c, "SELECT id FROM crm.permission_sets WHERE name = $1", "permission set", name, "See crm.permission_sets.")
+}
+
+fn assignee(c: &SpiClient<'_>, kind: &str, name: &str) -> CrmResult<i64> {
+    match kind {
+        "user" => user_id(c, name),
+        "group" => group_id(c, name),
+        other => Err(CrmError::invalid(format!("unknown kind \"{other}\"; expected one of: user, group"))),
+    }
+}
+
+#[pg_extern]
+fn create_permission_set(name: &str, view_all: default!(bool, false), edit_all: default!(bool, false)) {
+    administer(|c: Client| {
+        nonempty("permission set", name)?;
+        if exists(c, "SELECT 1 FROM crm.permission_sets WHERE name = $1", &[name.into()])? {
+            return Err(CrmError::duplicate("permission set", name));
+        }
+        c.update("INSERT INTO crm.permission_sets (name, view_all, edit_all) VALUES ($1, $2, $3)", None, &[name.into(), view_all.into(), edit_all.into()])?;
+        Ok(())
+    })
+}
+
+fn change(set: &str, module: &str, list: Vec<Option<String>>, grant: bool) {
+    administer(|c: Client| {
+        let id = set_id(c, set)?;
+        check_module(c, module)?;
+        for a in actions(list)? {
+            let sql = if grant {
+                "INSERT INTO crm.permission_set_privileges VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+            } else {
+                "DELETE FROM crm.permission_set_privileges WHERE set_id = $1 AND module = $2 AND action = $3"
+            };
+            c.update(sql, None, &[id.into(), module.into(), a.as_str().into()])?;
+        }
+        Ok(())
+    })
+}
+
+#[pg_extern]
+fn grant_permission_set_privileges(set: &str, module: &str, actions: Vec<Option<String>>) {
+    change(set, module, actions, true)
+}
+
+#[pg_extern]
+fn revoke_permission_set_privileges(set: &str, module: &str, actions: Vec<Option<String>>) {
+    change(set, module, actions, false)
+}
+
+#[pg_extern]
+fn assign_permission_set(set: &str, kind: &str, name: &str) {
+    administer(|c: Client| {
+        let (s, who) = (set_id(c, set)?, assignee(c, kind, name)?);
+        c.update("INSERT INTO crm.permission_set_assignments VALUES ($1, $2) ON CONFLICT DO NOTHING", None, &[s.into(), who.into()])?;
+        Ok(())
+    })
+}
+
+#[pg_extern]
+fn unassign_permission_set(set: &str, kind: &str, name: &str) {
+    administer(|c: Client| {
+        let (s, who) = (set_id(c, set)?, assignee(c, kind, name)?);
+        if c.update("DELETE FROM crm.permission_set_assignments WHERE set_id = $1 AND owner_id = $2", None, &[s.into(), who.into()])?.is_empty() {
+            return Err(CrmError::undefined(&format!("assignment to {kind} \"{name}\" of permission set"), set));
+        }
+        Ok(())
+    })
+}
+
+#[pg_extern]
+fn drop_permission_set(name: &str) {
+    administer(|c: Client| {
+        let id = set_id(c, name)?;
+        c.update("DELETE FROM crm.permission_sets WHERE id = $1", None, &[id.into()])?;
+        Ok(())
+    })
+}

@@ -1,0 +1,154 @@
+//! Groups and sharing rules (DESIGN §3 steps 7a, 7d, 7e; seed 004).
+
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+
+use super::admin::{check_module, exists, find, insert_returning_id, nonempty, one, role_id, user_id, Client};
+use super::authorize::administer;
+use super::ownership;
+use crate::error::{CrmError, CrmResult};
+
+const MEMBER_KINDS: &str = "user, role, role_and_subordinates, group";
+const RULE_KINDS: &str = "role, role_and_subordinates, group";
+
+pub fn group_id(c: &SpiClient<'_>, name: &str) -> CrmResult<i64> {
+    find(c, "SELECT g.owner_id FROM crm.groups g JOIN crm.owners o ON o.id = g.owner_id WHERE o.name = $1", "group", name, "See crm.groups for existing groups.")
+}
+
+/// The id a (kind, name) pair names, checking the kind against `allowed`.
+fn party(c: &SpiClient<'_>, kind: &str, name: &str, allowed: &str) -> CrmResult<i64> {
+    match kind {
+        "user" if allowed == MEMBER_KINDS => user_id(c, name),
+        "user" => Err(CrmError::invalid("sharing rules cannot name users").with_hint("Share with a role, a role and its subordinates, or a group that holds the user.")),
+        "role" | "role_and_subordinates" => role_id(c, name),
+        "group" => group_id(c, name),
+        other => Err(CrmError::invalid(format!("unknown kind \"{other}\"; expected one of: {allowed}"))),
+    }
+}
+
+#[pg_extern]
+fn create_group(name: &str) -> i64 {
+    administer(|c: Client| {
+        nonempty("group", name)?;
+        if exists(c, "SELECT 1 FROM crm.owners WHERE name = $1", &[name.into()])? {
+            return Err(CrmError::duplicate("CRM user or group", name).with_hint("Users and groups share one namespace."));
+        }
+        let id = insert_returning_id(c, "INSERT INTO crm.owners (name, kind) VALUES ($1, 'group') RETURNING id", &[name.into()])?;
+        c.update("INSERT INTO crm.groups VALUES ($1)", None, &[id.into()])?;
+        Ok(id)
+    })
+}
+
+#[pg_extern]
+fn add_group_member(group_name: &str, member_kind: &str, member: &str) {
+    administer(|c: Client| {
+        let group = group_id(c, group_name)?;
+        let id = party(c, member_kind, member, MEMBER_KINDS)?;
+        if member_kind == "group" {
+            let cycle = exists(
+                c,
+                "WITH RECURSIVE inside(g) AS (SELECT $1::bigint
+                     UNION SELECT m.member_id FROM crm.group_members m JOIN inside ON m.group_id = inside.g WHERE m.member_kind = 'group')
+                 SELECT 1 FROM inside WHERE g = $2",
+                &[id.into(), group.into()],
+            )?;
+            if cycle {
+                return Err(CrmError::invalid(format!("adding group \"{member}\" to group \"{group_name}\" would make a cycle"))
+                    .with_hint(format!("\"{member}\" is \"{group_name}\" or already contains it.")));
+            }
+        }
+        c.update("INSERT INTO crm.group_members VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", None, &[group.into(), member_kind.into(), id.into()])?;
+        Ok(())
+    })
+}
+
+#[pg_extern]
+fn remove_group_member(group_name: &str, member_kind: &str, member: &str) {
+    administer(|c: Client| {
+        let group = group_id(c, group_name)?;
+        let id = party(c, member_kind, member, MEMBER_KINDS)?;
+        let removed = c.update(
+            "DELETE FROM crm.group_members WHERE group_id = $1 AND member_kind = $2 AND member_id = $3",
+            None,
+            &[group.into(), member_kind.into(), id.into()],
+        )?;
+        if removed.is_empty() {
+            return Err(CrmError::undefined(&format!("member {member_kind} \"{member}\" of group"), group_name));
+        }
+        Ok(())
+    })
+}
+
+/// Refuse to remove something a sharing rule or a group still names.
+fn check_unreferenced(c: &SpiClient<'_>, kinds: &[&str], id: i64, what: &str) -> CrmResult<()> {
+    let rules = one::<String>(
+        c,
+        "SELECT string_agg(id::text, ', ' ORDER BY id) FROM crm.sharing_rules
+         WHERE (source_kind = ANY($1) AND source_id = $2) OR (target_kind = ANY($1) AND target_id = $2)",
+        &[kinds.to_vec().into(), id.into()],
+    )?;
+    if let Some(rules) = rules {
+        return Err(CrmError::dependent(format!("{what} is used by sharing rule {rules}")).with_hint("Drop those rules first (crm.drop_sharing_rule)."));
+    }
+    let groups = one::<String>(
+        c,
+        "SELECT string_agg(DISTINCT o.name, ', ') FROM crm.group_members m JOIN crm.owners o ON o.id = m.group_id
+         WHERE m.member_kind = ANY($1) AND m.member_id = $2",
+        &[kinds.to_vec().into(), id.into()],
+    )?;
+    if let Some(groups) = groups {
+        return Err(CrmError::dependent(format!("{what} is a member of group {groups}")).with_hint("Remove it from those groups first (crm.remove_group_member)."));
+    }
+    Ok(())
+}
+
+pub fn check_role_unreferenced(c: &SpiClient<'_>, role: i64, name: &str) -> CrmResult<()> {
+    check_unreferenced(c, &["role", "role_and_subordinates"], role, &format!("role \"{name}\""))
+}
+
+pub fn check_user_unreferenced(c: &SpiClient<'_>, user: i64, name: &str) -> CrmResult<()> {
+    check_unreferenced(c, &["user"], user, &format!("user \"{name}\""))
+}
+
+#[pg_extern]
+fn drop_group(name: &str, transfer_to: default!(Option<&str>, "NULL")) {
+    administer(|c: Client| {
+        let group = group_id(c, name)?;
+        check_unreferenced(c, &["group"], group, &format!("group \"{name}\""))?;
+        ownership::release(c, "group", name, group, transfer_to)?;
+        c.update("DELETE FROM crm.owners WHERE id = $1", None, &[group.into()])?;
+        Ok(())
+    })
+}
+
+#[pg_extern]
+fn add_sharing_rule(module: &str, source_kind: &str, source: &str, target_kind: &str, target: &str, access: &str) -> i64 {
+    administer(|c: Client| {
+        check_module(c, module)?;
+        if module == "Contacts" {
+            return Err(CrmError::invalid("Contacts follow the sharing rules of Accounts").with_hint("Add the rule to Accounts instead."));
+        }
+        let source_id = party(c, source_kind, source, RULE_KINDS)?;
+        let target_id = party(c, target_kind, target, RULE_KINDS)?;
+        if !matches!(access, "read" | "read_write") {
+            return Err(CrmError::invalid(format!("unknown access \"{access}\"; expected one of: read, read_write"))
+                .with_hint("Sharing rules never grant delete."));
+        }
+        insert_returning_id(
+            c,
+            "INSERT INTO crm.sharing_rules (module, source_kind, source_id, target_kind, target_id, access)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            &[module.into(), source_kind.into(), source_id.into(), target_kind.into(), target_id.into(), access.into()],
+        )
+    })
+}
+
+#[pg_extern]
+fn drop_sharing_rule(id: i64) {
+    administer(|c: Client| {
+        if c.update("DELETE FROM crm.sharing_rules WHERE id = $1", None, &[id.into()])?.is_empty() {
+            return Err(CrmError::undefined("sharing rule", &id.to_string()).with_hint("See crm.sharing_rule_directory."));
+        }
+        Ok(())
+    })
+}
