@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crm_model::{Action, Catalog, Module, Profile, Role, User};
+use crm_model::{Action, Catalog, Group, GroupMember, Module, Party, Profile, Role, RuleAccess, SharingRule, User};
 use postgres::{Client, NoTls};
 
 fn host() -> String {
@@ -79,5 +79,65 @@ pub fn read_catalog(c: &mut Client) -> Catalog {
         .iter()
         .map(|r| Module { name: r.get(0), sharing_default: r.get::<_, String>(1).parse().unwrap() })
         .collect();
-    Catalog { roles, profiles, role_profiles, users, modules, ..Default::default() }
+    let groups = c
+        .query("SELECT g.owner_id, o.name FROM crm.groups g JOIN crm.owners o ON o.id = g.owner_id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| Group { owner_id: r.get(0), name: r.get(1) })
+        .collect();
+    let group_members = c
+        .query("SELECT group_id, member_kind, member_id FROM crm.group_members", &[])
+        .unwrap()
+        .iter()
+        .map(|r| GroupMember { group: r.get(0), member: party(r.get(1), r.get(2)) })
+        .collect();
+    let sharing_rules = c
+        .query("SELECT id, module, source_kind, source_id, target_kind, target_id, access FROM crm.sharing_rules", &[])
+        .unwrap()
+        .iter()
+        .map(|r| SharingRule {
+            id: r.get(0),
+            module: r.get(1),
+            source: party(r.get(2), r.get(3)),
+            target: party(r.get(4), r.get(5)),
+            access: if r.get::<_, String>(6) == "read" { RuleAccess::Read } else { RuleAccess::ReadWrite },
+        })
+        .collect();
+    let mut set_grants: BTreeMap<i64, BTreeMap<String, Vec<Action>>> = BTreeMap::new();
+    for r in c.query("SELECT set_id, module, action FROM crm.permission_set_privileges", &[]).unwrap() {
+        let action: String = r.get(2);
+        set_grants.entry(r.get(0)).or_default().entry(r.get(1)).or_default().push(action.parse().unwrap());
+    }
+    let permission_sets = c
+        .query("SELECT id, name, view_all, edit_all FROM crm.permission_sets", &[])
+        .unwrap()
+        .iter()
+        .map(|r| Profile {
+            id: r.get(0),
+            name: r.get(1),
+            view_all: r.get(2),
+            edit_all: r.get(3),
+            grants: set_grants.remove(&r.get::<_, i64>(0)).unwrap_or_default(),
+        })
+        .collect();
+    let permission_set_assignments = c
+        .query("SELECT set_id, owner_id FROM crm.permission_set_assignments", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    Catalog {
+        roles, profiles, role_profiles, users, modules, groups, group_members, sharing_rules, permission_sets,
+        permission_set_assignments, ..Default::default()
+    }
+}
+
+fn party(kind: String, id: i64) -> Party {
+    match kind.as_str() {
+        "user" => Party::User(id),
+        "role" => Party::Role(id),
+        "role_and_subordinates" => Party::RoleAndSubordinates(id),
+        "group" => Party::Group(id),
+        other => panic!("unknown party kind {other}"),
+    }
 }
