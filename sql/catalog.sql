@@ -98,7 +98,9 @@ CREATE TABLE crm.sharing_rules (
     source_id   bigint NOT NULL,
     target_kind text   NOT NULL CHECK (target_kind IN ('role', 'role_and_subordinates', 'group')),
     target_id   bigint NOT NULL,
-    access      text   NOT NULL CHECK (access IN ('read', 'read_write'))
+    access      text   NOT NULL CHECK (access IN ('read', 'read_write')),
+    -- Related modules (DESIGN §3.1) whose records under the source's parent records are shared too.
+    related_modules text[] NOT NULL DEFAULT '{}'
 );
 
 -- Permission sets (seed 002): privileges added to a user's profiles, assigned to users or groups.
@@ -128,6 +130,15 @@ CREATE TABLE crm.protected_tables (
     owner_column name     NOT NULL
 );
 
+-- A protected child table's link to its parent table (an opportunity's account). The child
+-- keeps its parent record's owner in crm_parent_owner (trigger-maintained, indexed), so that
+-- rules carrying access to related modules stay an indexed constant filter.
+CREATE TABLE crm.parent_links (
+    child         regclass PRIMARY KEY REFERENCES crm.protected_tables (tbl) ON DELETE CASCADE,
+    parent_column name     NOT NULL,
+    parent        regclass NOT NULL REFERENCES crm.protected_tables (tbl)
+);
+
 -- One call per statement: each call updates the same pg_extension row.
 SELECT pg_catalog.pg_extension_config_dump('crm.roles', '');
 SELECT pg_catalog.pg_extension_config_dump('crm.profiles', '');
@@ -139,6 +150,7 @@ SELECT pg_catalog.pg_extension_config_dump('crm.users', '');
 SELECT pg_catalog.pg_extension_config_dump('crm.db_role_map', '');
 SELECT pg_catalog.pg_extension_config_dump('crm.trusted_roles', '');
 SELECT pg_catalog.pg_extension_config_dump('crm.protected_tables', '');
+SELECT pg_catalog.pg_extension_config_dump('crm.parent_links', '');
 SELECT pg_catalog.pg_extension_config_dump('crm.groups', '');
 SELECT pg_catalog.pg_extension_config_dump('crm.group_members', '');
 SELECT pg_catalog.pg_extension_config_dump('crm.sharing_rules', '');

@@ -261,6 +261,28 @@ impl Model {
         self.reach(u, module, action)
     }
 
+    /// The owners of parent records (in `parent_module`) whose `child_module` records `user`
+    /// may act on through rules that carry access to related modules (DESIGN §3.1). This
+    /// adds to `scope` on the child's own owner; the child module's privilege still decides.
+    pub fn scope_via_parent(&self, user: OwnerId, child_module: &str, parent_module: &str, action: Action) -> Scope {
+        match self.scope(user, child_module, action) {
+            Scope::All => return Scope::All,
+            Scope::Owners(v) if v.is_empty() => return Scope::none(),
+            Scope::Owners(_) => {}
+        }
+        let mut owners = BTreeSet::new();
+        for r in &self.rules {
+            if r.rule.module == parent_module
+                && r.rule.related_modules.iter().any(|m| m == child_module)
+                && r.rule.access.covers(action)
+                && r.receivers.contains(&user)
+            {
+                owners.extend(r.source_owners.iter().copied());
+            }
+        }
+        Scope::Owners(owners.into_iter().collect())
+    }
+
     /// Owners whose records `user` reaches by ownership, groups, hierarchy, the org-wide
     /// default and sharing rules, before any privilege check.
     fn reach(&self, u: &User, module: &str, action: Action) -> Scope {

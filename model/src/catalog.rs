@@ -85,6 +85,21 @@ pub struct SharingRule {
     pub source: Party,
     pub target: Party,
     pub access: RuleAccess,
+    /// Related modules this rule also shares: child records whose parent the source owns.
+    #[serde(default)]
+    pub related_modules: Vec<String>,
+}
+
+/// Which modules' records hang under which (DESIGN §3.1): a rule on the parent module may
+/// carry access to these.
+pub fn related_modules(parent: &str) -> &'static [&'static str] {
+    match parent {
+        "Accounts" => &["Opportunities", "Tickets", "Quotes", "SalesOrders", "Invoices"],
+        "Opportunities" => &["Quotes", "SalesOrders"],
+        "Quotes" => &["SalesOrders"],
+        "SalesOrders" => &["Invoices"],
+        _ => &[],
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]

@@ -147,6 +147,39 @@ impl Model {
         deny(Reason::NoRecordAccess { owner, module: module.to_string() })
     }
 
+    /// A child record's decision: its own owner first, then (if that denies) a rule on the
+    /// parent module that carries access to `child_module` and whose source owns the parent.
+    pub fn decide_child(
+        &self,
+        user: Option<OwnerId>,
+        child_module: &str,
+        parent_module: &str,
+        action: Action,
+        owner: OwnerId,
+        parent_owner: Option<OwnerId>,
+    ) -> Decision {
+        let own = self.decide(user, child_module, action, owner);
+        let (Some(p), false, Reason::NoRecordAccess { .. }) = (parent_owner, own.allowed, &own.reason) else { return own };
+        let me = &self.users[&user.expect("a record-level denial has a user")];
+        for r in self.rules.iter().filter(|r| {
+            r.rule.module == parent_module && r.rule.related_modules.iter().any(|m| m == child_module) && r.rule.access.covers(action)
+        }) {
+            let from_source = match r.rule.source {
+                Party::Group(g) if g == p => true,
+                source => self.users.get(&p).is_some_and(|o| self.party_has(source, o, &mut BTreeSet::new())),
+            };
+            if from_source && (r.target_users.contains(&me.owner_id) || r.receiving_roles_above.contains(&me.role)) {
+                return allow(Reason::SharedByRule {
+                    rule: r.rule.id,
+                    access: r.rule.access,
+                    source: format!("{} (through the parent {parent_module} record)", self.describe(r.rule.source)),
+                    target: self.describe(r.rule.target),
+                });
+            }
+        }
+        own
+    }
+
     /// Whether user `u` belongs to group `g`, following member groups upward from `u`.
     fn is_member(&self, u: &User, g: OwnerId, seen: &mut BTreeSet<OwnerId>) -> bool {
         seen.insert(g) && self.members.get(&g).into_iter().flatten().any(|m| self.party_has(*m, u, seen))

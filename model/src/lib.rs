@@ -14,7 +14,7 @@ mod roles;
 mod vocabulary;
 
 pub use access::{Model, ModelError, Scope};
-pub use catalog::{Catalog, Group, GroupMember, Module, Party, Profile, Role, RuleAccess, SharingRule, User};
+pub use catalog::{related_modules, Catalog, Group, GroupMember, Module, Party, Profile, Role, RuleAccess, SharingRule, User};
 pub use decision::{Decision, Reason};
 pub use roles::RoleTree;
 pub use vocabulary::{Action, SharingLevel, UnknownWord};

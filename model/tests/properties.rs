@@ -71,6 +71,7 @@ fn catalog() -> impl Strategy<Value = Catalog> {
                 source: party(&mut next),
                 target: party(&mut next),
                 access: if next(2) == 0 { RuleAccess::Read } else { RuleAccess::ReadWrite },
+                related_modules: vec![],
             })
             .collect();
         let permission_sets: Vec<Profile> = (0..next(3))

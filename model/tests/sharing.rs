@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crm_model::{Action, Catalog, GroupMember, Model, Module, Party, Profile, Role, RuleAccess, SharingLevel, SharingRule, User};
+use crm_model::{Action, Catalog, GroupMember, Model, Module, Party, Profile, Role, RuleAccess, Scope, SharingLevel, SharingRule, User};
 use Action::*;
 
 const TEAM: i64 = 50;
@@ -31,7 +31,7 @@ fn org(rules: &[(i64, &str, Party, Party, RuleAccess)], sets: &[(&str, bool, &[(
     ];
     let sharing_rules = rules
         .iter()
-        .map(|&(id, module, source, target, access)| SharingRule { id, module: module.into(), source, target, access })
+        .map(|&(id, module, source, target, access)| SharingRule { id, module: module.into(), source, target, access, related_modules: vec![] })
         .collect();
     let permission_sets = sets
         .iter()
@@ -119,4 +119,33 @@ fn groups_can_be_given_records() {
     assert!(m.decide_assignment(Some(13), "Leads", Create, TEAM).allowed);
     assert!(!m.decide_assignment(Some(14), "Leads", Create, TEAM).allowed);
     assert!(m.assignable(13, "Leads", Create).contains(&TEAM));
+}
+
+#[test]
+fn rules_on_a_parent_module_carry_access_to_related_records() {
+    let mut m = org(&[(11, "Accounts", Party::Role(4), Party::Role(6), RuleAccess::ReadWrite)], &[]);
+    // Without related modules the rule shares accounts only.
+    let d = m.decide_child(Some(16), "Opportunities", "Accounts", Read, 14, Some(13));
+    assert!(!d.allowed, "{}", d.reason);
+    let mut catalog = m.catalog().clone();
+    catalog.sharing_rules[0].related_modules = vec!["Opportunities".into()];
+    catalog.modules.push(Module { name: "Opportunities".into(), sharing_default: SharingLevel::Private });
+    for p in &mut catalog.profiles {
+        p.grants.insert("Opportunities".into(), vec![Read, Edit, Delete]);
+    }
+    m = Model::compile(catalog).unwrap();
+    // An opportunity owned by w2 under an account owned by w1: shared with e1 and above.
+    let d = m.decide_child(Some(16), "Opportunities", "Accounts", Edit, 14, Some(13));
+    assert_eq!(
+        (d.allowed, d.reason.to_string()),
+        (true, "shared by rule 11 (read_write) from role RepWest (through the parent Accounts record) to role RepEast".to_string())
+    );
+    assert!(m.decide_child(Some(15), "Opportunities", "Accounts", Read, 14, Some(13)).allowed);
+    assert!(!m.decide_child(Some(16), "Opportunities", "Accounts", Delete, 14, Some(13)).allowed);
+    // Owning the parent account alone does not open a child someone else owns.
+    assert!(!m.decide_child(Some(16), "Opportunities", "Accounts", Read, 14, Some(16)).allowed);
+    assert!(!m.decide_child(Some(16), "Opportunities", "Accounts", Read, 14, None).allowed);
+    assert_eq!(m.scope_via_parent(16, "Opportunities", "Accounts", Read), Scope::Owners(vec![13, 14]));
+    assert_eq!(m.scope_via_parent(16, "Opportunities", "Accounts", Delete), Scope::Owners(vec![]));
+    assert_eq!(m.scope_via_parent(16, "Quotes", "Accounts", Read), Scope::none());
 }

@@ -12,11 +12,15 @@ use super::admin::one;
 use super::authorize::require_admin_to;
 use crate::catalog::{load, privileged};
 use crate::error::{CrmError, CrmResult, OrRaise};
-use crate::session::{cache, identity};
-use crm_model::Action;
+use crate::session::cache::{self, Loaded};
+use crate::session::identity;
+use crm_model::{Action, Decision};
 
-/// The owner of the record of `tbl` whose primary key is `id`, read as the extension owner.
-fn record_owner(tbl: pg_sys::Oid, id: &AnyElement) -> CrmResult<(String, Option<i64>)> {
+/// A record's owner and, for a table linked to a parent, its parent record's owner.
+type Owners = (i64, Option<i64>);
+
+/// The owners of the record of `tbl` whose primary key is `id`, read as the extension owner.
+fn record_owner(tbl: pg_sys::Oid, id: &AnyElement, linked: bool) -> CrmResult<(String, Option<Owners>)> {
     let owner = load::extension_owner()?;
     privileged::as_owner(owner, || {
         Spi::connect(|c| {
@@ -35,12 +39,24 @@ fn record_owner(tbl: pg_sys::Oid, id: &AnyElement) -> CrmResult<(String, Option<
             }
             let (key, key_type) = key.first().get_two::<String, String>()?;
             let (key, key_type) = (key.unwrap_or_default(), key_type.unwrap_or_default());
-            let sql = format!("SELECT {} FROM {table} WHERE {} = $1::{key_type}", quote_identifier(&column), quote_identifier(&key));
+            let parent = if linked { "crm_parent_owner" } else { "NULL::bigint" };
+            let sql = format!("SELECT {}, {parent} FROM {table} WHERE {} = $1::{key_type}", quote_identifier(&column), quote_identifier(&key));
             let rows = c.select(&sql, Some(1), &[unsafe { DatumWithOid::new(id.datum(), id.oid()) }])?;
-            let found = if rows.is_empty() { None } else { Some(rows.first().get_one::<i64>()?) };
-            Ok((table, found.map(|o| o.unwrap_or(i64::MIN))))
+            if rows.is_empty() {
+                return Ok((table, None));
+            }
+            let (owner, parent_owner) = rows.first().get_two::<i64, i64>()?;
+            Ok((table, Some((owner.unwrap_or(i64::MIN), parent_owner))))
         })
     })
+}
+
+/// The engine's decision for a record, through its parent's owner when the table is linked.
+fn decide(m: &Loaded, tbl: pg_sys::Oid, module: &str, user: Option<i64>, action: Action, (owner, parent_owner): Owners) -> Decision {
+    match m.parent_module_of(tbl) {
+        Some(parent) => m.model.decide_child(user, module, parent, action, owner, parent_owner),
+        None => m.model.decide(user, module, action, owner),
+    }
 }
 
 fn no_such_record(table: &str) -> CrmError {
@@ -71,14 +87,14 @@ fn explain_access(tbl: pg_sys::Oid, id: AnyElement, action: &str, user_name: Opt
         }
         None => (acting, require_admin_to(REVIEW).is_ok()),
     };
-    let (table, owner) = record_owner(tbl, &id).or_raise();
+    let (table, owners) = record_owner(tbl, &id, m.parent_module_of(tbl).is_some()).or_raise();
     let Some(module) = module else { CrmError::undefined("protected table", &table).raise() };
-    let Some(owner) = owner else { no_such_record(&table).raise() };
+    let Some(owners) = owners else { no_such_record(&table).raise() };
     // Someone who cannot read the record learns nothing about it, not even that it exists.
-    if !privileged && user.is_some() && !m.model.decide(user, &module, Action::Read, owner).allowed {
+    if !privileged && user.is_some() && !decide(&m, tbl, &module, user, Action::Read, owners).allowed {
         no_such_record(&table).raise();
     }
-    let d = m.model.decide(user, &module, action, owner);
+    let d = decide(&m, tbl, &module, user, action, owners);
     format!("{}: {}", if d.allowed { "allowed" } else { "denied" }, d.reason)
 }
 
@@ -90,13 +106,13 @@ fn who_can(tbl: pg_sys::Oid, id: AnyElement, action: &str) -> SetOfIterator<'sta
     require_admin_to("review who can access a record").or_raise();
     let action: Action = action.parse().map_err(|e: crm_model::UnknownWord| CrmError::invalid(e.to_string())).or_raise();
     let m = cache::current(true).or_raise();
-    let (table, owner) = record_owner(tbl, &id).or_raise();
+    let (table, owners) = record_owner(tbl, &id, m.parent_module_of(tbl).is_some()).or_raise();
     let Some(module) = m.module_of(tbl).map(str::to_string) else { CrmError::undefined("protected table", &table).raise() };
-    let Some(owner) = owner else { no_such_record(&table).raise() };
+    let Some(owners) = owners else { no_such_record(&table).raise() };
     let mut names: Vec<String> = m
         .model
         .users()
-        .filter(|u| m.model.decide(Some(u.owner_id), &module, action, owner).allowed)
+        .filter(|u| decide(&m, tbl, &module, Some(u.owner_id), action, owners).allowed)
         .map(|u| u.name.clone())
         .collect();
     names.sort();

@@ -122,7 +122,15 @@ fn drop_group(name: &str, transfer_to: default!(Option<&str>, "NULL")) {
 }
 
 #[pg_extern]
-fn add_sharing_rule(module: &str, source_kind: &str, source: &str, target_kind: &str, target: &str, access: &str) -> i64 {
+fn add_sharing_rule(
+    module: &str,
+    source_kind: &str,
+    source: &str,
+    target_kind: &str,
+    target: &str,
+    access: &str,
+    related_modules: default!(Vec<Option<String>>, "'{}'"),
+) -> i64 {
     administer(|c: Client| {
         check_module(c, module)?;
         if module == "Contacts" {
@@ -134,11 +142,25 @@ fn add_sharing_rule(module: &str, source_kind: &str, source: &str, target_kind: 
             return Err(CrmError::invalid(format!("unknown access \"{access}\"; expected one of: read, read_write"))
                 .with_hint("Sharing rules never grant delete."));
         }
+        let allowed = crm_model::related_modules(module);
+        let mut related = Vec::new();
+        for m in related_modules {
+            let m = m.ok_or_else(|| CrmError::invalid("the list of related modules contains NULL"))?;
+            if !allowed.contains(&m.as_str()) {
+                let hint = if allowed.is_empty() {
+                    format!("{module} has no related modules.")
+                } else {
+                    format!("The related modules of {module} are: {}.", allowed.join(", "))
+                };
+                return Err(CrmError::invalid(format!("{m} is not a related module of {module}")).with_hint(hint));
+            }
+            related.push(m);
+        }
         insert_returning_id(
             c,
-            "INSERT INTO crm.sharing_rules (module, source_kind, source_id, target_kind, target_id, access)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-            &[module.into(), source_kind.into(), source_id.into(), target_kind.into(), target_id.into(), access.into()],
+            "INSERT INTO crm.sharing_rules (module, source_kind, source_id, target_kind, target_id, access, related_modules)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            &[module.into(), source_kind.into(), source_id.into(), target_kind.into(), target_id.into(), access.into(), related.into()],
         )
     })
 }

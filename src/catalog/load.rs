@@ -23,6 +23,8 @@ pub struct LoadedCatalog {
     pub catalog_relids: HashSet<u32>,
     /// `crm.assert_can_assign(regclass, text, bigint)`, the fallback of write checks.
     pub assert_fn: u32,
+    /// Child table -> parent table (crm.parent_links).
+    pub parent_links: std::collections::HashMap<u32, u32>,
 }
 
 const EXTENSION_OWNER: &CStr = c"SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'crm_access'";
@@ -52,6 +54,7 @@ SELECT json_build_object('catalog', json_build_object(
                                 'member', json_build_object('kind', member_kind, 'id', member_id)))
                              FROM crm.group_members), '[]'),
   'sharing_rules', coalesce((SELECT json_agg(json_build_object('id', id, 'module', module, 'access', access,
+                                'related_modules', related_modules,
                                 'source', json_build_object('kind', source_kind, 'id', source_id),
                                 'target', json_build_object('kind', target_kind, 'id', target_id)))
                              FROM crm.sharing_rules), '[]'),
@@ -63,6 +66,7 @@ SELECT json_build_object('catalog', json_build_object(
      FROM crm.permission_sets s), '[]'),
   'permission_set_assignments', coalesce((SELECT json_agg(json_build_array(set_id, owner_id))
                                           FROM crm.permission_set_assignments), '[]')),
+  'parent_links', coalesce((SELECT json_object_agg(child::oid, parent::oid::int8) FROM crm.parent_links), '{}'),
   'catalog_relids', (SELECT json_agg(oid::int8) FROM pg_class WHERE relnamespace = 'crm'::regnamespace AND relkind = 'r'),
   'assert_fn', 'crm.assert_can_assign(regclass, text, bigint)'::regprocedure::oid::int8
 )::text";

@@ -64,6 +64,24 @@ pub fn access(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<Acc
     })
 }
 
+/// Which rows of a child table `tbl` the acting user may `action` through its parent's owner
+/// (rules on the parent module that carry access to the child's module).
+pub fn access_via_parent(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<Access> {
+    let Some(m) = model(action, planning)? else { return Ok(Access::Nothing) };
+    let (Some(module), Some(parent)) = (m.module_of(tbl), m.parent_module_of(tbl)) else { return Ok(Access::Nothing) };
+    let user = match identity::acting_user(&m)? {
+        Ok(u) => u.owner_id,
+        Err(_) if action == Action::Read => return Ok(Access::Nothing),
+        Err(reason) => return Err(refused(&reason, action, tbl)),
+    };
+    let scope = Rc::new(m.model.scope_via_parent(user, module, parent, action));
+    Ok(match &*scope {
+        Scope::All => Access::All,
+        Scope::Owners(v) if v.is_empty() => Access::Nothing,
+        Scope::Owners(_) => Access::Owners(scope),
+    })
+}
+
 /// The owners the acting user may give a `tbl` record to when creating it (`Create`) or
 /// changing its owner (`Edit`); `None` when nobody may act (every row then fails the check).
 pub fn assignable(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<(Option<Rc<Vec<OwnerId>>>, pg_sys::Oid)> {
@@ -94,7 +112,8 @@ pub fn check_assignment(tbl: pg_sys::Oid, action: Action, owner: Option<OwnerId>
     }
     let owner_name = m.model.owner_name(owner).map(str::to_string).unwrap_or_else(|| owner.to_string());
     let what = if action == Action::Create { "create" } else { "assign" };
-    Err(CrmError::denied(format!("CRM user \"{}\" may not {what} a {module} record owned by {owner_name}", user.name))
+    let article = if module.starts_with(['A', 'E', 'I', 'O', 'U']) { "an" } else { "a" };
+    Err(CrmError::denied(format!("CRM user \"{}\" may not {what} {article} {module} record owned by {owner_name}", user.name))
         .with_detail(d.reason.to_string())
         .with_hint("Records can be given to yourself, users below your role, or anyone whose records you may edit."))
 }
@@ -117,6 +136,19 @@ fn can(tbl: pg_sys::Oid, action: &str, owner: Option<i64>) -> bool {
         Access::All => true,
         Access::Nothing => false,
         Access::Owners(s) => owner.is_some_and(|o| s.contains(o)),
+    }
+}
+
+#[pg_extern(
+    sql = "CREATE FUNCTION crm.can_via_parent(tbl regclass, action text, parent_owner bigint) RETURNS boolean
+           STABLE PARALLEL SAFE LANGUAGE c SUPPORT crm.can_via_parent_support AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';",
+    requires = [simplify::can_via_parent_support]
+)]
+fn can_via_parent(tbl: pg_sys::Oid, action: &str, parent_owner: Option<i64>) -> bool {
+    match access_via_parent(tbl, parse_action(action), false).unwrap_or_else(|e| e.raise()) {
+        Access::All => true,
+        Access::Nothing => false,
+        Access::Owners(s) => parent_owner.is_some_and(|o| s.contains(o)),
     }
 }
 

@@ -2,5 +2,6 @@
 //! let through (`enforce`), and their plan-time specialisation (`simplify`).
 
 pub mod enforce;
+pub mod link;
 pub mod protect;
 pub mod simplify;

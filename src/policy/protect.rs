@@ -27,6 +27,46 @@ fn drop_policies(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str) -> CrmRes
     Ok(())
 }
 
+/// (Re)create the policies. A table linked to a parent (`linked`) may also be reached
+/// through its parent record's owner, kept in `crm_parent_owner`: read and edit become
+/// `owner = ANY(...) OR crm_parent_owner = ANY(...)` once simplified, both indexed.
+pub fn attach_policies(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, owner_column: &str, linked: bool) -> CrmResult<()> {
+    let owner = quote_identifier(owner_column);
+    let lit = quote_literal(table);
+    let via = |action: &str| {
+        if linked { format!(" OR crm.can_via_parent({lit}::regclass, '{action}', crm_parent_owner)") } else { String::new() }
+    };
+    let (via_read, via_edit) = (via("read"), via("edit"));
+    // In WITH CHECK the parent branch comes first: can_assign raises for an owner the user
+    // may not give records to, and a user who reaches the row through its parent may edit
+    // it without owning it. Owner changes on linked tables are checked by their trigger.
+    let edit_check = if linked {
+        format!("crm.can_via_parent({lit}::regclass, 'edit', crm_parent_owner) OR crm.can_assign({lit}::regclass, 'edit', {owner})")
+    } else {
+        format!("crm.can_assign({lit}::regclass, 'edit', {owner})")
+    };
+    drop_policies(c, tbl, table)?;
+    c.update(
+        &format!(
+            "ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE {table} FORCE ROW LEVEL SECURITY;
+             CREATE POLICY crm_base ON {table} AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true);
+             CREATE POLICY crm_read ON {table} AS RESTRICTIVE FOR SELECT
+                 USING (crm.can({lit}::regclass, 'read', {owner}){via_read});
+             CREATE POLICY crm_create ON {table} AS RESTRICTIVE FOR INSERT
+                 WITH CHECK (crm.can_assign({lit}::regclass, 'create', {owner}));
+             CREATE POLICY crm_edit ON {table} AS RESTRICTIVE FOR UPDATE
+                 USING (crm.can({lit}::regclass, 'edit', {owner}){via_edit})
+                 WITH CHECK ({edit_check});
+             CREATE POLICY crm_delete ON {table} AS RESTRICTIVE FOR DELETE
+                 USING (crm.can({lit}::regclass, 'delete', {owner}));"
+        ),
+        None,
+        &[],
+    )?;
+    Ok(())
+}
+
 #[pg_extern]
 fn protect(tbl: PgRelation, module: &str, owner_column: default!(&str, "'owner_id'")) {
     let (oid, relkind) = (tbl.oid(), unsafe { (*tbl.rd_rel).relkind as u8 });
@@ -52,27 +92,8 @@ fn protect(tbl: PgRelation, module: &str, owner_column: default!(&str, "'owner_i
             }
             None => return Err(CrmError::undefined_column(&table, owner_column)),
         }
-        let owner = quote_identifier(owner_column);
-        let lit = quote_literal(&table);
-        drop_policies(c, oid, &table)?;
-        c.update(
-            &format!(
-                "ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
-                 ALTER TABLE {table} FORCE ROW LEVEL SECURITY;
-                 CREATE POLICY crm_base ON {table} AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true);
-                 CREATE POLICY crm_read ON {table} AS RESTRICTIVE FOR SELECT
-                     USING (crm.can({lit}::regclass, 'read', {owner}));
-                 CREATE POLICY crm_create ON {table} AS RESTRICTIVE FOR INSERT
-                     WITH CHECK (crm.can_assign({lit}::regclass, 'create', {owner}));
-                 CREATE POLICY crm_edit ON {table} AS RESTRICTIVE FOR UPDATE
-                     USING (crm.can({lit}::regclass, 'edit', {owner}))
-                     WITH CHECK (crm.can_assign({lit}::regclass, 'edit', {owner}));
-                 CREATE POLICY crm_delete ON {table} AS RESTRICTIVE FOR DELETE
-                     USING (crm.can({lit}::regclass, 'delete', {owner}));"
-            ),
-            None,
-            &[],
-        )?;
+        let linked = one::<i32>(c, "SELECT 1 FROM crm.parent_links WHERE child = $1", &[oid.into()])?.is_some();
+        attach_policies(c, oid, &table, owner_column, linked)?;
         c.update(
             "INSERT INTO crm.protected_tables VALUES ($1, $2, $3)
              ON CONFLICT (tbl) DO UPDATE SET module = excluded.module, owner_column = excluded.owner_column",
@@ -87,6 +108,7 @@ fn protect(tbl: PgRelation, module: &str, owner_column: default!(&str, "'owner_i
         )?
         .is_some();
         if !indexed {
+            let owner = quote_identifier(owner_column);
             pgrx::notice!("{table} has no index led by {owner}: users who see few rows will still scan the whole table; consider CREATE INDEX ON {table} ({owner})");
         }
         Ok(())

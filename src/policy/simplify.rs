@@ -27,12 +27,18 @@ const INT8_EQ_OPERATOR: pg_sys::Oid = pg_sys::Oid::from_u32(410);
 #[derive(Clone, Copy)]
 enum Policy {
     Access,
+    AccessViaParent,
     Assignment,
 }
 
 #[pg_extern(immutable, parallel_safe)]
 fn can_support(request: Internal) -> Internal {
     support(request, Policy::Access)
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn can_via_parent_support(request: Internal) -> Internal {
+    support(request, Policy::AccessViaParent)
 }
 
 #[pg_extern(immutable, parallel_safe)]
@@ -64,8 +70,13 @@ unsafe fn simplify(fcall: *mut pg_sys::FuncExpr, policy: Policy) -> Option<*mut 
     let tbl = const_value::<pg_sys::Oid>(args.get_ptr(0)?)?;
     let action: Action = const_value::<String>(args.get_ptr(1)?)?.parse().ok()?;
     let owner = args.get_ptr(2)?;
-    Some(match policy {
-        Policy::Access => match enforce::access(tbl, action, true).or_raise() {
+    let access = match policy {
+        Policy::Access => Some(enforce::access(tbl, action, true).or_raise()),
+        Policy::AccessViaParent => Some(enforce::access_via_parent(tbl, action, true).or_raise()),
+        Policy::Assignment => None,
+    };
+    Some(match access {
+        Some(access) => match access {
             Access::All => pg_sys::makeBoolConst(true, false),
             Access::Nothing => pg_sys::makeBoolConst(false, false),
             Access::Owners(scope) => match &*scope {
@@ -75,7 +86,7 @@ unsafe fn simplify(fcall: *mut pg_sys::FuncExpr, policy: Policy) -> Option<*mut 
         },
         // Rows whose owner is in the set pass without a call; any other row reaches
         // crm.assert_can_assign, which raises an error that says why.
-        Policy::Assignment => {
+        None => {
             let (owners, assert_fn) = enforce::assignable(tbl, action, true).or_raise();
             let assert = pg_sys::makeFuncExpr(
                 assert_fn,

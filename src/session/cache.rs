@@ -29,6 +29,7 @@ use crate::error::{CrmError, CrmResult};
 pub struct Loaded {
     pub model: Model,
     pub assert_fn: pg_sys::Oid,
+    parent_links: HashMap<u32, u32>,
     scopes: RefCell<HashMap<(OwnerId, u32, Action), Rc<Scope>>>,
     assignable: RefCell<HashMap<(OwnerId, u32, Action), Rc<Vec<OwnerId>>>>,
 }
@@ -37,6 +38,12 @@ impl Loaded {
     /// The module a protected table belongs to.
     pub fn module_of(&self, tbl: pg_sys::Oid) -> Option<&str> {
         self.model.catalog().protected_tables.get(&tbl.to_u32()).map(|(m, _)| m.as_str())
+    }
+
+    /// The module of the parent table a child table is linked to.
+    pub fn parent_module_of(&self, child: pg_sys::Oid) -> Option<&str> {
+        let parent = self.parent_links.get(&child.to_u32())?;
+        self.model.catalog().protected_tables.get(parent).map(|(m, _)| m.as_str())
     }
 
     pub fn scope(&self, user: OwnerId, tbl: pg_sys::Oid, module: &str, action: Action) -> Rc<Scope> {
@@ -149,6 +156,7 @@ fn compile(loaded: LoadedCatalog) -> CrmResult<Rc<Loaded>> {
     Ok(Rc::new(Loaded {
         model,
         assert_fn: pg_sys::Oid::from(loaded.assert_fn),
+        parent_links: loaded.parent_links,
         scopes: RefCell::default(),
         assignable: RefCell::default(),
     }))

@@ -92,7 +92,7 @@ pub fn read_catalog(c: &mut Client) -> Catalog {
         .map(|r| GroupMember { group: r.get(0), member: party(r.get(1), r.get(2)) })
         .collect();
     let sharing_rules = c
-        .query("SELECT id, module, source_kind, source_id, target_kind, target_id, access FROM crm.sharing_rules", &[])
+        .query("SELECT id, module, source_kind, source_id, target_kind, target_id, access, related_modules FROM crm.sharing_rules", &[])
         .unwrap()
         .iter()
         .map(|r| SharingRule {
@@ -101,6 +101,7 @@ pub fn read_catalog(c: &mut Client) -> Catalog {
             source: party(r.get(2), r.get(3)),
             target: party(r.get(4), r.get(5)),
             access: if r.get::<_, String>(6) == "read" { RuleAccess::Read } else { RuleAccess::ReadWrite },
+            related_modules: r.get(7),
         })
         .collect();
     let mut set_grants: BTreeMap<i64, BTreeMap<String, Vec<Action>>> = BTreeMap::new();

@@ -13,8 +13,10 @@ use postgres::Client;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-const MODULES: [&str; 3] = ["Leads", "Accounts", "Contacts"];
-const TABLES: [&str; 3] = ["leads", "accounts", "contacts"];
+const MODULES: [&str; 4] = ["Leads", "Accounts", "Contacts", "Opportunities"];
+const TABLES: [&str; 4] = ["leads", "accounts", "contacts", "opportunities"];
+/// Opportunities are linked to their account (crm.link_parent).
+const OPPORTUNITIES: usize = 3;
 const LEVELS: [&str; 4] = ["private", "public_read", "public_read_write", "public_read_write_delete"];
 const KINDS: [&str; 3] = ["role", "role_and_subordinates", "group"];
 
@@ -71,11 +73,12 @@ fn build_org(c: &mut Client, rng: &mut SmallRng) {
         let (source, target) = (party(rng), party(rng));
         let module = MODULES[rng.gen_range(0..2)];
         let access = if rng.gen_bool(0.5) { "read" } else { "read_write" };
-        sql += &format!("SELECT crm.add_sharing_rule('{module}', {source}, {target}, '{access}');\n");
+        let related = if module == "Accounts" && rng.gen_bool(0.5) { "ARRAY['Opportunities']" } else { "'{}'" };
+        sql += &format!("SELECT crm.add_sharing_rule('{module}', {source}, {target}, '{access}', {related});\n");
     }
     for s in 0..rng.gen_range(0..3) {
         sql += &format!("SELECT crm.create_permission_set('S{s}', {}, {});\n", rng.gen_bool(0.2), rng.gen_bool(0.1));
-        sql += &format!("SELECT crm.grant_permission_set_privileges('S{s}', '{}', ARRAY['{}']);\n", MODULES[rng.gen_range(0..3)], Action::ALL[rng.gen_range(0..6)].as_str());
+        sql += &format!("SELECT crm.grant_permission_set_privileges('S{s}', '{}', ARRAY['{}']);\n", MODULES[rng.gen_range(0..4)], Action::ALL[rng.gen_range(0..6)].as_str());
         for _ in 0..rng.gen_range(1..4) {
             sql += &if n_groups > 0 && rng.gen_bool(0.4) {
                 format!("SELECT crm.assign_permission_set('S{s}', 'group', 'G{}');\n", rng.gen_range(0..n_groups))
@@ -84,11 +87,15 @@ fn build_org(c: &mut Client, rng: &mut SmallRng) {
             };
         }
     }
-    for m in ["Leads", "Accounts"] {
+    for m in ["Leads", "Accounts", "Opportunities"] {
         sql += &format!("SELECT crm.set_sharing_default('{m}', '{}');\n", LEVELS[rng.gen_range(0..4)]);
     }
     c.batch_execute(&sql).unwrap();
-    // Records owned by random users (some disabled) and groups, plus one with no CRM owner.
+}
+
+/// Records owned by random users (some disabled) and groups, plus one with no CRM owner;
+/// opportunities under random accounts (or none).
+fn insert_records(c: &mut Client) {
     for (table, n) in [("leads", 600), ("accounts", 300), ("contacts", 300)] {
         c.batch_execute(&format!(
             "INSERT INTO {table} SELECT g, (SELECT id FROM crm.owners ORDER BY random() LIMIT 1) + 0 * g FROM generate_series(1, {n}) g;
@@ -96,6 +103,14 @@ fn build_org(c: &mut Client, rng: &mut SmallRng) {
         ))
         .unwrap();
     }
+    c.batch_execute(
+        "INSERT INTO opportunities (id, owner_id, account_id)
+         SELECT g, (SELECT id FROM crm.owners ORDER BY random() LIMIT 1) + 0 * g,
+                CASE WHEN random() < 0.9 THEN (SELECT id FROM accounts ORDER BY random() LIMIT 1) + 0 * g END
+         FROM generate_series(1, 500) g;
+         INSERT INTO opportunities (id, owner_id) VALUES (999999, 424242);",
+    )
+    .unwrap();
 }
 
 fn ids(c: &mut postgres::Transaction<'_>, sql: &str) -> BTreeSet<i64> {
@@ -108,22 +123,34 @@ fn rls_matches_the_engine_on_random_organisations() {
     let mut admin = fresh_database("crm_diff");
     login_role(&mut admin, "diff_app");
     for t in TABLES {
-        admin.batch_execute(&format!("CREATE TABLE {t} (id bigint PRIMARY KEY, owner_id bigint NOT NULL); GRANT SELECT, UPDATE, DELETE ON {t} TO diff_app;")).unwrap();
+        let link = if t == "opportunities" { ", account_id bigint" } else { "" };
+        admin.batch_execute(&format!("CREATE TABLE {t} (id bigint PRIMARY KEY, owner_id bigint NOT NULL{link}); GRANT SELECT, UPDATE, DELETE ON {t} TO diff_app;")).unwrap();
     }
     for seed in 0..organisations {
         let mut rng = SmallRng::seed_from_u64(seed);
-        admin.batch_execute("DROP EXTENSION crm_access CASCADE; CREATE EXTENSION crm_access; TRUNCATE leads, accounts, contacts;").unwrap();
+        admin.batch_execute("DROP EXTENSION crm_access CASCADE; CREATE EXTENSION crm_access; TRUNCATE leads, accounts, contacts, opportunities;").unwrap();
         build_org(&mut admin, &mut rng);
         admin
             .batch_execute(
                 "SELECT crm.trust_role('diff_app'); SELECT crm.protect('leads', 'Leads');
-                 SELECT crm.protect('accounts', 'Accounts'); SELECT crm.protect('contacts', 'Contacts');",
+                 SELECT crm.protect('accounts', 'Accounts'); SELECT crm.protect('contacts', 'Contacts');
+                 SELECT crm.protect('opportunities', 'Opportunities');
+                 SELECT crm.link_parent('opportunities', 'account_id', 'accounts');",
             )
             .unwrap();
+        insert_records(&mut admin);
         let model = Model::compile(read_catalog(&mut admin)).unwrap();
-        let records: Vec<Vec<(i64, i64)>> = TABLES
+        // (id, owner, parent record's owner), the last read by a plain join, not from the kept column.
+        let records: Vec<Vec<(i64, i64, Option<i64>)>> = TABLES
             .iter()
-            .map(|t| admin.query(&format!("SELECT id, owner_id FROM {t}"), &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect())
+            .map(|t| {
+                let sql = if *t == "opportunities" {
+                    "SELECT o.id, o.owner_id, a.owner_id FROM opportunities o LEFT JOIN accounts a ON a.id = o.account_id".to_string()
+                } else {
+                    format!("SELECT id, owner_id, NULL::bigint FROM {t}")
+                };
+                admin.query(&sql, &[]).unwrap().iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()
+            })
             .collect();
         let mut app = connect("crm_diff", "diff_app");
         let mut readers: BTreeMap<(usize, i64), BTreeSet<String>> = BTreeMap::new();
@@ -131,7 +158,14 @@ fn rls_matches_the_engine_on_random_organisations() {
             let active = user.is_active;
             for (i, table) in TABLES.iter().enumerate() {
                 let expect = |action| -> BTreeSet<i64> {
-                    records[i].iter().filter(|(_, o)| model.decide(Some(user.owner_id), MODULES[i], action, *o).allowed).map(|(id, _)| *id).collect()
+                    let decide = |o: i64, p: Option<i64>| {
+                        if i == OPPORTUNITIES {
+                            model.decide_child(Some(user.owner_id), MODULES[i], "Accounts", action, o, p)
+                        } else {
+                            model.decide(Some(user.owner_id), MODULES[i], action, o)
+                        }
+                    };
+                    records[i].iter().filter(|(_, o, p)| decide(*o, *p).allowed).map(|(id, _, _)| *id).collect()
                 };
                 let (read, edit, delete) = (expect(Action::Read), expect(Action::Edit), expect(Action::Delete));
                 let ctx = format!("seed {seed}, user {} ({}), {table}", user.name, user.owner_id);
@@ -167,7 +201,7 @@ fn rls_matches_the_engine_on_random_organisations() {
         }
         // who_can agrees with RLS on a sample of records of every table.
         for (i, table) in TABLES.iter().enumerate() {
-            for (id, _) in records[i].iter().step_by(37) {
+            for (id, _, _) in records[i].iter().step_by(37) {
                 let who: BTreeSet<String> =
                     admin.query(&format!("SELECT crm.who_can('{table}', {id}::bigint)"), &[]).unwrap().iter().map(|r| r.get(0)).collect();
                 assert_eq!(who, readers.remove(&(i, *id)).unwrap_or_default(), "who_can: seed {seed}, {table} {id}");

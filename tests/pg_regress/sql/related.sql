@@ -1,0 +1,99 @@
+-- Related records (DESIGN §3.1): a child is created under, or moved to, only a parent the
+-- user can read; rules on Accounts may carry access to the opportunities under the
+-- source's accounts, through a trigger-kept, indexed parent-owner column.
+-- Accounts 1-7 belong to ceo, vp, mgr_west, alice, bob, mgr_east, carol.
+\set ECHO none
+\o /dev/null
+CREATE EXTENSION crm_access;
+\i tests/fixtures/helpers.sql
+\i tests/fixtures/org.sql
+\o
+\set ECHO all
+CREATE TABLE sales.opportunities (
+    id         bigint PRIMARY KEY,
+    name       text   NOT NULL,
+    owner_id   bigint NOT NULL,
+    account_id bigint REFERENCES sales.accounts (id)
+);
+CREATE INDEX ON sales.opportunities (owner_id);
+SELECT crm.protect('sales.opportunities', 'Opportunities');
+SELECT crm.grant_privileges('Sales', 'Opportunities', ARRAY['read', 'create', 'edit', 'delete']);
+SELECT crm.link_parent('sales.opportunities', 'account_id', 'sales.accounts');
+SELECT child, parent_column, parent FROM crm.parent_links;
+GRANT SELECT, INSERT, UPDATE, DELETE ON sales.opportunities TO crm_app;
+INSERT INTO sales.opportunities VALUES
+    (101, 'alice on her account', crm.owner_id('alice'), 4),
+    (102, 'bob on alice''s account', crm.owner_id('bob'), 4),
+    (103, 'carol on her account', crm.owner_id('carol'), 7);
+SELECT id, crm_parent_owner = crm.owner_id(CASE account_id WHEN 4 THEN 'alice' ELSE 'carol' END) AS kept FROM sales.opportunities ORDER BY id;
+
+-- Creating under, or moving to, an account you cannot read is refused.
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'alice';
+INSERT INTO sales.opportunities (id, name, owner_id, account_id) VALUES (104, 'new', crm.owner_id('alice'), 4) RETURNING id;
+SELECT regress.try($$INSERT INTO sales.opportunities (id, name, owner_id, account_id) VALUES (105, 'new', crm.owner_id('alice'), 7)$$);
+SELECT regress.try($$UPDATE sales.opportunities SET account_id = 7 WHERE id = 101$$);
+-- The kept column cannot be forged.
+UPDATE sales.opportunities SET crm_parent_owner = 424242 WHERE id = 101 RETURNING id, crm_parent_owner = crm.owner_id('alice') AS kept;
+ROLLBACK;
+
+-- Without a rule carrying access to Opportunities, carol sees only her own.
+SELECT r.* FROM regress.reach('carol', 'sales.opportunities') AS r;
+RESET SESSION AUTHORIZATION;
+SELECT regress.try($$SELECT crm.add_sharing_rule('Accounts', 'role', 'Rep_West', 'role', 'Rep_East', 'read', ARRAY['Leads'])$$);
+SELECT regress.try($$SELECT crm.add_sharing_rule('Leads', 'role', 'Rep_West', 'role', 'Rep_East', 'read', ARRAY['Quotes'])$$);
+SELECT crm.add_sharing_rule('Accounts', 'role', 'Rep_West', 'role', 'Rep_East', 'read_write', ARRAY['Opportunities']);
+SET SESSION AUTHORIZATION crm_app;
+-- Now carol (and mgr_east above her) reach the opportunities under Rep_West's accounts,
+-- whoever owns them; edit but never delete.
+SELECT u AS "user", r.* FROM unnest(ARRAY['carol', 'mgr_east', 'bob']) AS u, regress.reach(u, 'sales.opportunities') AS r;
+RESET SESSION AUTHORIZATION;
+SELECT crm.explain_access('sales.opportunities', 102, 'edit', 'carol');
+SELECT crm.who_can('sales.opportunities', 102, 'edit');
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'carol';
+UPDATE sales.opportunities SET name = name || ' (reviewed)' WHERE id = 102 RETURNING id, name;
+SELECT regress.try($$UPDATE sales.opportunities SET owner_id = crm.owner_id('vp') WHERE id = 102$$);
+ROLLBACK;
+
+-- A new owner of the parent account reaches every child at once.
+RESET SESSION AUTHORIZATION;
+UPDATE sales.accounts SET owner_id = crm.owner_id('carol') WHERE id = 4;
+SELECT id, crm_parent_owner = crm.owner_id('carol') AS follows FROM sales.opportunities WHERE account_id = 4 ORDER BY id;
+SET SESSION AUTHORIZATION crm_app;
+SELECT r.read FROM regress.reach('carol', 'sales.opportunities') AS r;
+RESET SESSION AUTHORIZATION;
+UPDATE sales.accounts SET owner_id = crm.owner_id('alice') WHERE id = 4;
+
+-- Errors.
+SELECT regress.try($$SELECT crm.link_parent('sales.leads', 'id', 'crm.roles')$$);
+SELECT regress.try($$SELECT crm.link_parent('sales.opportunities', 'nope', 'sales.accounts')$$);
+SELECT regress.try($$SELECT crm.link_parent('sales.opportunities', 'name', 'sales.accounts')$$);
+SELECT regress.try($$SELECT crm.link_parent('sales.accounts', 'id', 'sales.accounts')$$);
+
+-- Sargable at scale: two indexed constant filters, OR-ed.
+RESET SESSION AUTHORIZATION;
+INSERT INTO sales.opportunities (id, name, owner_id, account_id)
+SELECT 1000 + g, 'bulk', crm.owner_id((ARRAY['ceo', 'vp', 'mgr_east', 'carol', 'alice'])[1 + g % 5]), 1 + g % 7
+FROM generate_series(1, 200000) g;
+VACUUM ANALYZE sales.opportunities;
+GRANT SELECT ON sales.opportunities TO crm_app;
+SET SESSION AUTHORIZATION crm_app;
+SET max_parallel_workers_per_gather = 0;
+BEGIN;
+SET LOCAL crm.user_name = 'carol';
+EXPLAIN (COSTS OFF) SELECT count(*) FROM sales.opportunities;
+SELECT count(*) FROM sales.opportunities;
+COMMIT;
+RESET SESSION AUTHORIZATION;
+SELECT count(*) FROM sales.opportunities WHERE owner_id = crm.owner_id('carol') OR account_id IN (4, 5);
+
+-- clean up for the next suite
+\set ECHO none
+SET client_min_messages = warning;
+RESET SESSION AUTHORIZATION;
+DROP SCHEMA sales CASCADE;
+DROP SCHEMA regress CASCADE;
+DROP EXTENSION crm_access CASCADE;
