@@ -75,6 +75,30 @@ fn committed_change_reaches_a_cached_plan_in_an_open_session() {
 }
 
 #[test]
+fn sharing_changes_reach_a_cached_plan_in_another_session() {
+    let mut admin = org("sess_sharing");
+    let mut app = connect("sess_sharing", "sess_app");
+    app.batch_execute("SET plan_cache_mode = force_generic_plan; SELECT crm.set_user('rep1', false)").unwrap();
+    let stmt = app.prepare("SELECT array_agg(id ORDER BY id) FROM leads").unwrap();
+    let mut seen = |app: &mut Client| app.query_one(&stmt, &[]).unwrap().get::<_, Option<Vec<i64>>>(0).unwrap_or_default();
+    assert_eq!(seen(&mut app), [3]);
+    // A rule added, then dropped.
+    let rule: i64 = admin.query_one("SELECT crm.add_sharing_rule('Leads', 'role', 'Mgr', 'role', 'Rep', 'read')", &[]).unwrap().get(0);
+    assert_eq!(seen(&mut app), [2, 3]);
+    admin.execute("SELECT crm.drop_sharing_rule($1)", &[&rule]).unwrap();
+    assert_eq!(seen(&mut app), [3]);
+    // A group membership: rep1 joins a group that owns a lead, then leaves it.
+    admin.batch_execute("SELECT crm.create_group('Team'); INSERT INTO leads VALUES (5, crm.owner_id('Team'));
+                         SELECT crm.add_group_member('Team', 'user', 'rep1')").unwrap();
+    assert_eq!(seen(&mut app), [3, 5]);
+    admin.batch_execute("SELECT crm.remove_group_member('Team', 'user', 'rep1')").unwrap();
+    assert_eq!(seen(&mut app), [3]);
+    // A user moved: rep1 becomes a manager above rep2.
+    admin.batch_execute("SELECT crm.set_user_role('rep1', 'Mgr')").unwrap();
+    assert_eq!(seen(&mut app), [3, 4]);
+}
+
+#[test]
 fn identity_set_per_transaction_does_not_leak_to_the_next_client() {
     let _admin = org("sess_pool");
     // One pooled connection serving several clients in turn.
