@@ -141,20 +141,53 @@ fn create_profile(name: &str, view_all: default!(bool, false), edit_all: default
     })
 }
 
+/// Grant or revoke module actions in `table` (crm.profile_privileges or
+/// crm.permission_set_privileges, whose first column is `id_column`) for holder `id`.
+pub fn change_grants(c: Client, table: &str, id_column: &str, id: i64, module: &str, list: Vec<Option<String>>, grant: bool) -> CrmResult<()> {
+    check_module(c, module)?;
+    for a in actions(list)? {
+        let sql = if grant {
+            format!("INSERT INTO {table} VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+        } else {
+            format!("DELETE FROM {table} WHERE {id_column} = $1 AND module = $2 AND action = $3")
+        };
+        c.update(&sql, None, &[id.into(), module.into(), a.as_str().into()])?;
+    }
+    Ok(())
+}
+
 fn change_privileges(profile: &str, module: &str, list: Vec<Option<String>>, grant: bool) {
     administer(|c: Client| {
         let id = profile_id(c, profile)?;
-        check_module(c, module)?;
-        for a in actions(list)? {
-            let sql = if grant {
-                "INSERT INTO crm.profile_privileges VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
-            } else {
-                "DELETE FROM crm.profile_privileges WHERE profile_id = $1 AND module = $2 AND action = $3"
-            };
-            c.update(sql, None, &[id.into(), module.into(), a.as_str().into()])?;
-        }
-        Ok(())
+        change_grants(c, "crm.profile_privileges", "profile_id", id, module, list, grant)
     })
+}
+
+/// The single-column primary key of `tbl` as (column, type), if it has one.
+pub fn primary_key(c: &SpiClient<'_>, tbl: pgrx::pg_sys::Oid) -> CrmResult<Option<(String, String)>> {
+    let key = c.select(
+        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_index i
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+         WHERE i.indrelid = $1 AND i.indisprimary AND i.indnatts = 1",
+        Some(1),
+        &[tbl.into()],
+    )?;
+    if key.is_empty() {
+        return Ok(None);
+    }
+    let (column, ty) = key.first().get_two::<String, String>()?;
+    Ok(Some((column.unwrap_or_default(), ty.unwrap_or_default())))
+}
+
+/// Whether some index of `tbl` has `column` as its first key.
+pub fn has_index_led_by(c: &SpiClient<'_>, tbl: pgrx::pg_sys::Oid, column: &str) -> CrmResult<bool> {
+    Ok(one::<i32>(
+        c,
+        "SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+         WHERE i.indrelid = $1 AND a.attname = $2",
+        &[tbl.into(), column.into()],
+    )?
+    .is_some())
 }
 
 #[pg_extern]

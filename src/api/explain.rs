@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 use pgrx::AnyElement;
 
-use super::admin::one;
+use super::admin::{one, primary_key};
 use super::authorize::require_admin_to;
 use crate::catalog::{load, privileged};
 use crate::error::{CrmError, CrmResult, OrRaise};
@@ -27,18 +27,9 @@ fn record_owner(tbl: pg_sys::Oid, id: &AnyElement, linked: bool) -> CrmResult<(S
             let table = one::<String>(c, "SELECT $1::regclass::text", &[tbl.into()])?.unwrap_or_default();
             let column = one::<String>(c, "SELECT owner_column::text FROM crm.protected_tables WHERE tbl = $1", &[tbl.into()])?
                 .ok_or_else(|| CrmError::undefined("protected table", &table))?;
-            let key = c.select(
-                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_index i
-                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                 WHERE i.indrelid = $1 AND i.indisprimary AND i.indnatts = 1",
-                Some(1),
-                &[tbl.into()],
-            )?;
-            if key.is_empty() {
+            let Some((key, key_type)) = primary_key(c, tbl)? else {
                 return Err(CrmError::not_supported(format!("{table} has no single-column primary key to find the record by")));
-            }
-            let (key, key_type) = key.first().get_two::<String, String>()?;
-            let (key, key_type) = (key.unwrap_or_default(), key_type.unwrap_or_default());
+            };
             let parent = if linked { "crm_parent_owner" } else { "NULL::bigint" };
             let sql = format!("SELECT {}, {parent} FROM {table} WHERE {} = $1::{key_type}", quote_identifier(&column), quote_identifier(&key));
             let rows = c.select(&sql, Some(1), &[unsafe { DatumWithOid::new(id.datum(), id.oid()) }])?;

@@ -4,7 +4,7 @@
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
-use super::admin::{actions, check_module, exists, find, nonempty, user_id, Client};
+use super::admin::{change_grants, exists, find, nonempty, user_id, Client};
 use super::authorize::administer;
 use super::sharing::group_id;
 use crate::error::{CrmError, CrmResult};
@@ -36,16 +36,7 @@ fn create_permission_set(name: &str, view_all: default!(bool, false), edit_all: 
 fn change(set: &str, module: &str, list: Vec<Option<String>>, grant: bool) {
     administer(|c: Client| {
         let id = set_id(c, set)?;
-        check_module(c, module)?;
-        for a in actions(list)? {
-            let sql = if grant {
-                "INSERT INTO crm.permission_set_privileges VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
-            } else {
-                "DELETE FROM crm.permission_set_privileges WHERE set_id = $1 AND module = $2 AND action = $3"
-            };
-            c.update(sql, None, &[id.into(), module.into(), a.as_str().into()])?;
-        }
-        Ok(())
+        change_grants(c, "crm.permission_set_privileges", "set_id", id, module, list, grant)
     })
 }
 

@@ -19,6 +19,17 @@ pub enum Access {
     Owners(Rc<Scope>),
 }
 
+impl Access {
+    /// Whether a row with this owner passes (a row without one passes only `All`).
+    fn admits(&self, owner: Option<OwnerId>) -> bool {
+        match self {
+            Access::All => true,
+            Access::Nothing => false,
+            Access::Owners(s) => owner.is_some_and(|o| s.contains(o)),
+        }
+    }
+}
+
 fn table_name(tbl: pg_sys::Oid) -> String {
     unsafe {
         let name = pg_sys::get_rel_name(tbl);
@@ -132,11 +143,7 @@ fn parse_action(action: &str) -> Action {
     requires = [simplify::can_support]
 )]
 fn can(tbl: pg_sys::Oid, action: &str, owner: Option<i64>) -> bool {
-    match access(tbl, parse_action(action), false).unwrap_or_else(|e| e.raise()) {
-        Access::All => true,
-        Access::Nothing => false,
-        Access::Owners(s) => owner.is_some_and(|o| s.contains(o)),
-    }
+    access(tbl, parse_action(action), false).unwrap_or_else(|e| e.raise()).admits(owner)
 }
 
 #[pg_extern(
@@ -145,11 +152,7 @@ fn can(tbl: pg_sys::Oid, action: &str, owner: Option<i64>) -> bool {
     requires = [simplify::can_via_parent_support]
 )]
 fn can_via_parent(tbl: pg_sys::Oid, action: &str, parent_owner: Option<i64>) -> bool {
-    match access_via_parent(tbl, parse_action(action), false).unwrap_or_else(|e| e.raise()) {
-        Access::All => true,
-        Access::Nothing => false,
-        Access::Owners(s) => parent_owner.is_some_and(|o| s.contains(o)),
-    }
+    access_via_parent(tbl, parse_action(action), false).unwrap_or_else(|e| e.raise()).admits(parent_owner)
 }
 
 #[pg_extern(

@@ -12,7 +12,7 @@ use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
 use pgrx::PgRelation;
 
 use super::protect::attach_policies;
-use crate::api::admin::one;
+use crate::api::admin::{has_index_led_by, one, primary_key};
 use crate::api::authorize::administer;
 use crate::error::{CrmError, CrmResult};
 
@@ -50,18 +50,9 @@ fn link_parent(child: PgRelation, parent_column: &str, parent: PgRelation) {
         if child_oid == parent_oid {
             return Err(CrmError::invalid(format!("{} cannot be its own parent", child.name)));
         }
-        let key = c.select(
-            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_index i
-             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-             WHERE i.indrelid = $1 AND i.indisprimary AND i.indnatts = 1",
-            Some(1),
-            &[parent_oid.into()],
-        )?;
-        if key.is_empty() {
+        let Some((key, key_type)) = primary_key(c, parent_oid)? else {
             return Err(CrmError::not_supported(format!("{} has no single-column primary key for children to point at", parent.name)));
-        }
-        let (key, key_type) = key.first().get_two::<String, String>()?;
-        let (key, key_type) = (key.unwrap_or_default(), key_type.unwrap_or_default());
+        };
         let link_type = column_type(c, &child, parent_column)?;
         if link_type != key_type {
             return Err(CrmError::datatype_mismatch(format!(
@@ -75,14 +66,7 @@ fn link_parent(child: PgRelation, parent_column: &str, parent: PgRelation) {
         let (ct, pt) = (&child.name, &parent.name);
         let suffix = child_oid.to_u32();
         // A parent's change of owner (or deletion) updates its children by this column.
-        let parent_column_indexed = one::<i32>(
-            c,
-            "SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-             WHERE i.indrelid = $1 AND a.attname = $2",
-            &[child_oid.into(), parent_column.into()],
-        )?
-        .is_some();
-        if !parent_column_indexed {
+        if !has_index_led_by(c, child_oid, parent_column)? {
             c.update(&format!("CREATE INDEX ON {} ({pc})", child.name), None, &[])?;
         }
         c.update(

@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
 use pgrx::PgRelation;
 
-use crate::api::admin::{check_module, one};
+use crate::api::admin::{check_module, has_index_led_by, one};
 use crate::api::authorize::administer;
 use crate::error::{CrmError, CrmResult};
 
@@ -100,14 +100,7 @@ fn protect(tbl: PgRelation, module: &str, owner_column: default!(&str, "'owner_i
             None,
             &[oid.into(), module.into(), owner_column.into()],
         )?;
-        let indexed = one::<i32>(
-            c,
-            "SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-             WHERE i.indrelid = $1 AND a.attname = $2",
-            &[oid.into(), owner_column.into()],
-        )?
-        .is_some();
-        if !indexed {
+        if !has_index_led_by(c, oid, owner_column)? {
             let owner = quote_identifier(owner_column);
             pgrx::notice!("{table} has no index led by {owner}: users who see few rows will still scan the whole table; consider CREATE INDEX ON {table} ({owner})");
         }
