@@ -1,0 +1,171 @@
+//! Operations (DESIGN §6, §7): a pg_dump/pg_restore round trip keeps the catalog and what
+//! everyone sees; a read-only hot standby enforces the same model, and follows catalog
+//! changes replayed from the primary.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crm_client_tests::{connect, fresh_database, login_role};
+use postgres::Client;
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is set by scripts/test.sh"))
+}
+
+/// Run a PostgreSQL program as the postgres OS user when we are root (PostgreSQL refuses root).
+fn pg(program: &str, args: &[&str]) {
+    let path = format!("{PG_BIN}/{program}");
+    let status = if unsafe { libc_geteuid() } == 0 {
+        Command::new("sudo").arg("-u").arg("postgres").arg(&path).args(args).status()
+    } else {
+        Command::new(&path).args(args).status()
+    }
+    .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(status.success(), "{program} {args:?} failed: {status}");
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+/// A small organisation with a group, a rule, a permission set and a linked child table.
+fn organisation(db: &str) -> Client {
+    let mut c = fresh_database(db);
+    login_role(&mut c, "ops_app");
+    c.batch_execute(
+        "SELECT crm.create_role('CEO', NULL); SELECT crm.create_role('Mgr', 'CEO'); SELECT crm.create_role('Rep', 'Mgr');
+         SELECT crm.create_role('Other', 'CEO');
+         -- A moved role puts a child row before its parent's in the table: restore must cope.
+         SELECT crm.create_role('Region', 'CEO'); SELECT crm.move_role('Mgr', 'Region');
+         SELECT crm.create_profile('Sales');
+         SELECT crm.grant_privileges('Sales', m, ARRAY['read', 'create', 'edit']) FROM unnest(ARRAY['Leads', 'Accounts', 'Opportunities']) m;
+         SELECT crm.attach_profile(r, 'Sales') FROM unnest(ARRAY['CEO', 'Mgr', 'Rep', 'Other']) r;
+         SELECT crm.create_user('ceo', 'CEO'), crm.create_user('mgr', 'Mgr'), crm.create_user('rep', 'Rep'), crm.create_user('other', 'Other');
+         SELECT crm.create_group('Team'); SELECT crm.add_group_member('Team', 'user', 'other');
+         SELECT crm.add_sharing_rule('Accounts', 'role', 'Rep', 'role', 'Other', 'read', ARRAY['Opportunities']);
+         SELECT crm.create_permission_set('Peek', view_all => true); SELECT crm.assign_permission_set('Peek', 'user', 'ceo');
+         SELECT crm.trust_role('ops_app');
+         CREATE TABLE leads (id bigint PRIMARY KEY, owner_id bigint NOT NULL);
+         CREATE TABLE accounts (id bigint PRIMARY KEY, owner_id bigint NOT NULL);
+         CREATE TABLE opportunities (id bigint PRIMARY KEY, owner_id bigint NOT NULL, account_id bigint);
+         SELECT crm.protect(t, m) FROM (VALUES ('leads'::regclass, 'Leads'), ('accounts', 'Accounts'), ('opportunities', 'Opportunities')) v(t, m);
+         SELECT crm.link_parent('opportunities', 'account_id', 'accounts');
+         INSERT INTO leads SELECT g, crm.owner_id((ARRAY['ceo', 'mgr', 'rep', 'other', 'Team'])[1 + g % 5]) FROM generate_series(1, 50) g;
+         INSERT INTO accounts SELECT g, crm.owner_id((ARRAY['rep', 'other'])[1 + g % 2]) FROM generate_series(1, 10) g;
+         INSERT INTO opportunities SELECT g, crm.owner_id('mgr'), 1 + g % 10 FROM generate_series(1, 20) g;
+         GRANT SELECT, INSERT, UPDATE ON leads, accounts, opportunities TO ops_app;",
+    )
+    .unwrap();
+    c
+}
+
+/// What each user sees in each table, through the trusted app role.
+fn sightings(db: &str) -> BTreeMap<(String, String), Vec<i64>> {
+    let mut app = connect(db, "ops_app");
+    let mut out = BTreeMap::new();
+    for user in ["ceo", "mgr", "rep", "other", "nobody"] {
+        for table in ["leads", "accounts", "opportunities"] {
+            let mut tx = app.transaction().unwrap();
+            tx.execute("SELECT set_config('crm.user_name', $1, true)", &[&user]).unwrap();
+            let ids = tx.query(&format!("SELECT id FROM {table} ORDER BY id"), &[]).unwrap().iter().map(|r| r.get(0)).collect();
+            tx.commit().unwrap();
+            out.insert((user.to_string(), table.to_string()), ids);
+        }
+    }
+    out
+}
+
+fn catalog_rows(c: &mut Client) -> Vec<(String, i64)> {
+    c.query(
+        "SELECT c.relname::text, (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM crm.%I', c.relname), false, true, '')))[1]::text::bigint
+         FROM pg_class c WHERE c.relnamespace = 'crm'::regnamespace AND c.relkind = 'r' ORDER BY 1",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+#[test]
+fn dump_and_restore_keep_the_catalog_and_what_everyone_sees() {
+    let mut original = organisation("ops_dump");
+    let before = sightings("ops_dump");
+    assert_eq!(before[&("other".to_string(), "opportunities".to_string())].len(), 10, "the rule carries accounts' opportunities");
+    let dir = PathBuf::from(env("PGHOST"));
+    let dump = dir.join("ops_dump.pgdump");
+    let (host, port) = (env("PGHOST"), env("PGPORT"));
+    pg("pg_dump", &["-h", &host, "-p", &port, "-U", "postgres", "-Fc", "-f", dump.to_str().unwrap(), "ops_dump"]);
+    let mut admin = connect("postgres", "postgres");
+    admin.batch_execute("DROP DATABASE IF EXISTS ops_restored WITH (FORCE)").unwrap();
+    admin.batch_execute("CREATE DATABASE ops_restored").unwrap();
+    pg("pg_restore", &["-h", &host, "-p", &port, "-U", "postgres", "--exit-on-error", "-d", "ops_restored", dump.to_str().unwrap()]);
+    let mut restored = connect("ops_restored", "postgres");
+    assert_eq!(catalog_rows(&mut restored), catalog_rows(&mut original));
+    assert_eq!(sightings("ops_restored"), before);
+    // The restored database keeps enforcing new writes: the parent-read check and the kept column.
+    let mut app = connect("ops_restored", "ops_app");
+    let mut tx = app.transaction().unwrap();
+    tx.execute("SELECT crm.set_user('rep')", &[]).unwrap();
+    // Account 1 belongs to other, whose accounts rep cannot read.
+    let err = tx.execute("INSERT INTO opportunities VALUES (99, crm.owner_id('rep'), 1)", &[]).unwrap_err();
+    assert_eq!(err.as_db_error().map(|e| e.code().code()), Some("42501"), "{err}");
+}
+
+#[test]
+fn a_hot_standby_enforces_the_model_and_follows_the_primary() {
+    let mut primary = organisation("ops_standby");
+    let before = sightings("ops_standby");
+    let (host, port) = (env("PGHOST"), env("PGPORT"));
+    let standby_port = (port.parse::<u16>().unwrap() + 1).to_string();
+    let data = PathBuf::from(&host).join("standby");
+    let _ = std::fs::remove_dir_all(&data);
+    pg("pg_basebackup", &["-h", &host, "-p", &port, "-U", "postgres", "-D", data.to_str().unwrap(), "-R", "-X", "stream", "--checkpoint=fast"]);
+    let log = PathBuf::from(&host).join("standby.log");
+    let opts = format!("-p {standby_port} -k {host} -c listen_addresses='' -c hot_standby=on");
+    pg("pg_ctl", &["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-o", &opts, "-w", "start"]);
+    // Stops the standby and points the helpers back at the primary, also when an assertion fails.
+    struct Standby {
+        data: PathBuf,
+        primary_port: String,
+    }
+    impl Drop for Standby {
+        fn drop(&mut self) {
+            std::env::set_var("PGPORT", &self.primary_port);
+            pg("pg_ctl", &["-D", self.data.to_str().unwrap(), "-m", "fast", "-w", "stop"]);
+            let _ = std::fs::remove_dir_all(&self.data);
+        }
+    }
+    let _standby = Standby { data: data.clone(), primary_port: port.clone() };
+    {
+        std::env::set_var("PGPORT", &standby_port);
+        let mut standby = connect("ops_standby", "postgres");
+        assert!(standby.query_one("SELECT pg_is_in_recovery()", &[]).unwrap().get::<_, bool>(0));
+        assert_eq!(sightings("ops_standby"), before, "the standby enforces the same model");
+        // A catalog change on the primary reaches the standby's sessions once replayed.
+        let mut app = connect("ops_standby", "ops_app");
+        let count = |app: &mut Client| {
+            let mut tx = app.transaction().unwrap();
+            tx.execute("SELECT set_config('crm.user_name', 'rep', true)", &[]).unwrap();
+            let n: i64 = tx.query_one("SELECT count(*) FROM leads", &[]).unwrap().get(0);
+            tx.commit().unwrap();
+            n
+        };
+        assert_eq!(count(&mut app), 10);
+        primary.batch_execute("SELECT crm.set_sharing_default('Leads', 'public_read')").unwrap();
+        let lsn: String = primary.query_one("SELECT pg_current_wal_lsn()::text", &[]).unwrap().get(0);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !standby.query_one("SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn", &[&lsn]).unwrap().get::<_, bool>(0) {
+            assert!(Instant::now() < deadline, "the standby did not replay in 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(count(&mut app), 50);
+        // Writes are refused by the standby itself, not half-applied.
+        assert!(app.batch_execute("BEGIN; SET LOCAL crm.user_name = 'rep'; UPDATE leads SET owner_id = owner_id; COMMIT").is_err());
+    }
+}
