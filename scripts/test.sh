@@ -38,7 +38,11 @@ fi
 echo "== client integration tests"
 cargo test -p crm_client_tests -- --test-threads=1
 
+echo "== benchmark smoke test (small scale: equality of variants and plan shapes, no timings judged)"
+BENCH_OUT=target/bench-smoke bench/run.sh small --no-build --no-chart
+
 # One closing line over every tier (cargo's per-binary lines plus pg_regress's count).
 passed=$(grep -hoE 'test result: ok\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
 regress=$(grep -hoE 'All [0-9]+ tests passed' "$log" | awk '{print $2}')
-echo "crm_access: $((passed + regress)) passed, 0 failed"
+bench=$(grep -hoE '^bench: [0-9]+ passed' "$log" | awk '{print $2}')
+echo "crm_access: $((passed + regress + bench)) passed, 0 failed"

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The benchmark harness (docs/benchmarks.md): builds crm_access in release mode, starts a
+# throwaway PostgreSQL 15, generates a synthetic CRM at the given scale, runs the workload
+# for every variant and viewer, checks that they agree, and writes bench/results/SCALE.*
+#   bench/run.sh [small|medium|large] [--no-build] [--no-chart]   (BENCH_OUT=dir to write elsewhere)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scale=${1:-small}; shift || true
+build=true; chart=--chart
+for arg in "$@"; do
+    case $arg in
+        --no-build) build=false ;;
+        --no-chart) chart=--no-chart ;;
+        *) echo "unknown option $arg" >&2; exit 2 ;;
+    esac
+done
+
+scripts/setup.sh
+if $build; then
+    echo "== building crm_access (release)"
+    cargo pgrx install --release --sudo -c /usr/lib/postgresql/15/bin/pg_config >target/bench-build.log 2>&1 \
+        || { cat target/bench-build.log; exit 1; }
+fi
+venv=target/bench-venv
+if [ ! -x $venv/bin/python ] || ! $venv/bin/python -c 'import psycopg, matplotlib' 2>/dev/null; then
+    echo "== installing the harness's Python packages into $venv"
+    python3 -m venv $venv
+    $venv/bin/pip install -q "psycopg[binary]==3.3.*" "matplotlib==3.*"
+fi
+
+. scripts/cluster.sh
+cluster_start "$PWD/target/bench-cluster" 5496
+trap cluster_stop EXIT
+createdb crm_bench
+$venv/bin/python bench/harness.py --scale "$scale" --out "${BENCH_OUT:-bench/results}" $chart
