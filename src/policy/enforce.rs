@@ -59,33 +59,36 @@ fn model(action: Action, planning: bool) -> CrmResult<Option<Rc<Loaded>>> {
 /// Which rows of `tbl` the acting user may `action` (read, edit, delete). Reads by someone
 /// who cannot act see nothing; writes by them are refused with an error.
 pub fn access(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<Access> {
-    let Some(m) = model(action, planning)? else { return Ok(Access::Nothing) };
-    // A policy left on a table that is no longer registered fails closed.
-    let Some(module) = m.module_of(tbl) else { return Ok(Access::Nothing) };
-    let user = match identity::acting_user(&m)? {
-        Ok(u) => u.owner_id,
-        Err(_) if action == Action::Read => return Ok(Access::Nothing),
-        Err(reason) => return Err(refused(&reason, action, tbl)),
-    };
-    let scope = m.scope(user, tbl, module, action);
-    Ok(match &*scope {
-        Scope::All => Access::All,
-        Scope::Owners(v) if v.is_empty() => Access::Nothing,
-        Scope::Owners(_) => Access::Owners(scope),
-    })
+    access_by(tbl, action, planning, |m, user| Some(m.scope(user, tbl, m.module_of(tbl)?, action)))
 }
 
 /// Which rows of a child table `tbl` the acting user may `action` through its parent's owner
 /// (rules on the parent module that carry access to the child's module).
 pub fn access_via_parent(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<Access> {
+    access_by(tbl, action, planning, |m, user| {
+        let (module, parent) = (m.module_of(tbl)?, m.parent_module_of(tbl)?);
+        Some(Rc::new(m.model.scope_via_parent(user, module, parent, action)))
+    })
+}
+
+/// The common rules of both: fail closed on a broken catalog (reads) or an unregistered
+/// table (`scope` answers `None`), refuse writes by someone who cannot act.
+fn access_by(
+    tbl: pg_sys::Oid,
+    action: Action,
+    planning: bool,
+    scope: impl FnOnce(&Loaded, OwnerId) -> Option<Rc<Scope>>,
+) -> CrmResult<Access> {
     let Some(m) = model(action, planning)? else { return Ok(Access::Nothing) };
-    let (Some(module), Some(parent)) = (m.module_of(tbl), m.parent_module_of(tbl)) else { return Ok(Access::Nothing) };
+    if m.module_of(tbl).is_none() {
+        return Ok(Access::Nothing);
+    }
     let user = match identity::acting_user(&m)? {
         Ok(u) => u.owner_id,
         Err(_) if action == Action::Read => return Ok(Access::Nothing),
         Err(reason) => return Err(refused(&reason, action, tbl)),
     };
-    let scope = Rc::new(m.model.scope_via_parent(user, module, parent, action));
+    let Some(scope) = scope(&m, user) else { return Ok(Access::Nothing) };
     Ok(match &*scope {
         Scope::All => Access::All,
         Scope::Owners(v) if v.is_empty() => Access::Nothing,

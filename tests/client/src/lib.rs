@@ -48,23 +48,7 @@ pub fn read_catalog(c: &mut Client) -> Catalog {
         .iter()
         .map(|r| Role { id: r.get(0), name: r.get(1), parent: r.get(2) })
         .collect();
-    let mut grants: BTreeMap<i64, BTreeMap<String, Vec<Action>>> = BTreeMap::new();
-    for r in c.query("SELECT profile_id, module, action FROM crm.profile_privileges", &[]).unwrap() {
-        let action: String = r.get(2);
-        grants.entry(r.get(0)).or_default().entry(r.get(1)).or_default().push(action.parse().unwrap());
-    }
-    let profiles = c
-        .query("SELECT id, name, view_all, edit_all FROM crm.profiles", &[])
-        .unwrap()
-        .iter()
-        .map(|r| Profile {
-            id: r.get(0),
-            name: r.get(1),
-            view_all: r.get(2),
-            edit_all: r.get(3),
-            grants: grants.remove(&r.get::<_, i64>(0)).unwrap_or_default(),
-        })
-        .collect();
+    let profiles = read_profiles(c, "crm.profiles", "crm.profile_privileges");
     let role_profiles =
         c.query("SELECT role_id, profile_id FROM crm.role_profiles", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
     let users = c
@@ -104,23 +88,7 @@ pub fn read_catalog(c: &mut Client) -> Catalog {
             related_modules: r.get(7),
         })
         .collect();
-    let mut set_grants: BTreeMap<i64, BTreeMap<String, Vec<Action>>> = BTreeMap::new();
-    for r in c.query("SELECT set_id, module, action FROM crm.permission_set_privileges", &[]).unwrap() {
-        let action: String = r.get(2);
-        set_grants.entry(r.get(0)).or_default().entry(r.get(1)).or_default().push(action.parse().unwrap());
-    }
-    let permission_sets = c
-        .query("SELECT id, name, view_all, edit_all FROM crm.permission_sets", &[])
-        .unwrap()
-        .iter()
-        .map(|r| Profile {
-            id: r.get(0),
-            name: r.get(1),
-            view_all: r.get(2),
-            edit_all: r.get(3),
-            grants: set_grants.remove(&r.get::<_, i64>(0)).unwrap_or_default(),
-        })
-        .collect();
+    let permission_sets = read_profiles(c, "crm.permission_sets", "crm.permission_set_privileges");
     let permission_set_assignments = c
         .query("SELECT set_id, owner_id FROM crm.permission_set_assignments", &[])
         .unwrap()
@@ -131,6 +99,27 @@ pub fn read_catalog(c: &mut Client) -> Catalog {
         roles, profiles, role_profiles, users, modules, groups, group_members, sharing_rules, permission_sets,
         permission_set_assignments, ..Default::default()
     }
+}
+
+/// Profiles or permission sets (same shape): `table` (id, name, view_all, edit_all) and their
+/// grants in `privileges` (holder id, module, action).
+fn read_profiles(c: &mut Client, table: &str, privileges: &str) -> Vec<Profile> {
+    let mut grants: BTreeMap<i64, BTreeMap<String, Vec<Action>>> = BTreeMap::new();
+    for r in c.query(&format!("SELECT * FROM {privileges}"), &[]).unwrap() {
+        let action: String = r.get(2);
+        grants.entry(r.get(0)).or_default().entry(r.get(1)).or_default().push(action.parse().unwrap());
+    }
+    c.query(&format!("SELECT id, name, view_all, edit_all FROM {table}"), &[])
+        .unwrap()
+        .iter()
+        .map(|r| Profile {
+            id: r.get(0),
+            name: r.get(1),
+            view_all: r.get(2),
+            edit_all: r.get(3),
+            grants: grants.remove(&r.get::<_, i64>(0)).unwrap_or_default(),
+        })
+        .collect()
 }
 
 fn party(kind: String, id: i64) -> Party {

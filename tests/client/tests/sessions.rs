@@ -80,7 +80,7 @@ fn sharing_changes_reach_a_cached_plan_in_another_session() {
     let mut app = connect("sess_sharing", "sess_app");
     app.batch_execute("SET plan_cache_mode = force_generic_plan; SELECT crm.set_user('rep1', false)").unwrap();
     let stmt = app.prepare("SELECT array_agg(id ORDER BY id) FROM leads").unwrap();
-    let mut seen = |app: &mut Client| app.query_one(&stmt, &[]).unwrap().get::<_, Option<Vec<i64>>>(0).unwrap_or_default();
+    let seen = |app: &mut Client| app.query_one(&stmt, &[]).unwrap().get::<_, Option<Vec<i64>>>(0).unwrap_or_default();
     assert_eq!(seen(&mut app), [3]);
     // A rule added, then dropped.
     let rule: i64 = admin.query_one("SELECT crm.add_sharing_rule('Leads', 'role', 'Mgr', 'role', 'Rep', 'read')", &[]).unwrap().get(0);
