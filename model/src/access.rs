@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::catalog::{Catalog, Group, Party, Profile, SharingRule, User};
 use crate::groups::{member_lists, users_of};
+use crate::messages::MessagePermission;
 use crate::roles::{RoleTree, RoleTreeError};
 use crate::{Action, OwnerId, RoleId, SharingLevel};
 
@@ -48,6 +49,7 @@ pub(crate) struct Privileges {
     pub view_all: Option<String>,
     pub edit_all: Option<String>,
     pub grants: BTreeMap<String, BTreeSet<Action>>,
+    pub messages: BTreeSet<MessagePermission>,
 }
 
 impl Privileges {
@@ -65,6 +67,7 @@ impl Privileges {
         for (module, actions) in &p.grants {
             self.grants.entry(module.clone()).or_default().extend(actions.iter().copied());
         }
+        self.messages.extend(p.message_permissions.iter().copied());
     }
 }
 
@@ -223,6 +226,11 @@ impl Model {
         self.users_by_name.get(name).and_then(|id| self.users.get(id))
     }
 
+    /// The groups `user` belongs to (directly, through roles, or nested).
+    pub fn groups_of(&self, user: OwnerId) -> impl Iterator<Item = OwnerId> + '_ {
+        self.user_groups.get(&user).into_iter().flatten().copied()
+    }
+
     pub fn users(&self) -> impl Iterator<Item = &User> {
         self.users.values()
     }
@@ -232,7 +240,8 @@ impl Model {
     }
 
     pub(crate) fn privileges_of(&self, user: &User) -> &Privileges {
-        const NONE: &Privileges = &Privileges { view_all: None, edit_all: None, grants: BTreeMap::new() };
+        const NONE: &Privileges =
+            &Privileges { view_all: None, edit_all: None, grants: BTreeMap::new(), messages: BTreeSet::new() };
         self.user_privileges.get(&user.owner_id).or_else(|| self.role_privileges.get(&user.role)).unwrap_or(NONE)
     }
 

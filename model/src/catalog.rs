@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::messages::MessagePermission;
 use crate::{Action, OwnerId, ProfileId, RoleId, SharingLevel};
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -117,6 +118,9 @@ pub struct Profile {
     pub edit_all: bool,
     /// module -> granted actions
     pub grants: BTreeMap<String, Vec<Action>>,
+    /// Message module permissions (DESIGN §3.5): which conversations Messages actions reach.
+    #[serde(default)]
+    pub message_permissions: Vec<MessagePermission>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]

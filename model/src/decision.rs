@@ -7,6 +7,7 @@ use std::fmt;
 
 use crate::access::sharing_module;
 use crate::catalog::{Party, User};
+use crate::messages::MessagePermission;
 use crate::{Action, Model, OwnerId, RuleAccess, SharingLevel};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +36,13 @@ pub enum Reason {
     NoRecordAccess { owner: String, module: String },
     UnknownOwner { owner: OwnerId },
     InactiveOwner { owner: String },
+    /// Message module (§3.5).
+    MessagePermission { permission: MessagePermission },
+    AssignedToYou,
+    /// `owner`: the group through which the user owns the linked record, if not directly.
+    LinkedRecordOwner { owner: Option<String> },
+    ArchivedWithoutPermission,
+    NoConversationAccess,
 }
 
 impl fmt::Display for Reason {
@@ -63,16 +71,36 @@ impl fmt::Display for Reason {
             }
             Reason::UnknownOwner { owner } => write!(f, "owner id {owner} is not a CRM user or group"),
             Reason::InactiveOwner { owner } => write!(f, "CRM user {owner} is disabled and cannot own records"),
+            Reason::MessagePermission { permission } => write!(f, "a profile or permission set grants the {permission} message permission"),
+            Reason::AssignedToYou => write!(f, "the conversation is assigned to you"),
+            Reason::LinkedRecordOwner { owner: None } => write!(f, "you own the record the conversation is linked to"),
+            Reason::LinkedRecordOwner { owner: Some(g) } => {
+                write!(f, "the record the conversation is linked to is owned by group {g}, of which you are a member")
+            }
+            Reason::ArchivedWithoutPermission => write!(f, "you archived the conversation and hold no archive message permission"),
+            Reason::NoConversationAccess => {
+                write!(f, "the conversation is not assigned to you, not linked to a record you own, and no message permission reaches it")
+            }
         }
     }
 }
 
+impl Decision {
+    pub fn allow(reason: Reason) -> Decision {
+        Decision { allowed: true, reason }
+    }
+
+    pub fn deny(reason: Reason) -> Decision {
+        Decision { allowed: false, reason }
+    }
+}
+
 fn allow(reason: Reason) -> Decision {
-    Decision { allowed: true, reason }
+    Decision::allow(reason)
 }
 
 fn deny(reason: Reason) -> Decision {
-    Decision { allowed: false, reason }
+    Decision::deny(reason)
 }
 
 impl Model {
@@ -181,7 +209,7 @@ impl Model {
     }
 
     /// Whether user `u` belongs to group `g`, following member groups upward from `u`.
-    fn is_member(&self, u: &User, g: OwnerId, seen: &mut BTreeSet<OwnerId>) -> bool {
+    pub(crate) fn is_member(&self, u: &User, g: OwnerId, seen: &mut BTreeSet<OwnerId>) -> bool {
         seen.insert(g) && self.members.get(&g).into_iter().flatten().any(|m| self.party_has(*m, u, seen))
     }
 

@@ -10,12 +10,14 @@ mod access;
 mod catalog;
 mod decision;
 mod groups;
+mod messages;
 mod roles;
 mod vocabulary;
 
 pub use access::{Model, ModelError, Scope};
 pub use catalog::{related_modules, Catalog, Group, GroupMember, Module, Party, Profile, Role, RuleAccess, SharingRule, User};
 pub use decision::{Decision, Reason};
+pub use messages::{Conversation, ConversationFilter, ConversationScope, Inbox, MessagePermission, MESSAGES};
 pub use roles::RoleTree;
 pub use vocabulary::{Action, SharingLevel, UnknownWord};
 

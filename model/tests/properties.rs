@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crm_model::{Action, Catalog, Group, GroupMember, Model, Module, Party, Profile, Role, RuleAccess, SharingLevel, SharingRule, User};
+use crm_model::{Action, Catalog, Conversation, MessagePermission, Group, GroupMember, Model, Module, Party, Profile, Role, RuleAccess, SharingLevel, SharingRule, User};
 use proptest::prelude::*;
 
 fn catalog() -> impl Strategy<Value = Catalog> {
@@ -16,7 +16,7 @@ fn catalog() -> impl Strategy<Value = Catalog> {
         let roles = (0..n_roles)
             .map(|i| Role { id: i as i64 + 1, name: format!("R{}", i + 1), parent: (i > 0).then(|| next(i) as i64 + 1) })
             .collect();
-        let modules: Vec<Module> = ["Leads", "Accounts", "Contacts"]
+        let modules: Vec<Module> = ["Leads", "Accounts", "Contacts", "Messages"]
             .iter()
             .map(|m| Module { name: m.to_string(), sharing_default: SharingLevel::ALL[next(4)] })
             .collect();
@@ -30,6 +30,7 @@ fn catalog() -> impl Strategy<Value = Catalog> {
                     .iter()
                     .map(|m| (m.name.clone(), Action::ALL.iter().copied().filter(|_| next(3) > 0).collect()))
                     .collect::<BTreeMap<_, _>>(),
+                message_permissions: MessagePermission::ALL.iter().copied().filter(|_| next(2) == 0).collect(),
             })
             .collect();
         let role_profiles = (1..=n_roles as i64).flat_map(|r| vec![(r, next(n_profiles) as i64 + 1); 1 + next(2)]).collect();
@@ -80,7 +81,8 @@ fn catalog() -> impl Strategy<Value = Catalog> {
                 name: format!("S{i}"),
                 view_all: next(6) == 0,
                 edit_all: next(8) == 0,
-                grants: BTreeMap::from([("Leads".to_string(), vec![Action::ALL[next(6)]])]),
+                grants: BTreeMap::from([(["Leads", "Messages"][next(2)].to_string(), vec![Action::ALL[next(6)]])]),
+                message_permissions: MessagePermission::ALL.iter().copied().filter(|_| next(4) == 0).collect(),
             })
             .collect();
         let permission_set_assignments = (0..permission_sets.len() * 2)
@@ -114,6 +116,42 @@ proptest! {
                         let d = m.decide_assignment(Some(u.owner_id), module, action, o);
                         prop_assert_eq!(assignable.contains(&o), d.allowed, "assign {} {} {} owner {}: {}", u.name, module, action, o, d.reason);
                     }
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    /// The conversation filter policies use and the per-conversation decision agree.
+    #[test]
+    fn conversation_scopes_agree_with_decisions(catalog in catalog(), seed in any::<u64>()) {
+        let m = Model::compile(catalog).unwrap();
+        let mut rnd = seed;
+        let mut next = |n: usize| {
+            rnd = rnd.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((rnd >> 33) as usize) % n.max(1)
+        };
+        let people: Vec<i64> = m.users().map(|u| u.owner_id).chain(1000..1006).collect();
+        let pick = |next: &mut dyn FnMut(usize) -> usize| (next(3) > 0).then(|| people[next(people.len())]);
+        let conversations: Vec<Conversation> = (0..40)
+            .map(|_| Conversation {
+                assigned_to: pick(&mut next),
+                linked_owner: pick(&mut next),
+                is_new: next(3) == 0,
+                archived_by: (0..next(3)).map(|_| people[next(people.len())]).collect(),
+            })
+            .collect();
+        for u in m.users() {
+            for action in Action::ALL {
+                let scope = m.conversation_scope(u.owner_id, action);
+                for c in &conversations {
+                    if !action.is_record_level() && action != Action::Create {
+                        continue;
+                    }
+                    let d = m.decide_conversation(Some(u.owner_id), action, c);
+                    prop_assert_eq!(scope.admits(c), d.allowed, "{} {} {:?}: {}", u.name, action, c, d.reason);
                 }
             }
         }
