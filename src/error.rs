@@ -68,6 +68,10 @@ impl CrmError {
         CrmError::new(PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST, message)
     }
 
+    pub fn prerequisite(message: impl Into<String>) -> Self {
+        CrmError::new(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, message)
+    }
+
     pub fn not_supported(message: impl Into<String>) -> Self {
         CrmError::new(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, message)
     }

@@ -14,6 +14,11 @@ mod session;
 
 extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
 extension_sql_file!("../sql/triggers.sql", name = "triggers", requires = [api::trigger::catalog_changed]);
+extension_sql_file!(
+    "../sql/messages.sql",
+    name = "messages",
+    requires = ["catalog", policy::conversations::can_converse, policy::conversations::acting_owner_id, policy::conversations::acting_owner_ids]
+);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -66,6 +66,17 @@ pub fn check_module(c: &SpiClient<'_>, module: &str) -> CrmResult<()> {
     Err(CrmError::undefined("module", module).with_hint(format!("Modules are: {}.", known.unwrap_or_default())))
 }
 
+/// A module whose records have owners: every module but Messages, whose conversations
+/// follow the message permissions instead (DESIGN §3.5).
+pub fn check_record_module(c: &SpiClient<'_>, module: &str, what: &str) -> CrmResult<()> {
+    check_module(c, module)?;
+    if module == crm_model::MESSAGES {
+        return Err(CrmError::invalid(format!("{what} do not apply to Messages: conversations have no owner"))
+            .with_hint("Who sees which conversation follows the message permissions: see crm.set_message_permissions()."));
+    }
+    Ok(())
+}
+
 fn check_db_role(c: &SpiClient<'_>, db_role: &str) -> CrmResult<()> {
     if exists(c, "SELECT 1 FROM pg_roles WHERE rolname = $1", &[db_role.into()])? {
         return Ok(());
@@ -237,6 +248,10 @@ fn set_user_active(name: &str, active: bool) {
     administer(|c: Client| {
         let id = user_id(c, name)?;
         c.update("UPDATE crm.users SET is_active = $2 WHERE owner_id = $1", None, &[id.into(), active.into()])?;
+        if !active {
+            // A disabled user's conversations become unassigned, in this transaction (§3.5).
+            c.update("UPDATE crm.conversations SET assigned_to = NULL WHERE assigned_to = $1", None, &[id.into()])?;
+        }
         Ok(())
     })
 }
@@ -289,7 +304,7 @@ fn distrust_role(db_role: &str) {
 #[pg_extern]
 fn set_sharing_default(module: &str, level: &str) {
     administer(|c: Client| {
-        check_module(c, module)?;
+        check_record_module(c, module, "org-wide defaults")?;
         let level = level.parse::<SharingLevel>().map_err(|e| CrmError::invalid(e.to_string()))?;
         if module == "Contacts" {
             return Err(CrmError::invalid("Contacts follow the org-wide default of Accounts")

@@ -5,6 +5,7 @@ pub mod authorize;
 pub mod explain;
 pub mod identity;
 pub mod lifecycle;
+pub mod messages;
 pub mod ownership;
 pub mod permission_sets;
 pub mod sharing;

@@ -3,7 +3,7 @@
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
-use super::admin::{check_module, exists, find, insert_returning_id, nonempty, one, role_id, user_id, Client};
+use super::admin::{check_record_module, exists, find, insert_returning_id, nonempty, one, role_id, user_id, Client};
 use super::authorize::administer;
 use super::ownership;
 use crate::error::{CrmError, CrmResult};
@@ -132,7 +132,7 @@ fn add_sharing_rule(
     related_modules: default!(Vec<Option<String>>, "'{}'"),
 ) -> i64 {
     administer(|c: Client| {
-        check_module(c, module)?;
+        check_record_module(c, module, "sharing rules")?;
         if module == "Contacts" {
             return Err(CrmError::invalid("Contacts follow the sharing rules of Accounts").with_hint("Add the rule to Accounts instead."));
         }

@@ -33,7 +33,7 @@ const CATALOG_JSON: &CStr = c"
 SELECT json_build_object('catalog', json_build_object(
   'roles', coalesce((SELECT json_agg(json_build_object('id', id, 'name', name, 'parent', parent_id)) FROM crm.roles), '[]'),
   'profiles', coalesce((SELECT json_agg(json_build_object(
-        'id', p.id, 'name', p.name, 'view_all', p.view_all, 'edit_all', p.edit_all,
+        'id', p.id, 'name', p.name, 'view_all', p.view_all, 'edit_all', p.edit_all, 'message_permissions', p.message_permissions,
         'grants', coalesce((SELECT json_object_agg(g.module, g.actions)
                             FROM (SELECT module, json_agg(action) AS actions FROM crm.profile_privileges
                                   WHERE profile_id = p.id GROUP BY module) g), '{}')))
@@ -59,7 +59,7 @@ SELECT json_build_object('catalog', json_build_object(
                                 'target', json_build_object('kind', target_kind, 'id', target_id)))
                              FROM crm.sharing_rules), '[]'),
   'permission_sets', coalesce((SELECT json_agg(json_build_object(
-        'id', s.id, 'name', s.name, 'view_all', s.view_all, 'edit_all', s.edit_all,
+        'id', s.id, 'name', s.name, 'view_all', s.view_all, 'edit_all', s.edit_all, 'message_permissions', s.message_permissions,
         'grants', coalesce((SELECT json_object_agg(g.module, g.actions)
                             FROM (SELECT module, json_agg(action) AS actions FROM crm.permission_set_privileges
                                   WHERE set_id = s.id GROUP BY module) g), '{}')))
@@ -67,7 +67,8 @@ SELECT json_build_object('catalog', json_build_object(
   'permission_set_assignments', coalesce((SELECT json_agg(json_build_array(set_id, owner_id))
                                           FROM crm.permission_set_assignments), '[]')),
   'parent_links', coalesce((SELECT json_object_agg(child::oid, parent::oid::int8) FROM crm.parent_links), '{}'),
-  'catalog_relids', (SELECT json_agg(oid::int8) FROM pg_class WHERE relnamespace = 'crm'::regnamespace AND relkind = 'r'),
+  'catalog_relids', coalesce((SELECT json_agg(DISTINCT tgrelid::oid::int8) FROM pg_trigger
+                              WHERE tgfoid = 'crm.catalog_changed()'::regprocedure), '[]'),
   'assert_fn', 'crm.assert_can_assign(regclass, text, bigint)'::regprocedure::oid::int8
 )::text";
 

@@ -37,15 +37,16 @@ fn table_name(tbl: pg_sys::Oid) -> String {
     }
 }
 
-/// A write by someone who cannot act (no identity, unknown or disabled user).
-fn refused(reason: &Reason, action: Action, tbl: pg_sys::Oid) -> CrmError {
-    CrmError::denied(format!("{reason}: {action} on table {} is refused", table_name(tbl))).with_hint(
+/// A write by someone who cannot act (no identity, unknown or disabled user); `what` is
+/// "table leads", "conversations".
+pub(crate) fn refused(reason: &Reason, action: Action, what: &str) -> CrmError {
+    CrmError::denied(format!("{reason}: {action} on {what} is refused")).with_hint(
         "Connect as a login mapped with crm.map_db_role(), or from a trusted role run crm.set_user() or SET LOCAL crm.user_name.",
     )
 }
 
 /// The model, or for reads a fail-closed `None` with a warning when the catalog is broken.
-fn model(action: Action, planning: bool) -> CrmResult<Option<Rc<Loaded>>> {
+pub(crate) fn model(action: Action, planning: bool) -> CrmResult<Option<Rc<Loaded>>> {
     match cache::current(planning) {
         Ok(m) => Ok(Some(m)),
         Err(e) if action == Action::Read => {
@@ -86,7 +87,7 @@ fn access_by(
     let user = match identity::acting_user(&m)? {
         Ok(u) => u.owner_id,
         Err(_) if action == Action::Read => return Ok(Access::Nothing),
-        Err(reason) => return Err(refused(&reason, action, tbl)),
+        Err(reason) => return Err(refused(&reason, action, &format!("table {}", table_name(tbl)))),
     };
     let Some(scope) = scope(&m, user) else { return Ok(Access::Nothing) };
     Ok(match &*scope {
@@ -115,7 +116,7 @@ pub fn check_assignment(tbl: pg_sys::Oid, action: Action, owner: Option<OwnerId>
     };
     let user = match identity::acting_user(&m)? {
         Ok(u) => u,
-        Err(reason) => return Err(refused(&reason, action, tbl)),
+        Err(reason) => return Err(refused(&reason, action, &format!("table {}", table_name(tbl)))),
     };
     let Some(owner) = owner else {
         return Err(CrmError::invalid(format!("a {module} record must have an owner")));
@@ -132,7 +133,7 @@ pub fn check_assignment(tbl: pg_sys::Oid, action: Action, owner: Option<OwnerId>
         .with_hint("Records can be given to yourself, users below your role, or anyone whose records you may edit."))
 }
 
-fn parse_action(action: &str) -> Action {
+pub(crate) fn parse_action(action: &str) -> Action {
     action.parse::<Action>().unwrap_or_else(|e| CrmError::invalid(e.to_string()).raise())
 }
 

@@ -1,6 +1,7 @@
 //! Row-level security for protected tables: attaching the policies (`protect`), what they
 //! let through (`enforce`), and their plan-time specialisation (`simplify`).
 
+pub mod conversations;
 pub mod enforce;
 pub mod link;
 pub mod protect;

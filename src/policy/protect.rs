@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
 use pgrx::PgRelation;
 
-use crate::api::admin::{check_module, has_index_led_by, one};
+use crate::api::admin::{check_record_module, exists, has_index_led_by, one, primary_key};
 use crate::api::authorize::administer;
 use crate::error::{CrmError, CrmResult};
 
@@ -67,13 +67,40 @@ pub fn attach_policies(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, own
     Ok(())
 }
 
+/// Leads and contacts can be linked to conversations, which keep the record's owner
+/// (DESIGN §3.5): a change of owner or a deletion must reach them at once.
+fn keep_linked_owner(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, module: &str, owner_column: &str) -> CrmResult<()> {
+    let key = if matches!(module, "Leads" | "Contacts") { primary_key(c, tbl)? } else { None };
+    let Some((key, _)) = key else {
+        for t in ["crm_linked_owner_update", "crm_linked_owner_delete"] {
+            if exists(c, "SELECT 1 FROM pg_trigger WHERE tgrelid = $1 AND tgname = $2", &[tbl.into(), t.into()])? {
+                c.update(&format!("DROP TRIGGER {t} ON {table}"), None, &[])?;
+            }
+        }
+        return Ok(());
+    };
+    let owner = quote_identifier(owner_column);
+    let args = format!("{}, {}", quote_literal(&key), quote_literal(owner_column));
+    c.update(
+        &format!(
+            "CREATE OR REPLACE TRIGGER crm_linked_owner_update AFTER UPDATE OF {owner} ON {table} FOR EACH ROW
+                 WHEN (OLD.{owner} IS DISTINCT FROM NEW.{owner}) EXECUTE FUNCTION crm.push_linked_owner({args});
+             CREATE OR REPLACE TRIGGER crm_linked_owner_delete AFTER DELETE ON {table} FOR EACH ROW
+                 EXECUTE FUNCTION crm.push_linked_owner({args});"
+        ),
+        None,
+        &[],
+    )?;
+    Ok(())
+}
+
 #[pg_extern]
 fn protect(tbl: PgRelation, module: &str, owner_column: default!(&str, "'owner_id'")) {
     let (oid, relkind) = (tbl.oid(), unsafe { (*tbl.rd_rel).relkind as u8 });
     // ALTER TABLE refuses a relation this session holds open.
     drop(tbl);
     administer(|c: &mut SpiClient<'_>| {
-        check_module(c, module)?;
+        check_record_module(c, module, "protected tables")?;
         let table = table_text(c, oid)?;
         if !matches!(relkind, b'r' | b'p') {
             return Err(CrmError::datatype_mismatch(format!("{table} is not a table")).with_hint("Only tables and partitioned tables can be protected."));
@@ -100,6 +127,7 @@ fn protect(tbl: PgRelation, module: &str, owner_column: default!(&str, "'owner_i
             None,
             &[oid.into(), module.into(), owner_column.into()],
         )?;
+        keep_linked_owner(c, oid, &table, module, owner_column)?;
         if !has_index_led_by(c, oid, owner_column)? {
             let owner = quote_identifier(owner_column);
             pgrx::notice!("{table} has no index led by {owner}: users who see few rows will still scan the whole table; consider CREATE INDEX ON {table} ({owner})");
@@ -118,6 +146,11 @@ fn unprotect(tbl: PgRelation) {
         if registered.is_none() {
             return Err(CrmError::undefined("protected table", &table));
         }
+        if exists(c, "SELECT 1 FROM crm.conversations WHERE linked_table = $1", &[oid.into()])? {
+            return Err(CrmError::dependent(format!("conversations are linked to records of {table}"))
+                .with_hint(format!("Unlink them first: UPDATE crm.conversations SET linked_table = NULL, linked_id = NULL WHERE linked_table = {}::regclass", quote_literal(&table))));
+        }
+        keep_linked_owner(c, oid, &table, "", "")?;
         drop_policies(c, oid, &table)?;
         c.update(&format!("ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY; ALTER TABLE {table} DISABLE ROW LEVEL SECURITY"), None, &[])?;
         c.update("DELETE FROM crm.protected_tables WHERE tbl = $1", None, &[oid.into()])?;

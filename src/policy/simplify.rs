@@ -22,7 +22,7 @@ use super::enforce::{self, Access};
 use crate::error::OrRaise;
 
 /// `int8 = int8` (pg_operator.dat: Int8EqualOperator).
-const INT8_EQ_OPERATOR: pg_sys::Oid = pg_sys::Oid::from_u32(410);
+pub(super) const INT8_EQ_OPERATOR: pg_sys::Oid = pg_sys::Oid::from_u32(410);
 
 #[derive(Clone, Copy)]
 enum Policy {
@@ -47,7 +47,7 @@ fn can_assign_support(request: Internal) -> Internal {
 }
 
 /// A support function answers NULL (a null pointer, not SQL NULL) when it declines.
-fn declined() -> Internal {
+pub(super) fn declined() -> Internal {
     Internal::from(Some(pg_sys::Datum::from(0usize)))
 }
 
@@ -110,7 +110,7 @@ unsafe fn simplify(fcall: *mut pg_sys::FuncExpr, policy: Policy) -> Option<*mut 
     })
 }
 
-unsafe fn const_value<T: FromDatum>(node: *mut pg_sys::Node) -> Option<T> {
+pub(super) unsafe fn const_value<T: FromDatum>(node: *mut pg_sys::Node) -> Option<T> {
     if !is_a(node, pg_sys::NodeTag::T_Const) {
         return None;
     }
@@ -119,7 +119,7 @@ unsafe fn const_value<T: FromDatum>(node: *mut pg_sys::Node) -> Option<T> {
 }
 
 /// `owner = ANY('{...}'::bigint[])`
-unsafe fn owner_in(owner: *mut pg_sys::Node, owners: &[OwnerId]) -> *mut pg_sys::Node {
+pub(super) unsafe fn owner_in(owner: *mut pg_sys::Node, owners: &[OwnerId]) -> *mut pg_sys::Node {
     let mut datums: Vec<pg_sys::Datum> = owners.iter().map(|&o| pg_sys::Datum::from(o)).collect();
     let array = pg_sys::construct_array(datums.as_mut_ptr(), datums.len() as i32, pg_sys::INT8OID, 8, true, b'd' as c_char);
     let array = pg_sys::makeConst(pg_sys::INT8ARRAYOID, -1, pg_sys::InvalidOid, -1, pg_sys::Datum::from(array), false, false);

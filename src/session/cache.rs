@@ -15,7 +15,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crm_model::{Action, Model, OwnerId, Scope};
+use crm_model::{Action, ConversationScope, Model, OwnerId, Scope};
 use pgrx::prelude::*;
 
 use crate::catalog::load::{self, LoadedCatalog};
@@ -30,8 +30,9 @@ pub struct Loaded {
     pub model: Model,
     pub assert_fn: pg_sys::Oid,
     parent_links: HashMap<u32, u32>,
-    scopes: RefCell<HashMap<(OwnerId, u32, Action), Rc<Scope>>>,
-    assignable: RefCell<HashMap<(OwnerId, u32, Action), Rc<Vec<OwnerId>>>>,
+    scopes: Memo<(OwnerId, u32, Action), Scope>,
+    assignable: Memo<(OwnerId, u32, Action), Vec<OwnerId>>,
+    conversations: Memo<(OwnerId, Action), ConversationScope>,
 }
 
 impl Loaded {
@@ -47,32 +48,31 @@ impl Loaded {
     }
 
     pub fn scope(&self, user: OwnerId, tbl: pg_sys::Oid, module: &str, action: Action) -> Rc<Scope> {
-        let key = (user, tbl.to_u32(), action);
-        if let Some(s) = self.scopes.borrow().get(&key) {
-            return s.clone();
-        }
-        let s = Rc::new(self.model.scope(user, module, action));
-        let mut memo = self.scopes.borrow_mut();
-        if memo.len() >= MEMO_LIMIT {
-            memo.clear();
-        }
-        memo.insert(key, s.clone());
-        s
+        memo(&self.scopes, (user, tbl.to_u32(), action), || self.model.scope(user, module, action))
     }
 
     pub fn assignable(&self, user: OwnerId, tbl: pg_sys::Oid, module: &str, action: Action) -> Rc<Vec<OwnerId>> {
-        let key = (user, tbl.to_u32(), action);
-        if let Some(s) = self.assignable.borrow().get(&key) {
-            return s.clone();
-        }
-        let s = Rc::new(self.model.assignable(user, module, action));
-        let mut memo = self.assignable.borrow_mut();
-        if memo.len() >= MEMO_LIMIT {
-            memo.clear();
-        }
-        memo.insert(key, s.clone());
-        s
+        memo(&self.assignable, (user, tbl.to_u32(), action), || self.model.assignable(user, module, action))
     }
+
+    pub fn conversation_scope(&self, user: OwnerId, action: Action) -> Rc<ConversationScope> {
+        memo(&self.conversations, (user, action), || self.model.conversation_scope(user, action))
+    }
+}
+
+type Memo<K, V> = RefCell<HashMap<K, Rc<V>>>;
+
+fn memo<K: std::hash::Hash + Eq, V>(memo: &Memo<K, V>, key: K, compute: impl FnOnce() -> V) -> Rc<V> {
+    if let Some(v) = memo.borrow().get(&key) {
+        return v.clone();
+    }
+    let v = Rc::new(compute());
+    let mut memo = memo.borrow_mut();
+    if memo.len() >= MEMO_LIMIT {
+        memo.clear();
+    }
+    memo.insert(key, v.clone());
+    v
 }
 
 const MEMO_LIMIT: usize = 4096;
@@ -159,5 +159,6 @@ fn compile(loaded: LoadedCatalog) -> CrmResult<Rc<Loaded>> {
         parent_links: loaded.parent_links,
         scopes: RefCell::default(),
         assignable: RefCell::default(),
+        conversations: RefCell::default(),
     }))
 }
