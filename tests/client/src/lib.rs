@@ -109,7 +109,7 @@ fn read_profiles(c: &mut Client, table: &str, privileges: &str) -> Vec<Profile> 
         let action: String = r.get(2);
         grants.entry(r.get(0)).or_default().entry(r.get(1)).or_default().push(action.parse().unwrap());
     }
-    c.query(&format!("SELECT id, name, view_all, edit_all FROM {table}"), &[])
+    c.query(&format!("SELECT id, name, view_all, edit_all, message_permissions FROM {table}"), &[])
         .unwrap()
         .iter()
         .map(|r| Profile {
@@ -118,6 +118,7 @@ fn read_profiles(c: &mut Client, table: &str, privileges: &str) -> Vec<Profile> 
             view_all: r.get(2),
             edit_all: r.get(3),
             grants: grants.remove(&r.get::<_, i64>(0)).unwrap_or_default(),
+            message_permissions: r.get::<_, Vec<String>>(4).iter().map(|p| p.parse().unwrap()).collect(),
         })
         .collect()
 }
