@@ -74,6 +74,61 @@ SELECT crm.set_sharing_default('Leads', 'private');
 COMMIT;
 \o
 
+
+\echo '=== The message module: conversations under the same row security, five inbox tabs'
+\echo '    reps (Sales profile): mine + new; mgr_west also holds Supervisor: all + archive'
+RESET SESSION AUTHORIZATION;
+\o /dev/null
+SELECT crm.grant_privileges('Sales', 'Messages', ARRAY['read', 'create', 'edit']);
+SELECT crm.set_message_permissions('Sales', ARRAY['mine', 'new']);
+SELECT crm.create_profile('Supervisor');
+SELECT crm.grant_privileges('Supervisor', 'Messages', ARRAY['read', 'create', 'edit']);
+SELECT crm.set_message_permissions('Supervisor', ARRAY['all', 'archive']);
+SELECT crm.attach_profile('Mgr_West', 'Supervisor');
+INSERT INTO crm.conversations (subject, linked_table, linked_id, assigned_to, is_new, last_message_at) VALUES
+    ('alice''s lead 42, bob answers', 'sales.leads', 42, crm.owner_id('bob'), false, now() - interval '5 hours'),
+    ('bob''s lead 51, nobody yet', 'sales.leads', 51, NULL, false, now() - interval '4 hours'),
+    ('carol''s own chat', NULL, NULL, crm.owner_id('carol'), false, now() - interval '3 hours'),
+    ('first contact, unknown number', NULL, NULL, NULL, true, now() - interval '2 hours'),
+    ('a chat assigned to alice', NULL, NULL, crm.owner_id('alice'), false, now() - interval '1 hour');
+\o
+CREATE FUNCTION demo.inbox(who text) RETURNS TABLE (tab text, conversations text) LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('crm.user_name', who, true);
+    RETURN QUERY
+    SELECT t.tab, (SELECT string_agg(subject, ' | ' ORDER BY last_message_at DESC) FROM crm.inbox_all WHERE t.tab = 'All Conversations')
+    FROM (VALUES ('All Conversations')) t(tab) UNION ALL
+    SELECT 'Assigned to Me', (SELECT string_agg(subject, ' | ' ORDER BY last_message_at DESC) FROM crm.inbox_assigned_to_me) UNION ALL
+    SELECT 'My Unassigned', (SELECT string_agg(subject, ' | ' ORDER BY last_message_at DESC) FROM crm.inbox_my_unassigned) UNION ALL
+    SELECT 'Archive', (SELECT string_agg(subject, ' | ' ORDER BY last_message_at DESC) FROM crm.inbox_archive) UNION ALL
+    SELECT 'New Messages', (SELECT string_agg(subject, ' | ' ORDER BY last_message_at DESC) FROM crm.inbox_new);
+END $$;
+SET SESSION AUTHORIZATION crm_app;
+\echo '--- alice (rep): her lead''s conversation even though bob answers it, and new contacts'
+SELECT * FROM demo.inbox('alice');
+\echo '--- mgr_west (supervisor): everything; he archives the first contact for himself only'
+BEGIN;
+SELECT crm.set_user('mgr_west') IS NOT NULL AS acting;
+\o /dev/null
+SELECT crm.archive_conversation(4);
+\o
+SELECT * FROM demo.inbox('mgr_west');
+COMMIT;
+\echo '--- root disables bob: his conversations become unassigned in the same transaction;'
+\echo '    the one on alice''s lead 42 moves to her My Unassigned; the supervisor still sees them all'
+RESET SESSION AUTHORIZATION;
+\o /dev/null
+SELECT crm.set_user_active('bob', false);
+\o
+SET SESSION AUTHORIZATION crm_app;
+SELECT * FROM demo.inbox('alice') WHERE tab IN ('All Conversations', 'My Unassigned');
+SELECT * FROM demo.inbox('mgr_west') WHERE tab = 'All Conversations';
+BEGIN;
+SELECT crm.set_user('alice') IS NOT NULL AS acting;
+EXPLAIN (COSTS OFF) SELECT subject FROM crm.inbox_all ORDER BY last_message_at DESC LIMIT 50;
+COMMIT;
+RESET SESSION AUTHORIZATION;
+
 \echo '=== A BI login mapped to alice (bi_alice) sees alice''s rows whatever SQL it sends'
 SET SESSION AUTHORIZATION bi_alice;
 SELECT crm.acting_user(), owner_id, count(*) FROM sales.leads GROUP BY owner_id;

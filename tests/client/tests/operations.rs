@@ -58,6 +58,14 @@ fn organisation(db: &str) -> Client {
          INSERT INTO leads SELECT g, crm.owner_id((ARRAY['ceo', 'mgr', 'rep', 'other', 'Team'])[1 + g % 5]) FROM generate_series(1, 50) g;
          INSERT INTO accounts SELECT g, crm.owner_id((ARRAY['rep', 'other'])[1 + g % 2]) FROM generate_series(1, 10) g;
          INSERT INTO opportunities SELECT g, crm.owner_id('mgr'), 1 + g % 10 FROM generate_series(1, 20) g;
+         -- Conversations on leads, assigned round the users, one archived by rep.
+         SELECT crm.grant_privileges('Sales', 'Messages', ARRAY['read', 'edit']);
+         SELECT crm.set_message_permissions('Sales', ARRAY['mine', 'archive']);
+         INSERT INTO crm.conversations (subject, linked_table, linked_id, assigned_to, archived_by)
+         SELECT 'c' || g, 'leads', g, crm.owner_id((ARRAY['ceo', 'mgr', 'rep', 'other'])[1 + g % 4]),
+                CASE WHEN g = 2 THEN ARRAY[crm.owner_id('rep')] ELSE '{}' END
+         FROM generate_series(1, 12) g;
+         INSERT INTO crm.messages (conversation_id, direction, body) SELECT id, 'inbound', 'hi' FROM crm.conversations;
          GRANT SELECT, INSERT, UPDATE ON leads, accounts, opportunities TO ops_app;",
     )
     .unwrap();
@@ -69,7 +77,7 @@ fn sightings(db: &str) -> BTreeMap<(String, String), Vec<i64>> {
     let mut app = connect(db, "ops_app");
     let mut out = BTreeMap::new();
     for user in ["ceo", "mgr", "rep", "other", "nobody"] {
-        for table in ["leads", "accounts", "opportunities"] {
+        for table in ["leads", "accounts", "opportunities", "crm.conversations", "crm.messages", "crm.inbox_archive"] {
             let mut tx = app.transaction().unwrap();
             tx.execute("SELECT set_config('crm.user_name', $1, true)", &[&user]).unwrap();
             let ids = tx.query(&format!("SELECT id FROM {table} ORDER BY id"), &[]).unwrap().iter().map(|r| r.get(0)).collect();
