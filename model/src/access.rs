@@ -226,6 +226,20 @@ impl Model {
         self.users_by_name.get(name).and_then(|id| self.users.get(id))
     }
 
+    /// Users whose role is strictly below `user`'s role.
+    pub(crate) fn subordinates(&self, user: &User) -> impl Iterator<Item = OwnerId> + '_ {
+        self.tree.strictly_below(user.role).into_iter().flat_map(|r| self.users_by_role.get(&r).into_iter().flatten().copied())
+    }
+
+    /// The profiles a role carries (not permission sets).
+    pub(crate) fn profiles_of_role(&self, role: RoleId) -> impl Iterator<Item = &Profile> + '_ {
+        self.catalog
+            .role_profiles
+            .iter()
+            .filter(move |(r, _)| *r == role)
+            .filter_map(|(_, p)| self.catalog.profiles.iter().find(|x| x.id == *p))
+    }
+
     /// The groups `user` belongs to (directly, through roles, or nested).
     pub fn groups_of(&self, user: OwnerId) -> impl Iterator<Item = OwnerId> + '_ {
         self.user_groups.get(&user).into_iter().flatten().copied()

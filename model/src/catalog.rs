@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::fields::FieldAccess;
 use crate::messages::MessagePermission;
 use crate::{Action, OwnerId, ProfileId, RoleId, SharingLevel};
 
@@ -32,6 +33,12 @@ pub struct Catalog {
     /// (permission set, user or group owner id)
     #[serde(default)]
     pub permission_set_assignments: Vec<(i64, OwnerId)>,
+    /// (module, field) hidden from every non-admin user (global field access).
+    #[serde(default)]
+    pub hidden_fields: Vec<(String, String)>,
+    /// (calendar owner, user it is shared with).
+    #[serde(default)]
+    pub calendar_shares: Vec<(OwnerId, OwnerId)>,
 }
 
 /// A group owns records like a user; its members share that ownership.
@@ -121,6 +128,9 @@ pub struct Profile {
     /// Message module permissions (DESIGN §3.5): which conversations Messages actions reach.
     #[serde(default)]
     pub message_permissions: Vec<MessagePermission>,
+    /// Field access (DESIGN §3.2): module -> field -> access; unmentioned fields are read_write.
+    #[serde(default)]
+    pub fields: BTreeMap<String, BTreeMap<String, FieldAccess>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]

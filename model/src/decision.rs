@@ -43,6 +43,11 @@ pub enum Reason {
     LinkedRecordOwner { owner: Option<String> },
     ArchivedWithoutPermission,
     NoConversationAccess,
+    /// Calendar (§3.4).
+    Invited,
+    PublicEventBelow { owner: String },
+    SharedCalendar { owner: String },
+    NoEventAccess { owner: String, public: bool },
 }
 
 impl fmt::Display for Reason {
@@ -78,6 +83,14 @@ impl fmt::Display for Reason {
                 write!(f, "the record the conversation is linked to is owned by group {g}, of which you are a member")
             }
             Reason::ArchivedWithoutPermission => write!(f, "you archived the conversation and hold no archive message permission"),
+            Reason::Invited => write!(f, "you are invited to the event"),
+            Reason::PublicEventBelow { owner } => write!(f, "the event is public and its owner {owner} is below your role"),
+            Reason::SharedCalendar { owner } => write!(f, "the event is public and {owner} shares their calendar with you"),
+            Reason::NoEventAccess { owner, public } => write!(
+                f,
+                "the event belongs to {owner}; {}",
+                if *public { "it is public, but you are not above them and they do not share their calendar with you" } else { "it is private and you are not invited" }
+            ),
             Reason::NoConversationAccess => {
                 write!(f, "the conversation is not assigned to you, not linked to a record you own, and no message permission reaches it")
             }

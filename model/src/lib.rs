@@ -7,8 +7,10 @@
 //! so that tests can hold each against the other and against what RLS returns.
 
 mod access;
+mod calendar;
 mod catalog;
 mod decision;
+mod fields;
 mod groups;
 mod messages;
 mod roles;
@@ -16,7 +18,9 @@ mod vocabulary;
 
 pub use access::{Model, ModelError, Scope};
 pub use catalog::{related_modules, Catalog, Group, GroupMember, Module, Party, Profile, Role, RuleAccess, SharingRule, User};
+pub use calendar::{Event, EventScope, ACTIVITIES};
 pub use decision::{Decision, Reason};
+pub use fields::FieldAccess;
 pub use messages::{Conversation, ConversationFilter, ConversationScope, Inbox, MessagePermission, MESSAGES};
 pub use roles::RoleTree;
 pub use vocabulary::{Action, SharingLevel, UnknownWord};

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crm_model::{Action, Catalog, Conversation, MessagePermission, Group, GroupMember, Model, Module, Party, Profile, Role, RuleAccess, SharingLevel, SharingRule, User};
+use crm_model::{Action, Catalog, Conversation, Event, MessagePermission, Group, GroupMember, Model, Module, Party, Profile, Role, RuleAccess, SharingLevel, SharingRule, User};
 use proptest::prelude::*;
 
 fn catalog() -> impl Strategy<Value = Catalog> {
@@ -16,7 +16,7 @@ fn catalog() -> impl Strategy<Value = Catalog> {
         let roles = (0..n_roles)
             .map(|i| Role { id: i as i64 + 1, name: format!("R{}", i + 1), parent: (i > 0).then(|| next(i) as i64 + 1) })
             .collect();
-        let modules: Vec<Module> = ["Leads", "Accounts", "Contacts", "Messages"]
+        let modules: Vec<Module> = ["Leads", "Accounts", "Contacts", "Messages", "Activities"]
             .iter()
             .map(|m| Module { name: m.to_string(), sharing_default: SharingLevel::ALL[next(4)] })
             .collect();
@@ -31,6 +31,7 @@ fn catalog() -> impl Strategy<Value = Catalog> {
                     .map(|m| (m.name.clone(), Action::ALL.iter().copied().filter(|_| next(3) > 0).collect()))
                     .collect::<BTreeMap<_, _>>(),
                 message_permissions: MessagePermission::ALL.iter().copied().filter(|_| next(2) == 0).collect(),
+                ..Default::default()
             })
             .collect();
         let role_profiles = (1..=n_roles as i64).flat_map(|r| vec![(r, next(n_profiles) as i64 + 1); 1 + next(2)]).collect();
@@ -83,14 +84,16 @@ fn catalog() -> impl Strategy<Value = Catalog> {
                 edit_all: next(8) == 0,
                 grants: BTreeMap::from([(["Leads", "Messages"][next(2)].to_string(), vec![Action::ALL[next(6)]])]),
                 message_permissions: MessagePermission::ALL.iter().copied().filter(|_| next(4) == 0).collect(),
+                ..Default::default()
             })
             .collect();
         let permission_set_assignments = (0..permission_sets.len() * 2)
             .map(|i| (500 + (i / 2) as i64, if next(2) == 0 || n_groups == 0 { 100 + next(n_users) as i64 } else { 1000 + next(n_groups) as i64 }))
             .collect();
+        let calendar_shares = (0..next(8)).map(|_| (100 + next(n_users) as i64, 100 + next(n_users) as i64)).collect();
         Catalog {
             roles, profiles, role_profiles, users, modules, groups, group_members, sharing_rules, permission_sets,
-            permission_set_assignments, ..Default::default()
+            permission_set_assignments, calendar_shares, ..Default::default()
         }
     })
 }
@@ -152,6 +155,37 @@ proptest! {
                     }
                     let d = m.decide_conversation(Some(u.owner_id), action, c);
                     prop_assert_eq!(scope.admits(c), d.allowed, "{} {} {:?}: {}", u.name, action, c, d.reason);
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    /// The event filter policies use and the per-event decision agree.
+    #[test]
+    fn event_scopes_agree_with_decisions(catalog in catalog(), seed in any::<u64>()) {
+        let m = Model::compile(catalog).unwrap();
+        let mut rnd = seed;
+        let mut next = |n: usize| {
+            rnd = rnd.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((rnd >> 33) as usize) % n.max(1)
+        };
+        let people: Vec<i64> = m.users().map(|u| u.owner_id).collect();
+        let events: Vec<Event> = (0..40)
+            .map(|_| Event {
+                owner: people[next(people.len())],
+                invitees: (0..next(3)).map(|_| people[next(people.len())]).collect(),
+                public: next(2) == 0,
+            })
+            .collect();
+        for u in m.users() {
+            for action in Action::ALL {
+                let scope = m.event_scope(u.owner_id, action);
+                for e in &events {
+                    let d = m.decide_event(Some(u.owner_id), action, e);
+                    prop_assert_eq!(scope.admits(e), d.allowed, "{} {} {:?}: {}", u.name, action, e, d.reason);
                 }
             }
         }

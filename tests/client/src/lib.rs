@@ -119,6 +119,7 @@ fn read_profiles(c: &mut Client, table: &str, privileges: &str) -> Vec<Profile> 
             edit_all: r.get(3),
             grants: grants.remove(&r.get::<_, i64>(0)).unwrap_or_default(),
             message_permissions: r.get::<_, Vec<String>>(4).iter().map(|p| p.parse().unwrap()).collect(),
+            ..Default::default()
         })
         .collect()
 }

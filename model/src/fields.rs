@@ -1,0 +1,93 @@
+//! Field access (DESIGN §3.2, seeds 001 and 004): which columns of a module's records a
+//! user may see and change.
+//!
+//! Each profile may set a field `hidden`, `read_only` or `read_write`; a field a profile does
+//! not mention is `read_write` for it; a user's profiles combine by union (the most open
+//! wins). Global field access hides a field from every non-admin user, overriding profiles.
+//! View All sees (Edit All sees and changes) every field that is not globally hidden.
+//! Permission sets carry module privileges, not field access.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::access::Model;
+use crate::vocabulary::UnknownWord;
+use crate::OwnerId;
+
+/// Ordered from closed to open, so that a union is a maximum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldAccess {
+    Hidden,
+    ReadOnly,
+    ReadWrite,
+}
+
+impl FieldAccess {
+    pub const ALL: [FieldAccess; 3] = [FieldAccess::Hidden, FieldAccess::ReadOnly, FieldAccess::ReadWrite];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldAccess::Hidden => "hidden",
+            FieldAccess::ReadOnly => "read_only",
+            FieldAccess::ReadWrite => "read_write",
+        }
+    }
+
+    pub fn readable(self) -> bool {
+        self != FieldAccess::Hidden
+    }
+
+    pub fn writable(self) -> bool {
+        self == FieldAccess::ReadWrite
+    }
+}
+
+impl FromStr for FieldAccess {
+    type Err = UnknownWord;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FieldAccess::ALL.iter().copied().find(|a| a.as_str() == s).ok_or_else(|| UnknownWord {
+            kind: "field access",
+            word: s.to_string(),
+            expected: FieldAccess::ALL.map(FieldAccess::as_str).join(", "),
+        })
+    }
+}
+
+impl fmt::Display for FieldAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Model {
+    /// Whether `field` of `module` is hidden from every non-admin user.
+    pub fn globally_hidden(&self, module: &str, field: &str) -> bool {
+        self.catalog.hidden_fields.iter().any(|(m, f)| m == module && f == field)
+    }
+
+    /// What `user` may do with `field` of `module` records (the records themselves are
+    /// governed by the row rules). Anyone who cannot act sees nothing.
+    pub fn field_access(&self, user: OwnerId, module: &str, field: &str) -> FieldAccess {
+        let Some(u) = self.users.get(&user).filter(|u| u.is_active) else { return FieldAccess::Hidden };
+        if u.is_admin {
+            return FieldAccess::ReadWrite;
+        }
+        if self.globally_hidden(module, field) {
+            return FieldAccess::Hidden;
+        }
+        let p = self.privileges_of(u);
+        if p.edit_all.is_some() {
+            return FieldAccess::ReadWrite;
+        }
+        let from_profiles = self
+            .profiles_of_role(u.role)
+            .map(|p| p.fields.get(module).and_then(|f| f.get(field)).copied().unwrap_or(FieldAccess::ReadWrite))
+            .max()
+            .unwrap_or(FieldAccess::Hidden);
+        if p.view_all.is_some() {
+            return from_profiles.max(FieldAccess::ReadOnly);
+        }
+        from_profiles
+    }
+}
