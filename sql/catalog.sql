@@ -145,6 +145,30 @@ CREATE TABLE crm.parent_links (
     parent        regclass NOT NULL REFERENCES crm.protected_tables (tbl)
 );
 
+-- Field access (DESIGN §3.2): a profile's setting for a field (a column of the module's
+-- protected tables); a field a profile does not mention is read_write for it.
+CREATE TABLE crm.field_access (
+    profile_id bigint NOT NULL REFERENCES crm.profiles (id) ON DELETE CASCADE,
+    module     text   NOT NULL REFERENCES crm.modules (name),
+    field      name   NOT NULL,
+    access     text   NOT NULL CHECK (access IN ('hidden', 'read_only', 'read_write')),
+    PRIMARY KEY (profile_id, module, field)
+);
+
+-- Global field access: fields hidden from every non-admin user, whatever the profiles say.
+CREATE TABLE crm.hidden_fields (
+    module text NOT NULL REFERENCES crm.modules (name),
+    field  name NOT NULL,
+    PRIMARY KEY (module, field)
+);
+
+-- Calendar sharing (DESIGN §3.4): owner's public events show their details to with_user.
+CREATE TABLE crm.calendar_shares (
+    owner_id  bigint NOT NULL REFERENCES crm.users (owner_id) ON DELETE CASCADE,
+    with_user bigint NOT NULL REFERENCES crm.users (owner_id) ON DELETE CASCADE,
+    PRIMARY KEY (owner_id, with_user)
+);
+
 -- One call per statement: each call updates the same pg_extension row.
 SELECT pg_catalog.pg_extension_config_dump('crm.roles', '');
 SELECT pg_catalog.pg_extension_config_dump('crm.profiles', '');
@@ -163,6 +187,9 @@ SELECT pg_catalog.pg_extension_config_dump('crm.sharing_rules', '');
 SELECT pg_catalog.pg_extension_config_dump('crm.permission_sets', '');
 SELECT pg_catalog.pg_extension_config_dump('crm.permission_set_privileges', '');
 SELECT pg_catalog.pg_extension_config_dump('crm.permission_set_assignments', '');
+SELECT pg_catalog.pg_extension_config_dump('crm.field_access', '');
+SELECT pg_catalog.pg_extension_config_dump('crm.hidden_fields', '');
+SELECT pg_catalog.pg_extension_config_dump('crm.calendar_shares', '');
 SELECT pg_catalog.pg_extension_config_dump('crm.sharing_rules_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('crm.permission_sets_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('crm.roles_id_seq', '');

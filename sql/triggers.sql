@@ -8,7 +8,8 @@ BEGIN
                              'crm.db_role_map', 'crm.trusted_roles', 'crm.protected_tables', 'crm.groups',
                              'crm.group_members', 'crm.sharing_rules', 'crm.permission_sets',
                              'crm.permission_set_privileges', 'crm.permission_set_assignments',
-                             'crm.parent_links']::regclass[]
+                             'crm.parent_links', 'crm.field_access', 'crm.hidden_fields',
+                             'crm.calendar_shares']::regclass[]
     LOOP
         EXECUTE format('CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
                        'FOR EACH STATEMENT EXECUTE FUNCTION crm.catalog_changed()', t);

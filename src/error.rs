@@ -52,6 +52,10 @@ impl CrmError {
         CrmError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN, format!("column \"{column}\" of table {table} does not exist"))
     }
 
+    pub fn undefined_field(module: &str, field: &str) -> Self {
+        CrmError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN, format!("field \"{field}\" of module {module} does not exist"))
+    }
+
     pub fn datatype_mismatch(message: impl Into<String>) -> Self {
         CrmError::new(PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH, message)
     }

@@ -14,6 +14,12 @@ mod session;
 
 extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
 extension_sql_file!("../sql/triggers.sql", name = "triggers", requires = [api::trigger::catalog_changed]);
+extension_sql_file!("../sql/fields.sql", name = "fields", requires = ["catalog"]);
+extension_sql_file!(
+    "../sql/calendar.sql",
+    name = "calendar",
+    requires = ["catalog", policy::calendar::can_see_event, policy::calendar::knows_events, policy::conversations::acting_owner_id]
+);
 extension_sql_file!(
     "../sql/messages.sql",
     name = "messages",

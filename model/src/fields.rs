@@ -69,11 +69,36 @@ impl Model {
     /// What `user` may do with `field` of `module` records (the records themselves are
     /// governed by the row rules). Anyone who cannot act sees nothing.
     pub fn field_access(&self, user: OwnerId, module: &str, field: &str) -> FieldAccess {
+        self.access_to(user, module, Some(field))
+    }
+
+    /// What `user` may do with the fields of `module` that no profile and no global setting
+    /// mentions.
+    pub fn unmentioned_field_access(&self, user: OwnerId, module: &str) -> FieldAccess {
+        self.access_to(user, module, None)
+    }
+
+    /// Every field of `module` that some profile or the global field access mentions.
+    pub fn fields_mentioned(&self, module: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .catalog
+            .profiles
+            .iter()
+            .filter_map(|p| p.fields.get(module))
+            .flat_map(|f| f.keys().cloned())
+            .chain(self.catalog.hidden_fields.iter().filter(|(m, _)| m == module).map(|(_, f)| f.clone()))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn access_to(&self, user: OwnerId, module: &str, field: Option<&str>) -> FieldAccess {
         let Some(u) = self.users.get(&user).filter(|u| u.is_active) else { return FieldAccess::Hidden };
         if u.is_admin {
             return FieldAccess::ReadWrite;
         }
-        if self.globally_hidden(module, field) {
+        if field.is_some_and(|f| self.globally_hidden(module, f)) {
             return FieldAccess::Hidden;
         }
         let p = self.privileges_of(u);
@@ -82,7 +107,7 @@ impl Model {
         }
         let from_profiles = self
             .profiles_of_role(u.role)
-            .map(|p| p.fields.get(module).and_then(|f| f.get(field)).copied().unwrap_or(FieldAccess::ReadWrite))
+            .map(|p| p.fields.get(module).zip(field).and_then(|(f, name)| f.get(name)).copied().unwrap_or(FieldAccess::ReadWrite))
             .max()
             .unwrap_or(FieldAccess::Hidden);
         if p.view_all.is_some() {

@@ -2,7 +2,9 @@
 
 pub mod admin;
 pub mod authorize;
+pub mod calendar;
 pub mod explain;
+pub mod fields;
 pub mod identity;
 pub mod lifecycle;
 pub mod messages;

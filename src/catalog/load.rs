@@ -34,6 +34,9 @@ SELECT json_build_object('catalog', json_build_object(
   'roles', coalesce((SELECT json_agg(json_build_object('id', id, 'name', name, 'parent', parent_id)) FROM crm.roles), '[]'),
   'profiles', coalesce((SELECT json_agg(json_build_object(
         'id', p.id, 'name', p.name, 'view_all', p.view_all, 'edit_all', p.edit_all, 'message_permissions', p.message_permissions,
+        'fields', coalesce((SELECT json_object_agg(f.module, f.fields)
+                            FROM (SELECT module, json_object_agg(field, access) AS fields FROM crm.field_access
+                                  WHERE profile_id = p.id GROUP BY module) f), '{}'),
         'grants', coalesce((SELECT json_object_agg(g.module, g.actions)
                             FROM (SELECT module, json_agg(action) AS actions FROM crm.profile_privileges
                                   WHERE profile_id = p.id GROUP BY module) g), '{}')))
@@ -65,7 +68,9 @@ SELECT json_build_object('catalog', json_build_object(
                                   WHERE set_id = s.id GROUP BY module) g), '{}')))
      FROM crm.permission_sets s), '[]'),
   'permission_set_assignments', coalesce((SELECT json_agg(json_build_array(set_id, owner_id))
-                                          FROM crm.permission_set_assignments), '[]')),
+                                          FROM crm.permission_set_assignments), '[]'),
+  'hidden_fields', coalesce((SELECT json_agg(json_build_array(module, field)) FROM crm.hidden_fields), '[]'),
+  'calendar_shares', coalesce((SELECT json_agg(json_build_array(owner_id, with_user)) FROM crm.calendar_shares), '[]')),
   'parent_links', coalesce((SELECT json_object_agg(child::oid, parent::oid::int8) FROM crm.parent_links), '{}'),
   'catalog_relids', coalesce((SELECT json_agg(DISTINCT tgrelid::oid::int8) FROM pg_trigger
                               WHERE tgfoid = 'crm.catalog_changed()'::regprocedure), '[]'),

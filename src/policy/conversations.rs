@@ -9,15 +9,15 @@
 //! `crm.acting_owner_id()` and `crm.acting_owner_ids()` give the inbox views the acting
 //! user as constants the same way, so the views stay sargable too.
 
-use std::ffi::c_char;
 use std::rc::Rc;
 
 use crm_model::{Action, Conversation, ConversationFilter, ConversationScope, OwnerId};
 use pgrx::prelude::*;
-use pgrx::{is_a, pg_sys, Internal, PgList};
+use pgrx::{pg_sys, Internal, PgList};
 
 use super::enforce::{model, parse_action, refused};
-use super::simplify::{const_value, declined, owner_in, INT8_EQ_OPERATOR};
+use super::nodes::{all_of, any_of, array_contains, bool_const, copy, int8_array_const, int8_const, int8_eq, owner_in};
+use super::simplify::{answer, const_value, declined, simplify_request};
 use crate::error::{CrmResult, OrRaise};
 use crate::session::identity;
 
@@ -73,22 +73,6 @@ fn acting_owner_ids() -> Vec<i64> {
     acting_owners().map(|(_, owned)| owned).unwrap_or_default()
 }
 
-/// The request node, if it is a simplification request.
-unsafe fn simplify_request(request: Internal) -> Option<*mut pg_sys::FuncExpr> {
-    let node = request.unwrap().map(|d| d.cast_mut_ptr::<pg_sys::Node>())?;
-    if node.is_null() || !is_a(node, pg_sys::NodeTag::T_SupportRequestSimplify) {
-        return None;
-    }
-    Some((*(node as *mut pg_sys::SupportRequestSimplify)).fcall)
-}
-
-fn answer(expr: Option<*mut pg_sys::Node>) -> Internal {
-    match expr {
-        Some(e) => Internal::from(Some(pg_sys::Datum::from(e))),
-        None => declined(),
-    }
-}
-
 #[pg_extern(immutable, parallel_safe)]
 fn can_converse_support(request: Internal) -> Internal {
     unsafe {
@@ -129,7 +113,6 @@ unsafe fn filter_expr(scope: &ConversationScope, columns: &[*mut pg_sys::Node]) 
         ConversationScope::All => return bool_const(true),
         ConversationScope::Filter(f) => f,
     };
-    let copy = |n: *mut pg_sys::Node| pg_sys::copyObjectImpl(n.cast()).cast::<pg_sys::Node>();
     let [assigned_to, linked_owner, is_new, archived_by] = [columns[0], columns[1], columns[2], columns[3]];
     let mut reach = PgList::<pg_sys::Node>::new();
     if let Some(owned) = &f.mine {
@@ -139,52 +122,13 @@ unsafe fn filter_expr(scope: &ConversationScope, columns: &[*mut pg_sys::Node]) 
     if f.new {
         reach.push(copy(is_new));
     }
-    let reached = match (f.every, reach.len()) {
-        (true, _) => None,
-        (false, 1) => Some(reach.get_ptr(0).expect("one branch")),
-        (false, _) => Some(pg_sys::makeBoolExpr(pg_sys::BoolExprType::OR_EXPR, reach.into_pg(), -1).cast()),
-    };
+    let reached = (!f.every).then(|| any_of(reach));
     let not_archived = f.hide_archived.then(|| {
-        let contains = pg_sys::make_opclause(
-            pg_sys::Oid::from(pg_sys::OID_ARRAY_CONTAINS_OP),
-            pg_sys::BOOLOID,
-            false,
-            copy(archived_by).cast(),
-            int8_array_const(&[f.user]).cast(),
-            pg_sys::InvalidOid,
-            pg_sys::InvalidOid,
-        );
-        (*contains.cast::<pg_sys::OpExpr>()).opfuncid = pg_sys::Oid::from(pg_sys::F_ARRAYCONTAINS);
-        pg_sys::make_notclause(contains.cast()).cast::<pg_sys::Node>()
+        pg_sys::make_notclause(array_contains(copy(archived_by), f.user).cast()).cast::<pg_sys::Node>()
     });
-    match (reached, not_archived) {
-        (Some(r), Some(n)) => {
-            let mut both = PgList::<pg_sys::Node>::new();
-            both.push(r);
-            both.push(n);
-            pg_sys::makeBoolExpr(pg_sys::BoolExprType::AND_EXPR, both.into_pg(), -1).cast()
-        }
-        (Some(e), None) | (None, Some(e)) => e,
-        (None, None) => bool_const(true),
+    let mut all = PgList::<pg_sys::Node>::new();
+    for e in [reached, not_archived].into_iter().flatten() {
+        all.push(e);
     }
-}
-
-unsafe fn bool_const(value: bool) -> *mut pg_sys::Node {
-    pg_sys::makeBoolConst(value, false)
-}
-
-unsafe fn int8_const(value: i64) -> *mut pg_sys::Node {
-    pg_sys::makeConst(pg_sys::INT8OID, -1, pg_sys::InvalidOid, 8, pg_sys::Datum::from(value), false, true).cast()
-}
-
-unsafe fn int8_array_const(values: &[i64]) -> *mut pg_sys::Node {
-    let mut datums: Vec<pg_sys::Datum> = values.iter().map(|&v| pg_sys::Datum::from(v)).collect();
-    let array = pg_sys::construct_array(datums.as_mut_ptr(), datums.len() as i32, pg_sys::INT8OID, 8, true, b'd' as c_char);
-    pg_sys::makeConst(pg_sys::INT8ARRAYOID, -1, pg_sys::InvalidOid, -1, pg_sys::Datum::from(array), false, false).cast()
-}
-
-unsafe fn int8_eq(left: *mut pg_sys::Node, right: *mut pg_sys::Node) -> *mut pg_sys::Node {
-    let op = pg_sys::make_opclause(INT8_EQ_OPERATOR, pg_sys::BOOLOID, false, left.cast(), right.cast(), pg_sys::InvalidOid, pg_sys::InvalidOid);
-    (*op.cast::<pg_sys::OpExpr>()).opfuncid = pg_sys::Oid::from(pg_sys::F_INT8EQ);
-    op.cast()
+    all_of(all)
 }

@@ -128,6 +128,11 @@ fn protect(tbl: PgRelation, module: &str, owner_column: default!(&str, "'owner_i
             &[oid.into(), module.into(), owner_column.into()],
         )?;
         keep_linked_owner(c, oid, &table, module, owner_column)?;
+        c.update(
+            &format!("CREATE OR REPLACE TRIGGER crm_field_check BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION crm.check_field_writes()"),
+            None,
+            &[],
+        )?;
         if !has_index_led_by(c, oid, owner_column)? {
             let owner = quote_identifier(owner_column);
             pgrx::notice!("{table} has no index led by {owner}: users who see few rows will still scan the whole table; consider CREATE INDEX ON {table} ({owner})");
@@ -151,6 +156,7 @@ fn unprotect(tbl: PgRelation) {
                 .with_hint(format!("Unlink them first: UPDATE crm.conversations SET linked_table = NULL, linked_id = NULL WHERE linked_table = {}::regclass", quote_literal(&table))));
         }
         keep_linked_owner(c, oid, &table, "", "")?;
+        c.update(&format!("DROP TRIGGER IF EXISTS crm_field_check ON {table}"), None, &[])?;
         drop_policies(c, oid, &table)?;
         c.update(&format!("ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY; ALTER TABLE {table} DISABLE ROW LEVEL SECURITY"), None, &[])?;
         c.update("DELETE FROM crm.protected_tables WHERE tbl = $1", None, &[oid.into()])?;

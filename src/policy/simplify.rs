@@ -12,17 +12,13 @@
 //! every cached plan, and a change of login role re-plans through PostgreSQL's own RLS
 //! check. If no simplification happens, the functions compute the same answer at run time.
 
-use std::ffi::c_char;
-
-use crm_model::{Action, OwnerId};
+use crm_model::Action;
 use pgrx::prelude::*;
-use pgrx::{is_a, pg_sys, Internal, PgBox, PgList};
+use pgrx::{is_a, pg_sys, Internal, PgList};
 
 use super::enforce::{self, Access};
+use super::nodes::owner_in;
 use crate::error::OrRaise;
-
-/// `int8 = int8` (pg_operator.dat: Int8EqualOperator).
-pub(super) const INT8_EQ_OPERATOR: pg_sys::Oid = pg_sys::Oid::from_u32(410);
 
 #[derive(Clone, Copy)]
 enum Policy {
@@ -51,13 +47,26 @@ pub(super) fn declined() -> Internal {
     Internal::from(Some(pg_sys::Datum::from(0usize)))
 }
 
+/// The call to simplify, if the request is a simplification request.
+pub(super) unsafe fn simplify_request(request: Internal) -> Option<*mut pg_sys::FuncExpr> {
+    let node = request.unwrap().map(|d| d.cast_mut_ptr::<pg_sys::Node>())?;
+    if node.is_null() || !is_a(node, pg_sys::NodeTag::T_SupportRequestSimplify) {
+        return None;
+    }
+    Some((*(node as *mut pg_sys::SupportRequestSimplify)).fcall)
+}
+
+/// The support function's answer: the replacement expression, or a refusal.
+pub(super) fn answer(expr: Option<*mut pg_sys::Node>) -> Internal {
+    match expr {
+        Some(e) => Internal::from(Some(pg_sys::Datum::from(e))),
+        None => declined(),
+    }
+}
+
 fn support(request: Internal, policy: Policy) -> Internal {
-    let Some(node) = request.unwrap().map(|d| d.cast_mut_ptr::<pg_sys::Node>()) else { return declined() };
     unsafe {
-        if node.is_null() || !is_a(node, pg_sys::NodeTag::T_SupportRequestSimplify) {
-            return declined();
-        }
-        let fcall = (*(node as *mut pg_sys::SupportRequestSimplify)).fcall;
+        let Some(fcall) = simplify_request(request) else { return declined() };
         match simplify(fcall, policy) {
             Some(expr) => Internal::from(Some(pg_sys::Datum::from(expr))),
             None => declined(),
@@ -116,22 +125,4 @@ pub(super) unsafe fn const_value<T: FromDatum>(node: *mut pg_sys::Node) -> Optio
     }
     let c = &*(node as *mut pg_sys::Const);
     T::from_polymorphic_datum(c.constvalue, c.constisnull, c.consttype)
-}
-
-/// `owner = ANY('{...}'::bigint[])`
-pub(super) unsafe fn owner_in(owner: *mut pg_sys::Node, owners: &[OwnerId]) -> *mut pg_sys::Node {
-    let mut datums: Vec<pg_sys::Datum> = owners.iter().map(|&o| pg_sys::Datum::from(o)).collect();
-    let array = pg_sys::construct_array(datums.as_mut_ptr(), datums.len() as i32, pg_sys::INT8OID, 8, true, b'd' as c_char);
-    let array = pg_sys::makeConst(pg_sys::INT8ARRAYOID, -1, pg_sys::InvalidOid, -1, pg_sys::Datum::from(array), false, false);
-    let mut saop = PgBox::<pg_sys::ScalarArrayOpExpr>::alloc_node(pg_sys::NodeTag::T_ScalarArrayOpExpr);
-    saop.opno = INT8_EQ_OPERATOR;
-    saop.opfuncid = pg_sys::Oid::from(pg_sys::F_INT8EQ);
-    saop.useOr = true;
-    saop.inputcollid = pg_sys::InvalidOid;
-    let mut args = PgList::<pg_sys::Node>::new();
-    args.push(pg_sys::copyObjectImpl(owner.cast()).cast());
-    args.push(array.cast());
-    saop.args = args.into_pg();
-    saop.location = -1;
-    saop.into_pg().cast()
 }

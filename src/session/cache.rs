@@ -15,7 +15,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crm_model::{Action, ConversationScope, Model, OwnerId, Scope};
+use crm_model::{Action, ConversationScope, FieldAccess, Model, OwnerId, Scope};
 use pgrx::prelude::*;
 
 use crate::catalog::load::{self, LoadedCatalog};
@@ -33,6 +33,7 @@ pub struct Loaded {
     scopes: Memo<(OwnerId, u32, Action), Scope>,
     assignable: Memo<(OwnerId, u32, Action), Vec<OwnerId>>,
     conversations: Memo<(OwnerId, Action), ConversationScope>,
+    fields: Memo<(OwnerId, u32), Option<Vec<(String, FieldAccess)>>>,
 }
 
 impl Loaded {
@@ -53,6 +54,16 @@ impl Loaded {
 
     pub fn assignable(&self, user: OwnerId, tbl: pg_sys::Oid, module: &str, action: Action) -> Rc<Vec<OwnerId>> {
         memo(&self.assignable, (user, tbl.to_u32(), action), || self.model.assignable(user, module, action))
+    }
+
+    /// The fields of `tbl` the user may not freely write (see `policy::fields`).
+    pub fn field_restrictions(
+        &self,
+        user: OwnerId,
+        tbl: pg_sys::Oid,
+        compute: impl FnOnce() -> Option<Vec<(String, FieldAccess)>>,
+    ) -> Rc<Option<Vec<(String, FieldAccess)>>> {
+        memo(&self.fields, (user, tbl.to_u32()), compute)
     }
 
     pub fn conversation_scope(&self, user: OwnerId, action: Action) -> Rc<ConversationScope> {
@@ -160,5 +171,6 @@ fn compile(loaded: LoadedCatalog) -> CrmResult<Rc<Loaded>> {
         scopes: RefCell::default(),
         assignable: RefCell::default(),
         conversations: RefCell::default(),
+        fields: RefCell::default(),
     }))
 }

@@ -1,0 +1,111 @@
+//! Calendar functions for the acting user (DESIGN §4): inviting users to an event one may
+//! edit, and sharing one's own calendar. Not administration: each acts only on what the
+//! acting user owns or may edit, decided by the engine before anything is written.
+
+use crm_model::{Action, Event, User};
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+
+use crate::catalog::{load, privileged};
+use crate::error::{CrmError, CrmResult, OrRaise};
+use crate::policy::enforce::refused;
+use crate::session::cache::{self, Loaded};
+use crate::session::identity;
+
+/// Run `f` as the extension owner (row security off) with a pinned search_path.
+fn as_owner<R>(f: impl FnOnce(&mut SpiClient<'_>) -> CrmResult<R>) -> CrmResult<R> {
+    let owner = load::extension_owner()?;
+    privileged::as_owner(owner, || Spi::connect_mut(f))
+}
+
+/// The acting user, and the model; writes by someone who cannot act are refused.
+fn acting(action: Action, what: &str) -> CrmResult<(std::rc::Rc<Loaded>, User)> {
+    let m = cache::current(true)?;
+    let me = identity::acting_user(&m)?.map_err(|reason| refused(&reason, action, what))?.clone();
+    Ok((m, me))
+}
+
+/// An active user other than `me`, by name.
+fn other_user<'m>(m: &'m Loaded, me: &User, name: &str) -> CrmResult<&'m User> {
+    let u = m.model.user_by_name(name).ok_or_else(|| CrmError::undefined("CRM user", name).with_hint("See crm.user_directory."))?;
+    if !u.is_active {
+        return Err(CrmError::prerequisite(format!("CRM user \"{name}\" is disabled")));
+    }
+    if u.owner_id == me.owner_id {
+        return Err(CrmError::invalid("that is you"));
+    }
+    Ok(u)
+}
+
+fn change_invitees(event_id: i64, user_name: &str, invite: bool) -> CrmResult<()> {
+    let (m, me) = acting(Action::Edit, "events")?;
+    let invitee = m.model.user_by_name(user_name).ok_or_else(|| CrmError::undefined("CRM user", user_name).with_hint("See crm.user_directory."))?;
+    if invite && !invitee.is_active {
+        return Err(CrmError::prerequisite(format!("CRM user \"{user_name}\" is disabled and cannot be invited")));
+    }
+    as_owner(|c| {
+        let row = c.select("SELECT owner_id, invitees, is_public FROM crm.events WHERE id = $1", Some(1), &[event_id.into()])?;
+        let not_found = || CrmError::not_found(format!("no event with id {event_id} is visible to you"));
+        if row.is_empty() {
+            return Err(not_found());
+        }
+        let row = row.first();
+        let event = Event {
+            owner: row.get::<i64>(1)?.unwrap_or_default(),
+            invitees: row.get::<Vec<Option<i64>>>(2)?.unwrap_or_default().into_iter().flatten().collect(),
+            public: row.get::<bool>(3)?.unwrap_or(false),
+        };
+        if !m.model.decide_event(Some(me.owner_id), Action::Read, &event).allowed {
+            return Err(not_found());
+        }
+        let d = m.model.decide_event(Some(me.owner_id), Action::Edit, &event);
+        if !d.allowed {
+            let what = if invite { "invite users to" } else { "uninvite users from" };
+            return Err(CrmError::denied(format!("CRM user \"{}\" may not {what} event {event_id}", me.name)).with_detail(d.reason.to_string()));
+        }
+        let sql = if invite {
+            "UPDATE crm.events SET invitees = invitees || $2 WHERE id = $1 AND NOT invitees @> ARRAY[$2]"
+        } else {
+            "UPDATE crm.events SET invitees = array_remove(invitees, $2) WHERE id = $1"
+        };
+        c.update(sql, None, &[event_id.into(), invitee.owner_id.into()])?;
+        Ok(())
+    })
+}
+
+#[pg_extern]
+fn invite(event_id: i64, user_name: &str) {
+    change_invitees(event_id, user_name, true).or_raise()
+}
+
+#[pg_extern]
+fn uninvite(event_id: i64, user_name: &str) {
+    change_invitees(event_id, user_name, false).or_raise()
+}
+
+/// Shares the acting user's calendar (the details of their public events) with a user.
+#[pg_extern]
+fn share_calendar(with_user: &str) {
+    (|| {
+        let (m, me) = acting(Action::Edit, "calendar shares")?;
+        let with = other_user(&m, &me, with_user)?.owner_id;
+        as_owner(|c| {
+            c.update("INSERT INTO crm.calendar_shares VALUES ($1, $2) ON CONFLICT DO NOTHING", None, &[me.owner_id.into(), with.into()])?;
+            Ok(())
+        })
+    })()
+    .or_raise()
+}
+
+#[pg_extern]
+fn unshare_calendar(with_user: &str) {
+    (|| {
+        let (m, me) = acting(Action::Edit, "calendar shares")?;
+        let with = m.model.user_by_name(with_user).ok_or_else(|| CrmError::undefined("CRM user", with_user))?.owner_id;
+        as_owner(|c| {
+            c.update("DELETE FROM crm.calendar_shares WHERE owner_id = $1 AND with_user = $2", None, &[me.owner_id.into(), with.into()])?;
+            Ok(())
+        })
+    })()
+    .or_raise()
+}

@@ -1,0 +1,166 @@
+//! Field access (DESIGN §3.2): masking columns in secure views, refusing writes to hidden and
+//! read-only fields.
+//!
+//! `crm.secure_view(tbl)` creates `<table>_secure`, whose every column reads
+//! `CASE WHEN crm.field_visible(tbl, 'col') THEN col END`. The planner asks
+//! `field_visible_support` to replace each call with a constant for the acting user, so the
+//! CASE folds to the bare column (or to NULL): no per-row call, and a filter on a visible
+//! column through the view is still a filter on the column, able to use its index. Plans are
+//! reset on a change of user or catalog as for row policies (see `simplify`).
+//!
+//! Writes are checked by `crm.check_field_writes()`, a BEFORE row trigger `crm.protect`
+//! puts on every protected table: whoever writes, through the view or directly, a changed
+//! hidden or read-only field is refused with an error naming it.
+
+use std::ffi::CString;
+use std::rc::Rc;
+
+use crm_model::{FieldAccess, OwnerId};
+use pgrx::prelude::*;
+use pgrx::{pg_sys, Internal, PgList, PgTupleDesc};
+
+use super::enforce::model;
+use super::nodes::bool_const;
+use super::simplify::{answer, const_value, declined, simplify_request};
+use crate::error::{CrmError, CrmResult, OrRaise};
+use crate::session::cache::Loaded;
+use crate::session::identity;
+use crm_model::Action;
+
+/// The acting user's access to `field` of `tbl`; hidden for anyone who cannot act, on a
+/// table that is not protected, and on a broken catalog.
+fn access(tbl: pg_sys::Oid, field: &str, planning: bool) -> FieldAccess {
+    let Some(m) = model(Action::Read, planning).or_raise() else { return FieldAccess::Hidden };
+    let (Some(module), Ok(u)) = (m.module_of(tbl), identity::acting_user(&m).or_raise()) else { return FieldAccess::Hidden };
+    m.model.field_access(u.owner_id, module, field)
+}
+
+#[pg_extern(
+    sql = "CREATE FUNCTION crm.field_visible(tbl regclass, field text) RETURNS boolean
+           STABLE PARALLEL SAFE LANGUAGE c SUPPORT crm.field_visible_support AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';",
+    requires = [field_visible_support]
+)]
+fn field_visible(tbl: pg_sys::Oid, field: &str) -> bool {
+    access(tbl, field, false).readable()
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn field_visible_support(request: Internal) -> Internal {
+    unsafe {
+        let Some(fcall) = simplify_request(request) else { return declined() };
+        let args = PgList::<pg_sys::Node>::from_pg((*fcall).args);
+        let tbl = args.get_ptr(0).and_then(|a| const_value::<pg_sys::Oid>(a));
+        let field = args.get_ptr(1).and_then(|a| const_value::<String>(a));
+        let (Some(tbl), Some(field)) = (tbl, field) else { return declined() };
+        answer(Some(bool_const(access(tbl, &field, true).readable())))
+    }
+}
+
+/// Fields of `module` the user may not freely write, by name: `None` means every field
+/// (a user whose role carries no profile), otherwise those mentioned anywhere in the model
+/// with less than read_write for this user (unmentioned fields are read_write).
+fn restricted(m: &Loaded, user: OwnerId, module: &str) -> Option<Vec<(String, FieldAccess)>> {
+    if m.model.unmentioned_field_access(user, module).writable() {
+        return Some(
+            m.model
+                .fields_mentioned(module)
+                .into_iter()
+                .filter_map(|f| {
+                    let a = m.model.field_access(user, module, &f);
+                    (!a.writable()).then_some((f, a))
+                })
+                .collect(),
+        );
+    }
+    None
+}
+
+/// Binary equality of two non-null values of one type (a changed representation counts as
+/// a change: the check errs towards refusing).
+unsafe fn same_value(a: pg_sys::Datum, b: pg_sys::Datum, att: &pg_sys::FormData_pg_attribute) -> bool {
+    if att.attbyval {
+        return a == b;
+    }
+    match att.attlen {
+        -1 => {
+            let (x, y) = (pg_sys::pg_detoast_datum_packed(a.cast_mut_ptr()), pg_sys::pg_detoast_datum_packed(b.cast_mut_ptr()));
+            let (lx, ly) = (pgrx::varlena::varsize_any_exhdr(x), pgrx::varlena::varsize_any_exhdr(y));
+            lx == ly
+                && std::slice::from_raw_parts(pgrx::varlena::vardata_any(x) as *const u8, lx)
+                    == std::slice::from_raw_parts(pgrx::varlena::vardata_any(y) as *const u8, ly)
+        }
+        -2 => std::ffi::CStr::from_ptr(a.cast_mut_ptr()) == std::ffi::CStr::from_ptr(b.cast_mut_ptr()),
+        n => std::slice::from_raw_parts(a.cast_mut_ptr::<u8>(), n as usize) == std::slice::from_raw_parts(b.cast_mut_ptr::<u8>(), n as usize),
+    }
+}
+
+/// `schema.table`, as in error messages about that table.
+unsafe fn qualified_name(tbl: pg_sys::Oid) -> String {
+    let text = |p: *mut std::ffi::c_char| if p.is_null() { String::from("?") } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() };
+    format!("{}.{}", text(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(tbl))), text(pg_sys::get_rel_name(tbl)))
+}
+
+fn refused(user: &str, field: &str, table: &str, access: FieldAccess) -> CrmError {
+    let what = if access == FieldAccess::Hidden { "hidden from" } else { "read-only for" };
+    CrmError::denied(format!("field \"{field}\" of {table} is {what} CRM user \"{user}\""))
+        .with_detail("Writes to hidden and read-only fields are refused; nothing was changed.")
+        .with_hint("Leave the field out of the INSERT or UPDATE, or ask an administrator about crm.set_field_access().")
+}
+
+#[pg_trigger]
+fn check_field_writes<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    let data = trigger.trigger_data();
+    let rel = data.tg_relation;
+    let tbl = unsafe { (*rel).rd_id };
+    let new = if trigger.event().fired_by_update() { data.tg_newtuple } else { data.tg_trigtuple };
+    let done = || Ok(trigger.new());
+    // A writer who bypasses row security (superuser, table owner without FORCE) is not a CRM user.
+    if unsafe { pg_sys::check_enable_rls(tbl, pg_sys::InvalidOid, true) } != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32 {
+        return done();
+    }
+    let checked: CrmResult<()> = (|| {
+        let Some(m) = model(Action::Edit, false)? else { return Ok(()) };
+        let Some(module) = m.module_of(tbl) else { return Ok(()) };
+        // No acting user: the row policies refuse the write with their own error.
+        let Ok(u) = identity::acting_user(&m)? else { return Ok(()) };
+        let fields: Rc<Option<Vec<(String, FieldAccess)>>> = m.field_restrictions(u.owner_id, tbl, || restricted(&m, u.owner_id, module));
+        unsafe {
+            let desc = (*rel).rd_att;
+            let tupdesc = PgTupleDesc::from_pg_unchecked(desc);
+            let table = qualified_name(tbl);
+            let columns: Vec<(i32, String, FieldAccess)> = match &*fields {
+                Some(list) => list
+                    .iter()
+                    .filter_map(|(name, a)| {
+                        let c = CString::new(name.as_str()).ok()?;
+                        let attnum = pg_sys::attnameAttNum(rel, c.as_ptr(), false);
+                        (attnum > 0).then(|| (attnum, name.clone(), *a))
+                    })
+                    .collect(),
+                None => tupdesc
+                    .iter()
+                    .filter(|a| !a.attisdropped)
+                    .map(|a| (a.attnum as i32, std::ffi::CStr::from_ptr(a.attname.data.as_ptr()).to_string_lossy().into_owned(), FieldAccess::Hidden))
+                    .collect(),
+            };
+            for (attnum, name, a) in columns {
+                let att = tupdesc.get(attnum as usize - 1).expect("attnum within the descriptor");
+                let (mut new_null, mut old_null) = (false, false);
+                let nv = pg_sys::heap_getattr(new, attnum, desc, &mut new_null);
+                let changed = if trigger.event().fired_by_update() {
+                    let ov = pg_sys::heap_getattr(data.tg_trigtuple, attnum, desc, &mut old_null);
+                    new_null != old_null || (!new_null && !same_value(nv, ov, att))
+                } else {
+                    // A column filled by its default on INSERT is not the writer's value.
+                    !new_null && !att.atthasdef
+                };
+                if changed {
+                    return Err(refused(&u.name, &name, &table, a));
+                }
+            }
+        }
+        Ok(())
+    })();
+    checked.or_raise();
+    done()
+}
