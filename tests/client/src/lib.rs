@@ -48,7 +48,11 @@ pub fn read_catalog(c: &mut Client) -> Catalog {
         .iter()
         .map(|r| Role { id: r.get(0), name: r.get(1), parent: r.get(2) })
         .collect();
-    let profiles = read_profiles(c, "crm.profiles", "crm.profile_privileges");
+    let mut profiles = read_profiles(c, "crm.profiles", "crm.profile_privileges");
+    for r in c.query("SELECT profile_id, module, field::text, access FROM crm.field_access", &[]).unwrap() {
+        let p = profiles.iter_mut().find(|p| p.id == r.get::<_, i64>(0)).expect("field access of a known profile");
+        p.fields.entry(r.get(1)).or_default().insert(r.get(2), r.get::<_, String>(3).parse().unwrap());
+    }
     let role_profiles =
         c.query("SELECT role_id, profile_id FROM crm.role_profiles", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
     let users = c
@@ -95,9 +99,11 @@ pub fn read_catalog(c: &mut Client) -> Catalog {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
+    let hidden_fields = c.query("SELECT module, field::text FROM crm.hidden_fields", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
+    let calendar_shares = c.query("SELECT owner_id, with_user FROM crm.calendar_shares", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
     Catalog {
         roles, profiles, role_profiles, users, modules, groups, group_members, sharing_rules, permission_sets,
-        permission_set_assignments, ..Default::default()
+        permission_set_assignments, hidden_fields, calendar_shares, ..Default::default()
     }
 }
 

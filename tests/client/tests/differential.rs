@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crm_client_tests::{connect, fresh_database, login_role, read_catalog};
-use crm_model::{Action, Conversation, Inbox, Model};
+use crm_model::{Action, Conversation, Event, FieldAccess, Inbox, Model};
 use postgres::Client;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -345,5 +345,145 @@ fn conversations_match_the_engine_on_random_organisations() {
             .get(0);
         assert_eq!(unassigned_disabled, 0, "seed {seed}: a disabled user still holds conversations");
         check_conversations(&mut admin, &mut app, &format!("seed {seed}, after changes"));
+    }
+}
+
+const FIELDS: [&str; 4] = ["company", "phone", "budget", "notes"];
+
+/// Field access on random profiles, global field access, Activities privileges, random
+/// events with invitees and public flags, random calendar shares.
+fn configure_fields_and_events(c: &mut Client, rng: &mut SmallRng) {
+    let mut sql = String::new();
+    let profiles: Vec<String> = c.query("SELECT name FROM crm.profiles", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    for p in &profiles {
+        for f in FIELDS {
+            if rng.gen_bool(0.4) {
+                sql += &format!("SELECT crm.set_field_access('{p}', 'Leads', '{f}', '{}');\n", ["hidden", "read_only", "read_write"][rng.gen_range(0..3)]);
+            }
+        }
+        let actions: Vec<&str> = ["read", "create", "edit", "delete"].into_iter().filter(|_| rng.gen_bool(0.7)).collect();
+        if !actions.is_empty() {
+            sql += &format!("SELECT crm.grant_privileges('{p}', 'Activities', ARRAY['{}']);\n", actions.join("','"));
+        }
+    }
+    if rng.gen_bool(0.5) {
+        sql += &format!("SELECT crm.set_global_field_access('Leads', '{}', false);\n", FIELDS[rng.gen_range(1..4)]);
+    }
+    sql += "SELECT crm.secure_view('leads');
+            INSERT INTO crm.events (owner_id, subject, description, location, starts_at, ends_at, visibility, invitees)
+            SELECT (SELECT owner_id FROM crm.users WHERE g > 0 ORDER BY random() LIMIT 1), 's' || g, 'd' || g, 'l' || g,
+                   now(), now() + interval '1 hour', CASE WHEN random() < 0.5 THEN 'public' ELSE 'private' END,
+                   ARRAY(SELECT owner_id FROM crm.users WHERE random() < 0.02 AND g > 0)
+            FROM generate_series(1, 150) g;
+            INSERT INTO crm.calendar_shares
+            SELECT DISTINCT a.owner_id, b.owner_id FROM crm.users a, crm.users b WHERE a.owner_id <> b.owner_id AND random() < 0.01;";
+    c.batch_execute(&sql).unwrap();
+}
+
+#[test]
+fn fields_and_events_match_the_engine_on_random_organisations() {
+    let organisations: u64 = std::env::var("CRM_DIFF_ORGS").ok().and_then(|v| v.parse().ok()).map(|n: u64| n.div_ceil(2)).unwrap_or(25);
+    let mut admin = fresh_database("crm_diff_fields");
+    login_role(&mut admin, "diff_app");
+    admin
+        .batch_execute(
+            "CREATE TABLE leads (id bigint PRIMARY KEY, owner_id bigint NOT NULL, company text, phone text, budget int, notes text);
+             GRANT SELECT, INSERT, UPDATE, DELETE ON leads TO diff_app;",
+        )
+        .unwrap();
+    for seed in 0..organisations {
+        let mut rng = SmallRng::seed_from_u64(2000 + seed);
+        admin.batch_execute("DROP EXTENSION crm_access CASCADE; CREATE EXTENSION crm_access; TRUNCATE leads;").unwrap();
+        build_org(&mut admin, &mut rng);
+        admin
+            .batch_execute(
+                "SELECT crm.trust_role('diff_app'); SELECT crm.protect('leads', 'Leads');
+                 INSERT INTO leads SELECT g, (SELECT id FROM crm.owners WHERE g > 0 ORDER BY random() LIMIT 1), 'c' || g, 'p' || g, g, 'n' || g
+                 FROM generate_series(1, 200) g;",
+            )
+            .unwrap();
+        configure_fields_and_events(&mut admin, &mut rng);
+        admin.batch_execute("GRANT SELECT, INSERT, UPDATE, DELETE ON leads_secure TO diff_app").unwrap();
+        let model = Model::compile(read_catalog(&mut admin)).unwrap();
+        let leads: Vec<(i64, i64, Vec<Option<String>>)> = admin
+            .query("SELECT id, owner_id, ARRAY[company, phone, budget::text, notes] FROM leads", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        let events: Vec<(i64, Event, String, String)> = admin
+            .query("SELECT id, owner_id, invitees, visibility = 'public', subject, description FROM crm.events", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), Event { owner: r.get(1), invitees: r.get(2), public: r.get(3) }, r.get(4), r.get(5)))
+            .collect();
+        let mut app = connect("crm_diff_fields", "diff_app");
+        for user in model.users() {
+            let me = Some(user.owner_id);
+            let ctx = format!("seed {seed}, user {} ({})", user.name, user.owner_id);
+            let access: Vec<FieldAccess> = FIELDS.iter().map(|f| model.field_access(user.owner_id, "Leads", f)).collect();
+            let mut tx = app.transaction().unwrap();
+            tx.execute("SELECT set_config('crm.user_name', $1, true)", &[&user.name]).unwrap();
+            // Every field of every visible row through the secure view.
+            let seen: BTreeMap<i64, Vec<Option<String>>> = tx
+                .query("SELECT id, ARRAY[company, phone, budget::text, notes] FROM leads_secure", &[])
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            let expected: BTreeMap<i64, Vec<Option<String>>> = leads
+                .iter()
+                .filter(|(_, o, _)| model.decide(me, "Leads", Action::Read, *o).allowed)
+                .map(|(id, _, values)| (*id, values.iter().zip(&access).map(|(v, a)| v.clone().filter(|_| a.readable())).collect()))
+                .collect();
+            assert_eq!(seen, expected, "leads_secure: {ctx}");
+            // Events: the raw table shows what the engine lets the user read in detail; the
+            // calendar every event to those who know of events, masked where it must be.
+            let decide = |a, e: &Event| model.decide_event(me, a, e).allowed;
+            let raw: BTreeSet<i64> = events.iter().filter(|(_, e, _, _)| decide(Action::Read, e)).map(|(id, ..)| *id).collect();
+            assert_eq!(ids(&mut tx, "SELECT id FROM crm.events"), raw, "events: {ctx}");
+            let calendar: BTreeMap<i64, (String, Option<String>, bool)> = tx
+                .query("SELECT event_id, subject, description, busy_only FROM crm.calendar", &[])
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
+                .collect();
+            let expected: BTreeMap<i64, (String, Option<String>, bool)> = if model.knows_events(user.owner_id) {
+                events
+                    .iter()
+                    .map(|(id, e, s, d)| {
+                        let details = decide(Action::Read, e);
+                        (*id, if details { (s.clone(), Some(d.clone()), false) } else { ("Busy".to_string(), None, true) })
+                    })
+                    .collect()
+            } else {
+                BTreeMap::new()
+            };
+            assert_eq!(calendar, expected, "calendar: {ctx}");
+            if user.is_active {
+                for (action, sql) in [(Action::Edit, "UPDATE crm.events SET location = location RETURNING id"), (Action::Delete, "DELETE FROM crm.events RETURNING id")] {
+                    let allowed: BTreeSet<i64> = events.iter().filter(|(_, e, _, _)| decide(action, e) && decide(Action::Read, e)).map(|(id, ..)| *id).collect();
+                    tx.batch_execute("SAVEPOINT probe").unwrap();
+                    assert_eq!(ids(&mut tx, sql), allowed, "events {action}: {ctx}");
+                    tx.batch_execute("ROLLBACK TO SAVEPOINT probe").unwrap();
+                }
+                // Writing each field of an editable row: refused exactly when not writable.
+                let editable = leads.iter().find(|(_, o, _)| model.decide(me, "Leads", Action::Edit, *o).allowed && model.decide(me, "Leads", Action::Read, *o).allowed);
+                if let Some((id, _, _)) = editable {
+                    for (f, a) in FIELDS.iter().zip(&access) {
+                        let set = if *f == "budget" { "budget = budget + 1".to_string() } else { format!("{f} = {f} || 'x'") };
+                        tx.batch_execute("SAVEPOINT probe").unwrap();
+                        let result = tx.execute(&format!("UPDATE leads SET {set} WHERE id = {id}"), &[]);
+                        match (result, a.writable()) {
+                            (Ok(n), true) => assert_eq!(n, 1, "write {f}: {ctx}"),
+                            (Err(e), false) => assert_eq!(e.as_db_error().map(|e| e.code().code()), Some("42501"), "write {f}: {ctx}: {e}"),
+                            (r, w) => panic!("write {f} (writable: {w}) gave {r:?}: {ctx}"),
+                        }
+                        tx.batch_execute("ROLLBACK TO SAVEPOINT probe").unwrap();
+                    }
+                }
+            }
+            tx.rollback().unwrap();
+        }
     }
 }
