@@ -129,6 +129,57 @@ EXPLAIN (COSTS OFF) SELECT subject FROM crm.inbox_all ORDER BY last_message_at D
 COMMIT;
 RESET SESSION AUTHORIZATION;
 
+\echo '=== Field access: the same leads through sales.leads_secure, for a rep and an auditor'
+\echo '    Sales hides phone and makes budget read-only; ssn is hidden globally (admins only)'
+RESET SESSION AUTHORIZATION;
+\o /dev/null
+ALTER TABLE sales.leads ADD COLUMN phone text, ADD COLUMN budget int, ADD COLUMN ssn text;
+UPDATE sales.leads SET phone = '555-01' || id, budget = 1000 * id, ssn = '078-05-11' || id;
+SELECT crm.set_field_access('Sales', 'Leads', 'phone', 'hidden');
+SELECT crm.set_field_access('Sales', 'Leads', 'budget', 'read_only');
+SELECT crm.set_global_field_access('Leads', 'ssn', false);
+SELECT crm.secure_view('sales.leads');
+GRANT SELECT, INSERT, UPDATE, DELETE ON sales.leads_secure TO crm_app;
+\o
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SELECT crm.set_user('alice') IS NOT NULL AS "acting as alice";
+SELECT id, company, phone, budget, ssn FROM sales.leads_secure ORDER BY id;
+\echo '--- alice raises a budget (read-only for her): refused, naming the field'
+UPDATE sales.leads_secure SET budget = 1 WHERE id = 42;
+ROLLBACK;
+BEGIN;
+SELECT crm.set_user('erin') IS NOT NULL AS "acting as erin (View All)";
+SELECT id, company, phone, budget, ssn FROM sales.leads_secure WHERE id IN (42, 71) ORDER BY id;
+COMMIT;
+RESET SESSION AUTHORIZATION;
+
+\echo '=== Calendar: private events show as busy; details for the owner, an invitee (carol), a superior (mgr_west,'
+\echo '    public events only); a colleague (mgr_east) sees busy slots'
+\o /dev/null
+SELECT crm.grant_privileges('Sales', 'Activities', ARRAY['read', 'create', 'edit', 'delete']);
+\o
+CREATE FUNCTION demo.calendar_of(who text) RETURNS TABLE (viewer text, event text, details text, busy_only boolean) LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('crm.user_name', who, true);
+    RETURN QUERY SELECT who, c.owner || ' ' || to_char(c.starts_at, 'HH24:MI'), c.subject || coalesce(': ' || c.description, ''), c.busy_only
+                 FROM crm.calendar c ORDER BY c.starts_at;
+END $$;
+SET SESSION AUTHORIZATION crm_app;
+\o /dev/null
+BEGIN;
+SELECT crm.set_user('alice');
+INSERT INTO crm.events (subject, description, starts_at, ends_at) VALUES
+    ('doctor', 'annual check-up', '2026-12-01 09:00', '2026-12-01 10:00');
+INSERT INTO crm.events (subject, description, starts_at, ends_at, visibility) VALUES
+    ('customer visit', 'Acme renewal', '2026-12-01 14:00', '2026-12-01 16:00', 'public');
+SELECT crm.invite(id, 'carol') FROM crm.events WHERE subject = 'doctor';
+COMMIT;
+\o
+SELECT * FROM demo.calendar_of('alice') UNION ALL SELECT * FROM demo.calendar_of('carol')
+UNION ALL SELECT * FROM demo.calendar_of('mgr_west') UNION ALL SELECT * FROM demo.calendar_of('mgr_east');
+RESET SESSION AUTHORIZATION;
+
 \echo '=== A BI login mapped to alice (bi_alice) sees alice''s rows whatever SQL it sends'
 SET SESSION AUTHORIZATION bi_alice;
 SELECT crm.acting_user(), owner_id, count(*) FROM sales.leads GROUP BY owner_id;
