@@ -66,6 +66,18 @@ fn organisation(db: &str) -> Client {
                 CASE WHEN g = 2 THEN ARRAY[crm.owner_id('rep')] ELSE '{}' END
          FROM generate_series(1, 12) g;
          INSERT INTO crm.messages (conversation_id, direction, body) SELECT id, 'inbound', 'hi' FROM crm.conversations;
+         -- Field access, a secure view, events with invitees and a shared calendar.
+         ALTER TABLE leads ADD COLUMN phone text;
+         UPDATE leads SET phone = 'p' || id;
+         SELECT crm.set_field_access('Sales', 'Leads', 'phone', 'hidden');
+         SELECT crm.secure_view('leads');
+         GRANT SELECT ON leads_secure TO ops_app;
+         SELECT crm.grant_privileges('Sales', 'Activities', ARRAY['read']);
+         INSERT INTO crm.events (owner_id, subject, starts_at, ends_at, visibility, invitees)
+         SELECT crm.owner_id((ARRAY['ceo', 'mgr', 'rep', 'other'])[1 + g % 4]), 'e' || g, now(), now(),
+                (ARRAY['private', 'public'])[1 + g % 2], CASE WHEN g = 3 THEN ARRAY[crm.owner_id('other')] ELSE '{}' END
+         FROM generate_series(1, 8) g;
+         INSERT INTO crm.calendar_shares VALUES (crm.owner_id('rep'), crm.owner_id('other'));
          GRANT SELECT, INSERT, UPDATE ON leads, accounts, opportunities TO ops_app;",
     )
     .unwrap();
@@ -77,7 +89,7 @@ fn sightings(db: &str) -> BTreeMap<(String, String), Vec<i64>> {
     let mut app = connect(db, "ops_app");
     let mut out = BTreeMap::new();
     for user in ["ceo", "mgr", "rep", "other", "nobody"] {
-        for table in ["leads", "accounts", "opportunities", "crm.conversations", "crm.messages", "crm.inbox_archive"] {
+        for table in ["leads", "accounts", "opportunities", "crm.conversations", "crm.messages", "crm.inbox_archive", "crm.events"] {
             let mut tx = app.transaction().unwrap();
             tx.execute("SELECT set_config('crm.user_name', $1, true)", &[&user]).unwrap();
             let ids = tx.query(&format!("SELECT id FROM {table} ORDER BY id"), &[]).unwrap().iter().map(|r| r.get(0)).collect();
@@ -116,6 +128,16 @@ fn dump_and_restore_keep_the_catalog_and_what_everyone_sees() {
     let mut restored = connect("ops_restored", "postgres");
     assert_eq!(catalog_rows(&mut restored), catalog_rows(&mut original));
     assert_eq!(sightings("ops_restored"), before);
+    // Masking survives too: the secure view comes back and hides the same field.
+    let masked = |db: &str| -> Vec<(i64, Option<String>)> {
+        let mut app = connect(db, "ops_app");
+        let mut tx = app.transaction().unwrap();
+        tx.execute("SELECT crm.set_user('rep')", &[]).unwrap();
+        tx.query("SELECT id, phone FROM leads_secure ORDER BY id", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect()
+    };
+    let before_masked = masked("ops_dump");
+    assert!(!before_masked.is_empty() && before_masked.iter().all(|(_, p)| p.is_none()));
+    assert_eq!(masked("ops_restored"), before_masked);
     // The restored database keeps enforcing new writes: the parent-read check and the kept column.
     let mut app = connect("ops_restored", "ops_app");
     let mut tx = app.transaction().unwrap();
