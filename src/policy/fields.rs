@@ -8,9 +8,11 @@
 //! column through the view is still a filter on the column, able to use its index. Plans are
 //! reset on a change of user or catalog as for row policies (see `simplify`).
 //!
-//! Writes are checked by `crm.check_field_writes()`, a BEFORE row trigger `crm.protect`
-//! puts on every protected table: whoever writes, through the view or directly, a changed
-//! hidden or read-only field is refused with an error naming it.
+//! Writes are checked by `crm.check_field_writes()`, BEFORE row triggers `crm.protect` puts
+//! on every protected table: whoever writes, through the view or directly, a changed hidden
+//! or read-only field is refused with an error naming it. Their WHEN conditions are
+//! specialised per statement (see `field_changes`), so writers who may change every field,
+//! and rows that leave restricted fields alone, never call the trigger.
 
 use std::ffi::CString;
 use std::rc::Rc;
@@ -20,7 +22,7 @@ use pgrx::prelude::*;
 use pgrx::{pg_sys, Internal, PgList, PgTupleDesc};
 
 use super::enforce::model;
-use super::nodes::bool_const;
+use super::nodes::{any_of, bool_const};
 use super::simplify::{answer, const_value, declined, simplify_request};
 use crate::error::{CrmError, CrmResult, OrRaise};
 use crate::session::cache::Loaded;
@@ -42,6 +44,151 @@ fn access(tbl: pg_sys::Oid, field: &str, planning: bool) -> FieldAccess {
 )]
 fn field_visible(tbl: pg_sys::Oid, field: &str) -> bool {
     access(tbl, field, false).readable()
+}
+
+/// The fields of `tbl` the current user may not freely write, or `Some(empty)` when the
+/// check does not apply (row security does not apply to them, or no field is restricted).
+/// `None`: every field (a user whose role carries no profile).
+fn restricted_for_writer(tbl: pg_sys::Oid) -> Option<Vec<(String, FieldAccess)>> {
+    if unsafe { pg_sys::check_enable_rls(tbl, pg_sys::InvalidOid, true) } != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32 {
+        return Some(Vec::new());
+    }
+    // A broken catalog or nobody acting: check every field (the policies refuse anyway).
+    let Ok(Some(m)) = model(Action::Edit, true) else { return None };
+    let Some(module) = m.module_of(tbl) else { return Some(Vec::new()) };
+    let Ok(Ok(u)) = identity::acting_user(&m) else { return None };
+    (*m.field_restrictions(u.owner_id, tbl, || restricted(&m, u.owner_id, module))).clone()
+}
+
+/// One column of the table, as the WHEN conditions need it.
+struct Column {
+    attnum: i16,
+    name: String,
+    typid: pg_sys::Oid,
+    typmod: i32,
+    collation: pg_sys::Oid,
+    has_default: bool,
+}
+
+unsafe fn columns(tbl: pg_sys::Oid) -> Vec<Column> {
+    let rel = pg_sys::RelationIdGetRelation(tbl);
+    if rel.is_null() {
+        return Vec::new();
+    }
+    let out = PgTupleDesc::from_pg_unchecked((*rel).rd_att)
+        .iter()
+        .filter(|a| !a.attisdropped)
+        .map(|a| Column {
+            attnum: a.attnum,
+            name: std::ffi::CStr::from_ptr(a.attname.data.as_ptr()).to_string_lossy().into_owned(),
+            typid: a.atttypid,
+            typmod: a.atttypmod,
+            collation: a.attcollation,
+            has_default: a.atthasdef,
+        })
+        .collect();
+    pg_sys::RelationClose(rel);
+    out
+}
+
+/// The condition under which a write must reach `crm.check_field_writes()`, over the
+/// trigger's `OLD`/`NEW` row variables: for an update, `OLD.f IS DISTINCT FROM NEW.f` for
+/// each field the writer may not change; for an insert, `NEW.f IS NOT NULL` for each such
+/// field without a default. `false` when nothing is restricted, so the trigger is not even
+/// called. `true` when a field's type has no equality (the trigger then compares bytes).
+unsafe fn write_condition(tbl: pg_sys::Oid, old: Option<&pg_sys::Var>, new: &pg_sys::Var) -> *mut pg_sys::Node {
+    let restricted = restricted_for_writer(tbl);
+    let mut any = PgList::<pg_sys::Node>::new();
+    for c in columns(tbl) {
+        if !restricted.as_ref().is_none_or(|r| r.iter().any(|(name, _)| *name == c.name)) {
+            continue;
+        }
+        let var = |row: &pg_sys::Var| pg_sys::makeVar(row.varno, c.attnum, c.typid, c.typmod, c.collation, 0).cast::<pg_sys::Node>();
+        match old {
+            Some(old) => {
+                let eq = (*pg_sys::lookup_type_cache(c.typid, pg_sys::TYPECACHE_EQ_OPR as i32)).eq_opr;
+                if eq == pg_sys::InvalidOid {
+                    return bool_const(true);
+                }
+                let mut distinct = pgrx::PgBox::<pg_sys::OpExpr>::alloc_node(pg_sys::NodeTag::T_DistinctExpr);
+                distinct.opno = eq;
+                distinct.opfuncid = pg_sys::get_opcode(eq);
+                distinct.opresulttype = pg_sys::BOOLOID;
+                distinct.inputcollid = c.collation;
+                let mut args = PgList::<pg_sys::Node>::new();
+                args.push(var(old));
+                args.push(var(new));
+                distinct.args = args.into_pg();
+                distinct.location = -1;
+                any.push(distinct.into_pg().cast());
+            }
+            None if !c.has_default => {
+                let mut test = pgrx::PgBox::<pg_sys::NullTest>::alloc_node(pg_sys::NodeTag::T_NullTest);
+                test.arg = var(new).cast();
+                test.nulltesttype = pg_sys::NullTestType::IS_NOT_NULL;
+                test.location = -1;
+                any.push(test.into_pg().cast());
+            }
+            None => {}
+        }
+    }
+    any_of(any)
+}
+
+/// The row-variable argument of a WHEN condition (`OLD` or `NEW`, a whole-row Var).
+unsafe fn row_var<'a>(node: Option<*mut pg_sys::Node>) -> Option<&'a pg_sys::Var> {
+    let node = node?;
+    if !pgrx::is_a(node, pg_sys::NodeTag::T_Var) {
+        return None;
+    }
+    let var = &*(node as *mut pg_sys::Var);
+    (var.varattno == 0).then_some(var)
+}
+
+// WHEN conditions of the field check triggers. The executor plans a trigger's WHEN condition
+// once per statement, so the support functions below turn these calls into plain column
+// comparisons for the acting user: no function call per row, and the trigger runs only for a
+// row that changes a field the writer may not change (and then refuses it). Unsimplified,
+// they answer true and the trigger does the whole check.
+
+#[pg_extern(
+    sql = "CREATE FUNCTION crm.field_changes(tbl regclass, old_row anyelement, new_row anyelement) RETURNS boolean
+           STABLE LANGUAGE c SUPPORT crm.field_changes_support AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';",
+    requires = [field_changes_support]
+)]
+fn field_changes(_tbl: pg_sys::Oid, _old_row: pgrx::AnyElement, _new_row: pgrx::AnyElement) -> bool {
+    true
+}
+
+#[pg_extern(
+    sql = "CREATE FUNCTION crm.field_values(tbl regclass, new_row anyelement) RETURNS boolean
+           STABLE LANGUAGE c SUPPORT crm.field_values_support AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';",
+    requires = [field_values_support]
+)]
+fn field_values(_tbl: pg_sys::Oid, _new_row: pgrx::AnyElement) -> bool {
+    true
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn field_changes_support(request: Internal) -> Internal {
+    unsafe {
+        let Some(fcall) = simplify_request(request) else { return declined() };
+        let args = PgList::<pg_sys::Node>::from_pg((*fcall).args);
+        let tbl = args.get_ptr(0).and_then(|a| const_value::<pg_sys::Oid>(a));
+        let (Some(tbl), Some(old), Some(new)) = (tbl, row_var(args.get_ptr(1)), row_var(args.get_ptr(2))) else { return declined() };
+        answer(Some(write_condition(tbl, Some(old), new)))
+    }
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn field_values_support(request: Internal) -> Internal {
+    unsafe {
+        let Some(fcall) = simplify_request(request) else { return declined() };
+        let args = PgList::<pg_sys::Node>::from_pg((*fcall).args);
+        let tbl = args.get_ptr(0).and_then(|a| const_value::<pg_sys::Oid>(a));
+        let (Some(tbl), Some(new)) = (tbl, row_var(args.get_ptr(1))) else { return declined() };
+        answer(Some(write_condition(tbl, None, new)))
+    }
 }
 
 #[pg_extern(immutable, parallel_safe)]

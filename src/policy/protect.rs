@@ -129,7 +129,13 @@ fn protect(tbl: PgRelation, module: &str, owner_column: default!(&str, "'owner_i
         )?;
         keep_linked_owner(c, oid, &table, module, owner_column)?;
         c.update(
-            &format!("CREATE OR REPLACE TRIGGER crm_field_check BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION crm.check_field_writes()"),
+            &format!(
+                "CREATE OR REPLACE TRIGGER crm_field_check BEFORE UPDATE ON {table} FOR EACH ROW
+                     WHEN (crm.field_changes({lit}::regclass, OLD, NEW)) EXECUTE FUNCTION crm.check_field_writes();
+                 CREATE OR REPLACE TRIGGER crm_field_check_insert BEFORE INSERT ON {table} FOR EACH ROW
+                     WHEN (crm.field_values({lit}::regclass, NEW)) EXECUTE FUNCTION crm.check_field_writes();",
+                lit = quote_literal(&table)
+            ),
             None,
             &[],
         )?;
@@ -156,7 +162,7 @@ fn unprotect(tbl: PgRelation) {
                 .with_hint(format!("Unlink them first: UPDATE crm.conversations SET linked_table = NULL, linked_id = NULL WHERE linked_table = {}::regclass", quote_literal(&table))));
         }
         keep_linked_owner(c, oid, &table, "", "")?;
-        c.update(&format!("DROP TRIGGER IF EXISTS crm_field_check ON {table}"), None, &[])?;
+        c.update(&format!("DROP TRIGGER IF EXISTS crm_field_check ON {table}; DROP TRIGGER IF EXISTS crm_field_check_insert ON {table}"), None, &[])?;
         drop_policies(c, oid, &table)?;
         c.update(&format!("ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY; ALTER TABLE {table} DISABLE ROW LEVEL SECURITY"), None, &[])?;
         c.update("DELETE FROM crm.protected_tables WHERE tbl = $1", None, &[oid.into()])?;
