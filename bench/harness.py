@@ -327,7 +327,7 @@ def main():
                 app.execute("SELECT set_config('crm.user_name', %s, true)", (user,))
                 visible = [r[0] for r in app.execute(
                     "SELECT id FROM leads WHERE crm.can('leads', 'edit', owner_id) ORDER BY id LIMIT 10000")]
-            for w in writes(su, app, user, owner, visible, max(3, p["runs"] // 2)):
+            for w in writes(su, app, user, owner, visible, p["runs"]):
                 if not w["same_rows"]:
                     failures.append(f"{label} {w['query']}: a, c and d changed different row counts")
                 write_results.append(dict(viewer=label, **w))
