@@ -3,14 +3,16 @@
 # throwaway PostgreSQL 15, generates a synthetic CRM at the given scale, runs the workload
 # for every variant and viewer, checks that they agree, and writes bench/results/SCALE.*
 #   bench/run.sh [small|medium|large] [--no-build] [--no-chart]   (BENCH_OUT=dir to write elsewhere)
+#   bench/run.sh large-org --cache-only   (the cache rebuild at 20,000 users, without the workload)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scale=${1:-small}; shift || true
-build=true; chart=--chart
+build=true; chart=--chart; only=
 for arg in "$@"; do
     case $arg in
         --no-build) build=false ;;
         --no-chart) chart=--no-chart ;;
+        --cache-only) only=--cache-only ;;
         *) echo "unknown option $arg" >&2; exit 2 ;;
     esac
 done
@@ -32,4 +34,4 @@ fi
 cluster_start "$PWD/target/bench-cluster" 5496
 trap cluster_stop EXIT
 createdb crm_bench
-$venv/bin/python bench/harness.py --scale "$scale" --out "${BENCH_OUT:-bench/results}" $chart
+$venv/bin/python bench/harness.py --scale "$scale" --out "${BENCH_OUT:-bench/results}" $chart $only
