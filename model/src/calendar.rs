@@ -85,24 +85,11 @@ impl Model {
 
     /// One event's decision, judged from its facts, with the reason.
     pub fn decide_event(&self, user: Option<OwnerId>, action: Action, e: &Event) -> Decision {
-        let Some(user) = user else { return Decision::deny(Reason::NoActingUser) };
-        let Some(u) = self.users.get(&user) else { return Decision::deny(Reason::UnknownUser { user: user.to_string() }) };
-        if !u.is_active {
-            return Decision::deny(Reason::Disabled { user: u.name.clone() });
-        }
-        if u.is_admin {
-            return Decision::allow(Reason::Admin { user: u.name.clone() });
-        }
-        let p = self.privileges_of(u);
-        if let (Action::Read, Some(source)) = (action, &p.view_all) {
-            return Decision::allow(Reason::ViewAll { source: source.clone() });
-        }
-        if let (Action::Read | Action::Create | Action::Edit, Some(source)) = (action, &p.edit_all) {
-            return Decision::allow(Reason::EditAll { source: source.clone() });
-        }
-        if !p.granted(ACTIVITIES, action) {
-            return Decision::deny(Reason::NotGranted { module: ACTIVITIES.to_string(), action });
-        }
+        let u = match self.gate(user, ACTIVITIES, action) {
+            Ok(u) => u,
+            Err(decided) => return decided,
+        };
+        let user = u.owner_id;
         if matches!(action, Action::Import | Action::Export) {
             return Decision::allow(Reason::ModuleLevel { module: ACTIVITIES.to_string(), action });
         }

@@ -183,24 +183,11 @@ impl Model {
 
     /// One conversation's decision, judged from its facts, with the reason.
     pub fn decide_conversation(&self, user: Option<OwnerId>, action: Action, c: &Conversation) -> Decision {
-        let Some(user) = user else { return Decision::deny(Reason::NoActingUser) };
-        let Some(u) = self.users.get(&user) else { return Decision::deny(Reason::UnknownUser { user: user.to_string() }) };
-        if !u.is_active {
-            return Decision::deny(Reason::Disabled { user: u.name.clone() });
-        }
-        if u.is_admin {
-            return Decision::allow(Reason::Admin { user: u.name.clone() });
-        }
-        let p = self.privileges_of(u);
-        if let (Action::Read, Some(source)) = (action, &p.view_all) {
-            return Decision::allow(Reason::ViewAll { source: source.clone() });
-        }
-        if let (Action::Read | Action::Create | Action::Edit, Some(source)) = (action, &p.edit_all) {
-            return Decision::allow(Reason::EditAll { source: source.clone() });
-        }
-        if !p.granted(MESSAGES, action) {
-            return Decision::deny(Reason::NotGranted { module: MESSAGES.to_string(), action });
-        }
+        let u = match self.gate(user, MESSAGES, action) {
+            Ok(u) => u,
+            Err(decided) => return decided,
+        };
+        let (user, p) = (u.owner_id, self.privileges_of(u));
         if !matches!(action, Action::Read | Action::Create | Action::Edit | Action::Delete) {
             return Decision::allow(Reason::ModuleLevel { module: MESSAGES.to_string(), action });
         }
