@@ -36,3 +36,11 @@ pub fn administer<R>(f: impl FnOnce(&mut SpiClient<'_>) -> CrmResult<R>) -> R {
     let owner = require_admin().or_raise();
     privileged::as_owner(owner, || Spi::connect_mut(f)).or_raise()
 }
+
+/// Run `f` against the catalog as the extension owner (row security off, pinned search_path),
+/// without requiring an administrator: for functions that decide with the engine themselves
+/// what the acting user may do (assigning a conversation, inviting to an event).
+pub fn as_extension_owner<R>(f: impl FnOnce(&mut SpiClient<'_>) -> CrmResult<R>) -> CrmResult<R> {
+    let owner = load::extension_owner()?;
+    privileged::as_owner(owner, || Spi::connect_mut(f))
+}

@@ -4,26 +4,11 @@
 
 use crm_model::{Action, Event, User};
 use pgrx::prelude::*;
-use pgrx::spi::SpiClient;
 
-use crate::catalog::{load, privileged};
+use super::authorize::as_extension_owner;
 use crate::error::{CrmError, CrmResult, OrRaise};
-use crate::policy::enforce::refused;
-use crate::session::cache::{self, Loaded};
-use crate::session::identity;
-
-/// Run `f` as the extension owner (row security off) with a pinned search_path.
-fn as_owner<R>(f: impl FnOnce(&mut SpiClient<'_>) -> CrmResult<R>) -> CrmResult<R> {
-    let owner = load::extension_owner()?;
-    privileged::as_owner(owner, || Spi::connect_mut(f))
-}
-
-/// The acting user, and the model; writes by someone who cannot act are refused.
-fn acting(action: Action, what: &str) -> CrmResult<(std::rc::Rc<Loaded>, User)> {
-    let m = cache::current(true)?;
-    let me = identity::acting_user(&m)?.map_err(|reason| refused(&reason, action, what))?.clone();
-    Ok((m, me))
-}
+use super::identity::acting;
+use crate::session::cache::Loaded;
 
 /// An active user other than `me`, by name.
 fn other_user<'m>(m: &'m Loaded, me: &User, name: &str) -> CrmResult<&'m User> {
@@ -43,7 +28,7 @@ fn change_invitees(event_id: i64, user_name: &str, invite: bool) -> CrmResult<()
     if invite && !invitee.is_active {
         return Err(CrmError::prerequisite(format!("CRM user \"{user_name}\" is disabled and cannot be invited")));
     }
-    as_owner(|c| {
+    as_extension_owner(|c| {
         let row = c.select("SELECT owner_id, invitees, is_public FROM crm.events WHERE id = $1", Some(1), &[event_id.into()])?;
         let not_found = || CrmError::not_found(format!("no event with id {event_id} is visible to you"));
         if row.is_empty() {
@@ -89,7 +74,7 @@ fn share_calendar(with_user: &str) {
     (|| {
         let (m, me) = acting(Action::Edit, "calendar shares")?;
         let with = other_user(&m, &me, with_user)?.owner_id;
-        as_owner(|c| {
+        as_extension_owner(|c| {
             c.update("INSERT INTO crm.calendar_shares VALUES ($1, $2) ON CONFLICT DO NOTHING", None, &[me.owner_id.into(), with.into()])?;
             Ok(())
         })
@@ -102,7 +87,7 @@ fn unshare_calendar(with_user: &str) {
     (|| {
         let (m, me) = acting(Action::Edit, "calendar shares")?;
         let with = m.model.user_by_name(with_user).ok_or_else(|| CrmError::undefined("CRM user", with_user))?.owner_id;
-        as_owner(|c| {
+        as_extension_owner(|c| {
             c.update("DELETE FROM crm.calendar_shares WHERE owner_id = $1 AND with_user = $2", None, &[me.owner_id.into(), with.into()])?;
             Ok(())
         })

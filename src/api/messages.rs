@@ -7,12 +7,9 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
 use super::admin::{profile_id, Client};
-use super::authorize::administer;
-use crate::catalog::{load, privileged};
+use super::authorize::{administer, as_extension_owner};
 use crate::error::{CrmError, CrmResult, OrRaise};
-use crate::policy::enforce::refused;
-use crate::session::cache::{self, Loaded};
-use crate::session::identity;
+use crate::session::cache::Loaded;
 
 /// Validated, distinct, in the canonical order (mine, all, new, archive).
 fn permissions(levels: Vec<Option<String>>) -> CrmResult<Vec<&'static str>> {
@@ -50,12 +47,6 @@ fn set_permission_set_message_permissions(set: &str, levels: Vec<Option<String>>
     })
 }
 
-/// Run `f` as the extension owner (row security off) with a pinned search_path.
-fn as_owner<R>(f: impl FnOnce(&mut SpiClient<'_>) -> CrmResult<R>) -> CrmResult<R> {
-    let owner = load::extension_owner()?;
-    privileged::as_owner(owner, || Spi::connect_mut(f))
-}
-
 fn conversation(c: &SpiClient<'_>, id: i64) -> CrmResult<Option<Conversation>> {
     let rows = c.select(
         "SELECT assigned_to, linked_owner, is_new, archived_by FROM crm.conversations WHERE id = $1",
@@ -81,9 +72,8 @@ fn not_visible(id: i64) -> CrmError {
 /// The acting user, who must be able to read and `action` conversation `id`; then `f`
 /// writes as the extension owner. Someone who cannot read it learns nothing of it.
 fn act_on(id: i64, action: Action, what: &str, f: impl FnOnce(&Loaded, &User, &mut SpiClient<'_>) -> CrmResult<()>) -> CrmResult<()> {
-    let m = cache::current(true)?;
-    let me = identity::acting_user(&m)?.map_err(|reason| refused(&reason, action, "conversations"))?.clone();
-    as_owner(|c| {
+    let (m, me) = super::identity::acting(action, "conversations")?;
+    as_extension_owner(|c| {
         let conv = conversation(c, id)?.ok_or_else(|| not_visible(id))?;
         let read = m.model.decide_conversation(Some(me.owner_id), Action::Read, &conv);
         if !read.allowed {
