@@ -54,11 +54,6 @@ CREATE FUNCTION crm.conversation_check() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     active boolean;
-    module text;
-    owner_column name;
-    key_column name;
-    found_rows bigint;
-    owner bigint;
 BEGIN
     IF NEW.assigned_to IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.assigned_to IS DISTINCT FROM OLD.assigned_to) THEN
         SELECT u.is_active INTO active FROM crm.users u WHERE u.owner_id = NEW.assigned_to;
@@ -83,28 +78,8 @@ BEGIN
             -- before, or after, the catalog that the lookup below would need.
             NULL;
         ELSE
-            SELECT p.module, p.owner_column, a.attname INTO module, owner_column, key_column
-            FROM crm.protected_tables p
-            LEFT JOIN pg_index i ON i.indrelid = p.tbl AND i.indisprimary AND i.indnkeyatts = 1
-            LEFT JOIN pg_attribute a ON a.attrelid = p.tbl AND a.attnum = i.indkey[0]
-            WHERE p.tbl = NEW.linked_table;
-            IF NOT FOUND OR module NOT IN ('Leads', 'Contacts') THEN
-                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-                    MESSAGE = format('%s is not a protected Leads or Contacts table', NEW.linked_table),
-                    HINT = 'Conversations link to a lead or a contact in a table protected with crm.protect().';
-            ELSIF key_column IS NULL THEN
-                RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
-                    MESSAGE = format('%s has no single-column primary key for conversations to point at', NEW.linked_table);
-            END IF;
-            EXECUTE format('SELECT %I FROM %s WHERE %I = $1', owner_column, NEW.linked_table, key_column)
-                INTO owner USING NEW.linked_id;
-            GET DIAGNOSTICS found_rows = ROW_COUNT;
-            IF found_rows = 0 THEN
-                RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
-                    MESSAGE = format('no record of %s with %s = %s is visible to you', NEW.linked_table, key_column, NEW.linked_id),
-                    HINT = 'A conversation can be linked only to a lead or contact you can read.';
-            END IF;
-            NEW.linked_owner := owner;
+            -- Raises unless the writer can read the record (src/policy/linked.rs).
+            NEW.linked_owner := crm.linked_record_owner(NEW.linked_table, NEW.linked_id);
         END IF;
     END IF;
     RETURN NEW;
@@ -112,8 +87,10 @@ END $$;
 CREATE TRIGGER conversation_check BEFORE INSERT OR UPDATE OF assigned_to, linked_table, linked_id
     ON crm.conversations FOR EACH ROW EXECUTE FUNCTION crm.conversation_check();
 
--- As the extension owner: a change of visibility reaches every message of the conversation,
--- whoever made it (an assignment, a new record owner, an archive).
+-- As crm_access_catalog, which owns both tables (sql/ownership.sql) and so is not subject to
+-- their row security: a change of visibility reaches every message of the conversation,
+-- whoever made it (an assignment, a new record owner, an archive). Only fixed statements
+-- over crm.* tables, whose triggers are all crm_access's own.
 CREATE FUNCTION crm.conversation_push() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -130,15 +107,26 @@ CREATE TRIGGER conversation_push AFTER UPDATE ON crm.conversations
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION crm.conversation_push();
 
--- As the invoker: a message goes only into a conversation its writer can see (the policy
--- then requires edit on it, which is what replying is).
+-- As the invoker: a message goes only into a conversation its writer can edit (which is what
+-- replying is). FOR SHARE holds the conversation's visibility still until this transaction
+-- ends: a reassignment either waits for it (and then reaches this message too) or has
+-- committed before, and this reads its result (READ COMMITTED), or fails to serialise
+-- (REPEATABLE READ). message_bump then updates the conversation row, so that a
+-- REPEATABLE READ reassignment that started before this commit fails to serialise too,
+-- instead of missing this message.
 CREATE FUNCTION crm.message_check() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     SELECT c.assigned_to, c.linked_owner, c.is_new, c.archived_by
     INTO NEW.crm_assigned_to, NEW.crm_linked_owner, NEW.crm_is_new, NEW.crm_archived_by
-    FROM crm.conversations c WHERE c.id = NEW.conversation_id;
+    FROM crm.conversations c WHERE c.id = NEW.conversation_id
+    FOR SHARE;
     IF NOT FOUND THEN
+        IF EXISTS (SELECT 1 FROM crm.conversations c WHERE c.id = NEW.conversation_id) THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('you may not write in conversation %s', NEW.conversation_id),
+                HINT = 'Writing a message is replying: it needs edit access to the conversation.';
+        END IF;
         RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
             MESSAGE = format('no conversation with id %s is visible to you', NEW.conversation_id);
     END IF;
@@ -147,38 +135,29 @@ END $$;
 CREATE TRIGGER message_check BEFORE INSERT OR UPDATE OF conversation_id
     ON crm.messages FOR EACH ROW EXECUTE FUNCTION crm.message_check();
 
--- As the extension owner: the newest message dates its conversation (the inbox order).
+-- As crm_access_catalog (see conversation_push): the newest message dates its conversation
+-- (the inbox order). Every message updates its conversation's row, even when it is not the
+-- newest: see message_check for why.
 CREATE FUNCTION crm.message_bump() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    UPDATE crm.conversations c SET last_message_at = n.latest
+    UPDATE crm.conversations c SET last_message_at = greatest(c.last_message_at, n.latest)
     FROM (SELECT conversation_id, max(sent_at) AS latest FROM new_rows GROUP BY conversation_id) n
-    WHERE c.id = n.conversation_id AND c.last_message_at < n.latest;
+    WHERE c.id = n.conversation_id;
     RETURN NULL;
 END $$;
 CREATE TRIGGER message_bump AFTER INSERT ON crm.messages
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION crm.message_bump();
 
--- On protected Leads and Contacts tables (installed by crm.protect): a new owner of the
--- record owns its conversations' linked_owner at once; a deleted record unlinks them.
--- TG_ARGV: the table's key column and owner column.
-CREATE FUNCTION crm.push_linked_owner() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF TG_OP = 'DELETE' THEN
-        UPDATE crm.conversations SET linked_table = NULL, linked_id = NULL
-        WHERE linked_table = TG_RELID::regclass AND linked_id = (to_jsonb(OLD) ->> TG_ARGV[0])::bigint;
-    ELSE
-        UPDATE crm.conversations SET linked_owner = (to_jsonb(NEW) ->> TG_ARGV[1])::bigint
-        WHERE linked_table = TG_RELID::regclass AND linked_id = (to_jsonb(NEW) ->> TG_ARGV[0])::bigint;
-    END IF;
-    RETURN NULL;
-END $$;
+-- On protected Leads and Contacts tables, crm.protect installs crm.push_linked_owner()
+-- (src/policy/linked.rs): a new owner of the record owns its conversations' linked_owner at
+-- once; a deleted record unlinks them.
 
-REVOKE ALL ON FUNCTION crm.conversation_push(), crm.message_bump(), crm.push_linked_owner() FROM PUBLIC;
+REVOKE ALL ON FUNCTION crm.conversation_push(), crm.message_bump() FROM PUBLIC;
 
+-- Not FORCE: the owner, crm_access_catalog, is the one role that must see every row (the
+-- functions above, crm.assign_conversation); it runs nothing but crm_access's own statements.
 ALTER TABLE crm.conversations ENABLE ROW LEVEL SECURITY;
-ALTER TABLE crm.conversations FORCE ROW LEVEL SECURITY;
 CREATE POLICY crm_base ON crm.conversations AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true);
 CREATE POLICY crm_read ON crm.conversations AS RESTRICTIVE FOR SELECT
     USING (crm.can_converse('read', assigned_to, linked_owner, is_new, archived_by));
@@ -194,13 +173,15 @@ CREATE POLICY crm_delete ON crm.conversations AS RESTRICTIVE FOR DELETE
     USING (crm.can_converse('delete', assigned_to, linked_owner, is_new, archived_by));
 
 ALTER TABLE crm.messages ENABLE ROW LEVEL SECURITY;
-ALTER TABLE crm.messages FORCE ROW LEVEL SECURITY;
 CREATE POLICY crm_base ON crm.messages AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true);
 CREATE POLICY crm_read ON crm.messages AS RESTRICTIVE FOR SELECT
     USING (crm.can_converse('read', crm_assigned_to, crm_linked_owner, crm_is_new, crm_archived_by));
 -- Writing a message is replying: edit on its conversation.
 CREATE POLICY crm_create ON crm.messages AS RESTRICTIVE FOR INSERT
     WITH CHECK (crm.can_converse('edit', crm_assigned_to, crm_linked_owner, crm_is_new, crm_archived_by));
+-- Messages are a record of what was said: nobody rewrites one (no client holds UPDATE on
+-- crm.messages); they may only be deleted. Should a DBA grant UPDATE, the edit rule of the
+-- conversation still applies.
 CREATE POLICY crm_edit ON crm.messages AS RESTRICTIVE FOR UPDATE
     USING (crm.can_converse('edit', crm_assigned_to, crm_linked_owner, crm_is_new, crm_archived_by))
     WITH CHECK (crm.can_converse('edit', crm_assigned_to, crm_linked_owner, crm_is_new, crm_archived_by));
@@ -213,7 +194,6 @@ GRANT SELECT, DELETE ON crm.conversations, crm.messages TO PUBLIC;
 GRANT INSERT (subject, linked_table, linked_id, assigned_to, is_new, last_message_at) ON crm.conversations TO PUBLIC;
 GRANT UPDATE (subject, linked_table, linked_id, assigned_to, is_new) ON crm.conversations TO PUBLIC;
 GRANT INSERT (conversation_id, direction, body, sent_at) ON crm.messages TO PUBLIC;
-GRANT UPDATE (body) ON crm.messages TO PUBLIC;
 
 -- The five tabs. security_invoker: the caller's row security applies, not the view owner's.
 -- The acting user's ids are constants at plan time (crm.acting_owner_id[s]), so each tab is

@@ -44,6 +44,11 @@ impl CrmError {
         CrmError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message)
     }
 
+    /// A NULL where a value is required (the function is not strict, to say so).
+    pub fn null_argument(name: &str) -> Self {
+        CrmError::new(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, format!("{name} must not be NULL"))
+    }
+
     pub fn denied(message: impl Into<String>) -> Self {
         CrmError::new(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, message)
     }

@@ -23,8 +23,16 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/messages.sql",
     name = "messages",
-    requires = ["catalog", policy::conversations::can_converse, policy::conversations::acting_owner_id, policy::conversations::acting_owner_ids]
+    requires = [
+        "catalog",
+        policy::conversations::can_converse,
+        policy::conversations::acting_owner_id,
+        policy::conversations::acting_owner_ids,
+        policy::linked::linked_record_owner
+    ]
 );
+extension_sql_file!("../sql/guard.sql", name = "guard", requires = ["catalog", "messages", policy::opened::protection_changing]);
+extension_sql_file!("../sql/ownership.sql", name = "ownership", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

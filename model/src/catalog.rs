@@ -18,10 +18,11 @@ pub struct Catalog {
     pub modules: Vec<Module>,
     /// Protected tables by relation oid: (module, owner column).
     pub protected_tables: BTreeMap<u32, (String, String)>,
-    /// Login role name -> CRM user owner id.
-    pub db_role_map: BTreeMap<String, OwnerId>,
-    /// Database roles whose members may assert the acting user through `crm.user_name`.
-    pub trusted_roles: Vec<String>,
+    /// Login role oid -> CRM user owner id (roles are bound by oid, so that a role re-created
+    /// or renamed to a mapped name is not taken for the mapped one).
+    pub db_role_map: BTreeMap<u32, OwnerId>,
+    /// Oids of the database roles whose members may assert the acting user through `crm.user_name`.
+    pub trusted_roles: Vec<u32>,
     #[serde(default)]
     pub groups: Vec<Group>,
     #[serde(default)]

@@ -174,33 +174,6 @@ fn change_privileges(profile: &str, module: &str, list: Vec<Option<String>>, gra
     })
 }
 
-/// The single-column primary key of `tbl` as (column, type), if it has one.
-pub fn primary_key(c: &SpiClient<'_>, tbl: pgrx::pg_sys::Oid) -> CrmResult<Option<(String, String)>> {
-    let key = c.select(
-        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_index i
-         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-         WHERE i.indrelid = $1 AND i.indisprimary AND i.indnatts = 1",
-        Some(1),
-        &[tbl.into()],
-    )?;
-    if key.is_empty() {
-        return Ok(None);
-    }
-    let (column, ty) = key.first().get_two::<String, String>()?;
-    Ok(Some((column.unwrap_or_default(), ty.unwrap_or_default())))
-}
-
-/// Whether some index of `tbl` has `column` as its first key.
-pub fn has_index_led_by(c: &SpiClient<'_>, tbl: pgrx::pg_sys::Oid, column: &str) -> CrmResult<bool> {
-    Ok(one::<i32>(
-        c,
-        "SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-         WHERE i.indrelid = $1 AND a.attname = $2",
-        &[tbl.into(), column.into()],
-    )?
-    .is_some())
-}
-
 #[pg_extern]
 fn grant_privileges(profile: &str, module: &str, actions: Vec<Option<String>>) {
     change_privileges(profile, module, actions, true)
@@ -285,7 +258,7 @@ fn unmap_db_role(db_role: &str) {
 fn trust_role(db_role: &str) {
     administer(|c: Client| {
         check_db_role(c, db_role)?;
-        c.update("INSERT INTO crm.trusted_roles VALUES ($1) ON CONFLICT DO NOTHING", None, &[db_role.into()])?;
+        c.update("INSERT INTO crm.trusted_roles VALUES ($1) ON CONFLICT (db_role) DO UPDATE SET db_role_oid = NULL", None, &[db_role.into()])?;
         Ok(())
     })
 }

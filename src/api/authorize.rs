@@ -1,5 +1,6 @@
 //! Who may change the catalog (DESIGN §5): an acting CRM admin, a database superuser, or
-//! the role that owns the extension (so a fresh install can be bootstrapped).
+//! the role that owns the extension (so a fresh install can be bootstrapped); and the two
+//! contexts the API's SQL runs in (see `catalog::privileged`).
 
 use pgrx::spi::SpiClient;
 use pgrx::{pg_sys, Spi};
@@ -8,20 +9,21 @@ use crate::catalog::{load, privileged};
 use crate::error::{CrmError, CrmResult, OrRaise};
 use crate::session::{cache, identity};
 
-pub fn require_admin() -> CrmResult<pg_sys::Oid> {
+pub fn require_admin() -> CrmResult<()> {
     require_admin_to("change the CRM catalog")
 }
 
 /// Like `require_admin`, for another privileged act (`what` completes "permission denied to").
-pub fn require_admin_to(what: &str) -> CrmResult<pg_sys::Oid> {
+pub fn require_admin_to(what: &str) -> CrmResult<()> {
     let owner = load::extension_owner()?;
+    // SAFETY: reads of the current user id and of role catalog rows.
     let caller = unsafe { pg_sys::GetUserId() };
     if unsafe { pg_sys::superuser_arg(caller) || pg_sys::has_privs_of_role(caller, owner) } {
-        return Ok(owner);
+        return Ok(());
     }
     let m = cache::current(true)?;
     let why = match identity::acting_user(&m)? {
-        Ok(u) if u.is_admin => return Ok(owner),
+        Ok(u) if u.is_admin => return Ok(()),
         Ok(u) => format!("CRM user \"{}\" is not an administrator", u.name),
         Err(reason) => reason.to_string(),
     };
@@ -30,17 +32,23 @@ pub fn require_admin_to(what: &str) -> CrmResult<pg_sys::Oid> {
         .with_hint("Act as a CRM administrator, or connect as the extension owner or a superuser."))
 }
 
-/// Authorise the caller, then run `f` against the catalog as the extension owner with a
+/// Authorise the caller, then run `f` against the catalog as the catalog role with a
 /// pinned search_path. Any error aborts the statement, so nothing is half-applied.
 pub fn administer<R>(f: impl FnOnce(&mut SpiClient<'_>) -> CrmResult<R>) -> R {
-    let owner = require_admin().or_raise();
-    privileged::as_owner(owner, || Spi::connect_mut(f)).or_raise()
+    require_admin().or_raise();
+    on_catalog(f).or_raise()
 }
 
-/// Run `f` against the catalog as the extension owner (row security off, pinned search_path),
-/// without requiring an administrator: for functions that decide with the engine themselves
-/// what the acting user may do (assigning a conversation, inviting to an event).
-pub fn as_extension_owner<R>(f: impl FnOnce(&mut SpiClient<'_>) -> CrmResult<R>) -> CrmResult<R> {
-    let owner = load::extension_owner()?;
-    privileged::as_owner(owner, || Spi::connect_mut(f))
+/// Run `f` against the crm.* tables as the catalog role (pinned search_path), without
+/// authorising anyone: for administration already authorised, and for functions that
+/// decide with the engine themselves what the acting user may do (assigning a
+/// conversation, inviting to an event). `f` runs only fixed statements over crm.* tables.
+pub fn on_catalog<R>(f: impl FnOnce(&mut SpiClient<'_>) -> CrmResult<R>) -> CrmResult<R> {
+    privileged::as_catalog_role(|| Spi::connect_mut(f))
+}
+
+/// Run `f` as the caller (pinned search_path): every statement on a user's table, so that
+/// it runs with the caller's privileges and row security, never with more.
+pub fn as_caller<R>(f: impl FnOnce(&mut SpiClient<'_>) -> CrmResult<R>) -> CrmResult<R> {
+    privileged::as_invoker(|| Spi::connect_mut(f))
 }

@@ -5,7 +5,7 @@
 use crm_model::{Action, Event, User};
 use pgrx::prelude::*;
 
-use super::authorize::as_extension_owner;
+use super::authorize::on_catalog;
 use crate::error::{CrmError, CrmResult, OrRaise};
 use super::identity::acting;
 use crate::session::cache::Loaded;
@@ -28,8 +28,9 @@ fn change_invitees(event_id: i64, user_name: &str, invite: bool) -> CrmResult<()
     if invite && !invitee.is_active {
         return Err(CrmError::prerequisite(format!("CRM user \"{user_name}\" is disabled and cannot be invited")));
     }
-    as_extension_owner(|c| {
-        let row = c.select("SELECT owner_id, invitees, is_public FROM crm.events WHERE id = $1", Some(1), &[event_id.into()])?;
+    on_catalog(|c| {
+        // Locked: the decision taken on the event must still hold when it is written.
+        let row = c.update("SELECT owner_id, invitees, is_public FROM crm.events WHERE id = $1 FOR UPDATE", Some(1), &[event_id.into()])?;
         let not_found = || CrmError::not_found(format!("no event with id {event_id} is visible to you"));
         if row.is_empty() {
             return Err(not_found());
@@ -74,7 +75,7 @@ fn share_calendar(with_user: &str) {
     (|| {
         let (m, me) = acting(Action::Edit, "calendar shares")?;
         let with = other_user(&m, &me, with_user)?.owner_id;
-        as_extension_owner(|c| {
+        on_catalog(|c| {
             c.update("INSERT INTO crm.calendar_shares VALUES ($1, $2) ON CONFLICT DO NOTHING", None, &[me.owner_id.into(), with.into()])?;
             Ok(())
         })
@@ -87,7 +88,7 @@ fn unshare_calendar(with_user: &str) {
     (|| {
         let (m, me) = acting(Action::Edit, "calendar shares")?;
         let with = m.model.user_by_name(with_user).ok_or_else(|| CrmError::undefined("CRM user", with_user))?.owner_id;
-        as_extension_owner(|c| {
+        on_catalog(|c| {
             c.update("DELETE FROM crm.calendar_shares WHERE owner_id = $1 AND with_user = $2", None, &[me.owner_id.into(), with.into()])?;
             Ok(())
         })

@@ -1,16 +1,20 @@
 //! `crm.explain_access` (why a user can or cannot reach a record) and `crm.who_can` (who
-//! can, for access reviews). Both decide with the engine, the same one policies use, and
-//! read the record's owner with row security off; so that they never leak a record, only
-//! an administrator may ask about another user or about records they cannot read.
+//! can, for access reviews). Both decide with the engine, the same one policies use.
+//!
+//! The record is read as the caller, through row security (DESIGN §5): a record the caller
+//! cannot read is exactly like a record that does not exist, whoever asks, and nothing of
+//! the caller's choosing (the id's type, a cast, an operator) ever runs with more than the
+//! caller's rights. The id is given as the key's own type, or as a built-in type (an integer
+//! or text literal) that the key type's input function reads; no cast is looked up. Every
+//! check that needs no data (the action, the table, who may ask) comes before the read.
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 use pgrx::AnyElement;
 
-use super::admin::{one, primary_key};
-use super::authorize::require_admin_to;
-use crate::catalog::{load, privileged};
+use super::authorize::{as_caller, require_admin_to};
+use crate::catalog::tables::{existing, primary_key};
 use crate::error::{CrmError, CrmResult, OrRaise};
 use crate::session::cache::{self, Loaded};
 use crate::session::identity;
@@ -19,26 +23,48 @@ use crm_model::{Action, Decision};
 /// A record's owner and, for a table linked to a parent, its parent record's owner.
 type Owners = (i64, Option<i64>);
 
-/// The owners of the record of `tbl` whose primary key is `id`, read as the extension owner.
-fn record_owner(tbl: pg_sys::Oid, id: &AnyElement, linked: bool) -> CrmResult<(String, Option<Owners>)> {
-    let owner = load::extension_owner()?;
-    privileged::as_owner(owner, || {
-        Spi::connect(|c| {
-            let table = one::<String>(c, "SELECT $1::regclass::text", &[tbl.into()])?.unwrap_or_default();
-            let column = one::<String>(c, "SELECT owner_column::text FROM crm.protected_tables WHERE tbl = $1", &[tbl.into()])?
-                .ok_or_else(|| CrmError::undefined("protected table", &table))?;
-            let Some((key, key_type)) = primary_key(c, tbl)? else {
-                return Err(CrmError::not_supported(format!("{table} has no single-column primary key to find the record by")));
-            };
-            let parent = if linked { "crm_parent_owner" } else { "NULL::bigint" };
-            let sql = format!("SELECT {}, {parent} FROM {table} WHERE {} = $1::{key_type}", quote_identifier(&column), quote_identifier(&key));
-            let rows = c.select(&sql, Some(1), &[unsafe { DatumWithOid::new(id.datum(), id.oid()) }])?;
-            if rows.is_empty() {
-                return Ok((table, None));
-            }
-            let (owner, parent_owner) = rows.first().get_two::<i64, i64>()?;
-            Ok((table, Some((owner.unwrap_or(i64::MIN), parent_owner))))
-        })
+/// `id` as a datum of `key_type`: as it is when it has that type, else through its text form
+/// when its type is built in (so its output function is PostgreSQL's own).
+fn key_datum(id: &AnyElement, key_type: pg_sys::Oid, table: &str) -> CrmResult<pg_sys::Datum> {
+    if id.oid() == key_type {
+        return Ok(id.datum());
+    }
+    if id.oid().to_u32() >= pg_sys::FirstNormalObjectId {
+        // SAFETY: format_type_be returns a palloc'd string for any type oid.
+        let name = |t: pg_sys::Oid| unsafe { std::ffi::CStr::from_ptr(pg_sys::format_type_be(t)).to_string_lossy().into_owned() };
+        return Err(CrmError::datatype_mismatch(format!("the id must be of type {} (the key of {table}), or a built-in type such as text, not {}", name(key_type), name(id.oid())))
+            .with_hint("Pass the key as a literal, for example crm.explain_access('sales.leads', 41) or crm.explain_access('sales.leads', 'key'::text)."));
+    }
+    // SAFETY: output and input functions looked up from the type catalog; the text passed
+    // between them is a palloc'd C string, and the input function validates it.
+    unsafe {
+        let (mut output, mut varlena) = (pg_sys::InvalidOid, false);
+        pg_sys::getTypeOutputInfo(id.oid(), &mut output, &mut varlena);
+        let text = pg_sys::OidOutputFunctionCall(output, id.datum());
+        let (mut input, mut ioparam) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
+        pg_sys::getTypeInputInfo(key_type, &mut input, &mut ioparam);
+        Ok(pg_sys::OidInputFunctionCall(input, text, ioparam, -1))
+    }
+}
+
+/// The owners of the record of `tbl` whose primary key is `id`, as the caller can read it.
+fn record_owner(m: &Loaded, tbl: pg_sys::Oid, table: &str, id: &AnyElement) -> CrmResult<Option<Owners>> {
+    let column = m.owner_column_of(tbl).ok_or_else(|| CrmError::undefined("protected table", table))?.to_string();
+    let linked = m.parent_module_of(tbl).is_some();
+    as_caller(|c| {
+        let Some((key, key_type)) = primary_key(c, tbl)? else {
+            return Err(CrmError::not_supported(format!("{table} has no single-column primary key to find the record by")));
+        };
+        let value = key_datum(id, key_type, table)?;
+        let parent = if linked { "crm_parent_owner" } else { "NULL::bigint" };
+        let sql = format!("SELECT {}, {parent} FROM {table} WHERE {} = $1", quote_identifier(&column), quote_identifier(&key));
+        // SAFETY: `value` is a datum of `key_type`, valid for the rest of this call.
+        let rows = c.select(&sql, Some(1), &[unsafe { DatumWithOid::new(value, key_type) }])?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let (owner, parent_owner) = rows.first().get_two::<i64, i64>()?;
+        Ok(Some((owner.unwrap_or(i64::MIN), parent_owner)))
     })
 }
 
@@ -54,14 +80,23 @@ fn no_such_record(table: &str) -> CrmError {
     CrmError::not_found(format!("no record of {table} with that id is visible to you"))
 }
 
+/// The checks that need no data: the arguments, and that `tbl` is a protected table.
+fn target(tbl: Option<pg_sys::Oid>, id: Option<AnyElement>, action: Option<&str>) -> CrmResult<(pg_sys::Oid, AnyElement, Action, String)> {
+    let tbl = tbl.ok_or_else(|| CrmError::null_argument("tbl"))?;
+    let id = id.ok_or_else(|| CrmError::null_argument("id"))?;
+    let action = action.ok_or_else(|| CrmError::null_argument("action"))?;
+    let action: Action = action.parse().map_err(|e: crm_model::UnknownWord| CrmError::invalid(e.to_string()))?;
+    Ok((tbl, id, action, existing(tbl)?))
+}
+
 #[pg_extern(
     sql = "CREATE FUNCTION crm.explain_access(tbl regclass, id anyelement, action text DEFAULT 'read', user_name text DEFAULT NULL)
            RETURNS text VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
 )]
-fn explain_access(tbl: pg_sys::Oid, id: AnyElement, action: &str, user_name: Option<&str>) -> String {
-    let action: Action = action.parse().map_err(|e: crm_model::UnknownWord| CrmError::invalid(e.to_string())).or_raise();
+fn explain_access(tbl: Option<pg_sys::Oid>, id: Option<AnyElement>, action: Option<&str>, user_name: Option<&str>) -> String {
+    let (tbl, id, action, table) = target(tbl, id, action).or_raise();
     let m = cache::current(true).or_raise();
-    let module = m.module_of(tbl).map(str::to_string);
+    let Some(module) = m.module_of(tbl).map(str::to_string) else { CrmError::undefined("protected table", &table).raise() };
     let acting = identity::acting_user(&m).or_raise().ok().map(|u| u.owner_id);
     const REVIEW: &str = "review another user's access";
     let (user, privileged) = match user_name {
@@ -78,10 +113,9 @@ fn explain_access(tbl: pg_sys::Oid, id: AnyElement, action: &str, user_name: Opt
         }
         None => (acting, require_admin_to(REVIEW).is_ok()),
     };
-    let (table, owners) = record_owner(tbl, &id, m.parent_module_of(tbl).is_some()).or_raise();
-    let Some(module) = module else { CrmError::undefined("protected table", &table).raise() };
-    let Some(owners) = owners else { no_such_record(&table).raise() };
-    // Someone who cannot read the record learns nothing about it, not even that it exists.
+    let Some(owners) = record_owner(&m, tbl, &table, &id).or_raise() else { no_such_record(&table).raise() };
+    // Row security let the caller read it; a user asking about their own access must also be
+    // one who may read it (the caller's row security and the user's are the same then).
     if !privileged && user.is_some() && !decide(&m, tbl, &module, user, Action::Read, owners).allowed {
         no_such_record(&table).raise();
     }
@@ -93,13 +127,12 @@ fn explain_access(tbl: pg_sys::Oid, id: AnyElement, action: &str, user_name: Opt
     sql = "CREATE FUNCTION crm.who_can(tbl regclass, id anyelement, action text DEFAULT 'read')
            RETURNS SETOF text VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
 )]
-fn who_can(tbl: pg_sys::Oid, id: AnyElement, action: &str) -> SetOfIterator<'static, String> {
+fn who_can(tbl: Option<pg_sys::Oid>, id: Option<AnyElement>, action: Option<&str>) -> SetOfIterator<'static, String> {
     require_admin_to("review who can access a record").or_raise();
-    let action: Action = action.parse().map_err(|e: crm_model::UnknownWord| CrmError::invalid(e.to_string())).or_raise();
+    let (tbl, id, action, table) = target(tbl, id, action).or_raise();
     let m = cache::current(true).or_raise();
-    let (table, owners) = record_owner(tbl, &id, m.parent_module_of(tbl).is_some()).or_raise();
     let Some(module) = m.module_of(tbl).map(str::to_string) else { CrmError::undefined("protected table", &table).raise() };
-    let Some(owners) = owners else { no_such_record(&table).raise() };
+    let Some(owners) = record_owner(&m, tbl, &table, &id).or_raise() else { no_such_record(&table).raise() };
     let mut names: Vec<String> = m
         .model
         .users()

@@ -4,9 +4,10 @@ use crm_model::FieldAccess;
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal};
 
-use super::admin::{check_module, exists, one, primary_key, profile_id, Client};
-use super::authorize::administer;
-use crate::error::{CrmError, CrmResult};
+use super::admin::{check_module, exists, one, profile_id, Client};
+use super::authorize::{administer, as_caller, on_catalog, require_admin};
+use crate::catalog::tables::{check_caller_owns_plain_table, existing, primary_key};
+use crate::error::{CrmError, CrmResult, OrRaise};
 
 /// A field is a column of one of the module's protected tables.
 fn check_field(c: Client, module: &str, field: &str) -> CrmResult<()> {
@@ -61,16 +62,36 @@ fn set_global_field_access(module: &str, field: &str, visible: bool) {
 #[pg_extern(
     sql = "CREATE FUNCTION crm.secure_view(tbl regclass) RETURNS regclass VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
 )]
-fn secure_view(tbl: pg_sys::Oid) -> pg_sys::Oid {
-    administer(|c: Client| {
-        let table = one::<String>(c, "SELECT $1::regclass::text", &[tbl.into()])?.unwrap_or_default();
+fn secure_view(tbl: Option<pg_sys::Oid>) -> pg_sys::Oid {
+    require_admin().or_raise();
+    let tbl = tbl.ok_or_else(|| CrmError::null_argument("tbl")).or_raise();
+    make_secure_view(tbl).or_raise()
+}
+
+fn make_secure_view(tbl: pg_sys::Oid) -> CrmResult<pg_sys::Oid> {
+    let table = existing(tbl)?;
+    let registered = on_catalog(|c| {
         if !exists(c, "SELECT 1 FROM crm.protected_tables WHERE tbl = $1", &[tbl.into()])? {
             return Err(CrmError::undefined("protected table", &table).with_hint("Protect it first with crm.protect()."));
         }
-        let (schema, name) = one::<String>(c, "SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = $1", &[tbl.into()])?
+        one::<pg_sys::Oid>(c, "SELECT view::oid FROM crm.secure_views WHERE tbl = $1", &[tbl.into()])
+    })?;
+    let view = as_caller(|c| {
+        check_caller_owns_plain_table(c, tbl, "make a secure view of")?;
+        let (schema, name) = one::<String>(c, "SELECT quote_ident(nspname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1", &[tbl.into()])?
             .zip(one::<String>(c, "SELECT relname::text FROM pg_class WHERE oid = $1", &[tbl.into()])?)
             .unwrap_or_default();
         let view = format!("{schema}.{}", quote_identifier(format!("{name}_secure")));
+        // Refresh only a view this function made: an object of that name made by someone
+        // else keeps its owner through CREATE OR REPLACE, and could be redefined by them.
+        let found = one::<pg_sys::Oid>(c, "SELECT to_regclass($1)::oid", &[view.as_str().into()])?;
+        if let Some(found) = found {
+            if Some(found) != registered {
+                return Err(CrmError::duplicate("relation", &view)
+                    .with_detail("crm.secure_view() refreshes only the view it created for this table.")
+                    .with_hint(format!("Drop or rename {view}, then call crm.secure_view() again.")));
+            }
+        }
         let columns: Vec<String> = c
             .select(
                 "SELECT attname::text FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
@@ -111,5 +132,13 @@ fn secure_view(tbl: pg_sys::Oid) -> pg_sys::Oid {
             None => pgrx::notice!("{table} has no single-column primary key: {view} is read-only"),
         }
         Ok(one::<pg_sys::Oid>(c, "SELECT $1::regclass", &[view.as_str().into()])?.expect("the view exists"))
+    })?;
+    on_catalog(|c| {
+        c.update(
+            "INSERT INTO crm.secure_views VALUES ($1, $2) ON CONFLICT (tbl) DO UPDATE SET view = excluded.view",
+            None,
+            &[tbl.into(), view.into()],
+        )?;
+        Ok(view)
     })
 }

@@ -4,10 +4,10 @@
 use pgrx::prelude::*;
 
 use super::admin::{one, role_id, user_id, Client};
-use super::authorize::administer;
+use super::authorize::{administer, on_catalog};
 use super::ownership;
 use super::sharing::{check_role_unreferenced, check_user_unreferenced};
-use crate::error::CrmError;
+use crate::error::{CrmError, OrRaise};
 
 #[pg_extern]
 fn set_user_role(name: &str, role: &str) {
@@ -20,13 +20,18 @@ fn set_user_role(name: &str, role: &str) {
 
 #[pg_extern]
 fn delete_user(name: &str, transfer_to: default!(Option<&str>, "NULL")) {
-    administer(|c: Client| {
+    let user = administer(|c: Client| {
         let user = user_id(c, name)?;
         check_user_unreferenced(c, user, name)?;
-        ownership::release(c, "user", name, user, transfer_to)?;
+        Ok(user)
+    });
+    // The records move as the caller (see `ownership`), the catalog row goes as the catalog role.
+    ownership::release("user", name, user, transfer_to).or_raise();
+    on_catalog(|c| {
         c.update("DELETE FROM crm.owners WHERE id = $1", None, &[user.into()])?;
         Ok(())
     })
+    .or_raise()
 }
 
 /// Users of the role move to `transfer_role`; its subordinate roles move up to its parent.

@@ -7,7 +7,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
 use super::admin::{profile_id, Client};
-use super::authorize::{administer, as_extension_owner};
+use super::authorize::{administer, on_catalog};
 use crate::error::{CrmError, CrmResult, OrRaise};
 use crate::session::cache::Loaded;
 
@@ -47,9 +47,11 @@ fn set_permission_set_message_permissions(set: &str, levels: Vec<Option<String>>
     })
 }
 
-fn conversation(c: &SpiClient<'_>, id: i64) -> CrmResult<Option<Conversation>> {
-    let rows = c.select(
-        "SELECT assigned_to, linked_owner, is_new, archived_by FROM crm.conversations WHERE id = $1",
+/// The conversation, locked until the end of the transaction: the decision taken on it must
+/// still hold when it is written.
+fn conversation(c: &mut SpiClient<'_>, id: i64) -> CrmResult<Option<Conversation>> {
+    let rows = c.update(
+        "SELECT assigned_to, linked_owner, is_new, archived_by FROM crm.conversations WHERE id = $1 FOR UPDATE",
         Some(1),
         &[id.into()],
     )?;
@@ -70,10 +72,10 @@ fn not_visible(id: i64) -> CrmError {
 }
 
 /// The acting user, who must be able to read and `action` conversation `id`; then `f`
-/// writes as the extension owner. Someone who cannot read it learns nothing of it.
+/// writes as the catalog role. Someone who cannot read it learns nothing of it.
 fn act_on(id: i64, action: Action, what: &str, f: impl FnOnce(&Loaded, &User, &mut SpiClient<'_>) -> CrmResult<()>) -> CrmResult<()> {
     let (m, me) = super::identity::acting(action, "conversations")?;
-    as_extension_owner(|c| {
+    on_catalog(|c| {
         let conv = conversation(c, id)?.ok_or_else(|| not_visible(id))?;
         let read = m.model.decide_conversation(Some(me.owner_id), Action::Read, &conv);
         if !read.allowed {

@@ -1,22 +1,22 @@
 //! Records owned by a user or group across every protected table: needed before a user
 //! or group may disappear, so that no record is left with an owner nobody can act as.
+//!
+//! Counting and moving the records are statements on users' tables, so they run as the
+//! caller (DESIGN §5): with the caller's privileges, through row security, firing the
+//! table's triggers as the caller. A count the caller's row security filtered could miss
+//! records, so the caller must reach every row of every protected table (a CRM admin
+//! does, a superuser does); anyone else is refused before anything is read.
 
-use pgrx::spi::{quote_identifier, SpiClient};
+use pgrx::pg_sys;
+use pgrx::spi::SpiClient;
 
-use super::admin::{one, Client};
+use super::admin::one;
+use super::authorize::{as_caller, on_catalog};
+use crate::catalog::tables::qualified_name;
 use crate::error::{CrmError, CrmResult};
-
-/// (table, quoted owner column) of every protected table.
-fn protected_tables(c: &SpiClient<'_>) -> CrmResult<Vec<(String, String)>> {
-    let rows = c.select("SELECT tbl::text, owner_column::text FROM crm.protected_tables ORDER BY tbl::text", None, &[])?;
-    let mut out = Vec::new();
-    for row in rows {
-        let table: String = row.get(1)?.unwrap_or_default();
-        let column: String = row.get(2)?.unwrap_or_default();
-        out.push((table, quote_identifier(column)));
-    }
-    Ok(out)
-}
+use crate::policy::enforce::{self, Access};
+use crate::session::cache;
+use crm_model::Action;
 
 /// A user's or group's owner id, its kind and whether it may receive records.
 pub fn owner(c: &SpiClient<'_>, name: &str) -> CrmResult<(i64, String, bool)> {
@@ -32,31 +32,62 @@ pub fn owner(c: &SpiClient<'_>, name: &str) -> CrmResult<(i64, String, bool)> {
     Ok((row.get(1)?.unwrap_or_default(), row.get(2)?.unwrap_or_default(), row.get(3)?.unwrap_or(false)))
 }
 
-/// Before `owner` (named `name`, a `kind`) goes away: refuse while it owns records, unless
+/// Whether row security lets the caller read and edit every row of `tbl`.
+fn reaches_every_row(tbl: pg_sys::Oid) -> CrmResult<bool> {
+    // SAFETY: reads the relation's row security flags and the caller's role attributes.
+    if unsafe { pg_sys::check_enable_rls(tbl, pg_sys::InvalidOid, true) } != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32 {
+        return Ok(true);
+    }
+    let all = |action| Ok::<_, CrmError>(matches!(enforce::access(tbl, action, true)?, Access::All));
+    Ok(all(Action::Read)? && all(Action::Edit)?)
+}
+
+/// Before `owner_id` (a `kind` named `name`) goes away: refuse while it owns records, unless
 /// `transfer_to` names an active user or a group to give them to.
-pub fn release(c: Client, kind: &str, name: &str, owner_id: i64, transfer_to: Option<&str>) -> CrmResult<()> {
-    let mut owned = Vec::new();
-    for (table, column) in protected_tables(c)? {
-        let n = one::<i64>(c, &format!("SELECT count(*) FROM {table} WHERE {column} = $1"), &[owner_id.into()])?.unwrap_or(0);
-        if n > 0 {
-            owned.push((table, column, n));
+pub fn release(kind: &str, name: &str, owner_id: i64, transfer_to: Option<&str>) -> CrmResult<()> {
+    let m = cache::current(true)?;
+    let mut tables = Vec::new();
+    // By name, so that messages list the tables in a stable order.
+    for (&oid, (_, column)) in &m.model.catalog().protected_tables {
+        let oid = pg_sys::Oid::from(oid);
+        let Some(table) = qualified_name(oid) else { continue };
+        if !reaches_every_row(oid)? {
+            return Err(CrmError::denied(format!("cannot look for the records of {kind} \"{name}\": not every record of {table} is visible to you"))
+                .with_hint("Act as a CRM administrator, or connect as a superuser."));
         }
+        tables.push((table, pgrx::spi::quote_identifier(column)));
     }
-    if owned.is_empty() {
-        return Ok(());
-    }
-    let Some(to) = transfer_to else {
-        let list: Vec<String> = owned.iter().map(|(t, _, n)| format!("{n} in {t}")).collect();
-        return Err(CrmError::dependent(format!("{kind} \"{name}\" still owns records: {}", list.join(", ")))
-            .with_hint("Pass transfer_to => 'someone' to give them to another user or group."));
+    tables.sort();
+    // Checked first, whether or not there are records to move: a wrong name is an error now.
+    let to = match transfer_to {
+        Some(to) => {
+            let (to_id, _, active) = on_catalog(|c| owner(c, to))?;
+            if to_id == owner_id || !active {
+                return Err(CrmError::invalid(format!("cannot transfer records to \"{to}\"")).with_hint("Name another active user, or a group."));
+            }
+            Some(to_id)
+        }
+        None => None,
     };
-    let (to_id, _, active) = self::owner(c, to)?;
-    if to_id == owner_id || !active {
-        return Err(CrmError::invalid(format!("cannot transfer records to \"{to}\""))
-            .with_hint("Name another active user, or a group."));
-    }
-    for (table, column, _) in owned {
-        c.update(&format!("UPDATE {table} SET {column} = $1 WHERE {column} = $2"), None, &[to_id.into(), owner_id.into()])?;
-    }
-    Ok(())
+    as_caller(|c| {
+        let mut owned = Vec::new();
+        for (table, column) in &tables {
+            let n = one::<i64>(c, &format!("SELECT count(*) FROM {table} WHERE {column} = $1"), &[owner_id.into()])?.unwrap_or(0);
+            if n > 0 {
+                owned.push((table, column, n));
+            }
+        }
+        if owned.is_empty() {
+            return Ok(());
+        }
+        let Some(to_id) = to else {
+            let list: Vec<String> = owned.iter().map(|(t, _, n)| format!("{n} in {t}")).collect();
+            return Err(CrmError::dependent(format!("{kind} \"{name}\" still owns records: {}", list.join(", ")))
+                .with_hint("Pass transfer_to => 'someone' to give them to another user or group."));
+        };
+        for (table, column, _) in owned {
+            c.update(&format!("UPDATE {table} SET {column} = $1 WHERE {column} = $2"), None, &[to_id.into(), owner_id.into()])?;
+        }
+        Ok(())
+    })
 }

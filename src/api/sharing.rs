@@ -4,9 +4,9 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
 use super::admin::{check_record_module, exists, find, insert_returning_id, nonempty, one, role_id, user_id, Client};
-use super::authorize::administer;
+use super::authorize::{administer, on_catalog};
 use super::ownership;
-use crate::error::{CrmError, CrmResult};
+use crate::error::{CrmError, CrmResult, OrRaise};
 
 const MEMBER_KINDS: &str = "user, role, role_and_subordinates, group";
 const RULE_KINDS: &str = "role, role_and_subordinates, group";
@@ -112,13 +112,18 @@ pub fn check_user_unreferenced(c: &SpiClient<'_>, user: i64, name: &str) -> CrmR
 
 #[pg_extern]
 fn drop_group(name: &str, transfer_to: default!(Option<&str>, "NULL")) {
-    administer(|c: Client| {
+    let group = administer(|c: Client| {
         let group = group_id(c, name)?;
         check_unreferenced(c, &["group"], group, &format!("group \"{name}\""))?;
-        ownership::release(c, "group", name, group, transfer_to)?;
+        Ok(group)
+    });
+    // The records move as the caller (see `ownership`), the catalog row goes as the catalog role.
+    ownership::release("group", name, group, transfer_to).or_raise();
+    on_catalog(|c| {
         c.update("DELETE FROM crm.owners WHERE id = $1", None, &[group.into()])?;
         Ok(())
     })
+    .or_raise()
 }
 
 #[pg_extern]

@@ -12,7 +12,7 @@ use crm_model::Catalog;
 use pgrx::pg_sys;
 use serde::Deserialize;
 
-use super::privileged;
+use super::privileged::{self, query_one};
 use crate::error::{CrmError, CrmResult};
 
 /// The catalog plus what the extension needs to build and check policy expressions.
@@ -23,8 +23,15 @@ pub struct LoadedCatalog {
     pub catalog_relids: HashSet<u32>,
     /// `crm.assert_can_assign(regclass, text, bigint)`, the fallback of write checks.
     pub assert_fn: u32,
-    /// Child table -> parent table (crm.parent_links).
-    pub parent_links: std::collections::HashMap<u32, u32>,
+    /// Child table -> its link to the parent table (crm.parent_links).
+    pub parent_links: std::collections::HashMap<u32, ParentLink>,
+}
+
+/// A child table's link: the parent table, and the child's column holding the parent's key.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ParentLink {
+    pub parent: u32,
+    pub column: String,
 }
 
 const EXTENSION_OWNER: &CStr = c"SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'crm_access'";
@@ -49,8 +56,10 @@ SELECT json_build_object('catalog', json_build_object(
               FROM crm.modules m LEFT JOIN crm.sharing_defaults d ON d.module = m.name),
   'protected_tables', coalesce((SELECT json_object_agg(tbl::oid, json_build_array(module, owner_column))
                                 FROM crm.protected_tables), '{}'),
-  'db_role_map', coalesce((SELECT json_object_agg(db_role, user_id) FROM crm.db_role_map), '{}'),
-  'trusted_roles', coalesce((SELECT json_agg(db_role) FROM crm.trusted_roles), '[]'),
+  'db_role_map', coalesce((SELECT json_object_agg(m.db_role_oid, m.user_id) FROM crm.db_role_map m
+                           JOIN pg_roles r ON r.oid = m.db_role_oid AND r.rolname = m.db_role), '{}'),
+  'trusted_roles', coalesce((SELECT json_agg(t.db_role_oid::int8) FROM crm.trusted_roles t
+                             JOIN pg_roles r ON r.oid = t.db_role_oid AND r.rolname = t.db_role), '[]'),
   'groups', coalesce((SELECT json_agg(json_build_object('owner_id', g.owner_id, 'name', o.name))
                       FROM crm.groups g JOIN crm.owners o ON o.id = g.owner_id), '[]'),
   'group_members', coalesce((SELECT json_agg(json_build_object('group', group_id,
@@ -71,32 +80,16 @@ SELECT json_build_object('catalog', json_build_object(
                                           FROM crm.permission_set_assignments), '[]'),
   'hidden_fields', coalesce((SELECT json_agg(json_build_array(module, field)) FROM crm.hidden_fields), '[]'),
   'calendar_shares', coalesce((SELECT json_agg(json_build_array(owner_id, with_user)) FROM crm.calendar_shares), '[]')),
-  'parent_links', coalesce((SELECT json_object_agg(child::oid, parent::oid::int8) FROM crm.parent_links), '{}'),
+  'parent_links', coalesce((SELECT json_object_agg(child::oid, json_build_object('parent', parent::oid::int8, 'column', parent_column))
+                            FROM crm.parent_links), '{}'),
   'catalog_relids', coalesce((SELECT json_agg(DISTINCT tgrelid::oid::int8) FROM pg_trigger
                               WHERE tgfoid = 'crm.catalog_changed()'::regprocedure), '[]'),
   'assert_fn', 'crm.assert_can_assign(regclass, text, bigint)'::regprocedure::oid::int8
 )::text";
 
-/// Run one read-only query that returns one value, under the current active snapshot.
-fn query_one(sql: &CStr) -> Option<String> {
-    unsafe {
-        pg_sys::SPI_connect();
-        let status = pg_sys::SPI_execute(sql.as_ptr(), true, 1);
-        let value = if status == pg_sys::SPI_OK_SELECT as i32 && pg_sys::SPI_processed == 1 {
-            let table = &*pg_sys::SPI_tuptable;
-            let raw = pg_sys::SPI_getvalue(*table.vals, table.tupdesc, 1);
-            (!raw.is_null()).then(|| CStr::from_ptr(raw).to_string_lossy().into_owned())
-        } else {
-            None
-        };
-        pg_sys::SPI_finish();
-        value
-    }
-}
-
-/// The extension owner: catalog writes and the model load run with its rights.
+/// The role that installed the extension, which may administer the catalog (DESIGN §5).
 pub fn extension_owner() -> CrmResult<pg_sys::Oid> {
-    let owner = privileged::with_pinned_search_path(|| query_one(EXTENSION_OWNER));
+    let owner = privileged::as_invoker(|| query_one(EXTENSION_OWNER));
     owner
         .and_then(|o| o.parse::<u32>().ok())
         .map(pg_sys::Oid::from)
@@ -113,12 +106,13 @@ pub fn load() -> CrmResult<LoadedCatalog> {
         return Err(CrmError::not_supported("the CRM catalog cannot be loaded during a parallel operation")
             .with_hint("Call crm.can() outside parallel queries, or SET max_parallel_workers_per_gather = 0."));
     }
-    let owner = extension_owner()?;
+    // SAFETY: the snapshot pushed is popped before returning, on success and on error alike
+    // (an error aborts the transaction, which pops active snapshots itself).
     let json = unsafe {
         pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot());
-        let json = privileged::as_owner(owner, || query_one(CATALOG_JSON));
+        let json = privileged::as_catalog_role(|| Ok(query_one(CATALOG_JSON)));
         pg_sys::PopActiveSnapshot();
-        json
+        json?
     };
     let json = json.ok_or_else(|| CrmError::broken_catalog("the catalog query returned nothing"))?;
     serde_json::from_str(&json).map_err(|e| CrmError::broken_catalog(format!("cannot read the catalog: {e}")))

@@ -1,4 +1,6 @@
-//! The catalog snapshot: loading it, and running catalog SQL with the right rights.
+//! The catalog snapshot: loading it, running SQL with the right rights, facts about tables.
 
+pub mod latest;
 pub mod load;
 pub mod privileged;
+pub mod tables;

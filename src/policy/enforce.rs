@@ -9,6 +9,7 @@ use crm_model::{Action, OwnerId, Reason, Scope};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use super::opened;
 use crate::error::{CrmError, CrmResult};
 use crate::session::cache::{self, Loaded};
 use crate::session::identity;
@@ -80,6 +81,9 @@ fn access_by(
     planning: bool,
     scope: impl FnOnce(&Loaded, OwnerId) -> Option<Rc<Scope>>,
 ) -> CrmResult<Access> {
+    if opened::rows_opened(tbl) {
+        return Ok(Access::All);
+    }
     let Some(m) = model(action, planning)? else { return Ok(Access::Nothing) };
     if m.module_of(tbl).is_none() {
         return Ok(Access::Nothing);
@@ -97,19 +101,35 @@ fn access_by(
     })
 }
 
+/// Whom the acting user may give a `tbl` record to, when creating it or changing its owner.
+pub enum Assignable {
+    /// Anyone: our own statement with the table's rows opened (see `opened`).
+    Anyone,
+    /// These owners; any other owner is refused by `crm.assert_can_assign`.
+    Owners(Rc<Vec<OwnerId>>),
+    /// Nobody may act (no identity, unknown or disabled user, table not protected).
+    Nobody,
+}
+
 /// The owners the acting user may give a `tbl` record to when creating it (`Create`) or
-/// changing its owner (`Edit`); `None` when nobody may act (every row then fails the check).
-pub fn assignable(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<(Option<Rc<Vec<OwnerId>>>, pg_sys::Oid)> {
+/// changing its owner (`Edit`), and `crm.assert_can_assign`, which refuses any other.
+pub fn assignable(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<(Assignable, pg_sys::Oid)> {
     let m = cache::current(planning)?;
-    let Some(module) = m.module_of(tbl) else { return Ok((None, m.assert_fn)) };
+    if opened::rows_opened(tbl) {
+        return Ok((Assignable::Anyone, m.assert_fn));
+    }
+    let Some(module) = m.module_of(tbl) else { return Ok((Assignable::Nobody, m.assert_fn)) };
     Ok(match identity::acting_user(&m)? {
-        Ok(u) => (Some(m.assignable(u.owner_id, tbl, module, action)), m.assert_fn),
-        Err(_) => (None, m.assert_fn),
+        Ok(u) => (Assignable::Owners(m.assignable(u.owner_id, tbl, module, action)), m.assert_fn),
+        Err(_) => (Assignable::Nobody, m.assert_fn),
     })
 }
 
 /// Check one written row's owner; raise with the reason when it is not allowed.
 pub fn check_assignment(tbl: pg_sys::Oid, action: Action, owner: Option<OwnerId>) -> CrmResult<()> {
+    if opened::rows_opened(tbl) {
+        return Ok(());
+    }
     let m = cache::current(false)?;
     let Some(module) = m.module_of(tbl) else {
         return Err(CrmError::denied(format!("table {} is not protected by crm_access", table_name(tbl))));

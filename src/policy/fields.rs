@@ -22,6 +22,8 @@ use pgrx::prelude::*;
 use pgrx::{pg_sys, Internal, PgList, PgTupleDesc};
 
 use super::enforce::model;
+use super::opened;
+use super::rows::{same_value, with_value};
 use super::nodes::{any_of, bool_const};
 use super::simplify::{answer, const_value, declined, simplify_request};
 use crate::error::{CrmError, CrmResult, OrRaise};
@@ -50,6 +52,9 @@ fn field_visible(tbl: pg_sys::Oid, field: &str) -> bool {
 /// check does not apply (row security does not apply to them, or no field is restricted).
 /// `None`: every field (a user whose role carries no profile).
 fn restricted_for_writer(tbl: pg_sys::Oid) -> Option<Vec<(String, FieldAccess)>> {
+    if opened::rows_opened(tbl) {
+        return Some(Vec::new());
+    }
     if unsafe { pg_sys::check_enable_rls(tbl, pg_sys::InvalidOid, true) } != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32 {
         return Some(Vec::new());
     }
@@ -67,7 +72,28 @@ struct Column {
     typid: pg_sys::Oid,
     typmod: i32,
     collation: pg_sys::Oid,
-    has_default: bool,
+    filled: Filled,
+}
+
+/// What an INSERT that leaves a column out puts in it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Filled {
+    /// NULL: any other value was written by the writer.
+    Null,
+    /// A default (or identity) expression.
+    Default,
+    /// A generated column, which PostgreSQL never takes a written value for.
+    Generated,
+}
+
+unsafe fn filled(a: &pg_sys::FormData_pg_attribute) -> Filled {
+    if a.attgenerated != 0 {
+        Filled::Generated
+    } else if a.atthasdef || a.attidentity != 0 {
+        Filled::Default
+    } else {
+        Filled::Null
+    }
 }
 
 unsafe fn columns(tbl: pg_sys::Oid) -> Vec<Column> {
@@ -84,65 +110,107 @@ unsafe fn columns(tbl: pg_sys::Oid) -> Vec<Column> {
             typid: a.atttypid,
             typmod: a.atttypmod,
             collation: a.attcollation,
-            has_default: a.atthasdef,
+            filled: filled(a),
         })
         .collect();
     pg_sys::RelationClose(rel);
     out
 }
 
+/// The default (or identity) expression of column `attnum` of `tbl`, and whether it is
+/// volatile (a sequence, clock_timestamp(), random()): evaluating it again would not give
+/// the value an INSERT that left the column out got.
+unsafe fn default_of(tbl: pg_sys::Oid, attnum: i16) -> Option<(*mut pg_sys::Node, bool)> {
+    let rel = pg_sys::RelationIdGetRelation(tbl);
+    if rel.is_null() {
+        return None;
+    }
+    let expr = pg_sys::build_column_default(rel, attnum as i32);
+    pg_sys::RelationClose(rel);
+    (!expr.is_null()).then(|| (expr, pg_sys::contain_volatile_functions(expr)))
+}
+
+/// `left IS DISTINCT FROM right` with the type's equality; `None` if the type has none.
+unsafe fn distinct(typid: pg_sys::Oid, collation: pg_sys::Oid, left: *mut pg_sys::Node, right: *mut pg_sys::Node) -> Option<*mut pg_sys::Node> {
+    let eq = (*pg_sys::lookup_type_cache(typid, pg_sys::TYPECACHE_EQ_OPR as i32)).eq_opr;
+    if eq == pg_sys::InvalidOid {
+        return None;
+    }
+    let mut distinct = pgrx::PgBox::<pg_sys::OpExpr>::alloc_node(pg_sys::NodeTag::T_DistinctExpr);
+    distinct.opno = eq;
+    distinct.opfuncid = pg_sys::get_opcode(eq);
+    distinct.opresulttype = pg_sys::BOOLOID;
+    distinct.inputcollid = collation;
+    let mut args = PgList::<pg_sys::Node>::new();
+    args.push(left);
+    args.push(right);
+    distinct.args = args.into_pg();
+    distinct.location = -1;
+    Some(distinct.into_pg().cast())
+}
+
 /// The condition under which a write must reach `crm.check_field_writes()`, over the
-/// trigger's `OLD`/`NEW` row variables: for an update, `OLD.f IS DISTINCT FROM NEW.f` for
-/// each field the writer may not change; for an insert, `NEW.f IS NOT NULL` for each such
-/// field without a default. `false` when nothing is restricted, so the trigger is not even
-/// called. `true` when a field's type has no equality (the trigger then compares bytes).
+/// trigger's `OLD`/`NEW` row variables, for each field the writer may not change: for an
+/// update, `OLD.f IS DISTINCT FROM NEW.f`; for an insert, `NEW.f IS NOT NULL` for a field
+/// without a default and `NEW.f IS DISTINCT FROM <its default>` for one with a stable
+/// default. `false` when nothing is restricted, so the trigger is not even called. `true`
+/// when the trigger must look itself: a type without equality (it then compares bytes), or
+/// a volatile default (it then puts a freshly computed default in the field).
 unsafe fn write_condition(tbl: pg_sys::Oid, old: Option<&pg_sys::Var>, new: &pg_sys::Var) -> *mut pg_sys::Node {
     let restricted = restricted_for_writer(tbl);
     let mut any = PgList::<pg_sys::Node>::new();
     for c in columns(tbl) {
-        if !restricted.as_ref().is_none_or(|r| r.iter().any(|(name, _)| *name == c.name)) {
+        if c.filled == Filled::Generated || !restricted.as_ref().is_none_or(|r| r.iter().any(|(name, _)| *name == c.name)) {
             continue;
         }
         let var = |row: &pg_sys::Var| pg_sys::makeVar(row.varno, c.attnum, c.typid, c.typmod, c.collation, 0).cast::<pg_sys::Node>();
-        match old {
-            Some(old) => {
-                let eq = (*pg_sys::lookup_type_cache(c.typid, pg_sys::TYPECACHE_EQ_OPR as i32)).eq_opr;
-                if eq == pg_sys::InvalidOid {
-                    return bool_const(true);
-                }
-                let mut distinct = pgrx::PgBox::<pg_sys::OpExpr>::alloc_node(pg_sys::NodeTag::T_DistinctExpr);
-                distinct.opno = eq;
-                distinct.opfuncid = pg_sys::get_opcode(eq);
-                distinct.opresulttype = pg_sys::BOOLOID;
-                distinct.inputcollid = c.collation;
-                let mut args = PgList::<pg_sys::Node>::new();
-                args.push(var(old));
-                args.push(var(new));
-                distinct.args = args.into_pg();
-                distinct.location = -1;
-                any.push(distinct.into_pg().cast());
-            }
-            None if !c.has_default => {
+        let condition = match (old, c.filled) {
+            (Some(old), _) => distinct(c.typid, c.collation, var(old), var(new)),
+            (None, Filled::Null) => {
                 let mut test = pgrx::PgBox::<pg_sys::NullTest>::alloc_node(pg_sys::NodeTag::T_NullTest);
                 test.arg = var(new).cast();
                 test.nulltesttype = pg_sys::NullTestType::IS_NOT_NULL;
                 test.location = -1;
-                any.push(test.into_pg().cast());
+                Some(test.into_pg().cast())
             }
-            None => {}
+            (None, _) => match default_of(tbl, c.attnum) {
+                Some((default, false)) => distinct(c.typid, c.collation, var(new), default),
+                _ => None,
+            },
+        };
+        match condition {
+            Some(condition) => any.push(condition),
+            None => return bool_const(true),
         }
     }
     any_of(any)
 }
 
-/// The row-variable argument of a WHEN condition (`OLD` or `NEW`, a whole-row Var).
-unsafe fn row_var<'a>(node: Option<*mut pg_sys::Node>) -> Option<&'a pg_sys::Var> {
+/// The row-variable argument of a WHEN condition (`OLD` or `NEW`): a whole-row Var of this
+/// query level whose type is the row type of `tbl`, so that Vars for `tbl`'s columns built
+/// on its range table entry are valid. Anything else (a row of another relation, a record,
+/// an outer reference) is declined: the call then stays a call, and answers true.
+unsafe fn row_var<'a>(node: Option<*mut pg_sys::Node>, tbl: pg_sys::Oid) -> Option<&'a pg_sys::Var> {
     let node = node?;
     if !pgrx::is_a(node, pg_sys::NodeTag::T_Var) {
         return None;
     }
     let var = &*(node as *mut pg_sys::Var);
-    (var.varattno == 0).then_some(var)
+    let row_type = pg_sys::get_rel_type_id(tbl);
+    (var.varattno == 0 && var.varlevelsup == 0 && row_type != pg_sys::InvalidOid && var.vartype == row_type).then_some(var)
+}
+
+/// The SQL-callable forms check what the support functions check, and refuse with an error.
+fn check_row_type(tbl: pg_sys::Oid, rows: &[Option<&pgrx::AnyElement>]) {
+    // SAFETY: a syscache lookup; InvalidOid for anything that is not a relation.
+    let row_type = unsafe { pg_sys::get_rel_type_id(tbl) };
+    for row in rows.iter().flatten() {
+        if row_type == pg_sys::InvalidOid || row.oid() != row_type {
+            CrmError::datatype_mismatch("the rows given to crm.field_changes and crm.field_values must be rows of the table named first")
+                .with_hint("These functions are the WHEN conditions of the triggers crm.protect() creates; they are not meant to be called directly.")
+                .raise();
+        }
+    }
 }
 
 // WHEN conditions of the field check triggers. The executor plans a trigger's WHEN condition
@@ -156,7 +224,10 @@ unsafe fn row_var<'a>(node: Option<*mut pg_sys::Node>) -> Option<&'a pg_sys::Var
            STABLE LANGUAGE c SUPPORT crm.field_changes_support AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';",
     requires = [field_changes_support]
 )]
-fn field_changes(_tbl: pg_sys::Oid, _old_row: pgrx::AnyElement, _new_row: pgrx::AnyElement) -> bool {
+fn field_changes(tbl: Option<pg_sys::Oid>, old_row: Option<pgrx::AnyElement>, new_row: Option<pgrx::AnyElement>) -> bool {
+    if let Some(tbl) = tbl {
+        check_row_type(tbl, &[old_row.as_ref(), new_row.as_ref()]);
+    }
     true
 }
 
@@ -165,7 +236,10 @@ fn field_changes(_tbl: pg_sys::Oid, _old_row: pgrx::AnyElement, _new_row: pgrx::
            STABLE LANGUAGE c SUPPORT crm.field_values_support AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';",
     requires = [field_values_support]
 )]
-fn field_values(_tbl: pg_sys::Oid, _new_row: pgrx::AnyElement) -> bool {
+fn field_values(tbl: Option<pg_sys::Oid>, new_row: Option<pgrx::AnyElement>) -> bool {
+    if let Some(tbl) = tbl {
+        check_row_type(tbl, &[new_row.as_ref()]);
+    }
     true
 }
 
@@ -175,7 +249,8 @@ fn field_changes_support(request: Internal) -> Internal {
         let Some(fcall) = simplify_request(request) else { return declined() };
         let args = PgList::<pg_sys::Node>::from_pg((*fcall).args);
         let tbl = args.get_ptr(0).and_then(|a| const_value::<pg_sys::Oid>(a));
-        let (Some(tbl), Some(old), Some(new)) = (tbl, row_var(args.get_ptr(1)), row_var(args.get_ptr(2))) else { return declined() };
+        let Some(tbl) = tbl else { return declined() };
+        let (Some(old), Some(new)) = (row_var(args.get_ptr(1), tbl), row_var(args.get_ptr(2), tbl)) else { return declined() };
         answer(Some(write_condition(tbl, Some(old), new)))
     }
 }
@@ -186,7 +261,8 @@ fn field_values_support(request: Internal) -> Internal {
         let Some(fcall) = simplify_request(request) else { return declined() };
         let args = PgList::<pg_sys::Node>::from_pg((*fcall).args);
         let tbl = args.get_ptr(0).and_then(|a| const_value::<pg_sys::Oid>(a));
-        let (Some(tbl), Some(new)) = (tbl, row_var(args.get_ptr(1))) else { return declined() };
+        let Some(tbl) = tbl else { return declined() };
+        let Some(new) = row_var(args.get_ptr(1), tbl) else { return declined() };
         answer(Some(write_condition(tbl, None, new)))
     }
 }
@@ -222,25 +298,6 @@ fn restricted(m: &Loaded, user: OwnerId, module: &str) -> Option<Vec<(String, Fi
     None
 }
 
-/// Binary equality of two non-null values of one type (a changed representation counts as
-/// a change: the check errs towards refusing).
-unsafe fn same_value(a: pg_sys::Datum, b: pg_sys::Datum, att: &pg_sys::FormData_pg_attribute) -> bool {
-    if att.attbyval {
-        return a == b;
-    }
-    match att.attlen {
-        -1 => {
-            let (x, y) = (pg_sys::pg_detoast_datum_packed(a.cast_mut_ptr()), pg_sys::pg_detoast_datum_packed(b.cast_mut_ptr()));
-            let (lx, ly) = (pgrx::varlena::varsize_any_exhdr(x), pgrx::varlena::varsize_any_exhdr(y));
-            lx == ly
-                && std::slice::from_raw_parts(pgrx::varlena::vardata_any(x) as *const u8, lx)
-                    == std::slice::from_raw_parts(pgrx::varlena::vardata_any(y) as *const u8, ly)
-        }
-        -2 => std::ffi::CStr::from_ptr(a.cast_mut_ptr()) == std::ffi::CStr::from_ptr(b.cast_mut_ptr()),
-        n => std::slice::from_raw_parts(a.cast_mut_ptr::<u8>(), n as usize) == std::slice::from_raw_parts(b.cast_mut_ptr::<u8>(), n as usize),
-    }
-}
-
 /// `schema.table`, as in error messages about that table.
 unsafe fn qualified_name(tbl: pg_sys::Oid) -> String {
     let text = |p: *mut std::ffi::c_char| if p.is_null() { String::from("?") } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() };
@@ -254,16 +311,81 @@ fn refused(user: &str, field: &str, table: &str, access: FieldAccess) -> CrmErro
         .with_hint("Leave the field out of the INSERT or UPDATE, or ask an administrator about crm.set_field_access().")
 }
 
+/// An executor state for evaluating default expressions, freed on drop: the values it
+/// computes live only as long as it does, so they are copied into the new row before.
+struct Evaluator(*mut pg_sys::EState);
+
+impl Evaluator {
+    fn new() -> Self {
+        // SAFETY: a fresh executor state in the current memory context.
+        Evaluator(unsafe { pg_sys::CreateExecutorState() })
+    }
+
+    /// The value of `expr` (the column's default) now.
+    unsafe fn eval(&self, expr: *mut pg_sys::Node) -> (pg_sys::Datum, bool) {
+        let state = pg_sys::ExecPrepareExpr(expr.cast(), self.0);
+        let econtext = pg_sys::MakePerTupleExprContext(self.0);
+        let mut isnull = false;
+        let value = pg_sys::ExecEvalExprSwitchContext(state, econtext, &mut isnull);
+        (value, isnull)
+    }
+}
+
+impl Drop for Evaluator {
+    fn drop(&mut self) {
+        // SAFETY: frees the state created in `new`, once.
+        unsafe { pg_sys::FreeExecutorState(self.0) };
+    }
+}
+
+/// Whether an INSERT put `value` into a restricted field of its own choosing (DESIGN §3.2):
+/// a field without a default must be NULL; a field with a stable default must hold that
+/// default (a CHECK against an explicit value); a field with a volatile default (a
+/// sequence, clock_timestamp()) cannot be told apart from a written value, so it gets a
+/// freshly computed default whatever was written (`Replace`).
+enum Insert {
+    Allowed,
+    Refused,
+    Replace(pg_sys::Datum, bool),
+}
+
+unsafe fn check_insert(tbl: pg_sys::Oid, att: &pg_sys::FormData_pg_attribute, value: pg_sys::Datum, isnull: bool, eval: &Evaluator) -> Insert {
+    match filled(att) {
+        Filled::Generated => Insert::Allowed,
+        Filled::Null if isnull => Insert::Allowed,
+        Filled::Null => Insert::Refused,
+        Filled::Default => match default_of(tbl, att.attnum) {
+            None if isnull => Insert::Allowed,
+            None => Insert::Refused,
+            Some((expr, true)) => {
+                let (v, null) = eval.eval(expr);
+                Insert::Replace(v, null)
+            }
+            Some((expr, false)) => {
+                let (v, null) = eval.eval(expr);
+                if isnull == null && (isnull || same_value(value, v, att)) {
+                    Insert::Allowed
+                } else {
+                    Insert::Refused
+                }
+            }
+        },
+    }
+}
+
 #[pg_trigger]
 fn check_field_writes<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
     let data = trigger.trigger_data();
     let rel = data.tg_relation;
     let tbl = unsafe { (*rel).rd_id };
-    let new = if trigger.event().fired_by_update() { data.tg_newtuple } else { data.tg_trigtuple };
-    let done = || Ok(trigger.new());
-    // A writer who bypasses row security (superuser, table owner without FORCE) is not a CRM user.
-    if unsafe { pg_sys::check_enable_rls(tbl, pg_sys::InvalidOid, true) } != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32 {
-        return done();
+    let update = trigger.event().fired_by_update();
+    let mut new = if update { data.tg_newtuple } else { data.tg_trigtuple };
+    // A writer who bypasses row security (superuser, table owner without FORCE) is not a CRM
+    // user; our own statements with the rows opened write only kept columns.
+    if opened::rows_opened(tbl)
+        || unsafe { pg_sys::check_enable_rls(tbl, pg_sys::InvalidOid, true) } != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+    {
+        return Ok(trigger.new());
     }
     let checked: CrmResult<()> = (|| {
         let Some(m) = model(Action::Edit, false)? else { return Ok(()) };
@@ -271,6 +393,8 @@ fn check_field_writes<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTup
         // No acting user: the row policies refuse the write with their own error.
         let Ok(u) = identity::acting_user(&m)? else { return Ok(()) };
         let fields: Rc<Option<Vec<(String, FieldAccess)>>> = m.field_restrictions(u.owner_id, tbl, || restricted(&m, u.owner_id, module));
+        // SAFETY: the trigger's relation and tuples are valid for the whole call; attribute
+        // numbers come from the relation's own descriptor.
         unsafe {
             let desc = (*rel).rd_att;
             let tupdesc = PgTupleDesc::from_pg_unchecked(desc);
@@ -290,18 +414,26 @@ fn check_field_writes<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTup
                     .map(|a| (a.attnum as i32, std::ffi::CStr::from_ptr(a.attname.data.as_ptr()).to_string_lossy().into_owned(), FieldAccess::Hidden))
                     .collect(),
             };
+            let eval = Evaluator::new();
             for (attnum, name, a) in columns {
                 let att = tupdesc.get(attnum as usize - 1).expect("attnum within the descriptor");
                 let (mut new_null, mut old_null) = (false, false);
                 let nv = pg_sys::heap_getattr(new, attnum, desc, &mut new_null);
-                let changed = if trigger.event().fired_by_update() {
+                let refused_now = if update {
                     let ov = pg_sys::heap_getattr(data.tg_trigtuple, attnum, desc, &mut old_null);
                     new_null != old_null || (!new_null && !same_value(nv, ov, att))
                 } else {
-                    // A column filled by its default on INSERT is not the writer's value.
-                    !new_null && !att.atthasdef
+                    match check_insert(tbl, att, nv, new_null, &eval) {
+                        Insert::Allowed => false,
+                        Insert::Refused => true,
+                        Insert::Replace(value, null) => {
+                            // The new tuple holds a copy of the value before `eval` frees it.
+                            new = with_value(new, desc, attnum, (value, null));
+                            false
+                        }
+                    }
                 };
-                if changed {
+                if refused_now {
                     return Err(refused(&u.name, &name, &table, a));
                 }
             }
@@ -309,5 +441,9 @@ fn check_field_writes<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTup
         Ok(())
     })();
     checked.or_raise();
-    done()
+    if std::ptr::eq(new, if update { data.tg_newtuple } else { data.tg_trigtuple }) {
+        return Ok(trigger.new());
+    }
+    // SAFETY: `new` was built by heap_modify_tuple_by_cols for this relation's descriptor.
+    Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(PgTupleDesc::from_pg_unchecked((*rel).rd_att), new) }))
 }

@@ -1,42 +1,57 @@
 //! Parent links between protected tables (an opportunity's account, DESIGN §3.1).
 //!
 //! `crm.link_parent(child, parent_column, parent)` makes the child keep its parent record's
-//! owner in an indexed `crm_parent_owner` column. The child's trigger derives it from the
-//! parent row as the user sees it (so it cannot be forged), refuses to create a child under,
-//! or move it to, a parent the user cannot read, and checks owner changes, which the edit
-//! policy lets through for users who reach the child through its parent. The parent's
-//! trigger runs as the extension owner, so a new parent owner reaches every child.
+//! owner in an indexed `crm_parent_owner` column, so that rules carrying access to related
+//! modules stay an indexed constant filter. Two generic triggers keep it, both running as
+//! the invoker; neither takes an argument nor builds a function body, so no identifier of
+//! anyone's choosing ever reaches generated code:
+//! - `crm.keep_parent_owner()` (BEFORE INSERT OR UPDATE on the child) copies the owner
+//!   from the parent row as the writer sees it, so it cannot be forged, refuses to create a
+//!   child under, or move it to, a parent the writer cannot read, and checks owner changes
+//!   (which the edit policy lets through for users who reach the child through its parent);
+//! - `crm.push_parent_owner()` (AFTER UPDATE OF owner OR DELETE on the parent) rewrites the
+//!   copy in every child row, as the invoker, with the child's policies opened for that one
+//!   statement (see `opened`), so a new parent owner reaches rows the invoker cannot see.
+//! Both take the copy lock and read under the latest snapshot (see `catalog::latest`).
+
+use std::ffi::CStr;
 
 use pgrx::prelude::*;
-use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
-use pgrx::PgRelation;
+use pgrx::spi::{quote_identifier, SpiClient};
+use pgrx::{PgRelation, PgTupleDesc};
 
-use super::protect::attach_policies;
-use crate::api::admin::{has_index_led_by, one, primary_key};
-use crate::api::authorize::administer;
-use crate::error::{CrmError, CrmResult};
+use super::enforce;
+use super::opened::{self, with_protection_changing, with_rows_opened};
+use super::rows::{self, same, text_of, value, with_value};
+use super::protect::{attach_policies, check_protection};
+use super::trigger_names::{KEEP_PARENT_OWNER, PUSH_PARENT_OWNER};
+use crate::api::authorize::{as_caller, on_catalog, require_admin};
+use crate::catalog::latest::{self, lock_copies_of};
+use crate::catalog::privileged;
+use crate::catalog::tables::{check_caller_owns_plain_table, has_index_led_by, primary_key, primary_key_of, qualified_name};
+use crate::error::{CrmError, CrmResult, OrRaise};
+use crate::session::cache;
+use crm_model::Action;
 
-struct Table {
-    oid: pg_sys::Oid,
-    name: String,
-    owner_column: String,
+/// The column a child keeps its parent record's owner in.
+const KEPT: &str = "crm_parent_owner";
+
+/// The type of a column and its attribute number, or an "undefined column" error.
+fn column(c: &SpiClient<'_>, tbl: pg_sys::Oid, table: &str, name: &str) -> CrmResult<pg_sys::Oid> {
+    let row = c.select(
+        "SELECT atttypid FROM pg_attribute WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+        Some(1),
+        &[tbl.into(), name.into()],
+    )?;
+    if row.is_empty() {
+        return Err(CrmError::undefined_column(table, name));
+    }
+    Ok(row.first().get_one::<pg_sys::Oid>()?.unwrap_or(pg_sys::InvalidOid))
 }
 
-fn protected(c: &SpiClient<'_>, oid: pg_sys::Oid) -> CrmResult<Table> {
-    let name = one::<String>(c, "SELECT $1::regclass::text", &[oid.into()])?.unwrap_or_default();
-    let owner_column = one::<String>(c, "SELECT owner_column::text FROM crm.protected_tables WHERE tbl = $1", &[oid.into()])?
-        .ok_or_else(|| CrmError::undefined("protected table", &name).with_hint("Protect it first with crm.protect()."))?;
-    Ok(Table { oid, name, owner_column })
-}
-
-/// The type of a column, or an "undefined column" error.
-fn column_type(c: &SpiClient<'_>, t: &Table, column: &str) -> CrmResult<String> {
-    one::<String>(
-        c,
-        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
-        &[t.oid.into(), column.into()],
-    )?
-    .ok_or_else(|| CrmError::undefined_column(&t.name, column))
+fn type_name(t: pg_sys::Oid) -> String {
+    // SAFETY: format_type_be returns a palloc'd string for any type oid.
+    unsafe { CStr::from_ptr(pg_sys::format_type_be(t)).to_string_lossy().into_owned() }
 }
 
 #[pg_extern]
@@ -45,90 +60,206 @@ fn link_parent(child: PgRelation, parent_column: &str, parent: PgRelation) {
     // ALTER TABLE refuses a relation this session holds open.
     drop(child);
     drop(parent);
-    administer(|c: &mut SpiClient<'_>| {
-        let (child, parent) = (protected(c, child_oid)?, protected(c, parent_oid)?);
+    require_admin().or_raise();
+    link(child_oid, parent_column, parent_oid).or_raise();
+}
+
+fn link(child_oid: pg_sys::Oid, parent_column: &str, parent_oid: pg_sys::Oid) -> CrmResult<()> {
+    let m = cache::current(true)?;
+    let (child, parent, key, parent_owner) = as_caller(|c| {
+        let child = check_caller_owns_plain_table(c, child_oid, "link")?;
+        let parent = check_caller_owns_plain_table(c, parent_oid, "link")?;
+        let protected = |t: pg_sys::Oid, name: &str| {
+            m.owner_column_of(t).map(str::to_string).ok_or_else(|| {
+                CrmError::undefined("protected table", name).with_hint("Protect it first with crm.protect().")
+            })
+        };
+        protected(child_oid, &child)?;
+        let parent_owner = protected(parent_oid, &parent)?;
         if child_oid == parent_oid {
-            return Err(CrmError::invalid(format!("{} cannot be its own parent", child.name)));
+            return Err(CrmError::invalid(format!("{child} cannot be its own parent")));
         }
         let Some((key, key_type)) = primary_key(c, parent_oid)? else {
-            return Err(CrmError::not_supported(format!("{} has no single-column primary key for children to point at", parent.name)));
+            return Err(CrmError::not_supported(format!("{parent} has no single-column primary key for children to point at")));
         };
-        let link_type = column_type(c, &child, parent_column)?;
+        let link_type = column(c, child_oid, &child, parent_column)?;
         if link_type != key_type {
             return Err(CrmError::datatype_mismatch(format!(
-                "{}.{parent_column} is {link_type}, but the key of {} is {key_type}",
-                child.name, parent.name
+                "{child}.{parent_column} is {}, but the key of {parent} is {}",
+                type_name(link_type),
+                type_name(key_type)
             )));
         }
-        let (pc, pk) = (quote_identifier(parent_column), quote_identifier(&key));
-        let (child_owner, parent_owner) = (quote_identifier(&child.owner_column), quote_identifier(&parent.owner_column));
-        let (child_lit, parent_lit) = (quote_literal(&child.name), quote_literal(&parent.name));
-        let (ct, pt) = (&child.name, &parent.name);
-        let suffix = child_oid.to_u32();
-        // A parent's change of owner (or deletion) updates its children by this column.
-        if !has_index_led_by(c, child_oid, parent_column)? {
-            c.update(&format!("CREATE INDEX ON {} ({pc})", child.name), None, &[])?;
-        }
+        Ok((child, parent, key, parent_owner))
+    })?;
+    let (pc, pk, po) = (quote_identifier(parent_column), quote_identifier(&key), quote_identifier(&parent_owner));
+    with_protection_changing(child_oid, || {
+        with_protection_changing(parent_oid, || {
+            as_caller(|c| {
+                // A parent's change of owner (or deletion) finds its children by this column.
+                if !has_index_led_by(c, child_oid, parent_column)? {
+                    c.update(&format!("CREATE INDEX ON {child} ({pc})"), None, &[])?;
+                }
+                c.update(&format!("ALTER TABLE {child} ADD COLUMN IF NOT EXISTS {KEPT} bigint"), None, &[])?;
+                if column(c, child_oid, &child, KEPT)? != pg_sys::INT8OID {
+                    return Err(CrmError::datatype_mismatch(format!("{child}.{KEPT} exists and is not bigint"))
+                        .with_hint(format!("crm_access keeps the parent record's owner in {KEPT}; rename or drop that column first.")));
+                }
+                if !has_index_led_by(c, child_oid, KEPT)? {
+                    c.update(&format!("CREATE INDEX ON {child} ({KEPT})"), None, &[])?;
+                }
+                c.update(
+                    &format!(
+                        "CREATE OR REPLACE TRIGGER {KEEP_PARENT_OWNER} BEFORE INSERT OR UPDATE ON {child}
+                             FOR EACH ROW EXECUTE FUNCTION crm.keep_parent_owner();
+                         CREATE OR REPLACE TRIGGER {PUSH_PARENT_OWNER} AFTER UPDATE OF {po} OR DELETE ON {parent}
+                             FOR EACH ROW EXECUTE FUNCTION crm.push_parent_owner();"
+                    ),
+                    None,
+                    &[],
+                )?;
+                Ok(())
+            })
+        })
+    })?;
+    on_catalog(|c| {
         c.update(
-            &format!(
-                "ALTER TABLE {ct} ADD COLUMN IF NOT EXISTS crm_parent_owner bigint;
-                 CREATE INDEX IF NOT EXISTS {index} ON {ct} (crm_parent_owner);
-
-                 -- As the invoker: the parent is looked up through its own row security, so
-                 -- visible means exactly what the user could SELECT (a superuser sees all).
-                 CREATE OR REPLACE FUNCTION crm.keep_parent_owner_{suffix}() RETURNS trigger
-                 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$
-                 DECLARE parent_owner bigint;
-                 BEGIN
-                     IF NEW.{pc} IS NULL THEN
-                         NEW.crm_parent_owner := NULL;
-                     ELSE
-                         SELECT p.{parent_owner} INTO parent_owner FROM {pt} p WHERE p.{pk} = NEW.{pc};
-                         IF FOUND THEN
-                             NEW.crm_parent_owner := parent_owner;
-                         ELSIF TG_OP = 'INSERT' OR NEW.{pc} IS DISTINCT FROM OLD.{pc} THEN
-                             RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
-                                 MESSAGE = format('no %s record with %s = %s is visible to you', {parent_lit}, {key_lit}, NEW.{pc}),
-                                 HINT = 'A record can be created under, or moved to, only a parent record you can read.';
-                         ELSE
-                             NEW.crm_parent_owner := OLD.crm_parent_owner;
-                         END IF;
-                     END IF;
-                     IF TG_OP = 'UPDATE' AND NEW.{child_owner} IS DISTINCT FROM OLD.{child_owner}
-                        AND row_security_active({child_lit}::regclass) THEN
-                         PERFORM crm.assert_can_assign({child_lit}::regclass, 'edit', NEW.{child_owner});
-                     END IF;
-                     RETURN NEW;
-                 END $f$;
-                 CREATE OR REPLACE TRIGGER crm_keep_parent_owner BEFORE INSERT OR UPDATE ON {ct}
-                     FOR EACH ROW EXECUTE FUNCTION crm.keep_parent_owner_{suffix}();
-
-                 CREATE OR REPLACE FUNCTION crm.push_parent_owner_{suffix}() RETURNS trigger
-                 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
-                 BEGIN
-                     IF TG_OP = 'DELETE' THEN
-                         UPDATE {ct} SET crm_parent_owner = NULL WHERE {pc} = OLD.{pk};
-                     ELSE
-                         UPDATE {ct} SET crm_parent_owner = NEW.{parent_owner} WHERE {pc} = NEW.{pk};
-                     END IF;
-                     RETURN NULL;
-                 END $f$;
-                 CREATE OR REPLACE TRIGGER crm_push_parent_owner_{suffix} AFTER UPDATE OF {parent_owner} OR DELETE ON {pt}
-                     FOR EACH ROW EXECUTE FUNCTION crm.push_parent_owner_{suffix}();
-                 REVOKE ALL ON FUNCTION crm.push_parent_owner_{suffix}() FROM PUBLIC;
-
-                 UPDATE {ct} AS c SET crm_parent_owner = p.{parent_owner} FROM {pt} p WHERE p.{pk} = c.{pc};",
-                index = quote_identifier(&format!("{}_crm_parent_owner_idx", ct.rsplit('.').next().unwrap_or(ct).trim_matches('"'))),
-                key_lit = quote_literal(&key),
-            ),
-            None,
-            &[],
-        )?;
-        c.update(
-            "INSERT INTO crm.parent_links VALUES ($1, $2, $3) ON CONFLICT (child) DO UPDATE SET parent_column = excluded.parent_column, parent = excluded.parent",
+            "INSERT INTO crm.parent_links VALUES ($1, $2, $3)
+             ON CONFLICT (child) DO UPDATE SET parent_column = excluded.parent_column, parent = excluded.parent",
             None,
             &[child_oid.into(), parent_column.into(), parent_oid.into()],
         )?;
-        attach_policies(c, child_oid, ct, &child.owner_column, true)
-    })
+        Ok(())
+    })?;
+    // Every existing child gets its parent's owner, whoever can see it.
+    with_rows_opened(&[child_oid, parent_oid], || {
+        as_caller(|c| {
+            c.update(&format!("UPDATE {child} AS c SET {KEPT} = p.{po} FROM {parent} p WHERE p.{pk} = c.{pc}"), None, &[])?;
+            Ok(())
+        })
+    })?;
+    let child_owner = m.owner_column_of(child_oid).unwrap_or_default().to_string();
+    with_protection_changing(child_oid, || as_caller(|c| attach_policies(c, child_oid, &child, &child_owner, true)))?;
+    check_protection(child_oid)?;
+    check_protection(parent_oid)
 }
+
+/// The owner of the `parent` record whose key is `value` (of type `typ`), as the invoker can
+/// read it under the latest snapshot; an error naming the record when not visible.
+fn visible_parent_owner(parent: pg_sys::Oid, owner_column: &str, value: pg_sys::Datum, typ: pg_sys::Oid) -> CrmResult<i64> {
+    let table = qualified_name(parent).ok_or_else(|| CrmError::broken_catalog("a parent table of crm.parent_links does not exist"))?;
+    let (key, _) = primary_key_of(parent)
+        .ok_or_else(|| CrmError::not_supported(format!("{table} has no single-column primary key for children to point at")))?;
+    lock_copies_of(parent, false);
+    let sql = format!("SELECT {} FROM {table} WHERE {} = $1", quote_identifier(owner_column), quote_identifier(&key));
+    match privileged::as_invoker(|| latest::execute(&sql, &[(typ, value, false)], true))? {
+        (0, _) => Err(CrmError::denied(format!("no {table} record with {key} = {} is visible to you", text_of(value, typ)))
+            .with_hint("A record can be created under, or moved to, only a parent record you can read.")),
+        (_, owner) => Ok(owner.unwrap_or(i64::MIN)),
+    }
+}
+
+#[pg_trigger]
+fn keep_parent_owner<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    let data = trigger.trigger_data();
+    let rel = data.tg_relation;
+    // SAFETY: the trigger's relation is open for the whole call.
+    let tbl = unsafe { (*rel).rd_id };
+    let update = trigger.event().fired_by_update();
+    let new = if update { data.tg_newtuple } else { data.tg_trigtuple };
+    if !trigger.event().fired_before() || !trigger.event().fired_for_row() || opened::rows_opened(tbl) {
+        // Our own push and fill write the copy themselves.
+        return Ok(trigger.new());
+    }
+    // SAFETY: the trigger's relation and tuples are valid for the whole call; attribute
+    // numbers come from the relation's own descriptor.
+    let kept: CrmResult<Option<pg_sys::HeapTuple>> = (|| unsafe {
+        let m = cache::current(false)?;
+        let Some(link) = m.link_of(tbl) else { return Ok(None) };
+        let parent = pg_sys::Oid::from(link.parent);
+        let desc = (*rel).rd_att;
+        let Some((link_att, link_col)) = rows::column(rel, &link.column) else {
+            return Err(CrmError::broken_catalog(format!("the link column {} of a child table is missing", link.column)));
+        };
+        let Some((kept_att, kept_col)) = rows::column(rel, KEPT) else { return Err(CrmError::broken_catalog(format!("{KEPT} is missing"))) };
+        if kept_col.atttypid != pg_sys::INT8OID {
+            return Err(CrmError::broken_catalog(format!("{KEPT} is not bigint")));
+        }
+        let bypass = pg_sys::check_enable_rls(tbl, pg_sys::InvalidOid, true) != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32;
+        let link_value = value(new, desc, link_att);
+        let link_changed = !update || !same(link_value, value(data.tg_trigtuple, desc, link_att), link_col);
+        let copy = if link_value.1 {
+            (pg_sys::Datum::from(0), true)
+        } else if !link_changed {
+            value(data.tg_trigtuple, desc, kept_att)
+        } else if bypass && !update && !value(new, desc, kept_att).1 {
+            // Only a writer who bypasses row security supplies the copy: pg_restore, which
+            // loads the child's rows before, or after, the catalog the lookup needs.
+            value(new, desc, kept_att)
+        } else {
+            let owner_column = m.owner_column_of(parent).unwrap_or_default().to_string();
+            (pg_sys::Datum::from(visible_parent_owner(parent, &owner_column, link_value.0, link_col.atttypid)?), false)
+        };
+        if update && !bypass {
+            if let Some((owner_att, owner_col)) = m.owner_column_of(tbl).and_then(|c| rows::column(rel, c)) {
+                let (new_owner, old_owner) = (value(new, desc, owner_att), value(data.tg_trigtuple, desc, owner_att));
+                if !same(new_owner, old_owner, owner_col) {
+                    let owner = (!new_owner.1).then(|| new_owner.0.value() as i64);
+                    enforce::check_assignment(tbl, Action::Edit, owner)?;
+                }
+            }
+        }
+        Ok(Some(with_value(new, desc, kept_att, copy)))
+    })();
+    match kept.or_raise() {
+        // SAFETY: built by heap_modify_tuple_by_cols for this relation's descriptor.
+        Some(tuple) => Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(PgTupleDesc::from_pg_unchecked((*rel).rd_att), tuple) })),
+        None => Ok(trigger.new()),
+    }
+}
+
+#[pg_trigger]
+fn push_parent_owner<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    let data = trigger.trigger_data();
+    let rel = data.tg_relation;
+    // SAFETY: the trigger's relation is open for the whole call.
+    let parent = unsafe { (*rel).rd_id };
+    if trigger.event().fired_before() || !trigger.event().fired_for_row() {
+        return Ok(None);
+    }
+    // SAFETY: the trigger's relation and tuples are valid for the whole call; attribute
+    // numbers come from the relation's own descriptor.
+    let pushed: CrmResult<()> = (|| unsafe {
+        let m = cache::current(false)?;
+        let children = m.children_of(parent);
+        let Some((owner_att, owner_col)) = m.owner_column_of(parent).and_then(|c| rows::column(rel, c)) else { return Ok(()) };
+        if children.is_empty() {
+            return Ok(());
+        }
+        let desc = (*rel).rd_att;
+        let old = value(data.tg_trigtuple, desc, owner_att);
+        let owner = if trigger.event().fired_by_delete() {
+            (pg_sys::Datum::from(0), true)
+        } else {
+            let new = value(data.tg_newtuple, desc, owner_att);
+            if same(new, old, owner_col) {
+                return Ok(());
+            }
+            new
+        };
+        let Some((key, key_type)) = primary_key_of(parent) else { return Ok(()) };
+        let Some((key_att, _)) = rows::column(rel, &key) else { return Ok(()) };
+        let key_value = value(data.tg_trigtuple, desc, key_att);
+        lock_copies_of(parent, true);
+        for (child, link) in children {
+            let Some(table) = qualified_name(child) else { continue };
+            let sql = format!("UPDATE {table} SET {KEPT} = $1 WHERE {} = $2", quote_identifier(&link.column));
+            let args = [(pg_sys::INT8OID, owner.0, owner.1), (key_type, key_value.0, key_value.1)];
+            with_rows_opened(&[child], || privileged::as_invoker(|| latest::execute(&sql, &args, false)))?;
+        }
+        Ok(())
+    })();
+    pushed.or_raise();
+    Ok(None)
+}
+

@@ -1,11 +1,18 @@
 //! Row-level security for protected tables: attaching the policies (`protect`), what they
-//! let through (`enforce`), and their plan-time specialisation (`simplify`).
+//! let through (`enforce`), and their plan-time specialisation (`simplify`); the triggers
+//! that keep copied access columns true (`link`, `linked`) and refuse what policies cannot
+//! see (`fields`, `truncate`).
 
 pub mod calendar;
 pub mod conversations;
 pub mod enforce;
 pub mod fields;
 pub mod link;
+pub mod linked;
 mod nodes;
+pub mod opened;
 pub mod protect;
+pub mod rows;
 pub mod simplify;
+mod trigger_names;
+pub mod truncate;

@@ -3,20 +3,25 @@
 //! Policies are RESTRICTIVE, with one permissive `true` base policy: any other policy a
 //! DBA adds to the table can narrow access further but never widen it. FORCE ROW LEVEL
 //! SECURITY makes the table owner subject to them too.
+//!
+//! Only the table's owner (or a superuser) who is also a CRM administrator may protect or
+//! unprotect it (DESIGN §5); the DDL runs as the caller, the catalog rows are written as the
+//! catalog role. Once protected, the event trigger of sql/guard.sql refuses any other
+//! change that would weaken the protection, and `check_protection` is the one definition
+//! of "weakened" that both use.
 
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
 use pgrx::PgRelation;
 
-use crate::api::admin::{check_record_module, exists, has_index_led_by, one, primary_key};
-use crate::api::authorize::administer;
-use crate::error::{CrmError, CrmResult};
+use super::opened::with_protection_changing;
+use super::trigger_names::{FIELD_CHECK, FIELD_CHECK_INSERT, KEEP_PARENT_OWNER, LINKED_OWNER_DELETE, LINKED_OWNER_UPDATE, TRUNCATE_CHECK};
+use crate::api::admin::{check_record_module, exists, one};
+use crate::api::authorize::{as_caller, on_catalog, require_admin};
+use crate::catalog::tables::{check_caller_owns_plain_table, existing, has_index_led_by};
+use crate::error::{CrmError, CrmResult, OrRaise};
 
 const POLICIES: [&str; 5] = ["crm_base", "crm_read", "crm_create", "crm_edit", "crm_delete"];
-
-fn table_text(c: &SpiClient<'_>, tbl: pg_sys::Oid) -> CrmResult<String> {
-    Ok(one::<String>(c, "SELECT $1::regclass::text", &[tbl.into()])?.unwrap_or_default())
-}
 
 fn drop_policies(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str) -> CrmResult<()> {
     for p in POLICIES {
@@ -67,44 +72,72 @@ pub fn attach_policies(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, own
     Ok(())
 }
 
-/// Leads and contacts can be linked to conversations, which keep the record's owner
-/// (DESIGN §3.5): a change of owner or a deletion must reach them at once.
-fn keep_linked_owner(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, module: &str, owner_column: &str) -> CrmResult<()> {
-    let key = if matches!(module, "Leads" | "Contacts") { primary_key(c, tbl)? } else { None };
-    let Some((key, _)) = key else {
-        for t in ["crm_linked_owner_update", "crm_linked_owner_delete"] {
-            if exists(c, "SELECT 1 FROM pg_trigger WHERE tgrelid = $1 AND tgname = $2", &[tbl.into(), t.into()])? {
-                c.update(&format!("DROP TRIGGER {t} ON {table}"), None, &[])?;
-            }
-        }
-        return Ok(());
-    };
-    let owner = quote_identifier(owner_column);
-    let args = format!("{}, {}", quote_literal(&key), quote_literal(owner_column));
+fn drop_trigger(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, name: &str) -> CrmResult<()> {
+    if exists(c, "SELECT 1 FROM pg_trigger WHERE tgrelid = $1 AND tgname = $2", &[tbl.into(), name.into()])? {
+        c.update(&format!("DROP TRIGGER {name} ON {table}"), None, &[])?;
+    }
+    Ok(())
+}
+
+/// The triggers every protected table carries: field checks (whose WHEN conditions are
+/// specialised per statement, see `fields`), the TRUNCATE check, and on Leads and Contacts
+/// tables, which conversations link to, the push of a new owner to those conversations.
+fn attach_triggers(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, module: &str, owner_column: &str) -> CrmResult<()> {
+    let lit = quote_literal(table);
     c.update(
         &format!(
-            "CREATE OR REPLACE TRIGGER crm_linked_owner_update AFTER UPDATE OF {owner} ON {table} FOR EACH ROW
-                 WHEN (OLD.{owner} IS DISTINCT FROM NEW.{owner}) EXECUTE FUNCTION crm.push_linked_owner({args});
-             CREATE OR REPLACE TRIGGER crm_linked_owner_delete AFTER DELETE ON {table} FOR EACH ROW
-                 EXECUTE FUNCTION crm.push_linked_owner({args});"
+            "CREATE OR REPLACE TRIGGER {FIELD_CHECK} BEFORE UPDATE ON {table} FOR EACH ROW
+                 WHEN (crm.field_changes({lit}::regclass, OLD, NEW)) EXECUTE FUNCTION crm.check_field_writes();
+             CREATE OR REPLACE TRIGGER {FIELD_CHECK_INSERT} BEFORE INSERT ON {table} FOR EACH ROW
+                 WHEN (crm.field_values({lit}::regclass, NEW)) EXECUTE FUNCTION crm.check_field_writes();
+             CREATE OR REPLACE TRIGGER {TRUNCATE_CHECK} BEFORE TRUNCATE ON {table} FOR EACH STATEMENT
+                 EXECUTE FUNCTION crm.check_truncate();"
         ),
         None,
         &[],
     )?;
+    if matches!(module, "Leads" | "Contacts") {
+        let owner = quote_identifier(owner_column);
+        c.update(
+            &format!(
+                "CREATE OR REPLACE TRIGGER {LINKED_OWNER_UPDATE} AFTER UPDATE OF {owner} ON {table} FOR EACH ROW
+                     EXECUTE FUNCTION crm.push_linked_owner();
+                 CREATE OR REPLACE TRIGGER {LINKED_OWNER_DELETE} AFTER DELETE ON {table} FOR EACH ROW
+                     EXECUTE FUNCTION crm.push_linked_owner();"
+            ),
+            None,
+            &[],
+        )?;
+    } else {
+        drop_trigger(c, tbl, table, LINKED_OWNER_UPDATE)?;
+        drop_trigger(c, tbl, table, LINKED_OWNER_DELETE)?;
+    }
     Ok(())
+}
+
+/// Refuse unless `tbl` carries its whole protection (sql/guard.sql defines what that is).
+pub fn check_protection(tbl: pg_sys::Oid) -> CrmResult<()> {
+    let problems = as_caller(|c| one::<String>(c, "SELECT crm.protection_problems($1)", &[tbl.into()]))?;
+    match problems {
+        None => Ok(()),
+        Some(p) => Err(CrmError::prerequisite(format!("the protection of {} is incomplete: {p}", existing(tbl)?))
+            .with_hint("Something changed the table while it was being protected; run the call again.")),
+    }
 }
 
 #[pg_extern]
 fn protect(tbl: PgRelation, module: &str, owner_column: default!(&str, "'owner_id'")) {
-    let (oid, relkind) = (tbl.oid(), unsafe { (*tbl.rd_rel).relkind as u8 });
+    let oid = tbl.oid();
     // ALTER TABLE refuses a relation this session holds open.
     drop(tbl);
-    administer(|c: &mut SpiClient<'_>| {
+    require_admin().or_raise();
+    protect_table(oid, module, owner_column).or_raise()
+}
+
+fn protect_table(oid: pg_sys::Oid, module: &str, owner_column: &str) -> CrmResult<()> {
+    let (table, linked) = as_caller(|c| {
         check_record_module(c, module, "protected tables")?;
-        let table = table_text(c, oid)?;
-        if !matches!(relkind, b'r' | b'p') {
-            return Err(CrmError::datatype_mismatch(format!("{table} is not a table")).with_hint("Only tables and partitioned tables can be protected."));
-        }
+        let table = check_caller_owns_plain_table(c, oid, "protect")?;
         let column = one::<String>(
             c,
             "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
@@ -119,53 +152,89 @@ fn protect(tbl: PgRelation, module: &str, owner_column: default!(&str, "'owner_i
             }
             None => return Err(CrmError::undefined_column(&table, owner_column)),
         }
-        let linked = one::<i32>(c, "SELECT 1 FROM crm.parent_links WHERE child = $1", &[oid.into()])?.is_some();
-        attach_policies(c, oid, &table, owner_column, linked)?;
+        let linked = exists(c, "SELECT 1 FROM crm.parent_links WHERE child = $1", &[oid.into()])?;
+        Ok((table, linked))
+    })?;
+    with_protection_changing(oid, || {
+        as_caller(|c| {
+            attach_policies(c, oid, &table, owner_column, linked)?;
+            attach_triggers(c, oid, &table, module, owner_column)?;
+            if !has_index_led_by(c, oid, owner_column)? {
+                let owner = quote_identifier(owner_column);
+                pgrx::notice!("{table} has no index led by {owner}: users who see few rows will still scan the whole table; consider CREATE INDEX ON {table} ({owner})");
+            }
+            Ok(())
+        })
+    })?;
+    on_catalog(|c| {
         c.update(
             "INSERT INTO crm.protected_tables VALUES ($1, $2, $3)
              ON CONFLICT (tbl) DO UPDATE SET module = excluded.module, owner_column = excluded.owner_column",
             None,
             &[oid.into(), module.into(), owner_column.into()],
         )?;
-        keep_linked_owner(c, oid, &table, module, owner_column)?;
-        c.update(
-            &format!(
-                "CREATE OR REPLACE TRIGGER crm_field_check BEFORE UPDATE ON {table} FOR EACH ROW
-                     WHEN (crm.field_changes({lit}::regclass, OLD, NEW)) EXECUTE FUNCTION crm.check_field_writes();
-                 CREATE OR REPLACE TRIGGER crm_field_check_insert BEFORE INSERT ON {table} FOR EACH ROW
-                     WHEN (crm.field_values({lit}::regclass, NEW)) EXECUTE FUNCTION crm.check_field_writes();",
-                lit = quote_literal(&table)
-            ),
-            None,
-            &[],
-        )?;
-        if !has_index_led_by(c, oid, owner_column)? {
-            let owner = quote_identifier(owner_column);
-            pgrx::notice!("{table} has no index led by {owner}: users who see few rows will still scan the whole table; consider CREATE INDEX ON {table} ({owner})");
-        }
         Ok(())
-    })
+    })?;
+    check_protection(oid)
 }
 
 #[pg_extern]
 fn unprotect(tbl: PgRelation) {
     let oid = tbl.oid();
     drop(tbl);
-    administer(|c: &mut SpiClient<'_>| {
-        let table = table_text(c, oid)?;
-        let registered = one::<i32>(c, "SELECT 1 FROM crm.protected_tables WHERE tbl = $1", &[oid.into()])?;
-        if registered.is_none() {
+    require_admin().or_raise();
+    unprotect_table(oid).or_raise()
+}
+
+fn unprotect_table(oid: pg_sys::Oid) -> CrmResult<()> {
+    let table = existing(oid)?;
+    // Read as the catalog role: conversations are under row security for everyone else.
+    let parent = on_catalog(|c| {
+        if !exists(c, "SELECT 1 FROM crm.protected_tables WHERE tbl = $1", &[oid.into()])? {
             return Err(CrmError::undefined("protected table", &table));
         }
         if exists(c, "SELECT 1 FROM crm.conversations WHERE linked_table = $1", &[oid.into()])? {
             return Err(CrmError::dependent(format!("conversations are linked to records of {table}"))
                 .with_hint(format!("Unlink them first: UPDATE crm.conversations SET linked_table = NULL, linked_id = NULL WHERE linked_table = {}::regclass", quote_literal(&table))));
         }
-        keep_linked_owner(c, oid, &table, "", "")?;
-        c.update(&format!("DROP TRIGGER IF EXISTS crm_field_check ON {table}; DROP TRIGGER IF EXISTS crm_field_check_insert ON {table}"), None, &[])?;
-        drop_policies(c, oid, &table)?;
-        c.update(&format!("ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY; ALTER TABLE {table} DISABLE ROW LEVEL SECURITY"), None, &[])?;
+        let children = one::<String>(c, "SELECT string_agg(child::text, ', ' ORDER BY child::text) FROM crm.parent_links WHERE parent = $1", &[oid.into()])?;
+        if let Some(children) = children {
+            return Err(CrmError::dependent(format!("{table} is the parent table of {children}")).with_hint("Unprotect those tables first."));
+        }
+        one::<pg_sys::Oid>(c, "SELECT parent::oid FROM crm.parent_links WHERE child = $1", &[oid.into()])
+    })?;
+    as_caller(|c| {
+        check_caller_owns_plain_table(c, oid, "unprotect")?;
+        Ok(())
+    })?;
+    // The catalog row goes first: from then on the table is not protected, and taking its
+    // protection apart is no longer something the event trigger refuses.
+    on_catalog(|c| {
         c.update("DELETE FROM crm.protected_tables WHERE tbl = $1", None, &[oid.into()])?;
         Ok(())
-    })
+    })?;
+    with_protection_changing(oid, || {
+        as_caller(|c| {
+            for t in [LINKED_OWNER_UPDATE, LINKED_OWNER_DELETE, FIELD_CHECK, FIELD_CHECK_INSERT, TRUNCATE_CHECK, KEEP_PARENT_OWNER] {
+                drop_trigger(c, oid, &table, t)?;
+            }
+            drop_policies(c, oid, &table)?;
+            c.update(&format!("ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY; ALTER TABLE {table} DISABLE ROW LEVEL SECURITY"), None, &[])?;
+            Ok(())
+        })
+    })?;
+    // A parent left without children loses its push trigger, when the caller may drop it.
+    if let Some(parent) = parent {
+        with_protection_changing(parent, || {
+            as_caller(|c| {
+                let lonely = !exists(c, "SELECT 1 FROM crm.parent_links WHERE parent = $1", &[parent.into()])?;
+                let owns = exists(c, "SELECT 1 FROM pg_class WHERE oid = $1 AND pg_has_role(relowner, 'USAGE')", &[parent.into()])?;
+                if lonely && owns {
+                    drop_trigger(c, parent, &existing(parent)?, super::trigger_names::PUSH_PARENT_OWNER)?;
+                }
+                Ok(())
+            })
+        })?;
+    }
+    Ok(())
 }

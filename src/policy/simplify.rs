@@ -16,7 +16,7 @@ use crm_model::Action;
 use pgrx::prelude::*;
 use pgrx::{is_a, pg_sys, Internal, PgList};
 
-use super::enforce::{self, Access};
+use super::enforce::{self, Access, Assignable};
 use super::nodes::owner_in;
 use crate::error::OrRaise;
 
@@ -107,13 +107,14 @@ unsafe fn simplify(fcall: *mut pg_sys::FuncExpr, policy: Policy) -> Option<*mut 
             )
             .cast::<pg_sys::Node>();
             match owners {
-                Some(owners) if !owners.is_empty() => {
+                Assignable::Anyone => pg_sys::makeBoolConst(true, false),
+                Assignable::Owners(owners) if !owners.is_empty() => {
                     let mut either = PgList::<pg_sys::Node>::new();
                     either.push(owner_in(owner, &owners));
                     either.push(assert);
                     pg_sys::makeBoolExpr(pg_sys::BoolExprType::OR_EXPR, either.into_pg(), -1).cast()
                 }
-                _ => assert,
+                Assignable::Owners(_) | Assignable::Nobody => assert,
             }
         }
     })

@@ -18,7 +18,7 @@ use std::rc::Rc;
 use crm_model::{Action, ConversationScope, FieldAccess, Model, OwnerId, Scope};
 use pgrx::prelude::*;
 
-use crate::catalog::load::{self, LoadedCatalog};
+use crate::catalog::load::{self, LoadedCatalog, ParentLink};
 use super::identity;
 use crate::error::{CrmError, CrmResult};
 
@@ -29,7 +29,7 @@ use crate::error::{CrmError, CrmResult};
 pub struct Loaded {
     pub model: Model,
     pub assert_fn: pg_sys::Oid,
-    parent_links: HashMap<u32, u32>,
+    parent_links: HashMap<u32, ParentLink>,
     scopes: Memo<(OwnerId, u32, Action), Scope>,
     assignable: Memo<(OwnerId, u32, Action), Vec<OwnerId>>,
     conversations: Memo<(OwnerId, Action), ConversationScope>,
@@ -44,8 +44,30 @@ impl Loaded {
 
     /// The module of the parent table a child table is linked to.
     pub fn parent_module_of(&self, child: pg_sys::Oid) -> Option<&str> {
-        let parent = self.parent_links.get(&child.to_u32())?;
-        self.model.catalog().protected_tables.get(parent).map(|(m, _)| m.as_str())
+        let link = self.parent_links.get(&child.to_u32())?;
+        self.model.catalog().protected_tables.get(&link.parent).map(|(m, _)| m.as_str())
+    }
+
+    /// A child table's link to its parent table.
+    pub fn link_of(&self, child: pg_sys::Oid) -> Option<&ParentLink> {
+        self.parent_links.get(&child.to_u32())
+    }
+
+    /// The tables linked to `parent` as children, with their links.
+    pub fn children_of(&self, parent: pg_sys::Oid) -> Vec<(pg_sys::Oid, &ParentLink)> {
+        let mut children: Vec<_> = self
+            .parent_links
+            .iter()
+            .filter(|(_, l)| l.parent == parent.to_u32())
+            .map(|(&child, l)| (pg_sys::Oid::from(child), l))
+            .collect();
+        children.sort_by_key(|(c, _)| c.to_u32());
+        children
+    }
+
+    /// The owner column of a protected table.
+    pub fn owner_column_of(&self, tbl: pg_sys::Oid) -> Option<&str> {
+        self.model.catalog().protected_tables.get(&tbl.to_u32()).map(|(_, c)| c.as_str())
     }
 
     pub fn scope(&self, user: OwnerId, tbl: pg_sys::Oid, module: &str, action: Action) -> Rc<Scope> {
@@ -124,6 +146,9 @@ unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: pg_sys:
 #[pg_guard]
 unsafe extern "C-unwind" fn roles_changed(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
     identity::forget();
+    // The model binds mappings and trusted roles to role oids whose names still match
+    // (catalog::load); a renamed, dropped or re-created role must be looked at again.
+    STALE.set(true);
     pg_sys::ResetPlanCache();
 }
 

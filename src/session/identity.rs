@@ -37,14 +37,13 @@ fn role_name(oid: pg_sys::Oid) -> String {
     unsafe { CStr::from_ptr(pg_sys::GetUserNameFromId(oid, false)).to_string_lossy().into_owned() }
 }
 
+/// Trusted roles are bound by oid (see crm.trusted_roles), so membership is checked against
+/// the very role that was trusted, whatever its name is now.
 fn is_trusted(m: &Loaded, login: pg_sys::Oid) -> bool {
+    // SAFETY: reads of role catalog rows.
     unsafe {
         pg_sys::superuser_arg(login)
-            || m.model.catalog().trusted_roles.iter().any(|r| {
-                let Ok(name) = std::ffi::CString::new(r.as_str()) else { return false };
-                let oid = pg_sys::get_role_oid(name.as_ptr(), true);
-                oid != pg_sys::InvalidOid && pg_sys::is_member_of_role(login, oid)
-            })
+            || m.model.catalog().trusted_roles.iter().any(|&r| pg_sys::is_member_of_role(login, pg_sys::Oid::from(r)))
     }
 }
 
@@ -77,7 +76,7 @@ pub fn resolve(m: &Loaded) -> CrmResult<Identity> {
                 None => Identity::Unknown(name.clone()),
             }
         }
-        None => match m.model.catalog().db_role_map.get(&role_name(login)) {
+        None => match m.model.catalog().db_role_map.get(&login.to_u32()) {
             Some(&id) => Identity::User(id),
             None => Identity::None,
         },

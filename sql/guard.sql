@@ -1,0 +1,107 @@
+-- Enforcement that cannot be switched off quietly (DESIGN §5).
+--
+-- A protected table's owner can run DDL on it: turn row security off, disable or drop a
+-- trigger, drop or alter a policy, drop the owner column with CASCADE, or put the table
+-- into an inheritance tree whose children are read without its policies. After every DDL
+-- command, crm.guard_protection() checks that each protected table still carries its whole
+-- protection, and refuses the command otherwise (the whole command is rolled back).
+-- Exempt: crm_access's own protect/unprotect/link_parent, for the table they work on (the
+-- caller checks the finished result with crm.protection_problems), and superusers, who
+-- bypass row security anyway and restore dumps (which create policies one at a time).
+
+-- What is missing from the protection of `tbl`, or NULL when nothing is. The one
+-- definition that both the event trigger and crm.protect use; the trigger names are those
+-- of src/policy/trigger_names.rs.
+CREATE FUNCTION crm.protection_problems(tbl regclass) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH p AS (
+        SELECT p.tbl, p.module, c.relrowsecurity, c.relforcerowsecurity, c.relkind
+        FROM crm.protected_tables p JOIN pg_class c ON c.oid = p.tbl
+        WHERE p.tbl = $1
+    ),
+    expected_policies(name) AS (VALUES ('crm_base'), ('crm_read'), ('crm_create'), ('crm_edit'), ('crm_delete')),
+    expected_triggers(name) AS (
+        SELECT unnest(ARRAY['crm_field_check', 'crm_field_check_insert', 'crm_truncate_check'])
+        UNION ALL SELECT unnest(ARRAY['crm_linked_owner_update', 'crm_linked_owner_delete'])
+            FROM p WHERE p.module IN ('Leads', 'Contacts')
+        UNION ALL SELECT 'crm_keep_parent_owner' WHERE EXISTS (SELECT 1 FROM crm.parent_links l WHERE l.child = $1)
+        UNION ALL SELECT 'crm_push_parent_owner' WHERE EXISTS (SELECT 1 FROM crm.parent_links l WHERE l.parent = $1)
+    ),
+    problems(problem) AS (
+        SELECT 'row level security is disabled' FROM p WHERE NOT p.relrowsecurity
+        UNION ALL SELECT 'FORCE ROW LEVEL SECURITY is off' FROM p WHERE NOT p.relforcerowsecurity
+        UNION ALL SELECT format('policy %s is missing', e.name) FROM p, expected_policies e
+            WHERE NOT EXISTS (SELECT 1 FROM pg_policy x WHERE x.polrelid = p.tbl AND x.polname = e.name)
+        UNION ALL SELECT format('trigger %s is missing or disabled', e.name) FROM p, expected_triggers e
+            WHERE NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p.tbl AND t.tgname = e.name AND t.tgenabled IN ('O', 'A'))
+        UNION ALL SELECT 'it is part of an inheritance tree or partitioned' FROM p
+            WHERE p.relkind <> 'r' OR EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = p.tbl OR h.inhparent = p.tbl)
+    )
+    SELECT string_agg(problem, '; ') FROM problems
+$$;
+
+CREATE FUNCTION crm.guard_protection() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t regclass;
+    problems text;
+BEGIN
+    IF current_setting('is_superuser') = 'on' THEN
+        RETURN;
+    END IF;
+    -- A policy of ours keeps its name when its expression is altered; catch that by command.
+    FOR t IN
+        SELECT x.polrelid FROM pg_event_trigger_ddl_commands() d
+        JOIN pg_policy x ON d.classid = 'pg_policy'::regclass AND x.oid = d.objid
+        JOIN crm.protected_tables p ON p.tbl = x.polrelid
+        WHERE d.command_tag = 'ALTER POLICY' AND x.polname IN ('crm_base', 'crm_read', 'crm_create', 'crm_edit', 'crm_delete')
+    LOOP
+        IF NOT crm.protection_changing(t) THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('the crm_access policies of %s cannot be altered', t),
+                HINT = 'crm.protect() (re)creates them; crm.unprotect() removes them.';
+        END IF;
+    END LOOP;
+    FOR t IN SELECT p.tbl FROM crm.protected_tables p JOIN pg_class c ON c.oid = p.tbl LOOP
+        CONTINUE WHEN crm.protection_changing(t);
+        problems := crm.protection_problems(t);
+        IF problems IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('this would weaken the crm_access protection of %s: %s', t, problems),
+                DETAIL = 'Row security, the crm_access policies and triggers of a protected table stay as crm.protect() made them.',
+                HINT = format('To remove the protection deliberately, a CRM administrator who owns the table runs crm.unprotect(%L).', t::text);
+        END IF;
+    END LOOP;
+END $$;
+
+CREATE EVENT TRIGGER crm_guard_protection ON ddl_command_end EXECUTE FUNCTION crm.guard_protection();
+
+-- A dropped protected table leaves the catalog with it, as the catalog role (which owns
+-- crm.protected_tables and crm.conversations); conversations linked to its records are
+-- unlinked, as a deletion of those records would. Only callable as an event trigger, so the
+-- list of dropped objects is PostgreSQL's own.
+CREATE FUNCTION crm.forget_dropped_tables() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    orphans text;
+BEGIN
+    WITH dropped AS (
+        SELECT d.objid FROM pg_event_trigger_dropped_objects() d WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
+    )
+    SELECT string_agg(format('%s (parent of %s)', l.parent, l.child), ', ') INTO orphans
+    FROM crm.parent_links l
+    WHERE l.parent::oid IN (SELECT objid FROM dropped) AND l.child::oid NOT IN (SELECT objid FROM dropped);
+    IF orphans IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'dependent_objects_still_exist',
+            MESSAGE = format('cannot drop %s: protected tables are linked to it', orphans),
+            HINT = 'Unprotect or drop the child tables first, or drop them in the same command.';
+    END IF;
+    UPDATE crm.conversations c SET linked_table = NULL, linked_id = NULL
+    FROM pg_event_trigger_dropped_objects() d
+    WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND c.linked_table::oid = d.objid;
+    DELETE FROM crm.protected_tables p
+    USING pg_event_trigger_dropped_objects() d
+    WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND p.tbl::oid = d.objid;
+END $$;
+
+CREATE EVENT TRIGGER crm_forget_dropped_tables ON sql_drop EXECUTE FUNCTION crm.forget_dropped_tables();

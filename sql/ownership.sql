@@ -1,0 +1,27 @@
+-- Who owns what (DESIGN §5). Run last, once every object of the extension exists.
+--
+-- crm_access_catalog (created in sql/catalog.sql) owns every table and view of the
+-- extension and the few SECURITY DEFINER functions that write them on a caller's behalf.
+-- It is neither SUPERUSER nor BYPASSRLS: it sees every row of crm.conversations,
+-- crm.messages and crm.events only as their owner (they are not FORCE'd), and reaches no
+-- user table at all. Everything else stays owned by whoever installed the extension, and
+-- runs as its caller.
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT c.oid::regclass AS rel, c.relkind
+        FROM pg_catalog.pg_class c
+        JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e'
+        JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'crm_access'
+        WHERE c.relkind IN ('r', 'v')
+    LOOP
+        EXECUTE pg_catalog.format('ALTER %s %s OWNER TO crm_access_catalog', CASE r.relkind WHEN 'v' THEN 'VIEW' ELSE 'TABLE' END, r.rel);
+    END LOOP;
+END $$;
+
+ALTER FUNCTION crm.conversation_push() OWNER TO crm_access_catalog;
+ALTER FUNCTION crm.message_bump() OWNER TO crm_access_catalog;
+ALTER FUNCTION crm.forget_dropped_tables() OWNER TO crm_access_catalog;
+REVOKE ALL ON FUNCTION crm.forget_dropped_tables() FROM PUBLIC;

@@ -1,0 +1,113 @@
+//! Keeping copied access columns true under concurrency (DESIGN §3.1, §3.5).
+//!
+//! A child keeps its parent record's owner (`crm_parent_owner`), a conversation its linked
+//! lead's owner (`linked_owner`). Each copy has a writer (the child or conversation being
+//! written, which reads the source record) and a pusher (the source record's change of
+//! owner, which rewrites every copy). Without care, a writer that read the old owner can
+//! commit after the pusher rewrote the copies it could see, and its copy stays stale.
+//!
+//! So writers take a shared, and pushers an exclusive, transaction-level advisory lock on
+//! the source table, and both read and write under the latest snapshot rather than the
+//! transaction's: whoever comes second waits for the first to commit and then sees its
+//! work, in READ COMMITTED and REPEATABLE READ alike. Owner changes are rare, so one lock
+//! per source table (not per record) keeps the lock table small for bulk writes.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::CString;
+
+use pgrx::pg_sys;
+
+use crate::error::{CrmError, CrmResult};
+
+/// The advisory lock key space of crm_access ('crma' in the high 32 bits), so that a lock
+/// on a table never equals an application's small integer keys.
+const LOCK_SPACE: u32 = 0x6372_6d61;
+
+/// A statement argument: type, value, and whether it is NULL.
+pub type Arg = (pg_sys::Oid, pg_sys::Datum, bool);
+
+thread_local! {
+    /// Prepared statements by text and argument types. These triggers run once per row, so
+    /// parsing and planning each time would dominate a bulk write. Saved plans are
+    /// re-planned by PostgreSQL whenever a table they use changes, and whenever crm_access
+    /// resets cached plans (a new acting user, a catalog change): each run is planned for
+    /// the acting user of the moment, like any other statement.
+    static PLANS: RefCell<HashMap<(String, Vec<u32>), pg_sys::SPIPlanPtr>> = RefCell::new(HashMap::new());
+}
+
+/// Run `sql` under the latest snapshot. Returns the number of rows processed and the first
+/// column of the first row as a bigint (the statements here return owner ids), if any.
+pub fn execute(sql: &str, args: &[Arg], read_only: bool) -> CrmResult<(u64, Option<i64>)> {
+    let mut types: Vec<pg_sys::Oid> = args.iter().map(|a| a.0).collect();
+    let mut values: Vec<pg_sys::Datum> = args.iter().map(|a| a.1).collect();
+    let nulls: Vec<std::ffi::c_char> = args.iter().map(|a| if a.2 { b'n' } else { b' ' } as std::ffi::c_char).collect();
+    let key = (sql.to_string(), types.iter().map(|t| t.to_u32()).collect::<Vec<_>>());
+    // SAFETY: a complete SPI connect/prepare/execute/finish; argument arrays outlive the
+    // call; the result is read before SPI_finish frees it. An error raised inside unwinds
+    // through pgrx's guard and the transaction's abort cleans SPI up. Saved plans live in
+    // their own memory context until the backend exits.
+    unsafe {
+        pg_sys::SPI_connect();
+        let plan = match PLANS.with(|p| p.borrow().get(&key).copied()) {
+            Some(plan) => plan,
+            None => {
+                let text = CString::new(sql).map_err(|_| CrmError::invalid("statement contains a NUL byte"))?;
+                let plan = pg_sys::SPI_prepare(text.as_ptr(), types.len() as i32, types.as_mut_ptr());
+                if plan.is_null() {
+                    pg_sys::SPI_finish();
+                    return Err(CrmError::invalid(format!("cannot prepare {sql}")));
+                }
+                pg_sys::SPI_keepplan(plan);
+                PLANS.with(|p| p.borrow_mut().insert(key, plan));
+                plan
+            }
+        };
+        let status = pg_sys::SPI_execute_snapshot(
+            plan,
+            values.as_mut_ptr(),
+            nulls.as_ptr(),
+            pg_sys::GetLatestSnapshot(),
+            std::ptr::null_mut(),
+            read_only,
+            true,
+            0,
+        );
+        if status < 0 {
+            pg_sys::SPI_finish();
+            return Err(CrmError::invalid(format!("{sql} failed (SPI status {status})")));
+        }
+        let processed = pg_sys::SPI_processed;
+        let mut first = None;
+        if processed > 0 && !pg_sys::SPI_tuptable.is_null() {
+            let table = &*pg_sys::SPI_tuptable;
+            let mut isnull = false;
+            let datum = pg_sys::SPI_getbinval(*table.vals, table.tupdesc, 1, &mut isnull);
+            if !isnull {
+                first = Some(datum.value() as i64);
+            }
+        }
+        pg_sys::SPI_finish();
+        Ok((processed, first))
+    }
+}
+
+/// Take the advisory lock on copies of `source`'s owners, for the rest of the transaction:
+/// shared for a writer of a copy, exclusive for the pusher of a change (see the module
+/// comment). The same lock as `pg_advisory_xact_lock(bigint)` on the key
+/// `'crma' << 32 | source`, taken directly: taking it again is a local hash lookup.
+pub fn lock_copies_of(source: pg_sys::Oid, exclusive: bool) {
+    let tag = pg_sys::LOCKTAG {
+        // SAFETY: MyDatabaseId is set for the whole life of a backend connected to a database.
+        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        locktag_field2: LOCK_SPACE,
+        locktag_field3: source.to_u32(),
+        locktag_field4: 1,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+        locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+    };
+    let mode = if exclusive { pg_sys::ExclusiveLock } else { pg_sys::ShareLock };
+    // SAFETY: a transaction-level lock (sessionLock = false) that waits (dontWait = false);
+    // it is released at the end of the transaction, or of the subtransaction that took it.
+    unsafe { pg_sys::LockAcquire(&tag, mode as i32, false, false) };
+}
