@@ -109,8 +109,11 @@ pub fn check_caller_owns_plain_table(c: &SpiClient<'_>, tbl: pg_sys::Oid, what: 
     let extension_member: bool = row.get(6)?.unwrap_or(false);
     let inherits: bool = row.get(7)?.unwrap_or(false);
     let refuse = |why: String, hint: &str| Err(CrmError::not_supported(format!("cannot {what} {table}: {why}")).with_hint(hint.to_string()));
+    if persistence == "t" {
+        return refuse("it is a temporary table".into(), "Protect a permanent table.");
+    }
     if tbl.to_u32() < pg_sys::FirstNormalObjectId || matches!(schema.as_str(), "pg_catalog" | "information_schema" | "pg_toast" | "crm")
-        || schema.starts_with("pg_temp") || schema.starts_with("pg_toast_temp") || extension_member
+        || schema.starts_with("pg_toast_temp") || extension_member
     {
         return refuse(
             "it belongs to PostgreSQL or to an extension".into(),
@@ -125,9 +128,6 @@ pub fn check_caller_owns_plain_table(c: &SpiClient<'_>, tbl: pg_sys::Oid, what: 
     }
     if kind != "r" {
         return Err(CrmError::datatype_mismatch(format!("{table} is not a table")).with_hint("Only plain tables can be protected."));
-    }
-    if persistence == "t" {
-        return refuse("it is a temporary table".into(), "Protect a permanent table.");
     }
     // SAFETY: reads the caller's id and role catalog rows.
     let caller = unsafe { pg_sys::GetUserId() };

@@ -1,0 +1,181 @@
+//! Copied access columns stay true when the record they copy changes at the same time
+//! (docs/security.md, attack class "races"): a child's copy of its parent's owner, a
+//! conversation's copy of its lead's owner, a message's copy of its conversation's
+//! visibility. Each test holds one side of the race open in one session, starts the other
+//! side in a second session, waits until that one is blocked on the first, and only then
+//! lets the first commit; the copy must end up equal to the source.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crm_client_tests::{connect, fresh_database, login_role};
+use postgres::{Client, IsolationLevel};
+
+const APP: &str = "race_app";
+
+/// CEO > Rep (alice, bob); root is a CRM admin. Accounts 1 (alice) with opportunities
+/// linked to it, lead 1 (alice), conversation 1 assigned to alice.
+fn org(db: &str) -> Client {
+    let mut c = fresh_database(db);
+    login_role(&mut c, APP);
+    c.batch_execute(&format!(
+        "SELECT crm.create_role('CEO', NULL); SELECT crm.create_role('Rep', 'CEO'); SELECT crm.create_role('IT', 'CEO');
+         SELECT crm.create_profile('Sales');
+         SELECT crm.grant_privileges('Sales', m, ARRAY['read', 'create', 'edit', 'delete'])
+         FROM unnest(ARRAY['Leads', 'Accounts', 'Opportunities', 'Messages']) m;
+         SELECT crm.set_message_permissions('Sales', ARRAY['mine']);
+         SELECT crm.attach_profile(r, 'Sales') FROM unnest(ARRAY['CEO', 'Rep', 'IT']) r;
+         SELECT crm.create_user('ceo', 'CEO'), crm.create_user('alice', 'Rep'), crm.create_user('bob', 'Rep');
+         SELECT crm.create_user('root', 'IT', is_admin => true);
+         SELECT crm.trust_role('{APP}');
+         CREATE TABLE accounts (id bigint PRIMARY KEY, owner_id bigint NOT NULL);
+         CREATE TABLE opportunities (id bigint PRIMARY KEY, owner_id bigint NOT NULL, account_id bigint REFERENCES accounts);
+         CREATE TABLE leads (id bigint PRIMARY KEY, owner_id bigint NOT NULL);
+         SELECT crm.protect('accounts', 'Accounts'), crm.protect('opportunities', 'Opportunities'), crm.protect('leads', 'Leads');
+         SELECT crm.link_parent('opportunities', 'account_id', 'accounts');
+         INSERT INTO accounts VALUES (1, crm.owner_id('alice'));
+         INSERT INTO leads VALUES (1, crm.owner_id('alice'));
+         INSERT INTO crm.conversations (subject, assigned_to) VALUES ('one', crm.owner_id('alice'));
+         GRANT SELECT, INSERT, UPDATE, DELETE ON accounts, opportunities, leads TO {APP};"
+    ))
+    .unwrap();
+    c
+}
+
+/// Wait (at most 10 s) until some other session of `db` is waiting for a lock.
+fn until_blocked(observer: &mut Client, db: &str) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        let waiting: i64 = observer
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'", &[&db])
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the second session never waited for the first: the race was not serialised");
+}
+
+/// Run `sql` as the trusted app acting as `user`, in its own session and thread.
+fn acting(db: &'static str, user: &'static str, sql: &'static str) -> thread::JoinHandle<Result<(), postgres::Error>> {
+    thread::spawn(move || {
+        let mut app = connect(db, APP);
+        let mut tx = app.transaction()?;
+        tx.execute("SELECT crm.set_user($1)", &[&user])?;
+        tx.batch_execute(sql)?;
+        tx.commit()
+    })
+}
+
+fn owner(c: &mut Client, name: &str) -> i64 {
+    c.query_one("SELECT crm.owner_id($1)", &[&name]).unwrap().get(0)
+}
+
+#[test]
+fn a_child_written_while_its_parent_changes_owner_gets_the_new_owner() {
+    const DB: &str = "race_child_after";
+    let mut admin = org(DB);
+    let mut observer = connect(DB, "postgres");
+    let mut pusher = connect(DB, "postgres");
+    let bob = owner(&mut admin, "bob");
+    // The parent's new owner is not committed when the child is written.
+    let mut tx = pusher.transaction().unwrap();
+    tx.execute("UPDATE accounts SET owner_id = $1 WHERE id = 1", &[&bob]).unwrap();
+    let writer = acting(DB, "root", "INSERT INTO opportunities VALUES (10, crm.owner_id('alice'), 1)");
+    until_blocked(&mut observer, DB);
+    tx.commit().unwrap();
+    writer.join().unwrap().unwrap();
+    let kept: i64 = admin.query_one("SELECT crm_parent_owner FROM opportunities WHERE id = 10", &[]).unwrap().get(0);
+    assert_eq!(kept, bob);
+}
+
+#[test]
+fn a_parent_owner_change_reaches_a_child_committed_meanwhile_even_in_repeatable_read() {
+    const DB: &str = "race_child_before";
+    let mut admin = org(DB);
+    let mut observer = connect(DB, "postgres");
+    let mut writer = connect(DB, APP);
+    let bob = owner(&mut admin, "bob");
+    // The child is written (with alice's account) and not committed yet.
+    let mut tx = writer.transaction().unwrap();
+    tx.execute("SELECT crm.set_user('root')", &[]).unwrap();
+    tx.execute("INSERT INTO opportunities VALUES (11, crm.owner_id('alice'), 1)", &[]).unwrap();
+    // A REPEATABLE READ transaction whose snapshot predates the child's commit moves the account.
+    let pusher = thread::spawn(move || {
+        let mut c = connect(DB, "postgres");
+        let mut t = c.build_transaction().isolation_level(IsolationLevel::RepeatableRead).start()?;
+        t.query("SELECT count(*) FROM opportunities", &[])?;
+        t.execute("UPDATE accounts SET owner_id = $1 WHERE id = 1", &[&bob])?;
+        t.commit()
+    });
+    until_blocked(&mut observer, DB);
+    tx.commit().unwrap();
+    pusher.join().unwrap().unwrap();
+    let kept: i64 = admin.query_one("SELECT crm_parent_owner FROM opportunities WHERE id = 11", &[]).unwrap().get(0);
+    assert_eq!(kept, bob);
+}
+
+#[test]
+fn a_conversation_linked_while_its_lead_changes_owner_gets_the_new_owner() {
+    const DB: &str = "race_linked";
+    let mut admin = org(DB);
+    let mut observer = connect(DB, "postgres");
+    let mut pusher = connect(DB, "postgres");
+    let bob = owner(&mut admin, "bob");
+    let mut tx = pusher.transaction().unwrap();
+    tx.execute("UPDATE leads SET owner_id = $1 WHERE id = 1", &[&bob]).unwrap();
+    let writer = acting(DB, "root", "INSERT INTO crm.conversations (subject, linked_table, linked_id) VALUES ('linked', 'leads', 1)");
+    until_blocked(&mut observer, DB);
+    tx.commit().unwrap();
+    writer.join().unwrap().unwrap();
+    let kept: i64 = admin.query_one("SELECT linked_owner FROM crm.conversations WHERE subject = 'linked'", &[]).unwrap().get(0);
+    assert_eq!(kept, bob);
+}
+
+#[test]
+fn a_message_written_while_its_conversation_is_reassigned_gets_the_new_assignee() {
+    const DB: &str = "race_message_after";
+    let mut admin = org(DB);
+    let mut observer = connect(DB, "postgres");
+    let mut pusher = connect(DB, "postgres");
+    let bob = owner(&mut admin, "bob");
+    let mut tx = pusher.transaction().unwrap();
+    tx.execute("UPDATE crm.conversations SET assigned_to = $1 WHERE id = 1", &[&bob]).unwrap();
+    let writer = acting(DB, "root", "INSERT INTO crm.messages (conversation_id, direction, body) VALUES (1, 'inbound', 'hello')");
+    until_blocked(&mut observer, DB);
+    tx.commit().unwrap();
+    writer.join().unwrap().unwrap();
+    let kept: i64 = admin.query_one("SELECT crm_assigned_to FROM crm.messages WHERE body = 'hello'", &[]).unwrap().get(0);
+    assert_eq!(kept, bob);
+}
+
+#[test]
+fn a_reassignment_that_missed_a_message_fails_to_serialise_instead_of_leaving_it_stale() {
+    const DB: &str = "race_message_before";
+    let mut admin = org(DB);
+    let mut observer = connect(DB, "postgres");
+    let mut writer = connect(DB, APP);
+    let bob = owner(&mut admin, "bob");
+    let mut tx = writer.transaction().unwrap();
+    tx.execute("SELECT crm.set_user('root')", &[]).unwrap();
+    // Dated before the conversation's newest message: it does not move last_message_at.
+    tx.execute("INSERT INTO crm.messages (conversation_id, direction, body, sent_at) VALUES (1, 'inbound', 'early', '2000-01-01')", &[]).unwrap();
+    let reassign = move || -> Result<(), postgres::Error> {
+        let mut c = connect(DB, "postgres");
+        let mut t = c.build_transaction().isolation_level(IsolationLevel::RepeatableRead).start()?;
+        t.query("SELECT count(*) FROM crm.messages", &[])?;
+        t.execute("UPDATE crm.conversations SET assigned_to = $1 WHERE id = 1", &[&bob])?;
+        t.commit()
+    };
+    let pusher = thread::spawn(reassign);
+    until_blocked(&mut observer, DB);
+    tx.commit().unwrap();
+    let err = pusher.join().unwrap().expect_err("the REPEATABLE READ reassignment cannot see the new message");
+    assert_eq!(err.code(), Some(&postgres::error::SqlState::T_R_SERIALIZATION_FAILURE), "{err}");
+    // Retried, as REPEATABLE READ clients do, it reaches the message.
+    reassign().unwrap();
+    let kept: i64 = admin.query_one("SELECT crm_assigned_to FROM crm.messages WHERE body = 'early'", &[]).unwrap().get(0);
+    assert_eq!(kept, bob);
+}

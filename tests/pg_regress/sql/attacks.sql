@@ -1,0 +1,279 @@
+-- The attack tier (docs/security.md): every finding of the 0.1.0 audit, run as the least
+-- privileged role that could try it, showing that it fails and that nothing changed. Each
+-- attacking function records who ran it in regress.ran_as, so that a superuser run would
+-- show up as a row with rolsuper = t.
+\set ECHO none
+\o /dev/null
+CREATE EXTENSION crm_access;
+\i tests/fixtures/helpers.sql
+\i tests/fixtures/org.sql
+\o
+\set ECHO all
+CREATE TABLE regress.ran_as (what text, who name, rolsuper boolean);
+GRANT INSERT, SELECT ON regress.ran_as TO PUBLIC;
+CREATE FUNCTION regress.record(what text) RETURNS boolean LANGUAGE sql AS $$
+    INSERT INTO regress.ran_as SELECT what, current_user, rolsuper FROM pg_roles WHERE rolname = current_user RETURNING true
+$$;
+CREATE FUNCTION regress.record_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM regress.record(TG_ARGV[0]);
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+END $$;
+-- A table owner who is not a superuser, with a schema of their own.
+CREATE ROLE owner1;
+CREATE SCHEMA app AUTHORIZATION owner1;
+GRANT USAGE ON SCHEMA app TO crm_app, crm_stranger, bi_alice;
+
+-- F1: a caller-made type and cast given to explain_access never runs (as anyone).
+SET SESSION AUTHORIZATION crm_stranger;
+CREATE TYPE pg_temp.evil AS ENUM ('x');
+CREATE FUNCTION pg_temp.evil_int8(pg_temp.evil) RETURNS bigint LANGUAGE sql IMMUTABLE
+    AS $$ SELECT CASE WHEN regress.record('F1 cast') THEN 41::bigint END $$;
+CREATE CAST (pg_temp.evil AS bigint) WITH FUNCTION pg_temp.evil_int8(pg_temp.evil);
+SELECT regress.try($$SELECT crm.explain_access('sales.leads', 'x'::pg_temp.evil)$$);
+SELECT regress.try($$SELECT crm.who_can('sales.leads', 'x'::pg_temp.evil)$$);
+CREATE DOMAIN pg_temp.evil_key AS bigint CHECK (regress.record('F1 domain'));
+SELECT regress.try($$SELECT crm.explain_access('sales.leads', 41::pg_temp.evil_key)$$);
+-- Same for a CRM administrator acting through the trusted app.
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'root';
+CREATE TYPE pg_temp.evil2 AS ENUM ('x');
+CREATE FUNCTION pg_temp.evil2_int8(pg_temp.evil2) RETURNS bigint LANGUAGE sql IMMUTABLE
+    AS $$ SELECT CASE WHEN regress.record('F1 cast as admin') THEN 41::bigint END $$;
+CREATE CAST (pg_temp.evil2 AS bigint) WITH FUNCTION pg_temp.evil2_int8(pg_temp.evil2);
+SELECT regress.try($$SELECT crm.explain_access('sales.leads', 'x'::pg_temp.evil2, 'read', 'alice')$$);
+-- Built-in types are read by the key type's own input function.
+SELECT crm.explain_access('sales.leads', 41, 'read', 'alice'), crm.explain_access('sales.leads', '41'::text, 'read', 'alice');
+SELECT regress.try($$SELECT crm.explain_access('sales.leads', 'forty-one'::text, 'read', 'alice')$$);
+SELECT regress.try($$SELECT crm.explain_access('sales.leads', NULL::bigint)$$);
+SELECT regress.try($$SELECT crm.explain_access(NULL, 41)$$);
+COMMIT;
+
+-- F2: without an acting user, an existing record and a missing one answer alike.
+SET SESSION AUTHORIZATION crm_stranger;
+SELECT regress.try($$SELECT crm.explain_access('sales.leads', 41)$$) AS existing,
+       regress.try($$SELECT crm.explain_access('sales.leads', 9999)$$) AS missing;
+
+-- F10: rows of another relation given to the field-check functions are refused, in a query
+-- and in a trigger's WHEN condition; the backend survives.
+CREATE TEMP TABLE one (a int);
+INSERT INTO one VALUES (1);
+SELECT regress.try($$SELECT crm.field_changes('sales.leads'::regclass, o, o) FROM one o$$);
+SELECT regress.try($$SELECT crm.field_values('sales.leads'::regclass, o) FROM one o$$);
+SELECT regress.try($$SELECT crm.field_changes('sales.leads'::regclass, ROW(1, 'x', 2), ROW(1, 'x', 2))$$);
+CREATE TEMP TABLE victim (id bigint, company text, owner_id bigint, extra text);
+INSERT INTO victim VALUES (1, 'a', 1, 'b');
+CREATE TRIGGER t BEFORE UPDATE ON victim FOR EACH ROW
+    WHEN (crm.field_changes('sales.leads'::regclass, OLD, NEW)) EXECUTE FUNCTION regress.record_trigger('F10 when');
+SELECT regress.try($$UPDATE victim SET extra = 'c'$$);
+SELECT 'backend alive' AS still;
+
+-- F3, F4: a CRM administrator cannot protect, unprotect, link or make a secure view of a
+-- table they do not own, a temporary table, or crm_access's own tables.
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'root';
+CREATE TEMP TABLE loot (id bigint PRIMARY KEY, owner_id bigint NOT NULL);
+SELECT regexp_replace(regress.try($$SELECT crm.protect('loot', 'Products')$$), 'pg_temp_[0-9]+', 'pg_temp_N') AS try;
+SELECT regress.try($$SELECT crm.protect('sales.leads', 'Leads')$$);
+SELECT regress.try($$SELECT crm.unprotect('sales.leads')$$);
+SELECT regress.try($$SELECT crm.secure_view('sales.leads')$$);
+SELECT regress.try($$SELECT crm.link_parent('sales.leads', 'id', 'sales.accounts')$$);
+SELECT regress.try($$SELECT crm.unprotect('crm.conversations')$$);
+SELECT regress.try($$SELECT crm.protect('crm.conversations', 'Leads', 'assigned_to')$$);
+SELECT regress.try($$SELECT crm.protect('pg_catalog.pg_class', 'Leads', 'relowner')$$);
+COMMIT;
+RESET SESSION AUTHORIZATION;
+SELECT relname, relrowsecurity FROM pg_class WHERE oid IN ('crm.conversations'::regclass, 'crm.messages'::regclass, 'crm.events'::regclass, 'sales.leads'::regclass) ORDER BY relname;
+
+-- F3: records moved by delete_user run as the caller: the table owner's trigger runs as
+-- crm_app, and needs crm_app's own privileges.
+SET SESSION AUTHORIZATION owner1;
+CREATE TABLE app.products (id bigint PRIMARY KEY, name text, owner_id bigint NOT NULL);
+CREATE INDEX ON app.products (owner_id);
+CREATE TRIGGER spy BEFORE UPDATE ON app.products FOR EACH ROW EXECUTE FUNCTION regress.record_trigger('F3 transfer');
+GRANT SELECT, INSERT, UPDATE, DELETE ON app.products TO crm_app;
+RESET SESSION AUTHORIZATION;
+GRANT owner1 TO postgres;
+SELECT crm.grant_privileges('Sales', 'Products', ARRAY['read', 'create', 'edit', 'delete']);
+SET ROLE owner1;
+-- owner1 is no CRM administrator: protecting its own table needs one too.
+SELECT regress.try($$SELECT crm.protect('app.products', 'Products')$$);
+RESET ROLE;
+SELECT crm.protect('app.products', 'Products');
+SELECT crm.create_user('leaver', 'Rep_West');
+INSERT INTO app.products VALUES (1, 'widget', crm.owner_id('leaver'));
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'root';
+SELECT crm.delete_user('leaver', transfer_to => 'alice');
+COMMIT;
+RESET SESSION AUTHORIZATION;
+SELECT id, owner_id = crm.owner_id('alice') AS moved FROM app.products;
+SELECT what, who, rolsuper FROM regress.ran_as ORDER BY what;
+
+-- F5, F6: parent links keep the parent's owner through generic triggers, as the caller; a
+-- column name that would end a generated function body is just a column name.
+SET SESSION AUTHORIZATION owner1;
+CREATE TABLE app.accounts (id bigint PRIMARY KEY, name text, owner_id bigint NOT NULL);
+CREATE INDEX ON app.accounts (owner_id);
+CREATE TABLE app.deals (id bigint PRIMARY KEY, name text, owner_id bigint NOT NULL,
+                        "x$f$;SELECT regress.record('F6 injected');SELECT $f$" bigint REFERENCES app.accounts);
+CREATE INDEX ON app.deals (owner_id);
+CREATE TRIGGER spy AFTER UPDATE ON app.deals FOR EACH ROW EXECUTE FUNCTION regress.record_trigger('F5 push');
+GRANT SELECT, INSERT, UPDATE, DELETE ON app.accounts, app.deals TO crm_app;
+RESET SESSION AUTHORIZATION;
+SELECT crm.grant_privileges('Sales', 'Opportunities', ARRAY['read', 'create', 'edit', 'delete']);
+SELECT crm.protect('app.accounts', 'Accounts');
+SELECT crm.protect('app.deals', 'Opportunities');
+SET check_function_bodies = off;
+SELECT crm.link_parent('app.deals', 'x$f$;SELECT regress.record(''F6 injected'');SELECT $f$', 'app.accounts');
+RESET check_function_bodies;
+-- Only the two generic trigger functions exist: nothing was generated for this link.
+SELECT proname FROM pg_proc WHERE pronamespace = 'crm'::regnamespace AND proname LIKE '%parent_owner%' ORDER BY proname;
+INSERT INTO app.accounts VALUES (1, 'alice''s', crm.owner_id('alice'));
+INSERT INTO app.deals VALUES (1, 'alice on hers', crm.owner_id('alice'), 1), (2, 'carol on alice''s', crm.owner_id('carol'), 1);
+-- mgr_west gives alice's account to bob; the deals follow, carol's too, which mgr_west
+-- cannot see; the deal table's owner's trigger runs as crm_app.
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'mgr_west';
+SELECT array_agg(id) AS mgr_west_sees FROM app.deals;
+UPDATE app.accounts SET owner_id = crm.owner_id('bob') WHERE id = 1;
+COMMIT;
+RESET SESSION AUTHORIZATION;
+SELECT id, crm_parent_owner = crm.owner_id('bob') AS follows FROM app.deals ORDER BY id;
+SELECT what, who, rolsuper FROM regress.ran_as WHERE what LIKE 'F5%' OR what LIKE 'F6%' GROUP BY 1, 2, 3 ORDER BY 1;
+
+-- F7: partitioned tables, partitions and inheritance are refused, now and later.
+CREATE TABLE app.part (id bigint, owner_id bigint NOT NULL) PARTITION BY RANGE (id);
+CREATE TABLE app.part_1 PARTITION OF app.part FOR VALUES FROM (0) TO (100);
+SELECT regress.try($$SELECT crm.protect('app.part', 'Products')$$);
+SELECT regress.try($$SELECT crm.protect('app.part_1', 'Products')$$);
+SET SESSION AUTHORIZATION owner1;
+SELECT regress.try($$CREATE TABLE app.products_more () INHERITS (app.products)$$);
+CREATE TABLE app.loose (id bigint PRIMARY KEY, name text, owner_id bigint NOT NULL);
+SELECT regress.try($$ALTER TABLE app.loose INHERIT app.products$$);
+
+-- F11: the table owner cannot switch enforcement off quietly.
+SELECT regress.try($$ALTER TABLE app.products NO FORCE ROW LEVEL SECURITY$$);
+SELECT regress.try($$ALTER TABLE app.products DISABLE ROW LEVEL SECURITY$$);
+SELECT regress.try($$ALTER TABLE app.products DISABLE TRIGGER crm_field_check$$);
+SELECT regress.try($$ALTER TABLE app.products DISABLE TRIGGER ALL$$);
+SELECT regress.try($$ALTER TABLE app.products ENABLE REPLICA TRIGGER crm_truncate_check$$);
+SELECT regress.try($$DROP TRIGGER crm_truncate_check ON app.products$$);
+SELECT regress.try($$DROP POLICY crm_read ON app.products$$);
+SELECT regress.try($$ALTER POLICY crm_read ON app.products USING (true)$$);
+SELECT regress.try($$ALTER TABLE app.products DROP COLUMN owner_id CASCADE$$);
+SELECT regress.try($$ALTER TABLE app.deals DISABLE TRIGGER crm_keep_parent_owner$$);
+SELECT regress.try($$ALTER TABLE app.accounts DISABLE TRIGGER crm_push_parent_owner$$);
+-- Changes that leave the protection whole are not refused.
+SELECT regress.try($$ALTER TABLE app.products ADD COLUMN note text$$);
+SELECT regress.try($$CREATE POLICY narrower ON app.products AS RESTRICTIVE FOR SELECT USING (name IS NOT NULL)$$);
+RESET SESSION AUTHORIZATION;
+SELECT oid::regclass AS protected, relrowsecurity, relforcerowsecurity, crm.protection_problems(oid) FROM pg_class
+WHERE oid IN (SELECT tbl FROM crm.protected_tables) ORDER BY 1::text;
+-- TRUNCATE needs delete access to every record.
+SET SESSION AUTHORIZATION owner1;
+SELECT regress.try($$TRUNCATE app.products$$);
+RESET SESSION AUTHORIZATION;
+GRANT TRUNCATE ON app.products TO crm_app;
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'alice';
+SELECT regress.try($$TRUNCATE app.products$$);
+SET LOCAL crm.user_name = 'root';
+SELECT regress.try($$TRUNCATE app.products$$);
+ROLLBACK;
+RESET SESSION AUTHORIZATION;
+SELECT count(*) AS products_left FROM app.products;
+
+-- F9: on INSERT a read-only or hidden field takes its default, never the writer's value.
+SET SESSION AUTHORIZATION owner1;
+CREATE SEQUENCE app.ticket_no;
+CREATE TABLE app.tickets (
+    id        bigint PRIMARY KEY,
+    owner_id  bigint NOT NULL,
+    status    text   NOT NULL DEFAULT 'new',
+    ticket_no bigint NOT NULL DEFAULT nextval('app.ticket_no'),
+    secret    text
+);
+GRANT SELECT, INSERT, UPDATE ON app.tickets TO crm_app;
+GRANT USAGE ON SEQUENCE app.ticket_no TO crm_app;
+RESET SESSION AUTHORIZATION;
+SELECT crm.grant_privileges('Sales', 'Tickets', ARRAY['read', 'create', 'edit']);
+SELECT crm.protect('app.tickets', 'Tickets');
+SELECT crm.set_field_access('Sales', 'Tickets', f, a)
+FROM (VALUES ('status', 'read_only'), ('ticket_no', 'read_only'), ('secret', 'hidden')) AS v(f, a);
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'alice';
+INSERT INTO app.tickets (id, owner_id) VALUES (1, crm.owner_id('alice')) RETURNING id, status, ticket_no;
+INSERT INTO app.tickets (id, owner_id, status) VALUES (2, crm.owner_id('alice'), 'new') RETURNING id, status;
+SELECT regress.try($$INSERT INTO app.tickets (id, owner_id, status) VALUES (3, crm.owner_id('alice'), 'approved')$$);
+SELECT regress.try($$INSERT INTO app.tickets (id, owner_id, secret) VALUES (4, crm.owner_id('alice'), 'planted')$$);
+INSERT INTO app.tickets (id, owner_id, ticket_no) VALUES (5, crm.owner_id('alice'), 1000) RETURNING id, ticket_no <> 1000 AS refilled;
+COMMIT;
+RESET SESSION AUTHORIZATION;
+SELECT id, status, secret FROM app.tickets ORDER BY id;
+
+-- F13: a mapped or trusted role is bound by oid: a role re-created, or renamed, under that
+-- name is somebody else.
+BEGIN;
+ALTER ROLE bi_alice RENAME TO bi_alice_was;
+CREATE ROLE bi_alice LOGIN;
+GRANT USAGE ON SCHEMA sales TO bi_alice;
+GRANT SELECT ON sales.leads TO bi_alice;
+SET SESSION AUTHORIZATION bi_alice;
+SELECT crm.acting_user() AS impostor_acts_as, count(*) AS impostor_rows FROM sales.leads;
+RESET SESSION AUTHORIZATION;
+-- The mapped role itself, renamed, acts as nobody until it is mapped again.
+SET SESSION AUTHORIZATION bi_alice_was;
+SELECT crm.acting_user() AS renamed_acts_as;
+RESET SESSION AUTHORIZATION;
+ALTER ROLE crm_app RENAME TO crm_app_was;
+CREATE ROLE crm_app LOGIN;
+SET SESSION AUTHORIZATION crm_app;
+SELECT regress.try($$SELECT crm.set_user('alice')$$);
+RESET SESSION AUTHORIZATION;
+ROLLBACK;
+
+-- F14: nobody rewrites a message.
+INSERT INTO crm.conversations (subject, assigned_to) VALUES ('hello', crm.owner_id('alice'));
+SELECT crm.set_message_permissions('Sales', ARRAY['mine']);
+SELECT crm.grant_privileges('Sales', 'Messages', ARRAY['read', 'create', 'edit', 'delete']);
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'alice';
+INSERT INTO crm.messages (conversation_id, direction, body) SELECT id, 'inbound', 'original' FROM crm.conversations;
+SELECT regress.try($$UPDATE crm.messages SET body = 'rewritten'$$);
+COMMIT;
+RESET SESSION AUTHORIZATION;
+SELECT body FROM crm.messages;
+
+-- F15: crm.secure_view refreshes only the view it made.
+CREATE VIEW sales.leads_secure AS SELECT id, company FROM sales.leads;
+ALTER VIEW sales.leads_secure OWNER TO crm_stranger;
+SELECT regress.try($$SELECT crm.secure_view('sales.leads')$$);
+SELECT relowner::regrole AS owner, pg_get_viewdef('sales.leads_secure') AS definition FROM pg_class WHERE oid = 'sales.leads_secure'::regclass;
+DROP VIEW sales.leads_secure;
+SELECT crm.secure_view('sales.leads');
+SELECT crm.secure_view('sales.leads');
+
+-- Nobody became a superuser; the extension's privileged role is what it must be.
+SELECT rolname, rolsuper, rolbypassrls, rolcanlogin FROM pg_roles
+WHERE rolname IN ('crm_app', 'bi_alice', 'crm_stranger', 'owner1', 'crm_access_catalog') ORDER BY rolname;
+SELECT count(*) AS members_of_catalog_role FROM pg_auth_members WHERE roleid = 'crm_access_catalog'::regrole OR member = 'crm_access_catalog'::regrole;
+SELECT count(*) AS superuser_runs FROM regress.ran_as WHERE rolsuper;
+
+-- clean up for the next suite
+\set ECHO none
+SET client_min_messages = warning;
+RESET SESSION AUTHORIZATION;
+DROP SCHEMA app CASCADE;
+DROP SCHEMA sales CASCADE;
+DROP SCHEMA regress CASCADE;
+DROP EXTENSION crm_access CASCADE;
+REVOKE owner1 FROM postgres;
+DROP ROLE owner1;
