@@ -37,7 +37,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         UNION ALL SELECT 'it is part of an inheritance tree or partitioned' FROM p
             WHERE p.relkind <> 'r' OR EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = p.tbl OR h.inhparent = p.tbl)
     )
-    SELECT string_agg(problem, '; ') FROM problems
+    SELECT string_agg(problem, '; ' ORDER BY problem) FROM problems
 $$;
 
 CREATE FUNCTION crm.guard_protection() RETURNS event_trigger

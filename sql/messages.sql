@@ -91,16 +91,17 @@ CREATE TRIGGER conversation_check BEFORE INSERT OR UPDATE OF assigned_to, linked
 -- their row security: a change of visibility reaches every message of the conversation,
 -- whoever made it (an assignment, a new record owner, an archive). Only fixed statements
 -- over crm.* tables, whose triggers are all crm_access's own.
+-- The copy itself is crm.copy_conversation_visibility (src/policy/linked.rs), which reads and
+-- writes under the latest snapshot, so that it also reaches a message committed after this
+-- transaction's REPEATABLE READ snapshot (message_check makes such a writer commit first).
 CREATE FUNCTION crm.conversation_push() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    UPDATE crm.messages m
-    SET crm_assigned_to = n.assigned_to, crm_linked_owner = n.linked_owner,
-        crm_is_new = n.is_new, crm_archived_by = n.archived_by
+    PERFORM crm.copy_conversation_visibility(array_agg(n.id))
     FROM new_rows n JOIN old_rows o ON o.id = n.id
-    WHERE m.conversation_id = n.id
-      AND (n.assigned_to, n.linked_owner, n.is_new, n.archived_by)
-          IS DISTINCT FROM (o.assigned_to, o.linked_owner, o.is_new, o.archived_by);
+    WHERE (n.assigned_to, n.linked_owner, n.is_new, n.archived_by)
+          IS DISTINCT FROM (o.assigned_to, o.linked_owner, o.is_new, o.archived_by)
+    HAVING count(*) > 0;
     RETURN NULL;
 END $$;
 CREATE TRIGGER conversation_push AFTER UPDATE ON crm.conversations
@@ -109,11 +110,9 @@ CREATE TRIGGER conversation_push AFTER UPDATE ON crm.conversations
 
 -- As the invoker: a message goes only into a conversation its writer can edit (which is what
 -- replying is). FOR SHARE holds the conversation's visibility still until this transaction
--- ends: a reassignment either waits for it (and then reaches this message too) or has
--- committed before, and this reads its result (READ COMMITTED), or fails to serialise
--- (REPEATABLE READ). message_bump then updates the conversation row, so that a
--- REPEATABLE READ reassignment that started before this commit fails to serialise too,
--- instead of missing this message.
+-- ends: a reassignment either waits for it and then reaches this message too (see
+-- conversation_push), or committed before and this reads its result (READ COMMITTED) or
+-- fails to serialise (REPEATABLE READ).
 CREATE FUNCTION crm.message_check() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -136,14 +135,13 @@ CREATE TRIGGER message_check BEFORE INSERT OR UPDATE OF conversation_id
     ON crm.messages FOR EACH ROW EXECUTE FUNCTION crm.message_check();
 
 -- As crm_access_catalog (see conversation_push): the newest message dates its conversation
--- (the inbox order). Every message updates its conversation's row, even when it is not the
--- newest: see message_check for why.
+-- (the inbox order).
 CREATE FUNCTION crm.message_bump() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    UPDATE crm.conversations c SET last_message_at = greatest(c.last_message_at, n.latest)
+    UPDATE crm.conversations c SET last_message_at = n.latest
     FROM (SELECT conversation_id, max(sent_at) AS latest FROM new_rows GROUP BY conversation_id) n
-    WHERE c.id = n.conversation_id;
+    WHERE c.id = n.conversation_id AND c.last_message_at < n.latest;
     RETURN NULL;
 END $$;
 CREATE TRIGGER message_bump AFTER INSERT ON crm.messages
@@ -154,6 +152,8 @@ CREATE TRIGGER message_bump AFTER INSERT ON crm.messages
 -- once; a deleted record unlinks them.
 
 REVOKE ALL ON FUNCTION crm.conversation_push(), crm.message_bump() FROM PUBLIC;
+REVOKE ALL ON FUNCTION crm.copy_conversation_visibility(bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm.copy_conversation_visibility(bigint[]) TO crm_access_catalog;
 
 -- Not FORCE: the owner, crm_access_catalog, is the one role that must see every row (the
 -- functions above, crm.assign_conversation); it runs nothing but crm_access's own statements.

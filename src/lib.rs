@@ -28,7 +28,8 @@ extension_sql_file!(
         policy::conversations::can_converse,
         policy::conversations::acting_owner_id,
         policy::conversations::acting_owner_ids,
-        policy::linked::linked_record_owner
+        policy::linked::linked_record_owner,
+        policy::linked::copy_conversation_visibility
     ]
 );
 extension_sql_file!("../sql/guard.sql", name = "guard", requires = ["catalog", "messages", policy::opened::protection_changing]);

@@ -23,7 +23,7 @@ use pgrx::{pg_sys, Internal, PgList, PgTupleDesc};
 
 use super::enforce::model;
 use super::opened;
-use super::rows::{same_value, with_value};
+use super::rows::{require_firing, same_value, with_value, Firing};
 use super::nodes::{any_of, bool_const};
 use super::simplify::{answer, const_value, declined, simplify_request};
 use crate::error::{CrmError, CrmResult, OrRaise};
@@ -375,8 +375,10 @@ unsafe fn check_insert(tbl: pg_sys::Oid, att: &pg_sys::FormData_pg_attribute, va
 
 #[pg_trigger]
 fn check_field_writes<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    require_firing(trigger, "crm.check_field_writes()", Firing::BeforeWrite);
     let data = trigger.trigger_data();
     let rel = data.tg_relation;
+    // SAFETY: the trigger's relation is open for the whole call.
     let tbl = unsafe { (*rel).rd_id };
     let update = trigger.event().fired_by_update();
     let mut new = if update { data.tg_newtuple } else { data.tg_trigtuple };

@@ -22,7 +22,7 @@ use pgrx::{PgRelation, PgTupleDesc};
 
 use super::enforce;
 use super::opened::{self, with_protection_changing, with_rows_opened};
-use super::rows::{self, same, text_of, value, with_value};
+use super::rows::{self, require_firing, same, text_of, value, with_value, Firing};
 use super::protect::{attach_policies, check_protection};
 use super::trigger_names::{KEEP_PARENT_OWNER, PUSH_PARENT_OWNER};
 use crate::api::authorize::{as_caller, on_catalog, require_admin};
@@ -167,7 +167,8 @@ fn keep_parent_owner<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
     let tbl = unsafe { (*rel).rd_id };
     let update = trigger.event().fired_by_update();
     let new = if update { data.tg_newtuple } else { data.tg_trigtuple };
-    if !trigger.event().fired_before() || !trigger.event().fired_for_row() || opened::rows_opened(tbl) {
+    require_firing(trigger, "crm.keep_parent_owner()", Firing::BeforeWrite);
+    if opened::rows_opened(tbl) {
         // Our own push and fill write the copy themselves.
         return Ok(trigger.new());
     }
@@ -224,9 +225,7 @@ fn push_parent_owner<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
     let rel = data.tg_relation;
     // SAFETY: the trigger's relation is open for the whole call.
     let parent = unsafe { (*rel).rd_id };
-    if trigger.event().fired_before() || !trigger.event().fired_for_row() {
-        return Ok(None);
-    }
+    require_firing(trigger, "crm.push_parent_owner()", Firing::AfterChange);
     // SAFETY: the trigger's relation and tuples are valid for the whole call; attribute
     // numbers come from the relation's own descriptor.
     let pushed: CrmResult<()> = (|| unsafe {

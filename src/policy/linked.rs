@@ -10,11 +10,14 @@
 //!   arguments and reads the table's key and owner columns from the catalog, so attaching it
 //!   anywhere else can only ever push a record's true owner.
 //! Both take the copy lock and work under the latest snapshot (see `catalog::latest`).
+//! - `crm.copy_conversation_visibility(ids)`, called by the conversations' statement trigger
+//!   as the catalog role, copies their visibility onto their messages under the latest
+//!   snapshot; clients may not execute it.
 
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
-use super::rows::{self, same, text_of, value};
+use super::rows::{self, require_firing, same, text_of, value, Firing};
 use crate::catalog::latest::{self, lock_copies_of};
 use crate::catalog::privileged;
 use crate::catalog::tables::{existing, primary_key_of};
@@ -69,9 +72,7 @@ fn push_linked_owner<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
     let rel = data.tg_relation;
     // SAFETY: the trigger's relation is open for the whole call.
     let tbl = unsafe { (*rel).rd_id };
-    if trigger.event().fired_before() || !trigger.event().fired_for_row() || trigger.event().fired_by_insert() {
-        return Ok(None);
-    }
+    require_firing(trigger, "crm.push_linked_owner()", Firing::AfterChange);
     // SAFETY: the trigger's relation and tuples are valid for the whole call; attribute
     // numbers come from the relation's own descriptor.
     let pushed: CrmResult<()> = (|| unsafe {
@@ -102,4 +103,20 @@ fn push_linked_owner<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
     })();
     pushed.or_raise();
     Ok(None)
+}
+
+/// Copy the visibility columns of conversations `ids` onto their messages. Run by
+/// `crm.conversation_push()` as crm_access_catalog (EXECUTE is revoked from everyone else),
+/// under the latest snapshot: a message committed after a REPEATABLE READ reassignment
+/// began, which it waited for (see crm.message_check), is reached too.
+#[pg_extern(volatile, parallel_unsafe)]
+fn copy_conversation_visibility(ids: Vec<i64>) {
+    const COPY: &str = "UPDATE crm.messages m
+        SET crm_assigned_to = c.assigned_to, crm_linked_owner = c.linked_owner, crm_is_new = c.is_new, crm_archived_by = c.archived_by
+        FROM crm.conversations c
+        WHERE c.id = ANY($1) AND m.conversation_id = c.id
+          AND (m.crm_assigned_to, m.crm_linked_owner, m.crm_is_new, m.crm_archived_by)
+              IS DISTINCT FROM (c.assigned_to, c.linked_owner, c.is_new, c.archived_by)";
+    let ids = ids.into_datum().expect("an array datum");
+    privileged::as_invoker(|| latest::execute(COPY, &[(pg_sys::INT8ARRAYOID, ids, false)], false)).or_raise();
 }

@@ -81,3 +81,31 @@ pub unsafe fn with_value(row: pg_sys::HeapTuple, desc: pg_sys::TupleDesc, attnum
     let (mut values, mut nulls, mut cols) = ([value.0], [value.1], [attnum]);
     pg_sys::heap_modify_tuple_by_cols(row, desc, 1, cols.as_mut_ptr(), values.as_mut_ptr(), nulls.as_mut_ptr())
 }
+
+/// How a crm_access row trigger function must fire: BEFORE INSERT OR UPDATE (it writes the
+/// new row), or AFTER UPDATE OR DELETE (it follows a change). Anyone may attach the function
+/// to a table of theirs; fired any other way it refuses, before it reads a row that a
+/// statement-level or other trigger does not have.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Firing {
+    BeforeWrite,
+    AfterChange,
+}
+
+pub fn require_firing(trigger: &pgrx::PgTrigger<'_>, function: &str, firing: Firing) {
+    let e = trigger.event();
+    let ok = e.fired_for_row()
+        && match firing {
+            Firing::BeforeWrite => e.fired_before() && (e.fired_by_insert() || e.fired_by_update()),
+            Firing::AfterChange => e.fired_after() && (e.fired_by_update() || e.fired_by_delete()),
+        };
+    if !ok {
+        let how = match firing {
+            Firing::BeforeWrite => "BEFORE INSERT OR UPDATE ... FOR EACH ROW",
+            Firing::AfterChange => "AFTER UPDATE OR DELETE ... FOR EACH ROW",
+        };
+        crate::error::CrmError::prerequisite(format!("{function} must be fired {how}"))
+            .with_hint("It is a trigger function crm.protect() and crm.link_parent() attach themselves.")
+            .raise();
+    }
+}
