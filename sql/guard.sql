@@ -25,7 +25,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         UNION ALL SELECT unnest(ARRAY['crm_linked_owner_update', 'crm_linked_owner_delete'])
             FROM p WHERE p.module IN ('Leads', 'Contacts')
         UNION ALL SELECT 'crm_keep_parent_owner' WHERE EXISTS (SELECT 1 FROM crm.parent_links l WHERE l.child = $1)
-        UNION ALL SELECT 'crm_push_parent_owner' WHERE EXISTS (SELECT 1 FROM crm.parent_links l WHERE l.parent = $1)
+        UNION ALL SELECT unnest(ARRAY['crm_push_parent_owner', 'crm_push_parent_owner_delete'])
+            WHERE EXISTS (SELECT 1 FROM crm.parent_links l WHERE l.parent = $1)
     ),
     problems(problem) AS (
         SELECT 'row level security is disabled' FROM p WHERE NOT p.relrowsecurity

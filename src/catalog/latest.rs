@@ -39,6 +39,16 @@ thread_local! {
 /// Run `sql` under the latest snapshot. Returns the number of rows processed and the first
 /// column of the first row as a bigint (the statements here return owner ids), if any.
 pub fn execute(sql: &str, args: &[Arg], read_only: bool) -> CrmResult<(u64, Option<i64>)> {
+    run(sql, args, read_only, None)
+}
+
+/// `execute` inside a statement trigger, whose transition tables `sql` may name. Not cached:
+/// a plan over one firing's transition tables is of no use to the next.
+pub fn execute_in_trigger(trigger: *mut pg_sys::TriggerData, sql: &str, args: &[Arg], read_only: bool) -> CrmResult<(u64, Option<i64>)> {
+    run(sql, args, read_only, Some(trigger))
+}
+
+fn run(sql: &str, args: &[Arg], read_only: bool, trigger: Option<*mut pg_sys::TriggerData>) -> CrmResult<(u64, Option<i64>)> {
     let mut types: Vec<pg_sys::Oid> = args.iter().map(|a| a.0).collect();
     let mut values: Vec<pg_sys::Datum> = args.iter().map(|a| a.1).collect();
     let nulls: Vec<std::ffi::c_char> = args.iter().map(|a| if a.2 { b'n' } else { b' ' } as std::ffi::c_char).collect();
@@ -49,7 +59,11 @@ pub fn execute(sql: &str, args: &[Arg], read_only: bool) -> CrmResult<(u64, Opti
     // their own memory context until the backend exits.
     unsafe {
         pg_sys::SPI_connect();
-        let plan = match PLANS.with(|p| p.borrow().get(&key).copied()) {
+        if let Some(trigger) = trigger {
+            pg_sys::SPI_register_trigger_data(trigger);
+        }
+        let cached = if trigger.is_none() { PLANS.with(|p| p.borrow().get(&key).copied()) } else { None };
+        let plan = match cached {
             Some(plan) => plan,
             None => {
                 let text = CString::new(sql).map_err(|_| CrmError::invalid("statement contains a NUL byte"))?;
@@ -58,8 +72,10 @@ pub fn execute(sql: &str, args: &[Arg], read_only: bool) -> CrmResult<(u64, Opti
                     pg_sys::SPI_finish();
                     return Err(CrmError::invalid(format!("cannot prepare {sql}")));
                 }
-                pg_sys::SPI_keepplan(plan);
-                PLANS.with(|p| p.borrow_mut().insert(key, plan));
+                if trigger.is_none() {
+                    pg_sys::SPI_keepplan(plan);
+                    PLANS.with(|p| p.borrow_mut().insert(key, plan));
+                }
                 plan
             }
         };

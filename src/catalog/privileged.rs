@@ -113,7 +113,20 @@ const CATALOG_OWNER: &CStr = c"SELECT r.oid::text || ' ' || (r.rolsuper OR r.rol
     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
     WHERE c.oid = 'crm.roles'::pg_catalog.regclass";
 
+thread_local! {
+    /// The catalog role as last checked; forgotten on any change of roles or of the catalog
+    /// (see `session::cache`), so a role altered to SUPERUSER is refused at the next use.
+    static CHECKED_ROLE: std::cell::Cell<Option<pg_sys::Oid>> = const { std::cell::Cell::new(None) };
+}
+
+pub fn forget_catalog_role() {
+    CHECKED_ROLE.set(None);
+}
+
 pub fn catalog_role() -> CrmResult<pg_sys::Oid> {
+    if let Some(role) = CHECKED_ROLE.get() {
+        return Ok(role);
+    }
     let row = as_invoker(|| query_one(CATALOG_OWNER))
         .ok_or_else(|| CrmError::broken_catalog("the crm_access catalog (crm.roles) is missing"))?;
     let (oid, unsafe_role) = row.split_once(' ').unwrap_or_default();
@@ -123,6 +136,7 @@ pub fn catalog_role() -> CrmResult<pg_sys::Oid> {
             .with_detail(format!("crm_access runs privileged catalog work as the owner of crm.roles, which must be the NOLOGIN role {CATALOG_ROLE} without SUPERUSER or BYPASSRLS."))
             .with_hint(format!("ALTER ROLE {CATALOG_ROLE} NOSUPERUSER NOBYPASSRLS NOLOGIN, or ALTER TABLE ... OWNER TO {CATALOG_ROLE} for every crm.* table.")));
     }
+    CHECKED_ROLE.set(Some(pg_sys::Oid::from(oid)));
     Ok(pg_sys::Oid::from(oid))
 }
 

@@ -9,9 +9,11 @@
 //!   from the parent row as the writer sees it, so it cannot be forged, refuses to create a
 //!   child under, or move it to, a parent the writer cannot read, and checks owner changes
 //!   (which the edit policy lets through for users who reach the child through its parent);
-//! - `crm.push_parent_owner()` (AFTER UPDATE OF owner OR DELETE on the parent) rewrites the
-//!   copy in every child row, as the invoker, with the child's policies opened for that one
-//!   statement (see `opened`), so a new parent owner reaches rows the invoker cannot see.
+//! - `crm.push_parent_owner()` (AFTER UPDATE and AFTER DELETE on the parent, once per
+//!   statement, over its transition tables) rewrites the copy in every child of a record
+//!   whose owner changed, as the invoker, with the policies of the child and parent opened
+//!   for that one statement (see `opened`), so a new parent owner reaches rows the invoker
+//!   cannot see. Once per statement, so that a bulk transfer re-plans once, not per row.
 //! Both take the copy lock and read under the latest snapshot (see `catalog::latest`).
 
 use std::ffi::CStr;
@@ -24,7 +26,7 @@ use super::enforce;
 use super::opened::{self, with_protection_changing, with_rows_opened};
 use super::rows::{self, require_firing, same, text_of, value, with_value, Firing};
 use super::protect::{attach_policies, check_protection};
-use super::trigger_names::{KEEP_PARENT_OWNER, PUSH_PARENT_OWNER};
+use super::trigger_names::{KEEP_PARENT_OWNER, PUSH_PARENT_OWNER, PUSH_PARENT_OWNER_DELETE};
 use crate::api::authorize::{as_caller, on_catalog, require_admin};
 use crate::catalog::latest::{self, lock_copies_of};
 use crate::catalog::privileged;
@@ -112,8 +114,12 @@ fn link(child_oid: pg_sys::Oid, parent_column: &str, parent_oid: pg_sys::Oid) ->
                     &format!(
                         "CREATE OR REPLACE TRIGGER {KEEP_PARENT_OWNER} BEFORE INSERT OR UPDATE ON {child}
                              FOR EACH ROW EXECUTE FUNCTION crm.keep_parent_owner();
-                         CREATE OR REPLACE TRIGGER {PUSH_PARENT_OWNER} AFTER UPDATE OF {po} OR DELETE ON {parent}
-                             FOR EACH ROW EXECUTE FUNCTION crm.push_parent_owner();"
+                         CREATE OR REPLACE TRIGGER {PUSH_PARENT_OWNER} AFTER UPDATE ON {parent}
+                             REFERENCING OLD TABLE AS crm_old NEW TABLE AS crm_new
+                             FOR EACH STATEMENT EXECUTE FUNCTION crm.push_parent_owner();
+                         CREATE OR REPLACE TRIGGER {PUSH_PARENT_OWNER_DELETE} AFTER DELETE ON {parent}
+                             REFERENCING OLD TABLE AS crm_old
+                             FOR EACH STATEMENT EXECUTE FUNCTION crm.push_parent_owner();"
                     ),
                     None,
                     &[],
@@ -221,44 +227,46 @@ fn keep_parent_owner<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
 
 #[pg_trigger]
 fn push_parent_owner<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    require_firing(trigger, "crm.push_parent_owner()", Firing::AfterChangeStatement);
     let data = trigger.trigger_data();
-    let rel = data.tg_relation;
     // SAFETY: the trigger's relation is open for the whole call.
-    let parent = unsafe { (*rel).rd_id };
-    require_firing(trigger, "crm.push_parent_owner()", Firing::AfterChange);
-    // SAFETY: the trigger's relation and tuples are valid for the whole call; attribute
-    // numbers come from the relation's own descriptor.
-    let pushed: CrmResult<()> = (|| unsafe {
+    let parent = unsafe { (*data.tg_relation).rd_id };
+    let data = data as *const pg_sys::TriggerData as *mut pg_sys::TriggerData;
+    let update = trigger.event().fired_by_update();
+    let pushed: CrmResult<()> = (|| {
         let m = cache::current(false)?;
         let children = m.children_of(parent);
-        let Some((owner_att, owner_col)) = m.owner_column_of(parent).and_then(|c| rows::column(rel, c)) else { return Ok(()) };
+        let (Some(owner), Some((key, _)), Some(table)) = (m.owner_column_of(parent), primary_key_of(parent), qualified_name(parent)) else {
+            return Ok(());
+        };
         if children.is_empty() {
             return Ok(());
         }
-        let desc = (*rel).rd_att;
-        let old = value(data.tg_trigtuple, desc, owner_att);
-        let owner = if trigger.event().fired_by_delete() {
-            (pg_sys::Datum::from(0), true)
+        let (o, k) = (quote_identifier(owner), quote_identifier(&key));
+        // The records of this statement whose owner (or key) changed; none: nothing to push.
+        let changed = if update {
+            format!("SELECT count(*) FROM crm_old o FULL JOIN crm_new n ON n.{k} = o.{k} WHERE o.{o} IS DISTINCT FROM n.{o}")
         } else {
-            let new = value(data.tg_newtuple, desc, owner_att);
-            if same(new, old, owner_col) {
-                return Ok(());
-            }
-            new
+            "SELECT count(*) FROM crm_old".to_string()
         };
-        let Some((key, key_type)) = primary_key_of(parent) else { return Ok(()) };
-        let Some((key_att, _)) = rows::column(rel, &key) else { return Ok(()) };
-        let key_value = value(data.tg_trigtuple, desc, key_att);
+        if latest::execute_in_trigger(data, &changed, &[], true)?.1 == Some(0) {
+            return Ok(());
+        }
         lock_copies_of(parent, true);
+        let keys = if update { format!("SELECT {k} FROM crm_old UNION SELECT {k} FROM crm_new") } else { format!("SELECT {k} FROM crm_old") };
         for (child, link) in children {
-            let Some(table) = qualified_name(child) else { continue };
-            let sql = format!("UPDATE {table} SET {KEPT} = $1 WHERE {} = $2", quote_identifier(&link.column));
-            let args = [(pg_sys::INT8OID, owner.0, owner.1), (key_type, key_value.0, key_value.1)];
-            with_rows_opened(&[child], || privileged::as_invoker(|| latest::execute(&sql, &args, false)))?;
+            let Some(child_table) = qualified_name(child) else { continue };
+            // Every child of a changed record gets its parent's owner now (NULL if it is gone).
+            let sql = format!(
+                "UPDATE {child_table} AS c SET {KEPT} = p.{o}
+                 FROM ({keys}) AS k (key) LEFT JOIN {table} AS p ON p.{k} = k.key
+                 WHERE c.{} = k.key AND c.{KEPT} IS DISTINCT FROM p.{o}",
+                quote_identifier(&link.column)
+            );
+            with_rows_opened(&[child, parent], || privileged::as_invoker(|| latest::execute_in_trigger(data, &sql, &[], false)))?;
         }
         Ok(())
     })();
     pushed.or_raise();
     Ok(None)
 }
-

@@ -4,8 +4,9 @@
 //! - `crm.linked_record_owner(tbl, id)`, called by the conversation's own trigger, reads
 //!   the owner as the writer sees the record (so a conversation links only to a record its
 //!   writer can read, and the copy cannot be forged);
-//! - `crm.push_linked_owner()`, on every protected Leads and Contacts table, gives the
-//!   record's new owner to its conversations at once, and unlinks them when it is deleted.
+//! - `crm.push_linked_owner()`, on every protected Leads and Contacts table (AFTER UPDATE
+//!   and AFTER DELETE, once per statement, over the transition tables), gives records' new
+//!   owners to their conversations at once, and unlinks them when the records are deleted.
 //!   It writes crm.conversations as the catalog role, which owns that table; it takes no
 //!   arguments and reads the table's key and owner columns from the catalog, so attaching it
 //!   anywhere else can only ever push a record's true owner.
@@ -17,7 +18,7 @@
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
-use super::rows::{self, require_firing, same, text_of, value, Firing};
+use super::rows::{require_firing, Firing};
 use crate::catalog::latest::{self, lock_copies_of};
 use crate::catalog::privileged;
 use crate::catalog::tables::{existing, primary_key_of};
@@ -56,49 +57,50 @@ fn record_owner(tbl: pg_sys::Oid, id: i64) -> CrmResult<i64> {
     }
 }
 
-/// A key value as the bigint conversations store in `linked_id`, if it is one.
-fn as_linked_id(value: pg_sys::Datum, typ: pg_sys::Oid) -> Option<i64> {
-    match typ {
-        pg_sys::INT8OID => Some(value.value() as i64),
-        pg_sys::INT4OID => Some(value.value() as i32 as i64),
-        pg_sys::INT2OID => Some(value.value() as i16 as i64),
-        _ => text_of(value, typ).parse().ok(),
-    }
-}
-
 #[pg_trigger]
 fn push_linked_owner<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    require_firing(trigger, "crm.push_linked_owner()", Firing::AfterChangeStatement);
     let data = trigger.trigger_data();
-    let rel = data.tg_relation;
     // SAFETY: the trigger's relation is open for the whole call.
-    let tbl = unsafe { (*rel).rd_id };
-    require_firing(trigger, "crm.push_linked_owner()", Firing::AfterChange);
-    // SAFETY: the trigger's relation and tuples are valid for the whole call; attribute
-    // numbers come from the relation's own descriptor.
-    let pushed: CrmResult<()> = (|| unsafe {
+    let tbl = unsafe { (*data.tg_relation).rd_id };
+    let data = data as *const pg_sys::TriggerData as *mut pg_sys::TriggerData;
+    let update = trigger.event().fired_by_update();
+    let pushed: CrmResult<()> = (|| {
         let m = cache::current(false)?;
         if !links_conversations(m.module_of(tbl)) {
             return Ok(());
         }
-        let Some((owner_att, owner_col)) = m.owner_column_of(tbl).and_then(|c| rows::column(rel, c)) else { return Ok(()) };
-        let Some((key, key_type)) = primary_key_of(tbl) else { return Ok(()) };
-        let Some((key_att, _)) = rows::column(rel, &key) else { return Ok(()) };
-        let desc = (*rel).rd_att;
-        let key_value = value(data.tg_trigtuple, desc, key_att);
-        let Some(id) = (!key_value.1).then(|| as_linked_id(key_value.0, key_type)).flatten() else { return Ok(()) };
-        let (sql, owner) = if trigger.event().fired_by_delete() {
-            ("UPDATE crm.conversations SET linked_table = NULL, linked_id = NULL WHERE linked_table = $1 AND linked_id = $2", (pg_sys::Datum::from(0), true))
+        let (Some(owner), Some((key, key_type))) = (m.owner_column_of(tbl), primary_key_of(tbl)) else { return Ok(()) };
+        // Conversations link by a bigint id: a table with another key has none linked.
+        if !matches!(key_type, pg_sys::INT2OID | pg_sys::INT4OID | pg_sys::INT8OID) {
+            return Ok(());
+        }
+        let (o, k) = (quote_identifier(owner), quote_identifier(&key));
+        // The records of this statement whose owner changed (or that are gone); none: no push.
+        let changed = if update {
+            format!("SELECT count(*) FROM crm_old AS o JOIN crm_new AS n ON n.{k} = o.{k} WHERE o.{o} IS DISTINCT FROM n.{o}")
         } else {
-            let (old, new) = (value(data.tg_trigtuple, desc, owner_att), value(data.tg_newtuple, desc, owner_att));
-            if same(old, new, owner_col) {
-                return Ok(());
-            }
-            ("UPDATE crm.conversations SET linked_owner = $3 WHERE linked_table = $1 AND linked_id = $2", new)
+            "SELECT count(*) FROM crm_old".to_string()
         };
+        if latest::execute_in_trigger(data, &changed, &[], true)?.1 == Some(0) {
+            return Ok(());
+        }
+        // Locked before looking for linked conversations: one being linked right now waits.
         lock_copies_of(tbl, true);
-        let args = [(pg_sys::REGCLASSOID, pg_sys::Datum::from(tbl), false), (pg_sys::INT8OID, pg_sys::Datum::from(id), false), (pg_sys::INT8OID, owner.0, owner.1)];
-        let args = if trigger.event().fired_by_delete() { &args[..2] } else { &args[..] };
-        privileged::as_catalog_role(|| latest::execute(sql, args, false))?;
+        let this = [(pg_sys::REGCLASSOID, pg_sys::Datum::from(tbl), false)];
+        const ANY_LINKED: &str = "SELECT count(*) FROM (SELECT FROM crm.conversations WHERE linked_table = $1 LIMIT 1) AS l";
+        if privileged::as_catalog_role(|| latest::execute(ANY_LINKED, &this, true))?.1 == Some(0) {
+            return Ok(());
+        }
+        let sql = if update {
+            format!(
+                "UPDATE crm.conversations AS c SET linked_owner = n.{o} FROM crm_new AS n
+                 WHERE c.linked_table = $1 AND c.linked_id = n.{k} AND c.linked_owner IS DISTINCT FROM n.{o}"
+            )
+        } else {
+            format!("UPDATE crm.conversations AS c SET linked_table = NULL, linked_id = NULL FROM crm_old AS o WHERE c.linked_table = $1 AND c.linked_id = o.{k}")
+        };
+        privileged::as_catalog_role(|| latest::execute_in_trigger(data, &sql, &this, false))?;
         Ok(())
     })();
     pushed.or_raise();

@@ -82,7 +82,7 @@ fn drop_trigger(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, name: &str
 /// The triggers every protected table carries: field checks (whose WHEN conditions are
 /// specialised per statement, see `fields`), the TRUNCATE check, and on Leads and Contacts
 /// tables, which conversations link to, the push of a new owner to those conversations.
-fn attach_triggers(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, module: &str, owner_column: &str) -> CrmResult<()> {
+fn attach_triggers(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, module: &str) -> CrmResult<()> {
     let lit = quote_literal(table);
     c.update(
         &format!(
@@ -97,13 +97,14 @@ fn attach_triggers(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, module:
         &[],
     )?;
     if matches!(module, "Leads" | "Contacts") {
-        let owner = quote_identifier(owner_column);
         c.update(
             &format!(
-                "CREATE OR REPLACE TRIGGER {LINKED_OWNER_UPDATE} AFTER UPDATE OF {owner} ON {table} FOR EACH ROW
-                     EXECUTE FUNCTION crm.push_linked_owner();
-                 CREATE OR REPLACE TRIGGER {LINKED_OWNER_DELETE} AFTER DELETE ON {table} FOR EACH ROW
-                     EXECUTE FUNCTION crm.push_linked_owner();"
+                "CREATE OR REPLACE TRIGGER {LINKED_OWNER_UPDATE} AFTER UPDATE ON {table}
+                     REFERENCING OLD TABLE AS crm_old NEW TABLE AS crm_new
+                     FOR EACH STATEMENT EXECUTE FUNCTION crm.push_linked_owner();
+                 CREATE OR REPLACE TRIGGER {LINKED_OWNER_DELETE} AFTER DELETE ON {table}
+                     REFERENCING OLD TABLE AS crm_old
+                     FOR EACH STATEMENT EXECUTE FUNCTION crm.push_linked_owner();"
             ),
             None,
             &[],
@@ -158,7 +159,7 @@ fn protect_table(oid: pg_sys::Oid, module: &str, owner_column: &str) -> CrmResul
     with_protection_changing(oid, || {
         as_caller(|c| {
             attach_policies(c, oid, &table, owner_column, linked)?;
-            attach_triggers(c, oid, &table, module, owner_column)?;
+            attach_triggers(c, oid, &table, module)?;
             if !has_index_led_by(c, oid, owner_column)? {
                 let owner = quote_identifier(owner_column);
                 pgrx::notice!("{table} has no index led by {owner}: users who see few rows will still scan the whole table; consider CREATE INDEX ON {table} ({owner})");
@@ -230,7 +231,9 @@ fn unprotect_table(oid: pg_sys::Oid) -> CrmResult<()> {
                 let lonely = !exists(c, "SELECT 1 FROM crm.parent_links WHERE parent = $1", &[parent.into()])?;
                 let owns = exists(c, "SELECT 1 FROM pg_class WHERE oid = $1 AND pg_has_role(relowner, 'USAGE')", &[parent.into()])?;
                 if lonely && owns {
-                    drop_trigger(c, parent, &existing(parent)?, super::trigger_names::PUSH_PARENT_OWNER)?;
+                    for t in [super::trigger_names::PUSH_PARENT_OWNER, super::trigger_names::PUSH_PARENT_OWNER_DELETE] {
+                        drop_trigger(c, parent, &existing(parent)?, t)?;
+                    }
                 }
                 Ok(())
             })

@@ -90,19 +90,27 @@ pub unsafe fn with_value(row: pg_sys::HeapTuple, desc: pg_sys::TupleDesc, attnum
 pub enum Firing {
     BeforeWrite,
     AfterChange,
+    /// AFTER UPDATE or AFTER DELETE, once per statement (it reads the transition tables).
+    AfterChangeStatement,
 }
 
 pub fn require_firing(trigger: &pgrx::PgTrigger<'_>, function: &str, firing: Firing) {
     let e = trigger.event();
-    let ok = e.fired_for_row()
-        && match firing {
-            Firing::BeforeWrite => e.fired_before() && (e.fired_by_insert() || e.fired_by_update()),
-            Firing::AfterChange => e.fired_after() && (e.fired_by_update() || e.fired_by_delete()),
-        };
+    let ok = match firing {
+        Firing::BeforeWrite => e.fired_for_row() && e.fired_before() && (e.fired_by_insert() || e.fired_by_update()),
+        Firing::AfterChange => e.fired_for_row() && e.fired_after() && (e.fired_by_update() || e.fired_by_delete()),
+        Firing::AfterChangeStatement => {
+            let data = trigger.trigger_data();
+            let tables = (e.fired_by_update() && !data.tg_oldtable.is_null() && !data.tg_newtable.is_null())
+                || (e.fired_by_delete() && !data.tg_oldtable.is_null());
+            e.fired_for_statement() && e.fired_after() && tables
+        }
+    };
     if !ok {
         let how = match firing {
             Firing::BeforeWrite => "BEFORE INSERT OR UPDATE ... FOR EACH ROW",
             Firing::AfterChange => "AFTER UPDATE OR DELETE ... FOR EACH ROW",
+            Firing::AfterChangeStatement => "AFTER UPDATE (REFERENCING OLD TABLE AS crm_old NEW TABLE AS crm_new) or AFTER DELETE (REFERENCING OLD TABLE AS crm_old) ... FOR EACH STATEMENT",
         };
         crate::error::CrmError::prerequisite(format!("{function} must be fired {how}"))
             .with_hint("It is a trigger function crm.protect() and crm.link_parent() attach themselves.")

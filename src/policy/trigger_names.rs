@@ -9,3 +9,4 @@ pub const LINKED_OWNER_UPDATE: &str = "crm_linked_owner_update";
 pub const LINKED_OWNER_DELETE: &str = "crm_linked_owner_delete";
 pub const KEEP_PARENT_OWNER: &str = "crm_keep_parent_owner";
 pub const PUSH_PARENT_OWNER: &str = "crm_push_parent_owner";
+pub const PUSH_PARENT_OWNER_DELETE: &str = "crm_push_parent_owner_delete";

@@ -19,6 +19,7 @@ use crm_model::{Action, ConversationScope, FieldAccess, Model, OwnerId, Scope};
 use pgrx::prelude::*;
 
 use crate::catalog::load::{self, LoadedCatalog, ParentLink};
+use crate::catalog::privileged;
 use super::identity;
 use crate::error::{CrmError, CrmResult};
 
@@ -137,6 +138,7 @@ unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: pg_sys:
         || CATALOG_RELIDS.with(|r| r.try_borrow().map(|r| r.contains(&relid.to_u32())).unwrap_or(true));
     if ours {
         STALE.set(true);
+        privileged::forget_catalog_role();
         // Always, not only when the model was fresh: plans made while the catalog could not
         // be loaded (which let nothing through) must not outlive its repair either.
         pg_sys::ResetPlanCache();
@@ -146,6 +148,7 @@ unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: pg_sys:
 #[pg_guard]
 unsafe extern "C-unwind" fn roles_changed(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
     identity::forget();
+    privileged::forget_catalog_role();
     // The model binds mappings and trusted roles to role oids whose names still match
     // (catalog::load); a renamed, dropped or re-created role must be looked at again.
     STALE.set(true);

@@ -177,3 +177,34 @@ fn a_repeatable_read_reassignment_waits_for_a_message_written_meanwhile_and_reac
     let kept: i64 = admin.query_one("SELECT crm_assigned_to FROM crm.messages WHERE body = 'early'", &[]).unwrap().get(0);
     assert_eq!(kept, bob);
 }
+
+#[test]
+fn a_conversation_linked_while_its_lead_is_deleted_is_refused() {
+    const DB: &str = "race_linked_deleted";
+    let _admin = org(DB);
+    let mut observer = connect(DB, "postgres");
+    let mut deleter = connect(DB, "postgres");
+    let mut tx = deleter.transaction().unwrap();
+    tx.execute("DELETE FROM leads WHERE id = 1", &[]).unwrap();
+    let writer = acting(DB, "root", "INSERT INTO crm.conversations (subject, linked_table, linked_id) VALUES ('orphan', 'leads', 1)");
+    until_blocked(&mut observer, DB);
+    tx.commit().unwrap();
+    let err = writer.join().unwrap().expect_err("the lead is gone by the time the link is read");
+    assert_eq!(err.code(), Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
+}
+
+#[test]
+fn a_child_written_while_its_parent_is_deleted_is_refused() {
+    const DB: &str = "race_child_deleted";
+    let mut admin = org(DB);
+    admin.batch_execute("INSERT INTO accounts VALUES (2, crm.owner_id('alice'))").unwrap();
+    let mut observer = connect(DB, "postgres");
+    let mut deleter = connect(DB, "postgres");
+    let mut tx = deleter.transaction().unwrap();
+    tx.execute("DELETE FROM accounts WHERE id = 2", &[]).unwrap();
+    let writer = acting(DB, "root", "INSERT INTO opportunities VALUES (12, crm.owner_id('alice'), 2)");
+    until_blocked(&mut observer, DB);
+    tx.commit().unwrap();
+    let err = writer.join().unwrap().expect_err("the account is gone by the time the child is written");
+    assert_eq!(err.code(), Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
+}

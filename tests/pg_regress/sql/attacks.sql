@@ -85,8 +85,10 @@ DROP TRIGGER w4 ON mine;
 -- Fired the right way on a table crm_access does not protect, they let everything through.
 CREATE TRIGGER w5 BEFORE INSERT OR UPDATE ON mine FOR EACH ROW EXECUTE FUNCTION crm.check_field_writes();
 CREATE TRIGGER w6 BEFORE INSERT OR UPDATE ON mine FOR EACH ROW EXECUTE FUNCTION crm.keep_parent_owner();
-CREATE TRIGGER w7 AFTER UPDATE OR DELETE ON mine FOR EACH ROW EXECUTE FUNCTION crm.push_parent_owner();
-CREATE TRIGGER w8 AFTER UPDATE OR DELETE ON mine FOR EACH ROW EXECUTE FUNCTION crm.push_linked_owner();
+CREATE TRIGGER w7 AFTER UPDATE ON mine REFERENCING OLD TABLE AS crm_old NEW TABLE AS crm_new
+    FOR EACH STATEMENT EXECUTE FUNCTION crm.push_parent_owner();
+CREATE TRIGGER w8 AFTER DELETE ON mine REFERENCING OLD TABLE AS crm_old
+    FOR EACH STATEMENT EXECUTE FUNCTION crm.push_linked_owner();
 INSERT INTO mine VALUES (1, 1);
 UPDATE mine SET owner_id = 2;
 DELETE FROM mine;
