@@ -180,11 +180,18 @@ SELECT * FROM demo.calendar_of('alice') UNION ALL SELECT * FROM demo.calendar_of
 UNION ALL SELECT * FROM demo.calendar_of('mgr_west') UNION ALL SELECT * FROM demo.calendar_of('mgr_east');
 RESET SESSION AUTHORIZATION;
 
-\echo '=== A BI login mapped to alice (bi_alice) sees alice''s rows whatever SQL it sends'
+\echo '=== A BI login mapped to alice (bi_alice), granted only the secure view:'
+\echo '    GRANT SELECT ON sales.leads_secure TO bi_alice; and no privilege on sales.leads'
+\o /dev/null
+REVOKE ALL ON sales.leads FROM bi_alice;
+GRANT SELECT ON sales.leads_secure TO bi_alice;
+\o
 SET SESSION AUTHORIZATION bi_alice;
-SELECT crm.acting_user(), owner_id, count(*) FROM sales.leads GROUP BY owner_id;
-\echo '--- and cannot claim to be someone else'
-SET crm.user_name = 'ceo';
+SELECT crm.acting_user(), id, company, phone, budget, ssn FROM sales.leads_secure ORDER BY id;
+\echo '--- the table itself is refused by PostgreSQL privileges, so no client can read around the masking'
 SELECT count(*) FROM sales.leads;
+\echo '--- and it cannot claim to be someone else'
+SET crm.user_name = 'ceo';
+SELECT count(*) FROM sales.leads_secure;
 RESET crm.user_name;
 RESET SESSION AUTHORIZATION;

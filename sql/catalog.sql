@@ -7,25 +7,31 @@
 -- crm.catalog_changed(), which invalidates the cached model and cached plans in every
 -- session at commit (and in this session at the next command).
 
--- The catalog role: NOLOGIN, neither SUPERUSER nor BYPASSRLS, so that no work crm_access
--- does on a caller's behalf ever runs as a superuser (DESIGN §5). Roles are cluster-wide: a
--- second database reuses it, but only if it is still exactly what this script creates. A
--- role of that name made by someone else (with a login, members or memberships
--- of its own) would let them act as the catalog, so installing refuses it.
+-- The extension's own roles, both NOLOGIN and neither SUPERUSER nor BYPASSRLS, so that no
+-- work crm_access does on a caller's behalf ever runs as a superuser (DESIGN §5):
+-- crm_access_catalog owns the catalog and does the privileged catalog work;
+-- crm_access_views owns the secure views (<table>_secure) and holds the table privileges
+-- they read and write with, so that a client granted only a view cannot read the table.
+-- Roles are cluster-wide: a second database reuses them, but only if each is still exactly
+-- what this script creates. A role of that name made by someone else (with a login,
+-- members or memberships of its own) would let them act as it, so installing refuses it.
 DO $$
 DECLARE
+    wanted text;
     r pg_catalog.pg_roles;
 BEGIN
-    SELECT * INTO r FROM pg_catalog.pg_roles WHERE rolname = 'crm_access_catalog';
-    IF NOT FOUND THEN
-        CREATE ROLE crm_access_catalog NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT;
-    ELSIF r.rolsuper OR r.rolcanlogin OR r.rolbypassrls OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication
-          OR EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m WHERE m.roleid = r.oid OR m.member = r.oid) THEN
-        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
-            MESSAGE = 'role "crm_access_catalog" exists and is not the role crm_access needs',
-            DETAIL = 'It must be NOLOGIN, without SUPERUSER, BYPASSRLS, CREATEROLE, CREATEDB, REPLICATION, and neither have members nor be a member of any role.',
-            HINT = 'Drop the role (it is created by this extension), or fix its attributes and memberships, then install again.';
-    END IF;
+    FOREACH wanted IN ARRAY ARRAY['crm_access_catalog', 'crm_access_views'] LOOP
+        SELECT * INTO r FROM pg_catalog.pg_roles WHERE rolname = wanted;
+        IF NOT FOUND THEN
+            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT', wanted);
+        ELSIF r.rolsuper OR r.rolcanlogin OR r.rolbypassrls OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication
+              OR EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m WHERE m.roleid = r.oid OR m.member = r.oid) THEN
+            RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+                MESSAGE = pg_catalog.format('role "%s" exists and is not the role crm_access needs', wanted),
+                DETAIL = 'It must be NOLOGIN, without SUPERUSER, BYPASSRLS, CREATEROLE, CREATEDB, REPLICATION, and neither have members nor be a member of any role.',
+                HINT = 'Drop the role (it is created by this extension), or fix its attributes and memberships, then install again.';
+        END IF;
+    END LOOP;
 END $$;
 
 CREATE TABLE crm.roles (

@@ -79,7 +79,7 @@ CREATE EVENT TRIGGER crm_guard_protection ON ddl_command_end EXECUTE FUNCTION cr
 
 -- A dropped protected table leaves the catalog with it, as the catalog role (which owns
 -- crm.protected_tables and crm.conversations); conversations linked to its records are
--- unlinked, as a deletion of those records would. Only callable as an event trigger, so the
+-- unlinked, as a deletion of those records would; a dropped secure view leaves its registry. Only callable as an event trigger, so the
 -- list of dropped objects is PostgreSQL's own.
 CREATE FUNCTION crm.forget_dropped_tables() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -103,6 +103,10 @@ BEGIN
     DELETE FROM crm.protected_tables p
     USING pg_event_trigger_dropped_objects() d
     WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND p.tbl::oid = d.objid;
+    -- A secure view dropped (with a column of its table, say) is made again by crm.secure_view.
+    DELETE FROM crm.secure_views v
+    USING pg_event_trigger_dropped_objects() d
+    WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND v.view::oid = d.objid;
 END $$;
 
 CREATE EVENT TRIGGER crm_forget_dropped_tables ON sql_drop EXECUTE FUNCTION crm.forget_dropped_tables();

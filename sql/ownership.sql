@@ -2,6 +2,8 @@
 --
 -- crm_access_catalog (created in sql/catalog.sql) owns every table and view of the
 -- extension and the few SECURITY DEFINER functions that write them on a caller's behalf.
+-- crm_access_views owns crm.secure_view_write(), the trigger of the secure views it owns
+-- (crm.secure_view creates them as that role); nobody else may attach it.
 -- It is neither SUPERUSER nor BYPASSRLS: it sees every row of crm.conversations,
 -- crm.messages and crm.events only as their owner (they are not FORCE'd), and reaches no
 -- user table at all. Everything else stays owned by whoever installed the extension, and
@@ -25,3 +27,6 @@ ALTER FUNCTION crm.conversation_push() OWNER TO crm_access_catalog;
 ALTER FUNCTION crm.message_bump() OWNER TO crm_access_catalog;
 ALTER FUNCTION crm.forget_dropped_tables() OWNER TO crm_access_catalog;
 REVOKE ALL ON FUNCTION crm.forget_dropped_tables() FROM PUBLIC;
+
+ALTER FUNCTION crm.secure_view_write() OWNER TO crm_access_views;
+REVOKE ALL ON FUNCTION crm.secure_view_write() FROM PUBLIC;

@@ -14,7 +14,6 @@ mod session;
 
 extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
 extension_sql_file!("../sql/triggers.sql", name = "triggers", requires = [api::trigger::catalog_changed]);
-extension_sql_file!("../sql/fields.sql", name = "fields", requires = ["catalog"]);
 extension_sql_file!(
     "../sql/calendar.sql",
     name = "calendar",

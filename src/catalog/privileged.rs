@@ -1,6 +1,6 @@
 //! Running SQL with the right rights (DESIGN §5). Nothing here ever runs as a superuser.
 //!
-//! Two contexts, each with `search_path` pinned to `pg_catalog, pg_temp`, so that a
+//! Three contexts, each with `search_path` pinned to `pg_catalog, pg_temp`, so that a
 //! caller's own functions, operators or tables can never be picked up by our queries (the
 //! temporary schema is never searched for functions or operators):
 //! - **the invoker** (`as_invoker`): data-path work on users' tables (transfers, parent-owner
@@ -9,7 +9,11 @@
 //!   index expression does, it does as the caller, as if the caller had run the statement;
 //! - **the catalog role** (`as_catalog_role`): `crm_access_catalog`, NOLOGIN, neither
 //!   SUPERUSER nor BYPASSRLS, owns the crm.* tables. Only our fixed statements over crm.*
-//!   run as it: nothing a caller chose (no user table, type, cast or operator) is reached.
+//!   run as it: nothing a caller chose (no user table, type, cast or operator) is reached;
+//! - **the views role** (`as_role(Views, ..)`): `crm_access_views`, the same kind of role,
+//!   owns the secure views and holds privileges on their tables (granted by each table's
+//!   owner). Only the DDL of `crm.secure_view` and the writes of `crm.secure_view_write` run
+//!   as it; row policies still apply to it, for the acting user of the session.
 
 use std::ffi::CStr;
 
@@ -106,45 +110,110 @@ pub fn query_one(sql: &CStr) -> Option<String> {
     }
 }
 
-/// The catalog role is the owner of crm.roles; found through the table, not by name, so a
-/// role created (or renamed) to that name later is never taken for it. If it has been made
-/// a superuser or given BYPASSRLS, nothing runs as it: the separation would be void.
-const CATALOG_OWNER: &CStr = c"SELECT r.oid::text || ' ' || (r.rolsuper OR r.rolbypassrls OR r.rolcanlogin)::text
-    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
-    WHERE c.oid = 'crm.roles'::pg_catalog.regclass";
+/// The extension's two roles (created by sql/catalog.sql), each found through an object it
+/// owns, not by name, so that a role created (or renamed) to that name later is never taken
+/// for it. If one has been made a superuser, a BYPASSRLS role or a login, nothing runs as
+/// it: the separation would be void.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ExtensionRole {
+    /// Owns crm.roles and every other crm.* table.
+    Catalog,
+    /// Owns crm.secure_view_write() and every secure view.
+    Views,
+}
+
+impl ExtensionRole {
+    fn query(self) -> &'static CStr {
+        match self {
+            ExtensionRole::Catalog => c"SELECT r.oid::text || ' ' || (r.rolsuper OR r.rolbypassrls OR r.rolcanlogin)::text
+                FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
+                WHERE c.oid = 'crm.roles'::pg_catalog.regclass",
+            ExtensionRole::Views => c"SELECT r.oid::text || ' ' || (r.rolsuper OR r.rolbypassrls OR r.rolcanlogin)::text
+                FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
+                WHERE p.oid = 'crm.secure_view_write()'::pg_catalog.regprocedure",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ExtensionRole::Catalog => CATALOG_ROLE,
+            ExtensionRole::Views => VIEWS_ROLE,
+        }
+    }
+}
+
+/// The role that owns the secure views (created by sql/catalog.sql).
+pub const VIEWS_ROLE: &str = "crm_access_views";
 
 thread_local! {
-    /// The catalog role as last checked; forgotten on any change of roles or of the catalog
-    /// (see `session::cache`), so a role altered to SUPERUSER is refused at the next use.
-    static CHECKED_ROLE: std::cell::Cell<Option<pg_sys::Oid>> = const { std::cell::Cell::new(None) };
+    /// The roles as last checked; forgotten on any change of roles or of the catalog (see
+    /// `session::cache`), so a role altered to SUPERUSER is refused at the next use.
+    static CHECKED: std::cell::Cell<[Option<pg_sys::Oid>; 2]> = const { std::cell::Cell::new([None, None]) };
 }
 
-pub fn forget_catalog_role() {
-    CHECKED_ROLE.set(None);
+pub fn forget_checked_roles() {
+    CHECKED.set([None, None]);
 }
 
-pub fn catalog_role() -> CrmResult<pg_sys::Oid> {
-    if let Some(role) = CHECKED_ROLE.get() {
+pub fn extension_role(which: ExtensionRole) -> CrmResult<pg_sys::Oid> {
+    let slot = which as usize;
+    if let Some(role) = CHECKED.get()[slot] {
         return Ok(role);
     }
-    let row = as_invoker(|| query_one(CATALOG_OWNER))
-        .ok_or_else(|| CrmError::broken_catalog("the crm_access catalog (crm.roles) is missing"))?;
+    let name = which.name();
+    let row = as_invoker(|| query_one(which.query()))
+        .ok_or_else(|| CrmError::broken_catalog(format!("the object that identifies {name} is missing")))?;
     let (oid, unsafe_role) = row.split_once(' ').unwrap_or_default();
-    let oid = oid.parse::<u32>().map_err(|_| CrmError::broken_catalog("cannot read the owner of crm.roles"))?;
+    let oid = oid.parse::<u32>().map_err(|_| CrmError::broken_catalog(format!("cannot read the oid of {name}")))?;
     if unsafe_role == "true" {
-        return Err(CrmError::prerequisite("the owner of the crm_access catalog is a superuser, a BYPASSRLS role or a login")
-            .with_detail(format!("crm_access runs privileged catalog work as the owner of crm.roles, which must be the NOLOGIN role {CATALOG_ROLE} without SUPERUSER or BYPASSRLS."))
-            .with_hint(format!("ALTER ROLE {CATALOG_ROLE} NOSUPERUSER NOBYPASSRLS NOLOGIN, or ALTER TABLE ... OWNER TO {CATALOG_ROLE} for every crm.* table.")));
+        return Err(CrmError::prerequisite(format!("the role {name} of crm_access is a superuser, a BYPASSRLS role or a login"))
+            .with_detail(format!("crm_access runs privileged work as {name}, which must be NOLOGIN, without SUPERUSER or BYPASSRLS."))
+            .with_hint(format!("ALTER ROLE {name} NOSUPERUSER NOBYPASSRLS NOLOGIN.")));
     }
-    CHECKED_ROLE.set(Some(pg_sys::Oid::from(oid)));
+    let mut checked = CHECKED.get();
+    checked[slot] = Some(pg_sys::Oid::from(oid));
+    CHECKED.set(checked);
     Ok(pg_sys::Oid::from(oid))
 }
 
 /// Run `f` as the catalog role with a pinned search_path: for our own fixed statements over
 /// crm.* only (see the module comment).
 pub fn as_catalog_role<R>(f: impl FnOnce() -> CrmResult<R>) -> CrmResult<R> {
-    let role = catalog_role()?;
+    as_role(ExtensionRole::Catalog, f)
+}
+
+/// Run `f` as one of the extension's roles with a pinned search_path.
+pub fn as_role<R>(which: ExtensionRole, f: impl FnOnce() -> CrmResult<R>) -> CrmResult<R> {
+    let role = extension_role(which)?;
     let _pin = pin_search_path();
     let _switch = UserSwitch::to(role, 0);
+    f()
+}
+
+/// The owner of relation `tbl`, if it exists.
+pub fn relation_owner(tbl: pg_sys::Oid) -> Option<pg_sys::Oid> {
+    // SAFETY: a relcache lookup, released before returning; rd_rel is valid while open.
+    unsafe {
+        let rel = pg_sys::RelationIdGetRelation(tbl);
+        if rel.is_null() {
+            return None;
+        }
+        let owner = (*(*rel).rd_rel).relowner;
+        pg_sys::RelationClose(rel);
+        Some(owner)
+    }
+}
+
+/// Run `f` as `role` (a table's owner, or one of the extension's roles; never a superuser:
+/// the caller checks that row security applies to it) with a pinned search_path, inside a
+/// security-restricted operation: code of that role that runs meanwhile (the table's
+/// triggers) can neither SET ROLE nor leave temporary objects behind in the caller's session.
+pub fn as_user<R>(role: pg_sys::Oid, f: impl FnOnce() -> CrmResult<R>) -> CrmResult<R> {
+    // SAFETY: superuser_arg only reads the role's catalog row.
+    if unsafe { pg_sys::superuser_arg(role) } {
+        return Err(CrmError::prerequisite("crm_access never runs a write on anyone's behalf as a superuser"));
+    }
+    let _pin = pin_search_path();
+    let _switch = UserSwitch::to(role, pg_sys::SECURITY_RESTRICTED_OPERATION);
     f()
 }

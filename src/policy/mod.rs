@@ -13,6 +13,7 @@ mod nodes;
 pub mod opened;
 pub mod protect;
 pub mod rows;
+pub mod secure_view;
 pub mod simplify;
 mod trigger_names;
 pub mod truncate;

@@ -82,38 +82,39 @@ pub unsafe fn with_value(row: pg_sys::HeapTuple, desc: pg_sys::TupleDesc, attnum
     pg_sys::heap_modify_tuple_by_cols(row, desc, 1, cols.as_mut_ptr(), values.as_mut_ptr(), nulls.as_mut_ptr())
 }
 
-/// How a crm_access row trigger function must fire: BEFORE INSERT OR UPDATE (it writes the
-/// new row), or AFTER UPDATE OR DELETE (it follows a change). Anyone may attach the function
-/// to a table of theirs; fired any other way it refuses, before it reads a row that a
-/// statement-level or other trigger does not have.
+/// How a crm_access trigger function must fire. Anyone may attach the function
+/// to a table of theirs; fired any other way it refuses, before it reads a row (or a
+/// transition table) that such a trigger does not have.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Firing {
+    /// BEFORE INSERT OR UPDATE, for each row (it checks or completes the new row).
     BeforeWrite,
-    AfterChange,
     /// AFTER UPDATE or AFTER DELETE, once per statement (it reads the transition tables).
     AfterChangeStatement,
+    /// INSTEAD OF INSERT, UPDATE or DELETE on a view, for each row.
+    InsteadOfRow,
 }
 
 pub fn require_firing(trigger: &pgrx::PgTrigger<'_>, function: &str, firing: Firing) {
     let e = trigger.event();
     let ok = match firing {
         Firing::BeforeWrite => e.fired_for_row() && e.fired_before() && (e.fired_by_insert() || e.fired_by_update()),
-        Firing::AfterChange => e.fired_for_row() && e.fired_after() && (e.fired_by_update() || e.fired_by_delete()),
         Firing::AfterChangeStatement => {
             let data = trigger.trigger_data();
             let tables = (e.fired_by_update() && !data.tg_oldtable.is_null() && !data.tg_newtable.is_null())
                 || (e.fired_by_delete() && !data.tg_oldtable.is_null());
             e.fired_for_statement() && e.fired_after() && tables
         }
+        Firing::InsteadOfRow => e.fired_for_row() && e.fired_instead(),
     };
     if !ok {
         let how = match firing {
             Firing::BeforeWrite => "BEFORE INSERT OR UPDATE ... FOR EACH ROW",
-            Firing::AfterChange => "AFTER UPDATE OR DELETE ... FOR EACH ROW",
             Firing::AfterChangeStatement => "AFTER UPDATE (REFERENCING OLD TABLE AS crm_old NEW TABLE AS crm_new) or AFTER DELETE (REFERENCING OLD TABLE AS crm_old) ... FOR EACH STATEMENT",
+            Firing::InsteadOfRow => "INSTEAD OF INSERT OR UPDATE OR DELETE ... FOR EACH ROW",
         };
         crate::error::CrmError::prerequisite(format!("{function} must be fired {how}"))
-            .with_hint("It is a trigger function crm.protect() and crm.link_parent() attach themselves.")
+            .with_hint("It is a trigger function crm_access attaches itself (crm.protect, crm.link_parent, crm.secure_view).")
             .raise();
     }
 }

@@ -138,7 +138,7 @@ unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: pg_sys:
         || CATALOG_RELIDS.with(|r| r.try_borrow().map(|r| r.contains(&relid.to_u32())).unwrap_or(true));
     if ours {
         STALE.set(true);
-        privileged::forget_catalog_role();
+        privileged::forget_checked_roles();
         // Always, not only when the model was fresh: plans made while the catalog could not
         // be loaded (which let nothing through) must not outlive its repair either.
         pg_sys::ResetPlanCache();
@@ -148,7 +148,7 @@ unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: pg_sys:
 #[pg_guard]
 unsafe extern "C-unwind" fn roles_changed(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
     identity::forget();
-    privileged::forget_catalog_role();
+    privileged::forget_checked_roles();
     // The model binds mappings and trusted roles to role oids whose names still match
     // (catalog::load); a renamed, dropped or re-created role must be looked at again.
     STALE.set(true);
