@@ -177,7 +177,10 @@ CREATE TABLE crm.permission_set_assignments (
 CREATE TABLE crm.protected_tables (
     tbl          regclass PRIMARY KEY,
     module       text     NOT NULL REFERENCES crm.modules (name),
-    owner_column name     NOT NULL
+    owner_column name     NOT NULL,
+    -- The single-column primary key when protected, which conversations and child records
+    -- find records by; crm.protection_problems() refuses to let it go.
+    key_column   name
 );
 
 -- A protected child table's link to its parent table (an opportunity's account). The child

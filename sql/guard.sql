@@ -15,17 +15,22 @@
 CREATE FUNCTION crm.protection_problems(tbl regclass) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH p AS (
-        SELECT p.tbl, p.module, c.relrowsecurity, c.relforcerowsecurity, c.relkind
+        SELECT p.tbl, p.module, p.key_column, c.relrowsecurity, c.relforcerowsecurity, c.relkind
         FROM crm.protected_tables p JOIN pg_class c ON c.oid = p.tbl
         WHERE p.tbl = $1
     ),
     expected_policies(name) AS (VALUES ('crm_base'), ('crm_read'), ('crm_create'), ('crm_edit'), ('crm_delete')),
-    expected_triggers(name) AS (
-        SELECT unnest(ARRAY['crm_field_check', 'crm_field_check_insert', 'crm_truncate_check'])
-        UNION ALL SELECT unnest(ARRAY['crm_linked_owner_update', 'crm_linked_owner_delete'])
-            FROM p WHERE p.module IN ('Leads', 'Contacts')
-        UNION ALL SELECT 'crm_keep_parent_owner' WHERE EXISTS (SELECT 1 FROM crm.parent_links l WHERE l.child = $1)
-        UNION ALL SELECT unnest(ARRAY['crm_push_parent_owner', 'crm_push_parent_owner_delete'])
+    expected_triggers(name, fn) AS (
+        VALUES ('crm_field_check', 'crm.check_field_writes()'::regprocedure),
+               ('crm_field_check_insert', 'crm.check_field_writes()'::regprocedure),
+               ('crm_truncate_check', 'crm.check_truncate()'::regprocedure)
+        UNION ALL SELECT t.name, 'crm.push_linked_owner()'::regprocedure
+            FROM p, unnest(ARRAY['crm_linked_owner_update', 'crm_linked_owner_delete']) AS t(name)
+            WHERE p.module IN ('Leads', 'Contacts')
+        UNION ALL SELECT 'crm_keep_parent_owner', 'crm.keep_parent_owner()'::regprocedure
+            WHERE EXISTS (SELECT 1 FROM crm.parent_links l WHERE l.child = $1)
+        UNION ALL SELECT t.name, 'crm.push_parent_owner()'::regprocedure
+            FROM unnest(ARRAY['crm_push_parent_owner', 'crm_push_parent_owner_delete']) AS t(name)
             WHERE EXISTS (SELECT 1 FROM crm.parent_links l WHERE l.parent = $1)
     ),
     problems(problem) AS (
@@ -33,10 +38,18 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         UNION ALL SELECT 'FORCE ROW LEVEL SECURITY is off' FROM p WHERE NOT p.relforcerowsecurity
         UNION ALL SELECT format('policy %s is missing', e.name) FROM p, expected_policies e
             WHERE NOT EXISTS (SELECT 1 FROM pg_policy x WHERE x.polrelid = p.tbl AND x.polname = e.name)
-        UNION ALL SELECT format('trigger %s is missing or disabled', e.name) FROM p, expected_triggers e
-            WHERE NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p.tbl AND t.tgname = e.name AND t.tgenabled IN ('O', 'A'))
+        UNION ALL SELECT format('trigger %s is missing, disabled or not crm_access''s', e.name) FROM p, expected_triggers e
+            WHERE NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p.tbl AND t.tgname = e.name
+                                                           AND t.tgfoid = e.fn AND t.tgenabled IN ('O', 'A'))
         UNION ALL SELECT 'it is part of an inheritance tree or partitioned' FROM p
             WHERE p.relkind <> 'r' OR EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = p.tbl OR h.inhparent = p.tbl)
+        -- Conversations and children find their records by the key the table had when protected.
+        UNION ALL SELECT format('its primary key on %I is gone', p.key_column) FROM p
+            WHERE p.key_column IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                WHERE i.indrelid = p.tbl AND i.indisprimary AND i.indnkeyatts = 1 AND a.attname = p.key_column)
+        UNION ALL SELECT format('its link column %I is gone', l.parent_column) FROM p JOIN crm.parent_links l ON l.child = p.tbl
+            WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = p.tbl AND a.attname = l.parent_column AND NOT a.attisdropped)
     )
     SELECT string_agg(problem, '; ' ORDER BY problem) FROM problems
 $$;
@@ -47,10 +60,13 @@ DECLARE
     t regclass;
     problems text;
 BEGIN
-    IF current_setting('is_superuser') = 'on' THEN
+    -- The role running the command, not the session's: a table owner's code may run inside a
+    -- superuser's session (an index expression evaluated by ANALYZE, say).
+    IF (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
         RETURN;
     END IF;
-    -- A policy of ours keeps its name when its expression is altered; catch that by command.
+    -- A policy or trigger of ours keeps its name when it is altered or replaced; catch that
+    -- by command.
     FOR t IN
         SELECT x.polrelid FROM pg_event_trigger_ddl_commands() d
         JOIN pg_policy x ON d.classid = 'pg_policy'::regclass AND x.oid = d.objid
@@ -61,6 +77,18 @@ BEGIN
             RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
                 MESSAGE = format('the crm_access policies of %s cannot be altered', t),
                 HINT = 'crm.protect() (re)creates them; crm.unprotect() removes them.';
+        END IF;
+    END LOOP;
+    FOR t IN
+        SELECT x.tgrelid FROM pg_event_trigger_ddl_commands() d
+        JOIN pg_trigger x ON d.classid = 'pg_trigger'::regclass AND x.oid = d.objid
+        JOIN crm.protected_tables p ON p.tbl = x.tgrelid
+        WHERE d.command_tag IN ('CREATE TRIGGER', 'ALTER TRIGGER') AND x.tgname LIKE 'crm\_%'
+    LOOP
+        IF NOT crm.protection_changing(t) THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('the crm_access triggers of %s cannot be replaced or altered', t),
+                HINT = 'crm.protect() and crm.link_parent() (re)create them; crm.unprotect() removes them.';
         END IF;
     END LOOP;
     FOR t IN SELECT p.tbl FROM crm.protected_tables p JOIN pg_class c ON c.oid = p.tbl LOOP

@@ -11,9 +11,10 @@
 //!   (which the edit policy lets through for users who reach the child through its parent);
 //! - `crm.push_parent_owner()` (AFTER UPDATE and AFTER DELETE on the parent, once per
 //!   statement, over its transition tables) rewrites the copy in every child of a record
-//!   whose owner changed, as the invoker, with the policies of the child and parent opened
-//!   for that one statement (see `opened`), so a new parent owner reaches rows the invoker
-//!   cannot see. Once per statement, so that a bulk transfer re-plans once, not per row.
+//!   whose owner changed, as the invoker, with the policies of the child opened for that one
+//!   statement (see `opened`), so a new parent owner reaches rows the invoker cannot see. The
+//!   new owners come from the transition tables: the parent is not read, so nothing of it is
+//!   opened. Once per statement, so that a bulk transfer re-plans once, not per row.
 //! Both take the copy lock and read under the latest snapshot (see `catalog::latest`).
 
 use std::ffi::CStr;
@@ -236,7 +237,7 @@ fn push_parent_owner<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
     let pushed: CrmResult<()> = (|| {
         let m = cache::current(false)?;
         let children = m.children_of(parent);
-        let (Some(owner), Some((key, _)), Some(table)) = (m.owner_column_of(parent), primary_key_of(parent), qualified_name(parent)) else {
+        let (Some(owner), Some((key, _))) = (m.owner_column_of(parent), primary_key_of(parent)) else {
             return Ok(());
         };
         if children.is_empty() {
@@ -253,17 +254,26 @@ fn push_parent_owner<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
             return Ok(());
         }
         lock_copies_of(parent, true);
-        let keys = if update { format!("SELECT {k} FROM crm_old UNION SELECT {k} FROM crm_new") } else { format!("SELECT {k} FROM crm_old") };
         for (child, link) in children {
             let Some(child_table) = qualified_name(child) else { continue };
-            // Every child of a changed record gets its parent's owner now (NULL if it is gone).
-            let sql = format!(
-                "UPDATE {child_table} AS c SET {KEPT} = p.{o}
-                 FROM ({keys}) AS k (key) LEFT JOIN {table} AS p ON p.{k} = k.key
-                 WHERE c.{} = k.key AND c.{KEPT} IS DISTINCT FROM p.{o}",
-                quote_identifier(&link.column)
-            );
-            with_rows_opened(&[child, parent], || privileged::as_invoker(|| latest::execute_in_trigger(data, &sql, &[], false)))?;
+            let l = quote_identifier(&link.column);
+            // The new owners come from the statement's own transition tables: the parent
+            // table itself is not read, so nothing of it is opened to the child's triggers.
+            // A record that is gone (deleted, or its key changed) leaves its children NULL.
+            let mut statements = vec![format!(
+                "UPDATE {child_table} AS c SET {KEPT} = NULL FROM crm_old AS o
+                 WHERE c.{l} = o.{k} AND c.{KEPT} IS NOT NULL{}",
+                if update { format!(" AND NOT EXISTS (SELECT FROM crm_new AS n WHERE n.{k} = o.{k})") } else { String::new() }
+            )];
+            if update {
+                statements.push(format!(
+                    "UPDATE {child_table} AS c SET {KEPT} = n.{o} FROM crm_new AS n
+                     WHERE c.{l} = n.{k} AND c.{KEPT} IS DISTINCT FROM n.{o}"
+                ));
+            }
+            for sql in statements {
+                with_rows_opened(&[child], || privileged::as_invoker(|| latest::execute_in_trigger(data, &sql, &[], false)))?;
+            }
         }
         Ok(())
     })();

@@ -18,7 +18,7 @@ use super::opened::with_protection_changing;
 use super::trigger_names::{FIELD_CHECK, FIELD_CHECK_INSERT, KEEP_PARENT_OWNER, LINKED_OWNER_DELETE, LINKED_OWNER_UPDATE, TRUNCATE_CHECK};
 use crate::api::admin::{check_record_module, exists, one};
 use crate::api::authorize::{as_caller, on_catalog, require_admin};
-use crate::catalog::tables::{check_caller_owns_plain_table, existing, has_index_led_by};
+use crate::catalog::tables::{check_caller_owns_plain_table, existing, has_index_led_by, primary_key};
 use crate::error::{CrmError, CrmResult, OrRaise};
 
 const POLICIES: [&str; 5] = ["crm_base", "crm_read", "crm_create", "crm_edit", "crm_delete"];
@@ -167,12 +167,13 @@ fn protect_table(oid: pg_sys::Oid, module: &str, owner_column: &str) -> CrmResul
             Ok(())
         })
     })?;
+    let key = as_caller(|c| primary_key(c, oid))?.map(|(k, _)| k);
     on_catalog(|c| {
         c.update(
-            "INSERT INTO crm.protected_tables VALUES ($1, $2, $3)
-             ON CONFLICT (tbl) DO UPDATE SET module = excluded.module, owner_column = excluded.owner_column",
+            "INSERT INTO crm.protected_tables VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tbl) DO UPDATE SET module = excluded.module, owner_column = excluded.owner_column, key_column = excluded.key_column",
             None,
-            &[oid.into(), module.into(), owner_column.into()],
+            &[oid.into(), module.into(), owner_column.into(), key.into()],
         )?;
         Ok(())
     })?;

@@ -100,9 +100,14 @@ pub fn require_firing(trigger: &pgrx::PgTrigger<'_>, function: &str, firing: Fir
     let ok = match firing {
         Firing::BeforeWrite => e.fired_for_row() && e.fired_before() && (e.fired_by_insert() || e.fired_by_update()),
         Firing::AfterChangeStatement => {
-            let data = trigger.trigger_data();
-            let tables = (e.fired_by_update() && !data.tg_oldtable.is_null() && !data.tg_newtable.is_null())
-                || (e.fired_by_delete() && !data.tg_oldtable.is_null());
+            // The statements these triggers run name the transition tables crm_old and
+            // crm_new; under any other names, those names would be looked up as relations,
+            // and could find a temporary view of the caller's (found in pg_temp even with
+            // a pinned search_path). So the names must be exactly those.
+            let t = trigger.trigger();
+            let named = |p: *mut std::ffi::c_char, want: &CStr| !p.is_null() && unsafe { CStr::from_ptr(p) } == want;
+            let tables = (e.fired_by_update() && named(t.tgoldtable, c"crm_old") && named(t.tgnewtable, c"crm_new"))
+                || (e.fired_by_delete() && named(t.tgoldtable, c"crm_old") && t.tgnewtable.is_null());
             e.fired_for_statement() && e.fired_after() && tables
         }
         Firing::InsteadOfRow => e.fired_for_row() && e.fired_instead(),

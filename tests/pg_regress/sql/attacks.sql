@@ -288,6 +288,69 @@ DROP VIEW sales.leads_secure;
 SELECT crm.secure_view('sales.leads');
 SELECT crm.secure_view('sales.leads');
 
+-- Found by the red team of this tier (docs/security.md), each as its table owner tried it.
+-- R1: our statement triggers attached again under other transition-table names, with
+-- temporary views named crm_old/crm_new, would have run the owner's code as the catalog role
+-- (or with a child's rows opened): the names must be crm_old/crm_new, or the trigger refuses.
+-- owner1 acts as dave, who may read but not edit: its UPDATE changes no row, and fires the
+-- statement triggers all the same.
+SELECT crm.map_db_role('dave', 'owner1');
+SET SESSION AUTHORIZATION owner1;
+CREATE TABLE app.leads (id bigint PRIMARY KEY, company text, owner_id bigint NOT NULL);
+CREATE TEMP VIEW crm_old AS SELECT 1::bigint AS id, 1::bigint AS owner_id, 'x'::text AS company;
+CREATE TEMP VIEW crm_new AS SELECT 1::bigint AS id, CASE WHEN regress.record('R1 spoofed transition table') THEN 1::bigint END AS owner_id, 'x'::text AS company;
+RESET SESSION AUTHORIZATION;
+SELECT crm.protect('app.leads', 'Leads');
+SET SESSION AUTHORIZATION owner1;
+CREATE TRIGGER zz_rogue AFTER UPDATE ON app.leads REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION crm.push_linked_owner();
+SELECT regress.try($$UPDATE app.leads SET company = company WHERE false$$);
+DROP TRIGGER zz_rogue ON app.leads;
+CREATE TRIGGER zz_rogue AFTER UPDATE ON app.accounts REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION crm.push_parent_owner();
+SELECT regress.try($$UPDATE app.accounts SET name = name WHERE false$$);
+DROP TRIGGER zz_rogue ON app.accounts;
+SELECT count(*) AS spoofed_views_read FROM regress.ran_as WHERE what LIKE 'R1%';
+-- R2: a crm_access trigger replaced under its own name (CREATE OR REPLACE TRIGGER) is refused.
+SELECT regress.try($$CREATE OR REPLACE TRIGGER crm_field_check BEFORE UPDATE ON app.tickets FOR EACH ROW
+    WHEN (false) EXECUTE FUNCTION crm.check_field_writes()$$);
+CREATE FUNCTION app.nothing() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+SELECT regress.try($$CREATE OR REPLACE TRIGGER crm_truncate_check BEFORE TRUNCATE ON app.tickets FOR EACH STATEMENT
+    EXECUTE FUNCTION app.nothing()$$);
+-- R3: the primary key conversations and children find records by cannot be dropped.
+SELECT regress.try($$ALTER TABLE app.leads DROP CONSTRAINT leads_pkey$$);
+-- R4: the owner's code run by a superuser's maintenance (an index expression evaluated by
+-- ANALYZE, as the owner) is not exempt from the guard.
+CREATE TABLE app.junk (x int);
+INSERT INTO app.junk VALUES (1), (2);
+CREATE FUNCTION app.do_it() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN ALTER TABLE app.leads DISABLE ROW LEVEL SECURITY; END $$;
+CREATE FUNCTION app.trap(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN IF current_setting('is_superuser') = 'on' AND $1 = 1 THEN PERFORM app.do_it(); END IF; RETURN $1; END $$;
+CREATE INDEX junk_trap ON app.junk (app.trap(x));
+RESET SESSION AUTHORIZATION;
+SELECT regress.try($$ANALYZE app.junk$$);
+SELECT relrowsecurity FROM pg_class WHERE oid = 'app.leads'::regclass;
+-- R5: a child table's owner's trigger, fired by the push of a parent's new owner, sees only
+-- the child's rows: the parent is never opened.
+CREATE TABLE app.parent_rows (id bigint);
+GRANT INSERT ON app.parent_rows TO PUBLIC;
+SET SESSION AUTHORIZATION owner1;
+CREATE FUNCTION app.collect() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO app.parent_rows SELECT id FROM app.accounts; RETURN NEW; END $$;
+CREATE TRIGGER collect AFTER UPDATE ON app.deals FOR EACH ROW EXECUTE FUNCTION app.collect();
+RESET SESSION AUTHORIZATION;
+INSERT INTO app.accounts VALUES (2, 'carol''s', crm.owner_id('carol'));
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'mgr_west';
+UPDATE app.accounts SET owner_id = crm.owner_id('alice') WHERE id = 1;
+COMMIT;
+RESET SESSION AUTHORIZATION;
+-- mgr_west reads account 1 (bob's), not account 2 (carol's); so does the trigger.
+SELECT array_agg(DISTINCT id ORDER BY id) AS parent_rows_seen_by_the_child_trigger FROM app.parent_rows;
+SELECT id, crm_parent_owner = crm.owner_id('alice') AS follows FROM app.deals ORDER BY id;
+
 -- Nobody became a superuser; the extension's privileged role is what it must be.
 SELECT rolname, rolsuper, rolbypassrls, rolcanlogin FROM pg_roles
 WHERE rolname IN ('crm_app', 'bi_alice', 'crm_stranger', 'owner1', 'crm_access_catalog') ORDER BY rolname;
