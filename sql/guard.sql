@@ -105,36 +105,32 @@ END $$;
 
 CREATE EVENT TRIGGER crm_guard_protection ON ddl_command_end EXECUTE FUNCTION crm.guard_protection();
 
--- A dropped protected table leaves the catalog with it, as the catalog role (which owns
--- crm.protected_tables and crm.conversations); conversations linked to its records are
--- unlinked, as a deletion of those records would; a dropped secure view leaves its registry. Only callable as an event trigger, so the
--- list of dropped objects is PostgreSQL's own.
+-- A dropped protected table leaves the catalog with it; conversations linked to its records
+-- are unlinked, as a deletion of those records would; a dropped secure view leaves its
+-- registry. As the caller (not SECURITY DEFINER: nothing here runs with more rights than the
+-- command's own); crm.forget_missing_relations() does the catalog writes as the catalog role,
+-- and forgets only relations that no longer exist, so anyone may call it.
 CREATE FUNCTION crm.forget_dropped_tables() RETURNS event_trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    dropped oid[];
     orphans text;
 BEGIN
-    WITH dropped AS (
-        SELECT d.objid FROM pg_event_trigger_dropped_objects() d WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
-    )
+    SELECT array_agg(d.objid) INTO dropped FROM pg_event_trigger_dropped_objects() d
+    WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0;
+    IF NOT EXISTS (SELECT 1 FROM crm.protected_tables p WHERE p.tbl::oid = ANY(dropped))
+       AND NOT EXISTS (SELECT 1 FROM crm.secure_views v WHERE v.view::oid = ANY(dropped)) THEN
+        RETURN;
+    END IF;
     SELECT string_agg(format('%s (parent of %s)', l.parent, l.child), ', ') INTO orphans
     FROM crm.parent_links l
-    WHERE l.parent::oid IN (SELECT objid FROM dropped) AND l.child::oid NOT IN (SELECT objid FROM dropped);
+    WHERE l.parent::oid = ANY(dropped) AND NOT l.child::oid = ANY(dropped);
     IF orphans IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'dependent_objects_still_exist',
             MESSAGE = format('cannot drop %s: protected tables are linked to it', orphans),
             HINT = 'Unprotect or drop the child tables first, or drop them in the same command.';
     END IF;
-    UPDATE crm.conversations c SET linked_table = NULL, linked_id = NULL
-    FROM pg_event_trigger_dropped_objects() d
-    WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND c.linked_table::oid = d.objid;
-    DELETE FROM crm.protected_tables p
-    USING pg_event_trigger_dropped_objects() d
-    WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND p.tbl::oid = d.objid;
-    -- A secure view dropped (with a column of its table, say) is made again by crm.secure_view.
-    DELETE FROM crm.secure_views v
-    USING pg_event_trigger_dropped_objects() d
-    WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND v.view::oid = d.objid;
+    PERFORM crm.forget_missing_relations();
 END $$;
 
 CREATE EVENT TRIGGER crm_forget_dropped_tables ON sql_drop EXECUTE FUNCTION crm.forget_dropped_tables();

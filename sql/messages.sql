@@ -87,15 +87,15 @@ END $$;
 CREATE TRIGGER conversation_check BEFORE INSERT OR UPDATE OF assigned_to, linked_table, linked_id
     ON crm.conversations FOR EACH ROW EXECUTE FUNCTION crm.conversation_check();
 
--- As crm_access_catalog, which owns both tables (sql/ownership.sql) and so is not subject to
--- their row security: a change of visibility reaches every message of the conversation,
--- whoever made it (an assignment, a new record owner, an archive). Only fixed statements
--- over crm.* tables, whose triggers are all crm_access's own.
--- The copy itself is crm.copy_conversation_visibility (src/policy/linked.rs), which reads and
--- writes under the latest snapshot, so that it also reaches a message committed after this
--- transaction's REPEATABLE READ snapshot (message_check makes such a writer commit first).
+-- A change of visibility reaches every message of the conversation, whoever made it (an
+-- assignment, a new record owner, an archive). The copy is crm.copy_conversation_visibility
+-- (src/policy/linked.rs), which writes as crm_access_catalog (the owner of both tables, not
+-- subject to their row security) and only ever copies a conversation's own columns onto its
+-- messages, so anyone may call it. It reads and writes under the latest snapshot, so that it
+-- also reaches a message committed after this transaction's REPEATABLE READ snapshot
+-- (message_check makes such a writer commit first).
 CREATE FUNCTION crm.conversation_push() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM crm.copy_conversation_visibility(array_agg(n.id))
     FROM new_rows n JOIN old_rows o ON o.id = n.id
@@ -134,14 +134,13 @@ END $$;
 CREATE TRIGGER message_check BEFORE INSERT OR UPDATE OF conversation_id
     ON crm.messages FOR EACH ROW EXECUTE FUNCTION crm.message_check();
 
--- As crm_access_catalog (see conversation_push): the newest message dates its conversation
--- (the inbox order).
+-- The newest message dates its conversation (the inbox order): crm.date_conversations
+-- (src/policy/linked.rs) sets it from the messages themselves, as crm_access_catalog, so
+-- anyone may call it.
 CREATE FUNCTION crm.message_bump() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    UPDATE crm.conversations c SET last_message_at = n.latest
-    FROM (SELECT conversation_id, max(sent_at) AS latest FROM new_rows GROUP BY conversation_id) n
-    WHERE c.id = n.conversation_id AND c.last_message_at < n.latest;
+    PERFORM crm.date_conversations(array_agg(DISTINCT n.conversation_id)) FROM new_rows n HAVING count(*) > 0;
     RETURN NULL;
 END $$;
 CREATE TRIGGER message_bump AFTER INSERT ON crm.messages
@@ -152,8 +151,6 @@ CREATE TRIGGER message_bump AFTER INSERT ON crm.messages
 -- once; a deleted record unlinks them.
 
 REVOKE ALL ON FUNCTION crm.conversation_push(), crm.message_bump() FROM PUBLIC;
-REVOKE ALL ON FUNCTION crm.copy_conversation_visibility(bigint[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION crm.copy_conversation_visibility(bigint[]) TO crm_access_catalog;
 
 -- Not FORCE: the owner, crm_access_catalog, is the one role that must see every row (the
 -- functions above, crm.assign_conversation); it runs nothing but crm_access's own statements.

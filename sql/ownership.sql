@@ -1,13 +1,14 @@
 -- Who owns what (DESIGN §5). Run last, once every object of the extension exists.
 --
 -- crm_access_catalog (created in sql/catalog.sql) owns every table and view of the
--- extension and the few SECURITY DEFINER functions that write them on a caller's behalf.
+-- extension, and no function: nothing of the extension is SECURITY DEFINER, and what runs as
+-- that role runs through src/catalog/privileged.rs, with crm_access's own statements.
 -- crm_access_views owns crm.secure_view_write(), the trigger of the secure views it owns
 -- (crm.secure_view creates them as that role); nobody else may attach it.
 -- It is neither SUPERUSER nor BYPASSRLS: it sees every row of crm.conversations,
 -- crm.messages and crm.events only as their owner (they are not FORCE'd), and reaches no
--- user table at all. Everything else stays owned by whoever installed the extension, and
--- runs as its caller.
+-- user table at all. Functions stay owned by whoever installed the extension, and run as
+-- their caller.
 DO $$
 DECLARE
     r record;
@@ -23,9 +24,6 @@ BEGIN
     END LOOP;
 END $$;
 
-ALTER FUNCTION crm.conversation_push() OWNER TO crm_access_catalog;
-ALTER FUNCTION crm.message_bump() OWNER TO crm_access_catalog;
-ALTER FUNCTION crm.forget_dropped_tables() OWNER TO crm_access_catalog;
 REVOKE ALL ON FUNCTION crm.forget_dropped_tables() FROM PUBLIC;
 
 ALTER FUNCTION crm.secure_view_write() OWNER TO crm_access_views;

@@ -28,10 +28,11 @@ extension_sql_file!(
         policy::conversations::acting_owner_id,
         policy::conversations::acting_owner_ids,
         policy::linked::linked_record_owner,
-        policy::linked::copy_conversation_visibility
+        policy::linked::copy_conversation_visibility,
+        policy::linked::date_conversations
     ]
 );
-extension_sql_file!("../sql/guard.sql", name = "guard", requires = ["catalog", "messages", policy::opened::protection_changing]);
+extension_sql_file!("../sql/guard.sql", name = "guard", requires = ["catalog", "messages", policy::opened::protection_changing, policy::linked::forget_missing_relations]);
 extension_sql_file!("../sql/ownership.sql", name = "ownership", finalize);
 
 #[pg_guard]

@@ -11,9 +11,9 @@
 //!   arguments and reads the table's key and owner columns from the catalog, so attaching it
 //!   anywhere else can only ever push a record's true owner.
 //! Both take the copy lock and work under the latest snapshot (see `catalog::latest`).
-//! - `crm.copy_conversation_visibility(ids)`, called by the conversations' statement trigger
-//!   as the catalog role, copies their visibility onto their messages under the latest
-//!   snapshot; clients may not execute it.
+//! - `crm.copy_conversation_visibility(ids)` and `crm.date_conversations(ids)`, called by
+//!   the statement triggers of conversations and messages, keep messages' copies and
+//!   conversations' dates, as the catalog role.
 
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
@@ -107,18 +107,50 @@ fn push_linked_owner<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
     Ok(None)
 }
 
-/// Copy the visibility columns of conversations `ids` onto their messages. Run by
-/// `crm.conversation_push()` as crm_access_catalog (EXECUTE is revoked from everyone else),
-/// under the latest snapshot: a message committed after a REPEATABLE READ reassignment
-/// began, which it waited for (see crm.message_check), is reached too.
+/// Copy the visibility columns of conversations `ids` onto their messages, as the catalog
+/// role, under the latest snapshot: a message committed after a REPEATABLE READ reassignment
+/// began, which it waited for (see crm.message_check), is reached too. It only ever makes
+/// messages agree with their conversations, so anyone may call it (crm.conversation_push does).
 #[pg_extern(volatile, parallel_unsafe)]
 fn copy_conversation_visibility(ids: Vec<i64>) {
     const COPY: &str = "UPDATE crm.messages m
         SET crm_assigned_to = c.assigned_to, crm_linked_owner = c.linked_owner, crm_is_new = c.is_new, crm_archived_by = c.archived_by
-        FROM crm.conversations c
-        WHERE c.id = ANY($1) AND m.conversation_id = c.id
+        FROM crm.conversations c JOIN unnest($1::bigint[]) AS i (id) ON i.id = c.id
+        WHERE m.conversation_id = c.id
           AND (m.crm_assigned_to, m.crm_linked_owner, m.crm_is_new, m.crm_archived_by)
               IS DISTINCT FROM (c.assigned_to, c.linked_owner, c.is_new, c.archived_by)";
     let ids = ids.into_datum().expect("an array datum");
-    privileged::as_invoker(|| latest::execute(COPY, &[(pg_sys::INT8ARRAYOID, ids, false)], false)).or_raise();
+    privileged::as_catalog_role(|| latest::execute(COPY, &[(pg_sys::INT8ARRAYOID, ids, false)], false)).or_raise();
+}
+
+/// Date conversations `ids` by their newest message, as the catalog role. It only ever sets
+/// what the messages say, so anyone may call it (crm.message_bump does).
+#[pg_extern(volatile, parallel_unsafe)]
+fn date_conversations(ids: Vec<i64>) {
+    const DATE: &str = "UPDATE crm.conversations c SET last_message_at = m.latest
+        FROM (SELECT m.conversation_id, max(m.sent_at) AS latest
+              FROM crm.messages m JOIN unnest($1::bigint[]) AS i (id) ON i.id = m.conversation_id GROUP BY m.conversation_id) m
+        WHERE c.id = m.conversation_id AND c.last_message_at < m.latest";
+    let ids = ids.into_datum().expect("an array datum");
+    privileged::as_catalog_role(|| latest::execute(DATE, &[(pg_sys::INT8ARRAYOID, ids, false)], false)).or_raise();
+}
+
+/// Forget relations that no longer exist: protected tables (and the conversations linked to
+/// their records) and secure views, as the catalog role. Called by the event trigger on
+/// sql_drop; it only removes references to relations that are gone, so anyone may call it.
+#[pg_extern(volatile, parallel_unsafe)]
+fn forget_missing_relations() {
+    const FORGET: [&str; 3] = [
+        "UPDATE crm.conversations SET linked_table = NULL, linked_id = NULL
+         WHERE linked_table IN (SELECT p.tbl FROM crm.protected_tables p WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = p.tbl))",
+        "DELETE FROM crm.protected_tables p WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = p.tbl)",
+        "DELETE FROM crm.secure_views v WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = v.view)",
+    ];
+    privileged::as_catalog_role(|| {
+        for sql in FORGET {
+            latest::execute(sql, &[], false)?;
+        }
+        Ok(())
+    })
+    .or_raise();
 }
