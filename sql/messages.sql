@@ -116,6 +116,9 @@ CREATE TRIGGER conversation_push AFTER UPDATE ON crm.conversations
 CREATE FUNCTION crm.message_check() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF NEW.conversation_id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'not_null_violation', MESSAGE = 'a message needs its conversation_id';
+    END IF;
     SELECT c.assigned_to, c.linked_owner, c.is_new, c.archived_by
     INTO NEW.crm_assigned_to, NEW.crm_linked_owner, NEW.crm_is_new, NEW.crm_archived_by
     FROM crm.conversations c WHERE c.id = NEW.conversation_id

@@ -15,3 +15,7 @@ BEGIN
                        'FOR EACH STATEMENT EXECUTE FUNCTION crm.catalog_changed()', t);
     END LOOP;
 END $$;
+
+-- Only the catalog's own tables fire it: attached to any other table, it would make every
+-- write there reset every session's plans and model.
+REVOKE ALL ON FUNCTION crm.catalog_changed() FROM PUBLIC;

@@ -12,6 +12,23 @@ pub struct CrmError {
     hint: Option<String>,
 }
 
+/// A name as error messages show it: at most 80 characters, control characters escaped, so
+/// that a hostile name cannot flood or forge a log line.
+pub fn shown(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars().take(80) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if name.chars().count() > 80 {
+        out.push('…');
+    }
+    out
+}
+
 impl CrmError {
     fn new(code: PgSqlErrorCode, message: impl Into<String>) -> Self {
         CrmError { code, message: message.into(), detail: None, hint: None }
@@ -29,7 +46,7 @@ impl CrmError {
 
     /// `kind` is a CRM word ("role", "profile", "CRM user", "module").
     pub fn undefined(kind: &str, name: &str) -> Self {
-        CrmError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("{kind} \"{name}\" does not exist"))
+        CrmError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("{kind} \"{}\" does not exist", shown(name)))
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -37,7 +54,7 @@ impl CrmError {
     }
 
     pub fn duplicate(kind: &str, name: &str) -> Self {
-        CrmError::new(PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT, format!("{kind} \"{name}\" already exists"))
+        CrmError::new(PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT, format!("{kind} \"{}\" already exists", shown(name)))
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -103,6 +120,12 @@ impl CrmError {
 }
 
 pub type CrmResult<T> = Result<T, CrmError>;
+
+/// An argument of an API function, which must not be NULL: the functions are not STRICT, so
+/// that a NULL gets this error rather than a silent NULL result and nothing done.
+pub fn required<T>(name: &str, value: Option<T>) -> T {
+    value.unwrap_or_else(|| CrmError::null_argument(name).with_hint(format!("Pass a value for {name}.")).raise())
+}
 
 /// Raise the error, if any; the API's `#[pg_extern]` functions end with this.
 pub trait OrRaise<T> {

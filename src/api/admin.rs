@@ -7,16 +7,29 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
 use super::authorize::administer;
-use crate::error::{CrmError, CrmResult};
+use crate::error::{CrmError, CrmResult, required};
 
 /// Modules made private with Accounts (seed 004, DESIGN §3.1).
 const ACCOUNT_RELATED: [&str; 6] = ["Opportunities", "Tickets", "Quotes", "SalesOrders", "PurchaseOrders", "Invoices"];
 
 pub type Client<'a, 'b> = &'a mut SpiClient<'b>;
 
-pub fn nonempty(kind: &str, name: &str) -> CrmResult<()> {
+/// The longest name of a role, profile, user, group or permission set, in characters.
+const NAME_LIMIT: usize = 200;
+
+/// A new name: not blank, not longer than `NAME_LIMIT`, and without control characters
+/// (which would hide in error messages and logs).
+pub fn valid_name(kind: &str, name: &str) -> CrmResult<()> {
     if name.trim().is_empty() {
         return Err(CrmError::invalid(format!("a {kind} name must not be empty")));
+    }
+    if name.chars().count() > NAME_LIMIT {
+        return Err(CrmError::invalid(format!("a {kind} name must not be longer than {NAME_LIMIT} characters"))
+            .with_hint("Choose a shorter name."));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(CrmError::invalid(format!("a {kind} name must not contain control characters"))
+            .with_hint("Use printable characters only."));
     }
     Ok(())
 }
@@ -98,9 +111,10 @@ pub fn actions(actions: Vec<Option<String>>) -> CrmResult<Vec<Action>> {
 }
 
 #[pg_extern]
-fn create_role(name: &str, parent: Option<&str>) {
+fn create_role(name: Option<&str>, parent: Option<&str>) {
+    let name = required("name", name);
     administer(|c: Client| {
-        nonempty("role", name)?;
+        valid_name("role", name)?;
         if exists(c, "SELECT 1 FROM crm.roles WHERE name = $1", &[name.into()])? {
             return Err(CrmError::duplicate("role", name));
         }
@@ -121,7 +135,9 @@ fn create_role(name: &str, parent: Option<&str>) {
 }
 
 #[pg_extern]
-fn move_role(name: &str, new_parent: &str) {
+fn move_role(name: Option<&str>, new_parent: Option<&str>) {
+    let name = required("name", name);
+    let new_parent = required("new_parent", new_parent);
     administer(|c: Client| {
         let (id, parent) = (role_id(c, name)?, role_id(c, new_parent)?);
         let cycle = exists(
@@ -141,9 +157,12 @@ fn move_role(name: &str, new_parent: &str) {
 }
 
 #[pg_extern]
-fn create_profile(name: &str, view_all: default!(bool, false), edit_all: default!(bool, false)) {
+fn create_profile(name: Option<&str>, view_all: default!(Option<bool>, false), edit_all: default!(Option<bool>, false)) {
+    let name = required("name", name);
+    let view_all = required("view_all", view_all);
+    let edit_all = required("edit_all", edit_all);
     administer(|c: Client| {
-        nonempty("profile", name)?;
+        valid_name("profile", name)?;
         if exists(c, "SELECT 1 FROM crm.profiles WHERE name = $1", &[name.into()])? {
             return Err(CrmError::duplicate("profile", name));
         }
@@ -175,17 +194,25 @@ fn change_privileges(profile: &str, module: &str, list: Vec<Option<String>>, gra
 }
 
 #[pg_extern]
-fn grant_privileges(profile: &str, module: &str, actions: Vec<Option<String>>) {
+fn grant_privileges(profile: Option<&str>, module: Option<&str>, actions: Option<Vec<Option<String>>>) {
+    let profile = required("profile", profile);
+    let module = required("module", module);
+    let actions = required("actions", actions);
     change_privileges(profile, module, actions, true)
 }
 
 #[pg_extern]
-fn revoke_privileges(profile: &str, module: &str, actions: Vec<Option<String>>) {
+fn revoke_privileges(profile: Option<&str>, module: Option<&str>, actions: Option<Vec<Option<String>>>) {
+    let profile = required("profile", profile);
+    let module = required("module", module);
+    let actions = required("actions", actions);
     change_privileges(profile, module, actions, false)
 }
 
 #[pg_extern]
-fn attach_profile(role: &str, profile: &str) {
+fn attach_profile(role: Option<&str>, profile: Option<&str>) {
+    let role = required("role", role);
+    let profile = required("profile", profile);
     administer(|c: Client| {
         let (r, p) = (role_id(c, role)?, profile_id(c, profile)?);
         c.update("INSERT INTO crm.role_profiles VALUES ($1, $2) ON CONFLICT DO NOTHING", None, &[r.into(), p.into()])?;
@@ -194,7 +221,9 @@ fn attach_profile(role: &str, profile: &str) {
 }
 
 #[pg_extern]
-fn detach_profile(role: &str, profile: &str) {
+fn detach_profile(role: Option<&str>, profile: Option<&str>) {
+    let role = required("role", role);
+    let profile = required("profile", profile);
     administer(|c: Client| {
         let (r, p) = (role_id(c, role)?, profile_id(c, profile)?);
         c.update("DELETE FROM crm.role_profiles WHERE role_id = $1 AND profile_id = $2", None, &[r.into(), p.into()])?;
@@ -203,9 +232,12 @@ fn detach_profile(role: &str, profile: &str) {
 }
 
 #[pg_extern]
-fn create_user(name: &str, role: &str, is_admin: default!(bool, false)) -> i64 {
+fn create_user(name: Option<&str>, role: Option<&str>, is_admin: default!(Option<bool>, false)) -> i64 {
+    let name = required("name", name);
+    let role = required("role", role);
+    let is_admin = required("is_admin", is_admin);
     administer(|c: Client| {
-        nonempty("user", name)?;
+        valid_name("user", name)?;
         let role = role_id(c, role)?;
         if exists(c, "SELECT 1 FROM crm.owners WHERE name = $1", &[name.into()])? {
             return Err(CrmError::duplicate("CRM user or group", name).with_hint("Users and groups share one namespace."));
@@ -217,7 +249,9 @@ fn create_user(name: &str, role: &str, is_admin: default!(bool, false)) -> i64 {
 }
 
 #[pg_extern]
-fn set_user_active(name: &str, active: bool) {
+fn set_user_active(name: Option<&str>, active: Option<bool>) {
+    let name = required("name", name);
+    let active = required("active", active);
     administer(|c: Client| {
         let id = user_id(c, name)?;
         c.update("UPDATE crm.users SET is_active = $2 WHERE owner_id = $1", None, &[id.into(), active.into()])?;
@@ -230,7 +264,9 @@ fn set_user_active(name: &str, active: bool) {
 }
 
 #[pg_extern]
-fn map_db_role(user_name: &str, db_role: &str) {
+fn map_db_role(user_name: Option<&str>, db_role: Option<&str>) {
+    let user_name = required("user_name", user_name);
+    let db_role = required("db_role", db_role);
     administer(|c: Client| {
         let id = user_id(c, user_name)?;
         check_db_role(c, db_role)?;
@@ -244,7 +280,8 @@ fn map_db_role(user_name: &str, db_role: &str) {
 }
 
 #[pg_extern]
-fn unmap_db_role(db_role: &str) {
+fn unmap_db_role(db_role: Option<&str>) {
+    let db_role = required("db_role", db_role);
     administer(|c: Client| {
         if !exists(c, "SELECT 1 FROM crm.db_role_map WHERE db_role = $1", &[db_role.into()])? {
             return Err(CrmError::undefined("mapping of database role", db_role));
@@ -255,7 +292,8 @@ fn unmap_db_role(db_role: &str) {
 }
 
 #[pg_extern]
-fn trust_role(db_role: &str) {
+fn trust_role(db_role: Option<&str>) {
+    let db_role = required("db_role", db_role);
     administer(|c: Client| {
         check_db_role(c, db_role)?;
         c.update("INSERT INTO crm.trusted_roles VALUES ($1) ON CONFLICT (db_role) DO UPDATE SET db_role_oid = NULL", None, &[db_role.into()])?;
@@ -264,7 +302,8 @@ fn trust_role(db_role: &str) {
 }
 
 #[pg_extern]
-fn distrust_role(db_role: &str) {
+fn distrust_role(db_role: Option<&str>) {
+    let db_role = required("db_role", db_role);
     administer(|c: Client| {
         if !exists(c, "SELECT 1 FROM crm.trusted_roles WHERE db_role = $1", &[db_role.into()])? {
             return Err(CrmError::undefined("trusted role", db_role));
@@ -275,7 +314,9 @@ fn distrust_role(db_role: &str) {
 }
 
 #[pg_extern]
-fn set_sharing_default(module: &str, level: &str) {
+fn set_sharing_default(module: Option<&str>, level: Option<&str>) {
+    let module = required("module", module);
+    let level = required("level", level);
     administer(|c: Client| {
         check_record_module(c, module, "org-wide defaults")?;
         let level = level.parse::<SharingLevel>().map_err(|e| CrmError::invalid(e.to_string()))?;

@@ -6,7 +6,7 @@ use crm_model::{Action, Event, User};
 use pgrx::prelude::*;
 
 use super::authorize::on_catalog;
-use crate::error::{CrmError, CrmResult, OrRaise};
+use crate::error::{CrmError, CrmResult, OrRaise, required};
 use super::identity::acting;
 use crate::session::cache::Loaded;
 
@@ -60,18 +60,23 @@ fn change_invitees(event_id: i64, user_name: &str, invite: bool) -> CrmResult<()
 }
 
 #[pg_extern]
-fn invite(event_id: i64, user_name: &str) {
+fn invite(event_id: Option<i64>, user_name: Option<&str>) {
+    let event_id = required("event_id", event_id);
+    let user_name = required("user_name", user_name);
     change_invitees(event_id, user_name, true).or_raise()
 }
 
 #[pg_extern]
-fn uninvite(event_id: i64, user_name: &str) {
+fn uninvite(event_id: Option<i64>, user_name: Option<&str>) {
+    let event_id = required("event_id", event_id);
+    let user_name = required("user_name", user_name);
     change_invitees(event_id, user_name, false).or_raise()
 }
 
 /// Shares the acting user's calendar (the details of their public events) with a user.
 #[pg_extern]
-fn share_calendar(with_user: &str) {
+fn share_calendar(with_user: Option<&str>) {
+    let with_user = required("with_user", with_user);
     (|| {
         let (m, me) = acting(Action::Edit, "calendar shares")?;
         let with = other_user(&m, &me, with_user)?.owner_id;
@@ -84,7 +89,8 @@ fn share_calendar(with_user: &str) {
 }
 
 #[pg_extern]
-fn unshare_calendar(with_user: &str) {
+fn unshare_calendar(with_user: Option<&str>) {
+    let with_user = required("with_user", with_user);
     (|| {
         let (m, me) = acting(Action::Edit, "calendar shares")?;
         let with = m.model.user_by_name(with_user).ok_or_else(|| CrmError::undefined("CRM user", with_user))?.owner_id;

@@ -9,7 +9,7 @@ use super::admin::{check_module, exists, one, profile_id, Client};
 use super::authorize::{administer, as_caller, on_catalog, require_admin};
 use crate::catalog::privileged::{self, ExtensionRole, VIEWS_ROLE};
 use crate::catalog::tables::{check_caller_owns_plain_table, existing, primary_key};
-use crate::error::{CrmError, CrmResult, OrRaise};
+use crate::error::{CrmError, CrmResult, OrRaise, required};
 
 /// A field is a column of one of the module's protected tables.
 fn check_field(c: Client, module: &str, field: &str) -> CrmResult<()> {
@@ -33,7 +33,11 @@ fn check_field(c: Client, module: &str, field: &str) -> CrmResult<()> {
 }
 
 #[pg_extern]
-fn set_field_access(profile: &str, module: &str, field: &str, access: &str) {
+fn set_field_access(profile: Option<&str>, module: Option<&str>, field: Option<&str>, access: Option<&str>) {
+    let profile = required("profile", profile);
+    let module = required("module", module);
+    let field = required("field", field);
+    let access = required("access", access);
     administer(|c: Client| {
         let id = profile_id(c, profile)?;
         check_field(c, module, field)?;
@@ -48,7 +52,10 @@ fn set_field_access(profile: &str, module: &str, field: &str, access: &str) {
 }
 
 #[pg_extern]
-fn set_global_field_access(module: &str, field: &str, visible: bool) {
+fn set_global_field_access(module: Option<&str>, field: Option<&str>, visible: Option<bool>) {
+    let module = required("module", module);
+    let field = required("field", field);
+    let visible = required("visible", visible);
     administer(|c: Client| {
         check_field(c, module, field)?;
         if visible {
@@ -147,6 +154,16 @@ fn prepare(c: Client, tbl: pg_sys::Oid, table: String, registered: Option<pg_sys
     // The views role reads and writes the table for the view's clients (row security and
     // field checks still apply to it), and needs the schema to create the view in.
     c.update(&format!("GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {VIEWS_ROLE}"), None, &[])?;
+    // A child's write reads its parent record (as the writer, under its row security).
+    let parent = one::<pg_sys::Oid>(c, "SELECT parent::oid FROM crm.parent_links WHERE child = $1", &[tbl.into()])?;
+    if let Some(parent) = parent {
+        let parent_table = existing(parent)?;
+        if !exists(c, "SELECT 1 WHERE has_table_privilege($1, 'SELECT WITH GRANT OPTION')", &[parent.into()])? {
+            return Err(CrmError::denied(format!("{VIEWS_ROLE} needs SELECT on {parent_table}, the parent table of {table}, and you cannot grant it"))
+                .with_hint(format!("Have the owner of {parent_table} run GRANT SELECT ON {parent_table} TO {VIEWS_ROLE}, or run crm.secure_view() as them.")));
+        }
+        c.update(&format!("GRANT SELECT ON {parent_table} TO {VIEWS_ROLE}"), None, &[])?;
+    }
     let (has_usage, has_create) = one::<String>(
         c,
         "SELECT has_schema_privilege($1, $2, 'USAGE')::text || has_schema_privilege($1, $2, 'CREATE')::text",

@@ -4,7 +4,7 @@ use pgrx::prelude::*;
 
 use crm_model::{Action, User};
 
-use crate::error::{CrmError, CrmResult, OrRaise};
+use crate::error::{CrmError, CrmResult, OrRaise, required};
 use crate::policy::enforce::refused;
 use crate::session::cache;
 use crate::session::identity::{self, Identity};
@@ -28,7 +28,8 @@ fn acting_user() -> Option<String> {
 
 /// The owner id of a user (groups share the same id space).
 #[pg_extern(stable)]
-fn owner_id(name: &str) -> i64 {
+fn owner_id(name: Option<&str>) -> i64 {
+    let name = required("name", name);
     let m = cache::current(true).or_raise();
     match m.model.owner_by_name(name) {
         Some(id) => id,

@@ -7,10 +7,12 @@ use super::admin::{one, role_id, user_id, Client};
 use super::authorize::{administer, on_catalog};
 use super::ownership;
 use super::sharing::{check_role_unreferenced, check_user_unreferenced};
-use crate::error::{CrmError, OrRaise};
+use crate::error::{CrmError, OrRaise, required};
 
 #[pg_extern]
-fn set_user_role(name: &str, role: &str) {
+fn set_user_role(name: Option<&str>, role: Option<&str>) {
+    let name = required("name", name);
+    let role = required("role", role);
     administer(|c: Client| {
         let (user, role) = (user_id(c, name)?, role_id(c, role)?);
         c.update("UPDATE crm.users SET role_id = $2 WHERE owner_id = $1", None, &[user.into(), role.into()])?;
@@ -19,7 +21,8 @@ fn set_user_role(name: &str, role: &str) {
 }
 
 #[pg_extern]
-fn delete_user(name: &str, transfer_to: default!(Option<&str>, "NULL")) {
+fn delete_user(name: Option<&str>, transfer_to: default!(Option<&str>, "NULL")) {
+    let name = required("name", name);
     let user = administer(|c: Client| {
         let user = user_id(c, name)?;
         check_user_unreferenced(c, user, name)?;
@@ -36,7 +39,8 @@ fn delete_user(name: &str, transfer_to: default!(Option<&str>, "NULL")) {
 
 /// Users of the role move to `transfer_role`; its subordinate roles move up to its parent.
 #[pg_extern]
-fn delete_role(name: &str, transfer_role: default!(Option<&str>, "NULL")) {
+fn delete_role(name: Option<&str>, transfer_role: default!(Option<&str>, "NULL")) {
+    let name = required("name", name);
     administer(|c: Client| {
         let role = role_id(c, name)?;
         let parent = one::<i64>(c, "SELECT parent_id FROM crm.roles WHERE id = $1", &[role.into()])?;

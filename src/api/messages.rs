@@ -8,7 +8,7 @@ use pgrx::spi::SpiClient;
 
 use super::admin::{profile_id, Client};
 use super::authorize::{administer, on_catalog};
-use crate::error::{CrmError, CrmResult, OrRaise};
+use crate::error::{CrmError, CrmResult, OrRaise, required};
 use crate::session::cache::Loaded;
 
 /// Validated, distinct, in the canonical order (mine, all, new, archive).
@@ -32,7 +32,9 @@ fn set_permissions(c: Client, table: &str, id: i64, levels: Vec<Option<String>>)
 
 /// Replaces the profile's message permissions; an empty array removes them all.
 #[pg_extern]
-fn set_message_permissions(profile: &str, levels: Vec<Option<String>>) {
+fn set_message_permissions(profile: Option<&str>, levels: Option<Vec<Option<String>>>) {
+    let profile = required("profile", profile);
+    let levels = required("levels", levels);
     administer(|c: Client| {
         let id = profile_id(c, profile)?;
         set_permissions(c, "crm.profiles", id, levels)
@@ -40,7 +42,9 @@ fn set_message_permissions(profile: &str, levels: Vec<Option<String>>) {
 }
 
 #[pg_extern]
-fn set_permission_set_message_permissions(set: &str, levels: Vec<Option<String>>) {
+fn set_permission_set_message_permissions(set: Option<&str>, levels: Option<Vec<Option<String>>>) {
+    let set = required("set", set);
+    let levels = required("levels", levels);
     administer(|c: Client| {
         let id = super::admin::find(c, "SELECT id FROM crm.permission_sets WHERE name = $1", "permission set", set, "See crm.permission_sets.")?;
         set_permissions(c, "crm.permission_sets", id, levels)
@@ -91,7 +95,8 @@ fn act_on(id: i64, action: Action, what: &str, f: impl FnOnce(&Loaded, &User, &m
 
 /// Assigns conversation `id` to a user, or unassigns it (NULL); needs edit on it.
 #[pg_extern]
-fn assign_conversation(id: i64, user_name: Option<&str>) {
+fn assign_conversation(id: Option<i64>, user_name: Option<&str>) {
+    let id = required("id", id);
     act_on(id, Action::Edit, "assign", |m, _, c| {
         let to = match user_name {
             None => None,
@@ -133,11 +138,13 @@ fn archive(id: i64, archived: bool) {
 
 /// Archives conversation `id` for the acting user only; needs edit on it and `archive`.
 #[pg_extern]
-fn archive_conversation(id: i64) {
+fn archive_conversation(id: Option<i64>) {
+    let id = required("id", id);
     archive(id, true)
 }
 
 #[pg_extern]
-fn unarchive_conversation(id: i64) {
+fn unarchive_conversation(id: Option<i64>) {
+    let id = required("id", id);
     archive(id, false)
 }

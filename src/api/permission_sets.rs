@@ -4,10 +4,10 @@
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
-use super::admin::{change_grants, exists, find, nonempty, user_id, Client};
+use super::admin::{change_grants, exists, find, valid_name, user_id, Client};
 use super::authorize::administer;
 use super::sharing::group_id;
-use crate::error::{CrmError, CrmResult};
+use crate::error::{CrmError, CrmResult, required};
 
 fn set_id(c: &SpiClient<'_>, name: &str) -> CrmResult<i64> {
     find(c, "SELECT id FROM crm.permission_sets WHERE name = $1", "permission set", name, "See crm.permission_sets.")
@@ -22,9 +22,12 @@ fn assignee(c: &SpiClient<'_>, kind: &str, name: &str) -> CrmResult<i64> {
 }
 
 #[pg_extern]
-fn create_permission_set(name: &str, view_all: default!(bool, false), edit_all: default!(bool, false)) {
+fn create_permission_set(name: Option<&str>, view_all: default!(Option<bool>, false), edit_all: default!(Option<bool>, false)) {
+    let name = required("name", name);
+    let view_all = required("view_all", view_all);
+    let edit_all = required("edit_all", edit_all);
     administer(|c: Client| {
-        nonempty("permission set", name)?;
+        valid_name("permission set", name)?;
         if exists(c, "SELECT 1 FROM crm.permission_sets WHERE name = $1", &[name.into()])? {
             return Err(CrmError::duplicate("permission set", name));
         }
@@ -41,17 +44,26 @@ fn change(set: &str, module: &str, list: Vec<Option<String>>, grant: bool) {
 }
 
 #[pg_extern]
-fn grant_permission_set_privileges(set: &str, module: &str, actions: Vec<Option<String>>) {
+fn grant_permission_set_privileges(set: Option<&str>, module: Option<&str>, actions: Option<Vec<Option<String>>>) {
+    let set = required("set", set);
+    let module = required("module", module);
+    let actions = required("actions", actions);
     change(set, module, actions, true)
 }
 
 #[pg_extern]
-fn revoke_permission_set_privileges(set: &str, module: &str, actions: Vec<Option<String>>) {
+fn revoke_permission_set_privileges(set: Option<&str>, module: Option<&str>, actions: Option<Vec<Option<String>>>) {
+    let set = required("set", set);
+    let module = required("module", module);
+    let actions = required("actions", actions);
     change(set, module, actions, false)
 }
 
 #[pg_extern]
-fn assign_permission_set(set: &str, kind: &str, name: &str) {
+fn assign_permission_set(set: Option<&str>, kind: Option<&str>, name: Option<&str>) {
+    let set = required("set", set);
+    let kind = required("kind", kind);
+    let name = required("name", name);
     administer(|c: Client| {
         let (s, who) = (set_id(c, set)?, assignee(c, kind, name)?);
         c.update("INSERT INTO crm.permission_set_assignments VALUES ($1, $2) ON CONFLICT DO NOTHING", None, &[s.into(), who.into()])?;
@@ -60,7 +72,10 @@ fn assign_permission_set(set: &str, kind: &str, name: &str) {
 }
 
 #[pg_extern]
-fn unassign_permission_set(set: &str, kind: &str, name: &str) {
+fn unassign_permission_set(set: Option<&str>, kind: Option<&str>, name: Option<&str>) {
+    let set = required("set", set);
+    let kind = required("kind", kind);
+    let name = required("name", name);
     administer(|c: Client| {
         let (s, who) = (set_id(c, set)?, assignee(c, kind, name)?);
         if c.update("DELETE FROM crm.permission_set_assignments WHERE set_id = $1 AND owner_id = $2", None, &[s.into(), who.into()])?.is_empty() {
@@ -71,7 +86,8 @@ fn unassign_permission_set(set: &str, kind: &str, name: &str) {
 }
 
 #[pg_extern]
-fn drop_permission_set(name: &str) {
+fn drop_permission_set(name: Option<&str>) {
+    let name = required("name", name);
     administer(|c: Client| {
         let id = set_id(c, name)?;
         c.update("DELETE FROM crm.permission_sets WHERE id = $1", None, &[id.into()])?;

@@ -3,10 +3,10 @@
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
-use super::admin::{check_record_module, exists, find, insert_returning_id, nonempty, one, role_id, user_id, Client};
+use super::admin::{check_record_module, exists, find, insert_returning_id, valid_name, one, role_id, user_id, Client};
 use super::authorize::{administer, on_catalog};
 use super::ownership;
-use crate::error::{CrmError, CrmResult, OrRaise};
+use crate::error::{CrmError, CrmResult, OrRaise, required};
 
 const MEMBER_KINDS: &str = "user, role, role_and_subordinates, group";
 const RULE_KINDS: &str = "role, role_and_subordinates, group";
@@ -27,9 +27,10 @@ fn party(c: &SpiClient<'_>, kind: &str, name: &str, allowed: &str) -> CrmResult<
 }
 
 #[pg_extern]
-fn create_group(name: &str) -> i64 {
+fn create_group(name: Option<&str>) -> i64 {
+    let name = required("name", name);
     administer(|c: Client| {
-        nonempty("group", name)?;
+        valid_name("group", name)?;
         if exists(c, "SELECT 1 FROM crm.owners WHERE name = $1", &[name.into()])? {
             return Err(CrmError::duplicate("CRM user or group", name).with_hint("Users and groups share one namespace."));
         }
@@ -40,7 +41,10 @@ fn create_group(name: &str) -> i64 {
 }
 
 #[pg_extern]
-fn add_group_member(group_name: &str, member_kind: &str, member: &str) {
+fn add_group_member(group_name: Option<&str>, member_kind: Option<&str>, member: Option<&str>) {
+    let group_name = required("group_name", group_name);
+    let member_kind = required("member_kind", member_kind);
+    let member = required("member", member);
     administer(|c: Client| {
         let group = group_id(c, group_name)?;
         let id = party(c, member_kind, member, MEMBER_KINDS)?;
@@ -63,7 +67,10 @@ fn add_group_member(group_name: &str, member_kind: &str, member: &str) {
 }
 
 #[pg_extern]
-fn remove_group_member(group_name: &str, member_kind: &str, member: &str) {
+fn remove_group_member(group_name: Option<&str>, member_kind: Option<&str>, member: Option<&str>) {
+    let group_name = required("group_name", group_name);
+    let member_kind = required("member_kind", member_kind);
+    let member = required("member", member);
     administer(|c: Client| {
         let group = group_id(c, group_name)?;
         let id = party(c, member_kind, member, MEMBER_KINDS)?;
@@ -111,7 +118,8 @@ pub fn check_user_unreferenced(c: &SpiClient<'_>, user: i64, name: &str) -> CrmR
 }
 
 #[pg_extern]
-fn drop_group(name: &str, transfer_to: default!(Option<&str>, "NULL")) {
+fn drop_group(name: Option<&str>, transfer_to: default!(Option<&str>, "NULL")) {
+    let name = required("name", name);
     let group = administer(|c: Client| {
         let group = group_id(c, name)?;
         check_unreferenced(c, &["group"], group, &format!("group \"{name}\""))?;
@@ -127,15 +135,14 @@ fn drop_group(name: &str, transfer_to: default!(Option<&str>, "NULL")) {
 }
 
 #[pg_extern]
-fn add_sharing_rule(
-    module: &str,
-    source_kind: &str,
-    source: &str,
-    target_kind: &str,
-    target: &str,
-    access: &str,
-    related_modules: default!(Vec<Option<String>>, "'{}'"),
-) -> i64 {
+fn add_sharing_rule(module: Option<&str>, source_kind: Option<&str>, source: Option<&str>, target_kind: Option<&str>, target: Option<&str>, access: Option<&str>, related_modules: default!(Option<Vec<Option<String>>>, "'{}'")) -> i64 {
+    let module = required("module", module);
+    let source_kind = required("source_kind", source_kind);
+    let source = required("source", source);
+    let target_kind = required("target_kind", target_kind);
+    let target = required("target", target);
+    let access = required("access", access);
+    let related_modules = required("related_modules", related_modules);
     administer(|c: Client| {
         check_record_module(c, module, "sharing rules")?;
         if module == "Contacts" {
@@ -171,7 +178,8 @@ fn add_sharing_rule(
 }
 
 #[pg_extern]
-fn drop_sharing_rule(id: i64) {
+fn drop_sharing_rule(id: Option<i64>) {
+    let id = required("id", id);
     administer(|c: Client| {
         if c.update("DELETE FROM crm.sharing_rules WHERE id = $1", None, &[id.into()])?.is_empty() {
             return Err(CrmError::undefined("sharing rule", &id.to_string()).with_hint("See crm.sharing_rule_directory."));

@@ -6,11 +6,13 @@
 //! owner, which rewrites every copy). Without care, a writer that read the old owner can
 //! commit after the pusher rewrote the copies it could see, and its copy stays stale.
 //!
-//! So writers take a shared, and pushers an exclusive, transaction-level advisory lock on
-//! the source table, and both read and write under the latest snapshot rather than the
-//! transaction's: whoever comes second waits for the first to commit and then sees its
-//! work, in READ COMMITTED and REPEATABLE READ alike. Owner changes are rare, so one lock
-//! per source table (not per record) keeps the lock table small for bulk writes.
+//! So writers take a shared, and pushers an exclusive, transaction-level lock on the source
+//! table, and both read and write under the latest snapshot rather than the transaction's:
+//! whoever comes second waits for the first to commit and then sees its work, in READ
+//! COMMITTED and REPEATABLE READ alike. Owner changes are rare, so one lock per source
+//! table (not per record) keeps the lock table small for bulk writes. The lock is an object
+//! lock that no SQL command takes (not an advisory lock, which anyone could take and hold to
+//! block every writer).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -20,9 +22,10 @@ use pgrx::pg_sys;
 
 use crate::error::{CrmError, CrmResult};
 
-/// The advisory lock key space of crm_access ('crma' in the high 32 bits), so that a lock
-/// on a table never equals an application's small integer keys.
-const LOCK_SPACE: u32 = 0x6372_6d61;
+/// The sub-object number of the lock on copies of a table's owners: the lock tag is
+/// (pg_class, table, COPIES), which no command of PostgreSQL's takes (a column has a number
+/// of at most 1600), and users cannot take object locks of their choice.
+const COPIES: u16 = u16::MAX;
 
 /// A statement argument: type, value, and whether it is NULL.
 pub type Arg = (pg_sys::Oid, pg_sys::Datum, bool);
@@ -108,22 +111,22 @@ fn run(sql: &str, args: &[Arg], read_only: bool, trigger: Option<*mut pg_sys::Tr
     }
 }
 
-/// Take the advisory lock on copies of `source`'s owners, for the rest of the transaction:
-/// shared for a writer of a copy, exclusive for the pusher of a change (see the module
-/// comment). The same lock as `pg_advisory_xact_lock(bigint)` on the key
-/// `'crma' << 32 | source`, taken directly: taking it again is a local hash lookup.
+/// Take the lock on copies of `source`'s owners, for the rest of the transaction: shared for
+/// a writer of a copy, exclusive for the pusher of a change (see the module comment). Taking
+/// it again is a local hash lookup.
 pub fn lock_copies_of(source: pg_sys::Oid, exclusive: bool) {
     let tag = pg_sys::LOCKTAG {
         // SAFETY: MyDatabaseId is set for the whole life of a backend connected to a database.
         locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
-        locktag_field2: LOCK_SPACE,
+        locktag_field2: pg_sys::RelationRelationId.to_u32(),
         locktag_field3: source.to_u32(),
-        locktag_field4: 1,
-        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
-        locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+        locktag_field4: COPIES,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_OBJECT as u8,
+        locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
     };
     let mode = if exclusive { pg_sys::ExclusiveLock } else { pg_sys::ShareLock };
-    // SAFETY: a transaction-level lock (sessionLock = false) that waits (dontWait = false);
-    // it is released at the end of the transaction, or of the subtransaction that took it.
+    // SAFETY: a transaction-level lock (sessionLock = false) that waits (dontWait = false),
+    // with the deadlock detector watching; it is released at the end of the transaction, or
+    // of the subtransaction that took it.
     unsafe { pg_sys::LockAcquire(&tag, mode as i32, false, false) };
 }

@@ -33,8 +33,8 @@ pub fn event_access(action: Action, planning: bool) -> CrmResult<Rc<EventScope>>
            RETURNS boolean STABLE PARALLEL SAFE LANGUAGE c SUPPORT crm.can_see_event_support AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';",
     requires = [can_see_event_support]
 )]
-fn can_see_event(action: &str, owner_id: Option<i64>, invitees: Option<Vec<Option<i64>>>, is_public: Option<bool>) -> bool {
-    let Some(owner) = owner_id else { return false };
+fn can_see_event(action: Option<&str>, owner_id: Option<i64>, invitees: Option<Vec<Option<i64>>>, is_public: Option<bool>) -> bool {
+    let (Some(action), Some(owner)) = (action, owner_id) else { return false };
     event_access(parse_action(action), false).or_raise().admits(&Event {
         owner,
         invitees: invitees.unwrap_or_default().into_iter().flatten().collect(),

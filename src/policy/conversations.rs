@@ -45,7 +45,8 @@ fn acting_owners() -> Option<(OwnerId, Vec<OwnerId>)> {
            RETURNS boolean STABLE PARALLEL SAFE LANGUAGE c SUPPORT crm.can_converse_support AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';",
     requires = [can_converse_support]
 )]
-fn can_converse(action: &str, assigned_to: Option<i64>, linked_owner: Option<i64>, is_new: Option<bool>, archived_by: Option<Vec<Option<i64>>>) -> bool {
+fn can_converse(action: Option<&str>, assigned_to: Option<i64>, linked_owner: Option<i64>, is_new: Option<bool>, archived_by: Option<Vec<Option<i64>>>) -> bool {
+    let Some(action) = action else { return false };
     let scope = conversation_access(parse_action(action), false).or_raise();
     scope.admits(&Conversation {
         assigned_to,

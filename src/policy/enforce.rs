@@ -166,7 +166,9 @@ pub(crate) fn parse_action(action: &str) -> Action {
            STABLE PARALLEL SAFE LANGUAGE c SUPPORT crm.can_support AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';",
     requires = [simplify::can_support]
 )]
-fn can(tbl: pg_sys::Oid, action: &str, owner: Option<i64>) -> bool {
+fn can(tbl: Option<pg_sys::Oid>, action: Option<&str>, owner: Option<i64>) -> bool {
+    // A NULL table or action names nothing to reach (policies always pass constants).
+    let (Some(tbl), Some(action)) = (tbl, action) else { return false };
     access(tbl, parse_action(action), false).unwrap_or_else(|e| e.raise()).admits(owner)
 }
 
@@ -175,7 +177,8 @@ fn can(tbl: pg_sys::Oid, action: &str, owner: Option<i64>) -> bool {
            STABLE PARALLEL SAFE LANGUAGE c SUPPORT crm.can_via_parent_support AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';",
     requires = [simplify::can_via_parent_support]
 )]
-fn can_via_parent(tbl: pg_sys::Oid, action: &str, parent_owner: Option<i64>) -> bool {
+fn can_via_parent(tbl: Option<pg_sys::Oid>, action: Option<&str>, parent_owner: Option<i64>) -> bool {
+    let (Some(tbl), Some(action)) = (tbl, action) else { return false };
     access_via_parent(tbl, parse_action(action), false).unwrap_or_else(|e| e.raise()).admits(parent_owner)
 }
 
@@ -184,7 +187,7 @@ fn can_via_parent(tbl: pg_sys::Oid, action: &str, parent_owner: Option<i64>) -> 
            VOLATILE PARALLEL SAFE LANGUAGE c SUPPORT crm.can_assign_support AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';",
     requires = [simplify::can_assign_support]
 )]
-fn can_assign(tbl: pg_sys::Oid, action: &str, owner: Option<i64>) -> bool {
+fn can_assign(tbl: Option<pg_sys::Oid>, action: Option<&str>, owner: Option<i64>) -> bool {
     assert_can_assign(tbl, action, owner)
 }
 
@@ -192,7 +195,8 @@ fn can_assign(tbl: pg_sys::Oid, action: &str, owner: Option<i64>) -> bool {
     sql = "CREATE FUNCTION crm.assert_can_assign(tbl regclass, action text, owner bigint) RETURNS boolean
            VOLATILE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
 )]
-fn assert_can_assign(tbl: pg_sys::Oid, action: &str, owner: Option<i64>) -> bool {
+fn assert_can_assign(tbl: Option<pg_sys::Oid>, action: Option<&str>, owner: Option<i64>) -> bool {
+    let (tbl, action) = (crate::error::required("tbl", tbl), crate::error::required("action", action));
     check_assignment(tbl, parse_action(action), owner).unwrap_or_else(|e| e.raise());
     true
 }

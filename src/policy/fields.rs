@@ -44,7 +44,8 @@ fn access(tbl: pg_sys::Oid, field: &str, planning: bool) -> FieldAccess {
            STABLE PARALLEL SAFE LANGUAGE c SUPPORT crm.field_visible_support AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';",
     requires = [field_visible_support]
 )]
-fn field_visible(tbl: pg_sys::Oid, field: &str) -> bool {
+fn field_visible(tbl: Option<pg_sys::Oid>, field: Option<&str>) -> bool {
+    let (Some(tbl), Some(field)) = (tbl, field) else { return false };
     access(tbl, field, false).readable()
 }
 

@@ -32,7 +32,7 @@ use crate::api::authorize::{as_caller, on_catalog, require_admin};
 use crate::catalog::latest::{self, lock_copies_of};
 use crate::catalog::privileged;
 use crate::catalog::tables::{check_caller_owns_plain_table, has_index_led_by, primary_key, primary_key_of, qualified_name};
-use crate::error::{CrmError, CrmResult, OrRaise};
+use crate::error::{CrmError, CrmResult, OrRaise, required};
 use crate::session::cache;
 use crm_model::Action;
 
@@ -58,7 +58,10 @@ fn type_name(t: pg_sys::Oid) -> String {
 }
 
 #[pg_extern]
-fn link_parent(child: PgRelation, parent_column: &str, parent: PgRelation) {
+fn link_parent(child: Option<PgRelation>, parent_column: Option<&str>, parent: Option<PgRelation>) {
+    let child = required("child", child);
+    let parent_column = required("parent_column", parent_column);
+    let parent = required("parent", parent);
     let (child_oid, parent_oid) = (child.oid(), parent.oid());
     // ALTER TABLE refuses a relation this session holds open.
     drop(child);

@@ -19,7 +19,7 @@ use super::trigger_names::{FIELD_CHECK, FIELD_CHECK_INSERT, KEEP_PARENT_OWNER, L
 use crate::api::admin::{check_record_module, exists, one};
 use crate::api::authorize::{as_caller, on_catalog, require_admin};
 use crate::catalog::tables::{check_caller_owns_plain_table, existing, has_index_led_by, primary_key};
-use crate::error::{CrmError, CrmResult, OrRaise};
+use crate::error::{CrmError, CrmResult, OrRaise, required};
 
 const POLICIES: [&str; 5] = ["crm_base", "crm_read", "crm_create", "crm_edit", "crm_delete"];
 
@@ -127,7 +127,10 @@ pub fn check_protection(tbl: pg_sys::Oid) -> CrmResult<()> {
 }
 
 #[pg_extern]
-fn protect(tbl: PgRelation, module: &str, owner_column: default!(&str, "'owner_id'")) {
+fn protect(tbl: Option<PgRelation>, module: Option<&str>, owner_column: default!(Option<&str>, "'owner_id'")) {
+    let tbl = required("tbl", tbl);
+    let module = required("module", module);
+    let owner_column = required("owner_column", owner_column);
     let oid = tbl.oid();
     // ALTER TABLE refuses a relation this session holds open.
     drop(tbl);
@@ -181,7 +184,8 @@ fn protect_table(oid: pg_sys::Oid, module: &str, owner_column: &str) -> CrmResul
 }
 
 #[pg_extern]
-fn unprotect(tbl: PgRelation) {
+fn unprotect(tbl: Option<PgRelation>) {
+    let tbl = required("tbl", tbl);
     let oid = tbl.oid();
     drop(tbl);
     require_admin().or_raise();

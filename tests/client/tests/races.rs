@@ -208,3 +208,24 @@ fn a_child_written_while_its_parent_is_deleted_is_refused() {
     let err = writer.join().unwrap().expect_err("the account is gone by the time the child is written");
     assert_eq!(err.code(), Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
 }
+
+#[test]
+fn no_login_can_hold_the_copy_lock_to_block_writers() {
+    const DB: &str = "race_lock_dos";
+    let mut admin = org(DB);
+    login_role(&mut admin, "race_stranger");
+    let accounts: u32 = admin.query_one("SELECT 'accounts'::regclass::oid", &[]).unwrap().get(0);
+    // Whatever advisory key a login takes (crm_access's earlier key among them), writers of
+    // copies do not wait for it: the copy lock is an object lock no SQL command takes.
+    let mut stranger = connect(DB, "race_stranger");
+    let key = (0x6372_6d61_i64 << 32) | i64::from(accounts);
+    stranger.execute("SELECT pg_advisory_lock($1)", &[&key]).unwrap();
+    stranger.execute("SELECT pg_advisory_lock(1, $1::bigint::int)", &[&i64::from(accounts)]).unwrap();
+    let mut app = connect(DB, APP);
+    app.batch_execute("SET lock_timeout = '2s'; BEGIN; SELECT crm.set_user('root');
+                       INSERT INTO opportunities VALUES (13, crm.owner_id('alice'), 1);
+                       UPDATE accounts SET owner_id = crm.owner_id('bob') WHERE id = 1; COMMIT;")
+        .unwrap();
+    let kept: i64 = admin.query_one("SELECT crm_parent_owner FROM opportunities WHERE id = 13", &[]).unwrap().get(0);
+    assert_eq!(kept, owner(&mut admin, "bob"));
+}

@@ -132,6 +132,23 @@ UPDATE crmapp.accounts_secure SET revenue = 0 WHERE id = 1;
 ROLLBACK;
 RESET SESSION AUTHORIZATION;
 
+-- A child linked to its parent reads the parent when written: through its view too, with
+-- the views role granted the parent (crm.secure_view grants it).
+CREATE TABLE sales.opportunities (id bigint PRIMARY KEY, owner_id bigint NOT NULL, account_id bigint);
+SELECT crm.protect('sales.opportunities', 'Opportunities');
+SELECT crm.grant_privileges('Sales', 'Opportunities', ARRAY['read', 'create', 'edit']);
+SELECT crm.link_parent('sales.opportunities', 'account_id', 'sales.accounts');
+SELECT crm.secure_view('sales.opportunities');
+GRANT SELECT, INSERT ON sales.opportunities_secure TO view_app;
+SET SESSION AUTHORIZATION view_app;
+BEGIN;
+SET LOCAL crm.user_name = 'alice';
+INSERT INTO sales.opportunities_secure (id, owner_id, account_id) VALUES (1, crm.owner_id('alice'), 4);
+SELECT regress.try($$INSERT INTO sales.opportunities_secure (id, owner_id, account_id) VALUES (2, crm.owner_id('alice'), 7)$$);
+SELECT id, account_id, crm_parent_owner = crm.owner_id('alice') AS kept FROM sales.opportunities_secure;
+ROLLBACK;
+RESET SESSION AUTHORIZATION;
+
 -- The extension's other views need no grant beyond what every role has: the inbox tabs
 -- read crm.conversations as the caller (security_invoker), and crm.calendar reads
 -- crm.events as its owner, crm_access_catalog, masking what the user may not read.
