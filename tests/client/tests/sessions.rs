@@ -213,3 +213,25 @@ fn plpgsql_cached_plans_are_specialised_per_user() {
         assert!(plan.contains("Seq Scan on leads") && !plan.contains("Filter") && !plan.contains("Cond"), "auditor plan:\n{plan}");
     }
 }
+
+#[test]
+fn a_user_disabled_or_deleted_by_another_session_acts_no_more_within_an_open_transaction() {
+    let mut admin = org("sess_midtx");
+    let mut app = connect("sess_midtx", "sess_app");
+    for (change, user) in [("SELECT crm.set_user_active('rep1', false)", "rep1"), ("SELECT crm.delete_user('rep2', transfer_to => 'mgr')", "rep2")] {
+        let mut tx = app.transaction().unwrap();
+        tx.execute("SELECT crm.set_user($1)", &[&user]).unwrap();
+        assert_eq!(tx.query_one("SELECT count(*) FROM leads", &[]).unwrap().get::<_, i64>(0), 1, "{user} before");
+        // Committed elsewhere while this transaction is open: its very next statement knows.
+        admin.batch_execute(change).unwrap();
+        assert_eq!(tx.query_one("SELECT count(*) FROM leads", &[]).unwrap().get::<_, i64>(0), 0, "{user} after: {change}");
+        let err = tx.execute("UPDATE leads SET owner_id = owner_id", &[]).unwrap_err();
+        assert_eq!(err.as_db_error().map(|e| e.code().code()), Some("42501"), "{user}: {err}");
+        tx.rollback().unwrap();
+    }
+    // A mapping removed while the mapped login's transaction is open.
+    let mut bi = connect("sess_midtx", "sess_bi");
+    let mut tx = bi.transaction().unwrap();
+    assert!(tx.query_one("SELECT crm.acting_user()", &[]).unwrap().get::<_, Option<String>>(0).is_none(), "rep2 is gone, so is the mapping");
+    tx.rollback().unwrap();
+}

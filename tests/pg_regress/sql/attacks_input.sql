@@ -125,6 +125,26 @@ SELECT answer, count(*) FROM regress.tamper() GROUP BY answer ORDER BY answer;
 RESET SESSION AUTHORIZATION;
 SELECT digest = regress.catalog_digest() AS catalog_unchanged FROM regress.before;
 
+-- Internal functions called directly with forged arguments: they answer for the acting user
+-- only, refuse, or only ever restore truths; the catalog and data are unchanged.
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'alice';
+SELECT crm.can('sales.leads', 'read', crm.owner_id('alice')) AS own, crm.can('sales.leads', 'read', crm.owner_id('carol')) AS carols,
+       crm.can('crm.roles', 'read', 1) AS unprotected, crm.can('sales.leads', 'read', NULL) AS no_owner;
+SELECT regress.try($$SELECT crm.can('sales.leads', 'fly', 1)$$);
+SELECT regress.try($$SELECT crm.assert_can_assign('sales.leads', 'create', crm.owner_id('carol'))$$);
+SELECT crm.can_converse('read', crm.owner_id('carol'), NULL, false, '{}') AS carols_conversation,
+       crm.can_see_event('read', crm.owner_id('carol'), '{}', true) AS carols_event,
+       crm.field_visible('sales.leads', 'phone') AS phone_visible;
+SELECT regress.try($$SELECT crm.linked_record_owner('sales.leads'::regclass, 71)$$);
+SELECT regress.try($$SELECT crm.linked_record_owner('sales.accounts'::regclass, 1)$$);
+SELECT crm.copy_conversation_visibility(ARRAY[1, 2, 3]), crm.date_conversations(ARRAY[1]), crm.forget_missing_relations();
+SELECT crm.protection_changing('sales.leads'::regclass) AS changing;
+COMMIT;
+RESET SESSION AUTHORIZATION;
+SELECT digest = regress.catalog_digest() AS catalog_unchanged FROM regress.before;
+
 -- crm_access's functions run with a pinned search_path: objects named like its own in the
 -- temporary schema, or operators on bigint, change nothing.
 SET SESSION AUTHORIZATION crm_app;

@@ -137,6 +137,20 @@ SELECT regress.try($$INSERT INTO sales.leads (id, company, owner_id) VALUES (92,
 ROLLBACK;
 RESET SESSION AUTHORIZATION;
 
+-- What errors tell (docs/security.md): a duplicate key tells that a record exists, as
+-- PostgreSQL's unique index does for anyone who may insert; crm_access's own answers tell
+-- nothing more than "not visible", whoever asks.
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'alice';
+SELECT regress.try($$INSERT INTO sales.leads (id, company, owner_id) VALUES (71, 'probe', crm.owner_id('alice'))$$);
+SELECT regress.try($$INSERT INTO sales.leads (id, company, owner_id) VALUES (79, 'probe', crm.owner_id('alice'))$$);
+SELECT regress.try($$SELECT crm.explain_access('sales.leads', 71)$$) AS invisible, regress.try($$SELECT crm.explain_access('sales.leads', 79)$$) AS created;
+SELECT regress.try($$SELECT crm.explain_access('sales.leads', 71, 'read', 'carol')$$);
+SELECT regress.try($$SELECT crm.who_can('sales.leads', 41)$$);
+ROLLBACK;
+RESET SESSION AUTHORIZATION;
+
 -- clean up for the next suite
 \set ECHO none
 SET client_min_messages = warning;
