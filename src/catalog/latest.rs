@@ -42,16 +42,22 @@ thread_local! {
 /// Run `sql` under the latest snapshot. Returns the number of rows processed and the first
 /// column of the first row as a bigint (the statements here return owner ids), if any.
 pub fn execute(sql: &str, args: &[Arg], read_only: bool) -> CrmResult<(u64, Option<i64>)> {
-    run(sql, args, read_only, None)
+    run(sql, args, read_only, None, true)
+}
+
+/// `execute` under the statement's own snapshot, for statements that are not copies: the
+/// writes a secure view passes on, which run once per row and so want the prepared plan.
+pub fn execute_now(sql: &str, args: &[Arg], read_only: bool) -> CrmResult<(u64, Option<i64>)> {
+    run(sql, args, read_only, None, false)
 }
 
 /// `execute` inside a statement trigger, whose transition tables `sql` may name. Not cached:
 /// a plan over one firing's transition tables is of no use to the next.
 pub fn execute_in_trigger(trigger: *mut pg_sys::TriggerData, sql: &str, args: &[Arg], read_only: bool) -> CrmResult<(u64, Option<i64>)> {
-    run(sql, args, read_only, Some(trigger))
+    run(sql, args, read_only, Some(trigger), true)
 }
 
-fn run(sql: &str, args: &[Arg], read_only: bool, trigger: Option<*mut pg_sys::TriggerData>) -> CrmResult<(u64, Option<i64>)> {
+fn run(sql: &str, args: &[Arg], read_only: bool, trigger: Option<*mut pg_sys::TriggerData>, latest: bool) -> CrmResult<(u64, Option<i64>)> {
     let mut types: Vec<pg_sys::Oid> = args.iter().map(|a| a.0).collect();
     let mut values: Vec<pg_sys::Datum> = args.iter().map(|a| a.1).collect();
     let nulls: Vec<std::ffi::c_char> = args.iter().map(|a| if a.2 { b'n' } else { b' ' } as std::ffi::c_char).collect();
@@ -86,7 +92,7 @@ fn run(sql: &str, args: &[Arg], read_only: bool, trigger: Option<*mut pg_sys::Tr
             plan,
             values.as_mut_ptr(),
             nulls.as_ptr(),
-            pg_sys::GetLatestSnapshot(),
+            if latest { pg_sys::GetLatestSnapshot() } else { std::ptr::null_mut() },
             std::ptr::null_mut(),
             read_only,
             true,

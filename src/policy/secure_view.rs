@@ -15,26 +15,22 @@
 //! may read but not change count as not written (0 rows), as on the table itself. Errors
 //! read like the table's own: the statement crm_access ran is not shown as their context.
 
-use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
-use pgrx::{PgLogLevel, PgTryBuilder, PgTupleDesc, Spi};
+use pgrx::{PgLogLevel, PgTryBuilder, PgTupleDesc};
 
 use super::rows::{require_firing, same, value, Firing};
+use crate::catalog::latest;
 use crate::catalog::privileged::{self, ExtensionRole};
 use crate::catalog::tables::{primary_key_of, qualified_name};
 use crate::error::{CrmError, CrmResult, OrRaise};
 
 /// The table a registered secure view shows.
 fn table_of(view: pg_sys::Oid) -> CrmResult<pg_sys::Oid> {
-    let found = privileged::as_invoker(|| {
-        Spi::connect(|c| {
-            let rows = c.select("SELECT tbl::oid FROM crm.secure_views WHERE view = $1", Some(1), &[view.into()])?;
-            Ok::<_, CrmError>(if rows.is_empty() { None } else { rows.first().get_one::<pg_sys::Oid>()? })
-        })
-    })?;
-    found.ok_or_else(|| {
+    const TABLE_OF: &str = "SELECT tbl::oid::int8 FROM crm.secure_views WHERE view = $1";
+    let (_, found) = privileged::as_invoker(|| latest::execute_now(TABLE_OF, &[(pg_sys::OIDOID, pg_sys::Datum::from(view), false)], true))?;
+    found.map(|t| pg_sys::Oid::from(t as u32)).ok_or_else(|| {
         CrmError::prerequisite(format!("{} is not a secure view made by crm.secure_view()", qualified_name(view).unwrap_or_default()))
             .with_hint("crm.secure_view_write() is the trigger of the views crm.secure_view() creates.")
     })
@@ -118,12 +114,7 @@ fn secure_view_write<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
             }
             (columns, key_value)
         };
-        let args = |list: &[(String, pg_sys::Oid, (pg_sys::Datum, bool))]| -> Vec<DatumWithOid<'static>> {
-            list.iter()
-                // SAFETY: each datum is a value of its column's type, valid for this call.
-                .map(|(_, t, (d, null))| if *null { DatumWithOid::null_oid(*t) } else { unsafe { DatumWithOid::new(*d, *t) } })
-                .collect()
-        };
+        let args = |list: &[(String, pg_sys::Oid, (pg_sys::Datum, bool))]| -> Vec<latest::Arg> { list.iter().map(|(_, t, (d, null))| (*t, *d, *null)).collect() };
         let (sql, values) = if event.fired_by_insert() {
             if columns.is_empty() {
                 (format!("INSERT INTO {table} DEFAULT VALUES"), Vec::new())
@@ -134,8 +125,6 @@ fn secure_view_write<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
             }
         } else {
             let ((k, null), key_type) = key_value.ok_or_else(|| CrmError::broken_catalog("the key column is missing from a secure view"))?;
-            // SAFETY: the key is a value of its column's type, valid for this call.
-            let key_arg = if null { DatumWithOid::null_oid(key_type) } else { unsafe { DatumWithOid::new(k, key_type) } };
             let key = quote_identifier(&key);
             let (sql, mut values) = if event.fired_by_delete() {
                 (format!("DELETE FROM {table} WHERE {key} = $1"), Vec::new())
@@ -146,11 +135,11 @@ fn secure_view_write<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
                 let sets: Vec<String> = columns.iter().enumerate().map(|(i, (n, _, _))| format!("{} = ${}", quote_identifier(n), i + 1)).collect();
                 (format!("UPDATE {table} SET {} WHERE {key} = ${}", sets.join(", "), columns.len() + 1), args(&columns))
             };
-            values.push(key_arg);
+            values.push((key_type, k, null));
             (sql, values)
         };
-        let run = std::panic::AssertUnwindSafe(move || Spi::connect_mut(|c| Ok::<_, CrmError>(c.update(&sql, None, &values)?.len())));
-        let processed = privileged::as_user(writer, || as_if_direct(run))?;
+        let run = std::panic::AssertUnwindSafe(move || latest::execute_now(&sql, &values, false));
+        let (processed, _) = privileged::as_user(writer, || as_if_direct(run))?;
         Ok(processed > 0)
     })();
     if !written.or_raise() {
