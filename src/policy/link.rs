@@ -27,7 +27,7 @@ use super::enforce;
 use super::opened::{self, with_protection_changing, with_rows_opened};
 use super::rows::{self, require_firing, same, text_of, value, with_value, Firing};
 use super::protect::{attach_policies, check_protection};
-use super::trigger_names::{KEEP_PARENT_OWNER, PUSH_PARENT_OWNER, PUSH_PARENT_OWNER_DELETE};
+use super::trigger_names::{push_triggers, KEEP_PARENT_OWNER, PUSH_PARENT_OWNER, PUSH_PARENT_OWNER_DELETE};
 use crate::api::authorize::{as_caller, on_catalog, require_admin};
 use crate::catalog::latest::{self, lock_copies_of};
 use crate::catalog::privileged;
@@ -118,12 +118,8 @@ fn link(child_oid: pg_sys::Oid, parent_column: &str, parent_oid: pg_sys::Oid) ->
                     &format!(
                         "CREATE OR REPLACE TRIGGER {KEEP_PARENT_OWNER} BEFORE INSERT OR UPDATE ON {child}
                              FOR EACH ROW EXECUTE FUNCTION crm.keep_parent_owner();
-                         CREATE OR REPLACE TRIGGER {PUSH_PARENT_OWNER} AFTER UPDATE ON {parent}
-                             REFERENCING OLD TABLE AS crm_old NEW TABLE AS crm_new
-                             FOR EACH STATEMENT EXECUTE FUNCTION crm.push_parent_owner();
-                         CREATE OR REPLACE TRIGGER {PUSH_PARENT_OWNER_DELETE} AFTER DELETE ON {parent}
-                             REFERENCING OLD TABLE AS crm_old
-                             FOR EACH STATEMENT EXECUTE FUNCTION crm.push_parent_owner();"
+                         {}",
+                        push_triggers(&parent, PUSH_PARENT_OWNER, PUSH_PARENT_OWNER_DELETE, "crm.push_parent_owner")
                     ),
                     None,
                     &[],

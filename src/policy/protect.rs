@@ -15,7 +15,7 @@ use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
 use pgrx::PgRelation;
 
 use super::opened::with_protection_changing;
-use super::trigger_names::{FIELD_CHECK, FIELD_CHECK_INSERT, KEEP_PARENT_OWNER, LINKED_OWNER_DELETE, LINKED_OWNER_UPDATE, TRUNCATE_CHECK};
+use super::trigger_names::{push_triggers, FIELD_CHECK, FIELD_CHECK_INSERT, KEEP_PARENT_OWNER, LINKED_OWNER_DELETE, LINKED_OWNER_UPDATE, TRUNCATE_CHECK};
 use crate::api::admin::{check_record_module, exists, one};
 use crate::api::authorize::{as_caller, on_catalog, require_admin};
 use crate::catalog::tables::{check_caller_owns_plain_table, existing, has_index_led_by, primary_key};
@@ -97,18 +97,7 @@ fn attach_triggers(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, module:
         &[],
     )?;
     if matches!(module, "Leads" | "Contacts") {
-        c.update(
-            &format!(
-                "CREATE OR REPLACE TRIGGER {LINKED_OWNER_UPDATE} AFTER UPDATE ON {table}
-                     REFERENCING OLD TABLE AS crm_old NEW TABLE AS crm_new
-                     FOR EACH STATEMENT EXECUTE FUNCTION crm.push_linked_owner();
-                 CREATE OR REPLACE TRIGGER {LINKED_OWNER_DELETE} AFTER DELETE ON {table}
-                     REFERENCING OLD TABLE AS crm_old
-                     FOR EACH STATEMENT EXECUTE FUNCTION crm.push_linked_owner();"
-            ),
-            None,
-            &[],
-        )?;
+        c.update(&push_triggers(table, LINKED_OWNER_UPDATE, LINKED_OWNER_DELETE, "crm.push_linked_owner"), None, &[])?;
     } else {
         drop_trigger(c, tbl, table, LINKED_OWNER_UPDATE)?;
         drop_trigger(c, tbl, table, LINKED_OWNER_DELETE)?;
