@@ -3,7 +3,7 @@
 use crm_model::FieldAccess;
 use pgrx::prelude::*;
 use pgrx::Spi;
-use pgrx::spi::{quote_identifier, quote_literal};
+use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
 
 use super::admin::{check_module, exists, one, profile_id, Client};
 use super::authorize::{administer, as_caller, on_catalog, require_admin};
@@ -88,6 +88,21 @@ struct Plan {
     schema: String,
     /// Whether the views role was given CREATE on the schema for this call only.
     lent_create: bool,
+    /// The grants of a view crm_access 0.1.0 made, dropped to be made again (see `prepare`).
+    adopted_grants: Vec<String>,
+}
+
+/// The GRANT statements that give again what `view` grants now (to others than its owner).
+fn grants_of(c: &SpiClient<'_>, view: &str) -> CrmResult<Vec<String>> {
+    c.select(
+        "SELECT format('GRANT %s ON %s TO %s%s', a.privilege_type, $1, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(a.grantee::regrole::text) END,
+                       CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+         FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = to_regclass($1) AND a.grantee <> c.relowner",
+        None,
+        &[view.into()],
+    )?
+    .map(|r| Ok(r.get::<String>(1)?.unwrap_or_default()))
+    .collect()
 }
 
 fn make_secure_view(tbl: pg_sys::Oid) -> CrmResult<pg_sys::Oid> {
@@ -136,10 +151,27 @@ fn prepare(c: Client, tbl: pg_sys::Oid, table: String, registered: Option<pg_sys
     // Refresh only a view this function made: an object of that name made by someone else
     // would keep its owner, who could redefine it.
     let found = one::<pg_sys::Oid>(c, "SELECT to_regclass($1)::oid", &[view.as_str().into()])?;
+    let mut adopted_grants = Vec::new();
     if found.is_some() && found != registered {
-        return Err(CrmError::duplicate("relation", &view)
-            .with_detail("crm.secure_view() refreshes only the view it created for this table.")
-            .with_hint(format!("Drop or rename {view}, then call crm.secure_view() again.")));
+        // A view crm_access 0.1.0 made (it kept no registry): a view over this table that
+        // masks with crm.field_visible, owned by a superuser (0.1.0 made it as the extension
+        // owner) or by the table's owner, who is the caller here. Nobody else can make such
+        // a view, so it is made again as the views role, with its grants.
+        let made_by_0_1 = exists(
+            c,
+            "SELECT 1 FROM pg_class v JOIN pg_roles r ON r.oid = v.relowner
+             WHERE v.oid = $1 AND v.relkind = 'v' AND (r.rolsuper OR v.relowner = (SELECT relowner FROM pg_class WHERE oid = $2))
+               AND pg_get_viewdef(v.oid) LIKE '%crm.field_visible(%'
+               AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = (SELECT oid FROM pg_rewrite WHERE ev_class = v.oid) AND d.refobjid = $2)",
+            &[found.into(), tbl.into()],
+        )?;
+        if !made_by_0_1 {
+            return Err(CrmError::duplicate("relation", &view)
+                .with_detail("crm.secure_view() refreshes only the view it created for this table.")
+                .with_hint(format!("Drop or rename {view}, then call crm.secure_view() again.")));
+        }
+        adopted_grants = grants_of(c, &view)?;
+        c.update(&format!("DROP VIEW {view}"), None, &[])?;
     }
     let columns: Vec<(String, String)> = c
         .select(
@@ -187,7 +219,7 @@ fn prepare(c: Client, tbl: pg_sys::Oid, table: String, registered: Option<pg_sys
     if !has_create {
         c.update(&format!("GRANT CREATE ON SCHEMA {schema} TO {VIEWS_ROLE}"), None, &[])?;
     }
-    Ok(Plan { table, view, columns, key, owner, schema, lent_create: !has_create })
+    Ok(Plan { table, view, columns, key, owner, schema, lent_create: !has_create, adopted_grants })
 }
 
 /// As the views role: create or refresh the view, its write trigger, and the table owner's
@@ -205,22 +237,11 @@ fn build(c: Client, plan: &Plan) -> CrmResult<pg_sys::Oid> {
         )?
         .map(|r| Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<String>(2)?.unwrap_or_default())))
         .collect::<CrmResult<_>>()?;
-    let grants = if !existing.is_empty() && !columns.starts_with(&existing) {
-        let grants: Vec<String> = c
-            .select(
-                "SELECT format('GRANT %s ON %s TO %s%s', a.privilege_type, $1, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(a.grantee::regrole::text) END,
-                               CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
-                 FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = to_regclass($1) AND a.grantee <> c.relowner",
-                None,
-                &[view.as_str().into()],
-            )?
-            .map(|r| Ok(r.get::<String>(1)?.unwrap_or_default()))
-            .collect::<CrmResult<_>>()?;
+    let mut grants = plan.adopted_grants.clone();
+    if !existing.is_empty() && !columns.starts_with(&existing) {
+        grants = grants_of(c, view)?;
         c.update(&format!("DROP VIEW {view}"), None, &[])?;
-        grants
-    } else {
-        Vec::new()
-    };
+    }
     let lit = quote_literal(table);
     let list: Vec<String> = columns
         .iter()

@@ -98,6 +98,21 @@ SET SESSION AUTHORIZATION bi_view;
 SELECT id, ssn, forecast FROM sales.leads_secure WHERE id = 41;
 RESET SESSION AUTHORIZATION;
 
+-- Migration: a secure view made by crm_access 0.1.0 (as the extension owner, security_invoker,
+-- not registered) is made again as the views role, with its grants.
+CREATE TABLE sales.contacts (id bigint PRIMARY KEY, name text, email text, owner_id bigint NOT NULL);
+SELECT crm.protect('sales.contacts', 'Contacts');
+CREATE VIEW sales.contacts_secure WITH (security_invoker = true) AS
+SELECT CASE WHEN crm.field_visible('sales.contacts'::regclass, 'id') THEN id END AS id,
+       CASE WHEN crm.field_visible('sales.contacts'::regclass, 'name') THEN name END AS name,
+       CASE WHEN crm.field_visible('sales.contacts'::regclass, 'email') THEN email END AS email,
+       CASE WHEN crm.field_visible('sales.contacts'::regclass, 'owner_id') THEN owner_id END AS owner_id
+FROM sales.contacts;
+GRANT SELECT ON sales.contacts_secure TO bi_view;
+SELECT crm.secure_view('sales.contacts');
+SELECT relowner::regrole AS owner, reloptions, has_table_privilege('bi_view', oid, 'SELECT') AS bi_keeps_select
+FROM pg_class WHERE oid = 'sales.contacts_secure'::regclass;
+
 -- A table owner who is no superuser makes the secure view of their own table, and may
 -- grant it to whom they like.
 CREATE ROLE view_owner;
