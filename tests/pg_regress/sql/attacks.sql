@@ -310,6 +310,7 @@ CREATE TRIGGER zz_rogue AFTER UPDATE ON app.accounts REFERENCING OLD TABLE AS o 
     FOR EACH STATEMENT EXECUTE FUNCTION crm.push_parent_owner();
 SELECT regress.try($$UPDATE app.accounts SET name = name WHERE false$$);
 DROP TRIGGER zz_rogue ON app.accounts;
+DROP VIEW pg_temp.crm_old, pg_temp.crm_new;
 SELECT count(*) AS spoofed_views_read FROM regress.ran_as WHERE what LIKE 'R1%';
 -- R2: a crm_access trigger replaced under its own name (CREATE OR REPLACE TRIGGER) is refused.
 SELECT regress.try($$CREATE OR REPLACE TRIGGER crm_field_check BEFORE UPDATE ON app.tickets FOR EACH ROW
