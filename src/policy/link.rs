@@ -15,6 +15,7 @@
 //!   statement (see `opened`), so a new parent owner reaches rows the invoker cannot see. The
 //!   new owners come from the transition tables: the parent is not read, so nothing of it is
 //!   opened. Once per statement, so that a bulk transfer re-plans once, not per row.
+//!
 //! Both take the copy lock and read under the latest snapshot (see `catalog::latest`).
 
 use std::ffi::CStr;

@@ -10,10 +10,12 @@
 //!   It writes crm.conversations as the catalog role, which owns that table; it takes no
 //!   arguments and reads the table's key and owner columns from the catalog, so attaching it
 //!   anywhere else can only ever push a record's true owner.
-//! Both take the copy lock and work under the latest snapshot (see `catalog::latest`).
 //! - `crm.copy_conversation_visibility(ids)` and `crm.date_conversations(ids)`, called by
 //!   the statement triggers of conversations and messages, keep messages' copies and
 //!   conversations' dates, as the catalog role.
+//!
+//! The first two take the copy lock; all work under the latest snapshot (see
+//! `catalog::latest`).
 
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;

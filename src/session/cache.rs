@@ -8,6 +8,7 @@
 //! - to every other backend only after commit, when they next accept invalidations (at the
 //!   start of their next transaction, or when planning, which calls `current()`);
 //! - on rollback, replayed locally, so a model that included rolled-back changes is dropped.
+//!
 //! The callback marks the model stale and resets cached plans, since plans embed
 //! decisions taken from the model (see `policy::simplify`).
 
