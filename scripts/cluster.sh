@@ -1,9 +1,10 @@
-# Sourced by test.sh, demo.sh and bench scripts: a throwaway PostgreSQL 15 cluster owned by
-# the postgres OS user (PostgreSQL refuses to run as root), listening only on a Unix socket
-# inside the cluster directory. `cluster_start DIR PORT` exports PGHOST/PGPORT/PGUSER;
+# Sourced by test.sh, demo.sh and bench scripts: a throwaway PostgreSQL cluster of the
+# version whose binaries are in $PG_BIN (PostgreSQL 15 by default), owned by the postgres OS
+# user (PostgreSQL refuses to run as root), listening only on a Unix socket inside the
+# cluster directory. `cluster_start DIR PORT` exports PGHOST/PGPORT/PGUSER;
 # `cluster_stop` stops it and removes DIR (the callers run it from an EXIT trap).
 
-PG_BIN=/usr/lib/postgresql/15/bin
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
 as_postgres() {
     if [ "$(id -u)" = 0 ]; then sudo -u postgres "$@"; else "$@"; fi
@@ -11,16 +12,26 @@ as_postgres() {
 
 cluster_start() {
     CLUSTER_DIR=$1
-    local port=$2
+    CLUSTER_PORT=$2
     rm -rf "$CLUSTER_DIR"
     mkdir -p "$CLUSTER_DIR"
     [ "$(id -u)" = 0 ] && chown postgres: "$CLUSTER_DIR"
     as_postgres "$PG_BIN/initdb" -D "$CLUSTER_DIR/data" -A trust -U postgres --no-sync >"$CLUSTER_DIR/initdb.log" 2>&1 \
         || { cat "$CLUSTER_DIR/initdb.log"; return 1; }
+    cluster_resume
+    export PGHOST=$CLUSTER_DIR PGPORT=$CLUSTER_PORT PGUSER=postgres
+}
+
+# Stop the server and start it again (`cluster_pause`, then `cluster_resume`), as around a
+# change of the installed extension files.
+cluster_pause() {
+    as_postgres "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -m fast -w stop >/dev/null
+}
+
+cluster_resume() {
     as_postgres "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w \
-        -o "-p $port -k $CLUSTER_DIR -c listen_addresses='' -c fsync=off -c shared_buffers=512MB -c max_connections=60" \
+        -o "-p $CLUSTER_PORT -k $CLUSTER_DIR -c listen_addresses='' -c fsync=off -c shared_buffers=512MB -c max_connections=60" \
         start >/dev/null || { cat "$CLUSTER_DIR/server.log"; return 1; }
-    export PGHOST=$CLUSTER_DIR PGPORT=$port PGUSER=postgres
 }
 
 cluster_stop() {
