@@ -283,7 +283,9 @@ SELECT body FROM crm.messages;
 CREATE VIEW sales.leads_secure AS SELECT id, company FROM sales.leads;
 ALTER VIEW sales.leads_secure OWNER TO crm_stranger;
 SELECT regress.try($$SELECT crm.secure_view('sales.leads')$$);
-SELECT relowner::regrole AS owner, pg_get_viewdef('sales.leads_secure') AS definition FROM pg_class WHERE oid = 'sales.leads_secure'::regclass;
+SELECT relowner::regrole AS owner, (SELECT string_agg(attname, ', ' ORDER BY attnum) FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0) AS columns,
+       pg_get_viewdef(c.oid) LIKE '%field_visible%' AS masks
+FROM pg_class c WHERE oid = 'sales.leads_secure'::regclass;
 DROP VIEW sales.leads_secure;
 SELECT crm.secure_view('sales.leads');
 SELECT crm.secure_view('sales.leads');
