@@ -18,9 +18,11 @@ for arg in "$@"; do
 done
 
 scripts/setup.sh
+eval "$(pgrx-config/generate.sh)"
+. pgrx-config/pg_configs.sh
 if $build; then
     echo "== building crm_access (release)"
-    cargo pgrx install --release --sudo -c /usr/lib/postgresql/15/bin/pg_config >target/bench-build.log 2>&1 \
+    cargo pgrx install --release --sudo --no-default-features --features pg15 -c "$PG_CONFIG_15" >target/bench-build.log 2>&1 \
         || { cat target/bench-build.log; exit 1; }
 fi
 venv=target/bench-venv

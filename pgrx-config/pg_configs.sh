@@ -8,5 +8,7 @@ CRM_CACHE=${CRM_CACHE:-/var/cache/crm_access}
 PG_CONFIG_15=/usr/lib/postgresql/15/bin/pg_config
 PG_CONFIG_17=$CRM_CACHE/pg17/bin/pg_config
 PG_CONFIG_18=$CRM_CACHE/pg18/bin/pg_config
-# The versions the test run covers, in order; the first is the main one.
-PG_VERSIONS="15 18"
+# The versions a test run covers, in order: the first is the main one (every tier, the
+# benchmark smoke test); REQUIRED must be there, the others run when they could be built.
+PG_VERSIONS="15 17 18"
+PG_REQUIRED="15 18"

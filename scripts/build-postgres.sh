@@ -53,7 +53,7 @@ EOF
 opts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$apt" -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache")
 echo "build-postgres: fetching the source of postgresql-$version from $suite" >&2
 apt-get "${opts[@]}" update -qq >&2 2>/dev/null || true
-if ! (cd "$apt/source" && apt-get "${opts[@]}" source --download-only "postgresql-$version" >&2 2>"$apt/source/fetch.log"); then
+if ! (cd "$apt/source" && apt-get "${opts[@]}" source --download-only "postgresql-$version" >"$apt/source/fetch.log" 2>&1); then
     echo "build-postgres: the source of PostgreSQL $version cannot be had here; skipping it" >&2
     tail -2 "$apt/source/fetch.log" >&2 || true
     exit 3

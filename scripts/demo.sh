@@ -8,9 +8,11 @@ cd "$(dirname "$0")/.."
 keep=false; [ "${1:-}" = "--keep" ] && keep=true
 
 scripts/setup.sh
+eval "$(pgrx-config/generate.sh)"
+. pgrx-config/pg_configs.sh
 echo "== building and installing crm_access"
 mkdir -p target
-cargo pgrx install --sudo -c /usr/lib/postgresql/15/bin/pg_config >target/demo-build.log 2>&1 \
+cargo pgrx install --sudo --no-default-features --features pg15 -c "$PG_CONFIG_15" >target/demo-build.log 2>&1 \
     || { cat target/demo-build.log; exit 1; }
 
 . scripts/cluster.sh

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Installs whatever is missing to build and test crm_access on a Debian bookworm machine
-# with Rust 1.95 (see shared/TOOLCHAIN.md). Idempotent: a second run does nothing.
+# with Rust 1.95 (see shared/TOOLCHAIN.md), for the PostgreSQL versions given (default: 15,
+# the one the demo and the benchmarks use), then writes the pgrx configuration
+# (pgrx-config/). Idempotent: a second run does nothing.
+#   scripts/setup.sh [VERSION...]     e.g. scripts/setup.sh 15 17 18
 set -euo pipefail
-
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+cd "$(dirname "$0")/.."
+versions=("$@")
+[ ${#versions[@]} -gt 0 ] || versions=(15)
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
 
-packages=(postgresql-15 postgresql-contrib postgresql-server-dev-15 libclang-dev clang sudo)
+# PostgreSQL 15 comes from bookworm; its server and headers are needed whatever else is.
+packages=(postgresql-15 postgresql-contrib postgresql-server-dev-15 libclang-dev clang sudo perl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,7 +28,18 @@ if ! cargo pgrx --version 2>/dev/null | grep -q ' 0\.18\.0'; then
     cargo install cargo-pgrx --version 0.18.0 --locked
 fi
 
-# Pin the versioned pg_config: /usr/bin/pg_config picks the newest installed version.
-if ! grep -qs "^pg15 *= *\"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
-    cargo pgrx init --pg15 "$PG_CONFIG"
-fi
+# Other versions are built from Debian's source packages, once (scripts/build-postgres.sh).
+# 17 is tried and skipped when its source cannot be had (trixie's files are not served here).
+for v in "${versions[@]}"; do
+    [ "$v" = 15 ] && continue
+    status=0
+    scripts/build-postgres.sh "$v" >/dev/null || status=$?
+    case $status in
+        0) ;;
+        3) echo "setup: PostgreSQL $v skipped: its source package cannot be had here" ;;
+        *) echo "setup: building PostgreSQL $v failed" >&2; exit 1 ;;
+    esac
+done
+
+# The pgrx configuration every script uses (no `cargo pgrx init`, no ~/.pgrx).
+pgrx-config/generate.sh >/dev/null

@@ -1,15 +1,31 @@
 #!/usr/bin/env bash
-# Runs every test tier (see docs/testing.md): engine unit and property tests, then on a
-# throwaway PostgreSQL 15 with the extension installed, the pg_regress suites and the
-# client integration tests.
+# Runs every test tier (see docs/testing.md): the engine's unit and property tests, then on
+# each PostgreSQL version (pgrx-config/pg_configs.sh) a throwaway cluster with the extension
+# installed: the upgrade test from 0.1.0, the pg_regress suites and the client integration
+# tests; on the main version (15) also the benchmark smoke test. The versions without a
+# server here are type-checked (scripts/check-versions.sh). Other versions run the
+# differential tests at CRM_DIFF_ORGS_OTHER organisations (default 10) instead of 50.
+#   scripts/test.sh              every version
+#   scripts/test.sh --pg 18      one version (or CRM_PG=18 scripts/test.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+only=${CRM_PG:-}
+if [ "${1:-}" = --pg ]; then
+    only=${2:?usage: scripts/test.sh [--pg VERSION]}
+fi
 mkdir -p target
 log=target/test-output.log
 exec > >(tee "$log") 2>&1
+started=$SECONDS
 
-scripts/setup.sh
+. pgrx-config/pg_configs.sh
+versions=${only:-$PG_VERSIONS}
+main=${PG_VERSIONS%% *}
+# shellcheck disable=SC2086
+scripts/setup.sh $versions
+eval "$(pgrx-config/generate.sh)"
+. scripts/packages.sh
 
 echo "== README quickstart matches its regression suite"
 diff <(sed -n '/<!-- quickstart/,/<!-- \/quickstart/p' README.md | sed '1,2d;$d' | sed '$d') tests/pg_regress/sql/quickstart.sql
@@ -17,32 +33,65 @@ diff <(sed -n '/<!-- quickstart/,/<!-- \/quickstart/p' README.md | sed '1,2d;$d'
 echo "== engine: unit and property tests"
 cargo test -p crm_model
 
-echo "== build and install the extension"
-cargo pgrx install --sudo -c /usr/lib/postgresql/15/bin/pg_config >/dev/null
+# The versions without a server here (13, 14, 16, 17) are type-checked, not run.
+[ -n "$only" ] || scripts/check-versions.sh
+
 cargo build -p crm_client_tests --tests -q
 
-. scripts/cluster.sh
-cluster_start "$root/target/test-cluster" 5499
-trap cluster_stop EXIT
+port=5499
+trap 'cluster_stop' EXIT
+for v in $versions; do
+    pg_config=$(pg_config_of "$v")
+    if [ ! -x "$pg_config" ]; then
+        case " $PG_REQUIRED " in
+            *" $v "*) echo "PostgreSQL $v is required and not available (scripts/setup.sh $v)" >&2; exit 1 ;;
+            *) echo "===== PostgreSQL $v: not available on this machine, skipped"; continue ;;
+        esac
+    fi
+    echo "===== PostgreSQL $v ($("$pg_config" --version))"
+    t0=$SECONDS
 
-echo "== pg_regress suites"
-regress=$(dirname "$(/usr/lib/postgresql/15/bin/pg_config --pgxs)")/../test/regress/pg_regress
-rm -rf target/pg_regress && mkdir -p target/pg_regress
-if ! "$regress" --bindir=/usr/lib/postgresql/15/bin --host="$PGHOST" --port="$PGPORT" --user=postgres \
-        --inputdir=tests/pg_regress --outputdir=target/pg_regress --dbname=crm_regress \
-        --schedule=tests/pg_regress/schedule; then
-    cat target/pg_regress/regression.diffs
-    exit 1
-fi
+    echo "== build the extension for PostgreSQL $v"
+    package_build "$v" "target/pkg/pg$v" >"target/build-pg$v.log" 2>&1 || { tail -40 "target/build-pg$v.log"; exit 1; }
 
-echo "== client integration tests"
-cargo test -p crm_client_tests -- --test-threads=1
+    # Installs 0.1.0, then this build; nothing else may run against the installation meanwhile.
+    tests/upgrade/run.sh "$v" $((port - 10)) "target/pkg/pg$v"
+    package_install "target/pkg/pg$v"
 
-echo "== benchmark smoke test (small scale: equality of variants and plan shapes, no timings judged)"
-BENCH_OUT=target/bench-smoke bench/run.sh small --no-build --no-chart
+    PG_BIN=$("$pg_config" --bindir)
+    . scripts/cluster.sh
+    cluster_start "$root/target/test-cluster" "$port"
 
-# One closing line over every tier (cargo's per-binary lines plus pg_regress's count).
+    echo "== pg_regress suites (PostgreSQL $v)"
+    regress=$(dirname "$("$pg_config" --pgxs)")/../test/regress/pg_regress
+    rm -rf "target/pg_regress/pg$v" && mkdir -p "target/pg_regress/pg$v"
+    if ! "$regress" --bindir="$PG_BIN" --host="$PGHOST" --port="$PGPORT" --user=postgres \
+            --inputdir=tests/pg_regress --outputdir="target/pg_regress/pg$v" --dbname=crm_regress \
+            --schedule=tests/pg_regress/schedule; then
+        cat "target/pg_regress/pg$v/regression.diffs"
+        exit 1
+    fi
+
+    echo "== client integration tests (PostgreSQL $v)"
+    if [ "$v" = "$main" ]; then
+        CRM_PG_BIN=$PG_BIN cargo test -p crm_client_tests -- --test-threads=1
+    else
+        CRM_PG_BIN=$PG_BIN CRM_DIFF_ORGS=${CRM_DIFF_ORGS_OTHER:-10} cargo test -p crm_client_tests -- --test-threads=1
+    fi
+
+    if [ "$v" = "$main" ]; then
+        echo "== benchmark smoke test (small scale: equality of variants and plan shapes, no timings judged)"
+        BENCH_OUT=target/bench-smoke bench/run.sh small --no-build --no-chart
+    fi
+    cluster_stop
+    echo "===== PostgreSQL $v: passed in $(( (SECONDS - t0) / 60 )) min $(( (SECONDS - t0) % 60 )) s"
+done
+
+# One closing line over every tier (cargo's per-binary lines, pg_regress's counts, the
+# upgrade tests' checks, the benchmark's, and the versions type-checked).
 passed=$(grep -hoE 'test result: ok\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
-regress=$(grep -hoE 'All [0-9]+ tests passed' "$log" | awk '{print $2}')
-bench=$(grep -hoE '^bench: [0-9]+ passed' "$log" | awk '{print $2}')
-echo "crm_access: $((passed + regress + bench)) passed, 0 failed"
+regress=$(grep -hoE 'All [0-9]+ tests passed' "$log" | awk '{s += $2} END {print s + 0}')
+upgrade=$(grep -hoE '^upgrade: [0-9]+ passed' "$log" | awk '{s += $2} END {print s + 0}')
+bench=$(grep -hoE '^bench: [0-9]+ passed' "$log" | awk '{s += $2} END {print s + 0}')
+checked=$(grep -hoE '^check-versions: [0-9]+ passed' "$log" | awk '{s += $2} END {print s + 0}')
+echo "crm_access: $((passed + regress + upgrade + bench + checked)) passed, 0 failed, on PostgreSQL $versions in $(( (SECONDS - started) / 60 )) min"

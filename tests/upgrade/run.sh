@@ -45,7 +45,11 @@ config_of() {
     psql -X -At -d "$1" -c "SELECT c::regclass || ' ' || coalesce(w, '') FROM pg_extension e,
         unnest(e.extconfig, e.extcondition) AS x(c, w) WHERE e.extname = 'crm_access' ORDER BY 1"
 }
-same() { diff -u "$1" "$2" >"$out/$3.diff" || fail "$4 (see $out/$3.diff)"; }
+checks=0
+same() {
+    diff -u "$1" "$2" >"$out/$3.diff" || fail "$4 (see $out/$3.diff)"
+    checks=$((checks + 1))
+}
 
 echo "== upgrade from 0.1.0 on PostgreSQL $version: build the organisation with 0.1.0"
 createdb upgraded
@@ -113,4 +117,5 @@ createdb restored
 pg_restore -d restored --exit-on-error "$out/upgraded.dump"
 sql -d restored -f tests/upgrade/report.sql >"$out/restored.txt"
 same "$out/before.txt" "$out/restored.txt" restored "decisions differ after a dump and restore of the upgraded database"
-echo "upgrade test (PostgreSQL $version): ok ($(grep -c . "$out/before.txt") decisions identical before and after the update and after a restore; schema identical to a fresh install)"
+echo "upgrade test (PostgreSQL $version): $(grep -c . "$out/before.txt") decisions identical before and after the update and after a restore; schema identical to a fresh install"
+echo "upgrade: $checks passed"

@@ -136,15 +136,24 @@ fn call(rng: &mut SmallRng, admin_only: bool) -> (String, Vec<Box<dyn ToSql + Sy
 }
 
 fn digest(c: &mut Client) -> String {
-    c.query_one(
-        "SELECT md5(string_agg(c.relname || ':' || (xpath('/row/d/text()',
-                query_to_xml(format('SELECT md5(coalesce(string_agg(x::text, '','' ORDER BY x::text), '''')) AS d FROM %s x', c.oid::regclass), false, true, '')))[1]::text,
-                '|' ORDER BY c.relname))
-         FROM pg_class c WHERE c.relnamespace = 'crm'::regnamespace AND c.relkind = 'r'",
-        &[],
-    )
-    .unwrap()
-    .get(0)
+    // Table by table (query_to_xml would do it in one statement, but needs libxml).
+    let tables: Vec<String> = c
+        .query("SELECT c.oid::regclass::text FROM pg_class c WHERE c.relnamespace = 'crm'::regnamespace AND c.relkind = 'r' ORDER BY c.relname", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    tables
+        .iter()
+        .map(|t| {
+            let d: String = c
+                .query_one(&format!("SELECT md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) FROM {t} x"), &[])
+                .unwrap()
+                .get(0);
+            format!("{t}:{d}")
+        })
+        .collect::<Vec<_>>()
+        .join("|")
 }
 
 /// SQLSTATE classes of errors a caller can cause with bad input or missing rights.
