@@ -30,6 +30,15 @@ pub fn fresh_database(name: &str) -> Client {
     db
 }
 
+/// The tables of schema crm, qualified, in name order.
+pub fn catalog_tables(c: &mut Client) -> Vec<String> {
+    c.query("SELECT format('crm.%I', c.relname) FROM pg_class c WHERE c.relnamespace = 'crm'::regnamespace AND c.relkind = 'r' ORDER BY c.relname", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 /// Create a login role if it does not exist yet (roles are cluster-wide).
 pub fn login_role(client: &mut Client, name: &str) {
     client

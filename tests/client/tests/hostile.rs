@@ -5,7 +5,7 @@
 //! internal error or a lost connection, and a call that fails leaves the catalog exactly as
 //! it was. Callers who may not administer change nothing, whatever administration they call.
 
-use crm_client_tests::{connect, fresh_database};
+use crm_client_tests::{catalog_tables, connect, fresh_database};
 use postgres::types::ToSql;
 use postgres::Client;
 use rand::rngs::SmallRng;
@@ -137,13 +137,7 @@ fn call(rng: &mut SmallRng, admin_only: bool) -> (String, Vec<Box<dyn ToSql + Sy
 
 fn digest(c: &mut Client) -> String {
     // Table by table (query_to_xml would do it in one statement, but needs libxml).
-    let tables: Vec<String> = c
-        .query("SELECT c.oid::regclass::text FROM pg_class c WHERE c.relnamespace = 'crm'::regnamespace AND c.relkind = 'r' ORDER BY c.relname", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    tables
+    catalog_tables(c)
         .iter()
         .map(|t| {
             let d: String = c

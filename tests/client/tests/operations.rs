@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crm_client_tests::{connect, fresh_database, login_role};
+use crm_client_tests::{catalog_tables, connect, fresh_database, login_role};
 use postgres::Client;
 
 /// The binaries of the server under test (scripts/test.sh sets CRM_PG_BIN per version).
@@ -104,16 +104,10 @@ fn sightings(db: &str) -> BTreeMap<(String, String), Vec<i64>> {
 }
 
 fn catalog_rows(c: &mut Client) -> Vec<(String, i64)> {
-    let tables: Vec<String> = c
-        .query("SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = 'crm'::regnamespace AND c.relkind = 'r' ORDER BY 1", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    tables
+    catalog_tables(c)
         .into_iter()
         .map(|t| {
-            let n: i64 = c.query_one(&format!("SELECT count(*) FROM crm.{t}"), &[]).unwrap().get(0);
+            let n: i64 = c.query_one(&format!("SELECT count(*) FROM {t}"), &[]).unwrap().get(0);
             (t, n)
         })
         .collect()
