@@ -1,5 +1,7 @@
-//! The `crm.user_name` setting: the acting CRM user asserted by a trusted role.
+//! The settings: `crm.user_name`, the acting CRM user asserted by a trusted role, and
+//! `crm.require_local_user`, which keeps that assertion to one transaction.
 
+use std::cell::Cell;
 use std::ffi::{c_char, c_void, CStr, CString};
 
 use pgrx::prelude::*;
@@ -8,6 +10,7 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 use super::identity;
 
 pub static USER_NAME: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static REQUIRE_LOCAL_USER: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 pub fn init() {
     unsafe {
@@ -22,6 +25,20 @@ pub fn init() {
             Some(assign_user_name),
             None,
         );
+        // Superuser-only: it guards a trusted application against its own mistake (a
+        // session-level assertion that a pooler hands to the next client), so the application
+        // must not be able to switch it off for itself.
+        GucRegistry::define_bool_guc_with_hooks(
+            c"crm.require_local_user",
+            c"Honour crm.user_name only when it was set for the current transaction.",
+            c"A value set for the whole session (SET without LOCAL, crm.set_user(name, false), a connection option, ALTER ROLE ... SET) is refused for non-superusers while this is on.",
+            &REQUIRE_LOCAL_USER,
+            GucContext::Suset,
+            GucFlags::default(),
+            None,
+            Some(assign_require_local_user),
+            None,
+        );
     }
 }
 
@@ -30,15 +47,84 @@ pub fn user_name() -> Option<String> {
     USER_NAME.get().map(|v| v.to_string_lossy().into_owned()).filter(|v| !v.is_empty())
 }
 
-/// A plan simplified for one acting user must never run for another: when the setting
-/// changes (SET, SET LOCAL, its revert at transaction end, RESET, DISCARD), every cached
-/// plan is marked for re-planning. Runs inside GUC machinery, so it must not raise.
+pub fn require_local_user() -> bool {
+    REQUIRE_LOCAL_USER.get()
+}
+
+/// Whether the current value of `crm.user_name` was set inside the current transaction and
+/// goes away when it ends: the setting's stack (PostgreSQL's record of changes to undo at
+/// transaction end) has entries, none of which is a session-level SET. A value with no
+/// stack entry was set by an earlier transaction, a connection option or ALTER ROLE ... SET.
+pub fn user_name_is_transaction_local() -> bool {
+    let Some(conf) = user_name_option() else { return false };
+    // SAFETY: the option record lives as long as the backend; its stack is only changed by
+    // this backend, between our calls.
+    unsafe {
+        let mut entry = (*conf).stack;
+        if entry.is_null() {
+            return false;
+        }
+        while !entry.is_null() {
+            if matches!((*entry).state, pg_sys::GucStackState::GUC_SET | pg_sys::GucStackState::GUC_SET_LOCAL) {
+                return false;
+            }
+            entry = (*entry).prev;
+        }
+    }
+    true
+}
+
+thread_local! {
+    static USER_NAME_OPTION: Cell<*mut pg_sys::config_generic> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// PostgreSQL's record of `crm.user_name` (allocated once, never freed), looked up once.
+fn user_name_option() -> Option<*mut pg_sys::config_generic> {
+    let cached = USER_NAME_OPTION.with(Cell::get);
+    if !cached.is_null() {
+        return Some(cached);
+    }
+    let found = unsafe { find_user_name_option() };
+    if found.is_null() {
+        return None;
+    }
+    USER_NAME_OPTION.with(|c| c.set(found));
+    Some(found)
+}
+
+#[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+unsafe fn find_user_name_option() -> *mut pg_sys::config_generic {
+    // Before 16, find_option() is private to guc.c; the array of options is public.
+    let all = pg_sys::get_guc_variables();
+    let n = pg_sys::GetNumConfigOptions() as usize;
+    (0..n)
+        .map(|i| *all.add(i))
+        .find(|&g| !g.is_null() && CStr::from_ptr((*g).name).to_bytes().eq_ignore_ascii_case(b"crm.user_name"))
+        .unwrap_or(std::ptr::null_mut())
+}
+
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+unsafe fn find_user_name_option() -> *mut pg_sys::config_generic {
+    pg_sys::find_option(c"crm.user_name".as_ptr(), false, true, pgrx::PgLogLevel::ERROR as i32)
+}
+
+/// A plan simplified for one acting user must never run for another, nor once the value
+/// that chose the user has become a session-level one (`crm.require_local_user`): whenever
+/// the setting is assigned a non-empty value or changes (SET, SET LOCAL, its revert at
+/// transaction end, RESET, DISCARD, a function's SET clause), every cached plan is marked
+/// for re-planning. Runs inside GUC machinery, so it must not raise.
 #[pg_guard]
 unsafe extern "C-unwind" fn assign_user_name(newval: *const c_char, _extra: *mut c_void) {
     let old = *USER_NAME.as_ptr();
     let as_str = |p: *const c_char| if p.is_null() { None } else { Some(CStr::from_ptr(p).to_bytes()).filter(|s| !s.is_empty()) };
-    if as_str(old) != as_str(newval) {
+    if as_str(old) != as_str(newval) || as_str(newval).is_some() {
         identity::forget();
         pg_sys::ResetPlanCache();
     }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn assign_require_local_user(_newval: bool, _extra: *mut c_void) {
+    identity::forget();
+    pg_sys::ResetPlanCache();
 }

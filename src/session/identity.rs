@@ -3,7 +3,9 @@
 //! Exactly one source decides: `crm.user_name` when it is set, which is honoured only if
 //! the session's login role is a superuser or a member of a trusted role (anyone else gets
 //! an error, never someone else's rows); otherwise the login role's mapping. The login
-//! role is `session_user`: SET ROLE does not change who is acting.
+//! role is `session_user`: SET ROLE does not change who is acting. With
+//! `crm.require_local_user` on (the default), a non-superuser's `crm.user_name` counts only
+//! in the transaction that set it.
 
 use std::cell::RefCell;
 use std::ffi::CStr;
@@ -59,29 +61,49 @@ pub fn check_may_assert(m: &Loaded) -> CrmResult<()> {
         .with_hint(format!("Unset crm.user_name, or have an administrator run crm.trust_role() for a role that \"{login}\" is a member of.")))
 }
 
+/// With `crm.require_local_user` on, a non-superuser's assertion counts only for the
+/// transaction that made it: behind a transaction pooler, a session-level value stays on the
+/// server connection and would act for the next client. Checked on every call, not memoised:
+/// the same value is local in one transaction and left over in the next.
+fn check_local(login: pg_sys::Oid) -> CrmResult<()> {
+    if !guc::require_local_user() || guc::user_name_is_transaction_local() || unsafe { pg_sys::superuser_arg(login) } {
+        return Ok(());
+    }
+    Err(CrmError::denied("crm.user_name was set for the session, not for this transaction")
+        .with_detail("crm.require_local_user is on: the acting user must be set inside each transaction, so that a pooled connection carries nothing to its next client.")
+        .with_hint("Run SET LOCAL crm.user_name or SELECT crm.set_user(name) after BEGIN, and RESET crm.user_name for the session."))
+}
+
 pub fn resolve(m: &Loaded) -> CrmResult<Identity> {
     let login = unsafe { pg_sys::GetSessionUserId() };
     let setting = guc::user_name();
     let generation = cache::generation();
-    if let Some(found) = MEMO.with(|memo| {
+    let memo = MEMO.with(|memo| {
         memo.borrow().as_ref().filter(|(g, l, s, _)| *g == generation && *l == login && *s == setting).map(|x| x.3.clone())
-    }) {
-        return Ok(found);
-    }
-    let identity = match &setting {
-        Some(name) => {
-            check_may_assert(m)?;
-            match m.model.user_by_name(name) {
-                Some(u) => Identity::User(u.owner_id),
-                None => Identity::Unknown(name.clone()),
-            }
+    });
+    let identity = match memo {
+        Some(found) => found,
+        None => {
+            let identity = match &setting {
+                Some(name) => {
+                    check_may_assert(m)?;
+                    match m.model.user_by_name(name) {
+                        Some(u) => Identity::User(u.owner_id),
+                        None => Identity::Unknown(name.clone()),
+                    }
+                }
+                None => match m.model.catalog().db_role_map.get(&login.to_u32()) {
+                    Some(&id) => Identity::User(id),
+                    None => Identity::None,
+                },
+            };
+            MEMO.with(|memo| memo.replace(Some((generation, login, setting.clone(), identity.clone()))));
+            identity
         }
-        None => match m.model.catalog().db_role_map.get(&login.to_u32()) {
-            Some(&id) => Identity::User(id),
-            None => Identity::None,
-        },
     };
-    MEMO.with(|memo| memo.replace(Some((generation, login, setting, identity.clone()))));
+    if setting.is_some() {
+        check_local(login)?;
+    }
     Ok(identity)
 }
 

@@ -39,6 +39,12 @@ pub fn catalog_tables(c: &mut Client) -> Vec<String> {
         .collect()
 }
 
+/// Lets `role` hold one acting user for a whole session in `db`, as a client without a
+/// pooler may: `crm.require_local_user` off for it, set by a superuser before it connects.
+pub fn allow_session_user(admin: &mut Client, role: &str, db: &str) {
+    admin.batch_execute(&format!("ALTER ROLE \"{role}\" IN DATABASE \"{db}\" SET crm.require_local_user = off")).unwrap();
+}
+
 /// Create a login role if it does not exist yet (roles are cluster-wide).
 pub fn login_role(client: &mut Client, name: &str) {
     client

@@ -5,7 +5,7 @@
 //! internal error or a lost connection, and a call that fails leaves the catalog exactly as
 //! it was. Callers who may not administer change nothing, whatever administration they call.
 
-use crm_client_tests::{catalog_tables, connect, fresh_database};
+use crm_client_tests::{allow_session_user, catalog_tables, connect, fresh_database};
 use postgres::types::ToSql;
 use postgres::Client;
 use rand::rngs::SmallRng;
@@ -211,6 +211,7 @@ fn hostile_calls_by_callers_who_may_not_administer_change_nothing() {
     let calls: usize = std::env::var("CRM_HOSTILE_CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(1500) / 3;
     let _admin = org(DB);
     let mut observer = connect(DB, "postgres");
+    allow_session_user(&mut observer, "crm_app", DB);
     for (login, user, seed) in [("crm_app", Some("alice"), 11), ("bi_alice", None, 12), ("crm_stranger", None, 13)] {
         let mut session = connect(DB, login);
         if let Some(user) = user {

@@ -1,7 +1,7 @@
 //! Real concurrent sessions: catalog changes seen (or not) from another session, identity
 //! per transaction on a pooled connection, untrusted and mapped logins, and PL/pgSQL plans.
 
-use crm_client_tests::{connect, fresh_database, login_role};
+use crm_client_tests::{allow_session_user, connect, fresh_database, login_role};
 use postgres::Client;
 
 /// A small organisation: CEO > Mgr > Rep (rep1, rep2), Audit (auditor: View All) under
@@ -62,6 +62,7 @@ fn catalog_changes_reach_other_sessions_only_when_committed() {
 #[test]
 fn committed_change_reaches_a_cached_plan_in_an_open_session() {
     let mut admin = org("sess_cached");
+    allow_session_user(&mut admin, "sess_app", "sess_cached");
     let mut app = connect("sess_cached", "sess_app");
     app.batch_execute("SET plan_cache_mode = force_generic_plan; SELECT crm.set_user('rep1', false)").unwrap();
     let stmt = app.prepare("SELECT count(*) FROM leads").unwrap();
@@ -77,6 +78,7 @@ fn committed_change_reaches_a_cached_plan_in_an_open_session() {
 #[test]
 fn sharing_changes_reach_a_cached_plan_in_another_session() {
     let mut admin = org("sess_sharing");
+    allow_session_user(&mut admin, "sess_app", "sess_sharing");
     let mut app = connect("sess_sharing", "sess_app");
     app.batch_execute("SET plan_cache_mode = force_generic_plan; SELECT crm.set_user('rep1', false)").unwrap();
     let stmt = app.prepare("SELECT array_agg(id ORDER BY id) FROM leads").unwrap();
@@ -127,6 +129,7 @@ fn revoking_membership_in_a_trusted_role_takes_effect_in_an_open_session() {
     let mut admin = org("sess_member");
     login_role(&mut admin, "sess_member_login");
     admin.batch_execute("GRANT sess_app TO sess_member_login; GRANT SELECT ON leads TO sess_member_login").unwrap();
+    allow_session_user(&mut admin, "sess_member_login", "sess_member");
     let mut app = connect("sess_member", "sess_member_login");
     app.batch_execute("SET plan_cache_mode = force_generic_plan; SET crm.user_name = 'rep1'").unwrap();
     let stmt = app.prepare("SELECT count(*) FROM leads").unwrap();
@@ -193,6 +196,7 @@ fn plpgsql_cached_plans_are_specialised_per_user() {
          SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on;
          SET auto_explain.log_level = notice; SET auto_explain.log_timing = off;
          SET max_parallel_workers_per_gather = 0;
+         SET crm.require_local_user = off;
          SET SESSION AUTHORIZATION sess_app;",
     )
     .unwrap();

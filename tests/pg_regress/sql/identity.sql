@@ -50,13 +50,70 @@ SELECT crm.acting_user(), array_agg(id ORDER BY id) FROM sales.leads;
 ROLLBACK;
 SELECT crm.acting_user(), count(*) FROM sales.leads;
 
--- Session-wide when asked; NULL or '' unsets.
+-- A session-level assertion (crm.require_local_user, on by default): behind a transaction
+-- pooler it would act for the next client of the server connection, so it is refused at
+-- its first use, reads and writes alike, and nothing is read or changed.
+SHOW crm.require_local_user;
+SELECT crm.set_user('bob', is_local => false);
+SELECT regress.try($$SELECT count(*) FROM sales.leads$$);
+SELECT regress.try($$UPDATE sales.leads SET company = 'x' WHERE id = 51$$);
+SELECT regress.try($$SELECT crm.acting_user()$$);
+-- SET without LOCAL inside a transaction outlives it: refused there too.
+BEGIN;
+SET crm.user_name = 'alice';
+SELECT regress.try($$SELECT count(*) FROM sales.leads$$);
+ROLLBACK;
+-- SET LOCAL over the left-over value counts for its transaction only; a statement prepared
+-- in it is planned again afterwards, and refused.
+BEGIN;
+SET LOCAL crm.user_name = 'bob';
+SELECT crm.acting_user(), array_agg(id ORDER BY id) FROM sales.leads;
+PREPARE bobs AS SELECT array_agg(id ORDER BY id) FROM sales.leads;
+EXECUTE bobs;
+COMMIT;
+SELECT current_setting('crm.user_name');
+SELECT regress.try($$SELECT count(*) FROM sales.leads$$);
+EXECUTE bobs;
+DEALLOCATE bobs;
+-- A function's SET clause ends with the call: honoured.
+CREATE FUNCTION pg_temp.as_bob() RETURNS bigint[] LANGUAGE sql SET crm.user_name = 'bob'
+    AS $$ SELECT array_agg(id ORDER BY id) FROM sales.leads $$;
+SET crm.user_name = '';
+SELECT pg_temp.as_bob();
+SELECT crm.acting_user(), count(*) FROM sales.leads;
+-- A connection option is session-level too.
+\c 'dbname=crm_regress user=crm_app options=-ccrm.user_name=bob'
+SELECT regress.try($$SELECT count(*) FROM sales.leads$$);
+-- Only a superuser may switch the check off, for a session or a role: not even before
+-- the extension's library is loaded in the session (the value set then is dropped when it
+-- loads), nor after.
+\c -reuse-previous=off 'dbname=crm_regress user=crm_app'
+SET crm.require_local_user = off;
+SELECT crm.set_user('bob', is_local => false);
+SHOW crm.require_local_user;
+SELECT regress.try($$SELECT count(*) FROM sales.leads$$);
+SELECT regress.try($$SET crm.require_local_user = off$$);
+\c -reuse-previous=off 'dbname=crm_regress user=postgres'
+-- Switched off, the session-wide form works, and NULL or '' unsets.
+RESET SESSION AUTHORIZATION;
+SET crm.require_local_user = off;
+SET SESSION AUTHORIZATION crm_app;
 SELECT crm.set_user('bob', is_local => false);
 SELECT crm.acting_user(), array_agg(id ORDER BY id) FROM sales.leads;
 SELECT crm.set_user(NULL, is_local => false);
 SELECT crm.acting_user(), count(*) FROM sales.leads;
+SELECT crm.set_user('bob', is_local => false);
 SET crm.user_name = '';
 SELECT crm.acting_user(), count(*) FROM sales.leads;
+RESET SESSION AUTHORIZATION;
+RESET crm.require_local_user;
+-- A superuser's session is not checked (superusers bypass row security anyway).
+SET crm.user_name = 'bob';
+SET ROLE crm_app;
+SELECT crm.acting_user(), array_agg(id ORDER BY id) FROM sales.leads;
+RESET ROLE;
+RESET crm.user_name;
+SET SESSION AUTHORIZATION crm_app;
 
 -- An unknown user: no rows, writes refused.
 BEGIN;
