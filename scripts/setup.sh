@@ -11,7 +11,8 @@ versions=("$@")
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
 
 # PostgreSQL 15 comes from bookworm; its server and headers are needed whatever else is.
-packages=(postgresql-15 postgresql-contrib postgresql-server-dev-15 libclang-dev clang sudo perl)
+# PgBouncer (1.18) is the pooler of the client tests (scripts/pooler.sh).
+packages=(postgresql-15 postgresql-contrib postgresql-server-dev-15 libclang-dev clang sudo perl pgbouncer)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -39,7 +39,9 @@ cargo test -p crm_model
 cargo build -p crm_client_tests --tests -q
 
 port=5499
-trap 'cluster_stop' EXIT
+# PgBouncer in front of each version's cluster (scripts/pooler.sh).
+. scripts/pooler.sh
+trap 'pooler_stop; cluster_stop' EXIT
 for v in $versions; do
     pg_config=$(pg_config_of "$v")
     if [ ! -x "$pg_config" ]; then
@@ -61,6 +63,7 @@ for v in $versions; do
     PG_BIN=$("$pg_config" --bindir)
     . scripts/cluster.sh
     cluster_start "$root/target/test-cluster" "$port"
+    pooler_start $((port + 1))
 
     echo "== pg_regress suites (PostgreSQL $v)"
     regress=$(dirname "$("$pg_config" --pgxs)")/../test/regress/pg_regress
@@ -83,6 +86,7 @@ for v in $versions; do
         echo "== benchmark smoke test (small scale: equality of variants and plan shapes, no timings judged)"
         BENCH_OUT=target/bench-smoke bench/run.sh small --no-build --no-chart
     fi
+    pooler_stop
     cluster_stop
     echo "===== PostgreSQL $v: passed in $(( (SECONDS - t0) / 60 )) min $(( (SECONDS - t0) % 60 )) s"
 done

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use crm_model::{Action, Catalog, Group, GroupMember, Module, Party, Profile, Role, RuleAccess, SharingRule, User};
 use postgres::{Client, NoTls};
 
+pub mod random_org;
+
 fn host() -> String {
     std::env::var("PGHOST").expect("PGHOST is set by scripts/test.sh")
 }
@@ -153,4 +155,23 @@ fn party(kind: String, id: i64) -> Party {
         "group" => Party::Group(id),
         other => panic!("unknown party kind {other}"),
     }
+}
+
+/// A connection through PgBouncer (scripts/pooler.sh, started by scripts/test.sh).
+pub fn connect_pooled(db: &str, user: &str) -> Client {
+    let port = std::env::var("CRM_POOLER_PORT").expect("CRM_POOLER_PORT is set by scripts/test.sh (PgBouncer)");
+    Client::connect(&format!("host=127.0.0.1 port={port} user={user} dbname={db}"), NoTls)
+        .unwrap_or_else(|e| panic!("connect through PgBouncer to {db} as {user}: {e}"))
+}
+
+/// The rows of a simple-protocol query (the only protocol a transaction pooler lets clients
+/// share safely without server-side prepared statements), as optional strings.
+pub fn simple_rows(c: &mut Client, sql: &str) -> Result<Vec<Vec<Option<String>>>, postgres::Error> {
+    Ok(c.simple_query(sql)?
+        .into_iter()
+        .filter_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect()),
+            _ => None,
+        })
+        .collect())
 }

@@ -1,0 +1,55 @@
+# Sourced after scripts/cluster.sh (by test.sh): PgBouncer, Debian's package, in transaction
+# mode in front of the throwaway cluster, on 127.0.0.1 only. `pooler_start PORT` exports
+# CRM_POOLER_PORT; `pooler_stop` stops it (cluster_stop removes its files with the cluster).
+#
+# Every database is served with a pool of 3 server connections per role, so that many clients
+# take turns on few connections; `pool_leak_one` serves database pool_leak through a single
+# server connection, so that one client's leftovers are certain to meet the next client.
+# PgBouncer 1.18 forwards no session state between clients and resets nothing in transaction
+# mode: whatever a client leaves on a server connection, the next client gets.
+
+# The login roles that connect through the pooler (auth_type trust: the cluster decides).
+POOLER_ROLES="pool_app pool_legacy pool_bi"
+
+pooler_start() {
+    POOLER_DIR=$CLUSTER_DIR/pgbouncer
+    mkdir -p "$POOLER_DIR"
+    local port=$1 role
+    : >"$POOLER_DIR/userlist.txt"
+    for role in $POOLER_ROLES; do
+        echo "\"$role\" \"\"" >>"$POOLER_DIR/userlist.txt"
+    done
+    cat >"$POOLER_DIR/pgbouncer.ini" <<EOF
+[databases]
+pool_leak_one = host=$CLUSTER_DIR port=$CLUSTER_PORT dbname=pool_leak pool_size=1
+* = host=$CLUSTER_DIR port=$CLUSTER_PORT
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = trust
+auth_file = $POOLER_DIR/userlist.txt
+pool_mode = transaction
+default_pool_size = 3
+max_client_conn = 200
+ignore_startup_parameters = extra_float_digits
+logfile = $POOLER_DIR/pgbouncer.log
+pidfile = $POOLER_DIR/pgbouncer.pid
+EOF
+    [ "$(id -u)" = 0 ] && chown -R postgres: "$POOLER_DIR"
+    # PgBouncer refuses to run as root; it runs as the cluster's OS user.
+    as_postgres pgbouncer -d -q "$POOLER_DIR/pgbouncer.ini" || { cat "$POOLER_DIR/pgbouncer.log"; return 1; }
+    local i
+    for i in $(seq 50); do
+        (: </dev/tcp/127.0.0.1/"$port") 2>/dev/null && break
+        sleep 0.1
+    done
+    export CRM_POOLER_PORT=$port
+}
+
+pooler_stop() {
+    [ -n "${POOLER_DIR:-}" ] && [ -f "$POOLER_DIR/pgbouncer.pid" ] || return 0
+    kill "$(cat "$POOLER_DIR/pgbouncer.pid")" 2>/dev/null || true
+    rm -f "$POOLER_DIR/pgbouncer.pid"
+}

@@ -1,0 +1,109 @@
+//! Random organisations built through the SQL API (the differential and pooler tests): up to
+//! hundreds of users, deep role trees, random profiles, admins, disabled users, nested
+//! groups, sharing rules of every kind, permission sets and all four defaults.
+
+use crm_model::Action;
+use postgres::Client;
+use rand::rngs::SmallRng;
+use rand::Rng;
+
+pub const MODULES: [&str; 4] = ["Leads", "Accounts", "Contacts", "Opportunities"];
+pub const TABLES: [&str; 4] = ["leads", "accounts", "contacts", "opportunities"];
+/// Opportunities are linked to their account (crm.link_parent).
+pub const OPPORTUNITIES: usize = 3;
+const LEVELS: [&str; 4] = ["private", "public_read", "public_read_write", "public_read_write_delete"];
+const KINDS: [&str; 3] = ["role", "role_and_subordinates", "group"];
+
+pub fn build_org(c: &mut Client, rng: &mut SmallRng) {
+    let n_roles = rng.gen_range(15..50);
+    let mut sql = String::from("SELECT crm.create_role('R0', NULL);\n");
+    for i in 1..n_roles {
+        // Parents among the last few roles make deep chains; the rest make bushy levels.
+        let parent = if rng.gen_bool(0.6) { i - 1 - rng.gen_range(0..i.min(3)) } else { rng.gen_range(0..i) };
+        sql += &format!("SELECT crm.create_role('R{i}', 'R{parent}');\n");
+    }
+    let n_profiles = rng.gen_range(2..7);
+    for p in 0..n_profiles {
+        sql += &format!("SELECT crm.create_profile('P{p}', {}, {});\n", rng.gen_bool(0.1), rng.gen_bool(0.07));
+        for m in MODULES {
+            let actions: Vec<String> = Action::ALL.iter().filter(|_| rng.gen_bool(0.7)).map(|a| format!("'{}'", a.as_str())).collect();
+            if !actions.is_empty() {
+                sql += &format!("SELECT crm.grant_privileges('P{p}', '{m}', ARRAY[{}]);\n", actions.join(","));
+            }
+        }
+    }
+    for r in 0..n_roles {
+        for _ in 0..rng.gen_range(1..3) {
+            sql += &format!("SELECT crm.attach_profile('R{r}', 'P{}');\n", rng.gen_range(0..n_profiles));
+        }
+    }
+    let n_users = rng.gen_range(60..220);
+    for u in 0..n_users {
+        sql += &format!("SELECT crm.create_user('u{u}', 'R{}', {});\n", rng.gen_range(0..n_roles), rng.gen_bool(0.02));
+        if rng.gen_bool(0.08) {
+            sql += &format!("SELECT crm.set_user_active('u{u}', false);\n");
+        }
+    }
+    let n_groups = rng.gen_range(0..8);
+    for g in 0..n_groups {
+        sql += &format!("SELECT crm.create_group('G{g}');\n");
+        for _ in 0..rng.gen_range(0..5) {
+            sql += &match rng.gen_range(0..4) {
+                0 => format!("SELECT crm.add_group_member('G{g}', 'user', 'u{}');\n", rng.gen_range(0..n_users)),
+                1 => format!("SELECT crm.add_group_member('G{g}', 'role', 'R{}');\n", rng.gen_range(0..n_roles)),
+                2 => format!("SELECT crm.add_group_member('G{g}', 'role_and_subordinates', 'R{}');\n", rng.gen_range(0..n_roles)),
+                // Only earlier groups, so no cycle: the API would refuse one.
+                _ if g > 0 => format!("SELECT crm.add_group_member('G{g}', 'group', 'G{}');\n", rng.gen_range(0..g)),
+                _ => String::new(),
+            };
+        }
+    }
+    let party = |rng: &mut SmallRng| -> String {
+        let kind = KINDS[rng.gen_range(0..if n_groups > 0 { 3 } else { 2 })];
+        let name = if kind == "group" { format!("G{}", rng.gen_range(0..n_groups)) } else { format!("R{}", rng.gen_range(0..n_roles)) };
+        format!("'{kind}', '{name}'")
+    };
+    for _ in 0..rng.gen_range(0..8) {
+        let (source, target) = (party(rng), party(rng));
+        let module = MODULES[rng.gen_range(0..2)];
+        let access = if rng.gen_bool(0.5) { "read" } else { "read_write" };
+        let related = if module == "Accounts" && rng.gen_bool(0.5) { "ARRAY['Opportunities']" } else { "'{}'" };
+        sql += &format!("SELECT crm.add_sharing_rule('{module}', {source}, {target}, '{access}', {related});\n");
+    }
+    for s in 0..rng.gen_range(0..3) {
+        sql += &format!("SELECT crm.create_permission_set('S{s}', {}, {});\n", rng.gen_bool(0.2), rng.gen_bool(0.1));
+        sql += &format!("SELECT crm.grant_permission_set_privileges('S{s}', '{}', ARRAY['{}']);\n", MODULES[rng.gen_range(0..4)], Action::ALL[rng.gen_range(0..6)].as_str());
+        for _ in 0..rng.gen_range(1..4) {
+            sql += &if n_groups > 0 && rng.gen_bool(0.4) {
+                format!("SELECT crm.assign_permission_set('S{s}', 'group', 'G{}');\n", rng.gen_range(0..n_groups))
+            } else {
+                format!("SELECT crm.assign_permission_set('S{s}', 'user', 'u{}');\n", rng.gen_range(0..n_users))
+            };
+        }
+    }
+    for m in ["Leads", "Accounts", "Opportunities"] {
+        sql += &format!("SELECT crm.set_sharing_default('{m}', '{}');\n", LEVELS[rng.gen_range(0..4)]);
+    }
+    c.batch_execute(&sql).unwrap();
+}
+
+/// Records owned by random users (some disabled) and groups, plus one with no CRM owner;
+/// opportunities under random accounts (or none).
+pub fn insert_records(c: &mut Client) {
+    for (table, n) in [("leads", 600), ("accounts", 300), ("contacts", 300)] {
+        c.batch_execute(&format!(
+            "INSERT INTO {table} SELECT g, (SELECT id FROM crm.owners WHERE g > 0 ORDER BY random() LIMIT 1) FROM generate_series(1, {n}) g;
+             INSERT INTO {table} VALUES (999999, 424242);"
+        ))
+        .unwrap();
+    }
+    c.batch_execute(
+        "INSERT INTO opportunities (id, owner_id, account_id)
+         SELECT g, (SELECT id FROM crm.owners WHERE g > 0 ORDER BY random() LIMIT 1),
+                CASE WHEN random() < 0.9 THEN (SELECT id FROM accounts WHERE g > 0 ORDER BY random() LIMIT 1) END
+         FROM generate_series(1, 500) g;
+         INSERT INTO opportunities (id, owner_id) VALUES (999999, 424242);",
+    )
+    .unwrap();
+}
+
