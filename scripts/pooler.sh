@@ -9,7 +9,7 @@
 # mode: whatever a client leaves on a server connection, the next client gets.
 
 # The login roles that connect through the pooler (auth_type trust: the cluster decides).
-POOLER_ROLES="pool_app pool_legacy pool_bi"
+POOLER_ROLES="pool_app pool_legacy crm_graphql crm_app bi_alice"
 
 pooler_start() {
     POOLER_DIR=$CLUSTER_DIR/pgbouncer
@@ -39,7 +39,7 @@ pidfile = $POOLER_DIR/pgbouncer.pid
 EOF
     [ "$(id -u)" = 0 ] && chown -R postgres: "$POOLER_DIR"
     # PgBouncer refuses to run as root; it runs as the cluster's OS user.
-    as_postgres pgbouncer -d -q "$POOLER_DIR/pgbouncer.ini" || { cat "$POOLER_DIR/pgbouncer.log"; return 1; }
+    as_postgres pgbouncer -d -q "$POOLER_DIR/pgbouncer.ini" || { tail -20 "$POOLER_DIR/pgbouncer.log"; return 1; }
     local i
     for i in $(seq 50); do
         (: </dev/tcp/127.0.0.1/"$port") 2>/dev/null && break
@@ -50,6 +50,12 @@ EOF
 
 pooler_stop() {
     [ -n "${POOLER_DIR:-}" ] && [ -f "$POOLER_DIR/pgbouncer.pid" ] || return 0
-    kill "$(cat "$POOLER_DIR/pgbouncer.pid")" 2>/dev/null || true
+    local pid i
+    pid=$(cat "$POOLER_DIR/pgbouncer.pid")
+    kill "$pid" 2>/dev/null || true
+    for i in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
     rm -f "$POOLER_DIR/pgbouncer.pid"
 }
