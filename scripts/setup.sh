@@ -2,10 +2,17 @@
 # Installs whatever is missing to build and test crm_access on a Debian bookworm machine
 # with Rust 1.95 (see shared/TOOLCHAIN.md), for the PostgreSQL versions given (default: 15,
 # the one the demo and the benchmarks use), then writes the pgrx configuration
-# (pgrx-config/). Idempotent: a second run does nothing.
-#   scripts/setup.sh [VERSION...]     e.g. scripts/setup.sh 15 17 18
+# (pgrx-config/). Idempotent: a second run does nothing. With --clients, also the client
+# tools the tests drive (tests/clients): Node.js and the GraphQL example's npm packages, in
+# examples/graphql/node_modules, and the Python packages, in target/clients-venv.
+#   scripts/setup.sh [--clients] [VERSION...]     e.g. scripts/setup.sh 15 17 18
 set -euo pipefail
 cd "$(dirname "$0")/.."
+clients=
+if [ "${1:-}" = --clients ]; then
+    clients=1
+    shift
+fi
 versions=("$@")
 [ ${#versions[@]} -gt 0 ] || versions=(15)
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
@@ -41,6 +48,27 @@ for v in "${versions[@]}"; do
         *) echo "setup: building PostgreSQL $v failed" >&2; exit 1 ;;
     esac
 done
+
+if [ -n "$clients" ]; then
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        echo "setup: installing Node.js"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    # Into the work tree, from the lock file; again only when the lock file changed.
+    if [ ! -f examples/graphql/node_modules/.installed ] || [ examples/graphql/package-lock.json -nt examples/graphql/node_modules/.installed ]; then
+        echo "setup: installing the GraphQL example's npm packages (examples/graphql/node_modules)"
+        (cd examples/graphql && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+        touch examples/graphql/node_modules/.installed
+    fi
+    venv=target/clients-venv
+    if [ ! -f $venv/.installed ] || [ tests/clients/requirements.txt -nt $venv/.installed ]; then
+        echo "setup: installing the Python clients' packages ($venv)"
+        python3 -m venv $venv
+        $venv/bin/pip install -q -r tests/clients/requirements.txt
+        touch $venv/.installed
+    fi
+fi
 
 # The pgrx configuration every script uses (no `cargo pgrx init`, no ~/.pgrx).
 pgrx-config/generate.sh >/dev/null

@@ -23,12 +23,15 @@ started=$SECONDS
 versions=${only:-$PG_VERSIONS}
 main=${PG_VERSIONS%% *}
 # shellcheck disable=SC2086
-scripts/setup.sh $versions
+scripts/setup.sh --clients $versions
 eval "$(pgrx-config/generate.sh)"
 . scripts/packages.sh
 
 echo "== README quickstart matches its regression suite"
 diff <(sed -n '/<!-- quickstart/,/<!-- \/quickstart/p' README.md | sed '1,2d;$d' | sed '$d') tests/pg_regress/sql/quickstart.sql
+
+echo "== README examples are the files the client tests run"
+python3 scripts/check-readme-examples.py
 
 echo "== engine: unit and property tests"
 cargo test -p crm_model
@@ -82,6 +85,9 @@ for v in $versions; do
         CRM_PG_BIN=$PG_BIN CRM_DIFF_ORGS=${CRM_DIFF_ORGS_OTHER:-10} cargo test -p crm_client_tests -- --test-threads=1
     fi
 
+    echo "== client tools: web app through PgBouncer, GraphQL API, BI report, psql (PostgreSQL $v)"
+    target/clients-venv/bin/pytest -q -p no:cacheprovider tests/clients
+
     if [ "$v" = "$main" ]; then
         echo "== benchmark smoke test (small scale: equality of variants and plan shapes, no timings judged)"
         BENCH_OUT=target/bench-smoke bench/run.sh small --no-build --no-chart
@@ -91,11 +97,12 @@ for v in $versions; do
     echo "===== PostgreSQL $v: passed in $(( (SECONDS - t0) / 60 )) min $(( (SECONDS - t0) % 60 )) s"
 done
 
-# One closing line over every tier (cargo's per-binary lines, pg_regress's counts, the
+# One closing line over every tier (cargo's per-binary lines, pytest's, pg_regress's counts, the
 # upgrade tests' checks, the benchmark's, and the versions type-checked).
 passed=$(grep -hoE 'test result: ok\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
+pytest=$(grep -hoE '^[0-9]+ passed(,| in )' "$log" | awk '{s += $1} END {print s + 0}')
 regress=$(grep -hoE 'All [0-9]+ tests passed' "$log" | awk '{s += $2} END {print s + 0}')
 upgrade=$(grep -hoE '^upgrade: [0-9]+ passed' "$log" | awk '{s += $2} END {print s + 0}')
 bench=$(grep -hoE '^bench: [0-9]+ passed' "$log" | awk '{s += $2} END {print s + 0}')
 checked=$(grep -hoE '^check-versions: [0-9]+ passed' "$log" | awk '{s += $2} END {print s + 0}')
-echo "crm_access: $((passed + regress + upgrade + bench + checked)) passed, 0 failed, on PostgreSQL $versions in $(( (SECONDS - started) / 60 )) min"
+echo "crm_access: $((passed + pytest + regress + upgrade + bench + checked)) passed, 0 failed, on PostgreSQL $versions in $(( (SECONDS - started) / 60 )) min"
