@@ -205,11 +205,11 @@ def writes(su, app, user, owner, visible_ids, runs):
     return out
 
 
-def pgbench(su, app, host, port, users, seconds, workdir):
-    """8 clients for `seconds`, each transaction as a random user, a top-50 page of leads:
-    TPS and p95 latency. d and c set the acting user (SET LOCAL through set_config); b fetches
-    the user's precomputed owner list (what an application would hold in memory) and inlines
-    it as a literal, one round trip each; a is the superuser's unfiltered page."""
+def pgbench_scripts(su, app, users):
+    """The transactions of each variant: a top-50 page of leads as a random user. d and c set
+    the acting user (SET LOCAL through set_config); b fetches the user's precomputed owner list
+    (what an application would hold in memory) and inlines it as a literal, one round trip
+    each; a is the superuser's unfiltered page."""
     su.execute("CREATE TABLE bench_filters (u int PRIMARY KEY, ids text NOT NULL)")
     for u in range(1, users + 1):
         with app.transaction():
@@ -225,15 +225,21 @@ def pgbench(su, app, host, port, users, seconds, workdir):
         "c": ("bench_app", acting, page.format(t="c_leads", f="true")),
         "d": ("bench_app", acting, page.format(t="leads", f="true")),
     }
+    return {v: (role, f"\\set u random(1, {users})\nBEGIN;\n{first}\n{query}\nCOMMIT;\n") for v, (role, first, query) in scripts.items()}
+
+
+def pgbench(scripts, host, port, clients, seconds, workdir, variants):
+    """`clients` clients (2 threads) for `seconds` per variant: TPS and p95 latency."""
     out = {}
-    for variant, (role, first, query) in scripts.items():
+    for variant in variants:
+        role, text = scripts[variant]
         script = os.path.join(workdir, f"{variant}.sql")
         with open(script, "w") as fh:
-            fh.write(f"\\set u random(1, {users})\nBEGIN;\n{first}\n{query}\nCOMMIT;\n")
-        logdir = os.path.join(workdir, variant)
+            fh.write(text)
+        logdir = os.path.join(workdir, f"{variant}-{host}-{clients}")
         os.makedirs(logdir, exist_ok=True)
         res = subprocess.run(["/usr/lib/postgresql/15/bin/pgbench", "-h", host, "-p", port, "-U", role, "-n", "-M", "simple",
-                              "-c", "8", "-j", "2", "-T", str(seconds), "-f", script, "-l", "--log-prefix", os.path.join(logdir, "log"),
+                              "-c", str(clients), "-j", "2", "-T", str(seconds), "-f", script, "-l", "--log-prefix", os.path.join(logdir, "log"),
                               "crm_bench"], capture_output=True, text=True, cwd=workdir)
         if res.returncode != 0:
             raise RuntimeError(f"pgbench {variant} failed: {res.stderr}")
@@ -348,11 +354,22 @@ def main():
                 log(f"   {label:<9} {w['query']:<15} a {w['a_ms']:9.2f}  c {w['c_ms']:9.2f}  d {w['d_ms']:9.2f} ms   "
                     f"d/a {w['d_ms'] / w['a_ms']:5.2f}  rows {w['rows']}")
     log("== pgbench: 8 clients, a random user per transaction, a top-50 page")
+    seconds = {"small": 5, "medium": 20, "large": 30}[args.scale]
+    scripts = pgbench_scripts(su, app, p["users"])
     with tempfile.TemporaryDirectory() as work:
-        bench = pgbench(su, app, host, port, p["users"], {"small": 5, "medium": 20, "large": 30}[args.scale], work)
+        bench = pgbench(scripts, host, port, 8, seconds, work, "abcd")
+        for v, r in bench.items():
+            log(f"   {v}: {r['tps']:9.1f} TPS   p95 {r['p95_ms']:7.2f} ms   ({r['transactions']} transactions)")
+        # The same transactions through PgBouncer in transaction mode (bench/run.sh starts it):
+        # the acting user is set per transaction, so pooling is safe; b and d, 8 and 64 clients.
+        pooled = {}
+        for clients in (8, 64):
+            log(f"== pgbench through PgBouncer: {clients} clients")
+            pooled[clients] = pgbench(scripts, "127.0.0.1", os.environ["CRM_POOLER_PORT"], clients, seconds, work, "bd")
+            for v, r in pooled[clients].items():
+                log(f"   {v}: {r['tps']:9.1f} TPS   p95 {r['p95_ms']:7.2f} ms   ({r['transactions']} transactions)")
+            log(f"   d/b TPS {pooled[clients]['d']['tps'] / pooled[clients]['b']['tps']:.2f}")
     app.close()
-    for v, r in bench.items():
-        log(f"   {v}: {r['tps']:9.1f} TPS   p95 {r['p95_ms']:7.2f} ms   ({r['transactions']} transactions)")
     log("== cache rebuild after a catalog change")
     cache = cache_rebuild(su, dsn, viewers["rep"], p["runs"])
     log(f"   first statement {cache['first_ms']:.2f} ms, then {cache['steady_ms']:.2f} ms: rebuild {cache['rebuild_ms']:.2f} ms; "
@@ -388,6 +405,13 @@ def main():
                  "| variant | TPS | p95 latency ms | transactions |\n|---|---:|---:|---:|\n")
         for v, r in bench.items():
             fh.write(f"| {v} | {r['tps']:.1f} | {r['p95_ms']:.2f} | {r['transactions']} |\n")
+        fh.write("\n**pgbench through PgBouncer** (1.18, transaction mode, a pool of 8 server connections; the same "
+                 "transactions, b and d, 8 and 64 clients, 2 threads).\n\n"
+                 "| clients | variant | TPS | p95 latency ms | transactions | d/b TPS |\n|---:|---|---:|---:|---:|---:|\n")
+        for clients, rows in pooled.items():
+            for v, r in rows.items():
+                ratio = f"{rows['d']['tps'] / rows['b']['tps']:.2f}" if v == "d" else ""
+                fh.write(f"| {clients} | {v} | {r['tps']:.1f} | {r['p95_ms']:.2f} | {r['transactions']} | {ratio} |\n")
         fh.write(f"\n**Cache rebuild**: first statement after a committed catalog change {cache['first_ms']:.2f} ms, "
                  f"the same statement with the model cached {cache['steady_ms']:.2f} ms: rebuild **{cache['rebuild_ms']:.2f} ms** "
                  f"at {p['users']} users; the cache holds about **{cache['cache_kb']} kB** per backend (RSS growth on first load).\n")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark harness (docs/benchmarks.md): builds crm_access in release mode, starts a
-# throwaway PostgreSQL 15, generates a synthetic CRM at the given scale, runs the workload
+# throwaway PostgreSQL 15 (and PgBouncer in front of it), generates a synthetic CRM at the given scale, runs the workload
 # for every variant and viewer, checks that they agree, and writes bench/results/SCALE.*
 #   bench/run.sh [small|medium|large] [--no-build] [--no-chart]   (BENCH_OUT=dir to write elsewhere)
 #   bench/run.sh large-org --cache-only   (the cache rebuild at 20,000 users, without the workload)
@@ -33,7 +33,11 @@ if [ ! -x $venv/bin/python ] || ! $venv/bin/python -c 'import psycopg, matplotli
 fi
 
 . scripts/cluster.sh
+. scripts/pooler.sh
 cluster_start "$PWD/target/bench-cluster" 5496
-trap cluster_stop EXIT
+# pgbench also runs through PgBouncer (transaction mode, the README's settings), with a pool of
+# 8 server connections.
+POOLER_ROLES="postgres bench_app" POOLER_POOL_SIZE=8 pooler_start 5497
+trap 'pooler_stop; cluster_stop' EXIT
 createdb crm_bench
 $venv/bin/python bench/harness.py --scale "$scale" --out "${BENCH_OUT:-bench/results}" $chart $only

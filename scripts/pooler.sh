@@ -10,8 +10,9 @@
 # mode: whatever a client leaves on a server connection, the next client gets.
 
 POOLER_EXAMPLE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/examples/webapp/pgbouncer.ini
-# The login roles that connect through the pooler (auth_type trust: the cluster decides).
-POOLER_ROLES="pool_app pool_legacy webapp crm_graphql bi_carol crm_app"
+# The login roles that connect through the pooler (auth_type trust: the cluster decides);
+# POOLER_POOL_SIZE overrides the example's pool size (the benchmark's).
+POOLER_ROLES=${POOLER_ROLES:-"pool_app pool_legacy webapp crm_graphql bi_carol crm_app"}
 
 pooler_start() {
     POOLER_DIR=$CLUSTER_DIR/pgbouncer
@@ -35,6 +36,7 @@ auth_type = trust
 auth_file = $POOLER_DIR/userlist.txt
 logfile = $POOLER_DIR/pgbouncer.log
 pidfile = $POOLER_DIR/pgbouncer.pid
+${POOLER_POOL_SIZE:+default_pool_size = $POOLER_POOL_SIZE}
 EOF
     # The README's settings as they are (examples/webapp/pgbouncer.ini, which opens the
     # [pgbouncer] section; PgBouncer 1.18 starts that section anew at its header, so the
