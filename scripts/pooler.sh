@@ -12,7 +12,7 @@
 POOLER_EXAMPLE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/examples/webapp/pgbouncer.ini
 # The login roles that connect through the pooler (auth_type trust: the cluster decides);
 # POOLER_POOL_SIZE overrides the example's pool size (the benchmark's).
-POOLER_ROLES=${POOLER_ROLES:-"pool_app pool_legacy webapp crm_graphql bi_carol crm_app"}
+POOLER_ROLES=${POOLER_ROLES:-"pool_app pool_legacy pool_default webapp crm_graphql bi_carol crm_app"}
 
 pooler_start() {
     POOLER_DIR=$CLUSTER_DIR/pgbouncer

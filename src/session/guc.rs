@@ -53,13 +53,19 @@ pub fn require_local_user() -> bool {
 
 /// Whether the current value of `crm.user_name` was set inside the current transaction and
 /// goes away when it ends: the setting's stack (PostgreSQL's record of changes to undo at
-/// transaction end) has entries, none of which is a session-level SET. A value with no
-/// stack entry was set by an earlier transaction, a connection option or ALTER ROLE ... SET.
+/// transaction end) has entries, none of which is a session-level SET, and the value itself
+/// was given in this session (source `PGC_S_SESSION`: SET LOCAL, set_config, a function's
+/// SET clause). A value with no stack entry was set by an earlier transaction, a connection
+/// option or ALTER ROLE ... SET; `SET LOCAL ... TO DEFAULT` brings such a value back with
+/// its own source, and is refused the same way.
 pub fn user_name_is_transaction_local() -> bool {
     let Some(conf) = user_name_option() else { return false };
     // SAFETY: the option record lives as long as the backend; its stack is only changed by
     // this backend, between our calls.
     unsafe {
+        if (*conf).source != pg_sys::GucSource::PGC_S_SESSION {
+            return false;
+        }
         let mut entry = (*conf).stack;
         if entry.is_null() {
             return false;

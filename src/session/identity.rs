@@ -7,7 +7,7 @@
 //! `crm.require_local_user` on (the default), a non-superuser's `crm.user_name` counts only
 //! in the transaction that set it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::CStr;
 
 use crm_model::{OwnerId, Reason, User};
@@ -33,6 +33,50 @@ thread_local! {
 
 pub fn forget() {
     MEMO.with(|m| m.replace(None));
+}
+
+thread_local! {
+    /// A transaction-local `crm.user_name` was honoured since the last transaction end.
+    static HONOURED_LOCAL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Plans made for a transaction-local acting user must not outlive its transaction. The
+/// assign hook resets them when the setting reverts, but PostgreSQL skips that hook when the
+/// reverted value is the very same string (a `SET LOCAL` that brought back the session's own
+/// value): so the end of every such transaction, and the abort of a subtransaction, resets
+/// them as well.
+pub fn init() {
+    unsafe {
+        pg_sys::RegisterXactCallback(Some(end_of_transaction), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(end_of_subtransaction), std::ptr::null_mut());
+    }
+}
+
+fn reset_if_honoured(keep: bool) {
+    if HONOURED_LOCAL.with(|h| if keep { h.get() } else { h.replace(false) }) {
+        forget();
+        unsafe { pg_sys::ResetPlanCache() };
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn end_of_transaction(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    if matches!(event, XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PARALLEL_ABORT) {
+        reset_if_honoured(false);
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn end_of_subtransaction(
+    event: pg_sys::SubXactEvent::Type,
+    _sub: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        reset_if_honoured(true);
+    }
 }
 
 fn role_name(oid: pg_sys::Oid) -> String {
@@ -66,7 +110,12 @@ pub fn check_may_assert(m: &Loaded) -> CrmResult<()> {
 /// server connection and would act for the next client. Checked on every call, not memoised:
 /// the same value is local in one transaction and left over in the next.
 fn check_local(login: pg_sys::Oid) -> CrmResult<()> {
-    if !guc::require_local_user() || guc::user_name_is_transaction_local() || unsafe { pg_sys::superuser_arg(login) } {
+    if !guc::require_local_user() || unsafe { pg_sys::superuser_arg(login) } {
+        return Ok(());
+    }
+    if guc::user_name_is_transaction_local() {
+        // Plans made now are for this transaction only; see `end_of_transaction`.
+        HONOURED_LOCAL.with(|h| h.set(true));
         return Ok(());
     }
     Err(CrmError::denied("crm.user_name was set for the session, not for this transaction")

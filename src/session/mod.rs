@@ -7,4 +7,5 @@ pub mod identity;
 pub fn init() {
     guc::init();
     cache::init();
+    identity::init();
 }

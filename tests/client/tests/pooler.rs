@@ -177,3 +177,33 @@ fn a_session_level_user_reaches_the_next_client_unless_refused() {
     next.simple_query("RESET crm.user_name").unwrap();
     assert_eq!(simple_rows(&mut next, read).unwrap()[0], [None, None]);
 }
+
+/// A login whose default user comes from ALTER ROLE ... SET (or a connection option): that
+/// user is never honoured, not even brought back with SET LOCAL ... TO DEFAULT, and nothing
+/// planned by a client (here inside a PL/pgSQL function, whose plans are cached) serves the
+/// next client of the server connection.
+#[test]
+fn a_login_default_user_is_refused_and_leaves_no_plan_behind() {
+    let mut admin = leak_org();
+    login_role(&mut admin, "pool_default");
+    admin
+        .batch_execute(
+            "SELECT crm.trust_role('pool_default'); GRANT SELECT ON leads TO pool_default;
+             CREATE FUNCTION leads_seen() RETURNS text LANGUAGE plpgsql
+                 AS $$ BEGIN RETURN (SELECT string_agg(id::text, ',' ORDER BY id) FROM leads); END $$;
+             ALTER ROLE pool_default IN DATABASE pool_leak SET crm.user_name = 'rep1';",
+        )
+        .unwrap();
+    let mut first = connect_pooled("pool_leak_one", "pool_default");
+    let e = first.simple_query("BEGIN; SET LOCAL crm.user_name TO DEFAULT; SELECT leads_seen()").unwrap_err();
+    assert_eq!(sqlstate(&e), Some("42501"));
+    first.simple_query("ROLLBACK").unwrap();
+    let own = simple_rows(&mut first, "BEGIN; SET LOCAL crm.user_name = 'rep1'; SELECT leads_seen(); COMMIT").unwrap();
+    assert_eq!(own[0], [Some("1".into())], "named in the transaction, rep1 acts");
+    drop(first);
+    let mut next = connect_pooled("pool_leak_one", "pool_default");
+    assert_eq!(sqlstate(&next.simple_query("SELECT leads_seen()").unwrap_err()), Some("42501"), "no plan of rep1's is left");
+    let own = simple_rows(&mut next, "BEGIN; SET LOCAL crm.user_name = 'rep2'; SELECT leads_seen(); COMMIT").unwrap();
+    assert_eq!(own[0], [Some("2".into())]);
+    admin.batch_execute("ALTER ROLE pool_default IN DATABASE pool_leak RESET crm.user_name").unwrap();
+}

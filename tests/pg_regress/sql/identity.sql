@@ -81,9 +81,34 @@ CREATE FUNCTION pg_temp.as_bob() RETURNS bigint[] LANGUAGE sql SET crm.user_name
 SET crm.user_name = '';
 SELECT pg_temp.as_bob();
 SELECT crm.acting_user(), count(*) FROM sales.leads;
--- A connection option is session-level too.
+-- A connection option is session-level too, and so is ALTER ROLE ... SET, also when
+-- SET LOCAL ... TO DEFAULT brings the value back inside a transaction (a function whose
+-- plans were cached then would serve the next client of a pooled connection).
 \c 'dbname=crm_regress user=crm_app options=-ccrm.user_name=bob'
 SELECT regress.try($$SELECT count(*) FROM sales.leads$$);
+BEGIN;
+SET LOCAL crm.user_name TO DEFAULT;
+SELECT regress.try($$SELECT count(*) FROM sales.leads$$);
+ROLLBACK;
+\c -reuse-previous=off 'dbname=crm_regress user=postgres'
+CREATE FUNCTION regress.leads_seen() RETURNS bigint[] LANGUAGE plpgsql AS $$
+BEGIN RETURN (SELECT array_agg(id ORDER BY id) FROM sales.leads); END $$;
+ALTER ROLE crm_app IN DATABASE crm_regress SET crm.user_name = 'bob';
+\c -reuse-previous=off 'dbname=crm_regress user=crm_app'
+SELECT regress.try($$SELECT regress.leads_seen()$$);
+BEGIN;
+SET LOCAL crm.user_name TO DEFAULT;
+SELECT regress.try($$SELECT regress.leads_seen()$$);
+COMMIT;
+SELECT regress.try($$SELECT regress.leads_seen()$$);
+BEGIN;
+SET LOCAL crm.user_name = 'bob';
+SELECT regress.leads_seen();
+COMMIT;
+SELECT regress.try($$SELECT regress.leads_seen()$$);
+\c -reuse-previous=off 'dbname=crm_regress user=postgres'
+ALTER ROLE crm_app IN DATABASE crm_regress RESET crm.user_name;
+DROP FUNCTION regress.leads_seen();
 -- Only a superuser may switch the check off, for a session or a role: not even before
 -- the extension's library is loaded in the session (the value set then is dropped when it
 -- loads), nor after.
