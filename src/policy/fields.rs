@@ -25,7 +25,7 @@ use super::enforce::model;
 use super::opened;
 use super::rows::{require_firing, same_value, with_value, Firing};
 use super::nodes::{any_of, bool_const};
-use super::simplify::{answer, const_value, declined, simplify_request};
+use super::simplify::{answer, const_value, declined, simplify_request, simplify_request_anywhere};
 use crate::error::{CrmError, CrmResult, OrRaise};
 use crate::session::cache::Loaded;
 use crate::session::identity;
@@ -247,23 +247,37 @@ fn field_values(tbl: Option<pg_sys::Oid>, new_row: Option<pgrx::AnyElement>) -> 
 #[pg_extern(immutable, parallel_safe)]
 fn field_changes_support(request: Internal) -> Internal {
     unsafe {
-        let Some(fcall) = simplify_request(request) else { return declined() };
+        let Some((fcall, when)) = when_request(request) else { return declined() };
         let args = PgList::<pg_sys::Node>::from_pg((*fcall).args);
         let tbl = args.get_ptr(0).and_then(|a| const_value::<pg_sys::Oid>(a));
         let Some(tbl) = tbl else { return declined() };
         let (Some(old), Some(new)) = (row_var(args.get_ptr(1), tbl), row_var(args.get_ptr(2), tbl)) else { return declined() };
+        if when && (old.varno != pg_sys::INNER_VAR || new.varno != pg_sys::OUTER_VAR) {
+            return declined();
+        }
         answer(Some(write_condition(tbl, Some(old), new)))
     }
+}
+
+/// The call, and whether it is outside a query being planned. Then only a trigger's WHEN
+/// condition may be simplified: the executor prepares it per statement, with OLD and NEW
+/// turned into INNER_VAR and OUTER_VAR, which no index predicate or domain CHECK can hold.
+unsafe fn when_request(request: Internal) -> Option<(*mut pg_sys::FuncExpr, bool)> {
+    let req = simplify_request_anywhere(request)?;
+    Some(((*req).fcall, (*req).root.is_null()))
 }
 
 #[pg_extern(immutable, parallel_safe)]
 fn field_values_support(request: Internal) -> Internal {
     unsafe {
-        let Some(fcall) = simplify_request(request) else { return declined() };
+        let Some((fcall, when)) = when_request(request) else { return declined() };
         let args = PgList::<pg_sys::Node>::from_pg((*fcall).args);
         let tbl = args.get_ptr(0).and_then(|a| const_value::<pg_sys::Oid>(a));
         let Some(tbl) = tbl else { return declined() };
         let Some(new) = row_var(args.get_ptr(1), tbl) else { return declined() };
+        if when && new.varno != pg_sys::OUTER_VAR {
+            return declined();
+        }
         answer(Some(write_condition(tbl, None, new)))
     }
 }

@@ -10,7 +10,9 @@
 //! Safe because such a plan is never reused for another user or another catalog: changing
 //! `crm.user_name` (`session::guc`) or committing a catalog change (`session::cache`) resets
 //! every cached plan, and a change of login role re-plans through PostgreSQL's own RLS
-//! check. If no simplification happens, the functions compute the same answer at run time.
+//! check. Only expressions of a query being planned are simplified, and the trigger WHEN
+//! conditions of `policy::fields`, which live for one statement (see `simplify_request`). If
+//! no simplification happens, the functions compute the same answer at run time.
 
 use crm_model::Action;
 use pgrx::prelude::*;
@@ -47,13 +49,24 @@ pub(super) fn declined() -> Internal {
     Internal::from(Some(pg_sys::Datum::from(0usize)))
 }
 
-/// The call to simplify, if the request is a simplification request.
+/// The call to simplify, if the request is a simplification request made while planning a
+/// query. Expressions PostgreSQL simplifies outside a query (no `root`) are kept far longer
+/// than the acting user: a domain's CHECK for the backend's life, an index predicate or
+/// expression, a partition key in the relcache. Specialised there, one user's decisions would
+/// serve every later user of the backend (an index predicate would even stand in for the row
+/// policy it implies), so those keep the call, evaluated at run time for whoever acts.
 pub(super) unsafe fn simplify_request(request: Internal) -> Option<*mut pg_sys::FuncExpr> {
+    let req = simplify_request_anywhere(request)?;
+    (!(*req).root.is_null()).then(|| (*req).fcall)
+}
+
+/// Any simplification request, with or without a query being planned (see `simplify_request`).
+pub(super) unsafe fn simplify_request_anywhere(request: Internal) -> Option<*mut pg_sys::SupportRequestSimplify> {
     let node = request.unwrap().map(|d| d.cast_mut_ptr::<pg_sys::Node>())?;
     if node.is_null() || !is_a(node, pg_sys::NodeTag::T_SupportRequestSimplify) {
         return None;
     }
-    Some((*(node as *mut pg_sys::SupportRequestSimplify)).fcall)
+    Some(node as *mut pg_sys::SupportRequestSimplify)
 }
 
 /// The support function's answer: the replacement expression, or a refusal.

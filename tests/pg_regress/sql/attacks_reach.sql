@@ -151,6 +151,33 @@ SELECT regress.try($$SELECT crm.who_can('sales.leads', 41)$$);
 ROLLBACK;
 RESET SESSION AUTHORIZATION;
 
+-- Decisions kept outside any plan (red team): PostgreSQL simplifies a domain's CHECK once
+-- per backend and an index predicate once per relcache entry, for whoever acts then. The
+-- policy functions are specialised only inside a query being planned, so a domain check
+-- decides for the user acting at each use, and an index predicate that could stand in for
+-- the row policy cannot be created (the call is not immutable).
+CREATE DOMAIN regress.readable_owner AS bigint CHECK (crm.can('sales.leads', 'read', VALUE));
+SET crm.user_name = '';
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'alice';
+SELECT regress.try($$SELECT crm.owner_id('alice')::regress.readable_owner$$) AS alice_as_alice;
+COMMIT;
+SELECT regress.try($$SELECT crm.owner_id('alice')::regress.readable_owner$$) AS alice_as_nobody;
+BEGIN;
+SET LOCAL crm.user_name = 'carol';
+SELECT regress.try($$SELECT crm.owner_id('alice')::regress.readable_owner$$) AS alice_as_carol,
+       regress.try($$SELECT crm.owner_id('carol')::regress.readable_owner$$) AS carol_as_carol;
+COMMIT;
+RESET SESSION AUTHORIZATION;
+BEGIN;
+SET LOCAL crm.user_name = 'ceo';
+SELECT regress.try($$CREATE INDEX leads_readable ON sales.leads (id) WHERE crm.can('sales.leads', 'read', owner_id)$$);
+SELECT regress.try($$CREATE INDEX leads_readable ON sales.leads ((crm.can('sales.leads', 'read', owner_id)))$$);
+SELECT regress.try($$CREATE INDEX leads_writes ON sales.leads (id) WHERE crm.field_values('sales.leads', leads)$$);
+ROLLBACK;
+DROP DOMAIN regress.readable_owner;
+
 -- clean up for the next suite
 \set ECHO none
 SET client_min_messages = warning;
