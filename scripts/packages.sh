@@ -48,7 +48,7 @@ release_package() {
 release_commit() {
     case $1 in
         v0.1.0) echo a77a3580d8be74282384e71ffd031b445e0c2607 ;;
-        v0.2.0) echo f8b146d2e8650dd80a2f37c4fa842afcf36067e5 ;;
+        v0.2.0) echo be8dd6ba816bff716685e86de0e69c51c9c2d5ca ;;
         *) echo "packages: unknown release $1" >&2; return 1 ;;
     esac
 }
