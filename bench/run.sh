@@ -20,6 +20,7 @@ done
 scripts/setup.sh
 eval "$(pgrx-config/generate.sh)"
 . pgrx-config/pg_configs.sh
+mkdir -p target
 if $build; then
     echo "== building crm_access (release)"
     cargo pgrx install --release --sudo --no-default-features --features pg15 -c "$PG_CONFIG_15" >target/bench-build.log 2>&1 \
