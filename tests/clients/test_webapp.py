@@ -30,7 +30,11 @@ def test_requests_through_the_pooler_get_their_users_rows_and_fields(tools_db):
 
     def client(seed):
         rng = random.Random(seed)
-        conn = app.connect(pooled_dsn("webapp"))
+        try:
+            conn = app.connect(pooled_dsn("webapp"))
+        except Exception as e:  # a thread's exception would otherwise be lost
+            failures.append(("connect", repr(e)))
+            return
         try:
             for _ in range(40):
                 user = rng.choice(USERS)
@@ -41,6 +45,8 @@ def test_requests_through_the_pooler_get_their_users_rows_and_fields(tools_db):
                 if left[:2] != (None, 0):
                     failures.append(("left over", left))
                 servers.add(left[2])
+        except Exception as e:
+            failures.append(("error", repr(e)))
         finally:
             conn.close()
 
