@@ -110,12 +110,17 @@ pub fn check_may_assert(m: &Loaded) -> CrmResult<()> {
 /// server connection and would act for the next client. Checked on every call, not memoised:
 /// the same value is local in one transaction and left over in the next.
 fn check_local(login: pg_sys::Oid) -> CrmResult<()> {
-    if !guc::require_local_user() || unsafe { pg_sys::superuser_arg(login) } {
+    if !guc::require_local_user() {
         return Ok(());
     }
+    // Run-time checks may get here per row: the stack walk first, the role lookup only for
+    // a value that is not transaction-local.
     if guc::user_name_is_transaction_local() {
         // Plans made now are for this transaction only; see `end_of_transaction`.
         HONOURED_LOCAL.with(|h| h.set(true));
+        return Ok(());
+    }
+    if unsafe { pg_sys::superuser_arg(login) } {
         return Ok(());
     }
     Err(CrmError::denied("crm.user_name was set for the session, not for this transaction")
