@@ -148,3 +148,25 @@ def test_the_schema_shows_only_what_the_api_login_is_granted(api):
     ssn = gql(api, "{ allLeads { nodes { ssn } } }", "erin")["data"]["allLeads"]["nodes"]
     assert len(ssn) == 15 and all(n["ssn"] is None for n in ssn)
     assert all(n["ssn"] for n in gql(api, "{ allLeads { nodes { ssn } } }", "root")["data"]["allLeads"]["nodes"])
+
+
+def test_hostile_input_is_refused_and_changes_nothing(api):
+    before = as_user("root", "SELECT id, budget FROM sales.leads_secure ORDER BY id")
+    # A subject that is not a CRM user (quotes and all) acts as nobody: it reaches nothing.
+    body = gql(api, READ, "alice' OR '1'='1")
+    assert body["data"] == {"allLeads": {"nodes": []}, "inbox": {"nodes": []}, "allCalendars": {"nodes": []}}
+    # Arguments are bound parameters, never SQL text: a BigInt (a string in GraphQL) is refused
+    # by PostgreSQL's input function, an Int by GraphQL before any SQL runs.
+    body = gql(api, 'mutation { setLeadBudget(input: {leadId: "42 OR true", budget: 1}) { bigInt } }', "root")
+    assert (body["errors"][0]["errcode"], body["errors"][0]["message"]) == ("22P02", 'invalid input syntax for type bigint: "42 OR true"')
+    status, body = post(api, 'mutation { setLeadBudget(input: {leadId: "42", budget: "1; DROP TABLE sales.leads"}) { bigInt } }',
+                        f"Bearer {token('root')}")
+    assert (status, body["errors"][0]["message"]) == (400, 'Int cannot represent non-integer value: "1; DROP TABLE sales.leads"')
+    # A record that does not exist, or that the user cannot see, changes nothing.
+    assert gql(api, 'mutation { setLeadBudget(input: {leadId: "999999", budget: 1}) { bigInt } }', "root")["data"]["setLeadBudget"]["bigInt"] == "0"
+    body = gql(api, 'mutation { archiveConversation(input: {conversationId: "999999"}) { boolean } }', "alice")
+    assert (body["errors"][0]["errcode"], body["errors"][0]["message"]) == ("42704", "no conversation with id 999999 is visible to you")
+    body = gql(api, 'mutation { setLeadBudget(input: {leadId: "42", budget: null}) { bigInt } }', "alice")
+    assert body["errors"][0]["errcode"] == "42501", body
+    assert as_user("root", "SELECT id, budget FROM sales.leads_secure ORDER BY id") == before
+    assert as_user("alice", "SELECT id FROM crm.inbox_archive") == []
