@@ -5,10 +5,10 @@
 //! and groups; `decision.rs` answers the same question per record, bottom-up, and tests
 //! compare them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::catalog::{Catalog, Group, Party, Profile, SharingRule, User};
-use crate::groups::{member_lists, users_of};
+use crate::groups::{member_lists, users_of, UserIndex};
 use crate::messages::MessagePermission;
 use crate::roles::{RoleTree, RoleTreeError};
 use crate::{Action, OwnerId, RoleId, SharingLevel};
@@ -71,16 +71,26 @@ impl Privileges {
     }
 }
 
-/// A sharing rule with the owners whose records it shares and the users who receive them
-/// (the target's users and, "shared below", every user above one of them).
+/// A sharing rule with the owners whose records it shares and the users who receive them:
+/// the target's users and, "shared below", every user whose role is above one of them.
+/// Receivers are not listed one by one: with thousands of users per rule that list was most
+/// of the model's memory and compile time, and two sorted lookups answer the same question.
 #[derive(Clone, Debug)]
 pub(crate) struct CompiledRule {
     pub rule: SharingRule,
-    pub source_owners: BTreeSet<OwnerId>,
-    pub receivers: BTreeSet<OwnerId>,
+    /// Sorted, distinct.
+    pub source_owners: Vec<OwnerId>,
     /// Roles strictly above some target user: the bottom-up view of "shared below".
     pub receiving_roles_above: BTreeSet<RoleId>,
-    pub target_users: BTreeSet<OwnerId>,
+    /// Sorted, distinct.
+    pub target_users: Vec<OwnerId>,
+}
+
+impl CompiledRule {
+    /// Whether `u` receives what the rule shares.
+    pub fn receives(&self, u: &User) -> bool {
+        self.target_users.binary_search(&u.owner_id).is_ok() || self.receiving_roles_above.contains(&u.role)
+    }
 }
 
 /// The module whose default and rules govern `module`: Contacts follow Accounts (seed 004).
@@ -95,9 +105,11 @@ pub struct Model {
     pub(crate) users: BTreeMap<OwnerId, User>,
     pub(crate) groups: BTreeMap<OwnerId, Group>,
     pub(crate) members: BTreeMap<OwnerId, Vec<Party>>,
-    users_by_name: HashMap<String, OwnerId>,
+    /// User ids ordered by name.
+    users_by_name: Vec<OwnerId>,
     users_by_role: BTreeMap<RoleId, Vec<OwnerId>>,
-    user_groups: BTreeMap<OwnerId, BTreeSet<OwnerId>>,
+    /// Sorted group ids per user.
+    user_groups: BTreeMap<OwnerId, Vec<OwnerId>>,
     role_privileges: BTreeMap<RoleId, Privileges>,
     /// Only users with a permission set (directly or through a group) have their own entry.
     user_privileges: BTreeMap<OwnerId, Privileges>,
@@ -106,25 +118,32 @@ pub struct Model {
 }
 
 impl Model {
-    pub fn compile(catalog: Catalog) -> Result<Model, ModelError> {
+    /// Compile a catalog. Its users move into the model (`Model::users`), so that the
+    /// largest part of the catalog is held once: `catalog().users` is empty afterwards.
+    pub fn compile(mut catalog: Catalog) -> Result<Model, ModelError> {
         let tree = RoleTree::build(&catalog.roles)?;
-        let mut users = BTreeMap::new();
-        let mut users_by_name = HashMap::new();
+        let mut user_list = std::mem::take(&mut catalog.users);
         let mut users_by_role: BTreeMap<RoleId, Vec<OwnerId>> = BTreeMap::new();
-        for u in &catalog.users {
+        for u in &user_list {
             if !tree.contains(u.role) {
                 return Err(ModelError::UnknownRole { user: u.name.clone(), role: u.role });
             }
-            users.insert(u.owner_id, u.clone());
-            users_by_name.insert(u.name.clone(), u.owner_id);
             users_by_role.entry(u.role).or_default().push(u.owner_id);
         }
+        // Ids ordered by name: a name index without a second copy of every name.
+        user_list.sort_by(|a, b| a.name.cmp(&b.name));
+        let users_by_name: Vec<OwnerId> = user_list.iter().map(|u| u.owner_id).collect();
+        user_list.sort_unstable_by_key(|u| u.owner_id);
+        // Built from sorted input, the map's nodes are full.
+        let users: BTreeMap<OwnerId, User> = user_list.into_iter().map(|u| (u.owner_id, u)).collect();
         let groups: BTreeMap<_, _> = catalog.groups.iter().map(|g| (g.owner_id, g.clone())).collect();
         let members = member_lists(&catalog.group_members);
-        let mut user_groups: BTreeMap<OwnerId, BTreeSet<OwnerId>> = BTreeMap::new();
+        let index = UserIndex { tree: &tree, users: &users, by_role: &users_by_role, members: &members };
+        let mut user_groups: BTreeMap<OwnerId, Vec<OwnerId>> = BTreeMap::new();
+        // Groups in ascending order, so every user's list comes out sorted.
         for &g in groups.keys() {
-            for u in users_of(Party::Group(g), &tree, &users, &members) {
-                user_groups.entry(u).or_default().insert(g);
+            for u in users_of(Party::Group(g), &index) {
+                user_groups.entry(u).or_default().push(g);
             }
         }
 
@@ -140,7 +159,7 @@ impl Model {
         for (set, assignee) in &catalog.permission_set_assignments {
             let Some(set) = sets.get(set) else { continue };
             let holders: Vec<OwnerId> = if groups.contains_key(assignee) {
-                users_of(Party::Group(*assignee), &tree, &users, &members).into_iter().collect()
+                users_of(Party::Group(*assignee), &index)
             } else {
                 users.contains_key(assignee).then_some(*assignee).into_iter().collect()
             };
@@ -156,14 +175,18 @@ impl Model {
             .sharing_rules
             .iter()
             .map(|r| {
-                let mut source_owners = users_of(r.source, &tree, &users, &members);
+                let mut source_owners = users_of(r.source, &index);
                 if let Party::Group(g) = r.source {
-                    source_owners.insert(g);
+                    if let Err(at) = source_owners.binary_search(&g) {
+                        source_owners.insert(at, g);
+                    }
                 }
-                let target_users = users_of(r.target, &tree, &users, &members);
+                let target_users = users_of(r.target, &index);
+                // Each target user's ancestors; a role already seen had its ancestors added.
                 let mut receiving_roles_above = BTreeSet::new();
-                for t in &target_users {
-                    let mut role = tree.parent(users[t].role);
+                let target_roles: BTreeSet<RoleId> = target_users.iter().map(|t| users[t].role).collect();
+                for r in target_roles {
+                    let mut role = tree.parent(r);
                     while let Some(rl) = role {
                         if !receiving_roles_above.insert(rl) {
                             break;
@@ -171,12 +194,7 @@ impl Model {
                         role = tree.parent(rl);
                     }
                 }
-                let receivers = users
-                    .values()
-                    .filter(|u| target_users.contains(&u.owner_id) || receiving_roles_above.contains(&u.role))
-                    .map(|u| u.owner_id)
-                    .collect();
-                CompiledRule { rule: r.clone(), source_owners, receivers, receiving_roles_above, target_users }
+                CompiledRule { rule: r.clone(), source_owners, receiving_roles_above, target_users }
             })
             .collect();
         let defaults = catalog.modules.iter().map(|m| (m.name.clone(), m.sharing_default)).collect();
@@ -196,6 +214,7 @@ impl Model {
         })
     }
 
+    /// The catalog compiled, without its users (see `compile`; `users()` has them).
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
     }
@@ -219,11 +238,12 @@ impl Model {
 
     /// A user's or a group's owner id by name (they share one namespace).
     pub fn owner_by_name(&self, name: &str) -> Option<OwnerId> {
-        self.users_by_name.get(name).copied().or_else(|| self.groups.values().find(|g| g.name == name).map(|g| g.owner_id))
+        self.user_by_name(name).map(|u| u.owner_id).or_else(|| self.groups.values().find(|g| g.name == name).map(|g| g.owner_id))
     }
 
     pub fn user_by_name(&self, name: &str) -> Option<&User> {
-        self.users_by_name.get(name).and_then(|id| self.users.get(id))
+        let at = self.users_by_name.binary_search_by(|id| self.users[id].name.as_str().cmp(name)).ok()?;
+        self.users.get(&self.users_by_name[at])
     }
 
     /// Users whose role is strictly below `user`'s role.
@@ -293,17 +313,20 @@ impl Model {
             Scope::Owners(v) if v.is_empty() => return Scope::none(),
             Scope::Owners(_) => {}
         }
-        let mut owners = BTreeSet::new();
+        let u = &self.users[&user];
+        let mut owners = Vec::new();
         for r in &self.rules {
             if r.rule.module == parent_module
                 && r.rule.related_modules.iter().any(|m| m == child_module)
                 && r.rule.access.covers(action)
-                && r.receivers.contains(&user)
+                && r.receives(u)
             {
-                owners.extend(r.source_owners.iter().copied());
+                owners.extend_from_slice(&r.source_owners);
             }
         }
-        Scope::Owners(owners.into_iter().collect())
+        owners.sort_unstable();
+        owners.dedup();
+        Scope::Owners(owners)
     }
 
     /// Owners whose records `user` reaches by ownership, groups, hierarchy, the org-wide
@@ -313,17 +336,19 @@ impl Model {
         if self.defaults.get(governing).is_some_and(|d| d.opens(action)) {
             return Scope::All;
         }
-        let mut owners: BTreeSet<OwnerId> = BTreeSet::from([u.owner_id]);
+        let mut owners: Vec<OwnerId> = vec![u.owner_id];
         owners.extend(self.user_groups.get(&u.owner_id).into_iter().flatten().copied());
         for role in self.tree.strictly_below(u.role) {
             owners.extend(self.users_by_role.get(&role).into_iter().flatten().copied());
         }
         for r in &self.rules {
-            if r.rule.module == governing && r.rule.access.covers(action) && r.receivers.contains(&u.owner_id) {
-                owners.extend(r.source_owners.iter().copied());
+            if r.rule.module == governing && r.rule.access.covers(action) && r.receives(u) {
+                owners.extend_from_slice(&r.source_owners);
             }
         }
-        Scope::Owners(owners.into_iter().collect())
+        owners.sort_unstable();
+        owners.dedup();
+        Scope::Owners(owners)
     }
 
     /// The owners `user` may give a record to when creating it (`Create`) or changing its

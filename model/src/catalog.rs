@@ -134,6 +134,7 @@ pub struct Profile {
     pub fields: BTreeMap<String, BTreeMap<String, FieldAccess>>,
 }
 
+/// The loader sends users as arrays in this field order (`catalog::load` in the extension).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct User {
     pub owner_id: OwnerId,

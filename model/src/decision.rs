@@ -185,8 +185,7 @@ impl Model {
                 Party::Group(g) if g == owner => true,
                 source => self.users.get(&owner).is_some_and(|o| self.party_has(source, o, &mut BTreeSet::new())),
             };
-            let received = r.target_users.contains(&me.owner_id) || r.receiving_roles_above.contains(&me.role);
-            if from_source && received {
+            if from_source && r.receives(me) {
                 return allow(Reason::SharedByRule {
                     rule: r.rule.id,
                     access: r.rule.access,
@@ -220,7 +219,7 @@ impl Model {
                 Party::Group(g) if g == p => true,
                 source => self.users.get(&p).is_some_and(|o| self.party_has(source, o, &mut BTreeSet::new())),
             };
-            if from_source && (r.target_users.contains(&me.owner_id) || r.receiving_roles_above.contains(&me.role)) {
+            if from_source && r.receives(me) {
                 return allow(Reason::SharedByRule {
                     rule: r.rule.id,
                     access: r.rule.access,

@@ -6,30 +6,35 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::catalog::{GroupMember, Party, User};
 use crate::roles::RoleTree;
-use crate::OwnerId;
+use crate::{OwnerId, RoleId};
 
-/// The users a party stands for.
-pub(crate) fn users_of(
-    party: Party,
-    tree: &RoleTree,
-    users: &BTreeMap<OwnerId, User>,
-    members: &BTreeMap<OwnerId, Vec<Party>>,
-) -> BTreeSet<OwnerId> {
-    let mut out = BTreeSet::new();
+/// What `users_of` looks things up in.
+pub(crate) struct UserIndex<'a> {
+    pub tree: &'a RoleTree,
+    pub users: &'a BTreeMap<OwnerId, User>,
+    /// The users of each role.
+    pub by_role: &'a BTreeMap<RoleId, Vec<OwnerId>>,
+    pub members: &'a BTreeMap<OwnerId, Vec<Party>>,
+}
+
+/// The users a party stands for, sorted and distinct.
+pub(crate) fn users_of(party: Party, index: &UserIndex) -> Vec<OwnerId> {
+    let UserIndex { tree, users, by_role, members } = index;
+    let of_role = |r: &RoleId| by_role.get(r).into_iter().flatten().copied();
+    let mut out = Vec::new();
     let mut seen_groups = BTreeSet::new();
     let mut stack = vec![party];
     while let Some(p) = stack.pop() {
         match p {
             Party::User(u) => {
                 if users.contains_key(&u) {
-                    out.insert(u);
+                    out.push(u);
                 }
             }
-            Party::Role(r) => out.extend(users.values().filter(|u| u.role == r).map(|u| u.owner_id)),
+            Party::Role(r) => out.extend(of_role(&r)),
             Party::RoleAndSubordinates(r) => {
-                let mut roles = tree.strictly_below(r);
-                roles.insert(r);
-                out.extend(users.values().filter(|u| roles.contains(&u.role)).map(|u| u.owner_id));
+                out.extend(of_role(&r));
+                out.extend(tree.strictly_below(r).iter().flat_map(of_role));
             }
             Party::Group(g) => {
                 if seen_groups.insert(g) {
@@ -38,6 +43,8 @@ pub(crate) fn users_of(
             }
         }
     }
+    out.sort_unstable();
+    out.dedup();
     out
 }
 

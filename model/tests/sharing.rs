@@ -128,6 +128,7 @@ fn rules_on_a_parent_module_carry_access_to_related_records() {
     let d = m.decide_child(Some(16), "Opportunities", "Accounts", Read, 14, Some(13));
     assert!(!d.allowed, "{}", d.reason);
     let mut catalog = m.catalog().clone();
+    catalog.users = m.users().cloned().collect();
     catalog.sharing_rules[0].related_modules = vec!["Opportunities".into()];
     catalog.modules.push(Module { name: "Opportunities".into(), sharing_default: SharingLevel::Private });
     for p in &mut catalog.profiles {
