@@ -4,6 +4,7 @@
 # for every variant and viewer, checks that they agree, and writes bench/results/SCALE.*
 #   bench/run.sh [small|medium|large] [--no-build] [--no-chart]   (BENCH_OUT=dir to write elsewhere)
 #   bench/run.sh large-org --cache-only   (the cache rebuild at 20,000 users, without the workload)
+#   bench/run.sh replans   (re-plans per transaction of a pooled connection; bench/replans.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scale=${1:-small}; shift || true
@@ -35,6 +36,15 @@ fi
 
 . scripts/cluster.sh
 . scripts/pooler.sh
+if [ "$scale" = replans ]; then
+    # pg_stat_statements counts plannings; only this measurement loads it.
+    CLUSTER_EXTRA_OPTS="-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on" \
+        cluster_start "$PWD/target/bench-cluster" 5496
+    trap cluster_stop EXIT
+    createdb crm_bench
+    $venv/bin/python bench/replans.py --out "${BENCH_OUT:-bench/results}"
+    exit
+fi
 cluster_start "$PWD/target/bench-cluster" 5496
 # pgbench also runs through PgBouncer (transaction mode, the README's settings), with a pool of
 # 8 server connections.

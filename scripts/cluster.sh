@@ -3,6 +3,7 @@
 # user (PostgreSQL refuses to run as root), listening only on a Unix socket inside the
 # cluster directory. `cluster_start DIR PORT` exports PGHOST/PGPORT/PGUSER;
 # `cluster_stop` stops it and removes DIR (the callers run it from an EXIT trap).
+# CLUSTER_EXTRA_OPTS adds server options (`-c name=value ...`).
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
@@ -30,7 +31,7 @@ cluster_pause() {
 
 cluster_resume() {
     as_postgres "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w \
-        -o "-p $CLUSTER_PORT -k $CLUSTER_DIR -c listen_addresses='' -c fsync=off -c shared_buffers=512MB -c max_connections=60" \
+        -o "-p $CLUSTER_PORT -k $CLUSTER_DIR -c listen_addresses='' -c fsync=off -c shared_buffers=512MB -c max_connections=60 ${CLUSTER_EXTRA_OPTS:-}" \
         start >/dev/null || { cat "$CLUSTER_DIR/server.log"; return 1; }
 }
 

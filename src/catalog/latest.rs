@@ -34,7 +34,7 @@ thread_local! {
     /// Prepared statements by text and argument types. These triggers run once per row, so
     /// parsing and planning each time would dominate a bulk write. Saved plans are
     /// re-planned by PostgreSQL whenever a table they use changes, and whenever crm_access
-    /// resets cached plans (a new acting user, a catalog change): each run is planned for
+    /// invalidates its plans (a new acting user, a catalog change; `session::plans`): each run is planned for
     /// the acting user of the moment, like any other statement.
     static PLANS: RefCell<HashMap<(String, Vec<u32>), pg_sys::SPIPlanPtr>> = RefCell::new(HashMap::new());
 }

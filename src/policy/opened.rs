@@ -9,7 +9,7 @@
 //!   the child table letting every row through for that one fixed UPDATE. Whatever else runs
 //!   meanwhile is the child table's own triggers and rules, written by its owner, who can
 //!   read every row of the table anyway (index expressions, `ALTER COLUMN ... USING`). Plans
-//!   made while the rows are open are thrown away when they close (`ResetPlanCache`), so no
+//!   made while the rows are open are thrown away when they close (`session::plans`), so no
 //!   cached plan carries the exemption beyond the statement.
 //! - **Our own DDL** (`with_protection_changing`): `crm.protect`, `crm.unprotect` and
 //!   `crm.link_parent` drop and create policies and triggers one statement at a time; the
@@ -41,16 +41,15 @@ impl Drop for Guard {
             s.truncate(keep);
         });
         if self.reset_plans {
-            // SAFETY: marks every cached plan for re-planning; safe at any point in a transaction.
-            unsafe { pg_sys::ResetPlanCache() };
+            crate::session::plans::invalidate();
         }
     }
 }
 
 fn with<R>(slot: Slot, tables: &[pg_sys::Oid], reset_plans: bool, f: impl FnOnce() -> R) -> R {
     if reset_plans {
-        // SAFETY: as above; plans made before must not be reused with the exemption either.
-        unsafe { pg_sys::ResetPlanCache() };
+        // Plans made before must not be reused with the exemption either.
+        crate::session::plans::invalidate();
     }
     slot.with(|s| s.borrow_mut().extend_from_slice(tables));
     let _guard = Guard { slot, count: tables.len(), reset_plans };

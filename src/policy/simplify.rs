@@ -7,10 +7,10 @@
 //! `true` (no filter at all), `false`, or `owner = ANY('{...}'::bigint[])`, which the
 //! planner estimates exactly and matches to an index on the owner column.
 //!
-//! Safe because such a plan is never reused for another user or another catalog: changing
-//! `crm.user_name` (`session::guc`) or committing a catalog change (`session::cache`) resets
-//! every cached plan, and a change of login role re-plans through PostgreSQL's own RLS
-//! check. Only expressions of a query being planned are simplified, and the trigger WHEN
+//! Safe because such a plan is never reused for another user or another catalog: each one
+//! is marked when it is built, and changing `crm.user_name` (`session::guc`) or committing a
+//! catalog change (`session::cache`) invalidates every marked plan (`session::plans`); a
+//! change of login role re-plans through PostgreSQL's own RLS check. Only expressions of a query being planned are simplified, and the trigger WHEN
 //! conditions of `policy::fields`, which live for one statement (see `simplify_request`). If
 //! no simplification happens, the functions compute the same answer at run time.
 
@@ -21,6 +21,7 @@ use pgrx::{is_a, pg_sys, Internal, PgList};
 use super::enforce::{self, Access, Assignable};
 use super::nodes::owner_in;
 use crate::error::OrRaise;
+use crate::session::plans;
 
 #[derive(Clone, Copy)]
 enum Policy {
@@ -55,9 +56,12 @@ pub(super) fn declined() -> Internal {
 /// expression, a partition key in the relcache. Specialised there, one user's decisions would
 /// serve every later user of the backend (an index predicate would even stand in for the row
 /// policy it implies), so those keep the call, evaluated at run time for whoever acts.
+///
+/// The plan being built is marked as holding a decision (`session::plans`), so that a new
+/// acting user or catalog re-plans it and nothing else.
 pub(super) unsafe fn simplify_request(request: Internal) -> Option<*mut pg_sys::FuncExpr> {
     let req = simplify_request_anywhere(request)?;
-    (!(*req).root.is_null()).then(|| (*req).fcall)
+    plans::depends_on_acting_user((*req).root).then(|| (*req).fcall)
 }
 
 /// Any simplification request, with or without a query being planned (see `simplify_request`).

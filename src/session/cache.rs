@@ -9,8 +9,8 @@
 //!   start of their next transaction, or when planning, which calls `current()`);
 //! - on rollback, replayed locally, so a model that included rolled-back changes is dropped.
 //!
-//! The callback marks the model stale and resets cached plans, since plans embed
-//! decisions taken from the model (see `policy::simplify`).
+//! The callback marks the model stale and invalidates the cached plans that embed decisions
+//! taken from the model (see `policy::simplify`, `session::plans`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -142,7 +142,7 @@ unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: pg_sys:
         privileged::forget_checked_roles();
         // Always, not only when the model was fresh: plans made while the catalog could not
         // be loaded (which let nothing through) must not outlive its repair either.
-        pg_sys::ResetPlanCache();
+        crate::session::plans::invalidate();
     }
 }
 
@@ -153,7 +153,7 @@ unsafe extern "C-unwind" fn roles_changed(_arg: pg_sys::Datum, _cache: i32, _has
     // The model binds mappings and trusted roles to role oids whose names still match
     // (catalog::load); a renamed, dropped or re-created role must be looked at again.
     STALE.set(true);
-    pg_sys::ResetPlanCache();
+    crate::session::plans::invalidate();
 }
 
 /// Increases whenever a new model is loaded; identity resolution caches against it.

@@ -117,20 +117,20 @@ unsafe fn find_user_name_option() -> *mut pg_sys::config_generic {
 /// A plan simplified for one acting user must never run for another, nor once the value
 /// that chose the user has become a session-level one (`crm.require_local_user`): whenever
 /// the setting is assigned a non-empty value or changes (SET, SET LOCAL, its revert at
-/// transaction end, RESET, DISCARD, a function's SET clause), every cached plan is marked
-/// for re-planning. Runs inside GUC machinery, so it must not raise.
+/// transaction end, RESET, DISCARD, a function's SET clause), every cached plan holding a
+/// decision of ours is marked for re-planning (`session::plans`). Runs inside GUC machinery, so it must not raise.
 #[pg_guard]
 unsafe extern "C-unwind" fn assign_user_name(newval: *const c_char, _extra: *mut c_void) {
     let old = *USER_NAME.as_ptr();
     let as_str = |p: *const c_char| if p.is_null() { None } else { Some(CStr::from_ptr(p).to_bytes()).filter(|s| !s.is_empty()) };
     if as_str(old) != as_str(newval) || as_str(newval).is_some() {
         identity::forget();
-        pg_sys::ResetPlanCache();
+        crate::session::plans::invalidate();
     }
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn assign_require_local_user(_newval: bool, _extra: *mut c_void) {
     identity::forget();
-    pg_sys::ResetPlanCache();
+    crate::session::plans::invalidate();
 }

@@ -55,7 +55,7 @@ pub fn init() {
 fn reset_if_honoured(keep: bool) {
     if HONOURED_LOCAL.with(|h| if keep { h.get() } else { h.replace(false) }) {
         forget();
-        unsafe { pg_sys::ResetPlanCache() };
+        crate::session::plans::invalidate();
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod cache;
 pub mod guc;
 pub mod identity;
+pub mod plans;
 
 pub fn init() {
     guc::init();

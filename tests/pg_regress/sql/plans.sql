@@ -115,6 +115,56 @@ EXPLAIN (COSTS OFF) SELECT count(*) FROM sales.big_leads_secure;
 SELECT count(*) FROM sales.big_leads_secure;
 COMMIT;
 
+-- A change of acting user or catalog re-plans only the plans that hold a decision of ours
+-- (session::plans). regress.planned() is folded while planning (it claims to be immutable),
+-- so its value tells when a statement was last planned.
+RESET SESSION AUTHORIZATION;
+CREATE SEQUENCE regress.plannings;
+GRANT USAGE ON SCHEMA regress TO crm_app;
+GRANT USAGE ON SEQUENCE regress.plannings TO crm_app;
+CREATE FUNCTION regress.planned() RETURNS bigint IMMUTABLE LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN nextval('regress.plannings');
+END $$;
+SET SESSION AUTHORIZATION crm_app;
+SET plan_cache_mode = force_generic_plan;
+PREPARE unprotected AS SELECT regress.planned() AS planned;
+PREPARE protected AS SELECT regress.planned() AS planned, count(*) FROM sales.big_leads;
+BEGIN;
+SET LOCAL crm.user_name = 'alice';
+EXECUTE unprotected;
+EXECUTE protected;
+EXECUTE unprotected;
+EXECUTE protected;
+COMMIT;
+-- Another user: the protected statement is planned again, the other one is not.
+BEGIN;
+SET LOCAL crm.user_name = 'erin';
+EXECUTE unprotected;
+EXECUTE protected;
+COMMIT;
+-- A committed catalog change, the acting user unchanged (set for the session): the same.
+SET crm.user_name = 'erin';
+EXECUTE protected;
+EXECUTE protected;
+-- (Switching roles and back alone keeps the plan.)
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION crm_app;
+EXECUTE protected;
+RESET SESSION AUTHORIZATION;
+SELECT crm.set_sharing_default('Leads', 'public_read');
+SELECT crm.set_sharing_default('Leads', 'private');
+SET SESSION AUTHORIZATION crm_app;
+EXECUTE unprotected;
+EXECUTE protected;
+-- No acting user: planned again, and it sees nothing.
+RESET crm.user_name;
+EXECUTE unprotected;
+EXECUTE protected;
+DEALLOCATE unprotected;
+DEALLOCATE protected;
+RESET plan_cache_mode;
+
 -- clean up for the next suite
 \set ECHO none
 SET client_min_messages = warning;
