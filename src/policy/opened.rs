@@ -48,7 +48,9 @@ impl Drop for Guard {
 
 fn with<R>(slot: Slot, tables: &[pg_sys::Oid], reset_plans: bool, f: impl FnOnce() -> R) -> R {
     if reset_plans {
-        // Plans made before must not be reused with the exemption either.
+        // Opening rows is itself a decision; plans made before must not be reused with the
+        // exemption either.
+        crate::session::plans::decision_made();
         crate::session::plans::invalidate();
     }
     slot.with(|s| s.borrow_mut().extend_from_slice(tables));

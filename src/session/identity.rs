@@ -63,6 +63,9 @@ fn reset_if_honoured(keep: bool) {
 unsafe extern "C-unwind" fn end_of_transaction(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     use pg_sys::XactEvent::*;
     if matches!(event, XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PARALLEL_ABORT) {
+        // First: the transaction's own state is gone, so what follows (this reset, the
+        // setting's revert) invalidates only marked plans (`plans`).
+        super::plans::transaction_ended();
         reset_if_honoured(false);
     }
 }
@@ -129,6 +132,8 @@ fn check_local(login: pg_sys::Oid) -> CrmResult<()> {
 }
 
 pub fn resolve(m: &Loaded) -> CrmResult<Identity> {
+    // Every decision goes through here: plans being built, and this transaction, now hold one.
+    super::plans::decision_made();
     let login = unsafe { pg_sys::GetSessionUserId() };
     let setting = guc::user_name();
     let generation = cache::generation();

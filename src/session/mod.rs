@@ -9,4 +9,5 @@ pub fn init() {
     guc::init();
     cache::init();
     identity::init();
+    plans::init();
 }

@@ -1,24 +1,64 @@
-//! Which cached plans a change of acting user or catalog must throw away: only those that
-//! hold a decision of ours, not every plan of the backend.
+//! Which cached plans a change of acting user or catalog must throw away.
 //!
-//! Policies are specialised while planning (`policy::simplify`), so a plan embeds what one
-//! acting user may reach under one catalog. Every planning that specialises records an
-//! invalidation item on the plan it builds, a dependency on a function that does not exist
-//! (oid 0, which no dependency PostgreSQL records can name). Firing that item through the
-//! plan cache's own callback marks exactly those plans (and plpgsql's cached expressions)
-//! for re-planning; statements that touch no protected table keep their generic plans
-//! across users, and the query trees of specialised ones are kept too (only the plan is
-//! rebuilt).
+//! Policies are specialised while planning (`policy::simplify`), so a plan can embed what
+//! one acting user may reach under one catalog. Resetting every plan of the backend at each
+//! change (what PostgreSQL's `ResetPlanCache` does) is always safe but re-plans statements
+//! that never touch a protected table, in every pooled transaction. So a change between
+//! transactions invalidates only plans marked as holding a decision, and a change in the
+//! middle of a transaction that has already consulted the model resets everything.
+//!
+//! **Marking.** A marked plan carries an invalidation item naming a function that does not
+//! exist (oid 0: no dependency PostgreSQL records can name it); firing that item through the
+//! plan cache's own callback invalidates exactly those plans and plpgsql cached expressions.
+//! A plan is marked when, while it was being planned:
+//! - a support function specialised a policy in it (`depends_on_acting_user`);
+//! - a decision was consulted at all (`decision_made`: identity was resolved), which covers a
+//!   nested planning or a run-time `crm.can()` inside a function folded at plan time;
+//! - any function that is not built in was set up to run (`needs_fmgr_hook`): an IMMUTABLE
+//!   function folded into the plan may have read protected rows through plans cached
+//!   earlier, whose decisions the folded constant now holds (found by the red team).
+//! Plannings nest (folding a function plans its body inside the outer planning), so each
+//! mark goes to every planning in progress; the planner hook keeps that stack.
+//!
+//! **Resetting everything.** Within a transaction, state that outlives one statement holds
+//! decisions without any plan of the plan cache: a SQL function's plans live in its call's
+//! lookup data for the transaction, and plpgsql keeps a simple expression's state (and the
+//! SQL functions it calls) until its plan is invalidated. So a change that arrives after the
+//! transaction consulted the model (a function's `SET crm.user_name`, a second `SET LOCAL`,
+//! a catalog change committed meanwhile) resets every plan, as before. Such state ends with
+//! the transaction, so a change at a transaction's start (the pooled `SET LOCAL`) and the
+//! revert at its end need only the targeted invalidation. Plans built before this library
+//! was loaded into the backend cannot have been marked, so its first invalidation is a full
+//! reset too.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use pgrx::pg_sys;
+use pgrx::prelude::*;
 
 thread_local! {
     static MARKER_HASH: Cell<Option<u32>> = const { Cell::new(None) };
+    /// One entry per planning in progress: whether it holds a decision.
+    static PLANNINGS: RefCell<Vec<bool>> = const { RefCell::new(Vec::new()) };
+    /// Whether the current transaction has consulted the model.
+    static DECIDED: Cell<bool> = const { Cell::new(false) };
+    /// Whether plans may exist that were built without our hooks (see the module comment).
+    static UNTRACKED: Cell<bool> = const { Cell::new(true) };
+    static PREV_PLANNER: Cell<pg_sys::planner_hook_type> = const { Cell::new(None) };
+    static PREV_NEEDS_FMGR: Cell<pg_sys::needs_fmgr_hook_type> = const { Cell::new(None) };
 }
 
 const MARKER_CACHE: pg_sys::SysCacheIdentifier::Type = pg_sys::SysCacheIdentifier::PROCOID;
+
+pub fn init() {
+    // SAFETY: chaining the backend's hooks at library load, keeping the previous ones.
+    unsafe {
+        PREV_PLANNER.set(pg_sys::planner_hook);
+        pg_sys::planner_hook = Some(planner);
+        PREV_NEEDS_FMGR.set(pg_sys::needs_fmgr_hook);
+        pg_sys::needs_fmgr_hook = Some(needs_fmgr_hook);
+    }
+}
 
 fn marker_hash() -> u32 {
     MARKER_HASH.with(|h| {
@@ -34,11 +74,32 @@ fn marker_hash() -> u32 {
                     pg_sys::Datum::from(0),
                 )
             };
-            // 0 means "every entry" to the callbacks; never send it (it cannot come out of
-            // hashing oid 0 today, but the cost of being sure is one comparison).
+            // 0 means "every entry" to the callbacks; never send it.
             if hash == 0 { 1 } else { hash }
         })
     })
+}
+
+/// Append the marker to a list of invalidation items, unless it is there already.
+///
+/// # Safety
+/// `items` must be a valid `List` of `PlanInvalItem`s (or NIL), in the current memory context's lifetime.
+unsafe fn with_marker(items: *mut pg_sys::List) -> *mut pg_sys::List {
+    let hash = marker_hash();
+    let list = pgrx::PgList::<pg_sys::PlanInvalItem>::from_pg(items);
+    if list.iter_ptr().any(|i| (*i).cacheId == MARKER_CACHE as i32 && (*i).hashValue == hash) {
+        return items;
+    }
+    // Allocated in the current (planner's) memory context, like the items PostgreSQL records.
+    let item = pg_sys::palloc0(std::mem::size_of::<pg_sys::PlanInvalItem>()).cast::<pg_sys::PlanInvalItem>();
+    (*item).type_ = pg_sys::NodeTag::T_PlanInvalItem;
+    (*item).cacheId = MARKER_CACHE as i32;
+    (*item).hashValue = hash;
+    pg_sys::lappend(items, item.cast())
+}
+
+fn mark_plannings() {
+    PLANNINGS.with(|p| p.borrow_mut().iter_mut().for_each(|held| *held = true));
 }
 
 /// Record on the plan being built that it holds a decision of ours. Returns false when
@@ -50,26 +111,85 @@ pub unsafe fn depends_on_acting_user(root: *mut pg_sys::PlannerInfo) -> bool {
     if root.is_null() || (*root).glob.is_null() {
         return false;
     }
+    // On the glob as well as on the plannings in progress: an expression planned for a
+    // plpgsql cached expression has a glob but goes through no planner hook.
     let glob = (*root).glob;
-    let hash = marker_hash();
-    let items = pgrx::PgList::<pg_sys::PlanInvalItem>::from_pg((*glob).invalItems);
-    if items.iter_ptr().any(|i| (*i).cacheId == MARKER_CACHE as i32 && (*i).hashValue == hash) {
-        return true;
-    }
-    // Allocated in the planner's memory context, like the items PostgreSQL records.
-    let item = pg_sys::palloc0(std::mem::size_of::<pg_sys::PlanInvalItem>()).cast::<pg_sys::PlanInvalItem>();
-    (*item).type_ = pg_sys::NodeTag::T_PlanInvalItem;
-    (*item).cacheId = MARKER_CACHE as i32;
-    (*item).hashValue = hash;
-    (*glob).invalItems = pg_sys::lappend((*glob).invalItems, item.cast());
+    (*glob).invalItems = with_marker((*glob).invalItems);
+    decision_made();
     true
 }
 
-/// Mark every cached plan holding a decision of ours for re-planning, in this backend.
+/// The model was consulted for a decision (identity resolved): every planning in progress
+/// holds it, and so does this transaction.
+pub fn decision_made() {
+    DECIDED.set(true);
+    mark_plannings();
+}
+
+/// The current transaction ended: its statement-spanning state (SQL functions' plans,
+/// plpgsql's expression states) is gone.
+pub fn transaction_ended() {
+    DECIDED.set(false);
+}
+
+/// Invalidate the plans that may hold a decision of ours, in this backend: only the marked
+/// ones between transactions, all of them within a transaction that consulted the model.
 pub fn invalidate() {
-    // SAFETY: runs the syscache callbacks registered for the marker's cache with our hash;
-    // the plan cache's marks plans invalid (no catalog access, no error), and any other
-    // callback sees a hash of a function that does not exist. Safe inside GUC assign hooks,
-    // invalidation callbacks and transaction callbacks (ResetPlanCache ran in the same places before).
-    unsafe { pg_sys::CallSyscacheCallbacks(MARKER_CACHE as i32, marker_hash()) };
+    let everything = DECIDED.get() | UNTRACKED.replace(false);
+    // SAFETY: both only mark plans invalid (no catalog access, no error), which is safe
+    // inside GUC assign hooks, invalidation callbacks and transaction callbacks. The
+    // targeted one runs the syscache callbacks of the marker's cache with our hash: the plan
+    // cache's invalidates marked plans, any other sees the hash of a function that does not
+    // exist.
+    unsafe {
+        if everything {
+            pg_sys::ResetPlanCache();
+        } else {
+            pg_sys::CallSyscacheCallbacks(MARKER_CACHE as i32, marker_hash());
+        }
+    }
+}
+
+/// Pops this planning's entry, also when planning raises an error.
+struct Planning;
+
+impl Drop for Planning {
+    fn drop(&mut self) {
+        PLANNINGS.with(|p| p.borrow_mut().pop());
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn planner(
+    parse: *mut pg_sys::Query,
+    query_string: *const std::ffi::c_char,
+    cursor_options: std::ffi::c_int,
+    bound_params: pg_sys::ParamListInfo,
+) -> *mut pg_sys::PlannedStmt {
+    PLANNINGS.with(|p| p.borrow_mut().push(false));
+    let planning = Planning;
+    let stmt = match PREV_PLANNER.get() {
+        Some(prev) => prev(parse, query_string, cursor_options, bound_params),
+        None => pg_sys::standard_planner(parse, query_string, cursor_options, bound_params),
+    };
+    let held = PLANNINGS.with(|p| p.borrow().last().copied().unwrap_or(true));
+    drop(planning);
+    if held && !stmt.is_null() {
+        (*stmt).invalItems = with_marker((*stmt).invalItems);
+    }
+    stmt
+}
+
+/// Asked whenever a function that is not built in is looked up to be called. We never ask
+/// for the call-level hook ourselves (the answer is the previous hook's); we only note that
+/// user code may run inside a planning, and so may fold a decision into it.
+#[pg_guard]
+unsafe extern "C-unwind" fn needs_fmgr_hook(fn_oid: pg_sys::Oid) -> bool {
+    if PLANNINGS.with(|p| !p.borrow().is_empty()) {
+        mark_plannings();
+    }
+    match PREV_NEEDS_FMGR.get() {
+        Some(prev) => prev(fn_oid),
+        None => false,
+    }
 }

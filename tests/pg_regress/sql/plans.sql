@@ -116,20 +116,22 @@ SELECT count(*) FROM sales.big_leads_secure;
 COMMIT;
 
 -- A change of acting user or catalog re-plans only the plans that hold a decision of ours
--- (session::plans). regress.planned() is folded while planning (it claims to be immutable),
--- so its value tells when a statement was last planned.
+-- (session::plans). With log_planner_stats (set by the superuser, kept for the session),
+-- every planning prints a line: a generic plan reused prints nothing.
 RESET SESSION AUTHORIZATION;
-CREATE SEQUENCE regress.plannings;
+CREATE TABLE regress.lookup (code int PRIMARY KEY, label text NOT NULL);
+INSERT INTO regress.lookup VALUES (1, 'one');
 GRANT USAGE ON SCHEMA regress TO crm_app;
-GRANT USAGE ON SEQUENCE regress.plannings TO crm_app;
-CREATE FUNCTION regress.planned() RETURNS bigint IMMUTABLE LANGUAGE plpgsql AS $$
-BEGIN
-    RETURN nextval('regress.plannings');
-END $$;
+GRANT SELECT ON regress.lookup TO crm_app;
 SET SESSION AUTHORIZATION crm_app;
 SET plan_cache_mode = force_generic_plan;
-PREPARE unprotected AS SELECT regress.planned() AS planned;
-PREPARE protected AS SELECT regress.planned() AS planned, count(*) FROM sales.big_leads;
+PREPARE unprotected AS SELECT label FROM regress.lookup WHERE code = 1;
+PREPARE protected AS SELECT count(*) FROM sales.big_leads;
+RESET SESSION AUTHORIZATION;
+SET log_planner_stats = on;
+SET client_min_messages = log;
+\set VERBOSITY terse
+SET SESSION AUTHORIZATION crm_app;
 BEGIN;
 SET LOCAL crm.user_name = 'alice';
 EXECUTE unprotected;
@@ -146,14 +148,15 @@ COMMIT;
 -- A committed catalog change, the acting user unchanged (set for the session): the same.
 SET crm.user_name = 'erin';
 EXECUTE protected;
-EXECUTE protected;
 -- (Switching roles and back alone keeps the plan.)
 RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION crm_app;
 EXECUTE protected;
 RESET SESSION AUTHORIZATION;
+SET log_planner_stats = off;
 SELECT crm.set_sharing_default('Leads', 'public_read');
 SELECT crm.set_sharing_default('Leads', 'private');
+SET log_planner_stats = on;
 SET SESSION AUTHORIZATION crm_app;
 EXECUTE unprotected;
 EXECUTE protected;
@@ -161,9 +164,66 @@ EXECUTE protected;
 RESET crm.user_name;
 EXECUTE unprotected;
 EXECUTE protected;
+RESET SESSION AUTHORIZATION;
+SET log_planner_stats = off;
+RESET client_min_messages;
+\set VERBOSITY default
+SET SESSION AUTHORIZATION crm_app;
 DEALLOCATE unprotected;
 DEALLOCATE protected;
+
+-- Found by the red team: decisions also hide where no plan of ours shows them.
+-- A function wrongly declared IMMUTABLE is folded into the plan with the rows it read for
+-- the user of the moment: a plan that folds any function that is not built in counts as
+-- holding a decision, and the next user gets it re-planned.
+RESET SESSION AUTHORIZATION;
+CREATE FUNCTION regress.big_leads_folded() RETURNS bigint IMMUTABLE LANGUAGE sql AS $$ SELECT count(*) FROM sales.big_leads $$;
+SET SESSION AUTHORIZATION crm_app;
+PREPARE folded AS SELECT regress.big_leads_folded();
+BEGIN;
+SET LOCAL crm.user_name = 'erin';
+EXECUTE folded;
+COMMIT;
+BEGIN;
+SET LOCAL crm.user_name = 'alice';
+EXECUTE folded;
+COMMIT;
+DEALLOCATE folded;
 RESET plan_cache_mode;
+-- Within a transaction, a SQL function's plans live with its call for the transaction, and
+-- plpgsql keeps a simple expression's state: a change of user or catalog after the
+-- transaction consulted the model resets every plan, which rebuilds them.
+RESET SESSION AUTHORIZATION;
+CREATE FUNCTION regress.big_leads_count() RETURNS bigint STABLE LANGUAGE sql AS $$ SELECT count(*) FROM sales.big_leads $$;
+CREATE FUNCTION regress.report() RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE n bigint;
+BEGIN
+    n := regress.big_leads_count();
+    RETURN n;
+END $$;
+CREATE FUNCTION regress.report_as_erin() RETURNS bigint LANGUAGE plpgsql SET crm.user_name = 'erin' AS $$
+BEGIN
+    RETURN regress.report();
+END $$;
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'alice';
+SELECT regress.report_as_erin();
+SELECT regress.report();
+SELECT set_config('crm.user_name', 'erin', true);
+SELECT regress.report();
+SELECT set_config('crm.user_name', 'alice', true);
+SELECT regress.report();
+-- A catalog change in the middle of the transaction (made here by the superuser; from
+-- another session it arrives the same way, as an invalidation).
+RESET SESSION AUTHORIZATION;
+SELECT crm.set_sharing_default('Leads', 'public_read');
+SET SESSION AUTHORIZATION crm_app;
+SELECT regress.report();
+COMMIT;
+RESET SESSION AUTHORIZATION;
+SELECT crm.set_sharing_default('Leads', 'private');
+SET SESSION AUTHORIZATION crm_app;
 
 -- clean up for the next suite
 \set ECHO none
