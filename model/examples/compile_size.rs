@@ -42,4 +42,10 @@ fn main() {
         compiled.as_secs_f64() * 1e3,
         (LIVE.load(Relaxed) - base) / 1024
     );
+    // The shared form (`Model::to_bytes`): its size, and what reading it back costs.
+    let bytes = model.to_bytes();
+    let start = Instant::now();
+    let back = crm_model::Model::from_bytes(&bytes).expect("reads back");
+    println!("as bytes: {} kB, read back in {:.2} ms", bytes.len() / 1024, start.elapsed().as_secs_f64() * 1e3);
+    drop(back);
 }

@@ -44,7 +44,7 @@ pub enum ModelError {
 
 /// What a user's profiles and permission sets grant, combined by union; the names of what
 /// granted View All / Edit All are kept for reasons ("profile Auditor", "permission set X").
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Privileges {
     pub view_all: Option<String>,
     pub edit_all: Option<String>,
@@ -75,7 +75,7 @@ impl Privileges {
 /// the target's users and, "shared below", every user whose role is above one of them.
 /// Receivers are not listed one by one: with thousands of users per rule that list was most
 /// of the model's memory and compile time, and two sorted lookups answer the same question.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct CompiledRule {
     pub rule: SharingRule,
     /// Sorted, distinct.
@@ -98,7 +98,7 @@ pub fn sharing_module(module: &str) -> &str {
     if module == "Contacts" { "Accounts" } else { module }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Model {
     pub(crate) catalog: Catalog,
     pub(crate) tree: RoleTree,

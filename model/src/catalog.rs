@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::fields::FieldAccess;
 use crate::messages::MessagePermission;
 use crate::{Action, OwnerId, ProfileId, RoleId, SharingLevel};
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 pub struct Catalog {
     pub roles: Vec<Role>,
     pub profiles: Vec<Profile>,
@@ -43,13 +43,13 @@ pub struct Catalog {
 }
 
 /// A group owns records like a user; its members share that ownership.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Group {
     pub owner_id: OwnerId,
     pub name: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub struct GroupMember {
     pub group: OwnerId,
     pub member: Party,
@@ -57,8 +57,11 @@ pub struct GroupMember {
 
 /// Who a group membership or a sharing rule names. Users only as group members: sharing
 /// rules never name users (seed 004).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+///
+/// Written as `{"kind": "role", "id": 3}` (`PartyRecord`): a struct rather than serde's
+/// adjacently tagged enum, which a format without field names (the model's bytes) cannot read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(from = "PartyRecord", into = "PartyRecord")]
 pub enum Party {
     User(OwnerId),
     Role(RoleId),
@@ -66,7 +69,45 @@ pub enum Party {
     Group(OwnerId),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[derive(Clone, Copy, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum PartyKind {
+    User,
+    Role,
+    RoleAndSubordinates,
+    Group,
+}
+
+#[derive(Clone, Copy, Deserialize, Serialize)]
+struct PartyRecord {
+    kind: PartyKind,
+    id: i64,
+}
+
+impl From<PartyRecord> for Party {
+    fn from(r: PartyRecord) -> Party {
+        match r.kind {
+            PartyKind::User => Party::User(r.id),
+            PartyKind::Role => Party::Role(r.id),
+            PartyKind::RoleAndSubordinates => Party::RoleAndSubordinates(r.id),
+            PartyKind::Group => Party::Group(r.id),
+        }
+    }
+}
+
+impl From<Party> for PartyRecord {
+    fn from(p: Party) -> PartyRecord {
+        let (kind, id) = match p {
+            Party::User(id) => (PartyKind::User, id),
+            Party::Role(id) => (PartyKind::Role, id),
+            Party::RoleAndSubordinates(id) => (PartyKind::RoleAndSubordinates, id),
+            Party::Group(id) => (PartyKind::Group, id),
+        };
+        PartyRecord { kind, id }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleAccess {
     Read,
@@ -87,7 +128,7 @@ impl RuleAccess {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub struct SharingRule {
     pub id: i64,
     pub module: String,
@@ -111,14 +152,14 @@ pub fn related_modules(parent: &str) -> &'static [&'static str] {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Role {
     pub id: RoleId,
     pub name: String,
     pub parent: Option<RoleId>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Profile {
     pub id: ProfileId,
     pub name: String,
@@ -135,7 +176,7 @@ pub struct Profile {
 }
 
 /// The loader sends users as arrays in this field order (`catalog::load` in the extension).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub struct User {
     pub owner_id: OwnerId,
     pub name: String,
@@ -144,7 +185,7 @@ pub struct User {
     pub is_active: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Module {
     pub name: String,
     pub sharing_default: SharingLevel,

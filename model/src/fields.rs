@@ -15,7 +15,7 @@ use crate::vocabulary::UnknownWord;
 use crate::OwnerId;
 
 /// Ordered from closed to open, so that a union is a maximum.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FieldAccess {
     Hidden,

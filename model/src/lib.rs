@@ -14,6 +14,7 @@ mod fields;
 mod groups;
 mod messages;
 mod roles;
+mod shared;
 mod vocabulary;
 
 pub use access::{Model, ModelError, Scope};

@@ -20,7 +20,7 @@ use crate::{Action, OwnerId};
 /// The module whose actions govern conversations and their messages.
 pub const MESSAGES: &str = "Messages";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessagePermission {
     Mine,

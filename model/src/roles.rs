@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::catalog::Role;
 use crate::RoleId;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct RoleTree {
     parent: BTreeMap<RoleId, Option<RoleId>>,
     children: BTreeMap<RoleId, Vec<RoleId>>,

@@ -103,11 +103,14 @@ proptest! {
     #[test]
     fn scopes_agree_with_decisions(catalog in catalog()) {
         let m = Model::compile(catalog).unwrap();
+        // The shared form (crm.compiled_model) decides exactly as the model it was made of.
+        let shared = Model::from_bytes(&m.to_bytes()).unwrap();
         let owners: Vec<i64> = m.users().map(|u| u.owner_id).chain(1000..1006).chain([1, 99_999]).collect();
         for u in m.users() {
             for module in ["Leads", "Accounts", "Contacts"] {
                 for action in Action::ALL {
                     let scope = m.scope(u.owner_id, module, action);
+                    prop_assert_eq!(&scope, &shared.scope(u.owner_id, module, action));
                     for &o in &owners {
                         let d = m.decide(Some(u.owner_id), module, action, o);
                         prop_assert_eq!(scope.contains(o), d.allowed, "{} {} {} owner {}: {}", u.name, module, action, o, d.reason);

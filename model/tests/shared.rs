@@ -1,0 +1,81 @@
+//! The compiled model's bytes (`Model::to_bytes`): a model read back decides exactly as the
+//! one written, and the layout is pinned so that a change of it cannot go unnoticed.
+
+use std::collections::BTreeMap;
+
+use crm_model::{Action, Catalog, Model, Module, Party, Profile, Role, RuleAccess, SharingLevel, SharingRule, User};
+
+fn catalog() -> Catalog {
+    let roles = vec![
+        Role { id: 1, name: "CEO".into(), parent: None },
+        Role { id: 2, name: "Rep".into(), parent: Some(1) },
+    ];
+    let grants = BTreeMap::from([("Leads".to_string(), vec![Action::Read, Action::Edit])]);
+    Catalog {
+        roles,
+        profiles: vec![Profile { id: 1, name: "Sales".into(), grants, ..Default::default() }],
+        role_profiles: vec![(1, 1), (2, 1)],
+        users: vec![
+            User { owner_id: 10, name: "ceo".into(), role: 1, is_admin: false, is_active: true },
+            User { owner_id: 11, name: "rep".into(), role: 2, is_admin: false, is_active: true },
+            User { owner_id: 12, name: "rep2".into(), role: 2, is_admin: false, is_active: true },
+        ],
+        modules: vec![Module { name: "Leads".into(), sharing_default: SharingLevel::Private }],
+        sharing_rules: vec![SharingRule {
+            id: 5,
+            module: "Leads".into(),
+            source: Party::Role(2),
+            target: Party::Role(2),
+            access: RuleAccess::Read,
+            related_modules: vec![],
+        }],
+        db_role_map: BTreeMap::from([(16384, 11)]),
+        trusted_roles: vec![16385],
+        ..Default::default()
+    }
+}
+
+/// FNV-1a: a digest that stays the same across Rust releases, unlike the std hasher.
+fn digest(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[test]
+fn a_model_read_back_decides_the_same() {
+    let m = Model::compile(catalog()).unwrap();
+    let back = Model::from_bytes(&m.to_bytes()).expect("reads back");
+    for u in [10, 11, 12] {
+        for action in Action::ALL {
+            assert_eq!(m.scope(u, "Leads", action), back.scope(u, "Leads", action));
+        }
+    }
+    assert_eq!(back.user_by_name("rep2").map(|u| u.owner_id), Some(12));
+    assert_eq!(back.catalog(), m.catalog());
+}
+
+#[test]
+fn other_bytes_are_refused() {
+    let bytes = Model::compile(catalog()).unwrap().to_bytes();
+    assert!(Model::from_bytes(&bytes[..bytes.len() - 1]).is_none(), "truncated");
+    assert!(Model::from_bytes(&[bytes.as_slice(), &[0]].concat()).is_none(), "trailing bytes");
+    assert!(Model::from_bytes(&bytes[1..]).is_none(), "no format tag");
+    assert!(Model::from_bytes(b"").is_none());
+}
+
+#[test]
+fn role_bindings_are_replaced() {
+    let mut m = Model::from_bytes(&Model::compile(catalog()).unwrap().to_bytes()).unwrap();
+    m.set_role_bindings(BTreeMap::from([(20000, 12)]), vec![]);
+    assert_eq!(m.catalog().db_role_map, BTreeMap::from([(20000, 12)]));
+    assert!(m.catalog().trusted_roles.is_empty());
+}
+
+/// Fails whenever the layout of the model's types changes. Then bump `FORMAT` in
+/// model/src/shared.rs (so that no build reads bytes of another layout) and update this
+/// digest.
+#[test]
+fn layout_is_pinned() {
+    let bytes = Model::compile(catalog()).unwrap().to_bytes();
+    assert_eq!((bytes.len(), digest(&bytes)), (219, 12386133171551614616), "the model's byte layout changed: bump FORMAT in model/src/shared.rs");
+}
+
