@@ -14,9 +14,14 @@
 //! - a support function specialised a policy in it (`depends_on_acting_user`);
 //! - a decision was consulted at all (`decision_made`: identity was resolved), which covers a
 //!   nested planning or a run-time `crm.can()` inside a function folded at plan time;
-//! - any function that is not built in was set up to run (`needs_fmgr_hook`): an IMMUTABLE
-//!   function folded into the plan may have read protected rows through plans cached
-//!   earlier, whose decisions the folded constant now holds (found by the red team).
+//! - any function that is not built in was set up to run (`needs_fmgr_hook`), or a SECURITY
+//!   DEFINER function or one with a `SET` clause was called (`fmgr_hook`: PostgreSQL does not
+//!   ask `needs_fmgr_hook` about those), or a query was started (`executor_start`): an
+//!   IMMUTABLE function folded into the plan may have read protected rows through plans or
+//!   cursors made earlier, whose decisions the folded constant now holds (found by the red
+//!   team, both rounds). What stays unseen is a function looked up before the planning began
+//!   and called without a security wrapper (a user-defined type's comparison function, say),
+//!   reading protected rows while the planner compares constants.
 //! Plannings nest (folding a function plans its body inside the outer planning), so each
 //! mark goes to every planning in progress; the planner hook keeps that stack.
 //!
@@ -46,6 +51,8 @@ thread_local! {
     static UNTRACKED: Cell<bool> = const { Cell::new(true) };
     static PREV_PLANNER: Cell<pg_sys::planner_hook_type> = const { Cell::new(None) };
     static PREV_NEEDS_FMGR: Cell<pg_sys::needs_fmgr_hook_type> = const { Cell::new(None) };
+    static PREV_FMGR: Cell<pg_sys::fmgr_hook_type> = const { Cell::new(None) };
+    static PREV_EXECUTOR_START: Cell<pg_sys::ExecutorStart_hook_type> = const { Cell::new(None) };
 }
 
 const MARKER_CACHE: pg_sys::SysCacheIdentifier::Type = pg_sys::SysCacheIdentifier::PROCOID;
@@ -57,6 +64,10 @@ pub fn init() {
         pg_sys::planner_hook = Some(planner);
         PREV_NEEDS_FMGR.set(pg_sys::needs_fmgr_hook);
         pg_sys::needs_fmgr_hook = Some(needs_fmgr_hook);
+        PREV_FMGR.set(pg_sys::fmgr_hook);
+        pg_sys::fmgr_hook = Some(fmgr_hook);
+        PREV_EXECUTOR_START.set(pg_sys::ExecutorStart_hook);
+        pg_sys::ExecutorStart_hook = Some(executor_start);
     }
 }
 
@@ -180,16 +191,41 @@ unsafe extern "C-unwind" fn planner(
     stmt
 }
 
-/// Asked whenever a function that is not built in is looked up to be called. We never ask
-/// for the call-level hook ourselves (the answer is the previous hook's); we only note that
-/// user code may run inside a planning, and so may fold a decision into it.
-#[pg_guard]
-unsafe extern "C-unwind" fn needs_fmgr_hook(fn_oid: pg_sys::Oid) -> bool {
+/// User code is about to run: if a planning is in progress, it may fold a decision into it.
+fn user_code_runs() {
     if PLANNINGS.with(|p| !p.borrow().is_empty()) {
         mark_plannings();
     }
+}
+
+/// Asked whenever a function that is not built in (and neither SECURITY DEFINER nor with a
+/// `SET` clause) is looked up to be called. We never ask for the call-level hook ourselves
+/// (the answer is the previous hook's); we only note that user code may run.
+#[pg_guard]
+unsafe extern "C-unwind" fn needs_fmgr_hook(fn_oid: pg_sys::Oid) -> bool {
+    user_code_runs();
     match PREV_NEEDS_FMGR.get() {
         Some(prev) => prev(fn_oid),
         None => false,
+    }
+}
+
+/// Called around every call of a SECURITY DEFINER function or one with a `SET` clause (and
+/// of functions another hook asked for).
+#[pg_guard]
+unsafe extern "C-unwind" fn fmgr_hook(event: pg_sys::FmgrHookEventType::Type, flinfo: *mut pg_sys::FmgrInfo, arg: *mut pg_sys::Datum) {
+    user_code_runs();
+    if let Some(prev) = PREV_FMGR.get() {
+        prev(event, flinfo, arg);
+    }
+}
+
+/// A query starts (a function's statement, a cursor's): inside a planning, user code runs.
+#[pg_guard]
+unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, eflags: std::ffi::c_int) {
+    user_code_runs();
+    match PREV_EXECUTOR_START.get() {
+        Some(prev) => prev(query_desc, eflags),
+        None => pg_sys::standard_ExecutorStart(query_desc, eflags),
     }
 }

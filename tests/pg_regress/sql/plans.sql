@@ -189,6 +189,44 @@ SET LOCAL crm.user_name = 'alice';
 EXECUTE folded;
 COMMIT;
 DEALLOCATE folded;
+-- The same with a SET clause (or SECURITY DEFINER), which PostgreSQL wraps without asking
+-- needs_fmgr_hook, reading through a plan its function cached earlier in the transaction,
+-- or from a cursor opened earlier (red team, second round).
+RESET SESSION AUTHORIZATION;
+CREATE FUNCTION regress.big_leads_set() RETURNS bigint IMMUTABLE LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+DECLARE n bigint;
+BEGIN
+    SELECT count(*) INTO n FROM sales.big_leads;
+    RETURN n;
+END $$;
+CREATE FUNCTION regress.from_cursor(c refcursor) RETURNS bigint IMMUTABLE LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+DECLARE n bigint;
+BEGIN
+    FETCH c INTO n;
+    RETURN n;
+END $$;
+SET SESSION AUTHORIZATION crm_app;
+PREPARE folded_set AS SELECT regress.big_leads_set();
+PREPARE from_cursor AS SELECT regress.from_cursor('c');
+BEGIN;
+SET LOCAL crm.user_name = 'erin';
+SELECT regress.big_leads_set();
+SELECT regress.big_leads_set();
+EXECUTE folded_set;
+DECLARE c CURSOR FOR SELECT count(*) FROM sales.big_leads;
+EXECUTE from_cursor;
+COMMIT;
+BEGIN;
+SET LOCAL crm.user_name = 'alice';
+EXECUTE folded_set;
+COMMIT;
+-- Planned again for alice: the cursor it folded is gone, and saying so is right.
+BEGIN;
+SET LOCAL crm.user_name = 'alice';
+EXECUTE from_cursor;
+COMMIT;
+DEALLOCATE folded_set;
+DEALLOCATE from_cursor;
 RESET plan_cache_mode;
 -- Within a transaction, a SQL function's plans live with its call for the transaction, and
 -- plpgsql keeps a simple expression's state: a change of user or catalog after the
