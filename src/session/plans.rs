@@ -166,8 +166,20 @@ struct Planning;
 
 impl Drop for Planning {
     fn drop(&mut self) {
-        PLANNINGS.with(|p| p.borrow_mut().pop());
+        let outermost = PLANNINGS.with(|p| {
+            let mut p = p.borrow_mut();
+            p.pop();
+            p.is_empty()
+        });
+        if outermost {
+            super::cache::planning_ended();
+        }
     }
+}
+
+/// Whether a planning (with our hook) is in progress.
+pub fn planning() -> bool {
+    PLANNINGS.with(|p| !p.borrow().is_empty())
 }
 
 #[pg_guard]
@@ -193,7 +205,7 @@ unsafe extern "C-unwind" fn planner(
 
 /// User code is about to run: if a planning is in progress, it may fold a decision into it.
 fn user_code_runs() {
-    if PLANNINGS.with(|p| !p.borrow().is_empty()) {
+    if planning() {
         mark_plannings();
     }
 }
