@@ -18,6 +18,7 @@ per-backend cache holds.
 
 import argparse
 import csv
+import math
 import os
 import platform
 import random
@@ -33,7 +34,11 @@ SCALES = {
     # roles, max depth, users, groups, rules, leads, accounts, opportunities, runs per timing
     "small": dict(roles=30, depth=5, users=120, groups=10, rules=6, leads=20_000, accounts=4_000, opps=10_000, runs=3),
     "medium": dict(roles=200, depth=8, users=2_000, groups=100, rules=50, leads=1_000_000, accounts=200_000, opps=500_000, runs=7),
-    "large": dict(roles=400, depth=8, users=20_000, groups=400, rules=100, leads=10_000_000, accounts=2_000_000, opps=5_000_000, runs=5),
+    # cap_s: each timed statement is cancelled after this many seconds and reported as "> cap"
+    # (variant c's full scans with 10,000-owner lists take minutes each here); pgbench_users:
+    # the users pgbench rotates through (b needs each one's owner list precomputed).
+    "large": dict(roles=400, depth=8, users=20_000, groups=400, rules=100, leads=10_000_000, accounts=2_000_000, opps=5_000_000, runs=3,
+                  cap_s=20, pgbench_users=2_000),
     # The large organisation with few records: for --cache-only (the model's size depends on the
     # organisation, not on the records).
     "large-org": dict(roles=400, depth=8, users=20_000, groups=400, rules=100, leads=100_000, accounts=20_000, opps=50_000, runs=7),
@@ -152,28 +157,65 @@ def filters(app, user):
     return out
 
 
+CAP_MS = None  # set from the scale's cap_s
+
+
 def once(conn, sql, user=None, rollback=False):
     """One timed execution (planning included) in its own transaction; the acting user is
-    set first, outside the timing, as an application would per request. Writes roll back."""
-    with conn.transaction(force_rollback=rollback):
-        if user:
-            conn.execute("SELECT set_config('crm.user_name', %s, true)", (user,))
-        t = time.perf_counter()
-        cur = conn.execute(sql)
-        rows = cur.fetchall() if cur.description else [(cur.rowcount,)]
-        return (time.perf_counter() - t) * 1000, rows
+    set first, outside the timing, as an application would per request. Writes roll back.
+    A statement cancelled at the scale's cap counts as infinitely slow, with no rows."""
+    try:
+        with conn.transaction(force_rollback=rollback):
+            if CAP_MS:
+                conn.execute(f"SET LOCAL statement_timeout = {CAP_MS}")
+            if user:
+                conn.execute("SELECT set_config('crm.user_name', %s, true)", (user,))
+            t = time.perf_counter()
+            cur = conn.execute(sql)
+            rows = cur.fetchall() if cur.description else [(cur.rowcount,)]
+            return (time.perf_counter() - t) * 1000, rows
+    except psycopg.errors.QueryCanceled:
+        return math.inf, None
 
 
 def timed(variants, runs, rollback=False):
     """Median time and rows of each variant, (conn, sql, user) each. The variants take turns
-    within every run, so that drift on a busy machine affects them alike."""
+    within every run, so that drift on a busy machine affects them alike. A variant that
+    reached the cap once is not run again (its median is reported as "> cap")."""
     times = [[] for _ in variants]
     rows = [None] * len(variants)
     for _ in range(runs):
         for i, (conn, sql, user) in enumerate(variants):
-            ms, rows[i] = once(conn, sql, user, rollback)
+            if times[i] and math.isinf(times[i][-1]):
+                times[i].append(math.inf)
+                continue
+            ms, r = once(conn, sql, user, rollback)
+            rows[i] = r if r is not None else rows[i]
             times[i].append(ms)
-    return [(statistics.median(t), sorted(r, key=repr)) for t, r in zip(times, rows)]
+    return [(statistics.median(t), None if r is None else sorted(r, key=repr)) for t, r in zip(times, rows)]
+
+
+def fmt_ms(ms, width=0):
+    """A time, or "> cap" for a statement cancelled at the cap."""
+    text = f"> {CAP_MS:.0f}" if math.isinf(ms) else f"{ms:.2f}"
+    return text.rjust(width)
+
+
+def fmt_ratio(num, den, digits=2):
+    """num/den, with a lower bound when the numerator was capped and "n/a" when both were."""
+    if math.isinf(num) and math.isinf(den):
+        return "n/a"
+    if math.isinf(num):
+        return f"> {CAP_MS / den:.{digits}f}"
+    if math.isinf(den):
+        return f"< {num / CAP_MS:.{digits}f}"
+    return f"{num / den:.{digits}f}"
+
+
+def same(*rows):
+    """Whether the variants that finished returned the same rows."""
+    done = [r for r in rows if r is not None]
+    return all(r == done[0] for r in done)
 
 
 def plan(conn, sql, user):
@@ -201,7 +243,8 @@ def writes(su, app, user, owner, visible_ids, runs):
         (a_ms, a_rows), (c_ms, c_rows), (d_ms, d_rows) = timed(
             [(su, q.replace("{t}", "leads"), None), (app, q.replace("{t}", "c_leads"), user), (app, q.replace("{t}", "leads"), user)],
             runs, rollback=True)
-        out.append(dict(query=name, rows=d_rows[0][0], a_ms=a_ms, c_ms=c_ms, d_ms=d_ms, same_rows=a_rows == c_rows == d_rows))
+        done = next((r for r in (d_rows, a_rows, c_rows) if r is not None), [[0]])
+        out.append(dict(query=name, rows=done[0][0], a_ms=a_ms, c_ms=c_ms, d_ms=d_ms, same_rows=same(a_rows, c_rows, d_rows)))
     return out
 
 
@@ -291,6 +334,9 @@ def main():
     ap.add_argument("--cache-only", action="store_true", help="only the cache rebuild and memory measurement")
     args = ap.parse_args()
     p = SCALES[args.scale]
+    global CAP_MS
+    # BENCH_CAP_MS overrides the scale's cap (a small cap on a small scale exercises "> cap").
+    CAP_MS = float(os.environ["BENCH_CAP_MS"]) if "BENCH_CAP_MS" in os.environ else (p["cap_s"] * 1000 if "cap_s" in p else None)
     rng = random.Random(42)
     host, port = os.environ["PGHOST"], os.environ["PGPORT"]
     dsn = f"host={host} port={port} dbname=crm_bench"
@@ -324,13 +370,14 @@ def main():
             (a_ms, a_rows), (b_ms, b_rows), (c_ms, c_rows), (d_ms, d_rows) = timed(
                 [(su, q.format(**everything), None), (su, q.format(**f, pk=pk), None),
                  (app, competitor(q.format(**everything)), user), (app, q.format(**everything), user)], p["runs"])
-            ok = b_rows == d_rows and c_rows == d_rows and (not sees_all or a_rows == d_rows)
+            ok = same(b_rows, c_rows, d_rows) and (not sees_all or same(a_rows, d_rows))
+            n_rows = len(next((r for r in (d_rows, b_rows, c_rows) if r is not None), []))
             if not ok:
-                failures.append(f"{label} {name}: b returned {len(b_rows)} rows, c {len(c_rows)}, d {len(d_rows)}, a {len(a_rows)}")
+                failures.append(f"{label} {name}: b, c, d (and a) returned different rows")
             results.append(dict(scale=args.scale, viewer=label, user=user, query=name, a_ms=a_ms, b_ms=b_ms, c_ms=c_ms, d_ms=d_ms,
-                                d_over_b=d_ms / b_ms, d_over_a=d_ms / a_ms, c_over_d=c_ms / d_ms, rows=len(d_rows), same_rows=ok))
-            log(f"   {label:<9} {name:<15} a {a_ms:9.2f}  b {b_ms:9.2f}  c {c_ms:9.2f}  d {d_ms:9.2f} ms   "
-                f"d/b {d_ms / b_ms:5.2f}  c/d {c_ms / d_ms:6.1f}  rows {len(d_rows)}")
+                                d_over_b=d_ms / b_ms, d_over_a=d_ms / a_ms, c_over_d=c_ms / d_ms, rows=n_rows, same_rows=ok))
+            log(f"   {label:<9} {name:<15} a {fmt_ms(a_ms, 9)}  b {fmt_ms(b_ms, 9)}  c {fmt_ms(c_ms, 9)}  d {fmt_ms(d_ms, 9)} ms   "
+                f"d/b {fmt_ratio(d_ms, b_ms):>5}  c/d {fmt_ratio(c_ms, d_ms, 1):>6}  rows {n_rows}")
         # Plan shapes: an indexed owner filter for narrow viewers, none at all for those who see all.
         shape = plan(app, QUERIES["count"].format(l="true"), user)
         if "SubPlan" in shape or "crm." in shape:
@@ -342,10 +389,10 @@ def main():
         # Field access: count(*) through the secure view against count(*) on the table.
         (t_ms, t_rows), (v_ms, v_rows) = timed(
             [(app, "SELECT count(*) FROM leads", user), (app, "SELECT count(*) FROM leads_secure", user)], p["runs"])
-        if t_rows != v_rows:
+        if not same(t_rows, v_rows):
             failures.append(f"{label}: the secure view counts {v_rows}, the table {t_rows}")
         secure.append(dict(viewer=label, table_ms=t_ms, view_ms=v_ms, ratio=v_ms / t_ms))
-        log(f"   {label:<9} {'secure view':<15} table {t_ms:9.2f}  view {v_ms:9.2f} ms   view/table {v_ms / t_ms:5.2f}")
+        log(f"   {label:<9} {'secure view':<15} table {fmt_ms(t_ms, 9)}  view {fmt_ms(v_ms, 9)} ms   view/table {fmt_ratio(v_ms, t_ms):>5}")
         if label in ("rep", "manager"):
             owner = su.execute("SELECT crm.owner_id(%s)", (user,)).fetchone()[0]
             with app.transaction():
@@ -357,10 +404,10 @@ def main():
                     failures.append(f"{label} {w['query']}: a, c and d changed different row counts")
                 write_results.append(dict(viewer=label, **w))
                 log(f"   {label:<9} {w['query']:<15} a {w['a_ms']:9.2f}  c {w['c_ms']:9.2f}  d {w['d_ms']:9.2f} ms   "
-                    f"d/a {w['d_ms'] / w['a_ms']:5.2f}  rows {w['rows']}")
+                    f"d/a {fmt_ratio(w['d_ms'], w['a_ms']):>5}  rows {w['rows']}")
     log("== pgbench: 8 clients, a random user per transaction, a top-50 page")
     seconds = {"small": 5, "medium": 20, "large": 30}[args.scale]
-    scripts = pgbench_scripts(su, app, p["users"])
+    scripts = pgbench_scripts(su, app, p.get("pgbench_users", p["users"]))
     with tempfile.TemporaryDirectory() as work:
         bench = pgbench(scripts, host, port, 8, seconds, work, "abcd")
         for v, r in bench.items():
@@ -398,17 +445,18 @@ def main():
         fh.write("| viewer | query | rows | a: no filter ms | b: hand-written ms | c: SQL/PL-pgSQL ms | d: crm_access ms | d/b | d/a | c/d |\n"
                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
         for r in results:
-            fh.write(f"| {r['viewer']} | {r['query']} | {r['rows']} | {r['a_ms']:.2f} | {r['b_ms']:.2f} | {r['c_ms']:.2f} | "
-                     f"{r['d_ms']:.2f} | {r['d_over_b']:.2f} | {r['d_over_a']:.2f} | {r['c_over_d']:.1f} |\n")
+            fh.write(f"| {r['viewer']} | {r['query']} | {r['rows']} | {fmt_ms(r['a_ms'])} | {fmt_ms(r['b_ms'])} | {fmt_ms(r['c_ms'])} | "
+                     f"{fmt_ms(r['d_ms'])} | {fmt_ratio(r['d_ms'], r['b_ms'])} | {fmt_ratio(r['d_ms'], r['a_ms'])} | "
+                     f"{fmt_ratio(r['c_ms'], r['d_ms'], 1)} |\n")
         fh.write("\n**Secure view** (field access, crm_access): `count(*)` through `leads_secure` against `count(*)` on `leads`.\n\n"
                  "| viewer | table ms | view ms | view/table |\n|---|---:|---:|---:|\n")
         for r in secure:
-            fh.write(f"| {r['viewer']} | {r['table_ms']:.2f} | {r['view_ms']:.2f} | {r['ratio']:.2f} |\n")
+            fh.write(f"| {r['viewer']} | {fmt_ms(r['table_ms'])} | {fmt_ms(r['view_ms'])} | {fmt_ratio(r['view_ms'], r['table_ms'])} |\n")
         fh.write("\n**Write batches** (rolled back): 10,000 new leads owned by the viewer; an update of up to 10,000 leads "
                  "the viewer may edit.\n\n| viewer | batch | rows | a: no RLS ms | c ms | d ms | d/a | c/a |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
         for r in write_results:
-            fh.write(f"| {r['viewer']} | {r['query']} | {r['rows']} | {r['a_ms']:.2f} | {r['c_ms']:.2f} | {r['d_ms']:.2f} | "
-                     f"{r['d_ms'] / r['a_ms']:.2f} | {r['c_ms'] / r['a_ms']:.2f} |\n")
+            fh.write(f"| {r['viewer']} | {r['query']} | {r['rows']} | {fmt_ms(r['a_ms'])} | {fmt_ms(r['c_ms'])} | {fmt_ms(r['d_ms'])} | "
+                     f"{fmt_ratio(r['d_ms'], r['a_ms'])} | {fmt_ratio(r['c_ms'], r['a_ms'])} |\n")
         fh.write("\n**pgbench**: 8 clients, 2 threads, each transaction acts as a random one of the users and reads a "
                  "top-50 page of leads: c and d `SET LOCAL` the user; b fetches the user's owner list and inlines it; "
                  "a is the superuser's unfiltered page (a different, cheaper page).\n\n"
@@ -431,11 +479,12 @@ def main():
         import matplotlib.pyplot as plt
         labels = [f"{r['viewer']}\n{r['query']}" for r in results]
         fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(10, len(results) * 0.45), 8), sharex=True)
-        top.bar(range(len(results)), [r["d_over_b"] for r in results], label="d/b: crm_access / hand-written")
+        finite = lambda x: x if math.isfinite(x) and x > 0 else float("nan")  # a capped variant has no bar
+        top.bar(range(len(results)), [finite(r["d_over_b"]) for r in results], label="d/b: crm_access / hand-written")
         top.axhline(1.15, color="red", linestyle="--", linewidth=1, label="target d/b <= 1.15")
         top.set_ylabel("d/b (lower is better)")
         top.legend()
-        bottom.bar(range(len(results)), [r["c_over_d"] for r in results], color="tab:orange", label="c/d: SQL/PL-pgSQL / crm_access")
+        bottom.bar(range(len(results)), [finite(r["c_over_d"]) for r in results], color="tab:orange", label="c/d: SQL/PL-pgSQL / crm_access")
         bottom.axhline(10, color="red", linestyle="--", linewidth=1, label="target c/d >= 10 (count, page; manager, VP)")
         bottom.set_yscale("log")
         bottom.set_ylabel("c/d (higher: crm_access faster)")
