@@ -22,6 +22,7 @@ import math
 import os
 import platform
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -382,7 +383,9 @@ def main():
         shape = plan(app, QUERIES["count"].format(l="true"), user)
         if "SubPlan" in shape or "crm." in shape:
             failures.append(f"{label}: the plan calls a function or has a SubPlan:\n{shape}")
-        if sees_all and "owner_id" in shape:
+        # A condition on the owner, not the owner index's name: at large scale the planner
+        # counts every row through an index-only scan of that (narrowest) index.
+        if sees_all and re.search(r"(Filter|Index Cond|Recheck Cond):.*owner_id", shape):
             failures.append(f"{label}: sees everything but the plan filters on the owner:\n{shape}")
         if not sees_all and "owner_id = ANY" not in shape:
             failures.append(f"{label}: no constant owner filter in the plan:\n{shape}")
