@@ -2,9 +2,9 @@
 //! that scripts/test.sh starts (PGHOST/PGPORT), making a fresh database per test, and
 //! reading the catalog back into a `crm_model::Catalog` for the engine oracle.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crm_model::{Action, Catalog, Group, GroupMember, Module, Party, Profile, Role, RuleAccess, SharingRule, User};
+use crm_model::{Action, Catalog, Model, Group, GroupMember, Module, Party, Profile, Role, RuleAccess, SharingRule, User};
 use postgres::{Client, NoTls};
 
 pub mod random_org;
@@ -174,4 +174,23 @@ pub fn simple_rows(c: &mut Client, sql: &str) -> Result<Vec<Vec<Option<String>>>
             _ => None,
         })
         .collect())
+}
+
+/// Per user, the leads `(id, owner)` a read returns and a delete removes, as the engine
+/// decides: a delete takes what the user may both read and delete, and None for a disabled
+/// user, whose delete is refused.
+pub type LeadsReach = BTreeMap<String, (BTreeSet<i64>, Option<BTreeSet<i64>>)>;
+
+pub fn leads_reach(model: &Model, records: &[(i64, i64)]) -> LeadsReach {
+    model
+        .users()
+        .map(|u| {
+            let reach = |action| -> BTreeSet<i64> {
+                records.iter().filter(|(_, o)| model.decide(Some(u.owner_id), "Leads", action, *o).allowed).map(|(id, _)| *id).collect()
+            };
+            let read = reach(Action::Read);
+            let delete = u.is_active.then(|| reach(Action::Delete).intersection(&read).copied().collect());
+            (u.name.clone(), (read, delete))
+        })
+        .collect()
 }

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use crm_client_tests::random_org::build_org;
-use crm_client_tests::{allow_session_user, connect_pooled, fresh_database, login_role, read_catalog, simple_rows};
-use crm_model::{Action, Model};
+use crm_client_tests::{allow_session_user, connect_pooled, fresh_database, leads_reach, login_role, read_catalog, simple_rows};
+use crm_model::Model;
 use postgres::Client;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -49,19 +49,7 @@ fn pooled_clients_see_exactly_their_users_rows_and_leave_nothing_behind() {
     let model = Model::compile(read_catalog(&mut admin)).unwrap();
     let records: Vec<(i64, i64)> = admin.query("SELECT id, owner_id FROM leads", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
     // Per user: the rows read, and the rows deleted (rolled back), as the engine decides.
-    let expected: Arc<BTreeMap<String, (BTreeSet<i64>, Option<BTreeSet<i64>>)>> = Arc::new(
-        model
-            .users()
-            .map(|u| {
-                let reach = |action| -> BTreeSet<i64> {
-                    records.iter().filter(|(_, o)| model.decide(Some(u.owner_id), "Leads", action, *o).allowed).map(|(id, _)| *id).collect()
-                };
-                let read = reach(Action::Read);
-                let delete = u.is_active.then(|| reach(Action::Delete).intersection(&read).copied().collect());
-                (u.name.clone(), (read, delete))
-            })
-            .collect(),
-    );
+    let expected = Arc::new(leads_reach(&model, &records));
     let users: Arc<Vec<String>> = Arc::new(expected.keys().cloned().collect());
     assert!(users.len() >= 60 && expected.values().filter(|(r, _)| !r.is_empty()).count() > 20);
 

@@ -12,15 +12,15 @@
 //! CI runs it for CRM_SOAK_SECONDS (default 20) with CRM_SOAK_CLIENTS (default 16) clients;
 //! scripts/soak.sh runs the long version and prints the figures docs/benchmarks.md quotes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crm_client_tests::random_org::build_org;
-use crm_client_tests::{connect, fresh_database, login_role, read_catalog};
-use crm_model::{Action, Model};
+use crm_client_tests::{connect, fresh_database, leads_reach, login_role, read_catalog, LeadsReach};
+use crm_model::Model;
 use postgres::Client;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -29,27 +29,15 @@ const DB: &str = "soak_org";
 const RECORDS: i64 = 400;
 const LEVELS: [&str; 4] = ["private", "public_read", "public_read_write", "public_read_write_delete"];
 
-/// Per user at one catalog version: the leads read, and the leads a delete removes (None:
-/// the user is disabled or unknown, and a delete is refused).
-type Expected = BTreeMap<String, (BTreeSet<i64>, Option<BTreeSet<i64>>)>;
+/// Per user at one catalog version: the leads read and deleted (`leads_reach`).
+type Expected = LeadsReach;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn expected(admin: &mut Client, records: &[(i64, i64)]) -> Expected {
-    let model = Model::compile(read_catalog(admin)).unwrap();
-    model
-        .users()
-        .map(|u| {
-            let reach = |action| -> BTreeSet<i64> {
-                records.iter().filter(|(_, o)| model.decide(Some(u.owner_id), "Leads", action, *o).allowed).map(|(id, _)| *id).collect()
-            };
-            let read = reach(Action::Read);
-            let delete = u.is_active.then(|| reach(Action::Delete).intersection(&read).copied().collect());
-            (u.name.clone(), (read, delete))
-        })
-        .collect()
+    leads_reach(&Model::compile(read_catalog(admin)).unwrap(), records)
 }
 
 fn ids(s: Option<&str>) -> BTreeSet<i64> {
