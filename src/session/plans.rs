@@ -21,7 +21,10 @@
 //!   cursors made earlier, whose decisions the folded constant now holds (found by the red
 //!   team, both rounds). What stays unseen is a function looked up before the planning began
 //!   and called without a security wrapper (a user-defined type's comparison function, say),
-//!   reading protected rows while the planner compares constants.
+//!   reading protected rows while the planner compares constants; and expressions PostgreSQL
+//!   folds once outside any planning and keeps in the relation cache (index expressions and
+//!   predicates, partition keys), until that relation changes. Domain constraints, kept in
+//!   the type cache, are flushed by every invalidation (`invalidate`).
 //! Plannings nest (folding a function plans its body inside the outer planning), so each
 //! mark goes to every planning in progress; the planner hook keeps that stack.
 //!
@@ -158,6 +161,12 @@ pub fn invalidate() {
         } else {
             pg_sys::CallSyscacheCallbacks(MARKER_CACHE as i32, marker_hash());
         }
+        // Domain CHECK expressions are prepared once per backend with their IMMUTABLE calls
+        // folded, outside any planning we see: a function that read protected rows would keep
+        // one user's answer in the type cache for good (red team, third round). Constraint
+        // callbacks with hash 0 make the type cache reload every domain's constraints at
+        // their next use (and the foreign-key cache its entries); both only set flags.
+        pg_sys::CallSyscacheCallbacks(pg_sys::SysCacheIdentifier::CONSTROID as i32, 0);
     }
 }
 

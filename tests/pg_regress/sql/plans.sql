@@ -228,6 +228,21 @@ COMMIT;
 DEALLOCATE folded_set;
 DEALLOCATE from_cursor;
 RESET plan_cache_mode;
+-- A domain's CHECK is prepared once per backend, its IMMUTABLE calls folded outside any
+-- planning: the next user must not be checked against the previous user's answer (red
+-- team, third round).
+RESET SESSION AUTHORIZATION;
+CREATE DOMAIN regress.at_most_big_leads AS bigint CHECK (VALUE <= regress.big_leads_set());
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'erin';
+SELECT 10::regress.at_most_big_leads;
+COMMIT;
+BEGIN;
+SET LOCAL crm.user_name = 'alice';
+SELECT 10000::regress.at_most_big_leads;
+SELECT 10001::regress.at_most_big_leads;
+COMMIT;
 -- Within a transaction, a SQL function's plans live with its call for the transaction, and
 -- plpgsql keeps a simple expression's state: a change of user or catalog after the
 -- transaction consulted the model resets every plan, which rebuilds them.
