@@ -10,9 +10,10 @@
 //! Safe because such a plan is never reused for another user or another catalog: each one
 //! is marked when it is built, and changing `crm.user_name` (`session::guc`) or committing a
 //! catalog change (`session::cache`) invalidates every marked plan (`session::plans`); a
-//! change of login role re-plans through PostgreSQL's own RLS check. Only expressions of a query being planned are simplified, and the trigger WHEN
-//! conditions of `policy::fields`, which live for one statement (see `simplify_request`). If
-//! no simplification happens, the functions compute the same answer at run time.
+//! change of login role re-plans through PostgreSQL's own RLS check. Only expressions of a
+//! query being planned are simplified, and the trigger WHEN conditions of `policy::fields`,
+//! which live for one statement (see `simplify_request`). If no simplification happens, the
+//! functions compute the same answer at run time.
 
 use crm_model::Action;
 use pgrx::prelude::*;
