@@ -57,28 +57,27 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     WHERE m.group_id IN (SELECT g FROM grp) AND m.member_kind = 'user'
 $$;
 
--- The owners whose `module` records the acting user may `action` (read, edit, delete).
-CREATE FUNCTION c.visible_owners(module text, action text) RETURNS bigint[]
+-- How far user `me` reaches `module` records for `action` (read, edit, delete) before any
+-- owner list: 'none' (no privilege, or no active user), 'all' (admin, View All/Edit All, a
+-- public default), or 'owners' (their own, their groups', their subordinates' and shared ones).
+-- The share-table competitor (bench/share_table.sql) asks the same question.
+CREATE FUNCTION c.access(me bigint, module text, action text, OUT mode text, OUT my_role bigint, OUT my_groups bigint[])
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    me bigint := c.me();
-    my_role bigint;
     admin boolean;
     governing text := CASE WHEN module = 'Contacts' THEN 'Accounts' ELSE module END;
-    my_groups bigint[];
     view_all boolean;
     edit_all boolean;
     level text;
-    everyone bigint[];
-    owners bigint[];
 BEGIN
+    mode := 'none';
     IF me IS NULL THEN
-        RETURN '{}';
+        RETURN;
     END IF;
     SELECT u.role_id, u.is_admin INTO my_role, admin FROM crm.users u WHERE u.owner_id = me;
-    SELECT array_agg(o.id) INTO everyone FROM crm.owners o;
     IF admin THEN
-        RETURN everyone;
+        mode := 'all';
+        RETURN;
     END IF;
     my_groups := c.groups_of(me);
     SELECT coalesce(bool_or(x.view_all), false), coalesce(bool_or(x.edit_all), false) INTO view_all, edit_all FROM (
@@ -87,23 +86,49 @@ BEGIN
         SELECT s.view_all, s.edit_all FROM crm.permission_set_assignments a JOIN crm.permission_sets s ON s.id = a.set_id
         WHERE a.owner_id = me OR a.owner_id = ANY (my_groups)) x;
     IF (action = 'read' AND (view_all OR edit_all)) OR (action = 'edit' AND edit_all) THEN
-        RETURN everyone;
+        mode := 'all';
+        RETURN;
     END IF;
     IF NOT (EXISTS (SELECT 1 FROM crm.role_profiles rp JOIN crm.profile_privileges pp ON pp.profile_id = rp.profile_id
-                    WHERE rp.role_id = my_role AND pp.module = visible_owners.module AND pp.action = visible_owners.action)
+                    WHERE rp.role_id = my_role AND pp.module = access.module AND pp.action = access.action)
          OR EXISTS (SELECT 1 FROM crm.permission_set_assignments a JOIN crm.permission_set_privileges sp ON sp.set_id = a.set_id
                     WHERE (a.owner_id = me OR a.owner_id = ANY (my_groups))
-                      AND sp.module = visible_owners.module AND sp.action = visible_owners.action)) THEN
-        RETURN '{}';
+                      AND sp.module = access.module AND sp.action = access.action)) THEN
+        RETURN;
     END IF;
     level := coalesce((SELECT d.level FROM crm.sharing_defaults d WHERE d.module = governing), 'private');
     IF (action = 'read' AND level <> 'private')
        OR (action = 'edit' AND level IN ('public_read_write', 'public_read_write_delete'))
        OR (action = 'delete' AND level = 'public_read_write_delete') THEN
-        RETURN everyone;
+        mode := 'all';
+        RETURN;
+    END IF;
+    mode := 'owners';
+END $$;
+
+-- Every owner id: the list given to viewers who see everything.
+CREATE FUNCTION c.everyone() RETURNS bigint[]
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT array_agg(o.id) FROM crm.owners o
+$$;
+
+-- The owners whose `module` records the acting user may `action` (read, edit, delete).
+CREATE FUNCTION c.visible_owners(module text, action text) RETURNS bigint[]
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    me bigint := c.me();
+    a record;
+    governing text := CASE WHEN module = 'Contacts' THEN 'Accounts' ELSE module END;
+    owners bigint[];
+BEGIN
+    a := c.access(me, module, action);
+    IF a.mode = 'none' THEN
+        RETURN '{}';
+    ELSIF a.mode = 'all' THEN
+        RETURN c.everyone();
     END IF;
     WITH RECURSIVE below(id) AS (
-        SELECT r.id FROM crm.roles r WHERE r.parent_id = my_role
+        SELECT r.id FROM crm.roles r WHERE r.parent_id = a.my_role
         UNION ALL SELECT r.id FROM crm.roles r JOIN below b ON r.parent_id = b.id),
     -- Rules whose target includes me, or a user below me ("shared below"); never delete.
     received AS (
@@ -113,7 +138,7 @@ BEGIN
                       WHERE t.u = me OR tu.role_id IN (SELECT id FROM below)))
     SELECT array_agg(DISTINCT x.o) INTO owners FROM (
         SELECT me
-        UNION ALL SELECT unnest(my_groups)
+        UNION ALL SELECT unnest(a.my_groups)
         UNION ALL SELECT u.owner_id FROM crm.users u WHERE u.role_id IN (SELECT id FROM below)
         UNION ALL SELECT p.u FROM received r, c.party_users(r.source_kind, r.source_id) p(u)
         UNION ALL SELECT r.source_id FROM received r WHERE r.source_kind = 'group') x(o);

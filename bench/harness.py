@@ -6,14 +6,18 @@ Variants, on identical data in one run:
   c  the same model in plain SQL/PL-pgSQL, Supabase-guide style (bench/competitor.sql), on
      copies of the tables (c_leads, ...), through the same trusted app role
   d  crm_access: a trusted app role acting per transaction with SET LOCAL crm.user_name
+  e  the share-table design (vtiger's sharing privileges, Salesforce's share tables):
+     (user, owner) tables maintained by catalog triggers (bench/share_table.sql), on copies
+     (e_leads, ...), through the same trusted app role
 
-Every (viewer, query) must return the same rows in b, c and d (and in a for viewers who see
+Every (viewer, query) must return the same rows in b, c, d and e (and in a for viewers who see
 everything); a mismatch or a wrong plan shape is a failure, not a figure.
 
 Also measured: count(*) through the secure view against the table (d), 10,000-row INSERT and
-UPDATE batches (a, c, d), pgbench with 8 clients rotating the acting user per transaction
-(a, c, d), the first statement after a catalog change (cache rebuild) and the memory the
-per-backend cache holds.
+UPDATE batches (a, c, d, e), pgbench with 8 clients rotating the acting user per transaction
+(a, b, c, d, e), the first statement after a catalog change (cache rebuild), the memory the
+per-backend cache holds, and for four kinds of catalog change the time to commit it and the
+next statement's with crm_access alone (d) and with the share tables recalculated (e).
 """
 
 import argparse
@@ -122,9 +126,15 @@ def generate(db, p, rng):
         GRANT SELECT ON leads_secure TO bench_app;""")
     with open(os.path.join(os.path.dirname(__file__), "competitor.sql")) as fh:
         db.execute(fh.read())
-    db.execute("VACUUM ANALYZE c_leads"); db.execute("VACUUM ANALYZE c_accounts"); db.execute("VACUUM ANALYZE c_opportunities")
+    t1 = time.time()
+    with open(os.path.join(os.path.dirname(__file__), "share_table.sql")) as fh:
+        db.execute(fh.read())
+    share_s = time.time() - t1
+    for t in ("c_leads", "c_accounts", "c_opportunities", "e_leads", "e_accounts", "e_opportunities"):
+        db.execute(f"VACUUM ANALYZE {t}")
     db.execute("VACUUM ANALYZE leads"); db.execute("VACUUM ANALYZE accounts"); db.execute("VACUUM ANALYZE opportunities")
-    log(f"   records: {p['leads']} leads, {p['accounts']} accounts, {p['opps']} opportunities, and the copies for c ({time.time() - t0:.1f} s)")
+    log(f"   records: {p['leads']} leads, {p['accounts']} accounts, {p['opps']} opportunities, and the copies for c and e "
+        f"({time.time() - t0:.1f} s, of which e's tables and first share calculation {share_s:.1f} s)")
     return depth_of
 
 
@@ -225,32 +235,34 @@ def plan(conn, sql, user):
         return "\n".join(r[0] for r in conn.execute("EXPLAIN (COSTS OFF) " + sql))
 
 
-def competitor(sql):
-    """The same query on variant c's copies of the tables."""
-    return sql.replace("FROM leads", "FROM c_leads").replace("FROM opportunities", "FROM c_opportunities").replace(
-        "JOIN accounts", "JOIN c_accounts")
+def copies(sql, prefix):
+    """The same query on variant c's or e's copies of the tables."""
+    return sql.replace("FROM leads", f"FROM {prefix}_leads").replace("FROM opportunities", f"FROM {prefix}_opportunities").replace(
+        "JOIN accounts", f"JOIN {prefix}_accounts")
 
 
 def writes(su, app, user, owner, visible_ids, runs):
-    """10,000-row INSERT and UPDATE batches, rolled back: a (superuser, no RLS), c, d. The
+    """10,000-row INSERT and UPDATE batches, rolled back: a (superuser, no RLS), c, d, e. The
     update touches up to 10,000 leads the viewer may edit (crm_access's triggers run in a
-    and d; the copies of variant c have none)."""
+    and d; the copies of variants c and e have none)."""
     out = []
     insert = ("INSERT INTO {t} (id, company, created_at, owner_id) SELECT 1000000000 + g, 'new ' || g, now(), %d "
               "FROM generate_series(1, 10000) g" % owner)
     ids = ",".join(map(str, visible_ids[:10000]))
     update = "UPDATE {t} SET company = company || '*' WHERE id = ANY('{%s}'::bigint[])" % ids
     for name, q in (("insert 10k", insert), ("update 10k", update)):
-        (a_ms, a_rows), (c_ms, c_rows), (d_ms, d_rows) = timed(
-            [(su, q.replace("{t}", "leads"), None), (app, q.replace("{t}", "c_leads"), user), (app, q.replace("{t}", "leads"), user)],
+        (a_ms, a_rows), (c_ms, c_rows), (d_ms, d_rows), (e_ms, e_rows) = timed(
+            [(su, q.replace("{t}", "leads"), None), (app, q.replace("{t}", "c_leads"), user), (app, q.replace("{t}", "leads"), user),
+             (app, q.replace("{t}", "e_leads"), user)],
             runs, rollback=True)
-        done = next((r for r in (d_rows, a_rows, c_rows) if r is not None), [[0]])
-        out.append(dict(query=name, rows=done[0][0], a_ms=a_ms, c_ms=c_ms, d_ms=d_ms, same_rows=same(a_rows, c_rows, d_rows)))
+        done = next((r for r in (d_rows, a_rows, c_rows, e_rows) if r is not None), [[0]])
+        out.append(dict(query=name, rows=done[0][0], a_ms=a_ms, c_ms=c_ms, d_ms=d_ms, e_ms=e_ms,
+                        same_rows=same(a_rows, c_rows, d_rows, e_rows)))
     return out
 
 
 def pgbench_scripts(su, app, users):
-    """The transactions of each variant: a top-50 page of leads as a random user. d and c set
+    """The transactions of each variant: a top-50 page of leads as a random user. c, d and e set
     the acting user (SET LOCAL through set_config); b fetches the user's precomputed owner list
     (what an application would hold in memory) and inlines it as a literal, one round trip
     each; a is the superuser's unfiltered page."""
@@ -268,6 +280,7 @@ def pgbench_scripts(su, app, users):
         "b": ("postgres", "SELECT ids FROM bench_filters WHERE u = :u \\gset", page.format(t="leads", f="l.owner_id = ANY(':ids'::bigint[])")),
         "c": ("bench_app", acting, page.format(t="c_leads", f="true")),
         "d": ("bench_app", acting, page.format(t="leads", f="true")),
+        "e": ("bench_app", acting, page.format(t="e_leads", f="true")),
     }
     return {v: (role, f"\\set u random(1, {users})\nBEGIN;\n{first}\n{query}\nCOMMIT;\n") for v, (role, first, query) in scripts.items()}
 
@@ -327,6 +340,93 @@ def cache_rebuild(su, dsn, user, runs):
                 cache_kb=after["RssAnon"] - before["RssAnon"], shared_kb=after["RssShmem"] - before["RssShmem"])
 
 
+def catalog_changes(su, viewers, depth_of):
+    """Four kinds of catalog change, each with its undo: (kind, do, undo, users whose reach it
+    changes). do and undo take the superuser connection."""
+    rep = viewers["rep"]
+    role = su.execute("SELECT role FROM crm.user_directory WHERE name = %s", (rep,)).fetchone()[0]
+    other = next(r for r, d in sorted(depth_of.items()) if d == depth_of[role] and r != role)
+    boss = su.execute("""SELECT d.name FROM crm.user_directory d JOIN crm.roles r ON r.name = d.role
+                         WHERE r.id = (SELECT parent_id FROM crm.roles WHERE name = %s) ORDER BY d.owner_id LIMIT 1""", (role,)).fetchone()
+    manager_role = su.execute("SELECT role FROM crm.user_directory WHERE name = %s", (viewers["manager"],)).fetchone()[0]
+    level = su.execute("SELECT coalesce((SELECT level FROM crm.sharing_defaults WHERE module = 'Leads'), 'private')").fetchone()[0]
+    nested = su.execute("""SELECT d.name FROM crm.group_members m JOIN crm.user_directory d ON d.owner_id = m.member_id
+                           WHERE m.group_id = crm.owner_id('G1') AND m.member_kind = 'user' ORDER BY 1 LIMIT 1""").fetchone()[0]
+    rule = []
+    return [
+        ("move a user", lambda db: db.execute("SELECT crm.set_user_role(%s, %s)", (rep, other)),
+         lambda db: db.execute("SELECT crm.set_user_role(%s, %s)", (rep, role)), [rep] + ([boss[0]] if boss else [])),
+        ("add a rule", lambda db: rule.append(db.execute("SELECT crm.add_sharing_rule('Leads', 'role', %s, 'role', %s, 'read_write')",
+                                                         (manager_role, role)).fetchone()[0]),
+         lambda db: db.execute("SELECT crm.drop_sharing_rule(%s)", (rule.pop(),)), [rep]),
+        ("change a default", lambda db: db.execute("SELECT crm.set_sharing_default('Leads', 'public_read')"),
+         lambda db: db.execute("SELECT crm.set_sharing_default('Leads', %s)", (level,)), [rep]),
+        ("nest a group", lambda db: db.execute("SELECT crm.add_group_member('G0', 'group', 'G1')"),
+         lambda db: db.execute("SELECT crm.remove_group_member('G0', 'group', 'G1')"), [nested]),
+    ]
+
+
+def reach_agrees(app, user):
+    """Whether e's share tables give `user` the owners crm_access gives, for each action."""
+    with app.transaction():
+        app.execute("SELECT set_config('crm.user_name', %s, true)", (user,))
+        return all(app.execute(
+            "SELECT array(SELECT id FROM crm.owners WHERE crm.can('leads', %s, id) ORDER BY id) "
+            "= array(SELECT DISTINCT o FROM unnest(e.owners('Leads', %s)) o ORDER BY o)", (action, action)).fetchone()[0]
+            for action in ("read", "edit", "delete"))
+
+
+def recalculation(su, app, viewers, depth_of, runs):
+    """For each kind of change and its undo: the time to commit it with crm_access alone (the
+    share tables' trigger skips its work: bench.share_recalc = off) and the next statement's
+    extra time (d reloads and recompiles the model); then the same change with the share tables
+    recalculated (e), and e's next statement. e must agree with crm_access for the users the
+    change reaches after every change, and its targeted recalculation with a full one after
+    the first of each kind. Last, the full recalculation (every user) alone."""
+    probe = {"d": "SELECT count(*) FROM leads WHERE id = 1", "e": "SELECT count(*) FROM e_leads WHERE id = 1"}
+    user = viewers["rep"]
+    out, failures = [], []
+
+    def timed_change(fn):
+        t = time.perf_counter()
+        fn(su)
+        return (time.perf_counter() - t) * 1000
+
+    def next_statement(variant):
+        first = once(app, probe[variant], user)[0]
+        return first - statistics.median(once(app, probe[variant], user)[0] for _ in range(3))
+
+    for kind, do, undo, check in catalog_changes(su, viewers, depth_of):
+        m = {k: [] for k in ("d_commit", "d_next", "e_commit", "e_next", "e_undo")}
+        for run in range(runs):
+            su.execute("SET bench.share_recalc = off")
+            m["d_commit"].append(timed_change(do))
+            m["d_next"].append(next_statement("d"))
+            undo(su)
+            next_statement("d")
+            su.execute("SET bench.share_recalc = on")
+            m["e_commit"].append(timed_change(do))
+            m["e_next"].append(next_statement("e"))
+            failures += [f"{kind}: the share tables disagree with crm_access for {u}" for u in check if not reach_agrees(app, u)]
+            stale = su.execute("SELECT e.stale_rows()").fetchone()[0] if run == 0 else 0
+            if stale:
+                failures.append(f"{kind}: the targeted recalculation left {stale} rows unlike a full one")
+            m["e_undo"].append(timed_change(undo))
+            failures += [f"{kind}, undone: the share tables disagree with crm_access for {u}" for u in check if not reach_agrees(app, u)]
+            stale = su.execute("SELECT e.stale_rows()").fetchone()[0] if run == 0 else 0
+            if stale:
+                failures.append(f"{kind}, undone: the targeted recalculation left {stale} rows unlike a full one")
+        row = dict(kind=kind, **{k: statistics.median(v) for k, v in m.items()})
+        out.append(row)
+        log(f"   {kind:<17} d: commit {row['d_commit']:8.2f} ms, next statement +{row['d_next']:7.2f} ms   "
+            f"e: commit {row['e_commit']:9.2f} ms (undo {row['e_undo']:9.2f}), next statement +{row['e_next']:6.2f} ms")
+    full = timed_change(lambda db: db.execute("SELECT e.recalculate(NULL)"))
+    log(f"   full recalculation (every user; what a change of the role tree runs): {full:.0f} ms")
+    sizes = su.execute("""SELECT (SELECT count(*) FROM e.reach), (SELECT count(*) FROM e.rule_share),
+                                 pg_total_relation_size('e.reach') + pg_total_relation_size('e.rule_share')""").fetchone()
+    return out, dict(reach_rows=sizes[0], rule_rows=sizes[1], bytes=sizes[2], full_ms=full), failures
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", choices=SCALES, default="small")
@@ -368,17 +468,20 @@ def main():
         pk = page[0][0] if page else 1
         for name, q in QUERIES.items():
             everything = {"l": "true", "a": "true", "o": "true", "pk": pk}
-            (a_ms, a_rows), (b_ms, b_rows), (c_ms, c_rows), (d_ms, d_rows) = timed(
+            (a_ms, a_rows), (b_ms, b_rows), (c_ms, c_rows), (d_ms, d_rows), (e_ms, e_rows) = timed(
                 [(su, q.format(**everything), None), (su, q.format(**f, pk=pk), None),
-                 (app, competitor(q.format(**everything)), user), (app, q.format(**everything), user)], p["runs"])
-            ok = same(b_rows, c_rows, d_rows) and (not sees_all or same(a_rows, d_rows))
-            n_rows = len(next((r for r in (d_rows, b_rows, c_rows) if r is not None), []))
+                 (app, copies(q.format(**everything), "c"), user), (app, q.format(**everything), user),
+                 (app, copies(q.format(**everything), "e"), user)], p["runs"])
+            ok = same(b_rows, c_rows, d_rows, e_rows) and (not sees_all or same(a_rows, d_rows))
+            n_rows = len(next((r for r in (d_rows, b_rows, c_rows, e_rows) if r is not None), []))
             if not ok:
-                failures.append(f"{label} {name}: b, c, d (and a) returned different rows")
+                failures.append(f"{label} {name}: b, c, d, e (and a) returned different rows")
             results.append(dict(scale=args.scale, viewer=label, user=user, query=name, a_ms=a_ms, b_ms=b_ms, c_ms=c_ms, d_ms=d_ms,
-                                d_over_b=d_ms / b_ms, d_over_a=d_ms / a_ms, c_over_d=c_ms / d_ms, rows=n_rows, same_rows=ok))
-            log(f"   {label:<9} {name:<15} a {fmt_ms(a_ms, 9)}  b {fmt_ms(b_ms, 9)}  c {fmt_ms(c_ms, 9)}  d {fmt_ms(d_ms, 9)} ms   "
-                f"d/b {fmt_ratio(d_ms, b_ms):>5}  c/d {fmt_ratio(c_ms, d_ms, 1):>6}  rows {n_rows}")
+                                e_ms=e_ms, d_over_b=d_ms / b_ms, d_over_a=d_ms / a_ms, c_over_d=c_ms / d_ms, e_over_d=e_ms / d_ms,
+                                rows=n_rows, same_rows=ok))
+            log(f"   {label:<9} {name:<15} a {fmt_ms(a_ms, 9)}  b {fmt_ms(b_ms, 9)}  c {fmt_ms(c_ms, 9)}  d {fmt_ms(d_ms, 9)}  "
+                f"e {fmt_ms(e_ms, 9)} ms   d/b {fmt_ratio(d_ms, b_ms):>5}  c/d {fmt_ratio(c_ms, d_ms, 1):>6}  "
+                f"e/d {fmt_ratio(e_ms, d_ms):>5}  rows {n_rows}")
         # Plan shapes: an indexed owner filter for narrow viewers, none at all for those who see all.
         shape = plan(app, QUERIES["count"].format(l="true"), user)
         if "SubPlan" in shape or "crm." in shape:
@@ -404,15 +507,15 @@ def main():
                     "SELECT id FROM leads WHERE crm.can('leads', 'edit', owner_id) ORDER BY id LIMIT 10000")]
             for w in writes(su, app, user, owner, visible, p["runs"]):
                 if not w["same_rows"]:
-                    failures.append(f"{label} {w['query']}: a, c and d changed different row counts")
+                    failures.append(f"{label} {w['query']}: a, c, d and e changed different row counts")
                 write_results.append(dict(viewer=label, **w))
-                log(f"   {label:<9} {w['query']:<15} a {w['a_ms']:9.2f}  c {w['c_ms']:9.2f}  d {w['d_ms']:9.2f} ms   "
-                    f"d/a {fmt_ratio(w['d_ms'], w['a_ms']):>5}  rows {w['rows']}")
+                log(f"   {label:<9} {w['query']:<15} a {fmt_ms(w['a_ms'], 9)}  c {fmt_ms(w['c_ms'], 9)}  d {fmt_ms(w['d_ms'], 9)}  "
+                    f"e {fmt_ms(w['e_ms'], 9)} ms   d/a {fmt_ratio(w['d_ms'], w['a_ms']):>5}  rows {w['rows']}")
     log("== pgbench: 8 clients, a random user per transaction, a top-50 page")
     seconds = {"small": 5, "medium": 20, "large": 30}[args.scale]
     scripts = pgbench_scripts(su, app, p.get("pgbench_users", p["users"]))
     with tempfile.TemporaryDirectory() as work:
-        bench = pgbench(scripts, host, port, 8, seconds, work, "abcd")
+        bench = pgbench(scripts, host, port, 8, seconds, work, "abcde")
         for v, r in bench.items():
             log(f"   {v}: {r['tps']:9.1f} TPS   p95 {r['p95_ms']:7.2f} ms   ({r['transactions']} transactions)")
         # The same transactions through PgBouncer in transaction mode (bench/run.sh starts it):
@@ -429,6 +532,11 @@ def main():
             for v, r in pooled[clients].items():
                 log(f"   {v}: {r['tps']:9.1f} TPS   p95 {r['p95_ms']:7.2f} ms   ({r['transactions']} transactions)")
             log(f"   d/b TPS {pooled[clients]['d']['tps'] / pooled[clients]['b']['tps']:.2f}")
+    log("== catalog changes: crm_access (d) against the share tables' recalculation (e), median of 3")
+    recalc, share_size, recalc_failures = recalculation(su, app, viewers, depth_of, 3)
+    failures += recalc_failures
+    log(f"   share tables: {share_size['reach_rows']:,} reach rows, {share_size['rule_rows']:,} rule rows, "
+        f"{share_size['bytes'] / 2**20:.0f} MB")
     app.close()
     log("== cache rebuild after a catalog change")
     cache = cache_rebuild(su, dsn, viewers["rep"], p["runs"])
@@ -445,23 +553,26 @@ def main():
         fh.write(f"Scale `{args.scale}`: {p['users']} users, {p['roles']} roles, {p['groups']} groups, {p['rules']} rules, "
                  f"{p['leads']:,} leads, {p['accounts']:,} accounts, {p['opps']:,} opportunities; "
                  f"median of {p['runs']} runs; {platform.machine()}, {os.cpu_count()} cores; PostgreSQL 15, release build.\n\n")
-        fh.write("| viewer | query | rows | a: no filter ms | b: hand-written ms | c: SQL/PL-pgSQL ms | d: crm_access ms | d/b | d/a | c/d |\n"
-                 "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+        fh.write("| viewer | query | rows | a: no filter ms | b: hand-written ms | c: SQL/PL-pgSQL ms | d: crm_access ms | "
+                 "e: share table ms | d/b | d/a | c/d | e/d |\n"
+                 "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
         for r in results:
             fh.write(f"| {r['viewer']} | {r['query']} | {r['rows']} | {fmt_ms(r['a_ms'])} | {fmt_ms(r['b_ms'])} | {fmt_ms(r['c_ms'])} | "
-                     f"{fmt_ms(r['d_ms'])} | {fmt_ratio(r['d_ms'], r['b_ms'])} | {fmt_ratio(r['d_ms'], r['a_ms'])} | "
-                     f"{fmt_ratio(r['c_ms'], r['d_ms'], 1)} |\n")
+                     f"{fmt_ms(r['d_ms'])} | {fmt_ms(r['e_ms'])} | {fmt_ratio(r['d_ms'], r['b_ms'])} | {fmt_ratio(r['d_ms'], r['a_ms'])} | "
+                     f"{fmt_ratio(r['c_ms'], r['d_ms'], 1)} | {fmt_ratio(r['e_ms'], r['d_ms'])} |\n")
         fh.write("\n**Secure view** (field access, crm_access): `count(*)` through `leads_secure` against `count(*)` on `leads`.\n\n"
                  "| viewer | table ms | view ms | view/table |\n|---|---:|---:|---:|\n")
         for r in secure:
             fh.write(f"| {r['viewer']} | {fmt_ms(r['table_ms'])} | {fmt_ms(r['view_ms'])} | {fmt_ratio(r['view_ms'], r['table_ms'])} |\n")
         fh.write("\n**Write batches** (rolled back): 10,000 new leads owned by the viewer; an update of up to 10,000 leads "
-                 "the viewer may edit.\n\n| viewer | batch | rows | a: no RLS ms | c ms | d ms | d/a | c/a |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+                 "the viewer may edit.\n\n| viewer | batch | rows | a: no RLS ms | c ms | d ms | e ms | d/a | c/a | e/a |\n"
+                 "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
         for r in write_results:
             fh.write(f"| {r['viewer']} | {r['query']} | {r['rows']} | {fmt_ms(r['a_ms'])} | {fmt_ms(r['c_ms'])} | {fmt_ms(r['d_ms'])} | "
-                     f"{fmt_ratio(r['d_ms'], r['a_ms'])} | {fmt_ratio(r['c_ms'], r['a_ms'])} |\n")
+                     f"{fmt_ms(r['e_ms'])} | {fmt_ratio(r['d_ms'], r['a_ms'])} | {fmt_ratio(r['c_ms'], r['a_ms'])} | "
+                     f"{fmt_ratio(r['e_ms'], r['a_ms'])} |\n")
         fh.write("\n**pgbench**: 8 clients, 2 threads, each transaction acts as a random one of the users and reads a "
-                 "top-50 page of leads: c and d `SET LOCAL` the user; b fetches the user's owner list and inlines it; "
+                 "top-50 page of leads: c, d and e `SET LOCAL` the user; b fetches the user's owner list and inlines it; "
                  "a is the superuser's unfiltered page (a different, cheaper page).\n\n"
                  "| variant | TPS | p95 latency ms | transactions |\n|---|---:|---:|---:|\n")
         for v, r in bench.items():
@@ -473,6 +584,19 @@ def main():
             for v, r in rows.items():
                 ratio = f"{rows['d']['tps'] / rows['b']['tps']:.2f}" if v == "d" else ""
                 fh.write(f"| {clients} | {v} | {r['tps']:.1f} | {r['p95_ms']:.2f} | {r['transactions']} | {ratio} |\n")
+        fh.write("\n**Catalog changes**: the time to commit each change (through the crm API, as a superuser) and the "
+                 "next statement's extra time (a primary-key count as the rep, against the same statement repeated), "
+                 "with crm_access alone (d: the model is reloaded and recompiled by the next statement of each backend) "
+                 "and with the share tables recalculated in the change's transaction (e: the users the change can reach, "
+                 "written as a difference); median of 3 change/undo pairs. "
+                 f"A full recalculation of every user (what e runs when the role tree changes) took {share_size['full_ms']:.0f} ms. "
+                 f"Share tables: {share_size['reach_rows']:,} hierarchy/group rows and {share_size['rule_rows']:,} rule rows, "
+                 f"{share_size['bytes'] / 2**20:.0f} MB with their indexes.\n\n"
+                 "| change | d: commit ms | d: next statement + ms | e: commit ms | e: undo commit ms | e: next statement + ms |\n"
+                 "|---|---:|---:|---:|---:|---:|\n")
+        for r in recalc:
+            fh.write(f"| {r['kind']} | {r['d_commit']:.2f} | {r['d_next']:.2f} | {r['e_commit']:.2f} | {r['e_undo']:.2f} | "
+                     f"{r['e_next']:.2f} |\n")
         fh.write(f"\n**Cache rebuild**: first statement after a committed catalog change {cache['first_ms']:.2f} ms, "
                  f"the same statement with the model cached {cache['steady_ms']:.2f} ms: rebuild **{cache['rebuild_ms']:.2f} ms** "
                  f"at {p['users']} users; the cache holds about **{cache['cache_kb']} kB** per backend (private resident memory grown on first load; shared buffer pages touched: {cache['shared_kb']} kB).\n")
@@ -500,7 +624,7 @@ def main():
     if failures:
         log("== FAILURES\n" + "\n".join(failures))
         sys.exit(1)
-    log(f"bench: {len(results) + len(secure) + len(write_results)} passed, 0 failed")
+    log(f"bench: {len(results) + len(secure) + len(write_results) + len(recalc)} passed, 0 failed")
 
 
 if __name__ == "__main__":
