@@ -19,6 +19,8 @@ GRANT USAGE ON SCHEMA e TO PUBLIC;
 CREATE TABLE e.reach (user_id bigint NOT NULL, owner_id bigint NOT NULL, PRIMARY KEY (user_id, owner_id));
 CREATE TABLE e.rule_share (module text NOT NULL, user_id bigint NOT NULL, owner_id bigint NOT NULL, can_edit boolean NOT NULL,
                            PRIMARY KEY (module, user_id, owner_id));
+-- Who reaches a user's records: what a move of that user changes above them.
+CREATE INDEX ON e.reach (owner_id);
 
 -- The closure of the role tree, each role with itself.
 CREATE VIEW e.role_closure (ancestor, descendant) AS
@@ -75,12 +77,11 @@ CREATE VIEW e.rule_share_wanted (module, user_id, owner_id, can_edit) AS
     FROM crm.sharing_rules r JOIN receivers v ON v.rule_id = r.id JOIN given g ON g.rule_id = r.id
     GROUP BY 1, 2, 3;
 
--- Recompute both tables for the given users (everyone: NULL), set-based, and write only the
--- difference: most users a change can reach keep most of their rows (a manager above a moved
--- user loses one owner of thousands).
+-- Recompute one table's rows for the given users (everyone: NULL), set-based, and write only
+-- the difference: most users a change can reach keep most of their rows.
 -- JIT off: the recursive queries' estimates are far too high for what they read, and JIT
 -- compiling them cost 250 ms of every recalculation of a small organisation.
-CREATE FUNCTION e.recalculate(users bigint[]) RETURNS void
+CREATE FUNCTION e.recalculate_reach(users bigint[]) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off SET work_mem = '64MB' AS $$
 BEGIN
     CREATE TEMP TABLE e_wanted ON COMMIT DROP AS
@@ -89,6 +90,11 @@ BEGIN
         AND NOT EXISTS (SELECT 1 FROM e_wanted w WHERE (w.user_id, w.owner_id) = (r.user_id, r.owner_id));
     INSERT INTO e.reach SELECT * FROM e_wanted EXCEPT SELECT * FROM e.reach r WHERE users IS NULL OR r.user_id = ANY (users);
     DROP TABLE e_wanted;
+END $$;
+
+CREATE FUNCTION e.recalculate_rules(users bigint[]) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off SET work_mem = '64MB' AS $$
+BEGIN
     CREATE TEMP TABLE e_wanted ON COMMIT DROP AS
         SELECT * FROM e.rule_share_wanted WHERE users IS NULL OR user_id = ANY (users);
     DELETE FROM e.rule_share r WHERE (users IS NULL OR r.user_id = ANY (users))
@@ -98,6 +104,12 @@ BEGIN
         EXCEPT SELECT * FROM e.rule_share r WHERE users IS NULL OR r.user_id = ANY (users);
     DROP TABLE e_wanted;
 END $$;
+
+CREATE FUNCTION e.recalculate(users bigint[]) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT e.recalculate_reach(users);
+    SELECT e.recalculate_rules(users);
+$$;
 
 -- How many rows of the share tables differ from a full recalculation (the harness checks 0
 -- after every targeted one).
@@ -146,12 +158,17 @@ $$;
 CREATE FUNCTION e.recalculation_on() RETURNS boolean
 LANGUAGE sql STABLE AS $$ SELECT coalesce(current_setting('bench.share_recalc', true), '') <> 'off' $$;
 
--- A user added, removed, moved: the user; everyone above their old and new role; the
--- receivers of every rule whose source stands for them (by role, before or after, or as a
--- group's member).
+-- A user added, removed, moved. Hierarchy rows change by pairs: whoever was above the user
+-- loses them, whoever is above them now gains them (nothing else puts a user's records in
+-- another user's reach); the user's own rows are recomputed. Rule rows are recomputed for the
+-- user, the receivers of every rule whose source stands for them (by role, before or after,
+-- or as a group's member), and, when a rule's target stands for them, everyone above their
+-- old and new role ("shared below").
 CREATE FUNCTION e.users_changed() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off AS $$
-DECLARE changed jsonb := '[]';
+DECLARE
+    changed jsonb := '[]';
+    ids bigint[];
 BEGIN
     IF e.recalculation_on() THEN
         -- The changed rows, before and after (a statement names only its event's transition tables).
@@ -161,23 +178,40 @@ BEGIN
         IF TG_OP <> 'DELETE' THEN
             changed := changed || coalesce((SELECT jsonb_agg(n) FROM new_rows n), '[]');
         END IF;
-        PERFORM e.recalculate(ARRAY(
-            WITH ch AS (SELECT DISTINCT owner_id, role_id FROM jsonb_populate_recordset(NULL::crm.users, changed))
+        ids := ARRAY(SELECT DISTINCT owner_id FROM jsonb_populate_recordset(NULL::crm.users, changed));
+        DELETE FROM e.reach WHERE owner_id = ANY (ids) AND user_id <> owner_id;
+        INSERT INTO e.reach
+            SELECT u.owner_id, x.owner_id FROM crm.users x
+            JOIN e.role_closure c ON c.descendant = x.role_id AND c.ancestor <> c.descendant
+            JOIN crm.users u ON u.role_id = c.ancestor
+            WHERE x.owner_id = ANY (ids)
+            ON CONFLICT DO NOTHING;
+        PERFORM e.recalculate_reach(ids);
+        PERFORM e.recalculate_rules(ARRAY(
+            WITH ch AS (SELECT DISTINCT owner_id, role_id FROM jsonb_populate_recordset(NULL::crm.users, changed)),
+            stands_for AS (
+                SELECT r.* FROM crm.sharing_rules r, ch
+                WHERE ch.role_id IN (SELECT e.party_roles(r.source_kind, r.source_id))
+                   OR EXISTS (SELECT 1 FROM crm.group_members m WHERE m.group_id IN (SELECT e.party_groups(r.source_kind, r.source_id))
+                                                                   AND m.member_kind = 'user' AND m.member_id = ch.owner_id)),
+            targets AS (
+                SELECT 1 FROM crm.sharing_rules r, ch
+                WHERE ch.role_id IN (SELECT e.party_roles(r.target_kind, r.target_id))
+                   OR EXISTS (SELECT 1 FROM crm.group_members m WHERE m.group_id IN (SELECT e.party_groups(r.target_kind, r.target_id))
+                                                                   AND m.member_kind = 'user' AND m.member_id = ch.owner_id))
             SELECT owner_id FROM ch
             UNION SELECT u.owner_id FROM ch JOIN e.role_closure c ON c.descendant = ch.role_id AND c.ancestor <> c.descendant
                                             JOIN crm.users u ON u.role_id = c.ancestor
-            UNION SELECT v FROM crm.sharing_rules r, e.receivers(r.target_kind, r.target_id) v
-                  WHERE EXISTS (SELECT 1 FROM ch WHERE ch.role_id IN (SELECT e.party_roles(r.source_kind, r.source_id))
-                                    OR EXISTS (SELECT 1 FROM crm.group_members m
-                                               WHERE m.group_id IN (SELECT e.party_groups(r.source_kind, r.source_id))
-                                                 AND m.member_kind = 'user' AND m.member_id = ch.owner_id))));
+                  WHERE EXISTS (SELECT 1 FROM targets)
+            UNION SELECT v FROM (SELECT DISTINCT target_kind, target_id FROM stands_for) r, e.receivers(r.target_kind, r.target_id) v));
     END IF;
     RETURN NULL;
 END $$;
 
--- A membership added or removed: the users the member stands for; when a rule targets the
--- group or a group that contains it, everyone above them too ("shared below"); the receivers
--- of every rule naming the group or a group that contains it.
+-- A membership added or removed. Group rows are recomputed for the users the member stands
+-- for; rule rows for them, for everyone above them when a rule targets the group or a group
+-- that contains it ("shared below"), and for the receivers of every rule naming the group or
+-- a group that contains it.
 CREATE FUNCTION e.group_members_changed() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off AS $$
 DECLARE changed jsonb := '[]';
@@ -190,7 +224,13 @@ BEGIN
         IF TG_OP <> 'DELETE' THEN
             changed := changed || coalesce((SELECT jsonb_agg(n) FROM new_rows n), '[]');
         END IF;
-        PERFORM e.recalculate(ARRAY(
+        PERFORM e.recalculate_reach(ARRAY(
+            WITH ch AS (SELECT DISTINCT * FROM jsonb_populate_recordset(NULL::crm.group_members, changed))
+            SELECT c.party_users(CASE ch.member_kind WHEN 'user' THEN 'group' ELSE ch.member_kind END,
+                                 CASE ch.member_kind WHEN 'user' THEN NULL ELSE ch.member_id END)
+            FROM ch WHERE ch.member_kind <> 'user'
+            UNION SELECT member_id FROM ch WHERE member_kind = 'user'));
+        PERFORM e.recalculate_rules(ARRAY(
             WITH RECURSIVE ch AS (SELECT DISTINCT * FROM jsonb_populate_recordset(NULL::crm.group_members, changed)),
             up(g) AS (SELECT group_id FROM ch
                       UNION SELECT m.group_id FROM crm.group_members m JOIN up ON m.member_kind = 'group' AND m.member_id = up.g),
@@ -210,7 +250,7 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- A rule added, changed or dropped: its receivers, before and after.
+-- A rule added, changed or dropped: the rule rows of its receivers, before and after.
 CREATE FUNCTION e.sharing_rules_changed() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off AS $$
 DECLARE changed jsonb := '[]';
@@ -223,7 +263,7 @@ BEGIN
         IF TG_OP <> 'DELETE' THEN
             changed := changed || coalesce((SELECT jsonb_agg(n) FROM new_rows n), '[]');
         END IF;
-        PERFORM e.recalculate(ARRAY(
+        PERFORM e.recalculate_rules(ARRAY(
             SELECT v FROM (SELECT DISTINCT target_kind, target_id FROM jsonb_populate_recordset(NULL::crm.sharing_rules, changed)) r,
                           e.receivers(r.target_kind, r.target_id) v));
     END IF;
