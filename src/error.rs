@@ -34,6 +34,14 @@ impl CrmError {
         CrmError { code, message: message.into(), detail: None, hint: None }
     }
 
+    /// A write by someone who cannot act (no identity, unknown or disabled user); `what` is
+    /// "table leads", "conversations".
+    pub fn cannot_act(reason: &crm_model::Reason, action: crm_model::Action, what: &str) -> Self {
+        CrmError::denied(format!("{reason}: {action} on {what} is refused")).with_hint(
+            "Connect as a login mapped with crm.map_db_role(), or from a trusted role run crm.set_user() or SET LOCAL crm.user_name.",
+        )
+    }
+
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self

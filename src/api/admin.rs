@@ -7,12 +7,11 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
 use super::authorize::administer;
+use crate::catalog::spi::{exists, find, insert_returning_id, one, Client};
 use crate::error::{CrmError, CrmResult, required};
 
 /// Modules made private with Accounts (seed 004, DESIGN §3.1).
 const ACCOUNT_RELATED: [&str; 6] = ["Opportunities", "Tickets", "Quotes", "SalesOrders", "PurchaseOrders", "Invoices"];
-
-pub type Client<'a, 'b> = &'a mut SpiClient<'b>;
 
 /// The longest name of a role, profile, user, group or permission set, in characters.
 const NAME_LIMIT: usize = 200;
@@ -32,31 +31,6 @@ pub fn valid_name(kind: &str, name: &str) -> CrmResult<()> {
             .with_hint("Use printable characters only."));
     }
     Ok(())
-}
-
-/// The first column of the first row `sql` returns, or `None` when it returns no row.
-pub fn one<T: FromDatum + IntoDatum>(c: &SpiClient<'_>, sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> CrmResult<Option<T>> {
-    let table = c.select(sql, Some(1), args)?;
-    if table.is_empty() {
-        return Ok(None);
-    }
-    Ok(table.first().get_one::<T>()?)
-}
-
-/// The id an `INSERT ... RETURNING id` returns (run as a write: SPI refuses writes in a
-/// read-only query, which `one` is).
-pub fn insert_returning_id(c: Client, sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> CrmResult<i64> {
-    Ok(c.update(sql, None, args)?.first().get_one::<i64>()?.expect("INSERT ... RETURNING returns a row"))
-}
-
-/// The id that `sql` (taking the name as $1) finds, or an "undefined" error naming it.
-pub fn find(c: &SpiClient<'_>, sql: &str, kind: &str, name: &str, hint: &str) -> CrmResult<i64> {
-    one::<i64>(c, sql, &[name.into()])?
-        .ok_or_else(|| CrmError::undefined(kind, name).with_hint(hint.to_string()))
-}
-
-pub fn exists(c: &SpiClient<'_>, sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> CrmResult<bool> {
-    Ok(one::<i32>(c, sql, args)?.is_some())
 }
 
 pub fn role_id(c: &SpiClient<'_>, name: &str) -> CrmResult<i64> {

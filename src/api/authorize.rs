@@ -1,11 +1,11 @@
 //! Who may change the catalog (DESIGN §5): an acting CRM admin, a database superuser, or
-//! the role that owns the extension (so a fresh install can be bootstrapped); and the two
-//! contexts the API's SQL runs in (see `catalog::privileged`).
+//! the role that owns the extension (so a fresh install can be bootstrapped).
 
+use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
-use pgrx::{pg_sys, Spi};
 
-use crate::catalog::{load, privileged};
+use crate::catalog::load;
+use crate::catalog::spi::on_catalog;
 use crate::error::{CrmError, CrmResult, OrRaise};
 use crate::session::{cache, identity};
 
@@ -37,18 +37,4 @@ pub fn require_admin_to(what: &str) -> CrmResult<()> {
 pub fn administer<R>(f: impl FnOnce(&mut SpiClient<'_>) -> CrmResult<R>) -> R {
     require_admin().or_raise();
     on_catalog(f).or_raise()
-}
-
-/// Run `f` against the crm.* tables as the catalog role (pinned search_path), without
-/// authorising anyone: for administration already authorised, and for functions that
-/// decide with the engine themselves what the acting user may do (assigning a
-/// conversation, inviting to an event). `f` runs only fixed statements over crm.* tables.
-pub fn on_catalog<R>(f: impl FnOnce(&mut SpiClient<'_>) -> CrmResult<R>) -> CrmResult<R> {
-    privileged::as_catalog_role(|| Spi::connect_mut(f))
-}
-
-/// Run `f` as the caller (pinned search_path): every statement on a user's table, so that
-/// it runs with the caller's privileges and row security, never with more.
-pub fn as_caller<R>(f: impl FnOnce(&mut SpiClient<'_>) -> CrmResult<R>) -> CrmResult<R> {
-    privileged::as_invoker(|| Spi::connect_mut(f))
 }

@@ -5,7 +5,7 @@
 use crm_model::{Action, Event, User};
 use pgrx::prelude::*;
 
-use super::authorize::on_catalog;
+use crate::catalog::spi::on_catalog;
 use crate::error::{CrmError, CrmResult, OrRaise, required};
 use super::identity::acting;
 use crate::session::cache::Loaded;

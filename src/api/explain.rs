@@ -13,7 +13,8 @@ use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 use pgrx::AnyElement;
 
-use super::authorize::{as_caller, require_admin_to};
+use super::authorize::require_admin_to;
+use crate::catalog::spi::as_caller;
 use crate::catalog::tables::{existing, primary_key};
 use crate::error::{CrmError, CrmResult, OrRaise};
 use crate::session::cache::{self, Loaded};

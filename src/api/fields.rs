@@ -5,8 +5,9 @@ use pgrx::prelude::*;
 use pgrx::Spi;
 use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
 
-use super::admin::{check_module, exists, one, profile_id, Client};
-use super::authorize::{administer, as_caller, on_catalog, require_admin};
+use super::admin::{check_module, profile_id};
+use super::authorize::{administer, require_admin};
+use crate::catalog::spi::{as_caller, exists, on_catalog, one, Client};
 use crate::catalog::privileged::{self, ExtensionRole, VIEWS_ROLE};
 use crate::catalog::tables::{check_caller_owns_plain_table, existing, primary_key};
 use crate::error::{CrmError, CrmResult, OrRaise, required};

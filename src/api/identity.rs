@@ -5,14 +5,13 @@ use pgrx::prelude::*;
 use crm_model::{Action, User};
 
 use crate::error::{CrmError, CrmResult, OrRaise, required};
-use crate::policy::enforce::refused;
 use crate::session::cache;
 use crate::session::identity::{self, Identity};
 
 /// The acting user, and the model; writes by someone who cannot act are refused.
 pub fn acting(action: Action, what: &str) -> CrmResult<(std::rc::Rc<cache::Loaded>, User)> {
     let m = cache::current(true)?;
-    let me = identity::acting_user(&m)?.map_err(|reason| refused(&reason, action, what))?.clone();
+    let me = identity::acting_user(&m)?.map_err(|reason| CrmError::cannot_act(&reason, action, what))?.clone();
     Ok((m, me))
 }
 

@@ -3,10 +3,11 @@
 
 use pgrx::prelude::*;
 
-use super::admin::{one, role_id, user_id, Client};
-use super::authorize::{administer, on_catalog};
+use super::admin::{role_id, user_id};
+use super::authorize::administer;
 use super::ownership;
 use super::sharing::{check_role_unreferenced, check_user_unreferenced};
+use crate::catalog::spi::{on_catalog, one, Client};
 use crate::error::{CrmError, OrRaise, required};
 
 #[pg_extern]

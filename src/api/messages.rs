@@ -6,8 +6,9 @@ use crm_model::{Action, Conversation, MessagePermission, User};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
-use super::admin::{profile_id, Client};
-use super::authorize::{administer, on_catalog};
+use super::admin::profile_id;
+use super::authorize::administer;
+use crate::catalog::spi::{find, on_catalog, Client};
 use crate::error::{CrmError, CrmResult, OrRaise, required};
 use crate::session::cache::Loaded;
 
@@ -46,7 +47,7 @@ fn set_permission_set_message_permissions(set: Option<&str>, levels: Option<Vec<
     let set = required("set", set);
     let levels = required("levels", levels);
     administer(|c: Client| {
-        let id = super::admin::find(c, "SELECT id FROM crm.permission_sets WHERE name = $1", "permission set", set, "See crm.permission_sets.")?;
+        let id = find(c, "SELECT id FROM crm.permission_sets WHERE name = $1", "permission set", set, "See crm.permission_sets.")?;
         set_permissions(c, "crm.permission_sets", id, levels)
     })
 }

@@ -10,5 +10,6 @@ pub mod lifecycle;
 pub mod messages;
 pub mod ownership;
 pub mod permission_sets;
+pub mod protect;
 pub mod sharing;
 pub mod trigger;

@@ -10,8 +10,7 @@
 use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
 
-use super::admin::one;
-use super::authorize::{as_caller, on_catalog};
+use crate::catalog::spi::{as_caller, on_catalog, one};
 use crate::catalog::tables::qualified_name;
 use crate::error::{CrmError, CrmResult};
 use crate::policy::enforce::{self, Access};

@@ -4,9 +4,10 @@
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
-use super::admin::{change_grants, exists, find, valid_name, user_id, Client};
+use super::admin::{change_grants, valid_name, user_id};
 use super::authorize::administer;
 use super::sharing::group_id;
+use crate::catalog::spi::{exists, find, Client};
 use crate::error::{CrmError, CrmResult, required};
 
 fn set_id(c: &SpiClient<'_>, name: &str) -> CrmResult<i64> {

@@ -3,9 +3,10 @@
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
-use super::admin::{check_record_module, exists, find, insert_returning_id, valid_name, one, role_id, user_id, Client};
-use super::authorize::{administer, on_catalog};
+use super::admin::{check_record_module, valid_name, role_id, user_id};
+use super::authorize::administer;
 use super::ownership;
+use crate::catalog::spi::{exists, find, insert_returning_id, on_catalog, one, Client};
 use crate::error::{CrmError, CrmResult, OrRaise, required};
 
 const MEMBER_KINDS: &str = "user, role, role_and_subordinates, group";

@@ -3,4 +3,5 @@
 pub mod latest;
 pub mod load;
 pub mod privileged;
+pub mod spi;
 pub mod tables;

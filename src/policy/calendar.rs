@@ -11,10 +11,10 @@ use crm_model::{Action, Event, EventScope};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, Internal, PgList};
 
-use super::enforce::{model, parse_action, refused};
+use super::enforce::{model, parse_action};
 use super::nodes::{all_of, any_of, array_contains, bool_const, copy, int8_const, int8_eq, owner_in};
 use super::simplify::{answer, const_value, declined, simplify_request};
-use crate::error::{CrmResult, OrRaise};
+use crate::error::{CrmError, CrmResult, OrRaise};
 use crate::session::identity;
 
 /// Which events the acting user may `action` (for read: whose details). Reads by someone who
@@ -24,7 +24,7 @@ pub fn event_access(action: Action, planning: bool) -> CrmResult<Rc<EventScope>>
     match identity::acting_user(&m)? {
         Ok(u) => Ok(Rc::new(m.model.event_scope(u.owner_id, action))),
         Err(_) if action == Action::Read => Ok(Rc::new(EventScope::Nothing)),
-        Err(reason) => Err(refused(&reason, action, "events")),
+        Err(reason) => Err(CrmError::cannot_act(&reason, action, "events")),
     }
 }
 

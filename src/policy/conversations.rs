@@ -15,10 +15,10 @@ use crm_model::{Action, Conversation, ConversationFilter, ConversationScope, Own
 use pgrx::prelude::*;
 use pgrx::{pg_sys, Internal, PgList};
 
-use super::enforce::{model, parse_action, refused};
+use super::enforce::{model, parse_action};
 use super::nodes::{all_of, any_of, array_contains, bool_const, copy, int8_array_const, int8_const, int8_eq, owner_in};
 use super::simplify::{answer, const_value, declined, simplify_request};
-use crate::error::{CrmResult, OrRaise};
+use crate::error::{CrmError, CrmResult, OrRaise};
 use crate::session::identity;
 
 /// Which conversations the acting user may `action`. Reads by someone who cannot act (or
@@ -28,7 +28,7 @@ pub fn conversation_access(action: Action, planning: bool) -> CrmResult<Rc<Conve
     match identity::acting_user(&m)? {
         Ok(u) => Ok(m.conversation_scope(u.owner_id, action)),
         Err(_) if action == Action::Read => Ok(Rc::new(ConversationScope::Nothing)),
-        Err(reason) => Err(refused(&reason, action, "conversations")),
+        Err(reason) => Err(CrmError::cannot_act(&reason, action, "conversations")),
     }
 }
 

@@ -5,7 +5,7 @@
 use std::ffi::CStr;
 use std::rc::Rc;
 
-use crm_model::{Action, OwnerId, Reason, Scope};
+use crm_model::{Action, OwnerId, Scope};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -36,14 +36,6 @@ fn table_name(tbl: pg_sys::Oid) -> String {
         let name = pg_sys::get_rel_name(tbl);
         if name.is_null() { tbl.to_u32().to_string() } else { CStr::from_ptr(name).to_string_lossy().into_owned() }
     }
-}
-
-/// A write by someone who cannot act (no identity, unknown or disabled user); `what` is
-/// "table leads", "conversations".
-pub(crate) fn refused(reason: &Reason, action: Action, what: &str) -> CrmError {
-    CrmError::denied(format!("{reason}: {action} on {what} is refused")).with_hint(
-        "Connect as a login mapped with crm.map_db_role(), or from a trusted role run crm.set_user() or SET LOCAL crm.user_name.",
-    )
 }
 
 /// The model, or for reads a fail-closed `None` with a warning when the catalog is broken.
@@ -91,7 +83,7 @@ fn access_by(
     let user = match identity::acting_user(&m)? {
         Ok(u) => u.owner_id,
         Err(_) if action == Action::Read => return Ok(Access::Nothing),
-        Err(reason) => return Err(refused(&reason, action, &format!("table {}", table_name(tbl)))),
+        Err(reason) => return Err(CrmError::cannot_act(&reason, action, &format!("table {}", table_name(tbl)))),
     };
     let Some(scope) = scope(&m, user) else { return Ok(Access::Nothing) };
     Ok(match &*scope {
@@ -136,7 +128,7 @@ pub fn check_assignment(tbl: pg_sys::Oid, action: Action, owner: Option<OwnerId>
     };
     let user = match identity::acting_user(&m)? {
         Ok(u) => u,
-        Err(reason) => return Err(refused(&reason, action, &format!("table {}", table_name(tbl)))),
+        Err(reason) => return Err(CrmError::cannot_act(&reason, action, &format!("table {}", table_name(tbl)))),
     };
     let Some(owner) = owner else {
         return Err(CrmError::invalid(format!("a {module} record must have an owner")));

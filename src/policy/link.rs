@@ -22,18 +22,18 @@ use std::ffi::CStr;
 
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, SpiClient};
-use pgrx::{PgRelation, PgTupleDesc};
+use pgrx::PgTupleDesc;
 
 use super::enforce;
 use super::opened::{self, with_protection_changing, with_rows_opened};
 use super::rows::{self, require_firing, same, text_of, value, with_value, Firing};
 use super::protect::{attach_policies, check_protection};
 use super::trigger_names::{push_triggers, KEEP_PARENT_OWNER, PUSH_PARENT_OWNER, PUSH_PARENT_OWNER_DELETE};
-use crate::api::authorize::{as_caller, on_catalog, require_admin};
+use crate::catalog::spi::{as_caller, on_catalog};
 use crate::catalog::latest::{self, lock_copies_of};
 use crate::catalog::privileged;
 use crate::catalog::tables::{check_caller_owns_plain_table, has_index_led_by, primary_key, primary_key_of, qualified_name};
-use crate::error::{CrmError, CrmResult, OrRaise, required};
+use crate::error::{CrmError, CrmResult, OrRaise};
 use crate::session::cache;
 use crm_model::Action;
 
@@ -58,20 +58,8 @@ fn type_name(t: pg_sys::Oid) -> String {
     unsafe { CStr::from_ptr(pg_sys::format_type_be(t)).to_string_lossy().into_owned() }
 }
 
-#[pg_extern]
-fn link_parent(child: Option<PgRelation>, parent_column: Option<&str>, parent: Option<PgRelation>) {
-    let child = required("child", child);
-    let parent_column = required("parent_column", parent_column);
-    let parent = required("parent", parent);
-    let (child_oid, parent_oid) = (child.oid(), parent.oid());
-    // ALTER TABLE refuses a relation this session holds open.
-    drop(child);
-    drop(parent);
-    require_admin().or_raise();
-    link(child_oid, parent_column, parent_oid).or_raise();
-}
-
-fn link(child_oid: pg_sys::Oid, parent_column: &str, parent_oid: pg_sys::Oid) -> CrmResult<()> {
+/// Link `child` to `parent` (see the module comment); the caller is an authorised admin.
+pub fn link(child_oid: pg_sys::Oid, parent_column: &str, parent_oid: pg_sys::Oid) -> CrmResult<()> {
     let m = cache::current(true)?;
     let (child, parent, key, parent_owner) = as_caller(|c| {
         let child = check_caller_owns_plain_table(c, child_oid, "link")?;

@@ -1,7 +1,8 @@
-//! Row-level security for protected tables: attaching the policies (`protect`), what they
-//! let through (`enforce`), and their plan-time specialisation (`simplify`); the triggers
-//! that keep copied access columns true (`link`, `linked`) and refuse what policies cannot
-//! see (`fields`, `truncate`).
+//! Row-level security for protected tables: the policies' and triggers' DDL (`protect`,
+//! `link`; `api::protect` holds the entry points), what they let through (`enforce`), and
+//! their plan-time specialisation (`simplify`); the triggers that keep copied access columns
+//! true (`link`, `linked`) and refuse what policies cannot see (`fields`, `truncate`). Nothing
+//! here imports from `api`.
 
 pub mod calendar;
 pub mod conversations;
