@@ -20,6 +20,11 @@ use crate::{Action, OwnerId};
 /// The module whose actions govern conversations and their messages.
 pub const MESSAGES: &str = "Messages";
 
+/// Whether conversations link to records of `module`: leads and contacts (DESIGN §3.5).
+pub fn links_conversations(module: &str) -> bool {
+    matches!(module, "Leads" | "Contacts")
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessagePermission {

@@ -294,9 +294,10 @@ fn set_sharing_default(module: Option<&str>, level: Option<&str>) {
     administer(|c: Client| {
         check_record_module(c, module, "org-wide defaults")?;
         let level = level.parse::<SharingLevel>().map_err(|e| CrmError::invalid(e.to_string()))?;
-        if module == "Contacts" {
-            return Err(CrmError::invalid("Contacts follow the org-wide default of Accounts")
-                .with_hint("Set the default of Accounts instead."));
+        let governing = crm_model::sharing_module(module);
+        if governing != module {
+            return Err(CrmError::invalid(format!("{module} follow the org-wide default of {governing}"))
+                .with_hint(format!("Set the default of {governing} instead.")));
         }
         // Private Accounts make their related modules private too, in this transaction (§3.1).
         let mut modules = vec![module];

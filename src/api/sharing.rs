@@ -146,8 +146,10 @@ fn add_sharing_rule(module: Option<&str>, source_kind: Option<&str>, source: Opt
     let related_modules = required("related_modules", related_modules);
     administer(|c: Client| {
         check_record_module(c, module, "sharing rules")?;
-        if module == "Contacts" {
-            return Err(CrmError::invalid("Contacts follow the sharing rules of Accounts").with_hint("Add the rule to Accounts instead."));
+        let governing = crm_model::sharing_module(module);
+        if governing != module {
+            return Err(CrmError::invalid(format!("{module} follow the sharing rules of {governing}"))
+                .with_hint(format!("Add the rule to {governing} instead.")));
         }
         let source_id = party(c, source_kind, source, RULE_KINDS)?;
         let target_id = party(c, target_kind, target, RULE_KINDS)?;

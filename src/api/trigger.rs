@@ -5,6 +5,7 @@ use pgrx::prelude::*;
 
 #[pg_trigger]
 fn catalog_changed<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    // SAFETY: queues an invalidation message for an open relation's oid; sent at commit.
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(trigger.relation()?.oid()) };
     Ok(None)
 }

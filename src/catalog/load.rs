@@ -103,6 +103,7 @@ pub fn load() -> CrmResult<LoadedCatalog> {
     // Policies are specialised while planning, which loads the model outside parallel mode;
     // only a direct call of crm.can() inside a parallel query could get here, and there
     // neither a fresh snapshot nor a pinned search_path can be had. Refuse, never guess.
+    // SAFETY: reads a flag of the current transaction.
     if unsafe { pg_sys::IsInParallelMode() } {
         return Err(CrmError::not_supported("the CRM catalog cannot be loaded during a parallel operation")
             .with_hint("Call crm.can() outside parallel queries, or SET max_parallel_workers_per_gather = 0."));

@@ -32,6 +32,7 @@ impl Access {
 }
 
 fn table_name(tbl: pg_sys::Oid) -> String {
+    // SAFETY: get_rel_name returns a palloc'd copy of the name, or NULL for a missing relation.
     unsafe {
         let name = pg_sys::get_rel_name(tbl);
         if name.is_null() { tbl.to_u32().to_string() } else { CStr::from_ptr(name).to_string_lossy().into_owned() }

@@ -27,11 +27,6 @@ use crate::catalog::tables::{existing, primary_key_of};
 use crate::error::{CrmError, CrmResult, OrRaise};
 use crate::session::cache;
 
-/// The modules whose records conversations link to.
-fn links_conversations(module: Option<&str>) -> bool {
-    matches!(module, Some("Leads" | "Contacts"))
-}
-
 /// The owner of record `id` of `tbl`, a protected Leads or Contacts table, as the caller
 /// can read it; an error when the caller cannot.
 #[pg_extern(volatile, parallel_unsafe)]
@@ -42,7 +37,7 @@ fn linked_record_owner(tbl: pg_sys::Oid, id: i64) -> i64 {
 fn record_owner(tbl: pg_sys::Oid, id: i64) -> CrmResult<i64> {
     let m = cache::current(false)?;
     let table = existing(tbl)?;
-    let Some(owner_column) = m.owner_column_of(tbl).filter(|_| links_conversations(m.module_of(tbl))).map(str::to_string) else {
+    let Some(owner_column) = m.owner_column_of(tbl).filter(|_| m.module_of(tbl).is_some_and(crm_model::links_conversations)).map(str::to_string) else {
         return Err(CrmError::invalid(format!("{table} is not a protected Leads or Contacts table"))
             .with_hint("Conversations link to a lead or a contact in a table protected with crm.protect()."));
     };
@@ -69,7 +64,7 @@ fn push_linked_owner<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
     let update = trigger.event().fired_by_update();
     let pushed: CrmResult<()> = (|| {
         let m = cache::current(false)?;
-        if !links_conversations(m.module_of(tbl)) {
+        if !m.module_of(tbl).is_some_and(crm_model::links_conversations) {
             return Ok(());
         }
         let (Some(owner), Some((key, key_type))) = (m.owner_column_of(tbl), primary_key_of(tbl)) else { return Ok(()) };

@@ -95,7 +95,7 @@ pub fn attach_triggers(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, mod
         None,
         &[],
     )?;
-    if matches!(module, "Leads" | "Contacts") {
+    if crm_model::links_conversations(module) {
         c.update(&push_triggers(table, LINKED_OWNER_UPDATE, LINKED_OWNER_DELETE, "crm.push_linked_owner"), None, &[])?;
     } else {
         drop_trigger(c, tbl, table, LINKED_OWNER_UPDATE)?;

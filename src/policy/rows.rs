@@ -105,6 +105,8 @@ pub fn require_firing(trigger: &pgrx::PgTrigger<'_>, function: &str, firing: Fir
             // and could find a temporary view of the caller's (found in pg_temp even with
             // a pinned search_path). So the names must be exactly those.
             let t = trigger.trigger();
+            // SAFETY: the trigger's transition table names are NULL or C strings owned by the
+            // relcache entry of the firing trigger, alive for this call.
             let named = |p: *mut std::ffi::c_char, want: &CStr| !p.is_null() && unsafe { CStr::from_ptr(p) } == want;
             let tables = (e.fired_by_update() && named(t.tgoldtable, c"crm_old") && named(t.tgnewtable, c"crm_new"))
                 || (e.fired_by_delete() && named(t.tgoldtable, c"crm_old") && t.tgnewtable.is_null());

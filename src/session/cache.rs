@@ -128,7 +128,10 @@ pub fn planning_ended() {
     PINNED.with(|p| p.borrow_mut().take());
 }
 
+/// Called once per backend, at library load.
 pub fn init() {
+    // SAFETY: registers functions that live as long as the library; PostgreSQL calls them
+    // only from its invalidation processing, inside a transaction.
     unsafe {
         pg_sys::CacheRegisterRelcacheCallback(Some(relcache_changed), pg_sys::Datum::from(0));
         // Identity also depends on database roles: membership in a trusted role, and the
@@ -140,6 +143,9 @@ pub fn init() {
     }
 }
 
+/// # Safety
+/// Only PostgreSQL calls it, as a relcache callback registered in `init`; it touches only
+/// this backend's own state.
 #[pg_guard]
 unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     let ours = relid == pg_sys::InvalidOid
@@ -153,6 +159,9 @@ unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: pg_sys:
     }
 }
 
+/// # Safety
+/// Only PostgreSQL calls it, as a syscache callback registered in `init`; it touches only
+/// this backend's own state.
 #[pg_guard]
 unsafe extern "C-unwind" fn roles_changed(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
     identity::forget();
@@ -195,6 +204,8 @@ pub fn current(accept: bool) -> CrmResult<Rc<Loaded>> {
 
 fn current_unpinned(accept: bool) -> CrmResult<Rc<Loaded>> {
     if accept {
+        // SAFETY: called inside a transaction (from SQL functions and planner hooks); the
+        // callbacks it may run are ours and PostgreSQL's own.
         unsafe { pg_sys::AcceptInvalidationMessages() };
     }
     if !STALE.get() {

@@ -13,6 +13,7 @@ pub static USER_NAME: GucSetting<Option<CString>> = GucSetting::<Option<CString>
 pub static REQUIRE_LOCAL_USER: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 pub fn init() {
+    // SAFETY: at library load; the settings' storage is static and the hooks never raise.
     unsafe {
         GucRegistry::define_string_guc_with_hooks(
             c"crm.user_name",
@@ -90,6 +91,7 @@ fn user_name_option() -> Option<*mut pg_sys::config_generic> {
     if !cached.is_null() {
         return Some(cached);
     }
+    // SAFETY: called after `init` defined the option.
     let found = unsafe { find_user_name_option() };
     if found.is_null() {
         return None;
@@ -98,6 +100,9 @@ fn user_name_option() -> Option<*mut pg_sys::config_generic> {
     Some(found)
 }
 
+/// # Safety
+/// Call after `init` defined the option. Returns PostgreSQL's own record of it, valid for
+/// the backend's life, or null.
 #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
 unsafe fn find_user_name_option() -> *mut pg_sys::config_generic {
     // Before 16, find_option() is private to guc.c; the array of options is public.
@@ -109,6 +114,8 @@ unsafe fn find_user_name_option() -> *mut pg_sys::config_generic {
         .unwrap_or(std::ptr::null_mut())
 }
 
+/// # Safety
+/// As above.
 #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
 unsafe fn find_user_name_option() -> *mut pg_sys::config_generic {
     pg_sys::find_option(c"crm.user_name".as_ptr(), false, true, pgrx::PgLogLevel::ERROR as i32)
@@ -119,6 +126,10 @@ unsafe fn find_user_name_option() -> *mut pg_sys::config_generic {
 /// the setting is assigned a non-empty value or changes (SET, SET LOCAL, its revert at
 /// transaction end, RESET, DISCARD, a function's SET clause), every cached plan holding a
 /// decision of ours is marked for re-planning (`session::plans`). Runs inside GUC machinery, so it must not raise.
+///
+/// # Safety
+/// Only PostgreSQL calls it, as the setting's assign hook: `newval` is null or a C string,
+/// and the setting's storage still holds the old value.
 #[pg_guard]
 unsafe extern "C-unwind" fn assign_user_name(newval: *const c_char, _extra: *mut c_void) {
     let old = *USER_NAME.as_ptr();
@@ -129,6 +140,8 @@ unsafe extern "C-unwind" fn assign_user_name(newval: *const c_char, _extra: *mut
     }
 }
 
+/// # Safety
+/// Only PostgreSQL calls it, as the setting's assign hook.
 #[pg_guard]
 unsafe extern "C-unwind" fn assign_require_local_user(_newval: bool, _extra: *mut c_void) {
     identity::forget();

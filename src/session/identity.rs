@@ -46,6 +46,7 @@ thread_local! {
 /// value): so the end of every such transaction, and the abort of a subtransaction, resets
 /// them as well.
 pub fn init() {
+    // SAFETY: registers functions that live as long as the library, at library load.
     unsafe {
         pg_sys::RegisterXactCallback(Some(end_of_transaction), std::ptr::null_mut());
         pg_sys::RegisterSubXactCallback(Some(end_of_subtransaction), std::ptr::null_mut());
@@ -59,6 +60,8 @@ fn reset_if_honoured(keep: bool) {
     }
 }
 
+/// # Safety
+/// Only PostgreSQL calls it, as a transaction callback registered in `init`.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn end_of_transaction(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     use pg_sys::XactEvent::*;
@@ -70,6 +73,8 @@ unsafe extern "C-unwind" fn end_of_transaction(event: pg_sys::XactEvent::Type, _
     }
 }
 
+/// # Safety
+/// Only PostgreSQL calls it, as a subtransaction callback registered in `init`.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn end_of_subtransaction(
     event: pg_sys::SubXactEvent::Type,
@@ -83,6 +88,7 @@ unsafe extern "C-unwind" fn end_of_subtransaction(
 }
 
 fn role_name(oid: pg_sys::Oid) -> String {
+    // SAFETY: GetUserNameFromId returns a palloc'd C string, or raises for a missing role.
     unsafe { CStr::from_ptr(pg_sys::GetUserNameFromId(oid, false)).to_string_lossy().into_owned() }
 }
 
@@ -98,6 +104,7 @@ fn is_trusted(m: &Loaded, login: pg_sys::Oid) -> bool {
 
 /// Only a superuser session or a member of a trusted role may set `crm.user_name`.
 pub fn check_may_assert(m: &Loaded) -> CrmResult<()> {
+    // SAFETY: reads the session's login role id.
     let login = unsafe { pg_sys::GetSessionUserId() };
     if is_trusted(m, login) {
         return Ok(());
@@ -123,6 +130,7 @@ fn check_local(login: pg_sys::Oid) -> CrmResult<()> {
         HONOURED_LOCAL.with(|h| h.set(true));
         return Ok(());
     }
+    // SAFETY: reads the role's catalog row.
     if unsafe { pg_sys::superuser_arg(login) } {
         return Ok(());
     }
@@ -134,6 +142,7 @@ fn check_local(login: pg_sys::Oid) -> CrmResult<()> {
 pub fn resolve(m: &Loaded) -> CrmResult<Identity> {
     // Every decision goes through here: plans being built, and this transaction, now hold one.
     super::plans::decision_made();
+    // SAFETY: reads the session's login role id.
     let login = unsafe { pg_sys::GetSessionUserId() };
     let setting = guc::user_name();
     let generation = cache::generation();

@@ -191,6 +191,9 @@ pub fn planning() -> bool {
     PLANNINGS.with(|p| !p.borrow().is_empty())
 }
 
+/// # Safety
+/// Only PostgreSQL calls it, as `planner_hook` (set in `init`), with the hook's arguments,
+/// which it passes on unchanged to the previous hook or the standard planner.
 #[pg_guard]
 unsafe extern "C-unwind" fn planner(
     parse: *mut pg_sys::Query,
@@ -222,6 +225,9 @@ fn user_code_runs() {
 /// Asked whenever a function that is not built in (and neither SECURITY DEFINER nor with a
 /// `SET` clause) is looked up to be called. We never ask for the call-level hook ourselves
 /// (the answer is the previous hook's); we only note that user code may run.
+///
+/// # Safety
+/// Only PostgreSQL calls it, as `needs_fmgr_hook` (set in `init`).
 #[pg_guard]
 unsafe extern "C-unwind" fn needs_fmgr_hook(fn_oid: pg_sys::Oid) -> bool {
     user_code_runs();
@@ -233,6 +239,10 @@ unsafe extern "C-unwind" fn needs_fmgr_hook(fn_oid: pg_sys::Oid) -> bool {
 
 /// Called around every call of a SECURITY DEFINER function or one with a `SET` clause (and
 /// of functions another hook asked for).
+///
+/// # Safety
+/// Only PostgreSQL calls it, as `fmgr_hook` (set in `init`), with arguments it passes on
+/// unchanged.
 #[pg_guard]
 unsafe extern "C-unwind" fn fmgr_hook(event: pg_sys::FmgrHookEventType::Type, flinfo: *mut pg_sys::FmgrInfo, arg: *mut pg_sys::Datum) {
     user_code_runs();
@@ -242,6 +252,10 @@ unsafe extern "C-unwind" fn fmgr_hook(event: pg_sys::FmgrHookEventType::Type, fl
 }
 
 /// A query starts (a function's statement, a cursor's): inside a planning, user code runs.
+///
+/// # Safety
+/// Only PostgreSQL calls it, as `ExecutorStart_hook` (set in `init`), with arguments it
+/// passes on unchanged.
 #[pg_guard]
 unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, eflags: std::ffi::c_int) {
     user_code_runs();
