@@ -10,6 +10,9 @@ pub struct CrmError {
     message: String,
     detail: Option<String>,
     hint: Option<String>,
+    /// For a refusal: the table (or "conversations", "events") and action it was about, and
+    /// why, for the denial log; the message stands in for what is not given.
+    about: Option<(Option<String>, Option<String>, Option<String>)>,
 }
 
 /// A name as error messages show it: at most 80 characters, control characters escaped, so
@@ -31,15 +34,21 @@ pub fn shown(name: &str) -> String {
 
 impl CrmError {
     fn new(code: PgSqlErrorCode, message: impl Into<String>) -> Self {
-        CrmError { code, message: message.into(), detail: None, hint: None }
+        CrmError { code, message: message.into(), detail: None, hint: None, about: None }
     }
 
     /// A write by someone who cannot act (no identity, unknown or disabled user); `what` is
     /// "table leads", "conversations".
     pub fn cannot_act(reason: &crm_model::Reason, action: crm_model::Action, what: &str) -> Self {
-        CrmError::denied(format!("{reason}: {action} on {what} is refused")).with_hint(
-            "Connect as a login mapped with crm.map_db_role(), or from a trusted role run crm.set_user() or SET LOCAL crm.user_name.",
-        )
+        CrmError::denied(format!("{reason}: {action} on {what} is refused"))
+            .with_hint("Connect as a login mapped with crm.map_db_role(), or from a trusted role run crm.set_user() or SET LOCAL crm.user_name.")
+            .about(Some(what.strip_prefix("table ").unwrap_or(what)), Some(&action.to_string()), Some(&reason.to_string()))
+    }
+
+    /// What a refusal was about, for the denial log (`session::denials`).
+    pub fn about(mut self, table: Option<&str>, action: Option<&str>, reason: Option<&str>) -> Self {
+        self.about = Some((table.map(str::to_string), action.map(str::to_string), reason.map(str::to_string)));
+        self
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -115,6 +124,10 @@ impl CrmError {
     }
 
     pub fn raise(self) -> ! {
+        if self.code == PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE {
+            let (table, action, reason) = self.about.clone().unwrap_or_default();
+            crate::session::denials::log(table.as_deref(), action.as_deref(), reason.as_deref().unwrap_or(&self.message));
+        }
         let mut report = ErrorReport::new(self.code, self.message, "crm_access");
         if let Some(d) = self.detail {
             report = report.set_detail(d);

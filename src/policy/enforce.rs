@@ -143,7 +143,8 @@ pub fn check_assignment(tbl: pg_sys::Oid, action: Action, owner: Option<OwnerId>
     let article = if module.starts_with(['A', 'E', 'I', 'O', 'U']) { "an" } else { "a" };
     Err(CrmError::denied(format!("CRM user \"{}\" may not {what} {article} {module} record owned by {owner_name}", user.name))
         .with_detail(d.reason.to_string())
-        .with_hint("Records can be given to yourself, users below your role, or anyone whose records you may edit."))
+        .with_hint("Records can be given to yourself, users below your role, or anyone whose records you may edit.")
+        .about(Some(&table_name(tbl)), Some(what), Some(&d.reason.to_string())))
 }
 
 pub(crate) fn parse_action(action: &str) -> Action {

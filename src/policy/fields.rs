@@ -324,6 +324,7 @@ fn refused(user: &str, field: &str, table: &str, access: FieldAccess) -> CrmErro
     CrmError::denied(format!("field \"{field}\" of {table} is {what} CRM user \"{user}\""))
         .with_detail("Writes to hidden and read-only fields are refused; nothing was changed.")
         .with_hint("Leave the field out of the INSERT or UPDATE, or ask an administrator about crm.set_field_access().")
+        .about(Some(table), Some("write"), Some(&format!("field \"{field}\" is {what} the user")))
 }
 
 /// An executor state for evaluating default expressions, freed on drop: the values it

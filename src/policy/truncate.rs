@@ -25,6 +25,7 @@ fn check_truncate<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'
         CrmError::denied(format!("TRUNCATE {table} would delete records you may not delete"))
             .with_detail("TRUNCATE ignores row security, so it needs delete access to every record of the table.")
             .with_hint("Use DELETE, which removes exactly the records you may delete, or ask a CRM administrator.")
+            .about(Some(&table), Some("truncate"), Some("not every record may be deleted"))
             .raise();
     }
     Ok(None)

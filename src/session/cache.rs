@@ -172,6 +172,11 @@ unsafe extern "C-unwind" fn roles_changed(_arg: pg_sys::Datum, _cache: i32, _has
     crate::session::plans::invalidate();
 }
 
+/// The model last loaded, if any, without loading or checking for changes.
+pub fn peek() -> Option<Rc<Loaded>> {
+    PINNED.with(|p| p.borrow().clone()).or_else(|| MODEL.with(|m| m.borrow().clone()))
+}
+
 /// Increases whenever a new model is loaded; identity resolution caches against it.
 pub fn generation() -> u64 {
     GENERATION.get()

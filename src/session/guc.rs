@@ -11,6 +11,7 @@ use super::identity;
 
 pub static USER_NAME: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static REQUIRE_LOCAL_USER: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static LOG_DENIALS: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 pub fn init() {
     // SAFETY: at library load; the settings' storage is static and the hooks never raise.
@@ -40,6 +41,15 @@ pub fn init() {
             Some(assign_require_local_user),
             None,
         );
+        // Superuser-only too: whoever is refused must not be able to keep it out of the log.
+        GucRegistry::define_bool_guc(
+            c"crm.log_denials",
+            c"Log one line per refused write or identity assertion.",
+            c"Each line is a LOG message starting with \"crm_access denial: \" followed by a JSON object.",
+            &LOG_DENIALS,
+            GucContext::Suset,
+            GucFlags::default(),
+        );
     }
 }
 
@@ -50,6 +60,10 @@ pub fn user_name() -> Option<String> {
 
 pub fn require_local_user() -> bool {
     REQUIRE_LOCAL_USER.get()
+}
+
+pub fn log_denials() -> bool {
+    LOG_DENIALS.get()
 }
 
 /// Whether the current value of `crm.user_name` was set inside the current transaction and

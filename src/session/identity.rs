@@ -35,6 +35,23 @@ pub fn forget() {
     MEMO.with(|m| m.replace(None));
 }
 
+/// The acting user's name as the last resolution found it, if that was for this session's
+/// login, the current setting and the cached model; never loads anything (for the denial log).
+pub fn known_name() -> Option<String> {
+    // SAFETY: reads the session's login role id.
+    let login = unsafe { pg_sys::GetSessionUserId() };
+    let setting = guc::user_name();
+    let generation = cache::generation();
+    let identity = MEMO.with(|memo| {
+        memo.borrow().as_ref().filter(|(g, l, s, _)| *g == generation && *l == login && *s == setting).map(|x| x.3.clone())
+    })?;
+    match identity {
+        Identity::None => None,
+        Identity::Unknown(name) => Some(name),
+        Identity::User(id) => cache::peek().and_then(|m| m.model.user(id).map(|u| u.name.clone())),
+    }
+}
+
 thread_local! {
     /// A transaction-local `crm.user_name` was honoured since the last transaction end.
     static HONOURED_LOCAL: Cell<bool> = const { Cell::new(false) };
@@ -112,7 +129,8 @@ pub fn check_may_assert(m: &Loaded) -> CrmResult<()> {
     let login = role_name(login);
     Err(CrmError::denied(format!("role \"{login}\" may not set crm.user_name"))
         .with_detail("Only members of a role registered with crm.trust_role() may assert the acting CRM user.")
-        .with_hint(format!("Unset crm.user_name, or have an administrator run crm.trust_role() for a role that \"{login}\" is a member of.")))
+        .with_hint(format!("Unset crm.user_name, or have an administrator run crm.trust_role() for a role that \"{login}\" is a member of."))
+        .about(None, Some("assert identity"), Some("the login is not a member of a trusted role")))
 }
 
 /// With `crm.require_local_user` on, a non-superuser's assertion counts only for the
@@ -136,7 +154,8 @@ fn check_local(login: pg_sys::Oid) -> CrmResult<()> {
     }
     Err(CrmError::denied("crm.user_name was set for the session, not for this transaction")
         .with_detail("crm.require_local_user is on: the acting user must be set inside each transaction, so that a pooled connection carries nothing to its next client.")
-        .with_hint("Run SET LOCAL crm.user_name or SELECT crm.set_user(name) after BEGIN, and RESET crm.user_name for the session."))
+        .with_hint("Run SET LOCAL crm.user_name or SELECT crm.set_user(name) after BEGIN, and RESET crm.user_name for the session.")
+        .about(None, Some("assert identity"), Some("crm.user_name was set for the session, not for this transaction")))
 }
 
 pub fn resolve(m: &Loaded) -> CrmResult<Identity> {

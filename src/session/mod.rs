@@ -1,6 +1,7 @@
 //! Who is acting, and the per-backend cache of the compiled model.
 
 pub mod cache;
+pub mod denials;
 pub mod guc;
 pub mod identity;
 pub mod plans;
