@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 
 use crate::access::Model;
-use crate::decision::{Decision, Reason};
+use crate::decision::{Decision, Gate, Reason};
 use crate::{Action, OwnerId};
 
 pub const ACTIVITIES: &str = "Activities";
@@ -86,8 +86,8 @@ impl Model {
     /// One event's decision, judged from its facts, with the reason.
     pub fn decide_event(&self, user: Option<OwnerId>, action: Action, e: &Event) -> Decision {
         let u = match self.gate(user, ACTIVITIES, action) {
-            Ok(u) => u,
-            Err(decided) => return decided,
+            Gate::Open(u) => u,
+            Gate::Settled(decided) => return decided,
         };
         let user = u.owner_id;
         if matches!(action, Action::Import | Action::Export) {

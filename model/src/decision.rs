@@ -116,13 +116,21 @@ fn deny(reason: Reason) -> Decision {
     Decision::deny(reason)
 }
 
+/// What the gate (`Model::gate`) makes of a request.
+pub(crate) enum Gate<'a> {
+    /// Decided, allowed or denied, before any record-level rule.
+    Settled(Decision),
+    /// The acting user, whose access the module's own rules decide.
+    Open(&'a User),
+}
+
 impl Model {
     /// May `user` perform `action` on a `module` record owned by `owner`?
     /// For create/import/export the owner is not consulted (see `decide_assignment`).
     pub fn decide(&self, user: Option<OwnerId>, module: &str, action: Action, owner: OwnerId) -> Decision {
         let u = match self.gate(user, module, action) {
-            Ok(u) => u,
-            Err(decided) => return decided,
+            Gate::Open(u) => u,
+            Gate::Settled(decided) => return decided,
         };
         if !action.is_record_level() {
             return allow(Reason::ModuleLevel { module: module.to_string(), action });
@@ -131,31 +139,31 @@ impl Model {
     }
 
     /// Steps 1–5 of DESIGN §3, common to records, conversations and events: who is acting,
-    /// admins, View All / Edit All, and the module privilege. `Err` is the decision when one of
-    /// them settles it; `Ok` is the acting user, whose access the module's own rules decide.
-    pub(crate) fn gate(&self, user: Option<OwnerId>, module: &str, action: Action) -> Result<&User, Decision> {
-        let Some(user) = user else { return Err(deny(Reason::NoActingUser)) };
-        let Some(u) = self.users.get(&user) else { return Err(deny(Reason::UnknownUser { user: user.to_string() })) };
+    /// admins, View All / Edit All, and the module privilege. Either one of them settles the
+    /// decision, or the acting user goes on to the module's own rules.
+    pub(crate) fn gate(&self, user: Option<OwnerId>, module: &str, action: Action) -> Gate<'_> {
+        let Some(user) = user else { return Gate::Settled(deny(Reason::NoActingUser)) };
+        let Some(u) = self.users.get(&user) else { return Gate::Settled(deny(Reason::UnknownUser { user: user.to_string() })) };
         if !u.is_active {
-            return Err(deny(Reason::Disabled { user: u.name.clone() }));
+            return Gate::Settled(deny(Reason::Disabled { user: u.name.clone() }));
         }
         if !self.defaults.contains_key(module) {
-            return Err(deny(Reason::UnknownModule { module: module.to_string() }));
+            return Gate::Settled(deny(Reason::UnknownModule { module: module.to_string() }));
         }
         if u.is_admin {
-            return Err(allow(Reason::Admin { user: u.name.clone() }));
+            return Gate::Settled(allow(Reason::Admin { user: u.name.clone() }));
         }
         let p = self.privileges_of(u);
         if let (Action::Read, Some(source)) = (action, &p.view_all) {
-            return Err(allow(Reason::ViewAll { source: source.clone() }));
+            return Gate::Settled(allow(Reason::ViewAll { source: source.clone() }));
         }
         if let (Action::Read | Action::Create | Action::Edit, Some(source)) = (action, &p.edit_all) {
-            return Err(allow(Reason::EditAll { source: source.clone() }));
+            return Gate::Settled(allow(Reason::EditAll { source: source.clone() }));
         }
         if !p.granted(module, action) {
-            return Err(deny(Reason::NotGranted { module: module.to_string(), action }));
+            return Gate::Settled(deny(Reason::NotGranted { module: module.to_string(), action }));
         }
-        Ok(u)
+        Gate::Open(u)
     }
 
     fn decide_record(&self, me: &User, module: &str, action: Action, owner: OwnerId) -> Decision {

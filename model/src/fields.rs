@@ -60,7 +60,44 @@ impl fmt::Display for FieldAccess {
     }
 }
 
+/// The fields of a module's records a user may not freely write (see `Model::unwritable_fields`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unwritable {
+    /// Every field: a user whose role carries no profile (or who cannot act).
+    Every,
+    /// These fields, with the access the user has to each; any other field is read_write.
+    These(Vec<(String, FieldAccess)>),
+}
+
+impl Unwritable {
+    /// Whether writing `field` is restricted.
+    pub fn includes(&self, field: &str) -> bool {
+        match self {
+            Unwritable::Every => true,
+            Unwritable::These(fields) => fields.iter().any(|(name, _)| name == field),
+        }
+    }
+}
+
 impl Model {
+    /// The fields of `module` that `user` may not freely write: every field when even the
+    /// fields no one mentions are not writable for them, otherwise the mentioned fields with
+    /// less than read_write for them (unmentioned fields are read_write).
+    pub fn unwritable_fields(&self, user: OwnerId, module: &str) -> Unwritable {
+        if !self.unmentioned_field_access(user, module).writable() {
+            return Unwritable::Every;
+        }
+        Unwritable::These(
+            self.fields_mentioned(module)
+                .into_iter()
+                .filter_map(|f| {
+                    let a = self.field_access(user, module, &f);
+                    (!a.writable()).then_some((f, a))
+                })
+                .collect(),
+        )
+    }
+
     /// Whether `field` of `module` is hidden from every non-admin user.
     pub fn globally_hidden(&self, module: &str, field: &str) -> bool {
         self.catalog.hidden_fields.iter().any(|(m, f)| m == module && f == field)

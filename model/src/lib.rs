@@ -21,7 +21,7 @@ pub use access::{sharing_module, Model, ModelError, Scope};
 pub use catalog::{related_modules, Catalog, Group, GroupMember, Module, Party, Profile, Role, RuleAccess, SharingRule, User};
 pub use calendar::{Event, EventScope, ACTIVITIES};
 pub use decision::{Decision, Reason};
-pub use fields::FieldAccess;
+pub use fields::{FieldAccess, Unwritable};
 pub use messages::{links_conversations, Conversation, ConversationFilter, ConversationScope, Inbox, MessagePermission, MESSAGES};
 pub use roles::RoleTree;
 pub use vocabulary::{Action, SharingLevel, UnknownWord};

@@ -13,7 +13,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::access::Model;
-use crate::decision::{Decision, Reason};
+use crate::decision::{Decision, Gate, Reason};
 use crate::vocabulary::UnknownWord;
 use crate::{Action, OwnerId};
 
@@ -189,8 +189,8 @@ impl Model {
     /// One conversation's decision, judged from its facts, with the reason.
     pub fn decide_conversation(&self, user: Option<OwnerId>, action: Action, c: &Conversation) -> Decision {
         let u = match self.gate(user, MESSAGES, action) {
-            Ok(u) => u,
-            Err(decided) => return decided,
+            Gate::Open(u) => u,
+            Gate::Settled(decided) => return decided,
         };
         let (user, p) = (u.owner_id, self.privileges_of(u));
         if !matches!(action, Action::Read | Action::Create | Action::Edit | Action::Delete) {

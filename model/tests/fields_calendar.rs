@@ -149,3 +149,20 @@ fn no_activities_privilege_means_an_empty_calendar() {
     assert!(!details(&m, NOACT, &event(NOACT, &[], true)));
     assert_eq!(m.decide_event(Some(NOACT), Read, &event(NOACT, &[], true)).reason, Reason::NotGranted { module: "Activities".into(), action: Read });
 }
+
+#[test]
+fn unwritable_fields_are_those_below_read_write_or_every_field_for_whoever_cannot_act() {
+    use crm_model::Unwritable::{Every, These};
+    let m = org(vec![]);
+    let these = |list: &[(&str, FieldAccess)]| These(list.iter().map(|(f, a)| (f.to_string(), *a)).collect());
+    // Narrow and Wide combine: budget is read_write through Wide; phone read-only at best.
+    assert_eq!(m.unwritable_fields(REP, "Leads"), these(&[("notes", Hidden), ("phone", ReadOnly), ("ssn", Hidden)]));
+    // View All lifts hidden fields to read-only, never above; Edit All writes all but ssn.
+    assert_eq!(m.unwritable_fields(AUDITOR, "Leads"), these(&[("notes", ReadOnly), ("ssn", Hidden)]));
+    assert_eq!(m.unwritable_fields(EDITOR, "Leads"), these(&[("ssn", Hidden)]));
+    assert_eq!(m.unwritable_fields(ADMIN, "Leads"), these(&[]));
+    // A disabled user, or no user at all: every field.
+    assert_eq!(m.unwritable_fields(GONE, "Leads"), Every);
+    assert_eq!(m.unwritable_fields(999, "Leads"), Every);
+    assert!(Every.includes("anything") && !these(&[("ssn", Hidden)]).includes("phone"));
+}

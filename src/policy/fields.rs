@@ -17,7 +17,7 @@
 use std::ffi::CString;
 use std::rc::Rc;
 
-use crm_model::{FieldAccess, OwnerId};
+use crm_model::{FieldAccess, Unwritable};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, Internal, PgList, PgTupleDesc};
 
@@ -27,7 +27,6 @@ use super::rows::{require_firing, same_value, with_value, Firing};
 use super::nodes::{any_of, bool_const};
 use super::simplify::{answer, const_value, declined, simplify_request, simplify_request_anywhere};
 use crate::error::{CrmError, CrmResult, OrRaise};
-use crate::session::cache::Loaded;
 use crate::session::identity;
 use crm_model::Action;
 
@@ -49,21 +48,22 @@ fn field_visible(tbl: Option<pg_sys::Oid>, field: Option<&str>) -> bool {
     access(tbl, field, false).readable()
 }
 
-/// The fields of `tbl` the current user may not freely write, or `Some(empty)` when the
-/// check does not apply (row security does not apply to them, or no field is restricted).
-/// `None`: every field (a user whose role carries no profile).
-fn restricted_for_writer(tbl: pg_sys::Oid) -> Option<Vec<(String, FieldAccess)>> {
+/// The fields of `tbl` the current user may not freely write; none when the check does not
+/// apply (row security does not apply to them).
+fn restricted_for_writer(tbl: pg_sys::Oid) -> Unwritable {
+    let none = Unwritable::These(Vec::new());
     if opened::rows_opened(tbl) {
-        return Some(Vec::new());
+        return none;
     }
+    // SAFETY: reads the relation's row security flags and the caller's role attributes.
     if unsafe { pg_sys::check_enable_rls(tbl, pg_sys::InvalidOid, true) } != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32 {
-        return Some(Vec::new());
+        return none;
     }
     // A broken catalog or nobody acting: check every field (the policies refuse anyway).
-    let Ok(Some(m)) = model(Action::Edit, true) else { return None };
-    let Some(module) = m.module_of(tbl) else { return Some(Vec::new()) };
-    let Ok(Ok(u)) = identity::acting_user(&m) else { return None };
-    (*m.field_restrictions(u.owner_id, tbl, || restricted(&m, u.owner_id, module))).clone()
+    let Ok(Some(m)) = model(Action::Edit, true) else { return Unwritable::Every };
+    let Some(module) = m.module_of(tbl) else { return none };
+    let Ok(Ok(u)) = identity::acting_user(&m) else { return Unwritable::Every };
+    (*m.unwritable_fields(u.owner_id, tbl, module)).clone()
 }
 
 /// One column of the table, as the WHEN conditions need it.
@@ -161,7 +161,7 @@ unsafe fn write_condition(tbl: pg_sys::Oid, old: Option<&pg_sys::Var>, new: &pg_
     let restricted = restricted_for_writer(tbl);
     let mut any = PgList::<pg_sys::Node>::new();
     for c in columns(tbl) {
-        if c.filled == Filled::Generated || !restricted.as_ref().is_none_or(|r| r.iter().any(|(name, _)| *name == c.name)) {
+        if c.filled == Filled::Generated || !restricted.includes(&c.name) {
             continue;
         }
         let var = |row: &pg_sys::Var| pg_sys::makeVar(row.varno, c.attnum, c.typid, c.typmod, c.collation, 0).cast::<pg_sys::Node>();
@@ -294,25 +294,6 @@ fn field_visible_support(request: Internal) -> Internal {
     }
 }
 
-/// Fields of `module` the user may not freely write, by name: `None` means every field
-/// (a user whose role carries no profile), otherwise those mentioned anywhere in the model
-/// with less than read_write for this user (unmentioned fields are read_write).
-fn restricted(m: &Loaded, user: OwnerId, module: &str) -> Option<Vec<(String, FieldAccess)>> {
-    if m.model.unmentioned_field_access(user, module).writable() {
-        return Some(
-            m.model
-                .fields_mentioned(module)
-                .into_iter()
-                .filter_map(|f| {
-                    let a = m.model.field_access(user, module, &f);
-                    (!a.writable()).then_some((f, a))
-                })
-                .collect(),
-        );
-    }
-    None
-}
-
 /// `schema.table`, as in error messages about that table.
 unsafe fn qualified_name(tbl: pg_sys::Oid) -> String {
     let text = |p: *mut std::ffi::c_char| if p.is_null() { String::from("?") } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() };
@@ -410,7 +391,7 @@ fn check_field_writes<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTup
         let Some(module) = m.module_of(tbl) else { return Ok(()) };
         // No acting user: the row policies refuse the write with their own error.
         let Ok(u) = identity::acting_user(&m)? else { return Ok(()) };
-        let fields: Rc<Option<Vec<(String, FieldAccess)>>> = m.field_restrictions(u.owner_id, tbl, || restricted(&m, u.owner_id, module));
+        let fields: Rc<Unwritable> = m.unwritable_fields(u.owner_id, tbl, module);
         // SAFETY: the trigger's relation and tuples are valid for the whole call; attribute
         // numbers come from the relation's own descriptor.
         unsafe {
@@ -418,7 +399,7 @@ fn check_field_writes<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTup
             let tupdesc = PgTupleDesc::from_pg_unchecked(desc);
             let table = qualified_name(tbl);
             let columns: Vec<(i32, String, FieldAccess)> = match &*fields {
-                Some(list) => list
+                Unwritable::These(list) => list
                     .iter()
                     .filter_map(|(name, a)| {
                         let c = CString::new(name.as_str()).ok()?;
@@ -426,7 +407,7 @@ fn check_field_writes<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTup
                         (attnum > 0).then(|| (attnum, name.clone(), *a))
                     })
                     .collect(),
-                None => tupdesc
+                Unwritable::Every => tupdesc
                     .iter()
                     .filter(|a| !a.attisdropped)
                     .map(|a| (a.attnum as i32, std::ffi::CStr::from_ptr(a.attname.data.as_ptr()).to_string_lossy().into_owned(), FieldAccess::Hidden))

@@ -16,7 +16,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crm_model::{Action, ConversationScope, FieldAccess, Model, OwnerId, Scope};
+use crm_model::{Action, ConversationScope, Model, OwnerId, Scope, Unwritable};
 use pgrx::prelude::*;
 
 use crate::catalog::load::{self, LoadedCatalog, ParentLink};
@@ -35,7 +35,7 @@ pub struct Loaded {
     scopes: Memo<(OwnerId, u32, Action), Scope>,
     assignable: Memo<(OwnerId, u32, Action), Vec<OwnerId>>,
     conversations: Memo<(OwnerId, Action), ConversationScope>,
-    fields: Memo<(OwnerId, u32), Option<Vec<(String, FieldAccess)>>>,
+    fields: Memo<(OwnerId, u32), Unwritable>,
 }
 
 impl Loaded {
@@ -80,14 +80,9 @@ impl Loaded {
         memo(&self.assignable, (user, tbl.to_u32(), action), || self.model.assignable(user, module, action))
     }
 
-    /// The fields of `tbl` the user may not freely write (see `policy::fields`).
-    pub fn field_restrictions(
-        &self,
-        user: OwnerId,
-        tbl: pg_sys::Oid,
-        compute: impl FnOnce() -> Option<Vec<(String, FieldAccess)>>,
-    ) -> Rc<Option<Vec<(String, FieldAccess)>>> {
-        memo(&self.fields, (user, tbl.to_u32()), compute)
+    /// The fields of `tbl` (a `module` table) the user may not freely write.
+    pub fn unwritable_fields(&self, user: OwnerId, tbl: pg_sys::Oid, module: &str) -> Rc<Unwritable> {
+        memo(&self.fields, (user, tbl.to_u32()), || self.model.unwritable_fields(user, module))
     }
 
     pub fn conversation_scope(&self, user: OwnerId, action: Action) -> Rc<ConversationScope> {
