@@ -155,18 +155,26 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
                    WHERE u.owner_id = c.me() AND (p.edit_all OR u.is_admin))
 $$;
 
--- The competitor's copies of the data, with the same indexes, and its policies.
-DO $$
-DECLARE t text; m text;
+-- A competitor's copies of the data (`prefix` || table), with the same indexes, and policies
+-- that filter on the owners `owners_fn(module, action)` returns; (e) uses it too.
+CREATE FUNCTION c.copy_tables(prefix text, owners_fn text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE t text; m text; own text; copy text;
 BEGIN
     FOR t, m IN VALUES ('leads', 'Leads'), ('accounts', 'Accounts'), ('opportunities', 'Opportunities') LOOP
-        EXECUTE format('CREATE TABLE c_%s (LIKE %s INCLUDING ALL)', t, t);
-        EXECUTE format('INSERT INTO c_%s SELECT * FROM %s', t, t);
-        EXECUTE format('ALTER TABLE c_%s ENABLE ROW LEVEL SECURITY', t);
-        EXECUTE format('CREATE POLICY c_read ON c_%s FOR SELECT USING (owner_id = ANY ((SELECT c.visible_owners(%L, ''read''))::bigint[]))', t, m);
-        EXECUTE format('CREATE POLICY c_create ON c_%s FOR INSERT WITH CHECK ((SELECT c.may_create(%L)) AND owner_id = ANY ((SELECT c.visible_owners(%L, ''edit''))::bigint[]))', t, m, m);
-        EXECUTE format('CREATE POLICY c_edit ON c_%s FOR UPDATE USING (owner_id = ANY ((SELECT c.visible_owners(%L, ''edit''))::bigint[])) WITH CHECK (owner_id = ANY ((SELECT c.visible_owners(%L, ''edit''))::bigint[]))', t, m, m);
-        EXECUTE format('CREATE POLICY c_delete ON c_%s FOR DELETE USING (owner_id = ANY ((SELECT c.visible_owners(%L, ''delete''))::bigint[]))', t, m);
-        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON c_%s TO bench_app', t);
+        own := format('owner_id = ANY ((SELECT %s(%L, %%L))::bigint[])', owners_fn, m);
+        copy := prefix || t;
+        EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING ALL)', copy, t);
+        EXECUTE format('INSERT INTO %I SELECT * FROM %I', copy, t);
+        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', copy);
+        EXECUTE format('CREATE POLICY %I ON %I FOR SELECT USING (%s)', prefix || 'read', copy, format(own, 'read'));
+        EXECUTE format('CREATE POLICY %I ON %I FOR INSERT WITH CHECK ((SELECT c.may_create(%L)) AND %s)',
+                       prefix || 'create', copy, m, format(own, 'edit'));
+        EXECUTE format('CREATE POLICY %I ON %I FOR UPDATE USING (%s) WITH CHECK (%s)',
+                       prefix || 'edit', copy, format(own, 'edit'), format(own, 'edit'));
+        EXECUTE format('CREATE POLICY %I ON %I FOR DELETE USING (%s)', prefix || 'delete', copy, format(own, 'delete'));
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO bench_app', copy);
     END LOOP;
 END $$;
+
+SELECT c.copy_tables('c_', 'c.visible_owners');

@@ -164,109 +164,99 @@ LANGUAGE sql STABLE AS $$ SELECT coalesce(current_setting('bench.share_recalc', 
 -- user, the receivers of every rule whose source stands for them (by role, before or after,
 -- or as a group's member), and, when a rule's target stands for them, everyone above their
 -- old and new role ("shared below").
-CREATE FUNCTION e.users_changed() RETURNS trigger
+CREATE FUNCTION e.users_changed(changed jsonb) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off AS $$
-DECLARE
-    changed jsonb := '[]';
-    ids bigint[];
+DECLARE ids bigint[];
 BEGIN
-    IF e.recalculation_on() THEN
-        -- The changed rows, before and after (a statement names only its event's transition tables).
-        IF TG_OP <> 'INSERT' THEN
-            changed := changed || coalesce((SELECT jsonb_agg(o) FROM old_rows o), '[]');
-        END IF;
-        IF TG_OP <> 'DELETE' THEN
-            changed := changed || coalesce((SELECT jsonb_agg(n) FROM new_rows n), '[]');
-        END IF;
-        ids := ARRAY(SELECT DISTINCT owner_id FROM jsonb_populate_recordset(NULL::crm.users, changed));
-        DELETE FROM e.reach WHERE owner_id = ANY (ids) AND user_id <> owner_id;
-        INSERT INTO e.reach
-            SELECT u.owner_id, x.owner_id FROM crm.users x
-            JOIN e.role_closure c ON c.descendant = x.role_id AND c.ancestor <> c.descendant
-            JOIN crm.users u ON u.role_id = c.ancestor
-            WHERE x.owner_id = ANY (ids)
-            ON CONFLICT DO NOTHING;
-        PERFORM e.recalculate_reach(ids);
-        PERFORM e.recalculate_rules(ARRAY(
-            WITH ch AS (SELECT DISTINCT owner_id, role_id FROM jsonb_populate_recordset(NULL::crm.users, changed)),
-            stands_for AS (
-                SELECT r.* FROM crm.sharing_rules r, ch
-                WHERE ch.role_id IN (SELECT e.party_roles(r.source_kind, r.source_id))
-                   OR EXISTS (SELECT 1 FROM crm.group_members m WHERE m.group_id IN (SELECT e.party_groups(r.source_kind, r.source_id))
-                                                                   AND m.member_kind = 'user' AND m.member_id = ch.owner_id)),
-            targets AS (
-                SELECT 1 FROM crm.sharing_rules r, ch
-                WHERE ch.role_id IN (SELECT e.party_roles(r.target_kind, r.target_id))
-                   OR EXISTS (SELECT 1 FROM crm.group_members m WHERE m.group_id IN (SELECT e.party_groups(r.target_kind, r.target_id))
-                                                                   AND m.member_kind = 'user' AND m.member_id = ch.owner_id))
-            SELECT owner_id FROM ch
-            UNION SELECT u.owner_id FROM ch JOIN e.role_closure c ON c.descendant = ch.role_id AND c.ancestor <> c.descendant
-                                            JOIN crm.users u ON u.role_id = c.ancestor
-                  WHERE EXISTS (SELECT 1 FROM targets)
-            UNION SELECT v FROM (SELECT DISTINCT target_kind, target_id FROM stands_for) r, e.receivers(r.target_kind, r.target_id) v));
-    END IF;
-    RETURN NULL;
+    ids := ARRAY(SELECT DISTINCT owner_id FROM jsonb_populate_recordset(NULL::crm.users, changed));
+    DELETE FROM e.reach WHERE owner_id = ANY (ids) AND user_id <> owner_id;
+    INSERT INTO e.reach
+        SELECT u.owner_id, x.owner_id FROM crm.users x
+        JOIN e.role_closure c ON c.descendant = x.role_id AND c.ancestor <> c.descendant
+        JOIN crm.users u ON u.role_id = c.ancestor
+        WHERE x.owner_id = ANY (ids)
+        ON CONFLICT DO NOTHING;
+    PERFORM e.recalculate_reach(ids);
+    PERFORM e.recalculate_rules(ARRAY(
+        WITH ch AS (SELECT DISTINCT owner_id, role_id FROM jsonb_populate_recordset(NULL::crm.users, changed)),
+        stands_for AS (
+            SELECT r.* FROM crm.sharing_rules r, ch
+            WHERE ch.role_id IN (SELECT e.party_roles(r.source_kind, r.source_id))
+               OR EXISTS (SELECT 1 FROM crm.group_members m WHERE m.group_id IN (SELECT e.party_groups(r.source_kind, r.source_id))
+                                                               AND m.member_kind = 'user' AND m.member_id = ch.owner_id)),
+        targets AS (
+            SELECT 1 FROM crm.sharing_rules r, ch
+            WHERE ch.role_id IN (SELECT e.party_roles(r.target_kind, r.target_id))
+               OR EXISTS (SELECT 1 FROM crm.group_members m WHERE m.group_id IN (SELECT e.party_groups(r.target_kind, r.target_id))
+                                                               AND m.member_kind = 'user' AND m.member_id = ch.owner_id))
+        SELECT owner_id FROM ch
+        UNION SELECT u.owner_id FROM ch JOIN e.role_closure c ON c.descendant = ch.role_id AND c.ancestor <> c.descendant
+                                        JOIN crm.users u ON u.role_id = c.ancestor
+              WHERE EXISTS (SELECT 1 FROM targets)
+        UNION SELECT v FROM (SELECT DISTINCT target_kind, target_id FROM stands_for) r, e.receivers(r.target_kind, r.target_id) v));
 END $$;
 
 -- A membership added or removed. Group rows are recomputed for the users the member stands
 -- for; rule rows for them, for everyone above them when a rule targets the group or a group
 -- that contains it ("shared below"), and for the receivers of every rule naming the group or
 -- a group that contains it.
-CREATE FUNCTION e.group_members_changed() RETURNS trigger
+CREATE FUNCTION e.group_members_changed(changed jsonb) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off AS $$
-DECLARE changed jsonb := '[]';
 BEGIN
-    IF e.recalculation_on() THEN
-        -- The changed rows, before and after (a statement names only its event's transition tables).
-        IF TG_OP <> 'INSERT' THEN
-            changed := changed || coalesce((SELECT jsonb_agg(o) FROM old_rows o), '[]');
-        END IF;
-        IF TG_OP <> 'DELETE' THEN
-            changed := changed || coalesce((SELECT jsonb_agg(n) FROM new_rows n), '[]');
-        END IF;
-        PERFORM e.recalculate_reach(ARRAY(
-            WITH ch AS (SELECT DISTINCT * FROM jsonb_populate_recordset(NULL::crm.group_members, changed))
-            SELECT c.party_users(CASE ch.member_kind WHEN 'user' THEN 'group' ELSE ch.member_kind END,
-                                 CASE ch.member_kind WHEN 'user' THEN NULL ELSE ch.member_id END)
-            FROM ch WHERE ch.member_kind <> 'user'
-            UNION SELECT member_id FROM ch WHERE member_kind = 'user'));
-        PERFORM e.recalculate_rules(ARRAY(
-            WITH RECURSIVE ch AS (SELECT DISTINCT * FROM jsonb_populate_recordset(NULL::crm.group_members, changed)),
-            up(g) AS (SELECT group_id FROM ch
-                      UNION SELECT m.group_id FROM crm.group_members m JOIN up ON m.member_kind = 'group' AND m.member_id = up.g),
-            members(u) AS (SELECT c.party_users(CASE ch.member_kind WHEN 'user' THEN 'group' ELSE ch.member_kind END,
-                                                CASE ch.member_kind WHEN 'user' THEN NULL ELSE ch.member_id END)
-                           FROM ch WHERE ch.member_kind <> 'user'
-                           UNION SELECT member_id FROM ch WHERE member_kind = 'user')
-            SELECT u FROM members
-            UNION SELECT a.owner_id FROM members JOIN crm.users mu ON mu.owner_id = members.u
-                                     JOIN e.role_closure c ON c.descendant = mu.role_id AND c.ancestor <> c.descendant
-                                     JOIN crm.users a ON a.role_id = c.ancestor
-                  WHERE EXISTS (SELECT 1 FROM crm.sharing_rules r WHERE r.target_kind = 'group' AND r.target_id IN (SELECT g FROM up))
-            UNION SELECT v FROM crm.sharing_rules r, e.receivers(r.target_kind, r.target_id) v
-                  WHERE (r.source_kind = 'group' AND r.source_id IN (SELECT g FROM up))
-                     OR (r.target_kind = 'group' AND r.target_id IN (SELECT g FROM up))));
-    END IF;
-    RETURN NULL;
+    PERFORM e.recalculate_reach(ARRAY(
+        WITH ch AS (SELECT DISTINCT * FROM jsonb_populate_recordset(NULL::crm.group_members, changed))
+        SELECT c.party_users(CASE ch.member_kind WHEN 'user' THEN 'group' ELSE ch.member_kind END,
+                             CASE ch.member_kind WHEN 'user' THEN NULL ELSE ch.member_id END)
+        FROM ch WHERE ch.member_kind <> 'user'
+        UNION SELECT member_id FROM ch WHERE member_kind = 'user'));
+    PERFORM e.recalculate_rules(ARRAY(
+        WITH RECURSIVE ch AS (SELECT DISTINCT * FROM jsonb_populate_recordset(NULL::crm.group_members, changed)),
+        up(g) AS (SELECT group_id FROM ch
+                  UNION SELECT m.group_id FROM crm.group_members m JOIN up ON m.member_kind = 'group' AND m.member_id = up.g),
+        members(u) AS (SELECT c.party_users(CASE ch.member_kind WHEN 'user' THEN 'group' ELSE ch.member_kind END,
+                                            CASE ch.member_kind WHEN 'user' THEN NULL ELSE ch.member_id END)
+                       FROM ch WHERE ch.member_kind <> 'user'
+                       UNION SELECT member_id FROM ch WHERE member_kind = 'user')
+        SELECT u FROM members
+        UNION SELECT a.owner_id FROM members JOIN crm.users mu ON mu.owner_id = members.u
+                                 JOIN e.role_closure c ON c.descendant = mu.role_id AND c.ancestor <> c.descendant
+                                 JOIN crm.users a ON a.role_id = c.ancestor
+              WHERE EXISTS (SELECT 1 FROM crm.sharing_rules r WHERE r.target_kind = 'group' AND r.target_id IN (SELECT g FROM up))
+        UNION SELECT v FROM crm.sharing_rules r, e.receivers(r.target_kind, r.target_id) v
+              WHERE (r.source_kind = 'group' AND r.source_id IN (SELECT g FROM up))
+                 OR (r.target_kind = 'group' AND r.target_id IN (SELECT g FROM up))));
 END $$;
 
 -- A rule added, changed or dropped: the rule rows of its receivers, before and after.
-CREATE FUNCTION e.sharing_rules_changed() RETURNS trigger
+CREATE FUNCTION e.sharing_rules_changed(changed jsonb) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off AS $$
+BEGIN
+    PERFORM e.recalculate_rules(ARRAY(
+        SELECT v FROM (SELECT DISTINCT target_kind, target_id FROM jsonb_populate_recordset(NULL::crm.sharing_rules, changed)) r,
+                      e.receivers(r.target_kind, r.target_id) v));
+END $$;
+
+-- The one trigger of users, group memberships and rules: collects the changed rows, before
+-- and after, as JSON (a trigger names only its own event's transition tables, and no other
+-- function sees them), and hands them to the table's recalculation.
+CREATE FUNCTION e.rows_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE changed jsonb := '[]';
 BEGIN
-    IF e.recalculation_on() THEN
-        -- The changed rows, before and after (a statement names only its event's transition tables).
-        IF TG_OP <> 'INSERT' THEN
-            changed := changed || coalesce((SELECT jsonb_agg(o) FROM old_rows o), '[]');
-        END IF;
-        IF TG_OP <> 'DELETE' THEN
-            changed := changed || coalesce((SELECT jsonb_agg(n) FROM new_rows n), '[]');
-        END IF;
-        PERFORM e.recalculate_rules(ARRAY(
-            SELECT v FROM (SELECT DISTINCT target_kind, target_id FROM jsonb_populate_recordset(NULL::crm.sharing_rules, changed)) r,
-                          e.receivers(r.target_kind, r.target_id) v));
+    IF NOT e.recalculation_on() THEN
+        RETURN NULL;
     END IF;
+    IF TG_OP <> 'INSERT' THEN
+        changed := changed || coalesce((SELECT jsonb_agg(o) FROM old_rows o), '[]');
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        changed := changed || coalesce((SELECT jsonb_agg(n) FROM new_rows n), '[]');
+    END IF;
+    CASE TG_TABLE_NAME
+        WHEN 'users' THEN PERFORM e.users_changed(changed);
+        WHEN 'group_members' THEN PERFORM e.group_members_changed(changed);
+        WHEN 'sharing_rules' THEN PERFORM e.sharing_rules_changed(changed);
+    END CASE;
     RETURN NULL;
 END $$;
 
@@ -292,11 +282,10 @@ DECLARE t text; ev text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['users', 'group_members', 'sharing_rules'] LOOP
         FOREACH ev IN ARRAY ARRAY['INSERT', 'UPDATE', 'DELETE'] LOOP
-            EXECUTE format('CREATE TRIGGER e_%s AFTER %s ON crm.%I REFERENCING %s FOR EACH STATEMENT EXECUTE FUNCTION e.%I()',
+            EXECUTE format('CREATE TRIGGER e_%s AFTER %s ON crm.%I REFERENCING %s FOR EACH STATEMENT EXECUTE FUNCTION e.rows_changed()',
                            lower(ev), ev, t,
                            CASE ev WHEN 'INSERT' THEN 'NEW TABLE AS new_rows' WHEN 'DELETE' THEN 'OLD TABLE AS old_rows'
-                                   ELSE 'OLD TABLE AS old_rows NEW TABLE AS new_rows' END,
-                           t || '_changed');
+                                   ELSE 'OLD TABLE AS old_rows NEW TABLE AS new_rows' END);
         END LOOP;
         EXECUTE format('CREATE TRIGGER e_truncate AFTER TRUNCATE ON crm.%I FOR EACH STATEMENT EXECUTE FUNCTION e.roles_changed()', t);
     END LOOP;
@@ -323,17 +312,4 @@ BEGIN
 END $$;
 
 -- The copies of the data, with the same indexes, and their policies.
-DO $$
-DECLARE t text; m text;
-BEGIN
-    FOR t, m IN VALUES ('leads', 'Leads'), ('accounts', 'Accounts'), ('opportunities', 'Opportunities') LOOP
-        EXECUTE format('CREATE TABLE e_%s (LIKE %s INCLUDING ALL)', t, t);
-        EXECUTE format('INSERT INTO e_%s SELECT * FROM %s', t, t);
-        EXECUTE format('ALTER TABLE e_%s ENABLE ROW LEVEL SECURITY', t);
-        EXECUTE format('CREATE POLICY e_read ON e_%s FOR SELECT USING (owner_id = ANY ((SELECT e.owners(%L, ''read''))::bigint[]))', t, m);
-        EXECUTE format('CREATE POLICY e_create ON e_%s FOR INSERT WITH CHECK ((SELECT c.may_create(%L)) AND owner_id = ANY ((SELECT e.owners(%L, ''edit''))::bigint[]))', t, m, m);
-        EXECUTE format('CREATE POLICY e_edit ON e_%s FOR UPDATE USING (owner_id = ANY ((SELECT e.owners(%L, ''edit''))::bigint[])) WITH CHECK (owner_id = ANY ((SELECT e.owners(%L, ''edit''))::bigint[]))', t, m, m);
-        EXECUTE format('CREATE POLICY e_delete ON e_%s FOR DELETE USING (owner_id = ANY ((SELECT e.owners(%L, ''delete''))::bigint[]))', t, m);
-        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON e_%s TO bench_app', t);
-    END LOOP;
-END $$;
+SELECT c.copy_tables('e_', 'e.owners');
