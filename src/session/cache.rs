@@ -114,6 +114,8 @@ thread_local! {
     /// needs a borrow that loading might hold.
     static CATALOG_RELIDS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
     static GENERATION: Cell<u64> = const { Cell::new(0) };
+    /// A load is in progress (see `relcache_changed`).
+    static LOADING: Cell<bool> = const { Cell::new(false) };
     /// The model the planning in progress decides with (see `current`).
     static PINNED: RefCell<Option<Rc<Loaded>>> = const { RefCell::new(None) };
 }
@@ -143,7 +145,11 @@ pub fn init() {
 /// this backend's own state.
 #[pg_guard]
 unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    // While a load runs, any relation counts: its snapshot may predate the change this
+    // message announces, and a backend's first load does not know the catalog's relations
+    // yet (a CI soak caught a backend keeping a model from before a commit it had missed so).
     let ours = relid == pg_sys::InvalidOid
+        || LOADING.get()
         || CATALOG_RELIDS.with(|r| r.try_borrow().map(|r| r.contains(&relid.to_u32())).unwrap_or(true));
     if ours {
         STALE.set(true);
@@ -215,7 +221,10 @@ fn current_unpinned(accept: bool) -> CrmResult<Rc<Loaded>> {
     }
     // Cleared before loading: an invalidation that arrives while we load sets it again.
     STALE.set(false);
-    let loaded = load::load().and_then(compile);
+    let loaded = {
+        let _loading = Loading::start();
+        load::load().and_then(compile)
+    };
     match loaded {
         Ok(m) => {
             MODEL.with(|slot| *slot.borrow_mut() = Some(m.clone()));
@@ -227,6 +236,22 @@ fn current_unpinned(accept: bool) -> CrmResult<Rc<Loaded>> {
             MODEL.with(|slot| *slot.borrow_mut() = None);
             Err(e)
         }
+    }
+}
+
+/// Marks a load in progress until dropped, also when the load raises an error.
+struct Loading;
+
+impl Loading {
+    fn start() -> Self {
+        LOADING.set(true);
+        Loading
+    }
+}
+
+impl Drop for Loading {
+    fn drop(&mut self) {
+        LOADING.set(false);
     }
 }
 

@@ -3,6 +3,7 @@
 //! reading the catalog back into a `crm_model::Catalog` for the engine oracle.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use crm_model::{Action, Catalog, Model, Group, GroupMember, Module, Party, Profile, Role, RuleAccess, SharingRule, User};
 use postgres::{Client, NoTls};
@@ -193,4 +194,20 @@ pub fn leads_reach(model: &Model, records: &[(i64, i64)]) -> LeadsReach {
             (u.name.clone(), (read, delete))
         })
         .collect()
+}
+
+/// Wait (at most 10 s) until some other session of `db` is waiting for a lock.
+pub fn until_blocked(observer: &mut Client, db: &str) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        let waiting: i64 = observer
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'", &[&db])
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the second session never waited for the first: the race was not serialised");
 }

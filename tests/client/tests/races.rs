@@ -6,9 +6,8 @@
 //! lets the first commit; the copy must end up equal to the source.
 
 use std::thread;
-use std::time::{Duration, Instant};
 
-use crm_client_tests::{connect, fresh_database, login_role};
+use crm_client_tests::{connect, fresh_database, login_role, until_blocked};
 use postgres::{Client, IsolationLevel};
 
 const APP: &str = "race_app";
@@ -40,22 +39,6 @@ fn org(db: &str) -> Client {
     ))
     .unwrap();
     c
-}
-
-/// Wait (at most 10 s) until some other session of `db` is waiting for a lock.
-fn until_blocked(observer: &mut Client, db: &str) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(10) {
-        let waiting: i64 = observer
-            .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'", &[&db])
-            .unwrap()
-            .get(0);
-        if waiting > 0 {
-            return;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    panic!("the second session never waited for the first: the race was not serialised");
 }
 
 /// Run `sql` as the trusted app acting as `user`, in its own session and thread.

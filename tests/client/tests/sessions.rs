@@ -1,7 +1,9 @@
 //! Real concurrent sessions: catalog changes seen (or not) from another session, identity
 //! per transaction on a pooled connection, untrusted and mapped logins, and PL/pgSQL plans.
 
-use crm_client_tests::{allow_session_user, connect, fresh_database, login_role};
+use std::thread;
+
+use crm_client_tests::{allow_session_user, connect, fresh_database, login_role, until_blocked};
 use postgres::Client;
 
 /// A small organisation: CEO > Mgr > Rep (rep1, rep2), Audit (auditor: View All) under
@@ -57,6 +59,50 @@ fn catalog_changes_reach_other_sessions_only_when_committed() {
     assert_eq!(visible(&mut app, "rep1"), [1, 2, 3, 4]);
     admin.batch_execute("SELECT crm.set_sharing_default('Leads', 'private')").unwrap();
     assert_eq!(visible(&mut app, "rep1"), [3]);
+}
+
+/// A backend's first load of the catalog can overlap another session's commit: the load's
+/// snapshot predates the commit, and the commit's invalidation arrives while the load waits
+/// for the catalog, before this backend knew which relations the catalog is made of. The
+/// change must reach the backend's next statement planned after the commit (a CI soak caught
+/// backends keeping the older model until the next change, when that invalidation was taken
+/// as someone else's). `set_user` names the user in each transaction of the new backend;
+/// returns what its first two transactions see.
+fn first_load_during_a_commit(db: &'static str, set_user: &'static str) -> (Vec<i64>, Vec<i64>) {
+    let _admin = org(db);
+    let mut observer = connect(db, "postgres");
+    let mut writer = connect(db, "postgres");
+    let mut change = writer.transaction().unwrap();
+    change
+        .batch_execute("SELECT crm.set_sharing_default('Leads', 'public_read'); LOCK TABLE crm.sharing_defaults IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let reader = thread::spawn(move || {
+        let mut app = connect(db, "sess_app");
+        let mut seen = || {
+            let mut tx = app.transaction().unwrap();
+            tx.batch_execute(set_user).unwrap();
+            let ids: Vec<i64> = tx.query("SELECT id FROM leads ORDER BY id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+            tx.commit().unwrap();
+            ids
+        };
+        (seen(), seen())
+    });
+    until_blocked(&mut observer, db);
+    change.commit().unwrap();
+    reader.join().unwrap()
+}
+
+#[test]
+fn a_change_committed_during_a_backends_first_load_reaches_its_next_statement() {
+    // crm.set_user loads the catalog (to know the user) and waits for the lock; the SELECT
+    // after it is planned after the commit, so it loads the catalog again.
+    let (first, next) = first_load_during_a_commit("sess_first_load_fn", "SELECT crm.set_user('rep1')");
+    assert_eq!((first, next), (vec![1, 2, 3, 4], vec![1, 2, 3, 4]));
+    // Named by the setting, the user is first resolved by the SELECT's planning, which loads
+    // the catalog and waits: planned before the commit, it decides under the default before
+    // it (a statement's decisions are its planning's); the next transaction sees the change.
+    let (first, next) = first_load_during_a_commit("sess_first_load_guc", "SET LOCAL crm.user_name = 'rep1'");
+    assert_eq!((first, next), (vec![3], vec![1, 2, 3, 4]));
 }
 
 #[test]

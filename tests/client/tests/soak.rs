@@ -135,7 +135,7 @@ fn clients_under_catalog_churn_never_get_a_stale_decision() {
                 while !done.load(Relaxed) {
                     t += 1;
                     let user = users[rng.gen_range(0..users.len())].clone();
-                    let ctx = format!("client {client}, transaction {t}, user {user}");
+                    let ctx = format!("client {client} pid {pid}, transaction {t}, user {user}");
                     let mut tx = c.transaction().unwrap();
                     let set = if t % 2 == 0 { "SELECT set_config('crm.user_name', $1, true)" } else { "SELECT crm.set_user($1)" };
                     tx.query(set, &[&user]).unwrap();
@@ -183,7 +183,7 @@ fn clients_under_catalog_churn_never_get_a_stale_decision() {
                             if verdict.is_err() {
                                 let counter = if verdict == Err(true) { &tally.stale } else { &tally.wrong };
                                 counter.fetch_add(1, Relaxed);
-                                eprintln!("{} delete: {ctx}, versions {v_read}..{v_delete}..{v_after}", if verdict == Err(true) { "stale" } else { "wrong" });
+                                eprintln!("{} delete: {ctx}, versions {v_before}:{v_read}..{v_delete}..{v_after}", if verdict == Err(true) { "stale" } else { "wrong" });
                             }
                         }
                         Some(Err(e)) => {
