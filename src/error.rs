@@ -119,6 +119,14 @@ impl CrmError {
         CrmError::new(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, message)
     }
 
+    /// A plan made earlier in the transaction would run with decisions a catalog change,
+    /// committed since, has overtaken (`session::plans`).
+    pub fn catalog_changed() -> Self {
+        CrmError::new(PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE, "the CRM catalog changed since this statement was planned")
+            .with_detail("A change to users, roles, groups, sharing or permissions committed after this transaction planned the statement, whose plan holds the decisions made before it.")
+            .with_hint("Run the statement again: it is planned anew under the current catalog.")
+    }
+
     pub fn message(&self) -> &str {
         &self.message
     }

@@ -28,6 +28,15 @@
 //! Plannings nest (folding a function plans its body inside the outer planning), so each
 //! mark goes to every planning in progress; the planner hook keeps that stack.
 //!
+//! **A plan reused within a transaction.** PostgreSQL takes in other sessions' invalidations
+//! when a statement locks a relation it did not hold yet: a transaction that runs a prepared
+//! statement (or a PL/pgSQL function's query) again, every lock already held, reuses the plan
+//! without hearing of a catalog change committed since. So a marked plan also carries a serial
+//! and the epoch (count of `invalidate` calls) its planning began in, and when it is about to
+//! run other than fresh from its planning, `executor_start` takes the invalidations in first:
+//! if any arrived, the plan's decisions are overtaken and it is refused with a serialization
+//! failure (it cannot be re-planned from there); run again, it is planned anew.
+//!
 //! **Resetting everything.** Within a transaction, state that outlives one statement holds
 //! decisions without any plan of the plan cache: a SQL function's plans live in its call's
 //! lookup data for the transaction, and plpgsql keeps a simple expression's state (and the
@@ -46,8 +55,13 @@ use pgrx::prelude::*;
 
 thread_local! {
     static MARKER_HASH: Cell<Option<u32>> = const { Cell::new(None) };
-    /// One entry per planning in progress: whether it holds a decision.
-    static PLANNINGS: RefCell<Vec<bool>> = const { RefCell::new(Vec::new()) };
+    /// One entry per planning in progress: whether it holds a decision, and the epoch it began in.
+    static PLANNINGS: RefCell<Vec<(bool, u32)>> = const { RefCell::new(Vec::new()) };
+    /// Counts `invalidate` calls: a marked plan still valid was made in the current epoch.
+    static EPOCH: Cell<u32> = const { Cell::new(0) };
+    /// Numbers the marked plans made; `FRESH` is the latest one until it starts executing.
+    static SERIAL: Cell<u32> = const { Cell::new(0) };
+    static FRESH: Cell<u32> = const { Cell::new(0) };
     /// Whether the current transaction has consulted the model.
     static DECIDED: Cell<bool> = const { Cell::new(false) };
     /// Whether plans may exist that were built without our hooks (see the module comment).
@@ -59,6 +73,10 @@ thread_local! {
 }
 
 const MARKER_CACHE: pg_sys::SysCacheIdentifier::Type = pg_sys::SysCacheIdentifier::PROCOID;
+/// Cache ids no syscache has, for items that carry a marked plan's serial and epoch: no
+/// invalidation ever names them, and PostgreSQL copies them with the plan.
+const SERIAL_ITEM: i32 = -1;
+const EPOCH_ITEM: i32 = -2;
 
 pub fn init() {
     // SAFETY: chaining the backend's hooks at library load, keeping the previous ones.
@@ -104,16 +122,38 @@ unsafe fn with_marker(items: *mut pg_sys::List) -> *mut pg_sys::List {
     if list.iter_ptr().any(|i| (*i).cacheId == MARKER_CACHE as i32 && (*i).hashValue == hash) {
         return items;
     }
+    with_item(items, MARKER_CACHE as i32, hash)
+}
+
+/// # Safety
+/// As for `with_marker`.
+unsafe fn with_item(items: *mut pg_sys::List, cache_id: i32, hash: u32) -> *mut pg_sys::List {
     // Allocated in the current (planner's) memory context, like the items PostgreSQL records.
     let item = pg_sys::palloc0(std::mem::size_of::<pg_sys::PlanInvalItem>()).cast::<pg_sys::PlanInvalItem>();
     (*item).type_ = pg_sys::NodeTag::T_PlanInvalItem;
-    (*item).cacheId = MARKER_CACHE as i32;
+    (*item).cacheId = cache_id;
     (*item).hashValue = hash;
     pg_sys::lappend(items, item.cast())
 }
 
+/// A marked plan's serial and the epoch its planning began in, if it is marked.
+///
+/// # Safety
+/// `stmt` must be a valid `PlannedStmt`.
+unsafe fn serial_and_epoch(stmt: *const pg_sys::PlannedStmt) -> Option<(u32, u32)> {
+    let (mut serial, mut epoch) = (None, None);
+    for item in pgrx::PgList::<pg_sys::PlanInvalItem>::from_pg((*stmt).invalItems).iter_ptr() {
+        match (*item).cacheId {
+            SERIAL_ITEM => serial = Some((*item).hashValue),
+            EPOCH_ITEM => epoch = Some((*item).hashValue),
+            _ => {}
+        }
+    }
+    serial.zip(epoch)
+}
+
 fn mark_plannings() {
-    PLANNINGS.with(|p| p.borrow_mut().iter_mut().for_each(|held| *held = true));
+    PLANNINGS.with(|p| p.borrow_mut().iter_mut().for_each(|(held, _)| *held = true));
 }
 
 /// Record on the plan being built that it holds a decision of ours. Returns false when
@@ -149,6 +189,7 @@ pub fn transaction_ended() {
 /// Invalidate the plans that may hold a decision of ours, in this backend: only the marked
 /// ones between transactions, all of them within a transaction that consulted the model.
 pub fn invalidate() {
+    EPOCH.set(EPOCH.get().wrapping_add(1));
     let everything = DECIDED.get() | UNTRACKED.replace(false);
     // SAFETY: both only mark plans invalid (no catalog access, no error), which is safe
     // inside GUC assign hooks, invalidation callbacks and transaction callbacks. The
@@ -201,18 +242,56 @@ unsafe extern "C-unwind" fn planner(
     cursor_options: std::ffi::c_int,
     bound_params: pg_sys::ParamListInfo,
 ) -> *mut pg_sys::PlannedStmt {
-    PLANNINGS.with(|p| p.borrow_mut().push(false));
+    // A nested planning decides with the model its outermost planning took (`cache::current`).
+    PLANNINGS.with(|p| {
+        let mut p = p.borrow_mut();
+        let epoch = p.first().map_or(EPOCH.get(), |&(_, e)| e);
+        p.push((false, epoch));
+    });
     let planning = Planning;
     let stmt = match PREV_PLANNER.get() {
         Some(prev) => prev(parse, query_string, cursor_options, bound_params),
         None => pg_sys::standard_planner(parse, query_string, cursor_options, bound_params),
     };
-    let held = PLANNINGS.with(|p| p.borrow().last().copied().unwrap_or(true));
+    let (held, epoch) = PLANNINGS.with(|p| p.borrow().last().copied().unwrap_or((true, EPOCH.get())));
     drop(planning);
     if held && !stmt.is_null() {
+        let serial = match SERIAL.get().wrapping_add(1) {
+            0 => 1,
+            n => n,
+        };
+        SERIAL.set(serial);
         (*stmt).invalItems = with_marker((*stmt).invalItems);
+        (*stmt).invalItems = with_item((*stmt).invalItems, SERIAL_ITEM, serial);
+        (*stmt).invalItems = with_item((*stmt).invalItems, EPOCH_ITEM, epoch);
+        FRESH.set(serial);
     }
     stmt
+}
+
+/// A marked plan about to run again, made by an earlier statement: PostgreSQL took in no
+/// invalidation since validating it when every lock it needs was already held (which is
+/// what a transaction re-running a prepared statement looks like), so a catalog change
+/// committed meanwhile has not invalidated it. Take the invalidations in now; if any reached
+/// the plan, its decisions are overtaken and it must not run. A plan fresh from its planning
+/// runs with that planning's decisions (docs/security.md).
+///
+/// # Safety
+/// `stmt` must be null or a valid `PlannedStmt`.
+unsafe fn refuse_if_overtaken(stmt: *const pg_sys::PlannedStmt) {
+    // Parallel workers run their leader's plan, which the leader checked.
+    if stmt.is_null() || pg_sys::ParallelWorkerNumber >= 0 || pg_sys::IsInParallelMode() {
+        return;
+    }
+    let Some((serial, epoch)) = serial_and_epoch(stmt) else { return };
+    if FRESH.get() == serial {
+        FRESH.set(0);
+        return;
+    }
+    pg_sys::AcceptInvalidationMessages();
+    if EPOCH.get() != epoch {
+        crate::error::CrmError::catalog_changed().raise();
+    }
 }
 
 /// User code is about to run: if a planning is in progress, it may fold a decision into it.
@@ -259,6 +338,9 @@ unsafe extern "C-unwind" fn fmgr_hook(event: pg_sys::FmgrHookEventType::Type, fl
 #[pg_guard]
 unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, eflags: std::ffi::c_int) {
     user_code_runs();
+    if !query_desc.is_null() {
+        refuse_if_overtaken((*query_desc).plannedstmt);
+    }
     match PREV_EXECUTOR_START.get() {
         Some(prev) => prev(query_desc, eflags),
         None => pg_sys::standard_ExecutorStart(query_desc, eflags),

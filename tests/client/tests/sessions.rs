@@ -105,6 +105,50 @@ fn a_change_committed_during_a_backends_first_load_reaches_its_next_statement() 
     assert_eq!((first, next), (vec![3], vec![1, 2, 3, 4]));
 }
 
+/// A prepared statement run again in the same transaction reuses its plan, and PostgreSQL
+/// takes in no invalidation for it when every lock it needs is already held: a catalog change
+/// committed in between would leave it deciding as before (a sharing default lowered, and the
+/// delete that followed still allowed). Such a run is refused (40001) with nothing done, and
+/// run again the statement is planned under the change; a re-run with no change in between
+/// is not disturbed. The same for a PL/pgSQL function's cached plan.
+#[test]
+fn a_plan_reused_in_a_transaction_after_a_committed_change_is_refused_then_replanned() {
+    let mut admin = org("sess_reuse");
+    admin
+        .batch_execute(
+            "SELECT crm.set_sharing_default('Leads', 'public_read_write_delete');
+             CREATE FUNCTION visible_leads() RETURNS bigint LANGUAGE plpgsql AS $$ BEGIN RETURN (SELECT count(*) FROM leads); END $$;",
+        )
+        .unwrap();
+    let mut app = connect("sess_reuse", "sess_app");
+    app.batch_execute("SET plan_cache_mode = force_generic_plan").unwrap();
+    let seen = app.prepare("SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM leads").unwrap();
+    let delete = app.prepare("WITH d AS (DELETE FROM leads WHERE id = $1 RETURNING id) SELECT count(*) FROM d").unwrap();
+    let code = |e: postgres::Error| e.as_db_error().map(|d| d.code().code().to_string());
+
+    let mut tx = app.transaction().unwrap();
+    tx.batch_execute("SELECT crm.set_user('rep1')").unwrap();
+    assert_eq!(tx.query_one(&seen, &[]).unwrap().get::<_, Vec<i64>>(0), [1, 2, 3, 4]);
+    assert_eq!(tx.query_one(&seen, &[]).unwrap().get::<_, Vec<i64>>(0), [1, 2, 3, 4], "reused, nothing changed");
+    assert_eq!(tx.query_one(&delete, &[&99i64]).unwrap().get::<_, i64>(0), 0);
+    assert_eq!(tx.query_one("SELECT visible_leads()", &[]).unwrap().get::<_, i64>(0), 4);
+    admin.batch_execute("SELECT crm.set_sharing_default('Leads', 'private')").unwrap();
+
+    tx.batch_execute("SAVEPOINT s").unwrap();
+    assert_eq!(tx.query_one(&delete, &[&1i64]).map_err(code).unwrap_err().as_deref(), Some("40001"));
+    tx.batch_execute("ROLLBACK TO SAVEPOINT s").unwrap();
+    assert_eq!(tx.query_one(&delete, &[&1i64]).unwrap().get::<_, i64>(0), 0, "planned again: rep1 may not delete ceo's lead");
+    assert_eq!(tx.query_one(&seen, &[]).unwrap().get::<_, Vec<i64>>(0), [3]);
+    assert_eq!(tx.query_one("SELECT visible_leads()", &[]).unwrap().get::<_, i64>(0), 1);
+    admin.batch_execute("SELECT crm.set_sharing_default('Leads', 'public_read')").unwrap();
+    tx.batch_execute("SAVEPOINT s").unwrap();
+    assert_eq!(tx.query_one("SELECT visible_leads()", &[]).map_err(code).unwrap_err().as_deref(), Some("40001"));
+    tx.batch_execute("ROLLBACK TO SAVEPOINT s").unwrap();
+    assert_eq!(tx.query_one("SELECT visible_leads()", &[]).unwrap().get::<_, i64>(0), 4);
+    tx.commit().unwrap();
+    assert_eq!(admin.query_one("SELECT count(*) FROM leads", &[]).unwrap().get::<_, i64>(0), 4, "the refused delete removed nothing");
+}
+
 #[test]
 fn committed_change_reaches_a_cached_plan_in_an_open_session() {
     let mut admin = org("sess_cached");
