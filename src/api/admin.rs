@@ -7,6 +7,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
 use super::authorize::administer;
+use crate::audit;
 use crate::catalog::spi::{exists, find, insert_returning_id, one, Client};
 use crate::error::{CrmError, CrmResult, required};
 
@@ -87,7 +88,7 @@ pub fn actions(actions: Vec<Option<String>>) -> CrmResult<Vec<Action>> {
 #[pg_extern]
 fn create_role(name: Option<&str>, parent: Option<&str>) {
     let name = required("name", name);
-    administer(|c: Client| {
+    administer(audit!("create_role", name, parent), |c: Client| {
         valid_name("role", name)?;
         if exists(c, "SELECT 1 FROM crm.roles WHERE name = $1", &[name.into()])? {
             return Err(CrmError::duplicate("role", name));
@@ -112,7 +113,7 @@ fn create_role(name: Option<&str>, parent: Option<&str>) {
 fn move_role(name: Option<&str>, new_parent: Option<&str>) {
     let name = required("name", name);
     let new_parent = required("new_parent", new_parent);
-    administer(|c: Client| {
+    administer(audit!("move_role", name, new_parent), |c: Client| {
         let (id, parent) = (role_id(c, name)?, role_id(c, new_parent)?);
         let cycle = exists(
             c,
@@ -135,7 +136,7 @@ fn create_profile(name: Option<&str>, view_all: default!(Option<bool>, false), e
     let name = required("name", name);
     let view_all = required("view_all", view_all);
     let edit_all = required("edit_all", edit_all);
-    administer(|c: Client| {
+    administer(audit!("create_profile", name, view_all, edit_all), |c: Client| {
         valid_name("profile", name)?;
         if exists(c, "SELECT 1 FROM crm.profiles WHERE name = $1", &[name.into()])? {
             return Err(CrmError::duplicate("profile", name));
@@ -161,7 +162,8 @@ pub fn change_grants(c: Client, table: &str, id_column: &str, id: i64, module: &
 }
 
 fn change_privileges(profile: &str, module: &str, list: Vec<Option<String>>, grant: bool) {
-    administer(|c: Client| {
+    let actions = &list;
+    administer(audit!(if grant { "grant_privileges" } else { "revoke_privileges" }, profile, module, actions), |c: Client| {
         let id = profile_id(c, profile)?;
         change_grants(c, "crm.profile_privileges", "profile_id", id, module, list, grant)
     })
@@ -187,7 +189,7 @@ fn revoke_privileges(profile: Option<&str>, module: Option<&str>, actions: Optio
 fn attach_profile(role: Option<&str>, profile: Option<&str>) {
     let role = required("role", role);
     let profile = required("profile", profile);
-    administer(|c: Client| {
+    administer(audit!("attach_profile", role, profile), |c: Client| {
         let (r, p) = (role_id(c, role)?, profile_id(c, profile)?);
         c.update("INSERT INTO crm.role_profiles VALUES ($1, $2) ON CONFLICT DO NOTHING", None, &[r.into(), p.into()])?;
         Ok(())
@@ -198,7 +200,7 @@ fn attach_profile(role: Option<&str>, profile: Option<&str>) {
 fn detach_profile(role: Option<&str>, profile: Option<&str>) {
     let role = required("role", role);
     let profile = required("profile", profile);
-    administer(|c: Client| {
+    administer(audit!("detach_profile", role, profile), |c: Client| {
         let (r, p) = (role_id(c, role)?, profile_id(c, profile)?);
         c.update("DELETE FROM crm.role_profiles WHERE role_id = $1 AND profile_id = $2", None, &[r.into(), p.into()])?;
         Ok(())
@@ -210,7 +212,7 @@ fn create_user(name: Option<&str>, role: Option<&str>, is_admin: default!(Option
     let name = required("name", name);
     let role = required("role", role);
     let is_admin = required("is_admin", is_admin);
-    administer(|c: Client| {
+    administer(audit!("create_user", name, role, is_admin), |c: Client| {
         valid_name("user", name)?;
         let role = role_id(c, role)?;
         if exists(c, "SELECT 1 FROM crm.owners WHERE name = $1", &[name.into()])? {
@@ -226,7 +228,7 @@ fn create_user(name: Option<&str>, role: Option<&str>, is_admin: default!(Option
 fn set_user_active(name: Option<&str>, active: Option<bool>) {
     let name = required("name", name);
     let active = required("active", active);
-    administer(|c: Client| {
+    administer(audit!("set_user_active", name, active), |c: Client| {
         let id = user_id(c, name)?;
         c.update("UPDATE crm.users SET is_active = $2 WHERE owner_id = $1", None, &[id.into(), active.into()])?;
         if !active {
@@ -241,7 +243,7 @@ fn set_user_active(name: Option<&str>, active: Option<bool>) {
 fn map_db_role(user_name: Option<&str>, db_role: Option<&str>) {
     let user_name = required("user_name", user_name);
     let db_role = required("db_role", db_role);
-    administer(|c: Client| {
+    administer(audit!("map_db_role", user_name, db_role), |c: Client| {
         let id = user_id(c, user_name)?;
         check_db_role(c, db_role)?;
         c.update(
@@ -256,7 +258,7 @@ fn map_db_role(user_name: Option<&str>, db_role: Option<&str>) {
 #[pg_extern]
 fn unmap_db_role(db_role: Option<&str>) {
     let db_role = required("db_role", db_role);
-    administer(|c: Client| {
+    administer(audit!("unmap_db_role", db_role), |c: Client| {
         if !exists(c, "SELECT 1 FROM crm.db_role_map WHERE db_role = $1", &[db_role.into()])? {
             return Err(CrmError::undefined("mapping of database role", db_role));
         }
@@ -268,7 +270,7 @@ fn unmap_db_role(db_role: Option<&str>) {
 #[pg_extern]
 fn trust_role(db_role: Option<&str>) {
     let db_role = required("db_role", db_role);
-    administer(|c: Client| {
+    administer(audit!("trust_role", db_role), |c: Client| {
         check_db_role(c, db_role)?;
         c.update("INSERT INTO crm.trusted_roles VALUES ($1) ON CONFLICT (db_role) DO UPDATE SET db_role_oid = NULL", None, &[db_role.into()])?;
         Ok(())
@@ -278,7 +280,7 @@ fn trust_role(db_role: Option<&str>) {
 #[pg_extern]
 fn distrust_role(db_role: Option<&str>) {
     let db_role = required("db_role", db_role);
-    administer(|c: Client| {
+    administer(audit!("distrust_role", db_role), |c: Client| {
         if !exists(c, "SELECT 1 FROM crm.trusted_roles WHERE db_role = $1", &[db_role.into()])? {
             return Err(CrmError::undefined("trusted role", db_role));
         }
@@ -291,7 +293,7 @@ fn distrust_role(db_role: Option<&str>) {
 fn set_sharing_default(module: Option<&str>, level: Option<&str>) {
     let module = required("module", module);
     let level = required("level", level);
-    administer(|c: Client| {
+    administer(audit!("set_sharing_default", module, level), |c: Client| {
         check_record_module(c, module, "org-wide defaults")?;
         let level = level.parse::<SharingLevel>().map_err(|e| CrmError::invalid(e.to_string()))?;
         let governing = crm_model::sharing_module(module);

@@ -4,6 +4,7 @@
 use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
 
+use crate::catalog::audit::{audited, Audit};
 use crate::catalog::load;
 use crate::catalog::spi::on_catalog;
 use crate::error::{CrmError, CrmResult, OrRaise};
@@ -15,26 +16,38 @@ pub fn require_admin() -> CrmResult<()> {
 
 /// Like `require_admin`, for another privileged act (`what` completes "permission denied to").
 pub fn require_admin_to(what: &str) -> CrmResult<()> {
+    admin_or_why()?.map_err(|why| {
+        CrmError::denied(format!("permission denied to {what}"))
+            .with_detail(why)
+            .with_hint("Act as a CRM administrator, or connect as the extension owner or a superuser.")
+    })
+}
+
+/// Whether the caller may administer the catalog.
+pub fn is_admin() -> CrmResult<bool> {
+    Ok(admin_or_why()?.is_ok())
+}
+
+/// `Ok(())` for an administrator, else why not.
+fn admin_or_why() -> CrmResult<Result<(), String>> {
     let owner = load::extension_owner()?;
     // SAFETY: reads of the current user id and of role catalog rows.
     let caller = unsafe { pg_sys::GetUserId() };
     if unsafe { pg_sys::superuser_arg(caller) || pg_sys::has_privs_of_role(caller, owner) } {
-        return Ok(());
+        return Ok(Ok(()));
     }
     let m = cache::current(true)?;
-    let why = match identity::acting_user(&m)? {
-        Ok(u) if u.is_admin => return Ok(()),
-        Ok(u) => format!("CRM user \"{}\" is not an administrator", u.name),
-        Err(reason) => reason.to_string(),
-    };
-    Err(CrmError::denied(format!("permission denied to {what}"))
-        .with_detail(why)
-        .with_hint("Act as a CRM administrator, or connect as the extension owner or a superuser."))
+    Ok(match identity::acting_user(&m)? {
+        Ok(u) if u.is_admin => Ok(()),
+        Ok(u) => Err(format!("CRM user \"{}\" is not an administrator", u.name)),
+        Err(reason) => Err(reason.to_string()),
+    })
 }
 
 /// Authorise the caller, then run `f` against the catalog as the catalog role with a
-/// pinned search_path. Any error aborts the statement, so nothing is half-applied.
-pub fn administer<R>(f: impl FnOnce(&mut SpiClient<'_>) -> CrmResult<R>) -> R {
+/// pinned search_path, as one audited call. Any error aborts the statement, so nothing is
+/// half-applied, and nothing is logged.
+pub fn administer<R>(audit: Audit, f: impl FnOnce(&mut SpiClient<'_>) -> CrmResult<R>) -> R {
     require_admin().or_raise();
-    on_catalog(f).or_raise()
+    audited(audit, || on_catalog(f)).or_raise()
 }

@@ -5,6 +5,8 @@
 use crm_model::{Action, Event, User};
 use pgrx::prelude::*;
 
+use crate::audit;
+use crate::catalog::audit::audited;
 use crate::catalog::spi::on_catalog;
 use crate::error::{CrmError, CrmResult, OrRaise, required};
 use super::identity::acting;
@@ -77,27 +79,27 @@ fn uninvite(event_id: Option<i64>, user_name: Option<&str>) {
 #[pg_extern]
 fn share_calendar(with_user: Option<&str>) {
     let with_user = required("with_user", with_user);
-    (|| {
+    audited(audit!("share_calendar", with_user), || {
         let (m, me) = acting(Action::Edit, "calendar shares")?;
         let with = other_user(&m, &me, with_user)?.owner_id;
         on_catalog(|c| {
             c.update("INSERT INTO crm.calendar_shares VALUES ($1, $2) ON CONFLICT DO NOTHING", None, &[me.owner_id.into(), with.into()])?;
             Ok(())
         })
-    })()
+    })
     .or_raise()
 }
 
 #[pg_extern]
 fn unshare_calendar(with_user: Option<&str>) {
     let with_user = required("with_user", with_user);
-    (|| {
+    audited(audit!("unshare_calendar", with_user), || {
         let (m, me) = acting(Action::Edit, "calendar shares")?;
         let with = m.model.user_by_name(with_user).ok_or_else(|| CrmError::undefined("CRM user", with_user))?.owner_id;
         on_catalog(|c| {
             c.update("DELETE FROM crm.calendar_shares WHERE owner_id = $1 AND with_user = $2", None, &[me.owner_id.into(), with.into()])?;
             Ok(())
         })
-    })()
+    })
     .or_raise()
 }

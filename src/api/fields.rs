@@ -7,6 +7,8 @@ use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
 
 use super::admin::{check_module, profile_id};
 use super::authorize::{administer, require_admin};
+use crate::audit;
+use crate::catalog::audit::audited;
 use crate::catalog::spi::{as_caller, exists, on_catalog, one, Client};
 use crate::catalog::privileged::{self, ExtensionRole, VIEWS_ROLE};
 use crate::catalog::tables::{check_caller_owns_plain_table, existing, primary_key};
@@ -39,7 +41,7 @@ fn set_field_access(profile: Option<&str>, module: Option<&str>, field: Option<&
     let module = required("module", module);
     let field = required("field", field);
     let access = required("access", access);
-    administer(|c: Client| {
+    administer(audit!("set_field_access", profile, module, field, access), |c: Client| {
         let id = profile_id(c, profile)?;
         check_field(c, module, field)?;
         let access = access.parse::<FieldAccess>().map_err(|e| CrmError::invalid(e.to_string()))?;
@@ -57,7 +59,7 @@ fn set_global_field_access(module: Option<&str>, field: Option<&str>, visible: O
     let module = required("module", module);
     let field = required("field", field);
     let visible = required("visible", visible);
-    administer(|c: Client| {
+    administer(audit!("set_global_field_access", module, field, visible), |c: Client| {
         check_field(c, module, field)?;
         if visible {
             c.update("DELETE FROM crm.hidden_fields WHERE module = $1 AND field = $2", None, &[module.into(), field.into()])?;
@@ -74,8 +76,9 @@ fn set_global_field_access(module: Option<&str>, field: Option<&str>, visible: O
 )]
 fn secure_view(tbl: Option<pg_sys::Oid>) -> pg_sys::Oid {
     require_admin().or_raise();
-    let tbl = tbl.ok_or_else(|| CrmError::null_argument("tbl")).or_raise();
-    make_secure_view(tbl).or_raise()
+    let oid = tbl.ok_or_else(|| CrmError::null_argument("tbl")).or_raise();
+    let tbl = existing(oid).or_raise();
+    audited(audit!("secure_view", tbl), || make_secure_view(oid)).or_raise()
 }
 
 /// What `make_secure_view` found out as the caller, for the part it does as the views role.

@@ -4,9 +4,11 @@
 use pgrx::prelude::*;
 
 use super::admin::{role_id, user_id};
-use super::authorize::administer;
+use super::authorize::{administer, require_admin};
 use super::ownership;
 use super::sharing::{check_role_unreferenced, check_user_unreferenced};
+use crate::audit;
+use crate::catalog::audit::audited;
 use crate::catalog::spi::{on_catalog, one, Client};
 use crate::error::{CrmError, OrRaise, required};
 
@@ -14,7 +16,7 @@ use crate::error::{CrmError, OrRaise, required};
 fn set_user_role(name: Option<&str>, role: Option<&str>) {
     let name = required("name", name);
     let role = required("role", role);
-    administer(|c: Client| {
+    administer(audit!("set_user_role", name, role), |c: Client| {
         let (user, role) = (user_id(c, name)?, role_id(c, role)?);
         c.update("UPDATE crm.users SET role_id = $2 WHERE owner_id = $1", None, &[user.into(), role.into()])?;
         Ok(())
@@ -24,16 +26,19 @@ fn set_user_role(name: Option<&str>, role: Option<&str>) {
 #[pg_extern]
 fn delete_user(name: Option<&str>, transfer_to: default!(Option<&str>, "NULL")) {
     let name = required("name", name);
-    let user = administer(|c: Client| {
-        let user = user_id(c, name)?;
-        check_user_unreferenced(c, user, name)?;
-        Ok(user)
-    });
-    // The records move as the caller (see `ownership`), the catalog row goes as the catalog role.
-    ownership::release("user", name, user, transfer_to).or_raise();
-    on_catalog(|c| {
-        c.update("DELETE FROM crm.owners WHERE id = $1", None, &[user.into()])?;
-        Ok(())
+    require_admin().or_raise();
+    audited(audit!("delete_user", name, transfer_to), || {
+        let user = on_catalog(|c| {
+            let user = user_id(c, name)?;
+            check_user_unreferenced(c, user, name)?;
+            Ok(user)
+        })?;
+        // The records move as the caller (see `ownership`), the catalog row goes as the catalog role.
+        ownership::release("user", name, user, transfer_to)?;
+        on_catalog(|c| {
+            c.update("DELETE FROM crm.owners WHERE id = $1", None, &[user.into()])?;
+            Ok(())
+        })
     })
     .or_raise()
 }
@@ -42,7 +47,7 @@ fn delete_user(name: Option<&str>, transfer_to: default!(Option<&str>, "NULL")) 
 #[pg_extern]
 fn delete_role(name: Option<&str>, transfer_role: default!(Option<&str>, "NULL")) {
     let name = required("name", name);
-    administer(|c: Client| {
+    administer(audit!("delete_role", name, transfer_role), |c: Client| {
         let role = role_id(c, name)?;
         let parent = one::<i64>(c, "SELECT parent_id FROM crm.roles WHERE id = $1", &[role.into()])?;
         let Some(parent) = parent else {

@@ -8,6 +8,7 @@ use pgrx::spi::SpiClient;
 
 use super::admin::profile_id;
 use super::authorize::administer;
+use crate::audit;
 use crate::catalog::spi::{find, on_catalog, Client};
 use crate::error::{CrmError, CrmResult, OrRaise, required};
 use crate::session::cache::Loaded;
@@ -36,7 +37,7 @@ fn set_permissions(c: Client, table: &str, id: i64, levels: Vec<Option<String>>)
 fn set_message_permissions(profile: Option<&str>, levels: Option<Vec<Option<String>>>) {
     let profile = required("profile", profile);
     let levels = required("levels", levels);
-    administer(|c: Client| {
+    administer(audit!("set_message_permissions", profile, levels), |c: Client| {
         let id = profile_id(c, profile)?;
         set_permissions(c, "crm.profiles", id, levels)
     })
@@ -46,7 +47,7 @@ fn set_message_permissions(profile: Option<&str>, levels: Option<Vec<Option<Stri
 fn set_permission_set_message_permissions(set: Option<&str>, levels: Option<Vec<Option<String>>>) {
     let set = required("set", set);
     let levels = required("levels", levels);
-    administer(|c: Client| {
+    administer(audit!("set_permission_set_message_permissions", set, levels), |c: Client| {
         let id = find(c, "SELECT id FROM crm.permission_sets WHERE name = $1", "permission set", set, "See crm.permission_sets.")?;
         set_permissions(c, "crm.permission_sets", id, levels)
     })

@@ -1,6 +1,7 @@
 //! The SQL API of DESIGN §4: catalog administration and identity.
 
 pub mod admin;
+pub mod audit;
 pub mod authorize;
 pub mod calendar;
 pub mod explain;

@@ -7,6 +7,7 @@ use pgrx::spi::SpiClient;
 use super::admin::{change_grants, valid_name, user_id};
 use super::authorize::administer;
 use super::sharing::group_id;
+use crate::audit;
 use crate::catalog::spi::{exists, find, Client};
 use crate::error::{CrmError, CrmResult, required};
 
@@ -27,7 +28,7 @@ fn create_permission_set(name: Option<&str>, view_all: default!(Option<bool>, fa
     let name = required("name", name);
     let view_all = required("view_all", view_all);
     let edit_all = required("edit_all", edit_all);
-    administer(|c: Client| {
+    administer(audit!("create_permission_set", name, view_all, edit_all), |c: Client| {
         valid_name("permission set", name)?;
         if exists(c, "SELECT 1 FROM crm.permission_sets WHERE name = $1", &[name.into()])? {
             return Err(CrmError::duplicate("permission set", name));
@@ -38,7 +39,8 @@ fn create_permission_set(name: Option<&str>, view_all: default!(Option<bool>, fa
 }
 
 fn change(set: &str, module: &str, list: Vec<Option<String>>, grant: bool) {
-    administer(|c: Client| {
+    let actions = &list;
+    administer(audit!(if grant { "grant_permission_set_privileges" } else { "revoke_permission_set_privileges" }, set, module, actions), |c: Client| {
         let id = set_id(c, set)?;
         change_grants(c, "crm.permission_set_privileges", "set_id", id, module, list, grant)
     })
@@ -65,7 +67,7 @@ fn assign_permission_set(set: Option<&str>, kind: Option<&str>, name: Option<&st
     let set = required("set", set);
     let kind = required("kind", kind);
     let name = required("name", name);
-    administer(|c: Client| {
+    administer(audit!("assign_permission_set", set, kind, name), |c: Client| {
         let (s, who) = (set_id(c, set)?, assignee(c, kind, name)?);
         c.update("INSERT INTO crm.permission_set_assignments VALUES ($1, $2) ON CONFLICT DO NOTHING", None, &[s.into(), who.into()])?;
         Ok(())
@@ -77,7 +79,7 @@ fn unassign_permission_set(set: Option<&str>, kind: Option<&str>, name: Option<&
     let set = required("set", set);
     let kind = required("kind", kind);
     let name = required("name", name);
-    administer(|c: Client| {
+    administer(audit!("unassign_permission_set", set, kind, name), |c: Client| {
         let (s, who) = (set_id(c, set)?, assignee(c, kind, name)?);
         if c.update("DELETE FROM crm.permission_set_assignments WHERE set_id = $1 AND owner_id = $2", None, &[s.into(), who.into()])?.is_empty() {
             return Err(CrmError::undefined(&format!("assignment to {kind} \"{name}\" of permission set"), set));
@@ -89,7 +91,7 @@ fn unassign_permission_set(set: Option<&str>, kind: Option<&str>, name: Option<&
 #[pg_extern]
 fn drop_permission_set(name: Option<&str>) {
     let name = required("name", name);
-    administer(|c: Client| {
+    administer(audit!("drop_permission_set", name), |c: Client| {
         let id = set_id(c, name)?;
         c.update("DELETE FROM crm.permission_sets WHERE id = $1", None, &[id.into()])?;
         Ok(())

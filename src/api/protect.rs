@@ -9,6 +9,8 @@ use pgrx::PgRelation;
 
 use super::admin::check_record_module;
 use super::authorize::require_admin;
+use crate::audit;
+use crate::catalog::audit::audited;
 use crate::catalog::spi::{as_caller, exists, on_catalog, one};
 use crate::catalog::tables::{check_caller_owns_plain_table, existing, has_index_led_by, primary_key};
 use crate::error::{CrmError, CrmResult, OrRaise, required};
@@ -24,7 +26,8 @@ fn protect(tbl: Option<PgRelation>, module: Option<&str>, owner_column: default!
     // ALTER TABLE refuses a relation this session holds open.
     drop(tbl);
     require_admin().or_raise();
-    protect_table(oid, module, owner_column).or_raise()
+    let tbl = existing(oid).or_raise();
+    audited(audit!("protect", tbl, module, owner_column), || protect_table(oid, module, owner_column)).or_raise()
 }
 
 fn protect_table(oid: pg_sys::Oid, module: &str, owner_column: &str) -> CrmResult<()> {
@@ -78,7 +81,8 @@ fn unprotect(tbl: Option<PgRelation>) {
     let oid = tbl.oid();
     drop(tbl);
     require_admin().or_raise();
-    unprotect_table(oid).or_raise()
+    let tbl = existing(oid).or_raise();
+    audited(audit!("unprotect", tbl), || unprotect_table(oid)).or_raise()
 }
 
 fn unprotect_table(oid: pg_sys::Oid) -> CrmResult<()> {
@@ -135,5 +139,6 @@ fn link_parent(child: Option<PgRelation>, parent_column: Option<&str>, parent: O
     drop(child);
     drop(parent);
     require_admin().or_raise();
-    link::link(child_oid, parent_column, parent_oid).or_raise();
+    let (child, parent) = (existing(child_oid).or_raise(), existing(parent_oid).or_raise());
+    audited(audit!("link_parent", child, parent_column, parent), || link::link(child_oid, parent_column, parent_oid)).or_raise();
 }

@@ -4,8 +4,10 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
 use super::admin::{check_record_module, valid_name, role_id, user_id};
-use super::authorize::administer;
+use super::authorize::{administer, require_admin};
 use super::ownership;
+use crate::audit;
+use crate::catalog::audit::audited;
 use crate::catalog::spi::{exists, find, insert_returning_id, on_catalog, one, Client};
 use crate::error::{CrmError, CrmResult, OrRaise, required};
 
@@ -30,7 +32,7 @@ fn party(c: &SpiClient<'_>, kind: &str, name: &str, allowed: &str) -> CrmResult<
 #[pg_extern]
 fn create_group(name: Option<&str>) -> i64 {
     let name = required("name", name);
-    administer(|c: Client| {
+    administer(audit!("create_group", name), |c: Client| {
         valid_name("group", name)?;
         if exists(c, "SELECT 1 FROM crm.owners WHERE name = $1", &[name.into()])? {
             return Err(CrmError::duplicate("CRM user or group", name).with_hint("Users and groups share one namespace."));
@@ -46,7 +48,7 @@ fn add_group_member(group_name: Option<&str>, member_kind: Option<&str>, member:
     let group_name = required("group_name", group_name);
     let member_kind = required("member_kind", member_kind);
     let member = required("member", member);
-    administer(|c: Client| {
+    administer(audit!("add_group_member", group_name, member_kind, member), |c: Client| {
         let group = group_id(c, group_name)?;
         let id = party(c, member_kind, member, MEMBER_KINDS)?;
         if member_kind == "group" {
@@ -72,7 +74,7 @@ fn remove_group_member(group_name: Option<&str>, member_kind: Option<&str>, memb
     let group_name = required("group_name", group_name);
     let member_kind = required("member_kind", member_kind);
     let member = required("member", member);
-    administer(|c: Client| {
+    administer(audit!("remove_group_member", group_name, member_kind, member), |c: Client| {
         let group = group_id(c, group_name)?;
         let id = party(c, member_kind, member, MEMBER_KINDS)?;
         let removed = c.update(
@@ -121,16 +123,19 @@ pub fn check_user_unreferenced(c: &SpiClient<'_>, user: i64, name: &str) -> CrmR
 #[pg_extern]
 fn drop_group(name: Option<&str>, transfer_to: default!(Option<&str>, "NULL")) {
     let name = required("name", name);
-    let group = administer(|c: Client| {
-        let group = group_id(c, name)?;
-        check_unreferenced(c, &["group"], group, &format!("group \"{name}\""))?;
-        Ok(group)
-    });
-    // The records move as the caller (see `ownership`), the catalog row goes as the catalog role.
-    ownership::release("group", name, group, transfer_to).or_raise();
-    on_catalog(|c| {
-        c.update("DELETE FROM crm.owners WHERE id = $1", None, &[group.into()])?;
-        Ok(())
+    require_admin().or_raise();
+    audited(audit!("drop_group", name, transfer_to), || {
+        let group = on_catalog(|c| {
+            let group = group_id(c, name)?;
+            check_unreferenced(c, &["group"], group, &format!("group \"{name}\""))?;
+            Ok(group)
+        })?;
+        // The records move as the caller (see `ownership`), the catalog row goes as the catalog role.
+        ownership::release("group", name, group, transfer_to)?;
+        on_catalog(|c| {
+            c.update("DELETE FROM crm.owners WHERE id = $1", None, &[group.into()])?;
+            Ok(())
+        })
     })
     .or_raise()
 }
@@ -144,7 +149,7 @@ fn add_sharing_rule(module: Option<&str>, source_kind: Option<&str>, source: Opt
     let target = required("target", target);
     let access = required("access", access);
     let related_modules = required("related_modules", related_modules);
-    administer(|c: Client| {
+    administer(audit!("add_sharing_rule", module, source_kind, source, target_kind, target, access, related_modules), |c: Client| {
         check_record_module(c, module, "sharing rules")?;
         let governing = crm_model::sharing_module(module);
         if governing != module {
@@ -183,7 +188,7 @@ fn add_sharing_rule(module: Option<&str>, source_kind: Option<&str>, source: Opt
 #[pg_extern]
 fn drop_sharing_rule(id: Option<i64>) {
     let id = required("id", id);
-    administer(|c: Client| {
+    administer(audit!("drop_sharing_rule", id), |c: Client| {
         if c.update("DELETE FROM crm.sharing_rules WHERE id = $1", None, &[id.into()])?.is_empty() {
             return Err(CrmError::undefined("sharing rule", &id.to_string()).with_hint("See crm.sharing_rule_directory."));
         }

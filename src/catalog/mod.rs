@@ -1,5 +1,6 @@
 //! The catalog snapshot: loading it, running SQL with the right rights, facts about tables.
 
+pub mod audit;
 pub mod latest;
 pub mod load;
 pub mod privileged;

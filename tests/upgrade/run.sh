@@ -84,7 +84,9 @@ current=$(sed -n "s/^version = \"\(.*\)\"/\1/p" Cargo.toml | head -1)
 snapshot() {
     schema_of "$1" >"$out/schema-$1.sql"
     config_of "$1" >"$out/config-$1.txt"
-    pg_dump --data-only --schema=crm -d "$1" 2>/dev/null | grep -v -e '^\\restrict' -e '^\\unrestrict' >"$out/data-$1.sql"
+    # The audit log holds each database's own history (0.1.0 and 0.2.0 kept none).
+    pg_dump --data-only --schema=crm --exclude-table-data='crm.audit_log*' -d "$1" 2>/dev/null \
+        | grep -v -e '^\\restrict' -e '^\\unrestrict' >"$out/data-$1.sql"
 }
 snapshot upgraded
 snapshot empty_upgraded
@@ -111,11 +113,23 @@ same "$out/config-fresh.txt" "$out/config-upgraded.txt" config "the upgraded ext
 same "$out/data-fresh.sql" "$out/data-upgraded.sql" data "the upgraded catalog's rows differ from a fresh one's"
 same "$out/before.txt" "$out/fresh.txt" fresh "a fresh install decides otherwise than 0.1.0 did"
 
+echo "== the audit log records a change after the update as on a fresh install"
+for db in upgraded fresh; do
+    sql -d "$db" -c "SELECT crm.create_group('audit probe')" >/dev/null
+    psql -X -At -d "$db" -c "SELECT operation, target, details->'args', jsonb_path_query_array(details, '$.changes[*].table')
+                              FROM crm.audit_log ORDER BY id DESC LIMIT 1" >"$out/audit-$db.txt"
+done
+grep -q '^create_group|audit probe|' "$out/audit-fresh.txt" || fail "a fresh install did not log crm.create_group"
+same "$out/audit-fresh.txt" "$out/audit-upgraded.txt" audit "the upgraded database logs a change otherwise than a fresh install"
+
 echo "== dump and restore of the upgraded database"
 pg_dump -Fc -d upgraded -f "$out/upgraded.dump"
 createdb restored
 pg_restore -d restored --exit-on-error "$out/upgraded.dump"
 sql -d restored -f tests/upgrade/report.sql >"$out/restored.txt"
 same "$out/before.txt" "$out/restored.txt" restored "decisions differ after a dump and restore of the upgraded database"
+psql -X -At -d upgraded -c "SELECT id, at, operation, details FROM crm.audit_log ORDER BY id" >"$out/log-upgraded.txt"
+psql -X -At -d restored -c "SELECT id, at, operation, details FROM crm.audit_log WHERE id <= (SELECT max(id) FROM crm.audit_log WHERE operation = 'create_group') ORDER BY id" >"$out/log-restored.txt"
+same "$out/log-upgraded.txt" "$out/log-restored.txt" log-restored "the audit log differs after a dump and restore"
 echo "upgrade test (PostgreSQL $version): $(grep -c . "$out/before.txt") decisions identical before and after the update and after a restore; schema identical to a fresh install"
 echo "upgrade: $checks passed"

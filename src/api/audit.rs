@@ -1,0 +1,56 @@
+//! The audit log's SQL surface (DESIGN §8): the note its catalog triggers hand over, the
+//! guard that keeps it append-only, pruning, and who may read it.
+
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+use super::authorize::is_admin;
+use crate::catalog::audit;
+use crate::error::{required, CrmError, OrRaise};
+
+/// Called by `crm.audit_statement()`, the statement trigger on every catalog table, with the
+/// rows the statement removed and added. Only the catalog role (which makes every API
+/// change) may call it, and superusers, whose direct writes it records.
+#[pg_extern]
+fn audit_note(tbl: Option<&str>, op: Option<&str>, old: Option<JsonB>, new: Option<JsonB>) {
+    let tbl = required("tbl", tbl);
+    let op = required("op", op);
+    audit::note(tbl, op, old.map(|j| j.0), new.map(|j| j.0)).or_raise();
+}
+
+/// Keeps `crm.audit_log` append-only: every UPDATE, DELETE and TRUNCATE is refused, whoever
+/// runs it (the table owner and superusers included), except the deletes of
+/// `crm.prune_audit_log`.
+#[pg_trigger]
+fn audit_log_append_only<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    if audit::pruning() && trigger.event().fired_by_delete() {
+        return Ok(trigger.old());
+    }
+    CrmError::denied("crm.audit_log is append-only")
+        .with_detail("Its entries are never changed or removed, except old ones by crm.prune_audit_log().")
+        .with_hint("A superuser may remove entries older than a date with crm.prune_audit_log(before).")
+        .about(Some("crm.audit_log"), Some("change"), Some("the audit log is append-only"))
+        .raise()
+}
+
+/// Remove the entries older than `before`; superusers only. The pruning is itself logged.
+#[pg_extern]
+fn prune_audit_log(before: Option<TimestampWithTimeZone>) -> i64 {
+    let before = required("before", before);
+    // SAFETY: reads the current user's role attributes.
+    if !unsafe { pg_sys::superuser() } {
+        CrmError::denied("permission denied to prune the audit log")
+            .with_hint("Only superusers may remove audit entries.")
+            .about(Some("crm.audit_log"), Some("prune"), Some("only superusers may prune the audit log"))
+            .raise();
+    }
+    audit::prune(before).or_raise()
+}
+
+/// Whether the caller may read `crm.audit_log` (its row policy): a CRM administrator acting,
+/// the extension owner, a superuser.
+#[pg_extern(stable, parallel_restricted)]
+fn reads_audit_log() -> bool {
+    is_admin().unwrap_or(false)
+}

@@ -1,0 +1,138 @@
+-- The audit log (DESIGN §8): one entry per API call that changed the catalog and one per
+-- direct write, in the changing transaction; append-only for everyone; read by catalog
+-- administrators only; pruned by superusers only, and the pruning logged.
+\set ECHO none
+\o /dev/null
+CREATE EXTENSION crm_access;
+\i tests/fixtures/helpers.sql
+\i tests/fixtures/org.sql
+\o
+\set ECHO all
+
+-- Building the organisation logged each call that changed something.
+SELECT operation, count(*), count(DISTINCT db_user) AS logins, bool_and(actor IS NULL) AS no_acting_user
+FROM crm.audit_log GROUP BY operation ORDER BY operation;
+
+-- The entries after a mark, with each change's table, command and row counts.
+CREATE FUNCTION regress.audit_since(mark bigint)
+RETURNS TABLE (actor text, db_user text, operation text, target text, args jsonb, changes text)
+LANGUAGE sql AS $$
+    SELECT a.actor, a.db_user::text, a.operation, a.target, a.details->'args',
+           (SELECT string_agg(format('%s %s -%s +%s', c->>'table', c->>'op', jsonb_array_length(c->'old'), jsonb_array_length(c->'new')), ', ')
+            FROM jsonb_array_elements(a.details->'changes') c)
+    FROM crm.audit_log a WHERE a.id > mark ORDER BY a.id
+$$;
+SELECT max(id) AS mark FROM crm.audit_log \gset
+
+-- An administrator acting through the trusted app: the entry names both, and keeps the rows
+-- before and after.
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'root';
+SELECT crm.set_user_role('alice', 'Rep_East');
+SELECT crm.add_sharing_rule('Leads', 'role', 'Rep_West', 'role_and_subordinates', 'Support', 'read');
+COMMIT;
+RESET SESSION AUTHORIZATION;
+SELECT * FROM regress.audit_since(:mark);
+SELECT jsonb_pretty(details->'changes') FROM crm.audit_log WHERE operation = 'set_user_role' AND id > :mark;
+SELECT max(id) AS mark FROM crm.audit_log \gset
+
+-- Nothing changed, nothing logged: a call that changes nothing, a refused call, a failed
+-- one, a rolled-back one, one undone by its savepoint.
+SELECT crm.grant_privileges('Sales', 'Leads', ARRAY['read']);
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'alice';
+SELECT regress.try($$SELECT crm.set_user_role('bob', 'CEO')$$);
+COMMIT;
+RESET SESSION AUTHORIZATION;
+SELECT regress.try($$SELECT crm.create_role('Rep_West', 'CEO')$$);
+BEGIN;
+SELECT crm.create_group('Tiger team');
+ROLLBACK;
+BEGIN;
+SELECT crm.create_group('Kept');
+SAVEPOINT s;
+SELECT crm.add_group_member('Kept', 'user', 'bob');
+ROLLBACK TO SAVEPOINT s;
+COMMIT;
+SELECT * FROM regress.audit_since(:mark);
+SELECT max(id) AS mark FROM crm.audit_log \gset
+
+-- A direct write (a superuser's, or the event trigger forgetting a dropped table) is logged
+-- per statement, with the SQL command as its operation.
+UPDATE crm.users SET is_admin = true WHERE owner_id = crm.owner_id('dave');
+CREATE TABLE public.scratch (id bigint PRIMARY KEY, owner_id bigint);
+\o /dev/null
+SELECT crm.protect('public.scratch', 'Leads');
+\o
+DROP TABLE public.scratch;
+SELECT * FROM regress.audit_since(:mark);
+SELECT max(id) AS mark FROM crm.audit_log \gset
+
+-- Read by administrators only: not by a user acting through the app, a mapped BI login or a
+-- stranger; by an acting CRM administrator, the extension owner and superusers.
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'bob';
+SELECT count(*) FROM crm.audit_log;
+SET LOCAL crm.user_name = 'root';
+SELECT count(*) > 0 AS administrator_reads FROM crm.audit_log;
+COMMIT;
+SET SESSION AUTHORIZATION bi_alice;
+SELECT count(*) FROM crm.audit_log;
+SET SESSION AUTHORIZATION crm_stranger;
+SELECT count(*) FROM crm.audit_log;
+
+-- Append-only: refused to an acting administrator (no privilege), to the table's owner and
+-- to a superuser (the trigger), TRUNCATE included; a refusal changes nothing.
+RESET SESSION AUTHORIZATION;
+SELECT count(*) AS entries FROM crm.audit_log \gset
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'root';
+SELECT regress.try($$UPDATE crm.audit_log SET actor = 'nobody'$$);
+SELECT regress.try($$DELETE FROM crm.audit_log$$);
+SELECT regress.try($$TRUNCATE crm.audit_log$$);
+SELECT regress.try($$INSERT INTO crm.audit_log (operation) VALUES ('forged')$$);
+COMMIT;
+RESET SESSION AUTHORIZATION;
+SET ROLE crm_access_catalog;
+SELECT regress.try($$UPDATE crm.audit_log SET actor = 'nobody'$$);
+SELECT regress.try($$DELETE FROM crm.audit_log WHERE id = 1$$);
+RESET ROLE;
+SELECT regress.try($$UPDATE crm.audit_log SET details = '{}'$$);
+SELECT regress.try($$DELETE FROM crm.audit_log$$);
+SELECT regress.try($$TRUNCATE crm.audit_log$$);
+SELECT count(*) = :entries AS unchanged, count(*) FILTER (WHERE actor = 'nobody') AS altered FROM crm.audit_log;
+
+-- Nobody but the catalog role (and superusers) may hand over a change, nor attach the
+-- trigger that does to another table.
+SET SESSION AUTHORIZATION crm_app;
+SELECT regress.try($$SELECT crm.audit_note('users', 'DELETE', '[]', '[]')$$);
+CREATE TEMP TABLE mine (id int);
+SELECT regress.try($$CREATE TRIGGER forge AFTER INSERT ON mine REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION crm.audit_statement()$$);
+RESET SESSION AUTHORIZATION;
+SELECT regress.try($$SELECT crm.audit_note(NULL, 'DELETE', NULL, NULL)$$);
+SELECT count(*) = :entries AS unchanged FROM crm.audit_log;
+
+-- Pruning: superusers only, and itself logged.
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'root';
+SELECT regress.try($$SELECT crm.prune_audit_log(now())$$);
+COMMIT;
+RESET SESSION AUTHORIZATION;
+SELECT regress.try($$SELECT crm.prune_audit_log(NULL)$$);
+SELECT crm.prune_audit_log('2000-01-01') AS pruned;
+SELECT crm.prune_audit_log('infinity') = :entries + 1 AS pruned_all_before;
+SELECT operation, actor, db_user, details->'args' AS args, details->'changes'->0->'deleted' = to_jsonb(:entries + 1) AS counted
+FROM crm.audit_log ORDER BY id;
+
+-- clean up for the next suite
+\set ECHO none
+SET client_min_messages = warning;
+RESET SESSION AUTHORIZATION;
+DROP SCHEMA sales CASCADE;
+DROP SCHEMA regress CASCADE;
+DROP EXTENSION crm_access CASCADE;
