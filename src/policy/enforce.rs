@@ -44,6 +44,7 @@ pub(crate) fn model(action: Action, planning: bool) -> CrmResult<Option<Rc<Loade
     match cache::current(planning) {
         Ok(m) => Ok(Some(m)),
         Err(e) if action == Action::Read => {
+            crate::session::plans::failed_closed();
             pgrx::warning!("{}: no protected rows are visible", e.message());
             Ok(None)
         }

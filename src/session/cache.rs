@@ -116,6 +116,8 @@ thread_local! {
     static GENERATION: Cell<u64> = const { Cell::new(0) };
     /// A load is in progress (see `relcache_changed`).
     static LOADING: Cell<bool> = const { Cell::new(false) };
+    /// The client statement in which invalidations were last taken in (see `current`).
+    static ACCEPTED_IN: Cell<pgrx::pg_sys::TimestampTz> = const { Cell::new(0) };
     /// The model the planning in progress decides with (see `current`).
     static PINNED: RefCell<Option<Rc<Loaded>>> = const { RefCell::new(None) };
 }
@@ -184,8 +186,9 @@ pub fn generation() -> u64 {
 }
 
 /// The model as of the latest committed catalog (plus this transaction's own changes).
-/// `accept` first takes in pending invalidations; planning does, run-time checks do not,
-/// so that one statement never switches models halfway through its rows.
+/// `accept` first takes in pending invalidations; planning does, run-time checks only at
+/// their first call in a client statement, so that a statement does not switch models
+/// halfway through its rows.
 ///
 /// A planning decides every policy of its statement with one model: it has several
 /// policies to specialise (a DELETE's and the SELECT's on the same table, a join's), and
@@ -201,11 +204,43 @@ pub fn current(accept: bool) -> CrmResult<Rc<Loaded>> {
             return Ok(m);
         }
     }
+    // A run-time decision (crm.can() with arguments known only while running, a trigger)
+    // takes in invalidations once per client statement, unless that statement already did.
+    let accept = accept || statement_not_caught_up();
     let m = current_unpinned(accept)?;
     if planning {
         PINNED.with(|p| *p.borrow_mut() = Some(m.clone()));
+        super::plans::model_taken();
     }
     Ok(m)
+}
+
+/// Whether this client statement has not taken in invalidations yet. A statement that plans
+/// nothing anew (a prepared one, a PL/pgSQL function's cached expressions) would otherwise
+/// decide under a catalog that a commit before it began has overtaken (red team, round 4).
+fn statement_not_caught_up() -> bool {
+    // SAFETY: reads a global of the backend. Parallel workers never take in invalidations
+    // themselves: they run their leader's decisions.
+    let worker = unsafe { pg_sys::ParallelWorkerNumber } >= 0;
+    !worker && ACCEPTED_IN.get() != super::plans::statement_start()
+}
+
+/// Take in invalidations once per client statement, as it starts executing (the executor
+/// hook): before PL/pgSQL reuses a simple expression, whose validity it checks without
+/// taking any in. A query about to enter parallel mode, where the catalog cannot be loaded,
+/// gets a stale model reloaded first, so that what it plans inside (a parallel-restricted
+/// function's queries) can decide.
+pub fn catch_up_once_per_statement(parallel: bool) {
+    if statement_not_caught_up() {
+        // SAFETY: called as a query starts, inside a transaction.
+        unsafe { pg_sys::AcceptInvalidationMessages() };
+        ACCEPTED_IN.set(super::plans::statement_start());
+    }
+    // SAFETY: reads a flag of the current transaction.
+    if parallel && STALE.get() && MODEL.with(|m| m.borrow().is_some()) && !unsafe { pg_sys::IsInParallelMode() } {
+        // A broken catalog fails closed where it is used, with its own error.
+        let _ = current_unpinned(false);
+    }
 }
 
 fn current_unpinned(accept: bool) -> CrmResult<Rc<Loaded>> {
@@ -213,6 +248,7 @@ fn current_unpinned(accept: bool) -> CrmResult<Rc<Loaded>> {
         // SAFETY: called inside a transaction (from SQL functions and planner hooks); the
         // callbacks it may run are ours and PostgreSQL's own.
         unsafe { pg_sys::AcceptInvalidationMessages() };
+        ACCEPTED_IN.set(super::plans::statement_start());
     }
     if !STALE.get() {
         if let Some(m) = MODEL.with(|m| m.borrow().clone()) {

@@ -59,9 +59,12 @@ thread_local! {
     static PLANNINGS: RefCell<Vec<(bool, u32)>> = const { RefCell::new(Vec::new()) };
     /// Counts `invalidate` calls: a marked plan still valid was made in the current epoch.
     static EPOCH: Cell<u32> = const { Cell::new(0) };
-    /// Numbers the marked plans made; `FRESH` is the latest one until it starts executing.
+    /// Numbers the marked plans made; `FRESH` is the latest one, with the start of the
+    /// client statement that made it, until it starts executing.
     static SERIAL: Cell<u32> = const { Cell::new(0) };
-    static FRESH: Cell<u32> = const { Cell::new(0) };
+    static FRESH: Cell<(u32, pg_sys::TimestampTz)> = const { Cell::new((0, 0)) };
+    /// A read failed closed (the catalog could not be loaded): plans may deny everything.
+    static FAILED_CLOSED: Cell<bool> = const { Cell::new(false) };
     /// Whether the current transaction has consulted the model.
     static DECIDED: Cell<bool> = const { Cell::new(false) };
     /// Whether plans may exist that were built without our hooks (see the module comment).
@@ -184,6 +187,29 @@ pub fn decision_made() {
 /// plpgsql's expression states) is gone.
 pub fn transaction_ended() {
     DECIDED.set(false);
+    // A plan that let nothing through because the catalog could not be loaded then (during a
+    // parallel operation, say) must not outlive the transaction: nothing repairs that.
+    if FAILED_CLOSED.replace(false) {
+        invalidate();
+    }
+}
+
+/// A decision failed closed because the catalog could not be loaded.
+pub fn failed_closed() {
+    FAILED_CLOSED.set(true);
+}
+
+/// The planning in progress took its model now (`cache::current`): its decisions, and those
+/// of the plannings nested in it, are as of this epoch.
+pub fn model_taken() {
+    let epoch = EPOCH.get();
+    PLANNINGS.with(|p| p.borrow_mut().iter_mut().for_each(|(_, e)| *e = epoch));
+}
+
+/// The start of the current client statement (each protocol message of the client starts one).
+pub fn statement_start() -> pg_sys::TimestampTz {
+    // SAFETY: reads a timestamp of the current transaction state.
+    unsafe { pg_sys::GetCurrentStatementStartTimestamp() }
 }
 
 /// Invalidate the plans that may hold a decision of ours, in this backend: only the marked
@@ -264,32 +290,42 @@ unsafe extern "C-unwind" fn planner(
         (*stmt).invalItems = with_marker((*stmt).invalItems);
         (*stmt).invalItems = with_item((*stmt).invalItems, SERIAL_ITEM, serial);
         (*stmt).invalItems = with_item((*stmt).invalItems, EPOCH_ITEM, epoch);
-        FRESH.set(serial);
+        FRESH.set((serial, statement_start()));
     }
     stmt
 }
 
-/// A marked plan about to run again, made by an earlier statement: PostgreSQL took in no
-/// invalidation since validating it when every lock it needs was already held (which is
-/// what a transaction re-running a prepared statement looks like), so a catalog change
-/// committed meanwhile has not invalidated it. Take the invalidations in now; if any reached
-/// the plan, its decisions are overtaken and it must not run. A plan fresh from its planning
-/// runs with that planning's decisions (docs/security.md).
+/// A marked plan about to run other than fresh from its planning in this same client
+/// statement: PostgreSQL took in no invalidation since validating it when every lock it
+/// needs was already held (which is what a transaction re-running a prepared statement looks
+/// like), so a catalog change committed meanwhile has not invalidated it. Take the
+/// invalidations in now; if any reached the plan since its model was taken, its decisions
+/// are overtaken and it must not run. It is invalidated as it is refused, so that the
+/// statement run again is planned anew. A plan fresh from its planning runs with that
+/// planning's decisions (docs/security.md).
 ///
 /// # Safety
 /// `stmt` must be null or a valid `PlannedStmt`.
 unsafe fn refuse_if_overtaken(stmt: *const pg_sys::PlannedStmt) {
-    // Parallel workers run their leader's plan, which the leader checked.
-    if stmt.is_null() || pg_sys::ParallelWorkerNumber >= 0 || pg_sys::IsInParallelMode() {
+    // Parallel workers run their leader's plan, which the leader checked. The leader itself
+    // is checked, in parallel mode too (a parallel-restricted function's queries run there).
+    if stmt.is_null() || pg_sys::ParallelWorkerNumber >= 0 {
         return;
     }
     let Some((serial, epoch)) = serial_and_epoch(stmt) else { return };
-    if FRESH.get() == serial {
-        FRESH.set(0);
+    // Fresh: planned by this client statement, or by the one that made the portal it runs
+    // in (a Bind, whose Execute starts a DML statement's plan); a plan made but never started
+    // by an earlier statement (a Bind without Execute, say) is not.
+    let (fresh, planned_in) = FRESH.get();
+    let portal = pg_sys::ActivePortal;
+    let portal_made = if portal.is_null() { None } else { Some((*portal).creation_time) };
+    if fresh == serial && (planned_in == statement_start() || Some(planned_in) == portal_made) {
+        FRESH.set((0, 0));
         return;
     }
     pg_sys::AcceptInvalidationMessages();
     if EPOCH.get() != epoch {
+        invalidate();
         crate::error::CrmError::catalog_changed().raise();
     }
 }
@@ -341,6 +377,8 @@ unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, e
     if !query_desc.is_null() {
         refuse_if_overtaken((*query_desc).plannedstmt);
     }
+    let parallel = !query_desc.is_null() && !(*query_desc).plannedstmt.is_null() && (*(*query_desc).plannedstmt).parallelModeNeeded;
+    super::cache::catch_up_once_per_statement(parallel);
     match PREV_EXECUTOR_START.get() {
         Some(prev) => prev(query_desc, eflags),
         None => pg_sys::standard_ExecutorStart(query_desc, eflags),

@@ -140,10 +140,8 @@ fn a_plan_reused_in_a_transaction_after_a_committed_change_is_refused_then_repla
     assert_eq!(tx.query_one(&delete, &[&1i64]).unwrap().get::<_, i64>(0), 0, "planned again: rep1 may not delete ceo's lead");
     assert_eq!(tx.query_one(&seen, &[]).unwrap().get::<_, Vec<i64>>(0), [3]);
     assert_eq!(tx.query_one("SELECT visible_leads()", &[]).unwrap().get::<_, i64>(0), 1);
+    // A function's cached plan is caught up before the function runs: no refusal needed.
     admin.batch_execute("SELECT crm.set_sharing_default('Leads', 'public_read')").unwrap();
-    tx.batch_execute("SAVEPOINT s").unwrap();
-    assert_eq!(tx.query_one("SELECT visible_leads()", &[]).map_err(code).unwrap_err().as_deref(), Some("40001"));
-    tx.batch_execute("ROLLBACK TO SAVEPOINT s").unwrap();
     assert_eq!(tx.query_one("SELECT visible_leads()", &[]).unwrap().get::<_, i64>(0), 4);
     tx.commit().unwrap();
     assert_eq!(admin.query_one("SELECT count(*) FROM leads", &[]).unwrap().get::<_, i64>(0), 4, "the refused delete removed nothing");
@@ -328,4 +326,150 @@ fn a_user_disabled_or_deleted_by_another_session_acts_no_more_within_an_open_tra
     let mut tx = bi.transaction().unwrap();
     assert!(tx.query_one("SELECT crm.acting_user()", &[]).unwrap().get::<_, Option<String>>(0).is_none(), "rep2 is gone, so is the mapping");
     tx.rollback().unwrap();
+}
+
+/// The organisation with every lead open to everyone (so a lowered default takes rows away),
+/// a schema the mapped BI login (rep2) may create in, and the default-lowering change.
+fn open_org(db: &str) -> Client {
+    let mut admin = org(db);
+    admin
+        .batch_execute(
+            "SELECT crm.set_sharing_default('Leads', 'public_read_write_delete');
+             CREATE SCHEMA att; GRANT ALL ON SCHEMA att TO sess_bi;",
+        )
+        .unwrap();
+    admin
+}
+
+const LOWER_DEFAULT: &str = "SELECT crm.set_sharing_default('Leads', 'private')";
+
+fn sqlstate(e: &postgres::Error) -> Option<String> {
+    e.as_db_error().map(|d| d.code().code().to_string())
+}
+
+/// Red team, round 4: a generic plan built by a statement that never started it (here a
+/// CREATE TABLE AS that fails after planning) must not pass as fresh in a later statement.
+#[test]
+fn a_plan_built_but_never_started_is_not_fresh_later() {
+    let mut admin = open_org("sess_unstarted");
+    let mut bi = connect("sess_unstarted", "sess_bi");
+    bi.batch_execute("SET plan_cache_mode = force_generic_plan; PREPARE del(bigint) AS DELETE FROM leads WHERE id > $1").unwrap();
+    bi.batch_execute("BEGIN; DELETE FROM leads WHERE id > 100; SAVEPOINT a").unwrap();
+    let err = bi.batch_execute("CREATE TABLE att.x AS EXECUTE del(100)").unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("42809"), "{err}");
+    bi.batch_execute("ROLLBACK TO a").unwrap();
+    admin.batch_execute(LOWER_DEFAULT).unwrap();
+    let err = bi.execute("EXECUTE del(0)", &[]).unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("40001"), "{err}");
+    bi.batch_execute("ROLLBACK TO a").unwrap();
+    assert_eq!(bi.execute("EXECUTE del(0)", &[]).unwrap(), 1, "planned anew: rep2 deletes only their own lead");
+    bi.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(admin.query_one("SELECT count(*) FROM leads", &[]).unwrap().get::<_, i64>(0), 4);
+}
+
+/// Red team, round 4: a parallel-restricted function runs its queries in the leader in
+/// parallel mode, where the catalog cannot be loaded; their plans, reused there, decide under
+/// a change committed before the statement.
+#[test]
+fn a_plan_reused_by_the_leader_of_a_parallel_query_decides_under_the_latest_change() {
+    let mut admin = open_org("sess_parallel");
+    admin
+        .batch_execute(
+            "CREATE TABLE big AS SELECT g FROM generate_series(1, 200000) g; ANALYZE big; GRANT SELECT ON big TO sess_bi;
+             CREATE FUNCTION att.cnt() RETURNS bigint LANGUAGE plpgsql PARALLEL RESTRICTED AS $$ BEGIN RETURN (SELECT count(*) FROM leads); END $$;
+             GRANT EXECUTE ON FUNCTION att.cnt() TO sess_bi;",
+        )
+        .unwrap();
+    let mut bi = connect("sess_parallel", "sess_bi");
+    bi.batch_execute(
+        "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; SET max_parallel_workers_per_gather = 2;
+         PREPARE par AS SELECT att.cnt(), count(*) FROM big; PREPARE ser AS SELECT att.cnt();",
+    )
+    .unwrap();
+    let plan: Vec<String> = bi.query("EXPLAIN EXECUTE par", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert!(plan.iter().any(|l| l.contains("Gather")), "a parallel plan: {plan:?}");
+    let count = |bi: &mut Client, stmt: &str| bi.query_one(stmt, &[]).map(|r| r.get::<_, i64>(0));
+    bi.batch_execute("BEGIN").unwrap();
+    assert_eq!(count(&mut bi, "EXECUTE ser").unwrap(), 4);
+    assert_eq!(count(&mut bi, "EXECUTE par").unwrap(), 4);
+    admin.batch_execute(LOWER_DEFAULT).unwrap();
+    assert_eq!(count(&mut bi, "EXECUTE par").unwrap(), 1);
+    assert_eq!(count(&mut bi, "EXECUTE ser").unwrap(), 1);
+    bi.batch_execute("COMMIT").unwrap();
+}
+
+/// Red team, round 4: a decision taken at run time (crm.can() in a PL/pgSQL simple
+/// expression, which plans nothing) takes in a change committed before its statement.
+#[test]
+fn a_run_time_decision_sees_a_change_committed_before_its_statement() {
+    let mut admin = open_org("sess_runtime");
+    admin
+        .batch_execute("CREATE FUNCTION att.may_delete(o bigint) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN RETURN crm.can('leads', 'delete', o); END $$;")
+        .unwrap();
+    let ceo: i64 = admin.query_one("SELECT crm.owner_id('ceo')", &[]).unwrap().get(0);
+    let mut bi = connect("sess_runtime", "sess_bi");
+    // A simple expression (specialised when PL/pgSQL planned it), and crm.can() on a table
+    // known only at run time.
+    let may = |bi: &mut Client| {
+        let row = bi
+            .query_one("SELECT att.may_delete($1), (SELECT crm.can(t, 'delete', $1) FROM (SELECT 'leads'::regclass t OFFSET 0) s)", &[&ceo])
+            .unwrap();
+        (row.get::<_, bool>(0), row.get::<_, bool>(1))
+    };
+    bi.batch_execute("BEGIN").unwrap();
+    assert_eq!(may(&mut bi), (true, true));
+    assert_eq!(may(&mut bi), (true, true));
+    admin.batch_execute(LOWER_DEFAULT).unwrap();
+    assert_eq!(may(&mut bi), (false, false), "the next statement decides under the lowered default");
+    bi.batch_execute("COMMIT").unwrap();
+}
+
+/// Red team, round 4: a read that failed closed because the catalog could not be loaded (a
+/// parallel operation) must not leave a plan that denies everything for later transactions.
+#[test]
+fn a_plan_that_failed_closed_does_not_outlive_its_transaction() {
+    let mut admin = open_org("sess_failclosed");
+    admin
+        .batch_execute(
+            "CREATE TABLE big AS SELECT g FROM generate_series(1, 200000) g; ANALYZE big; GRANT SELECT ON big TO sess_bi;
+             CREATE FUNCTION att.cnt() RETURNS bigint LANGUAGE plpgsql PARALLEL RESTRICTED AS $$ BEGIN RETURN (SELECT count(*) FROM leads); END $$;",
+        )
+        .unwrap();
+    let mut bi = connect("sess_failclosed", "sess_bi");
+    bi.batch_execute("SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; SET max_parallel_workers_per_gather = 2")
+        .unwrap();
+    // The function's first planning happens in parallel mode: it sees nothing, with a warning.
+    assert_eq!(bi.query_one("SELECT att.cnt(), count(*) FROM big", &[]).unwrap().get::<_, i64>(0), 0);
+    assert_eq!(bi.query_one("SELECT att.cnt()", &[]).unwrap().get::<_, i64>(0), 4, "planned anew outside parallel mode");
+}
+
+/// Red team, round 4: a change that lands while a prepared statement is being planned (here
+/// the planning waits for a lock) must not leave that plan refused for good.
+#[test]
+fn a_change_during_planning_does_not_refuse_the_plan_for_good() {
+    const DB: &str = "sess_midplan";
+    let mut admin = open_org(DB);
+    admin.batch_execute("CREATE TABLE att.t (x int); CREATE INDEX t_x ON att.t (x); GRANT SELECT ON att.t TO sess_bi").unwrap();
+    let mut observer = connect(DB, "postgres");
+    let mut blocker = connect(DB, "postgres");
+    let mut bi = connect(DB, "sess_bi");
+    bi.batch_execute("SELECT count(*) FROM leads").unwrap();
+    admin.batch_execute("SELECT crm.set_sharing_default('Leads', 'public_read_write')").unwrap();
+    bi.batch_execute("SELECT count(*) FROM leads; SET plan_cache_mode = force_generic_plan").unwrap();
+    bi.batch_execute("PREPARE cnt AS SELECT (SELECT count(*) FROM att.t WHERE x = 1) AS s, count(*) FROM leads").unwrap();
+    let mut hold = blocker.transaction().unwrap();
+    hold.batch_execute("REINDEX INDEX att.t_x").unwrap();
+    let planning = thread::spawn(move || {
+        let n = bi.query_one("EXECUTE cnt", &[]).map(|r| r.get::<_, i64>(1));
+        (bi, n)
+    });
+    until_blocked(&mut observer, DB);
+    admin.batch_execute(LOWER_DEFAULT).unwrap();
+    hold.rollback().unwrap();
+    let (mut bi, first) = planning.join().unwrap();
+    let again: Vec<_> = (0..2).map(|_| bi.query_one("EXECUTE cnt", &[]).map(|r| r.get::<_, i64>(1))).collect();
+    // The planning waited for the index before it decided the policy, so it decided under
+    // the change; neither it nor the runs after it are refused.
+    assert_eq!(first.map_err(|e| sqlstate(&e)), Ok(1));
+    assert_eq!(again.into_iter().map(|r| r.map_err(|e| sqlstate(&e))).collect::<Vec<_>>(), [Ok(1), Ok(1)]);
 }
