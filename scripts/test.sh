@@ -42,7 +42,9 @@ cargo test -p crm_model
 cargo build -p crm_client_tests --tests -q
 
 port=5499
-# PgBouncer in front of each version's cluster (scripts/pooler.sh).
+# PgBouncer in front of each version's cluster (scripts/pooler.sh). Both are sourced before
+# the trap needs them: a failure before the first cluster starts must still end with its code.
+. scripts/cluster.sh
 . scripts/pooler.sh
 trap 'pooler_stop; cluster_stop' EXIT
 for v in $versions; do

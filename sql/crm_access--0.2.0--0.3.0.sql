@@ -2,8 +2,9 @@
 -- as a superuser, in one transaction: it either completes or changes nothing.
 --
 -- 0.3.0 adds the audit log (crm.audit_log, crm.prune_audit_log): every catalog change from
--- here on is logged; nothing before the update is. The end state is exactly that of a fresh
--- 0.3.0 install (tests/upgrade/run.sh compares the two).
+-- here on is logged; nothing before the update is. And the access review
+-- (crm.access_review). The end state is exactly that of a fresh 0.3.0 install
+-- (tests/upgrade/run.sh compares the two).
 \echo Use "ALTER EXTENSION crm_access UPDATE TO '0.3.0'" to load this file. \quit
 
 -- 1. The functions behind it (as pgrx declares them).
@@ -24,6 +25,18 @@ CREATE FUNCTION "reads_audit_log"() RETURNS bool
 STRICT STABLE PARALLEL RESTRICTED
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'reads_audit_log_wrapper';
+CREATE FUNCTION "access_review"(
+	"user_name" TEXT
+) RETURNS TABLE (
+	"module" TEXT,
+	"action" TEXT,
+	"reach" TEXT,
+	"owners" bigint,
+	"reasons" TEXT[]
+)
+STABLE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'access_review_wrapper';
 CREATE FUNCTION "audit_log_append_only"()
 	RETURNS TRIGGER
 	LANGUAGE c

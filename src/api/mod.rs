@@ -12,5 +12,6 @@ pub mod messages;
 pub mod ownership;
 pub mod permission_sets;
 pub mod protect;
+pub mod review;
 pub mod sharing;
 pub mod trigger;

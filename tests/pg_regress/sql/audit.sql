@@ -1,6 +1,7 @@
 -- The audit log (DESIGN §8): one entry per API call that changed the catalog and one per
 -- direct write, in the changing transaction; append-only for everyone; read by catalog
--- administrators only; pruned by superusers only, and the pruning logged.
+-- administrators only; pruned by superusers only, and the pruning logged. Then the access
+-- review.
 \set ECHO none
 \o /dev/null
 CREATE EXTENSION crm_access;
@@ -128,6 +129,24 @@ SELECT crm.prune_audit_log('2000-01-01') AS pruned;
 SELECT crm.prune_audit_log('infinity') = :entries + 1 AS pruned_all_before;
 SELECT operation, actor, db_user, details->'args' AS args, details->'changes'->0->'deleted' = to_jsonb(:entries + 1) AS counted
 FROM crm.audit_log ORDER BY id;
+
+-- The access review (DESIGN §8): per module and action, the reach and what grants it. Every
+-- user may review themselves; reviewing someone else takes catalog administration.
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'bob';
+SELECT * FROM crm.access_review('bob') WHERE module = 'Leads';
+SELECT regress.try($$SELECT * FROM crm.access_review('alice')$$);
+SET LOCAL crm.user_name = 'root';
+SELECT * FROM crm.access_review('mgr_west') WHERE module = 'Leads' AND action IN ('read', 'delete');
+SELECT * FROM crm.access_review('erin') WHERE module = 'Accounts' AND action IN ('read', 'edit');
+SELECT module, action, reach, reasons FROM crm.access_review('dave') WHERE action = 'read' AND module IN ('Leads', 'Accounts');
+SELECT regress.try($$SELECT * FROM crm.access_review('nobody')$$);
+SELECT regress.try($$SELECT * FROM crm.access_review(NULL)$$);
+COMMIT;
+SET SESSION AUTHORIZATION crm_stranger;
+SELECT regress.try($$SELECT * FROM crm.access_review('bob')$$);
+RESET SESSION AUTHORIZATION;
 
 -- clean up for the next suite
 \set ECHO none
