@@ -13,6 +13,8 @@ CREATE TABLE crm.audit_log (
     details jsonb NOT NULL DEFAULT '{}'
 );
 CREATE INDEX audit_log_at ON crm.audit_log (at);
+-- Where the log begins: past catalogs are rebuilt from here on (src/catalog/history.rs).
+INSERT INTO crm.audit_log (operation) VALUES ('audit_log_started');
 COMMENT ON TABLE crm.audit_log IS 'crm_access: every catalog change, append-only (see README, "Audit log")';
 SELECT pg_catalog.pg_extension_config_dump('crm.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('crm.audit_log_id_seq', '');

@@ -3,7 +3,7 @@
 --
 -- 0.3.0 adds the audit log (crm.audit_log, crm.prune_audit_log): every catalog change from
 -- here on is logged; nothing before the update is. And the access review
--- (crm.access_review). The end state is exactly that of a fresh 0.3.0 install
+-- (crm.access_review), and who could reach a record at a past moment (crm.who_could). The end state is exactly that of a fresh 0.3.0 install
 -- (tests/upgrade/run.sh compares the two).
 \echo Use "ALTER EXTENSION crm_access UPDATE TO '0.3.0'" to load this file. \quit
 
@@ -37,6 +37,8 @@ CREATE FUNCTION "access_review"(
 STABLE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'access_review_wrapper';
+CREATE FUNCTION crm.who_could(tbl regclass, id anyelement, action text, at timestamptz)
+           RETURNS SETOF text VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'who_could_wrapper';
 CREATE FUNCTION "audit_log_append_only"()
 	RETURNS TRIGGER
 	LANGUAGE c
@@ -58,6 +60,8 @@ CREATE TABLE crm.audit_log (
     details jsonb NOT NULL DEFAULT '{}'
 );
 CREATE INDEX audit_log_at ON crm.audit_log (at);
+-- Where the log begins: past catalogs are rebuilt from here on (src/catalog/history.rs).
+INSERT INTO crm.audit_log (operation) VALUES ('audit_log_started');
 COMMENT ON TABLE crm.audit_log IS 'crm_access: every catalog change, append-only (see README, "Audit log")';
 SELECT pg_catalog.pg_extension_config_dump('crm.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('crm.audit_log_id_seq', '');

@@ -14,12 +14,14 @@ use pgrx::spi::quote_identifier;
 use pgrx::AnyElement;
 
 use super::authorize::require_admin_to;
+use crate::catalog::history;
 use crate::catalog::spi::as_caller;
 use crate::catalog::tables::{existing, primary_key};
 use crate::error::{CrmError, CrmResult, OrRaise};
 use crate::session::cache::{self, Loaded};
 use crate::session::identity;
-use crm_model::{Action, Decision};
+use crm_model::{Action, Decision, Model};
+use pgrx::datum::TimestampWithTimeZone;
 
 /// A record's owner and, for a table linked to a parent, its parent record's owner.
 type Owners = (i64, Option<i64>);
@@ -75,6 +77,40 @@ fn decide(m: &Loaded, tbl: pg_sys::Oid, module: &str, user: Option<i64>, action:
         Some(parent) => m.model.decide_child(user, module, parent, action, owner, parent_owner),
         None => m.model.decide(user, module, action, owner),
     }
+}
+
+/// Who could have acted on the record under the catalog as it stood at `at` (rebuilt from
+/// the audit log), judged on the record's current owner; administrators only.
+#[pg_extern(
+    sql = "CREATE FUNCTION crm.who_could(tbl regclass, id anyelement, action text, at timestamptz)
+           RETURNS SETOF text VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
+)]
+fn who_could(tbl: Option<pg_sys::Oid>, id: Option<AnyElement>, action: Option<&str>, at: Option<TimestampWithTimeZone>) -> SetOfIterator<'static, String> {
+    require_admin_to("review who could access a record").or_raise();
+    let at = at.ok_or_else(|| CrmError::null_argument("at")).or_raise();
+    let (tbl, id, action, table) = target(tbl, id, action).or_raise();
+    let m = cache::current(true).or_raise();
+    if m.module_of(tbl).is_none() {
+        CrmError::undefined("protected table", &table).raise()
+    }
+    let Some(owners) = record_owner(&m, tbl, &table, &id).or_raise() else { no_such_record(&table).raise() };
+    let past = history::catalog_at(at).or_raise();
+    let parent = past.parent_links.get(&tbl.to_u32()).and_then(|l| past.catalog.protected_tables.get(&l.parent)).map(|(m, _)| m.clone());
+    let Some((past_module, _)) = past.catalog.protected_tables.get(&tbl.to_u32()).cloned() else {
+        CrmError::prerequisite(format!("{table} was not protected by crm_access at {at}")).raise()
+    };
+    let model = Model::compile(past.catalog).map_err(|e| CrmError::broken_catalog(e.to_string())).or_raise();
+    let (owner, parent_owner) = owners;
+    let mut names: Vec<String> = model
+        .users()
+        .filter(|u| match &parent {
+            Some(p) => model.decide_child(Some(u.owner_id), &past_module, p, action, owner, parent_owner).allowed,
+            None => model.decide(Some(u.owner_id), &past_module, action, owner).allowed,
+        })
+        .map(|u| u.name.clone())
+        .collect();
+    names.sort();
+    SetOfIterator::new(names)
 }
 
 fn no_such_record(table: &str) -> CrmError {

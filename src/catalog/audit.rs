@@ -121,7 +121,7 @@ pub fn note(table: &str, op: &str, old: Option<Value>, new: Option<Value>) -> Cr
     // Statement triggers fire for statements that touched no row (an `ON CONFLICT DO NOTHING`
     // that found one): nothing changed, nothing to log.
     let rows = |v: &Option<Value>| v.as_ref().and_then(Value::as_array).is_some_and(|a| !a.is_empty());
-    if !rows(&old) && !rows(&new) {
+    if SUPPRESSED.get() || (!rows(&old) && !rows(&new)) {
         return Ok(());
     }
     let change = json!({ "table": table, "op": op, "old": old.unwrap_or(json!([])), "new": new.unwrap_or(json!([])) });
@@ -149,6 +149,20 @@ fn append(actor: Option<String>, operation: &str, target: Option<String>, detail
 
 thread_local! {
     static PRUNING: Cell<bool> = const { Cell::new(false) };
+    /// Rebuilding a past catalog (`history`): its undo is rolled back, and is no change.
+    static SUPPRESSED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run `f` with no change noted.
+pub fn suppressed<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SUPPRESSED.set(self.0);
+        }
+    }
+    let _restore = Restore(SUPPRESSED.replace(true));
+    f()
 }
 
 /// Whether `crm.prune_audit_log` is deleting entries right now (the append-only trigger lets

@@ -1,6 +1,7 @@
 //! Real concurrent sessions: catalog changes seen (or not) from another session, identity
 //! per transaction on a pooled connection, untrusted and mapped logins, and PL/pgSQL plans.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::thread;
 
 use crm_client_tests::{allow_session_user, connect, fresh_database, login_role, until_blocked};
@@ -472,4 +473,57 @@ fn a_change_during_planning_does_not_refuse_the_plan_for_good() {
     // the change; neither it nor the runs after it are refused.
     assert_eq!(first.map_err(|e| sqlstate(&e)), Ok(1));
     assert_eq!(again.into_iter().map(|r| r.map_err(|e| sqlstate(&e))).collect::<Vec<_>>(), [Ok(1), Ok(1)]);
+}
+
+/// Point-in-time answers (DESIGN §8): what row security showed each user after each catalog
+/// change, recorded then, is what `crm.who_could(..., at)` answers for that moment later,
+/// across a user moved, a rule added then dropped, a group nested and a default changed.
+#[test]
+fn who_could_agrees_with_what_row_security_showed_at_the_time() {
+    const DB: &str = "sess_history";
+    let mut admin = org(DB);
+    admin
+        .batch_execute(
+            "SELECT crm.create_group('Inner'); SELECT crm.create_group('Outer');
+             INSERT INTO leads VALUES (5, crm.owner_id('Outer'));",
+        )
+        .unwrap();
+    let users: Vec<String> = admin.query("SELECT name FROM crm.user_directory ORDER BY name", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    let mut app = connect(DB, "sess_app");
+    // Who sees each lead now, by row security, and the moment (after the last commit).
+    let mut snapshot = |admin: &mut Client| -> (String, BTreeMap<i64, Vec<String>>) {
+        let at: String = admin.query_one("SELECT now()::text", &[]).unwrap().get(0);
+        let mut seen: BTreeMap<i64, Vec<String>> = (1..=5).map(|id| (id, Vec::new())).collect();
+        for u in &users {
+            for id in visible(&mut app, u) {
+                seen.get_mut(&id).unwrap().push(u.clone());
+            }
+        }
+        (at, seen)
+    };
+    let mut moments = vec![snapshot(&mut admin)];
+    let rule: i64 = admin.query_one("SELECT crm.add_sharing_rule('Leads', 'role', 'Mgr', 'role', 'Rep', 'read')", &[]).unwrap().get(0);
+    moments.push(snapshot(&mut admin));
+    for change in [
+        "SELECT crm.set_user_role('rep1', 'Mgr')".to_string(),
+        format!("SELECT crm.drop_sharing_rule({rule})"),
+        "SELECT crm.add_group_member('Outer', 'group', 'Inner'); SELECT crm.add_group_member('Inner', 'user', 'rep2')".to_string(),
+        "SELECT crm.set_sharing_default('Leads', 'public_read')".to_string(),
+    ] {
+        admin.batch_execute(&change).unwrap();
+        moments.push(snapshot(&mut admin));
+    }
+    let distinct: BTreeSet<_> = moments.iter().map(|(_, seen)| seen.clone()).collect();
+    assert_eq!(distinct.len(), moments.len(), "every change changed what someone sees");
+    for (at, seen) in &moments {
+        for (id, who) in seen {
+            let could: Vec<String> = admin
+                .query("SELECT crm.who_could('leads', $1::bigint, 'read', $2::text::timestamptz)", &[id, at])
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            assert_eq!(&could, who, "lead {id} at {at}");
+        }
+    }
 }

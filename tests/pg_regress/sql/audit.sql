@@ -24,6 +24,7 @@ LANGUAGE sql AS $$
     FROM crm.audit_log a WHERE a.id > mark ORDER BY a.id
 $$;
 SELECT max(id) AS mark FROM crm.audit_log \gset
+SELECT now() AS before_changes \gset
 
 -- An administrator acting through the trusted app: the entry names both, and keeps the rows
 -- before and after.
@@ -70,6 +71,25 @@ SELECT crm.protect('public.scratch', 'Leads');
 DROP TABLE public.scratch;
 SELECT * FROM regress.audit_since(:mark);
 SELECT max(id) AS mark FROM crm.audit_log \gset
+
+-- Who could read alice's lead 41 before the changes above (alice then in Rep_West, dave not
+-- yet an administrator), rebuilt from the log; now, the same as who_can. Administrators
+-- only; not before the log began. Rebuilding changes nothing and logs nothing.
+SELECT count(*) AS entries_now FROM crm.audit_log \gset
+SELECT c::text AS size_now FROM regress.catalog_size c \gset
+SELECT crm.who_could('sales.leads', 41, 'read', :'before_changes');
+SELECT array(SELECT crm.who_could('sales.leads', 41, 'read', now())) = array(SELECT crm.who_can('sales.leads', 41)) AS now_as_who_can;
+SELECT crm.who_could('sales.leads', 41, 'delete', :'before_changes');
+SELECT regress.try($$SELECT crm.who_could('sales.leads', 41, 'read', '2000-01-01')$$);
+SELECT regress.try($$SELECT crm.who_could('sales.leads', 41, 'read', NULL)$$);
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'alice';
+SELECT regress.try($$SELECT crm.who_could('sales.leads', 41, 'read', now())$$);
+COMMIT;
+RESET SESSION AUTHORIZATION;
+SELECT (SELECT count(*) FROM crm.audit_log) = :entries_now AS rebuilding_logged_nothing,
+       (SELECT c::text FROM regress.catalog_size c) = :'size_now' AS catalog_unchanged;
 
 -- Read by administrators only: not by a user acting through the app, a mapped BI login or a
 -- stranger; by an acting CRM administrator, the extension owner and superusers.
