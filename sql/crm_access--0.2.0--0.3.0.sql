@@ -3,7 +3,8 @@
 --
 -- 0.3.0 adds the audit log (crm.audit_log, crm.prune_audit_log): every catalog change from
 -- here on is logged; nothing before the update is. And the access review
--- (crm.access_review), and who could reach a record at a past moment (crm.who_could). The end state is exactly that of a fresh 0.3.0 install
+-- (crm.access_review), and who could reach a record at a past moment (crm.who_could,
+-- crm.explain_access(..., at => ...)). The end state is exactly that of a fresh 0.3.0 install
 -- (tests/upgrade/run.sh compares the two).
 \echo Use "ALTER EXTENSION crm_access UPDATE TO '0.3.0'" to load this file. \quit
 
@@ -37,6 +38,9 @@ CREATE FUNCTION "access_review"(
 STABLE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'access_review_wrapper';
+DROP FUNCTION crm.explain_access(regclass, anyelement, text, text);
+CREATE FUNCTION crm.explain_access(tbl regclass, id anyelement, action text DEFAULT 'read', user_name text DEFAULT NULL, at timestamptz DEFAULT NULL)
+           RETURNS text VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'explain_access_wrapper';
 CREATE FUNCTION crm.who_could(tbl regclass, id anyelement, action text, at timestamptz)
            RETURNS SETOF text VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'who_could_wrapper';
 CREATE FUNCTION "audit_log_append_only"()

@@ -94,23 +94,37 @@ fn who_could(tbl: Option<pg_sys::Oid>, id: Option<AnyElement>, action: Option<&s
         CrmError::undefined("protected table", &table).raise()
     }
     let Some(owners) = record_owner(&m, tbl, &table, &id).or_raise() else { no_such_record(&table).raise() };
-    let past = history::catalog_at(at).or_raise();
-    let parent = past.parent_links.get(&tbl.to_u32()).and_then(|l| past.catalog.protected_tables.get(&l.parent)).map(|(m, _)| m.clone());
-    let Some((past_module, _)) = past.catalog.protected_tables.get(&tbl.to_u32()).cloned() else {
-        CrmError::prerequisite(format!("{table} was not protected by crm_access at {at}")).raise()
-    };
-    let model = Model::compile(past.catalog).map_err(|e| CrmError::broken_catalog(e.to_string())).or_raise();
-    let (owner, parent_owner) = owners;
-    let mut names: Vec<String> = model
-        .users()
-        .filter(|u| match &parent {
-            Some(p) => model.decide_child(Some(u.owner_id), &past_module, p, action, owner, parent_owner).allowed,
-            None => model.decide(Some(u.owner_id), &past_module, action, owner).allowed,
-        })
-        .map(|u| u.name.clone())
-        .collect();
+    let past = Past::at(tbl, &table, at).or_raise();
+    let mut names: Vec<String> =
+        past.model.users().filter(|u| past.decide(Some(u.owner_id), action, owners).allowed).map(|u| u.name.clone()).collect();
     names.sort();
     SetOfIterator::new(names)
+}
+
+/// The model of a past moment, with the module `tbl` belonged to then and its parent's.
+struct Past {
+    model: Model,
+    module: String,
+    parent: Option<String>,
+}
+
+impl Past {
+    fn at(tbl: pg_sys::Oid, table: &str, at: TimestampWithTimeZone) -> CrmResult<Past> {
+        let past = history::catalog_at(at)?;
+        let parent = past.parent_links.get(&tbl.to_u32()).and_then(|l| past.catalog.protected_tables.get(&l.parent)).map(|(m, _)| m.clone());
+        let Some((module, _)) = past.catalog.protected_tables.get(&tbl.to_u32()).cloned() else {
+            return Err(CrmError::prerequisite(format!("{table} was not protected by crm_access at {at}")));
+        };
+        let model = Model::compile(past.catalog).map_err(|e| CrmError::broken_catalog(e.to_string()))?;
+        Ok(Past { model, module, parent })
+    }
+
+    fn decide(&self, user: Option<i64>, action: Action, (owner, parent_owner): Owners) -> Decision {
+        match &self.parent {
+            Some(p) => self.model.decide_child(user, &self.module, p, action, owner, parent_owner),
+            None => self.model.decide(user, &self.module, action, owner),
+        }
+    }
 }
 
 fn no_such_record(table: &str) -> CrmError {
@@ -127,13 +141,28 @@ fn target(tbl: Option<pg_sys::Oid>, id: Option<AnyElement>, action: Option<&str>
 }
 
 #[pg_extern(
-    sql = "CREATE FUNCTION crm.explain_access(tbl regclass, id anyelement, action text DEFAULT 'read', user_name text DEFAULT NULL)
+    sql = "CREATE FUNCTION crm.explain_access(tbl regclass, id anyelement, action text DEFAULT 'read', user_name text DEFAULT NULL, at timestamptz DEFAULT NULL)
            RETURNS text VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
 )]
-fn explain_access(tbl: Option<pg_sys::Oid>, id: Option<AnyElement>, action: Option<&str>, user_name: Option<&str>) -> String {
+fn explain_access(tbl: Option<pg_sys::Oid>, id: Option<AnyElement>, action: Option<&str>, user_name: Option<&str>, at: Option<TimestampWithTimeZone>) -> String {
     let (tbl, id, action, table) = target(tbl, id, action).or_raise();
     let m = cache::current(true).or_raise();
     let Some(module) = m.module_of(tbl).map(str::to_string) else { CrmError::undefined("protected table", &table).raise() };
+    if let Some(at) = at {
+        // Rebuilding a past catalog is an administrator's review, whoever it is about.
+        require_admin_to("review access at a past moment").or_raise();
+        let Some(owners) = record_owner(&m, tbl, &table, &id).or_raise() else { no_such_record(&table).raise() };
+        let past = Past::at(tbl, &table, at).or_raise();
+        let user = match user_name {
+            Some(name) => match past.model.user_by_name(name) {
+                Some(u) => Some(u.owner_id),
+                None => CrmError::undefined("CRM user", name).with_detail(format!("No user had that name at {at}.")).raise(),
+            },
+            None => identity::acting_user(&m).or_raise().ok().map(|u| u.owner_id),
+        };
+        let d = past.decide(user, action, owners);
+        return format!("{}: {}", if d.allowed { "allowed" } else { "denied" }, d.reason);
+    }
     let acting = identity::acting_user(&m).or_raise().ok().map(|u| u.owner_id);
     const REVIEW: &str = "review another user's access";
     let (user, privileged) = match user_name {

@@ -80,12 +80,17 @@ SELECT c::text AS size_now FROM regress.catalog_size c \gset
 SELECT crm.who_could('sales.leads', 41, 'read', :'before_changes');
 SELECT array(SELECT crm.who_could('sales.leads', 41, 'read', now())) = array(SELECT crm.who_can('sales.leads', 41)) AS now_as_who_can;
 SELECT crm.who_could('sales.leads', 41, 'delete', :'before_changes');
+SELECT crm.explain_access('sales.leads', 41, 'read', 'mgr_west', at => :'before_changes') AS then,
+       crm.explain_access('sales.leads', 41, 'read', 'mgr_west') AS now;
+SELECT crm.explain_access('sales.leads', 41, 'edit', 'dave', at => :'before_changes') AS then,
+       crm.explain_access('sales.leads', 41, 'edit', 'dave') AS now;
 SELECT regress.try($$SELECT crm.who_could('sales.leads', 41, 'read', '2000-01-01')$$);
 SELECT regress.try($$SELECT crm.who_could('sales.leads', 41, 'read', NULL)$$);
 SET SESSION AUTHORIZATION crm_app;
 BEGIN;
 SET LOCAL crm.user_name = 'alice';
 SELECT regress.try($$SELECT crm.who_could('sales.leads', 41, 'read', now())$$);
+SELECT regress.try($$SELECT crm.explain_access('sales.leads', 41, at => now())$$);
 COMMIT;
 RESET SESSION AUTHORIZATION;
 SELECT (SELECT count(*) FROM crm.audit_log) = :entries_now AS rebuilding_logged_nothing,
