@@ -13,8 +13,12 @@ CREATE TABLE crm.audit_log (
     details jsonb NOT NULL DEFAULT '{}'
 );
 CREATE INDEX audit_log_at ON crm.audit_log (at);
--- Where the log begins: past catalogs are rebuilt from here on (src/catalog/history.rs).
-INSERT INTO crm.audit_log (operation) VALUES ('audit_log_started');
+-- When the log began: past catalogs are rebuilt from then on (src/catalog/history.rs). Not
+-- a row of the log: installing the extension again to restore a dump adds a row here (the
+-- earliest counts), where a row of the log would clash with the restored ones.
+CREATE TABLE crm.audit_log_start (at timestamptz NOT NULL DEFAULT pg_catalog.transaction_timestamp());
+INSERT INTO crm.audit_log_start DEFAULT VALUES;
+SELECT pg_catalog.pg_extension_config_dump('crm.audit_log_start', '');
 COMMENT ON TABLE crm.audit_log IS 'crm_access: every catalog change, append-only (see README, "Audit log")';
 SELECT pg_catalog.pg_extension_config_dump('crm.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('crm.audit_log_id_seq', '');

@@ -3,10 +3,12 @@
 //!
 //! Statement triggers on every catalog table (sql/audit.sql) hand over the rows each
 //! statement inserted, updated or deleted (`note`). Inside an API call they are gathered
-//! and written as the call's one row when it returns (`Call::finish`); outside one (a
-//! superuser's direct write, pg_restore, the event trigger forgetting a dropped table) the
-//! statement gets its own row. An API call that errors leaves nothing: its transaction or
-//! subtransaction is aborted, and its gathered changes are dropped with it.
+//! and written as the call's one row when it returns (`Call::finish`); a call made inside
+//! another (by a trigger its writes fire) gets its own row. Outside any call (a superuser's
+//! direct write, the event trigger forgetting a dropped table) the statement gets its own
+//! row, except a COPY (what pg_restore loads is history the log already holds). An API call
+//! that errors leaves nothing, and neither does a subtransaction rolled back: what it noted
+//! is dropped (`subtransaction_aborted`).
 //!
 //! Each change keeps whole rows, before and after, so the catalog at any logged moment can
 //! be rebuilt by undoing the later entries.
@@ -58,51 +60,71 @@ pub fn target_of(v: &Value) -> Option<String> {
 }
 
 thread_local! {
-    /// How many API calls are in progress (an API function may use another).
-    static DEPTH: Cell<u32> = const { Cell::new(0) };
-    static CHANGES: RefCell<Vec<Value>> = const { RefCell::new(Vec::new()) };
+    /// One frame per API call in progress, innermost last: the changes noted while it is the
+    /// innermost, each with the subtransaction that made it. A call made inside another (a
+    /// table owner's trigger fired by the outer call's writes may call the API) gets its own
+    /// entry; changes of a subtransaction rolled back are dropped (red team).
+    static FRAMES: RefCell<Vec<Vec<(pgrx::pg_sys::SubTransactionId, Value)>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A subtransaction was rolled back: what it noted (and what its own subtransactions
+/// noted, whose ids are higher) never happened.
+pub fn subtransaction_aborted(sub: pgrx::pg_sys::SubTransactionId) {
+    FRAMES.with(|f| f.borrow_mut().iter_mut().for_each(|frame| frame.retain(|(s, _)| *s < sub)));
+}
+
+/// The transaction ended: no call survives it.
+pub fn transaction_ended() {
+    FRAMES.with(|f| f.borrow_mut().clear());
 }
 
 /// An API call in progress. Dropped without `finish` (an error unwinding), it records nothing.
 pub struct Call {
     audit: Option<Audit>,
     actor: Option<String>,
+    depth: usize,
 }
 
 impl Call {
     /// Start a call, once the caller is authorised (so the acting user is resolved).
     pub fn start(audit: Audit) -> Call {
-        if DEPTH.get() == 0 {
-            CHANGES.with(|c| c.borrow_mut().clear());
-        }
-        DEPTH.set(DEPTH.get() + 1);
-        Call { audit: Some(audit), actor: identity::known_name() }
+        let depth = FRAMES.with(|f| {
+            let mut f = f.borrow_mut();
+            f.push(Vec::new());
+            f.len()
+        });
+        Call { audit: Some(audit), actor: identity::known_name(), depth }
     }
 
-    /// The call succeeded: the outermost one writes its row if it changed the catalog (or,
-    /// with `always`, in any case).
+    /// The call succeeded: it writes its entry if it changed the catalog (or, with
+    /// `always`, in any case).
     pub fn finish(mut self, always: bool) -> CrmResult<()> {
         let audit = self.audit.take().expect("a call finishes once");
-        DEPTH.set(DEPTH.get() - 1);
-        if DEPTH.get() > 0 {
-            return Ok(());
-        }
-        let changes = CHANGES.with(|c| std::mem::take(&mut *c.borrow_mut()));
+        let changes: Vec<Value> = self.pop().into_iter().map(|(_, c)| c).collect();
         if changes.is_empty() && !always {
             return Ok(());
         }
         let details = json!({ "args": audit.args, "changes": changes });
         append(self.actor.take(), audit.operation, audit.target, details)
     }
+
+    /// This call's frame (and any left above it by calls that never finished).
+    fn pop(&self) -> Vec<(pgrx::pg_sys::SubTransactionId, Value)> {
+        FRAMES.with(|f| {
+            let mut f = f.borrow_mut();
+            if f.len() < self.depth {
+                return Vec::new();
+            }
+            f.truncate(self.depth);
+            f.pop().unwrap_or_default()
+        })
+    }
 }
 
 impl Drop for Call {
     fn drop(&mut self) {
         if self.audit.is_some() {
-            DEPTH.set(DEPTH.get().saturating_sub(1));
-            if DEPTH.get() == 0 {
-                CHANGES.with(|c| c.borrow_mut().clear());
-            }
+            self.pop();
         }
     }
 }
@@ -125,11 +147,28 @@ pub fn note(table: &str, op: &str, old: Option<Value>, new: Option<Value>) -> Cr
         return Ok(());
     }
     let change = json!({ "table": table, "op": op, "old": old.unwrap_or(json!([])), "new": new.unwrap_or(json!([])) });
-    if DEPTH.get() > 0 {
-        CHANGES.with(|c| c.borrow_mut().push(change));
+    // SAFETY: reads the current subtransaction's id.
+    let sub = unsafe { pgrx::pg_sys::GetCurrentSubTransactionId() };
+    let noted = FRAMES.with(|f| f.borrow_mut().last_mut().map(|frame| frame.push((sub, change.clone()))).is_some());
+    if noted {
+        return Ok(());
+    }
+    // A direct write, outside any API call: a load by COPY (pg_restore) only reproduces what
+    // the log it restores already holds, and logging it would undo the restored catalog when
+    // a past one is rebuilt (`history`).
+    if top_level_copy() {
         return Ok(());
     }
     append(identity::known_name(), op, Some(format!("crm.{table}")), json!({ "changes": [change] }))
+}
+
+/// Whether the client's statement is a COPY.
+fn top_level_copy() -> bool {
+    // SAFETY: reads the active portal's command tag, if a portal is active.
+    unsafe {
+        let portal = pgrx::pg_sys::ActivePortal;
+        !portal.is_null() && (*portal).commandTag == pgrx::pg_sys::CommandTag::CMDTAG_COPY
+    }
 }
 
 fn append(actor: Option<String>, operation: &str, target: Option<String>, details: Value) -> CrmResult<()> {
@@ -188,7 +227,11 @@ pub fn prune(before: pgrx::datum::TimestampWithTimeZone) -> CrmResult<i64> {
             Ok(gone.first().get_one::<i64>()?.unwrap_or(0))
         })?
     };
-    CHANGES.with(|c| c.borrow_mut().push(json!({ "table": "audit_log", "op": "DELETE", "deleted": deleted })));
+    FRAMES.with(|f| {
+        if let Some(frame) = f.borrow_mut().last_mut() {
+            frame.push((0, json!({ "table": "audit_log", "op": "DELETE", "deleted": deleted })));
+        }
+    });
     call.finish(true)?;
     Ok(deleted)
 }

@@ -44,10 +44,10 @@ fn table_keys(c: &pgrx::spi::SpiClient<'_>, table: &str) -> CrmResult<Option<(Ve
 /// The earliest moment the log can answer for: since it began (installation or update to
 /// 0.3.0), and not before what was pruned.
 fn earliest(c: &pgrx::spi::SpiClient<'_>) -> CrmResult<Option<TimestampWithTimeZone>> {
+    // The first start: a restore adds its own, later, beside the one it restores.
     let row = c.select(
-        "SELECT greatest(max(at) FILTER (WHERE operation = 'audit_log_started'),
-                         max((details->'args'->>'before')::timestamptz) FILTER (WHERE operation = 'prune_audit_log'))
-         FROM crm.audit_log",
+        "SELECT greatest((SELECT min(at) FROM crm.audit_log_start),
+                         (SELECT max((details->'args'->>'before')::timestamptz) FROM crm.audit_log WHERE operation = 'prune_audit_log'))",
         Some(1),
         &[],
     )?;
@@ -75,6 +75,26 @@ pub fn catalog_at(at: TimestampWithTimeZone) -> CrmResult<LoadedCatalog> {
         Ok(entries)
     })?;
     in_rolled_back_subtransaction(|| {
+        // The undo passes through states that foreign keys (and their cascades) would refuse
+        // or alter: a cascaded delete is logged after the delete that caused it, an update
+        // is undone as a delete and an insert. Replica mode fires no trigger of ours nor any
+        // foreign-key action or check for what is left of this subtransaction, which is
+        // rolled back with the setting; the end state is one that satisfied them.
+        // SAFETY: sets a setting of this session, for the current subtransaction only, with
+        // constant arguments; as a superuser context because only superusers may set it, for
+        // crm_access's own statements here.
+        unsafe {
+            pg_sys::set_config_option(
+                c"session_replication_role".as_ptr(),
+                c"replica".as_ptr(),
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_LOCAL,
+                true,
+                pgrx::PgLogLevel::ERROR as i32,
+                false,
+            );
+        }
         audit::suppressed(|| {
             on_catalog(|c| {
                 for changes in &entries {

@@ -86,6 +86,7 @@ unsafe extern "C-unwind" fn end_of_transaction(event: pg_sys::XactEvent::Type, _
         // First: the transaction's own state is gone, so what follows (this reset, the
         // setting's revert) invalidates only marked plans (`plans`).
         super::plans::transaction_ended();
+        crate::catalog::audit::transaction_ended();
         reset_if_honoured(false);
     }
 }
@@ -95,11 +96,12 @@ unsafe extern "C-unwind" fn end_of_transaction(event: pg_sys::XactEvent::Type, _
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn end_of_subtransaction(
     event: pg_sys::SubXactEvent::Type,
-    _sub: pg_sys::SubTransactionId,
+    sub: pg_sys::SubTransactionId,
     _parent: pg_sys::SubTransactionId,
     _arg: *mut std::ffi::c_void,
 ) {
     if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        crate::catalog::audit::subtransaction_aborted(sub);
         reset_if_honoured(true);
     }
 }

@@ -477,21 +477,22 @@ fn a_change_during_planning_does_not_refuse_the_plan_for_good() {
 
 /// Point-in-time answers (DESIGN §8): what row security showed each user after each catalog
 /// change, recorded then, is what `crm.who_could(..., at)` answers for that moment later,
-/// across a user moved, a rule added then dropped, a group nested and a default changed.
+/// across a user moved, a rule added then dropped, a group nested, a role moved, a user
+/// deleted and a default changed.
 #[test]
 fn who_could_agrees_with_what_row_security_showed_at_the_time() {
     const DB: &str = "sess_history";
     let mut admin = org(DB);
     admin
         .batch_execute(
-            "SELECT crm.create_group('Inner'); SELECT crm.create_group('Outer');
+            "SELECT crm.create_group('Inner'); SELECT crm.create_group('Outer'); SELECT crm.create_user('leaver', 'Mgr');
              INSERT INTO leads VALUES (5, crm.owner_id('Outer'));",
         )
         .unwrap();
-    let users: Vec<String> = admin.query("SELECT name FROM crm.user_directory ORDER BY name", &[]).unwrap().iter().map(|r| r.get(0)).collect();
     let mut app = connect(DB, "sess_app");
     // Who sees each lead now, by row security, and the moment (after the last commit).
     let mut snapshot = |admin: &mut Client| -> (String, BTreeMap<i64, Vec<String>>) {
+        let users: Vec<String> = admin.query("SELECT name FROM crm.user_directory ORDER BY name", &[]).unwrap().iter().map(|r| r.get(0)).collect();
         let at: String = admin.query_one("SELECT now()::text", &[]).unwrap().get(0);
         let mut seen: BTreeMap<i64, Vec<String>> = (1..=5).map(|id| (id, Vec::new())).collect();
         for u in &users {
@@ -508,13 +509,15 @@ fn who_could_agrees_with_what_row_security_showed_at_the_time() {
         "SELECT crm.set_user_role('rep1', 'Mgr')".to_string(),
         format!("SELECT crm.drop_sharing_rule({rule})"),
         "SELECT crm.add_group_member('Outer', 'group', 'Inner'); SELECT crm.add_group_member('Inner', 'user', 'rep2')".to_string(),
+        "SELECT crm.delete_user('leaver')".to_string(),
+        "SELECT crm.move_role('Rep', 'CEO')".to_string(),
         "SELECT crm.set_sharing_default('Leads', 'public_read')".to_string(),
     ] {
         admin.batch_execute(&change).unwrap();
         moments.push(snapshot(&mut admin));
     }
     let distinct: BTreeSet<_> = moments.iter().map(|(_, seen)| seen.clone()).collect();
-    assert_eq!(distinct.len(), moments.len(), "every change changed what someone sees");
+    assert_eq!(distinct.len(), moments.len(), "every change changed what someone sees: {moments:?}");
     for (at, seen) in &moments {
         for (id, who) in seen {
             let could: Vec<String> = admin

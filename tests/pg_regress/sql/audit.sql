@@ -61,6 +61,45 @@ COMMIT;
 SELECT * FROM regress.audit_since(:mark);
 SELECT max(id) AS mark FROM crm.audit_log \gset
 
+-- A call made inside another call (a table owner's trigger fired when delete_user hands
+-- temp's records to carol) gets its own entry; one rolled back inside it leaves nothing
+-- (red team: it was logged into the outer call's entry, and the nested real one hidden there).
+DO $$ BEGIN CREATE ROLE audit_owner; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+GRANT USAGE, CREATE ON SCHEMA sales TO audit_owner;
+CREATE TABLE sales.opps (id bigint PRIMARY KEY, owner_id bigint NOT NULL);
+ALTER TABLE sales.opps OWNER TO audit_owner;
+\o /dev/null
+SELECT crm.protect('sales.opps', 'Leads');
+SELECT crm.create_user('temp', 'Rep_West');
+\o
+INSERT INTO sales.opps VALUES (1, crm.owner_id('temp'));
+SET ROLE audit_owner;
+CREATE FUNCTION sales.opps_moved() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    BEGIN
+        PERFORM crm.set_user_role('alice', 'CEO');
+        RAISE EXCEPTION 'undone';
+    EXCEPTION WHEN raise_exception THEN NULL;
+    END;
+    PERFORM crm.create_user('made_by_trigger', 'IT');
+    RETURN NEW;
+END $f$;
+CREATE TRIGGER moved BEFORE UPDATE ON sales.opps FOR EACH ROW EXECUTE FUNCTION sales.opps_moved();
+GRANT SELECT, UPDATE ON sales.opps TO crm_app;
+RESET ROLE;
+SELECT max(id) AS mark FROM crm.audit_log \gset
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'root';
+SELECT crm.delete_user('temp', transfer_to => 'carol');
+COMMIT;
+RESET SESSION AUTHORIZATION;
+SELECT * FROM regress.audit_since(:mark);
+SELECT r.name AS alice_role FROM crm.users u JOIN crm.roles r ON r.id = u.role_id WHERE u.owner_id = crm.owner_id('alice');
+SELECT crm.delete_user('made_by_trigger');
+DROP TABLE sales.opps;
+SELECT max(id) AS mark FROM crm.audit_log \gset
+
 -- A direct write (a superuser's, or the event trigger forgetting a dropped table) is logged
 -- per statement, with the SQL command as its operation.
 UPDATE crm.users SET is_admin = true WHERE owner_id = crm.owner_id('dave');
