@@ -4,7 +4,8 @@
 -- 0.3.0 adds the audit log (crm.audit_log, crm.prune_audit_log): every catalog change from
 -- here on is logged; nothing before the update is. And the access review
 -- (crm.access_review), and who could reach a record at a past moment (crm.who_could,
--- crm.explain_access(..., at => ...)). The end state is exactly that of a fresh 0.3.0 install
+-- crm.explain_access(..., at => ...)) and what a user gained and lost since
+-- (crm.access_changes). The end state is exactly that of a fresh 0.3.0 install
 -- (tests/upgrade/run.sh compares the two).
 \echo Use "ALTER EXTENSION crm_access UPDATE TO '0.3.0'" to load this file. \quit
 
@@ -26,6 +27,19 @@ CREATE FUNCTION "reads_audit_log"() RETURNS bool
 STRICT STABLE PARALLEL RESTRICTED
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'reads_audit_log_wrapper';
+CREATE FUNCTION "access_changes"(
+	"user_name" TEXT,
+	"since" timestamp with time zone
+) RETURNS TABLE (
+	"at" timestamp with time zone,
+	"module" TEXT,
+	"action" TEXT,
+	"gained" bigint[],
+	"lost" bigint[],
+	"audit_id" bigint
+)
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'access_changes_wrapper';
 CREATE FUNCTION "access_review"(
 	"user_name" TEXT
 ) RETURNS TABLE (
@@ -137,3 +151,4 @@ REVOKE ALL ON FUNCTION crm.prune_audit_log(timestamptz) FROM PUBLIC;
 
 -- 3. Owned by the catalog role, as sql/ownership.sql makes every table of the extension.
 ALTER TABLE crm.audit_log OWNER TO crm_access_catalog;
+ALTER TABLE crm.audit_log_start OWNER TO crm_access_catalog;

@@ -24,7 +24,7 @@ pub use calendar::{Event, EventScope, ACTIVITIES};
 pub use decision::{Decision, Reason};
 pub use fields::{FieldAccess, Unwritable};
 pub use messages::{links_conversations, Conversation, ConversationFilter, ConversationScope, Inbox, MessagePermission, MESSAGES};
-pub use review::{Reach, Review};
+pub use review::{Reach, ReachChange, Review};
 pub use roles::RoleTree;
 pub use vocabulary::{Action, SharingLevel, UnknownWord};
 

@@ -112,3 +112,42 @@ impl Model {
         out
     }
 }
+
+/// What a user gained and lost in one module and record action between two models.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReachChange {
+    pub module: String,
+    pub action: Action,
+    /// Owners whose records the user reaches now and did not before (sorted).
+    pub gained: Vec<OwnerId>,
+    /// Owners whose records the user reached before and does not now (sorted).
+    pub lost: Vec<OwnerId>,
+}
+
+impl Model {
+    /// The owners `user` reaches for `action` in `module`, listed (every owner for `All`).
+    fn reached(&self, user: OwnerId, module: &str, action: Action) -> BTreeSet<OwnerId> {
+        match self.scope(user, module, action) {
+            Scope::All => self.users.keys().chain(self.groups.keys()).copied().collect(),
+            Scope::Owners(v) => v.into_iter().collect(),
+        }
+    }
+
+    /// How `user`'s reach differs here from `before`, per module and record action (read,
+    /// edit, delete); only what changed.
+    pub fn reach_changes(&self, before: &Model, user: OwnerId) -> Vec<ReachChange> {
+        let modules: BTreeSet<&String> = self.defaults.keys().chain(before.defaults.keys()).collect();
+        let mut out = Vec::new();
+        for module in modules {
+            for action in Action::ALL.into_iter().filter(|a| a.is_record_level()) {
+                let (now, then) = (self.reached(user, module, action), before.reached(user, module, action));
+                let gained: Vec<OwnerId> = now.difference(&then).copied().collect();
+                let lost: Vec<OwnerId> = then.difference(&now).copied().collect();
+                if !gained.is_empty() || !lost.is_empty() {
+                    out.push(ReachChange { module: module.clone(), action, gained, lost });
+                }
+            }
+        }
+        out
+    }
+}

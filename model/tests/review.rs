@@ -113,3 +113,23 @@ fn every_line_agrees_with_scope_and_decide() {
         }
     }
 }
+
+#[test]
+fn reach_changes_list_what_a_change_gave_and_took() {
+    let before = org();
+    // mgr moves to role Other, which carries no profile: rule 7 shares Rep's leads with Other,
+    // but without a Leads privilege mgr reaches nothing there any more.
+    let mut catalog = before.catalog().clone();
+    catalog.users = before.users().cloned().map(|mut u| {
+        if u.owner_id == MGR {
+            u.role = 4;
+        }
+        u
+    }).collect();
+    let after = Model::compile(catalog).unwrap();
+    let changes = after.reach_changes(&before, MGR);
+    assert!(changes.iter().all(|c| c.module == "Leads" || c.module == "Accounts"));
+    let read = changes.iter().find(|c| c.module == "Leads" && c.action == Read).unwrap();
+    assert_eq!((read.gained.clone(), read.lost.clone()), (vec![], vec![MGR, REP, REP2, GONE]));
+    assert!(after.reach_changes(&after, MGR).is_empty());
+}

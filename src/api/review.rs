@@ -1,9 +1,14 @@
-//! `crm.access_review` (DESIGN §8): what a user can reach in every module, and why.
+//! `crm.access_review` and `crm.access_changes` (DESIGN §8): what a user can reach in every
+//! module and why, and what they gained and lost since a moment.
 
+use crm_model::Model;
+use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 
 use super::authorize::require_admin_to;
-use crate::error::{required, CrmError, OrRaise};
+use crate::catalog::history;
+use crate::catalog::load::LoadedCatalog;
+use crate::error::{required, CrmError, CrmResult, OrRaise};
 use crate::session::{cache, identity};
 
 /// One row per module and action: how far `user_name` reaches ('all', 'owners', 'none'),
@@ -29,4 +34,38 @@ fn access_review(
         .map(|r| (r.module, r.action.to_string(), r.reach.as_str().to_string(), r.owners as i64, r.reasons))
         .collect();
     TableIterator::new(lines)
+}
+
+/// What `user_name` gained and lost, per module and record action, at each catalog change
+/// since `since` (rebuilt from the audit log), with the entry that caused it; administrators
+/// only.
+#[pg_extern]
+fn access_changes(
+    user_name: Option<&str>,
+    since: Option<TimestampWithTimeZone>,
+) -> TableIterator<
+    'static,
+    (name!(at, TimestampWithTimeZone), name!(module, String), name!(action, String), name!(gained, Vec<i64>), name!(lost, Vec<i64>), name!(audit_id, i64)),
+> {
+    let user_name = required("user_name", user_name);
+    let since = required("since", since);
+    require_admin_to("review another user's access changes").or_raise();
+    let m = cache::current(true).or_raise();
+    let Some(user) = m.model.user_by_name(user_name).map(|u| u.owner_id) else {
+        CrmError::undefined("CRM user", user_name).with_hint("See crm.user_directory.").raise()
+    };
+    let mut rows = Vec::new();
+    let mut after: Option<Model> = None;
+    let mut step = |id: i64, at: TimestampWithTimeZone, before: &LoadedCatalog| -> CrmResult<()> {
+        let before = Model::compile(before.catalog.clone()).map_err(|e| CrmError::broken_catalog(e.to_string()))?;
+        let newer = after.as_ref().unwrap_or(&m.model);
+        for c in newer.reach_changes(&before, user) {
+            rows.push((at, c.module, c.action.to_string(), c.gained, c.lost, id));
+        }
+        after = Some(before);
+        Ok(())
+    };
+    history::rewind(since, Some(&mut step)).or_raise();
+    rows.reverse();
+    TableIterator::new(rows)
 }

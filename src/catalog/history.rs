@@ -56,20 +56,30 @@ fn earliest(c: &pgrx::spi::SpiClient<'_>) -> CrmResult<Option<TimestampWithTimeZ
 
 /// The catalog as of `at`.
 pub fn catalog_at(at: TimestampWithTimeZone) -> CrmResult<LoadedCatalog> {
+    rewind(at, None)
+}
+
+/// What `rewind` shows each entry: its id and time, and the catalog just before it.
+pub type Step<'a> = &'a mut dyn FnMut(i64, TimestampWithTimeZone, &LoadedCatalog) -> CrmResult<()>;
+
+/// Rewind the catalog to `since`, entry by entry, newest first: `step` sees each entry (its
+/// id and time) with the catalog as it stood just before it. Returns the catalog of `since`.
+pub fn rewind(since: TimestampWithTimeZone, mut step: Option<Step<'_>>) -> CrmResult<LoadedCatalog> {
     let entries = on_catalog(|c| {
         let Some(from) = earliest(c)? else {
             return Err(CrmError::prerequisite("the audit log holds no start to rebuild the catalog from"));
         };
-        if at < from {
-            return Err(CrmError::invalid(format!("the audit log does not reach back to {at}"))
+        if since < from {
+            return Err(CrmError::invalid(format!("the audit log does not reach back to {since}"))
                 .with_detail("Before its first entry the log was not kept yet (crm_access 0.3.0), or it has been pruned since.")
-                .with_hint("SELECT min(at) FROM crm.audit_log shows how far back it reaches."));
+                .with_hint("SELECT min(at) FROM crm.audit_log_start shows how far back it reaches."));
         }
-        let rows = c.select("SELECT details->'changes' FROM crm.audit_log WHERE at > $1 ORDER BY id DESC", None, &[at.into()])?;
+        let rows = c.select("SELECT id, at, details->'changes' FROM crm.audit_log WHERE at > $1 ORDER BY id DESC", None, &[since.into()])?;
         let mut entries = Vec::new();
         for r in rows {
-            if let Some(JsonB(Value::Array(changes))) = r.get::<JsonB>(1)? {
-                entries.push(changes);
+            let (Some(id), Some(at)) = (r.get::<i64>(1)?, r.get::<TimestampWithTimeZone>(2)?) else { continue };
+            if let Some(JsonB(Value::Array(changes))) = r.get::<JsonB>(3)? {
+                entries.push((id, at, changes));
             }
         }
         Ok(entries)
@@ -95,15 +105,19 @@ pub fn catalog_at(at: TimestampWithTimeZone) -> CrmResult<LoadedCatalog> {
                 false,
             );
         }
-        audit::suppressed(|| {
-            on_catalog(|c| {
-                for changes in &entries {
+        audit::suppressed(|| -> CrmResult<()> {
+            for (id, at, changes) in &entries {
+                on_catalog(|c| {
                     for change in changes.iter().rev() {
                         undo(c, change)?;
                     }
+                    Ok(())
+                })?;
+                if let Some(step) = step.as_mut() {
+                    step(*id, *at, &load::load()?)?;
                 }
-                Ok(())
-            })
+            }
+            Ok(())
         })?;
         load::load()
     })

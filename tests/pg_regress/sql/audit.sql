@@ -123,6 +123,14 @@ SELECT crm.explain_access('sales.leads', 41, 'read', 'mgr_west', at => :'before_
        crm.explain_access('sales.leads', 41, 'read', 'mgr_west') AS now;
 SELECT crm.explain_access('sales.leads', 41, 'edit', 'dave', at => :'before_changes') AS then,
        crm.explain_access('sales.leads', 41, 'edit', 'dave') AS now;
+-- What a user gained and lost since then, change by change, with the entry that did it.
+SELECT c.at > :'before_changes' AS later, c.module, c.action, c.gained, c.lost, a.operation, a.target
+FROM crm.access_changes('mgr_west', :'before_changes') c JOIN crm.audit_log a ON a.id = c.audit_id
+WHERE c.module IN ('Leads', 'Accounts') ORDER BY c.audit_id, c.module, c.action;
+SELECT c.module, c.action, cardinality(c.gained) AS gained, c.lost, a.operation, a.target
+FROM crm.access_changes('dave', :'before_changes') c JOIN crm.audit_log a ON a.id = c.audit_id
+WHERE c.module IN ('Leads', 'Accounts') ORDER BY c.audit_id, c.module, c.action;
+SELECT regress.try($$SELECT * FROM crm.access_changes('mgr_west', '2000-01-01')$$);
 SELECT regress.try($$SELECT crm.who_could('sales.leads', 41, 'read', '2000-01-01')$$);
 SELECT regress.try($$SELECT crm.who_could('sales.leads', 41, 'read', NULL)$$);
 SET SESSION AUTHORIZATION crm_app;
@@ -130,6 +138,7 @@ BEGIN;
 SET LOCAL crm.user_name = 'alice';
 SELECT regress.try($$SELECT crm.who_could('sales.leads', 41, 'read', now())$$);
 SELECT regress.try($$SELECT crm.explain_access('sales.leads', 41, at => now())$$);
+SELECT regress.try($$SELECT * FROM crm.access_changes('alice', now())$$);
 COMMIT;
 RESET SESSION AUTHORIZATION;
 SELECT (SELECT count(*) FROM crm.audit_log) = :entries_now AS rebuilding_logged_nothing,
