@@ -53,6 +53,9 @@ fn knows_events() -> bool {
 
 #[pg_extern(immutable, parallel_safe)]
 fn knows_events_support(request: Internal) -> Internal {
+    // SAFETY: PostgreSQL calls a support function with a valid SupportRequest node, and the
+    // FuncExpr it names (and its argument list) live in the planner's memory for this call;
+    // the nodes built here are allocated there too.
     unsafe {
         let Some(_) = simplify_request(request) else { return declined() };
         answer(Some(bool_const(*event_access(Action::Read, true).or_raise() != EventScope::Nothing)))
@@ -61,6 +64,9 @@ fn knows_events_support(request: Internal) -> Internal {
 
 #[pg_extern(immutable, parallel_safe)]
 fn can_see_event_support(request: Internal) -> Internal {
+    // SAFETY: PostgreSQL calls a support function with a valid SupportRequest node, and the
+    // FuncExpr it names (and its argument list) live in the planner's memory for this call;
+    // the nodes built here are allocated there too.
     unsafe {
         let Some(fcall) = simplify_request(request) else { return declined() };
         let args = PgList::<pg_sys::Node>::from_pg((*fcall).args);

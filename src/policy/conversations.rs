@@ -76,6 +76,9 @@ fn acting_owner_ids() -> Vec<i64> {
 
 #[pg_extern(immutable, parallel_safe)]
 fn can_converse_support(request: Internal) -> Internal {
+    // SAFETY: PostgreSQL calls a support function with a valid SupportRequest node, and the
+    // FuncExpr it names (and its argument list) live in the planner's memory for this call;
+    // the nodes built here are allocated there too.
     unsafe {
         let Some(fcall) = simplify_request(request) else { return declined() };
         let args = PgList::<pg_sys::Node>::from_pg((*fcall).args);
@@ -91,6 +94,9 @@ fn can_converse_support(request: Internal) -> Internal {
 
 #[pg_extern(immutable, parallel_safe)]
 fn acting_owner_support(request: Internal) -> Internal {
+    // SAFETY: PostgreSQL calls a support function with a valid SupportRequest node, and the
+    // FuncExpr it names (and its argument list) live in the planner's memory for this call;
+    // the nodes built here are allocated there too.
     unsafe {
         let Some(fcall) = simplify_request(request) else { return declined() };
         let owners = acting_owners();

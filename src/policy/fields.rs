@@ -246,6 +246,9 @@ fn field_values(tbl: Option<pg_sys::Oid>, new_row: Option<pgrx::AnyElement>) -> 
 
 #[pg_extern(immutable, parallel_safe)]
 fn field_changes_support(request: Internal) -> Internal {
+    // SAFETY: PostgreSQL calls a support function with a valid SupportRequest node, and the
+    // FuncExpr it names (and its argument list) live in the planner's memory for this call;
+    // the nodes built here are allocated there too.
     unsafe {
         let Some((fcall, when)) = when_request(request) else { return declined() };
         let args = PgList::<pg_sys::Node>::from_pg((*fcall).args);
@@ -269,6 +272,9 @@ unsafe fn when_request(request: Internal) -> Option<(*mut pg_sys::FuncExpr, bool
 
 #[pg_extern(immutable, parallel_safe)]
 fn field_values_support(request: Internal) -> Internal {
+    // SAFETY: PostgreSQL calls a support function with a valid SupportRequest node, and the
+    // FuncExpr it names (and its argument list) live in the planner's memory for this call;
+    // the nodes built here are allocated there too.
     unsafe {
         let Some((fcall, when)) = when_request(request) else { return declined() };
         let args = PgList::<pg_sys::Node>::from_pg((*fcall).args);
@@ -284,6 +290,9 @@ fn field_values_support(request: Internal) -> Internal {
 
 #[pg_extern(immutable, parallel_safe)]
 fn field_visible_support(request: Internal) -> Internal {
+    // SAFETY: PostgreSQL calls a support function with a valid SupportRequest node, and the
+    // FuncExpr it names (and its argument list) live in the planner's memory for this call;
+    // the nodes built here are allocated there too.
     unsafe {
         let Some(fcall) = simplify_request(request) else { return declined() };
         let args = PgList::<pg_sys::Node>::from_pg((*fcall).args);
@@ -381,6 +390,8 @@ fn check_field_writes<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTup
     let mut new = if update { data.tg_newtuple } else { data.tg_trigtuple };
     // A writer who bypasses row security (superuser, table owner without FORCE) is not a CRM
     // user; our own statements with the rows opened write only kept columns.
+    // SAFETY (check_enable_rls): reads the relation's row security flags and the current
+    // user's role attributes; `tbl` is the trigger's open relation.
     if opened::rows_opened(tbl)
         || unsafe { pg_sys::check_enable_rls(tbl, pg_sys::InvalidOid, true) } != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
     {

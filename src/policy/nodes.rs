@@ -64,6 +64,8 @@ pub unsafe fn owner_in(column: *mut pg_sys::Node, owners: &[OwnerId]) -> *mut pg
 }
 
 fn combine(parts: PgList<pg_sys::Node>, kind: pg_sys::BoolExprType::Type, empty: bool) -> *mut pg_sys::Node {
+    // SAFETY: `parts` holds valid expression nodes of the planning in progress; the list and
+    // the BoolExpr are allocated in its current memory context, as PostgreSQL's own are.
     unsafe {
         match parts.len() {
             0 => bool_const(empty),

@@ -83,6 +83,9 @@ pub(super) fn answer(expr: Option<*mut pg_sys::Node>) -> Internal {
 }
 
 fn support(request: Internal, policy: Policy) -> Internal {
+    // SAFETY: PostgreSQL calls a support function with a valid SupportRequest node, and the
+    // FuncExpr it names (and its argument list) live in the planner's memory for this call;
+    // the nodes built here are allocated there too.
     unsafe {
         let Some(fcall) = simplify_request(request) else { return declined() };
         match simplify(fcall, policy) {
