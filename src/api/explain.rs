@@ -17,7 +17,7 @@ use super::authorize::require_admin_to;
 use crate::catalog::history;
 use crate::catalog::spi::as_caller;
 use crate::catalog::tables::{existing, primary_key};
-use crate::error::{CrmError, CrmResult, OrRaise};
+use crate::error::{required, CrmError, CrmResult, OrRaise};
 use crate::session::cache::{self, Loaded};
 use crate::session::identity;
 use crm_model::{Action, Decision, Model};
@@ -72,10 +72,15 @@ fn record_owner(m: &Loaded, tbl: pg_sys::Oid, table: &str, id: &AnyElement) -> C
 }
 
 /// The engine's decision for a record, through its parent's owner when the table is linked.
-fn decide(m: &Loaded, tbl: pg_sys::Oid, module: &str, user: Option<i64>, action: Action, (owner, parent_owner): Owners) -> Decision {
-    match m.parent_module_of(tbl) {
-        Some(parent) => m.model.decide_child(user, module, parent, action, owner, parent_owner),
-        None => m.model.decide(user, module, action, owner),
+fn decide(m: &Loaded, tbl: pg_sys::Oid, module: &str, user: Option<i64>, action: Action, owners: Owners) -> Decision {
+    decide_in(&m.model, module, m.parent_module_of(tbl), user, action, owners)
+}
+
+/// The same in any model: `parent` is the module of the parent table, for a linked table.
+fn decide_in(model: &Model, module: &str, parent: Option<&str>, user: Option<i64>, action: Action, (owner, parent_owner): Owners) -> Decision {
+    match parent {
+        Some(parent) => model.decide_child(user, module, parent, action, owner, parent_owner),
+        None => model.decide(user, module, action, owner),
     }
 }
 
@@ -87,7 +92,7 @@ fn decide(m: &Loaded, tbl: pg_sys::Oid, module: &str, user: Option<i64>, action:
 )]
 fn who_could(tbl: Option<pg_sys::Oid>, id: Option<AnyElement>, action: Option<&str>, at: Option<TimestampWithTimeZone>) -> SetOfIterator<'static, String> {
     require_admin_to("review who could access a record").or_raise();
-    let at = at.ok_or_else(|| CrmError::null_argument("at")).or_raise();
+    let at = required("at", at);
     let (tbl, id, action, table) = target(tbl, id, action).or_raise();
     let m = cache::current(true).or_raise();
     if m.module_of(tbl).is_none() {
@@ -119,11 +124,8 @@ impl Past {
         Ok(Past { model, module, parent })
     }
 
-    fn decide(&self, user: Option<i64>, action: Action, (owner, parent_owner): Owners) -> Decision {
-        match &self.parent {
-            Some(p) => self.model.decide_child(user, &self.module, p, action, owner, parent_owner),
-            None => self.model.decide(user, &self.module, action, owner),
-        }
+    fn decide(&self, user: Option<i64>, action: Action, owners: Owners) -> Decision {
+        decide_in(&self.model, &self.module, self.parent.as_deref(), user, action, owners)
     }
 }
 

@@ -149,10 +149,14 @@ pub fn note(table: &str, op: &str, old: Option<Value>, new: Option<Value>) -> Cr
     let change = json!({ "table": table, "op": op, "old": old.unwrap_or(json!([])), "new": new.unwrap_or(json!([])) });
     // SAFETY: reads the current subtransaction's id.
     let sub = unsafe { pgrx::pg_sys::GetCurrentSubTransactionId() };
-    let noted = FRAMES.with(|f| f.borrow_mut().last_mut().map(|frame| frame.push((sub, change.clone()))).is_some());
-    if noted {
-        return Ok(());
-    }
+    let change = FRAMES.with(|f| match f.borrow_mut().last_mut() {
+        Some(frame) => {
+            frame.push((sub, change));
+            None
+        }
+        None => Some(change),
+    });
+    let Some(change) = change else { return Ok(()) };
     // A direct write, outside any API call: a load by COPY (pg_restore) only reproduces what
     // the log it restores already holds, and logging it would undo the restored catalog when
     // a past one is rebuilt (`history`).

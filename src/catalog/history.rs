@@ -106,10 +106,11 @@ pub fn rewind(since: TimestampWithTimeZone, mut step: Option<Step<'_>>) -> CrmRe
             );
         }
         audit::suppressed(|| -> CrmResult<()> {
+            let mut tables = Tables::new();
             for (id, at, changes) in &entries {
                 on_catalog(|c| {
                     for change in changes.iter().rev() {
-                        undo(c, change)?;
+                        undo(c, &mut tables, change)?;
                     }
                     Ok(())
                 })?;
@@ -124,9 +125,16 @@ pub fn rewind(since: TimestampWithTimeZone, mut step: Option<Step<'_>>) -> CrmRe
 }
 
 /// Undo one statement's change: remove the rows it added, put back the rows it removed.
-fn undo(c: &mut pgrx::spi::SpiClient<'_>, change: &Value) -> CrmResult<()> {
+/// Each catalog table's key and name-holding columns (`table_keys`), looked up once per rewind.
+type Tables = std::collections::HashMap<String, Option<(Vec<String>, Vec<String>)>>;
+
+fn undo(c: &mut pgrx::spi::SpiClient<'_>, tables: &mut Tables, change: &Value) -> CrmResult<()> {
     let table = change["table"].as_str().unwrap_or_default();
-    let Some((keys, regclasses)) = table_keys(c, table)? else {
+    if !tables.contains_key(table) {
+        let found = table_keys(c, table)?;
+        tables.insert(table.to_string(), found);
+    }
+    let Some((keys, regclasses)) = tables[table].clone() else {
         return Err(CrmError::broken_catalog(format!("an audit entry names \"{}\", which is not a catalog table", crate::error::shown(table))));
     };
     let qualified = format!("crm.{}", quote_identifier(table));
