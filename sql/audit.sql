@@ -12,16 +12,15 @@ CREATE TABLE crm.audit_log (
     target text,
     details jsonb NOT NULL DEFAULT '{}'
 );
+INSERT INTO crm.catalog_tables VALUES ('crm.audit_log', false, false, true);
 CREATE INDEX audit_log_at ON crm.audit_log (at);
 -- When the log began: past catalogs are rebuilt from then on (src/catalog/history.rs). Not
 -- a row of the log: installing the extension again to restore a dump adds a row here (the
 -- earliest counts), where a row of the log would clash with the restored ones.
 CREATE TABLE crm.audit_log_start (at timestamptz NOT NULL DEFAULT pg_catalog.transaction_timestamp());
+INSERT INTO crm.catalog_tables VALUES ('crm.audit_log_start', false, false, true);
 INSERT INTO crm.audit_log_start DEFAULT VALUES;
-SELECT pg_catalog.pg_extension_config_dump('crm.audit_log_start', '');
 COMMENT ON TABLE crm.audit_log IS 'crm_access: every catalog change, append-only (see README, "Audit log")';
-SELECT pg_catalog.pg_extension_config_dump('crm.audit_log', '');
-SELECT pg_catalog.pg_extension_config_dump('crm.audit_log_id_seq', '');
 
 ALTER TABLE crm.audit_log ENABLE ROW LEVEL SECURITY;
 CREATE POLICY administrators_read ON crm.audit_log FOR SELECT USING ((SELECT crm.reads_audit_log()));
@@ -54,17 +53,11 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- Every table the model is compiled from (those sql/triggers.sql watches), and the secure
--- views' registry.
+-- Every table declared audited in crm.catalog_tables.
 DO $$
 DECLARE t regclass;
 BEGIN
-    FOR t IN
-        SELECT tgrelid::regclass FROM pg_catalog.pg_trigger
-        WHERE tgname = 'catalog_changed' AND tgfoid = 'crm.catalog_changed()'::pg_catalog.regprocedure
-        UNION ALL SELECT 'crm.secure_views'::regclass
-        ORDER BY 1
-    LOOP
+    FOR t IN SELECT tbl FROM crm.catalog_tables WHERE audited ORDER BY tbl::text LOOP
         EXECUTE format('CREATE TRIGGER audit_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows '
                        'FOR EACH STATEMENT EXECUTE FUNCTION crm.audit_statement()', t);
         EXECUTE format('CREATE TRIGGER audit_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows '

@@ -16,12 +16,11 @@ CREATE TABLE crm.events (
     is_public   boolean     GENERATED ALWAYS AS (visibility = 'public') STORED,
     CONSTRAINT events_ends_after_start CHECK (ends_at >= starts_at)
 );
+INSERT INTO crm.catalog_tables VALUES ('crm.events', false, false, true);
 CREATE INDEX events_owner ON crm.events (owner_id, starts_at);
 CREATE INDEX events_starts_at ON crm.events (starts_at);
 CREATE INDEX events_invitees ON crm.events USING gin (invitees);
 
-SELECT pg_catalog.pg_extension_config_dump('crm.events', '');
-SELECT pg_catalog.pg_extension_config_dump('crm.events_id_seq', '');
 
 -- Not FORCE: the owner, crm_access_catalog (sql/ownership.sql), reads every event for
 -- crm.calendar and writes invitations for crm.invite; it runs only crm_access's statements.

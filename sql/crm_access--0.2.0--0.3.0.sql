@@ -5,9 +5,48 @@
 -- here on is logged; nothing before the update is. And the access review
 -- (crm.access_review), and who could reach a record at a past moment (crm.who_could,
 -- crm.explain_access(..., at => ...)) and what a user gained and lost since
--- (crm.access_changes). The end state is exactly that of a fresh 0.3.0 install
--- (tests/upgrade/run.sh compares the two).
+-- (crm.access_changes). And crm.catalog_tables, the one declaration of every table of the
+-- extension, from which the dump list, the invalidation and audit triggers follow; and
+-- crm.unlink_parent, which takes a parent link apart. The end state is exactly that of a
+-- fresh 0.3.0 install (tests/upgrade/run.sh compares the two).
 \echo Use "ALTER EXTENSION crm_access UPDATE TO '0.3.0'" to load this file. \quit
+
+-- 0. The registry of the extension's tables (sql/catalog.sql), with the tables 0.2.0 has.
+CREATE TABLE crm.catalog_tables (
+    tbl      regclass PRIMARY KEY,
+    compiled boolean  NOT NULL,
+    audited  boolean  NOT NULL,
+    dumped   boolean  NOT NULL
+);
+INSERT INTO crm.catalog_tables VALUES
+    ('crm.catalog_tables', false, false, false),
+    ('crm.roles', true, true, true),
+    ('crm.profiles', true, true, true),
+    ('crm.modules', true, true, false),
+    ('crm.sharing_defaults', true, true, true),
+    ('crm.profile_privileges', true, true, true),
+    ('crm.role_profiles', true, true, true),
+    ('crm.owners', true, true, true),
+    ('crm.users', true, true, true),
+    ('crm.db_role_map', true, true, true),
+    ('crm.trusted_roles', true, true, true),
+    ('crm.groups', true, true, true),
+    ('crm.group_members', true, true, true),
+    ('crm.sharing_rules', true, true, true),
+    ('crm.permission_sets', true, true, true),
+    ('crm.permission_set_privileges', true, true, true),
+    ('crm.permission_set_assignments', true, true, true),
+    ('crm.protected_tables', true, true, true),
+    ('crm.parent_links', true, true, true),
+    ('crm.field_access', true, true, true),
+    ('crm.hidden_fields', true, true, true),
+    ('crm.secure_views', false, true, true),
+    ('crm.calendar_shares', true, true, true),
+    ('crm.events', false, false, true),
+    ('crm.conversations', false, false, true),
+    ('crm.messages', false, false, true);
+GRANT SELECT ON crm.catalog_tables TO PUBLIC;
+ALTER TABLE crm.catalog_tables OWNER TO crm_access_catalog;
 
 -- 1. The functions behind it (as pgrx declares them).
 CREATE FUNCTION "audit_note"(
@@ -57,6 +96,11 @@ CREATE FUNCTION crm.explain_access(tbl regclass, id anyelement, action text DEFA
            RETURNS text VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'explain_access_wrapper';
 CREATE FUNCTION crm.who_could(tbl regclass, id anyelement, action text, at timestamptz)
            RETURNS SETOF text VOLATILE LANGUAGE c AS 'MODULE_PATHNAME', 'who_could_wrapper';
+CREATE FUNCTION "unlink_parent"(
+	"child" regclass
+) RETURNS void
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'unlink_parent_wrapper';
 CREATE FUNCTION "audit_log_append_only"()
 	RETURNS TRIGGER
 	LANGUAGE c
@@ -83,6 +127,7 @@ CREATE INDEX audit_log_at ON crm.audit_log (at);
 -- earliest counts), where a row of the log would clash with the restored ones.
 CREATE TABLE crm.audit_log_start (at timestamptz NOT NULL DEFAULT pg_catalog.transaction_timestamp());
 INSERT INTO crm.audit_log_start DEFAULT VALUES;
+INSERT INTO crm.catalog_tables VALUES ('crm.audit_log', false, false, true), ('crm.audit_log_start', false, false, true);
 SELECT pg_catalog.pg_extension_config_dump('crm.audit_log_start', '');
 COMMENT ON TABLE crm.audit_log IS 'crm_access: every catalog change, append-only (see README, "Audit log")';
 SELECT pg_catalog.pg_extension_config_dump('crm.audit_log', '');
@@ -119,17 +164,11 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- Every table the model is compiled from (those sql/triggers.sql watches), and the secure
--- views' registry.
+-- Every table declared audited in crm.catalog_tables.
 DO $$
 DECLARE t regclass;
 BEGIN
-    FOR t IN
-        SELECT tgrelid::regclass FROM pg_catalog.pg_trigger
-        WHERE tgname = 'catalog_changed' AND tgfoid = 'crm.catalog_changed()'::pg_catalog.regprocedure
-        UNION ALL SELECT 'crm.secure_views'::regclass
-        ORDER BY 1
-    LOOP
+    FOR t IN SELECT tbl FROM crm.catalog_tables WHERE audited ORDER BY tbl::text LOOP
         EXECUTE format('CREATE TRIGGER audit_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows '
                        'FOR EACH STATEMENT EXECUTE FUNCTION crm.audit_statement()', t);
         EXECUTE format('CREATE TRIGGER audit_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows '

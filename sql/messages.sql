@@ -21,6 +21,7 @@ CREATE TABLE crm.conversations (
     created_at      timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT conversations_link_complete CHECK ((linked_table IS NULL) = (linked_id IS NULL))
 );
+INSERT INTO crm.catalog_tables VALUES ('crm.conversations', false, false, true);
 -- One index per branch of the policy and per inbox tab, each ordered for the newest page.
 CREATE INDEX conversations_assigned_to ON crm.conversations (assigned_to, last_message_at DESC);
 CREATE INDEX conversations_linked_owner ON crm.conversations (linked_owner, last_message_at DESC);
@@ -40,12 +41,9 @@ CREATE TABLE crm.messages (
     crm_is_new       boolean     NOT NULL DEFAULT false,
     crm_archived_by  bigint[]    NOT NULL DEFAULT '{}'
 );
+INSERT INTO crm.catalog_tables VALUES ('crm.messages', false, false, true);
 CREATE INDEX messages_conversation ON crm.messages (conversation_id, sent_at);
 
-SELECT pg_catalog.pg_extension_config_dump('crm.conversations', '');
-SELECT pg_catalog.pg_extension_config_dump('crm.messages', '');
-SELECT pg_catalog.pg_extension_config_dump('crm.conversations_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('crm.messages_id_seq', '');
 
 -- As the invoker: the linked record is looked up through its own row security, so a
 -- conversation can be linked only to a lead or contact its writer can read, and its owner

@@ -28,3 +28,21 @@ REVOKE ALL ON FUNCTION crm.forget_dropped_tables() FROM PUBLIC;
 
 ALTER FUNCTION crm.secure_view_write() OWNER TO crm_access_views;
 REVOKE ALL ON FUNCTION crm.secure_view_write() FROM PUBLIC;
+
+-- pg_dump keeps the rows of every table declared dumped in crm.catalog_tables, and the
+-- positions of the sequences its identity columns draw from.
+DO $$
+DECLARE t regclass;
+BEGIN
+    FOR t IN
+        SELECT tbl FROM crm.catalog_tables WHERE dumped
+        UNION ALL
+        SELECT d.objid::regclass FROM crm.catalog_tables c
+        JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = c.tbl
+             AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype IN ('a', 'i')
+        JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+        WHERE c.dumped
+    LOOP
+        PERFORM pg_catalog.pg_extension_config_dump(t, '');
+    END LOOP;
+END $$;

@@ -1,16 +1,10 @@
--- Any change to the catalog, through the API or by hand (pg_restore included), invalidates
+-- Any change to a table the model is compiled from (crm.catalog_tables), through the API or
+-- by hand (pg_restore included), invalidates
 -- the cached model and cached plans; see src/session/cache.rs for why this is transactional.
 DO $$
 DECLARE t regclass;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['crm.roles', 'crm.profiles', 'crm.modules', 'crm.sharing_defaults',
-                             'crm.profile_privileges', 'crm.role_profiles', 'crm.owners', 'crm.users',
-                             'crm.db_role_map', 'crm.trusted_roles', 'crm.protected_tables', 'crm.groups',
-                             'crm.group_members', 'crm.sharing_rules', 'crm.permission_sets',
-                             'crm.permission_set_privileges', 'crm.permission_set_assignments',
-                             'crm.parent_links', 'crm.field_access', 'crm.hidden_fields',
-                             'crm.calendar_shares']::regclass[]
-    LOOP
+    FOR t IN SELECT tbl FROM crm.catalog_tables WHERE compiled ORDER BY tbl::text LOOP
         EXECUTE format('CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
                        'FOR EACH STATEMENT EXECUTE FUNCTION crm.catalog_changed()', t);
     END LOOP;

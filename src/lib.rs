@@ -1,12 +1,16 @@
 //! crm_access: a vtiger-style CRM record-permission model enforced by row-level security.
-//! Layers (DESIGN §2): `crm_model` (pure engine), `catalog` (loading), `session` (identity
-//! and cache), `api` (SQL functions), `policy` (protect, enforcement, plan-time simplification).
+//! Layers (DESIGN §2, docs/architecture.md): `crm_model` (pure engine), `catalog` (loading,
+//! SPI, facts about tables), `session` (identity, cache, plan invalidation), `enforce` (what
+//! policies and triggers call at run time), `planner` (the policies' plan-time
+//! specialisation), `policy` (the DDL `crm.protect` runs), `api` (the SQL API).
 
 use pgrx::prelude::*;
 
 mod api;
 mod catalog;
+mod enforce;
 mod error;
+mod planner;
 mod policy;
 mod session;
 
@@ -17,22 +21,22 @@ extension_sql_file!("../sql/triggers.sql", name = "triggers", requires = [api::t
 extension_sql_file!(
     "../sql/calendar.sql",
     name = "calendar",
-    requires = ["catalog", policy::calendar::can_see_event, policy::calendar::knows_events, policy::conversations::acting_owner_id]
+    requires = ["catalog", enforce::calendar::can_see_event, enforce::calendar::knows_events, api::identity::acting_owner_id]
 );
 extension_sql_file!(
     "../sql/messages.sql",
     name = "messages",
     requires = [
         "catalog",
-        policy::conversations::can_converse,
-        policy::conversations::acting_owner_id,
-        policy::conversations::acting_owner_ids,
-        policy::linked::linked_record_owner,
-        policy::linked::copy_conversation_visibility,
-        policy::linked::date_conversations
+        enforce::conversations::can_converse,
+        api::identity::acting_owner_id,
+        api::identity::acting_owner_ids,
+        enforce::linked::linked_record_owner,
+        enforce::linked::copy_conversation_visibility,
+        enforce::linked::date_conversations
     ]
 );
-extension_sql_file!("../sql/guard.sql", name = "guard", requires = ["catalog", "messages", policy::opened::protection_changing, policy::linked::forget_missing_relations]);
+extension_sql_file!("../sql/guard.sql", name = "guard", requires = ["catalog", "messages", enforce::opened::protection_changing, enforce::linked::forget_missing_relations]);
 extension_sql_file!(
     "../sql/audit.sql",
     name = "audit",

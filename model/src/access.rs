@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::filter::{Filter, OWNER};
 use crate::catalog::{Catalog, Group, Party, Profile, SharingRule, User};
 use crate::groups::{member_lists, users_of, UserIndex};
 use crate::messages::MessagePermission;
@@ -24,6 +25,14 @@ pub enum Scope {
 impl Scope {
     pub fn none() -> Scope {
         Scope::Owners(Vec::new())
+    }
+
+    /// The scope as a filter on a record policy's owner argument.
+    pub fn filter(&self) -> Filter {
+        match self {
+            Scope::All => Filter::Const(true),
+            Scope::Owners(v) => Filter::any_of_ids(OWNER, v),
+        }
     }
 
     pub fn contains(&self, owner: OwnerId) -> bool {

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 
 use crate::access::Model;
 use crate::decision::{Decision, Gate, Reason};
+use crate::filter::{Column, Filter, Row, Value};
 use crate::{Action, OwnerId};
 
 pub const ACTIVITIES: &str = "Activities";
@@ -31,15 +32,35 @@ pub enum EventScope {
 }
 
 impl EventScope {
-    pub fn admits(&self, e: &Event) -> bool {
+    /// The scope as a filter over `crm.can_see_event`'s row arguments.
+    pub fn filter(&self) -> Filter {
         match self {
-            EventScope::Nothing => false,
-            EventScope::All => true,
-            EventScope::Filter { user, invited, public_owners } => {
-                e.owner == *user
-                    || (*invited && e.invitees.contains(user))
-                    || (e.public && public_owners.binary_search(&e.owner).is_ok())
-            }
+            EventScope::Nothing => Filter::Const(false),
+            EventScope::All => Filter::Const(true),
+            EventScope::Filter { user, invited, public_owners } => Filter::or([
+                Filter::Eq(Event::OWNER, *user),
+                if *invited { Filter::Contains(Event::INVITEES, *user) } else { Filter::Const(false) },
+                Filter::and([Filter::Is(Event::PUBLIC), Filter::any_of_ids(Event::OWNER, public_owners)]),
+            ]),
+        }
+    }
+}
+
+impl Event {
+    pub const OWNER: Column = "owner_id";
+    pub const INVITEES: Column = "invitees";
+    pub const PUBLIC: Column = "is_public";
+    /// The columns in the order `crm.can_see_event` takes them after the action.
+    pub const COLUMNS: [Column; 3] = [Event::OWNER, Event::INVITEES, Event::PUBLIC];
+}
+
+impl Row for Event {
+    fn value(&self, column: &str) -> Option<Value<'_>> {
+        match column {
+            Event::OWNER => Some(Value::Id(Some(self.owner))),
+            Event::INVITEES => Some(Value::Ids(Some(&self.invitees))),
+            Event::PUBLIC => Some(Value::Flag(Some(self.public))),
+            _ => None,
         }
     }
 }

@@ -4,13 +4,16 @@
 //! precomputes the role tree; `Model::scope` gives the owner set a policy filters on, and
 //! `Model::decide` gives one record's decision with the step of DESIGN §3 that made it.
 //! The two are computed independently (down the tree for scopes, up the tree for decisions)
-//! so that tests can hold each against the other and against what RLS returns.
+//! so that tests can hold each against the other and against what RLS returns. Each scope
+//! also reads as a `Filter`, the data the planner turns into an expression and the run-time
+//! fallback evaluates.
 
 mod access;
 mod calendar;
 mod catalog;
 mod decision;
 mod fields;
+mod filter;
 mod groups;
 mod messages;
 mod review;
@@ -23,6 +26,7 @@ pub use catalog::{related_modules, Catalog, Group, GroupMember, Module, Party, P
 pub use calendar::{Event, EventScope, ACTIVITIES};
 pub use decision::{Decision, Reason};
 pub use fields::{FieldAccess, Unwritable};
+pub use filter::{Column, Filter, Owned, Row, Value, OWNER};
 pub use messages::{links_conversations, Conversation, ConversationFilter, ConversationScope, Inbox, MessagePermission, MESSAGES};
 pub use review::{Reach, ReachChange, Review};
 pub use roles::RoleTree;

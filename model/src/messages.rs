@@ -14,6 +14,7 @@ use std::str::FromStr;
 
 use crate::access::Model;
 use crate::decision::{Decision, Gate, Reason};
+use crate::filter::{Column, Filter, Row, Value};
 use crate::vocabulary::UnknownWord;
 use crate::{Action, OwnerId};
 
@@ -100,18 +101,50 @@ pub struct ConversationFilter {
 }
 
 impl ConversationScope {
-    pub fn admits(&self, c: &Conversation) -> bool {
+    /// The scope as a filter over `crm.can_converse`'s row arguments.
+    pub fn filter(&self) -> Filter {
         match self {
-            ConversationScope::Nothing => false,
-            ConversationScope::All => true,
+            ConversationScope::Nothing => Filter::Const(false),
+            ConversationScope::All => Filter::Const(true),
             ConversationScope::Filter(f) => {
-                let reached = f.every
-                    || f.mine.as_ref().is_some_and(|owned| {
-                        c.assigned_to == Some(f.user) || c.linked_owner.is_some_and(|o| owned.binary_search(&o).is_ok())
-                    })
-                    || (f.new && c.is_new);
-                reached && !(f.hide_archived && c.archived_by.contains(&f.user))
+                let reached = if f.every {
+                    Filter::Const(true)
+                } else {
+                    Filter::or([
+                        match &f.mine {
+                            Some(owned) => Filter::or([
+                                Filter::Eq(Conversation::ASSIGNED_TO, f.user),
+                                Filter::any_of_ids(Conversation::LINKED_OWNER, owned),
+                            ]),
+                            None => Filter::Const(false),
+                        },
+                        if f.new { Filter::Is(Conversation::IS_NEW) } else { Filter::Const(false) },
+                    ])
+                };
+                let archived = if f.hide_archived { Filter::negate(Filter::Contains(Conversation::ARCHIVED_BY, f.user)) } else { Filter::Const(true) };
+                Filter::and([reached, archived])
             }
+        }
+    }
+}
+
+impl Conversation {
+    pub const ASSIGNED_TO: Column = "assigned_to";
+    pub const LINKED_OWNER: Column = "linked_owner";
+    pub const IS_NEW: Column = "is_new";
+    pub const ARCHIVED_BY: Column = "archived_by";
+    /// The columns in the order `crm.can_converse` takes them after the action.
+    pub const COLUMNS: [Column; 4] = [Conversation::ASSIGNED_TO, Conversation::LINKED_OWNER, Conversation::IS_NEW, Conversation::ARCHIVED_BY];
+}
+
+impl Row for Conversation {
+    fn value(&self, column: &str) -> Option<Value<'_>> {
+        match column {
+            Conversation::ASSIGNED_TO => Some(Value::Id(self.assigned_to)),
+            Conversation::LINKED_OWNER => Some(Value::Id(self.linked_owner)),
+            Conversation::IS_NEW => Some(Value::Flag(Some(self.is_new))),
+            Conversation::ARCHIVED_BY => Some(Value::Ids(Some(&self.archived_by))),
+            _ => None,
         }
     }
 }

@@ -98,7 +98,7 @@ fn event(owner: i64, invitees: &[i64], public: bool) -> Event {
 
 fn details(m: &Model, user: i64, e: &Event) -> bool {
     let d = m.decide_event(Some(user), Read, e);
-    assert_eq!(m.event_scope(user, Read).admits(e), d.allowed, "scope and decision disagree for {user}: {}", d.reason);
+    assert_eq!(m.event_scope(user, Read).filter().admits(e), d.allowed, "scope and decision disagree for {user}: {}", d.reason);
     d.allowed
 }
 

@@ -88,7 +88,7 @@ fn conv(assigned_to: Option<i64>, linked_owner: Option<i64>, is_new: bool, archi
 
 fn sees(m: &Model, user: i64, c: &Conversation) -> bool {
     let d = m.decide_conversation(Some(user), Read, c);
-    assert_eq!(m.conversation_scope(user, Read).admits(c), d.allowed, "scope and decision disagree for {user}: {}", d.reason);
+    assert_eq!(m.conversation_scope(user, Read).filter().admits(c), d.allowed, "scope and decision disagree for {user}: {}", d.reason);
     d.allowed
 }
 

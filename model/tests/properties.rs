@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crm_model::{Action, Catalog, Conversation, Event, MessagePermission, Group, GroupMember, Model, Module, Party, Profile, Role, RuleAccess, SharingLevel, SharingRule, User};
+use crm_model::{Owned, Action, Catalog, Conversation, Event, MessagePermission, Group, GroupMember, Model, Module, Party, Profile, Role, RuleAccess, SharingLevel, SharingRule, User};
 use proptest::prelude::*;
 
 fn catalog() -> impl Strategy<Value = Catalog> {
@@ -16,7 +16,7 @@ fn catalog() -> impl Strategy<Value = Catalog> {
         let roles = (0..n_roles)
             .map(|i| Role { id: i as i64 + 1, name: format!("R{}", i + 1), parent: (i > 0).then(|| next(i) as i64 + 1) })
             .collect();
-        let modules: Vec<Module> = ["Leads", "Accounts", "Contacts", "Messages", "Activities"]
+        let modules: Vec<Module> = ["Leads", "Accounts", "Contacts", "Opportunities", "Messages", "Activities"]
             .iter()
             .map(|m| Module { name: m.to_string(), sharing_default: SharingLevel::ALL[next(4)] })
             .collect();
@@ -73,7 +73,7 @@ fn catalog() -> impl Strategy<Value = Catalog> {
                 source: party(&mut next),
                 target: party(&mut next),
                 access: if next(2) == 0 { RuleAccess::Read } else { RuleAccess::ReadWrite },
-                related_modules: vec![],
+                related_modules: if next(2) == 0 { vec!["Opportunities".to_string()] } else { vec![] },
             })
             .collect();
         let permission_sets: Vec<Profile> = (0..next(3))
@@ -114,6 +114,7 @@ proptest! {
                     for &o in &owners {
                         let d = m.decide(Some(u.owner_id), module, action, o);
                         prop_assert_eq!(scope.contains(o), d.allowed, "{} {} {} owner {}: {}", u.name, module, action, o, d.reason);
+                        prop_assert_eq!(scope.filter().admits(&Owned(Some(o))), d.allowed, "filter: {} {} {} owner {}", u.name, module, action, o);
                     }
                 }
                 for action in [Action::Create, Action::Edit] {
@@ -157,7 +158,7 @@ proptest! {
                         continue;
                     }
                     let d = m.decide_conversation(Some(u.owner_id), action, c);
-                    prop_assert_eq!(scope.admits(c), d.allowed, "{} {} {:?}: {}", u.name, action, c, d.reason);
+                    prop_assert_eq!(scope.filter().admits(c), d.allowed, "{} {} {:?}: {}", u.name, action, c, d.reason);
                 }
             }
         }
@@ -188,7 +189,32 @@ proptest! {
                 let scope = m.event_scope(u.owner_id, action);
                 for e in &events {
                     let d = m.decide_event(Some(u.owner_id), action, e);
-                    prop_assert_eq!(scope.admits(e), d.allowed, "{} {} {:?}: {}", u.name, action, e, d.reason);
+                    prop_assert_eq!(scope.filter().admits(e), d.allowed, "{} {} {:?}: {}", u.name, action, e, d.reason);
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    /// A child record's policy, `can(owner) OR can_via_parent(parent_owner)`, evaluated as the
+    /// two filters the planner builds, agrees with the child decision (DESIGN §3.3).
+    #[test]
+    fn child_filters_agree_with_decisions(catalog in catalog()) {
+        let m = Model::compile(catalog).unwrap();
+        let owners: Vec<i64> = m.users().map(|u| u.owner_id).chain(1000..1006).chain([99_999]).collect();
+        let parents: Vec<Option<i64>> = owners.iter().copied().map(Some).chain([None]).collect();
+        for u in m.users() {
+            for action in [Action::Read, Action::Edit, Action::Delete] {
+                let own = m.scope(u.owner_id, "Opportunities", action).filter();
+                let via_parent = m.scope_via_parent(u.owner_id, "Opportunities", "Accounts", action).filter();
+                for &o in &owners {
+                    for &p in &parents {
+                        let d = m.decide_child(Some(u.owner_id), "Opportunities", "Accounts", action, o, p);
+                        let admitted = own.admits(&Owned(Some(o))) || via_parent.admits(&Owned(p));
+                        prop_assert_eq!(admitted, d.allowed, "{} {} owner {} parent {:?}: {}", u.name, action, o, p, d.reason);
+                    }
                 }
             }
         }

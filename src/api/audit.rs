@@ -8,6 +8,7 @@ use pgrx::JsonB;
 use super::authorize::is_admin;
 use crate::catalog::audit;
 use crate::error::{required, CrmError, OrRaise};
+use crate::session::identity;
 
 /// Called by `crm.audit_statement()`, the statement trigger on every catalog table, with the
 /// rows the statement removed and added. Only the catalog role (which makes every API
@@ -16,7 +17,7 @@ use crate::error::{required, CrmError, OrRaise};
 fn audit_note(tbl: Option<&str>, op: Option<&str>, old: Option<JsonB>, new: Option<JsonB>) {
     let tbl = required("tbl", tbl);
     let op = required("op", op);
-    audit::note(tbl, op, old.map(|j| j.0), new.map(|j| j.0)).or_raise();
+    audit::note(tbl, op, old.map(|j| j.0), new.map(|j| j.0), identity::known_name()).or_raise();
 }
 
 /// Keeps `crm.audit_log` append-only: every UPDATE, DELETE and TRUNCATE is refused, whoever
@@ -45,7 +46,7 @@ fn prune_audit_log(before: Option<TimestampWithTimeZone>) -> i64 {
             .about(Some("crm.audit_log"), Some("prune"), Some("only superusers may prune the audit log"))
             .raise();
     }
-    audit::prune(before).or_raise()
+    audit::prune(before, identity::known_name()).or_raise()
 }
 
 /// Whether the caller may read `crm.audit_log` (its row policy): a CRM administrator acting,

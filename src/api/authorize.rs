@@ -4,7 +4,7 @@
 use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
 
-use crate::catalog::audit::{audited, Audit};
+use crate::catalog::audit::{audited_by, Audit};
 use crate::catalog::load;
 use crate::catalog::spi::on_catalog;
 use crate::error::{CrmError, CrmResult, OrRaise};
@@ -50,4 +50,10 @@ fn admin_or_why() -> CrmResult<Result<(), String>> {
 pub fn administer<R>(audit: Audit, f: impl FnOnce(&mut SpiClient<'_>) -> CrmResult<R>) -> R {
     require_admin().or_raise();
     audited(audit, || on_catalog(f)).or_raise()
+}
+
+/// Run `f` as an audited API call by the acting user (the caller already authorised, so
+/// the acting user is resolved).
+pub fn audited<R>(audit: Audit, f: impl FnOnce() -> CrmResult<R>) -> CrmResult<R> {
+    audited_by(audit, identity::known_name(), f)
 }

@@ -6,7 +6,7 @@ use crm_model::{Action, Event, User};
 use pgrx::prelude::*;
 
 use crate::audit;
-use crate::catalog::audit::audited;
+use super::authorize::audited;
 use crate::catalog::spi::on_catalog;
 use crate::error::{CrmError, CrmResult, OrRaise, required};
 use super::identity::acting;

@@ -61,3 +61,25 @@ $$;
     name = "set_user",
     requires = [check_acting_user]
 );
+
+// The inbox views (sql/messages.sql) compare with the acting user as constants: the planner
+// replaces these calls (`crate::planner::support::acting_owner_support`), so the views stay
+// sargable.
+
+#[pg_extern(
+    sql = "CREATE FUNCTION crm.acting_owner_id() RETURNS bigint
+           STABLE PARALLEL SAFE LANGUAGE c SUPPORT crm.acting_owner_support AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';",
+    requires = [planner::support::acting_owner_support]
+)]
+fn acting_owner_id() -> Option<i64> {
+    identity::acting_owners(false).or_raise().map(|(me, _)| me)
+}
+
+#[pg_extern(
+    sql = "CREATE FUNCTION crm.acting_owner_ids() RETURNS bigint[]
+           STABLE PARALLEL SAFE LANGUAGE c SUPPORT crm.acting_owner_support AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';",
+    requires = [planner::support::acting_owner_support]
+)]
+fn acting_owner_ids() -> Vec<i64> {
+    identity::acting_owners(false).or_raise().map(|(_, owned)| owned).unwrap_or_default()
+}

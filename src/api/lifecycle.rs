@@ -8,7 +8,7 @@ use super::authorize::{administer, require_admin};
 use super::ownership;
 use super::sharing::{check_role_unreferenced, check_user_unreferenced};
 use crate::audit;
-use crate::catalog::audit::audited;
+use super::authorize::audited;
 use crate::catalog::spi::{on_catalog, one, Client};
 use crate::error::{CrmError, OrRaise, required};
 

@@ -10,10 +10,11 @@
 use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
 
+use crate::catalog::tables::row_security_applies;
 use crate::catalog::spi::{as_caller, on_catalog, one};
 use crate::catalog::tables::qualified_name;
 use crate::error::{CrmError, CrmResult};
-use crate::policy::enforce::{self, Access};
+use crate::enforce;
 use crate::session::cache;
 use crm_model::Action;
 
@@ -33,11 +34,10 @@ pub fn owner(c: &SpiClient<'_>, name: &str) -> CrmResult<(i64, String, bool)> {
 
 /// Whether row security lets the caller read and edit every row of `tbl`.
 fn reaches_every_row(tbl: pg_sys::Oid) -> CrmResult<bool> {
-    // SAFETY: reads the relation's row security flags and the caller's role attributes.
-    if unsafe { pg_sys::check_enable_rls(tbl, pg_sys::InvalidOid, true) } != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32 {
+    if !row_security_applies(tbl, pg_sys::InvalidOid) {
         return Ok(true);
     }
-    let all = |action| Ok::<_, CrmError>(matches!(enforce::access(tbl, action, true)?, Access::All));
+    let all = |action| Ok::<_, CrmError>(*enforce::access(tbl, action, true)? == crm_model::Filter::Const(true));
     Ok(all(Action::Read)? && all(Action::Edit)?)
 }
 

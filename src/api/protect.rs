@@ -1,5 +1,5 @@
-//! Protecting a CRM table (DESIGN §4): `crm.protect`, `crm.unprotect` and
-//! `crm.link_parent`. Only the table's owner (or a superuser) who is also a CRM
+//! Protecting a CRM table (DESIGN §4): `crm.protect`, `crm.unprotect`, `crm.link_parent`
+//! and `crm.unlink_parent`. Only the table's owner (or a superuser) who is also a CRM
 //! administrator may change a table's protection (DESIGN §5); the DDL (`policy::protect`,
 //! `policy::link`) runs as the caller, the catalog rows are written as the catalog role.
 
@@ -10,11 +10,11 @@ use pgrx::PgRelation;
 use super::admin::check_record_module;
 use super::authorize::require_admin;
 use crate::audit;
-use crate::catalog::audit::audited;
+use super::authorize::audited;
 use crate::catalog::spi::{as_caller, exists, on_catalog, one};
 use crate::catalog::tables::{check_caller_owns_plain_table, existing, has_index_led_by, primary_key};
 use crate::error::{CrmError, CrmResult, OrRaise, required};
-use crate::policy::opened::with_protection_changing;
+use crate::enforce::opened::with_protection_changing;
 use crate::policy::{link, protect};
 
 #[pg_extern]
@@ -113,18 +113,8 @@ fn unprotect_table(oid: pg_sys::Oid) -> CrmResult<()> {
         Ok(())
     })?;
     with_protection_changing(oid, || as_caller(|c| protect::detach(c, oid, &table)))?;
-    // A parent left without children loses its push trigger, when the caller may drop it.
     if let Some(parent) = parent {
-        with_protection_changing(parent, || {
-            as_caller(|c| {
-                let lonely = !exists(c, "SELECT 1 FROM crm.parent_links WHERE parent = $1", &[parent.into()])?;
-                let owns = exists(c, "SELECT 1 FROM pg_class WHERE oid = $1 AND pg_has_role(relowner, 'USAGE')", &[parent.into()])?;
-                if lonely && owns {
-                    protect::detach_parent(c, parent)?;
-                }
-                Ok(())
-            })
-        })?;
+        protect::detach_parent_if_lonely(parent)?;
     }
     Ok(())
 }
@@ -141,4 +131,15 @@ fn link_parent(child: Option<PgRelation>, parent_column: Option<&str>, parent: O
     require_admin().or_raise();
     let (child, parent) = (existing(child_oid).or_raise(), existing(parent_oid).or_raise());
     audited(audit!("link_parent", child, parent_column, parent), || link::link(child_oid, parent_column, parent_oid)).or_raise();
+}
+
+#[pg_extern]
+fn unlink_parent(child: Option<PgRelation>) {
+    let child = required("child", child);
+    let child_oid = child.oid();
+    // ALTER TABLE refuses a relation this session holds open.
+    drop(child);
+    require_admin().or_raise();
+    let child = existing(child_oid).or_raise();
+    audited(audit!("unlink_parent", child), || link::unlink(child_oid)).or_raise();
 }

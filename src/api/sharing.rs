@@ -7,7 +7,7 @@ use super::admin::{check_record_module, valid_name, role_id, user_id};
 use super::authorize::{administer, require_admin};
 use super::ownership;
 use crate::audit;
-use crate::catalog::audit::audited;
+use super::authorize::audited;
 use crate::catalog::spi::{exists, find, insert_returning_id, on_catalog, one, Client};
 use crate::error::{CrmError, CrmResult, OrRaise, required};
 

@@ -19,7 +19,6 @@ use serde_json::{json, Value};
 
 use super::spi::on_catalog;
 use crate::error::CrmResult;
-use crate::session::identity;
 
 /// What an API call records: its name, what it is about, and its arguments.
 pub struct Audit {
@@ -86,14 +85,14 @@ pub struct Call {
 }
 
 impl Call {
-    /// Start a call, once the caller is authorised (so the acting user is resolved).
-    pub fn start(audit: Audit) -> Call {
+    /// Start a call by `actor` (the acting user's name, once the caller is authorised).
+    pub fn start(audit: Audit, actor: Option<String>) -> Call {
         let depth = FRAMES.with(|f| {
             let mut f = f.borrow_mut();
             f.push(Vec::new());
             f.len()
         });
-        Call { audit: Some(audit), actor: identity::known_name(), depth }
+        Call { audit: Some(audit), actor, depth }
     }
 
     /// The call succeeded: it writes its entry if it changed the catalog (or, with
@@ -129,17 +128,18 @@ impl Drop for Call {
     }
 }
 
-/// Run `f` as an audited API call (the caller already authorised).
-pub fn audited<R>(audit: Audit, f: impl FnOnce() -> CrmResult<R>) -> CrmResult<R> {
-    let call = Call::start(audit);
+/// Run `f` as an audited API call by `actor` (the caller already authorised;
+/// `api::authorize::audited` names the acting user).
+pub fn audited_by<R>(audit: Audit, actor: Option<String>, f: impl FnOnce() -> CrmResult<R>) -> CrmResult<R> {
+    let call = Call::start(audit, actor);
     let r = f()?;
     call.finish(false)?;
     Ok(r)
 }
 
 /// One statement wrote catalog table `table` (`op` its command; `old` and `new` the rows it
-/// removed and added, as JSON arrays, NULL for none).
-pub fn note(table: &str, op: &str, old: Option<Value>, new: Option<Value>) -> CrmResult<()> {
+/// removed and added, as JSON arrays, NULL for none), with `actor` acting.
+pub fn note(table: &str, op: &str, old: Option<Value>, new: Option<Value>, actor: Option<String>) -> CrmResult<()> {
     // Statement triggers fire for statements that touched no row (an `ON CONFLICT DO NOTHING`
     // that found one): nothing changed, nothing to log.
     let rows = |v: &Option<Value>| v.as_ref().and_then(Value::as_array).is_some_and(|a| !a.is_empty());
@@ -163,7 +163,7 @@ pub fn note(table: &str, op: &str, old: Option<Value>, new: Option<Value>) -> Cr
     if top_level_copy() {
         return Ok(());
     }
-    append(identity::known_name(), op, Some(format!("crm.{table}")), json!({ "changes": [change] }))
+    append(actor, op, Some(format!("crm.{table}")), json!({ "changes": [change] }))
 }
 
 /// Whether the client's statement is a COPY.
@@ -214,15 +214,16 @@ pub fn pruning() -> bool {
     PRUNING.get()
 }
 
-/// Delete the entries older than `before` (the caller is a superuser); how many went.
-pub fn prune(before: pgrx::datum::TimestampWithTimeZone) -> CrmResult<i64> {
+/// Delete the entries older than `before` (the caller is a superuser, acting as `actor`); how
+/// many went.
+pub fn prune(before: pgrx::datum::TimestampWithTimeZone, actor: Option<String>) -> CrmResult<i64> {
     struct Pruning;
     impl Drop for Pruning {
         fn drop(&mut self) {
             PRUNING.set(false);
         }
     }
-    let call = Call::start(crate::audit!("prune_audit_log", before));
+    let call = Call::start(crate::audit!("prune_audit_log", before), actor);
     let deleted = {
         PRUNING.set(true);
         let _pruning = Pruning;

@@ -19,9 +19,9 @@ use super::load::{self, LoadedCatalog};
 use super::spi::on_catalog;
 use crate::error::{CrmError, CrmResult};
 
-/// The catalog tables an entry may name, with the columns of their primary keys, and the
-/// columns holding table names (a table dropped since cannot be named again: its rows are
-/// left out).
+/// The catalog tables an entry may name (those crm.catalog_tables declares audited), with
+/// the columns of their primary keys, and the columns holding table names (a table dropped
+/// since cannot be named again: its rows are left out).
 fn table_keys(c: &pgrx::spi::SpiClient<'_>, table: &str) -> CrmResult<Option<(Vec<String>, Vec<String>)>> {
     let row = c.select(
         "SELECT array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attnum = ANY (i.indkey)),
@@ -29,7 +29,7 @@ fn table_keys(c: &pgrx::spi::SpiClient<'_>, table: &str) -> CrmResult<Option<(Ve
          FROM pg_class t JOIN pg_index i ON i.indrelid = t.oid AND i.indisprimary
          JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
          WHERE t.relnamespace = 'crm'::regnamespace AND t.relname = $1
-           AND (EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = t.oid AND g.tgname = 'catalog_changed') OR t.relname = 'secure_views')
+           AND EXISTS (SELECT 1 FROM crm.catalog_tables r WHERE r.tbl = t.oid AND r.audited)
          GROUP BY t.oid",
         Some(1),
         &[table.into()],

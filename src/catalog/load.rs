@@ -19,7 +19,8 @@ use crate::error::{CrmError, CrmResult};
 #[derive(Debug, Deserialize)]
 pub struct LoadedCatalog {
     pub catalog: Catalog,
-    /// Relations whose invalidation means "the catalog changed".
+    /// Relations whose invalidation means "the catalog changed": those crm.catalog_tables
+    /// says the model is compiled from (sql/triggers.sql gives each its trigger).
     pub catalog_relids: HashSet<u32>,
     /// `crm.assert_can_assign(regclass, text, bigint)`, the fallback of write checks.
     pub assert_fn: u32,
@@ -83,8 +84,7 @@ SELECT json_build_object('catalog', json_build_object(
   'calendar_shares', coalesce((SELECT json_agg(json_build_array(owner_id, with_user)) FROM crm.calendar_shares), '[]')),
   'parent_links', coalesce((SELECT json_object_agg(child::oid, json_build_object('parent', parent::oid::int8, 'column', parent_column))
                             FROM crm.parent_links), '{}'),
-  'catalog_relids', coalesce((SELECT json_agg(DISTINCT tgrelid::oid::int8) FROM pg_trigger
-                              WHERE tgfoid = 'crm.catalog_changed()'::regprocedure), '[]'),
+  'catalog_relids', coalesce((SELECT json_agg(tbl::oid::int8) FROM crm.catalog_tables WHERE compiled), '[]'),
   'assert_fn', 'crm.assert_can_assign(regclass, text, bigint)'::regprocedure::oid::int8
 )::text";
 

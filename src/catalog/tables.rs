@@ -26,6 +26,20 @@ pub fn qualified_name(tbl: pg_sys::Oid) -> Option<String> {
     }
 }
 
+/// Whether row security applies to `role` (the current user for InvalidOid) on `tbl`: it is
+/// enabled there, and `role` is neither a superuser, nor BYPASSRLS, nor an owner of a table
+/// that does not FORCE it. Who bypasses row security is not a CRM user.
+pub fn row_security_applies(tbl: pg_sys::Oid, role: pg_sys::Oid) -> bool {
+    // SAFETY: reads the relation's row security flags and the role's attributes.
+    unsafe { pg_sys::check_enable_rls(tbl, role, true) == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32 }
+}
+
+/// The row type of relation `tbl`; InvalidOid for anything that is not a relation.
+pub fn row_type_of(tbl: pg_sys::Oid) -> pg_sys::Oid {
+    // SAFETY: a syscache lookup.
+    unsafe { pg_sys::get_rel_type_id(tbl) }
+}
+
 /// `qualified_name`, or an "undefined" error naming the oid.
 pub fn existing(tbl: pg_sys::Oid) -> CrmResult<String> {
     qualified_name(tbl).ok_or_else(|| CrmError::not_found(format!("relation with OID {} does not exist", tbl.to_u32())))
@@ -137,4 +151,79 @@ pub fn check_caller_owns_plain_table(c: &SpiClient<'_>, tbl: pg_sys::Oid, what: 
             .with_hint(format!("Run it as the owner of {table}, or ask them to.")));
     }
     Ok(table)
+}
+
+/// One live column of a table, as the field checks need it.
+pub struct Column {
+    pub attnum: i16,
+    pub name: String,
+    pub typid: pg_sys::Oid,
+    pub typmod: i32,
+    pub collation: pg_sys::Oid,
+    pub filled: Filled,
+}
+
+/// What an INSERT that leaves a column out puts in it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Filled {
+    /// NULL: any other value was written by the writer.
+    Null,
+    /// A default (or identity) expression.
+    Default,
+    /// A generated column, which PostgreSQL never takes a written value for.
+    Generated,
+}
+
+impl Filled {
+    pub fn of(a: &pg_sys::FormData_pg_attribute) -> Filled {
+        if a.attgenerated != 0 {
+            Filled::Generated
+        } else if a.atthasdef || a.attidentity != 0 {
+            Filled::Default
+        } else {
+            Filled::Null
+        }
+    }
+}
+
+/// The live columns of `tbl` (none if it does not exist).
+pub fn columns(tbl: pg_sys::Oid) -> Vec<Column> {
+    // SAFETY: the relation is opened by oid (NULL if it does not exist) and closed after its
+    // descriptor, which lives as long as it is open, has been read.
+    unsafe {
+        let rel = pg_sys::RelationIdGetRelation(tbl);
+        if rel.is_null() {
+            return Vec::new();
+        }
+        let out = pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att)
+            .iter()
+            .filter(|a| !a.attisdropped)
+            .map(|a| Column {
+                attnum: a.attnum,
+                name: CStr::from_ptr(a.attname.data.as_ptr()).to_string_lossy().into_owned(),
+                typid: a.atttypid,
+                typmod: a.atttypmod,
+                collation: a.attcollation,
+                filled: Filled::of(a),
+            })
+            .collect();
+        pg_sys::RelationClose(rel);
+        out
+    }
+}
+
+/// The default (or identity) expression of column `attnum` of `tbl`, and whether it is
+/// volatile (a sequence, clock_timestamp(), random()): evaluating it again would not give
+/// the value an INSERT that left the column out got.
+pub fn default_of(tbl: pg_sys::Oid, attnum: i16) -> Option<(*mut pg_sys::Node, bool)> {
+    // SAFETY: as in `columns`; the expression is a new node in the current memory context.
+    unsafe {
+        let rel = pg_sys::RelationIdGetRelation(tbl);
+        if rel.is_null() {
+            return None;
+        }
+        let expr = pg_sys::build_column_default(rel, attnum as i32);
+        pg_sys::RelationClose(rel);
+        (!expr.is_null()).then(|| (expr, pg_sys::contain_volatile_functions(expr)))
+    }
 }

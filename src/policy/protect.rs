@@ -17,6 +17,7 @@ use super::trigger_names::{
     PUSH_PARENT_OWNER_DELETE, TRUNCATE_CHECK,
 };
 use crate::catalog::spi::{as_caller, exists, one};
+use crate::enforce::opened::with_protection_changing;
 use crate::catalog::tables::existing;
 use crate::error::{CrmError, CrmResult};
 
@@ -71,7 +72,7 @@ pub fn attach_policies(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, own
     Ok(())
 }
 
-fn drop_trigger(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, name: &str) -> CrmResult<()> {
+pub(super) fn drop_trigger(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, name: &str) -> CrmResult<()> {
     if exists(c, "SELECT 1 FROM pg_trigger WHERE tgrelid = $1 AND tgname = $2", &[tbl.into(), name.into()])? {
         c.update(&format!("DROP TRIGGER {name} ON {table}"), None, &[])?;
     }
@@ -125,10 +126,20 @@ pub fn detach(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str) -> CrmResult
     Ok(())
 }
 
-/// Drop the triggers that push a parent's new owners to its children (the last child gone).
-pub fn detach_parent(c: &mut SpiClient<'_>, parent: pg_sys::Oid) -> CrmResult<()> {
-    for t in [PUSH_PARENT_OWNER, PUSH_PARENT_OWNER_DELETE] {
-        drop_trigger(c, parent, &existing(parent)?, t)?;
-    }
-    Ok(())
+/// A parent table left without children (its last child unprotected, unlinked or linked to
+/// another parent) loses the triggers that push its new owners to them, when the caller may
+/// drop them (an owner of the parent); otherwise they stay, and push to no child.
+pub fn detach_parent_if_lonely(parent: pg_sys::Oid) -> CrmResult<()> {
+    with_protection_changing(parent, || {
+        as_caller(|c| {
+            let lonely = !exists(c, "SELECT 1 FROM crm.parent_links WHERE parent = $1", &[parent.into()])?;
+            let owns = exists(c, "SELECT 1 FROM pg_class WHERE oid = $1 AND pg_has_role(relowner, 'USAGE')", &[parent.into()])?;
+            if lonely && owns {
+                for t in [PUSH_PARENT_OWNER, PUSH_PARENT_OWNER_DELETE] {
+                    drop_trigger(c, parent, &existing(parent)?, t)?;
+                }
+            }
+            Ok(())
+        })
+    })
 }

@@ -1,149 +1,211 @@
-//! Writes through a secure view (DESIGN §3.2): `crm.secure_view_write()`, the INSTEAD OF
-//! trigger of every `<table>_secure` view.
-//!
-//! A client may hold privileges on the view only, not on the table, so the write is passed
-//! on to the table by a role that may write it: the table's owner, who is under the table's
-//! row security (FORCE ROW LEVEL SECURITY); or, when the owner bypasses row security (a
-//! superuser), crm_access_views, which owns the view and holds privileges on the table. Row
-//! security applies to either for the acting user of the session (DESIGN §5), and so does
-//! the field check (`fields`): the write reaches exactly the rows and fields the acting user
-//! may write. Only the columns the writer changed are passed on; a hidden field reads NULL
-//! in the view, so leaving it alone leaves it unchanged, and setting it is a change, refused.
-//!
-//! The trigger takes no arguments: the table comes from crm.secure_views, the registry of the
-//! views crm.secure_view() made, so attached to any other view it refuses. Rows the writer
-//! may read but not change count as not written (0 rows), as on the table itself. Errors
-//! read like the table's own: the statement crm_access ran is not shown as their context.
+//! The secure view of a protected table (DESIGN §3.2): `<table>_secure`, whose every column
+//! reads `CASE WHEN crm.field_visible(tbl, 'col') THEN col END` and whose writes go through
+//! `crm.secure_view_write()` (`enforce::secure_view_write`). Made by the views role,
+//! which owns it, from facts the caller (the table's owner) gathers and privileges only the
+//! caller can give; the entry point is `crm.secure_view` in `api::fields`.
 
-use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
 use pgrx::prelude::*;
-use pgrx::spi::quote_identifier;
-use pgrx::{PgLogLevel, PgTryBuilder, PgTupleDesc};
+use pgrx::Spi;
+use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
 
-use super::rows::{require_firing, same, value, Firing};
-use crate::catalog::latest;
-use crate::catalog::privileged::{self, ExtensionRole};
-use crate::catalog::tables::{primary_key_of, qualified_name};
-use crate::error::{CrmError, CrmResult, OrRaise};
+use crate::catalog::spi::{as_caller, exists, on_catalog, one, Client};
+use crate::catalog::privileged::{self, ExtensionRole, VIEWS_ROLE};
+use crate::catalog::tables::{check_caller_owns_plain_table, existing, primary_key};
+use crate::error::{CrmError, CrmResult};
 
-/// The table a registered secure view shows.
-fn table_of(view: pg_sys::Oid) -> CrmResult<pg_sys::Oid> {
-    const TABLE_OF: &str = "SELECT tbl::oid::int8 FROM crm.secure_views WHERE view = $1";
-    let (_, found) = privileged::as_invoker(|| latest::execute_now(TABLE_OF, &[(pg_sys::OIDOID, pg_sys::Datum::from(view), false)], true))?;
-    found.map(|t| pg_sys::Oid::from(t as u32)).ok_or_else(|| {
-        CrmError::prerequisite(format!("{} is not a secure view made by crm.secure_view()", qualified_name(view).unwrap_or_default()))
-            .with_hint("crm.secure_view_write() is the trigger of the views crm.secure_view() creates.")
+/// What `make` found out as the caller, for the part it does as the views role.
+struct Plan {
+    table: String,
+    view: String,
+    /// The table's live columns as (name, type), in order.
+    columns: Vec<(String, String)>,
+    key: Option<String>,
+    owner: String,
+    schema: String,
+    /// Whether the views role was given CREATE on the schema for this call only.
+    lent_create: bool,
+    /// The grants of a view crm_access 0.1.0 made, dropped to be made again (see `prepare`).
+    adopted_grants: Vec<String>,
+}
+
+/// The GRANT statements that give again what `view` grants now (to others than its owner).
+fn grants_of(c: &SpiClient<'_>, view: &str) -> CrmResult<Vec<String>> {
+    c.select(
+        "SELECT format('GRANT %s ON %s TO %s%s', a.privilege_type, $1, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(a.grantee::regrole::text) END,
+                       CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+         FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = to_regclass($1) AND a.grantee <> c.relowner",
+        None,
+        &[view.into()],
+    )?
+    .map(|r| Ok(r.get::<String>(1)?.unwrap_or_default()))
+    .collect()
+}
+
+/// Create or refresh the secure view of `tbl` (see the module comment); the caller is an
+/// authorised admin.
+pub fn make(tbl: pg_sys::Oid) -> CrmResult<pg_sys::Oid> {
+    let table = existing(tbl)?;
+    let registered = on_catalog(|c| {
+        if !exists(c, "SELECT 1 FROM crm.protected_tables WHERE tbl = $1", &[tbl.into()])? {
+            return Err(CrmError::undefined("protected table", &table).with_hint("Protect it first with crm.protect()."));
+        }
+        one::<pg_sys::Oid>(c, "SELECT view::oid FROM crm.secure_views WHERE tbl = $1", &[tbl.into()])
+    })?;
+    let plan = as_caller(|c| prepare(c, tbl, table.clone(), registered))?;
+    let built = privileged::as_role(ExtensionRole::Views, || Spi::connect_mut(|c| build(c, &plan)));
+    // CREATE on the schema was lent for this call only, whatever happened.
+    if plan.lent_create {
+        as_caller(|c| {
+            c.update(&format!("REVOKE CREATE ON SCHEMA {} FROM {VIEWS_ROLE}", plan.schema), None, &[])?;
+            Ok(())
+        })?;
+    }
+    let view = built?;
+    on_catalog(|c| {
+        c.update(
+            "INSERT INTO crm.secure_views VALUES ($1, $2) ON CONFLICT (tbl) DO UPDATE SET view = excluded.view",
+            None,
+            &[tbl.into(), view.into()],
+        )?;
+        Ok(view)
     })
 }
 
-/// The role the write runs as (see the module comment).
-fn writer_of(tbl: pg_sys::Oid) -> CrmResult<pg_sys::Oid> {
-    let enabled = |role: pg_sys::Oid| {
-        // SAFETY: reads the relation's row security flags and the role's attributes.
-        unsafe { pg_sys::check_enable_rls(tbl, role, true) == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32 }
-    };
-    let owner = privileged::relation_owner(tbl).ok_or_else(|| CrmError::broken_catalog("the table of a secure view is missing"))?;
-    if enabled(owner) {
-        return Ok(owner);
+/// As the caller, who must own the table: the facts the view is built from, and the
+/// privileges the views role needs, which only the table's owner can give.
+fn prepare(c: Client, tbl: pg_sys::Oid, table: String, registered: Option<pg_sys::Oid>) -> CrmResult<Plan> {
+    check_caller_owns_plain_table(c, tbl, "make a secure view of")?;
+    let row = c.select(
+        "SELECT quote_ident(n.nspname), quote_ident(c.relname || '_secure'), c.relowner::regrole::text, n.oid
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+        Some(1),
+        &[tbl.into()],
+    )?;
+    let row = row.first();
+    let (schema, name, owner): (String, String, String) =
+        (row.get(1)?.unwrap_or_default(), row.get(2)?.unwrap_or_default(), row.get(3)?.unwrap_or_default());
+    let schema_oid: pg_sys::Oid = row.get(4)?.unwrap_or(pg_sys::InvalidOid);
+    let view = format!("{schema}.{name}");
+    // Refresh only a view this function made: an object of that name made by someone else
+    // would keep its owner, who could redefine it.
+    let found = one::<pg_sys::Oid>(c, "SELECT to_regclass($1)::oid", &[view.as_str().into()])?;
+    let mut adopted_grants = Vec::new();
+    if found.is_some() && found != registered {
+        // A view crm_access 0.1.0 made (it kept no registry): a view over this table that
+        // masks with crm.field_visible, owned by a superuser (0.1.0 made it as the extension
+        // owner) or by the table's owner, who is the caller here. Nobody else can make such
+        // a view, so it is made again as the views role, with its grants.
+        let made_by_0_1 = exists(
+            c,
+            "SELECT 1 FROM pg_class v JOIN pg_roles r ON r.oid = v.relowner
+             WHERE v.oid = $1 AND v.relkind = 'v' AND (r.rolsuper OR v.relowner = (SELECT relowner FROM pg_class WHERE oid = $2))
+               AND pg_get_viewdef(v.oid) LIKE '%crm.field_visible(%'
+               AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = (SELECT oid FROM pg_rewrite WHERE ev_class = v.oid) AND d.refobjid = $2)",
+            &[found.into(), tbl.into()],
+        )?;
+        if !made_by_0_1 {
+            return Err(CrmError::duplicate("relation", &view)
+                .with_detail("crm.secure_view() refreshes only the view it created for this table.")
+                .with_hint(format!("Drop or rename {view}, then call crm.secure_view() again.")));
+        }
+        adopted_grants = grants_of(c, &view)?;
+        c.update(&format!("DROP VIEW {view}"), None, &[])?;
     }
-    let views = privileged::extension_role(ExtensionRole::Views)?;
-    if enabled(views) {
-        return Ok(views);
+    let columns: Vec<(String, String)> = c
+        .select(
+            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute
+             WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            None,
+            &[tbl.into()],
+        )?
+        .map(|r| Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<String>(2)?.unwrap_or_default())))
+        .collect::<CrmResult<_>>()?;
+    let key = primary_key(c, tbl)?.map(|(k, _)| k);
+    // The views role reads and writes the table for the view's clients (row security and
+    // field checks still apply to it), and needs the schema to create the view in.
+    c.update(&format!("GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {VIEWS_ROLE}"), None, &[])?;
+    // A child's write reads its parent record (as the writer, under its row security).
+    let parent = one::<pg_sys::Oid>(c, "SELECT parent::oid FROM crm.parent_links WHERE child = $1", &[tbl.into()])?;
+    if let Some(parent) = parent {
+        let parent_table = existing(parent)?;
+        if !exists(c, "SELECT 1 WHERE has_table_privilege($1, 'SELECT WITH GRANT OPTION')", &[parent.into()])? {
+            return Err(CrmError::denied(format!("{VIEWS_ROLE} needs SELECT on {parent_table}, the parent table of {table}, and you cannot grant it"))
+                .with_hint(format!("Have the owner of {parent_table} run GRANT SELECT ON {parent_table} TO {VIEWS_ROLE}, or run crm.secure_view() as them.")));
+        }
+        c.update(&format!("GRANT SELECT ON {parent_table} TO {VIEWS_ROLE}"), None, &[])?;
     }
-    Err(CrmError::prerequisite(format!("row security does not apply to writes through the secure view of {}", qualified_name(tbl).unwrap_or_default()))
-        .with_hint("Protect the table with crm.protect() again."))
+    let (has_usage, has_create) = one::<String>(
+        c,
+        "SELECT has_schema_privilege($1, $2, 'USAGE')::text || has_schema_privilege($1, $2, 'CREATE')::text",
+        &[VIEWS_ROLE.into(), schema_oid.into()],
+    )?
+    .map(|s| (s.starts_with("true"), s.ends_with("true")))
+    .unwrap_or_default();
+    let may_grant = exists(
+        c,
+        "SELECT 1 FROM pg_namespace WHERE oid = $1 AND (pg_has_role(nspowner, 'USAGE')
+             OR (has_schema_privilege($1, 'USAGE WITH GRANT OPTION') AND has_schema_privilege($1, 'CREATE WITH GRANT OPTION')))",
+        &[schema_oid.into()],
+    )?;
+    if (!has_usage || !has_create) && !may_grant {
+        return Err(CrmError::denied(format!("{VIEWS_ROLE} cannot create {view}: it has no CREATE privilege on schema {schema}, and you cannot grant it"))
+            .with_hint(format!("Have the owner of schema {schema} run GRANT USAGE, CREATE ON SCHEMA {schema} TO {VIEWS_ROLE}, or run crm.secure_view() as them.")));
+    }
+    if !has_usage {
+        c.update(&format!("GRANT USAGE ON SCHEMA {schema} TO {VIEWS_ROLE}"), None, &[])?;
+    }
+    if !has_create {
+        c.update(&format!("GRANT CREATE ON SCHEMA {schema} TO {VIEWS_ROLE}"), None, &[])?;
+    }
+    Ok(Plan { table, view, columns, key, owner, schema, lent_create: !has_create, adopted_grants })
 }
 
-/// Run `f`; an error it raises is raised again with its code, message, detail and hint, but
-/// without the context of the statements crm_access ran for the writer.
-fn as_if_direct<R>(f: impl FnOnce() -> R + std::panic::UnwindSafe) -> R {
-    PgTryBuilder::new(f)
-        .catch_others(|e| match e {
-            CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => {
-                let mut report = ErrorReport::new(r.sql_error_code(), r.message().to_string(), "crm.secure_view_write");
-                if let Some(d) = r.detail() {
-                    report = report.set_detail(d);
-                }
-                if let Some(h) = r.hint() {
-                    report = report.set_hint(h);
-                }
-                report.report(PgLogLevel::ERROR);
-                unreachable!("ERROR does not return")
-            }
-            other => other.rethrow(),
+/// As the views role: create or refresh the view, its write trigger, and the table owner's
+/// right to grant it.
+fn build(c: Client, plan: &Plan) -> CrmResult<pg_sys::Oid> {
+    let Plan { table, view, columns, key, owner, .. } = plan;
+    // CREATE OR REPLACE VIEW can only add columns at the end; any other change of the
+    // table's columns rebuilds the view, and its grants with it.
+    let existing: Vec<(String, String)> = c
+        .select(
+            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute
+             WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            None,
+            &[view.as_str().into()],
+        )?
+        .map(|r| Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<String>(2)?.unwrap_or_default())))
+        .collect::<CrmResult<_>>()?;
+    let mut grants = plan.adopted_grants.clone();
+    if !existing.is_empty() && !columns.starts_with(&existing) {
+        grants = grants_of(c, view)?;
+        c.update(&format!("DROP VIEW {view}"), None, &[])?;
+    }
+    let lit = quote_literal(table);
+    let list: Vec<String> = columns
+        .iter()
+        .map(|(col, _)| {
+            let q = quote_identifier(col);
+            format!("CASE WHEN crm.field_visible({lit}::regclass, {}) THEN {q} END AS {q}", quote_literal(col))
         })
-        .execute()
-}
-
-#[pg_trigger]
-fn secure_view_write<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
-    require_firing(trigger, "crm.secure_view_write()", Firing::InsteadOfRow);
-    let data = trigger.trigger_data();
-    let rel = data.tg_relation;
-    // SAFETY: the trigger's relation is open for the whole call.
-    let view = unsafe { (*rel).rd_id };
-    let event = trigger.event();
-    let (old, new) = (data.tg_trigtuple, if event.fired_by_update() { data.tg_newtuple } else { data.tg_trigtuple });
-    let written: CrmResult<bool> = (|| {
-        let tbl = table_of(view)?;
-        let table = qualified_name(tbl).ok_or_else(|| CrmError::broken_catalog("the table of a secure view is missing"))?;
-        let (key, _) = primary_key_of(tbl).ok_or_else(|| CrmError::not_supported(format!("{table} has no single-column primary key: its secure view is read-only")))?;
-        let writer = writer_of(tbl)?;
-        // The view's columns are the table's, by name and type.
-        // SAFETY: the view's descriptor and the trigger's tuples are valid for the whole call.
-        let (columns, key_value) = unsafe {
-            let desc = (*rel).rd_att;
-            let tupdesc = PgTupleDesc::from_pg_unchecked(desc);
-            let mut columns = Vec::new();
-            let mut key_value = None;
-            for att in tupdesc.iter().filter(|a| !a.attisdropped) {
-                let name = std::ffi::CStr::from_ptr(att.attname.data.as_ptr()).to_string_lossy().into_owned();
-                let n = att.attnum as i32;
-                let now = value(new, desc, n);
-                let write = if event.fired_by_insert() {
-                    !now.1
-                } else {
-                    event.fired_by_update() && !same(now, value(old, desc, n), att)
-                };
-                if name == key {
-                    key_value = Some((value(old, desc, n), att.atttypid));
-                }
-                if write {
-                    columns.push((name, att.atttypid, now));
-                }
-            }
-            (columns, key_value)
-        };
-        let args = |list: &[(String, pg_sys::Oid, (pg_sys::Datum, bool))]| -> Vec<latest::Arg> { list.iter().map(|(_, t, (d, null))| (*t, *d, *null)).collect() };
-        let (sql, values) = if event.fired_by_insert() {
-            if columns.is_empty() {
-                (format!("INSERT INTO {table} DEFAULT VALUES"), Vec::new())
-            } else {
-                let names: Vec<String> = columns.iter().map(|(n, _, _)| quote_identifier(n)).collect();
-                let params: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
-                (format!("INSERT INTO {table} ({}) VALUES ({})", names.join(", "), params.join(", ")), args(&columns))
-            }
-        } else {
-            let ((k, null), key_type) = key_value.ok_or_else(|| CrmError::broken_catalog("the key column is missing from a secure view"))?;
-            let key = quote_identifier(&key);
-            let (sql, mut values) = if event.fired_by_delete() {
-                (format!("DELETE FROM {table} WHERE {key} = $1"), Vec::new())
-            } else if columns.is_empty() {
-                // Nothing changed: the row still counts only if the writer may edit it.
-                (format!("SELECT FROM {table} WHERE {key} = $1 FOR UPDATE"), Vec::new())
-            } else {
-                let sets: Vec<String> = columns.iter().enumerate().map(|(i, (n, _, _))| format!("{} = ${}", quote_identifier(n), i + 1)).collect();
-                (format!("UPDATE {table} SET {} WHERE {key} = ${}", sets.join(", "), columns.len() + 1), args(&columns))
-            };
-            values.push((key_type, k, null));
-            (sql, values)
-        };
-        let run = std::panic::AssertUnwindSafe(move || latest::execute_now(&sql, &values, false));
-        let (processed, _) = privileged::as_user(writer, || as_if_direct(run))?;
-        Ok(processed > 0)
-    })();
-    if !written.or_raise() {
-        return Ok(None);
+        .collect();
+    // Not security_invoker: the view reads the table as its owner, the views role, so that a
+    // client needs no privilege on the table. Row security applies to the views role for the
+    // session's acting user, exactly as to the client.
+    c.update(&format!("CREATE OR REPLACE VIEW {view} WITH (security_invoker = false) AS SELECT {} FROM {table}", list.join(", ")), None, &[])?;
+    for grant in grants {
+        c.update(&grant, None, &[])?;
     }
-    Ok(if event.fired_by_delete() { trigger.old() } else { trigger.new() })
+    match key {
+        Some(_) => {
+            c.update(
+                &format!("CREATE OR REPLACE TRIGGER crm_secure_write INSTEAD OF INSERT OR UPDATE OR DELETE ON {view} FOR EACH ROW EXECUTE FUNCTION crm.secure_view_write()"),
+                None,
+                &[],
+            )?;
+        }
+        None => pgrx::notice!("{table} has no single-column primary key: {view} is read-only"),
+    }
+    // Whoever may grant the table may grant its view.
+    c.update(&format!("GRANT SELECT, INSERT, UPDATE, DELETE ON {view} TO {} WITH GRANT OPTION", quote_identifier(owner)), None, &[])?;
+    Ok(one::<pg_sys::Oid>(c, "SELECT $1::regclass", &[view.as_str().into()])?.expect("the view exists"))
 }

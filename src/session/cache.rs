@@ -10,13 +10,13 @@
 //! - on rollback, replayed locally, so a model that included rolled-back changes is dropped.
 //!
 //! The callback marks the model stale and invalidates the cached plans that embed decisions
-//! taken from the model (see `policy::simplify`, `session::plans`).
+//! taken from the model (see `crate::planner`, `session::plans`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crm_model::{Action, ConversationScope, Model, OwnerId, Scope, Unwritable};
+use crm_model::{Action, Filter, Model, OwnerId, Unwritable};
 use pgrx::prelude::*;
 
 use crate::catalog::load::{self, LoadedCatalog, ParentLink};
@@ -32,9 +32,11 @@ pub struct Loaded {
     pub model: Model,
     pub assert_fn: pg_sys::Oid,
     parent_links: HashMap<u32, ParentLink>,
-    scopes: Memo<(OwnerId, u32, Action), Scope>,
+    /// Record filters of a table, directly (`false`) or through its parent (`true`).
+    records: Memo<(OwnerId, u32, Action, bool), Filter>,
     assignable: Memo<(OwnerId, u32, Action), Vec<OwnerId>>,
-    conversations: Memo<(OwnerId, Action), ConversationScope>,
+    events: Memo<(OwnerId, Action), Filter>,
+    conversations: Memo<(OwnerId, Action), Filter>,
     fields: Memo<(OwnerId, u32), Unwritable>,
 }
 
@@ -72,8 +74,20 @@ impl Loaded {
         self.model.catalog().protected_tables.get(&tbl.to_u32()).map(|(_, c)| c.as_str())
     }
 
-    pub fn scope(&self, user: OwnerId, tbl: pg_sys::Oid, module: &str, action: Action) -> Rc<Scope> {
-        memo(&self.scopes, (user, tbl.to_u32(), action), || self.model.scope(user, module, action))
+    /// Which rows of `tbl` (a `module` table) `user` may `action`, by their owner.
+    pub fn record_filter(&self, user: OwnerId, tbl: pg_sys::Oid, module: &str, action: Action) -> Rc<Filter> {
+        memo(&self.records, (user, tbl.to_u32(), action, false), || self.model.scope(user, module, action).filter())
+    }
+
+    /// Which rows of child table `tbl` (a `module` table linked to a `parent` table) `user`
+    /// may `action` by their parent's owner.
+    pub fn parent_filter(&self, user: OwnerId, tbl: pg_sys::Oid, module: &str, parent: &str, action: Action) -> Rc<Filter> {
+        memo(&self.records, (user, tbl.to_u32(), action, true), || self.model.scope_via_parent(user, module, parent, action).filter())
+    }
+
+    /// Which events `user` may `action` (for read: whose details).
+    pub fn event_filter(&self, user: OwnerId, action: Action) -> Rc<Filter> {
+        memo(&self.events, (user, action), || self.model.event_scope(user, action).filter())
     }
 
     pub fn assignable(&self, user: OwnerId, tbl: pg_sys::Oid, module: &str, action: Action) -> Rc<Vec<OwnerId>> {
@@ -85,8 +99,8 @@ impl Loaded {
         memo(&self.fields, (user, tbl.to_u32()), || self.model.unwritable_fields(user, module))
     }
 
-    pub fn conversation_scope(&self, user: OwnerId, action: Action) -> Rc<ConversationScope> {
-        memo(&self.conversations, (user, action), || self.model.conversation_scope(user, action))
+    pub fn conversation_filter(&self, user: OwnerId, action: Action) -> Rc<Filter> {
+        memo(&self.conversations, (user, action), || self.model.conversation_scope(user, action).filter())
     }
 }
 
@@ -183,6 +197,20 @@ pub fn peek() -> Option<Rc<Loaded>> {
 /// Increases whenever a new model is loaded; identity resolution caches against it.
 pub fn generation() -> u64 {
     GENERATION.get()
+}
+
+/// The model for deciding `action`, or for reads a fail-closed `None` with a warning when the
+/// catalog is broken: a read then reaches nothing, a write is refused with the error.
+pub fn for_action(action: Action, planning: bool) -> CrmResult<Option<Rc<Loaded>>> {
+    match current(planning) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if action == Action::Read => {
+            super::plans::failed_closed();
+            pgrx::warning!("{}: no protected rows are visible", e.message());
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The model as of the latest committed catalog (plus this transaction's own changes).
@@ -298,8 +326,9 @@ fn compile(loaded: LoadedCatalog) -> CrmResult<Rc<Loaded>> {
         model,
         assert_fn: pg_sys::Oid::from(loaded.assert_fn),
         parent_links: loaded.parent_links,
-        scopes: RefCell::default(),
+        records: RefCell::default(),
         assignable: RefCell::default(),
+        events: RefCell::default(),
         conversations: RefCell::default(),
         fields: RefCell::default(),
     }))

@@ -208,3 +208,11 @@ pub fn acting_user(m: &Loaded) -> CrmResult<Result<&User, Reason>> {
         },
     })
 }
+
+/// The acting user's owner id, and the owners whose records count as theirs (the user and
+/// their groups): what the inbox views compare with. `None` when nobody may act, and on a
+/// broken catalog (with a warning), so the views show nothing.
+pub fn acting_owners(planning: bool) -> CrmResult<Option<(OwnerId, Vec<OwnerId>)>> {
+    let Some(m) = cache::for_action(crm_model::Action::Read, planning)? else { return Ok(None) };
+    Ok(acting_user(&m)?.ok().map(|u| (u.owner_id, m.model.owned_by(u.owner_id))))
+}

@@ -1,6 +1,6 @@
 //! Which cached plans a change of acting user or catalog must throw away.
 //!
-//! Policies are specialised while planning (`policy::simplify`), so a plan can embed what
+//! Policies are specialised while planning (`crate::planner`), so a plan can embed what
 //! one acting user may reach under one catalog. Resetting every plan of the backend at each
 //! change (what PostgreSQL's `ResetPlanCache` does) is always safe but re-plans statements
 //! that never touch a protected table, in every pooled transaction. So a change between

@@ -89,11 +89,11 @@ fn refused_writes_and_assertions_log_one_line_each() {
     assert_eq!(
         denials_since(start),
         [
-            json!({"user": null, "asserted": null, "db_user": "den_app", "table": "leads", "action": "create",
+            json!({"user": null, "asserted": null, "db_user": "den_app", "table": "public.leads", "action": "create",
                    "reason": "no acting CRM user"}),
-            json!({"user": hostile, "asserted": hostile, "db_user": "den_app", "table": "leads", "action": "create",
+            json!({"user": hostile, "asserted": hostile, "db_user": "den_app", "table": "public.leads", "action": "create",
                    "reason": format!("no CRM user is named {hostile}")}),
-            json!({"user": "rep1", "asserted": "rep1", "db_user": "den_app", "table": "leads", "action": "create",
+            json!({"user": "rep1", "asserted": "rep1", "db_user": "den_app", "table": "public.leads", "action": "create",
                    "reason": "the record is owned by ceo, whose Leads records are not shared with you"}),
             json!({"user": null, "asserted": "rep1", "db_user": "den_stranger", "table": null, "action": "assert identity",
                    "reason": "the login is not a member of a trusted role"}),

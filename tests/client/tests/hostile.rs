@@ -62,6 +62,7 @@ const FUNCTIONS: &[(&str, &[Kind])] = &[
     ("unprotect", &[Table]),
     ("secure_view", &[Table]),
     ("link_parent", &[Table, Text, Table]),
+    ("unlink_parent", &[Table]),
     ("set_user", &[Text, Bool]),
     ("assign_conversation", &[Int, Text]),
     ("invite", &[Int, Text]),

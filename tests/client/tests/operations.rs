@@ -175,6 +175,24 @@ fn dump_and_restore_keep_the_catalog_and_what_everyone_sees() {
     // Account 1 belongs to other, whose accounts rep cannot read.
     let err = tx.execute("INSERT INTO opportunities VALUES (99, crm.owner_id('rep'), 1)", &[]).unwrap_err();
     assert_eq!(err.as_db_error().map(|e| e.code().code()), Some("42501"), "{err}");
+    drop(tx);
+    // The restored link is the restored tables' own: it comes apart (other no longer reaches
+    // the opportunities under rep's accounts) and is made again with one set of triggers.
+    let triggers = |c: &mut Client| -> Vec<String> {
+        c.query("SELECT tgrelid::regclass || '.' || tgname FROM pg_trigger WHERE tgname LIKE 'crm\\_%parent%' ORDER BY 1", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let linked = triggers(&mut restored);
+    assert_eq!(linked, ["accounts.crm_push_parent_owner", "accounts.crm_push_parent_owner_delete", "opportunities.crm_keep_parent_owner"]);
+    restored.batch_execute("SELECT crm.unlink_parent('opportunities')").unwrap();
+    assert!(triggers(&mut restored).is_empty());
+    assert_eq!(sightings("ops_restored")[&("other".to_string(), "opportunities".to_string())], Vec::<i64>::new());
+    restored.batch_execute("SELECT crm.link_parent('opportunities', 'account_id', 'accounts'); SELECT crm.link_parent('opportunities', 'account_id', 'accounts');").unwrap();
+    assert_eq!(triggers(&mut restored), linked);
+    assert_eq!(sightings("ops_restored"), before);
 }
 
 #[test]

@@ -94,6 +94,10 @@ COMMIT;
 RESET SESSION AUTHORIZATION;
 UPDATE "odd; schema"."acc$$ount" SET "own er" = crm.owner_id('bob');
 SELECT "deal id", crm_parent_owner = crm.owner_id('bob') AS follows FROM "odd; schema"."deal's";
+SELECT crm.unlink_parent('"odd; schema"."deal''s"');
+SELECT crm.protection_problems('"odd; schema"."deal''s"'), crm.protection_problems('"odd; schema"."acc$$ount"');
+SELECT tgname FROM pg_trigger WHERE tgrelid IN ('"odd; schema"."deal''s"'::regclass, '"odd; schema"."acc$$ount"'::regclass) AND tgname LIKE '%parent%';
+SELECT crm.link_parent('"odd; schema"."deal''s"', 'acc"ount', '"odd; schema"."acc$$ount"');
 SELECT crm.unprotect('"odd; schema"."deal''s"');
 SELECT crm.protection_problems(tbl) FROM crm.protected_tables ORDER BY tbl::text;
 

@@ -73,6 +73,43 @@ SELECT regress.try($$SELECT crm.link_parent('sales.opportunities', 'nope', 'sale
 SELECT regress.try($$SELECT crm.link_parent('sales.opportunities', 'name', 'sales.accounts')$$);
 SELECT regress.try($$SELECT crm.link_parent('sales.accounts', 'id', 'sales.accounts')$$);
 
+-- Unlinking (crm.unlink_parent) takes the link apart: the child's trigger and the parent
+-- branches of its policies go, and the parent's push triggers with its last child; carol
+-- then reaches her own opportunities only. Refusals change nothing; linking again gives one
+-- set of triggers, not a second; linking to another parent leaves the former one without
+-- its push triggers.
+CREATE VIEW regress.link_state AS
+SELECT (SELECT count(*) FROM crm.parent_links) AS links,
+       (SELECT string_agg(tgrelid::regclass || '.' || tgname, ', ' ORDER BY tgrelid::regclass::text, tgname)
+        FROM pg_trigger WHERE tgname LIKE 'crm\_%parent%') AS triggers,
+       (SELECT count(*) FROM pg_policy WHERE polrelid = 'sales.opportunities'::regclass
+        AND pg_get_expr(polqual, polrelid) LIKE '%can_via_parent%') AS parent_policies;
+SELECT * FROM regress.link_state;
+SELECT regress.try($$SELECT crm.unlink_parent(NULL)$$);
+SELECT regress.try($$SELECT crm.unlink_parent('sales.leads')$$);
+SET SESSION AUTHORIZATION crm_stranger;
+SELECT regress.try($$SELECT crm.unlink_parent('sales.opportunities')$$);
+RESET SESSION AUTHORIZATION;
+SELECT * FROM regress.link_state;
+SELECT crm.unlink_parent('sales.opportunities');
+SELECT * FROM regress.link_state;
+SELECT crm.protection_problems('sales.opportunities');
+SET SESSION AUTHORIZATION crm_app;
+SELECT r.* FROM regress.reach('carol', 'sales.opportunities') AS r;
+RESET SESSION AUTHORIZATION;
+SELECT regress.try($$SELECT crm.unlink_parent('sales.opportunities')$$);
+SELECT crm.link_parent('sales.opportunities', 'account_id', 'sales.accounts');
+SELECT crm.link_parent('sales.opportunities', 'account_id', 'sales.accounts');
+SELECT * FROM regress.link_state;
+SET SESSION AUTHORIZATION crm_app;
+SELECT r.* FROM regress.reach('carol', 'sales.opportunities') AS r;
+RESET SESSION AUTHORIZATION;
+SELECT crm.link_parent('sales.opportunities', 'account_id', 'sales.leads');
+SELECT * FROM regress.link_state;
+SELECT crm.link_parent('sales.opportunities', 'account_id', 'sales.accounts');
+SELECT * FROM regress.link_state;
+SELECT operation, target FROM crm.audit_log WHERE operation LIKE '%link_parent' ORDER BY id;
+
 -- Sargable at scale: two indexed constant filters, OR-ed.
 RESET SESSION AUTHORIZATION;
 INSERT INTO sales.opportunities (id, name, owner_id, account_id)

@@ -5,7 +5,11 @@
 
 use pgrx::prelude::*;
 
-use super::enforce::{self, Access};
+use crm_model::Filter;
+
+use crate::catalog::tables::row_security_applies;
+use super::rows::trigger_table;
+use super::{self as enforce};
 use super::opened;
 use crate::catalog::tables::qualified_name;
 use crate::error::{CrmError, OrRaise};
@@ -13,14 +17,11 @@ use crm_model::Action;
 
 #[pg_trigger]
 fn check_truncate<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
-    // SAFETY: the trigger's relation is open for the whole call.
-    let tbl = unsafe { (*trigger.trigger_data().tg_relation).rd_id };
-    // SAFETY: reads the relation's row security flags and the caller's role attributes.
-    let bypass = unsafe { pg_sys::check_enable_rls(tbl, pg_sys::InvalidOid, true) } != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32;
-    if bypass || opened::rows_opened(tbl) {
+    let tbl = trigger_table(trigger);
+    if !row_security_applies(tbl, pg_sys::InvalidOid) || opened::rows_opened(tbl) {
         return Ok(None);
     }
-    if !matches!(enforce::access(tbl, Action::Delete, false).or_raise(), Access::All) {
+    if *enforce::access(tbl, Action::Delete, false).or_raise() != Filter::Const(true) {
         let table = qualified_name(tbl).unwrap_or_default();
         CrmError::denied(format!("TRUNCATE {table} would delete records you may not delete"))
             .with_detail("TRUNCATE ignores row security, so it needs delete access to every record of the table.")

@@ -1,98 +1,79 @@
-//! What a policy lets the acting user reach, shared by the planner support function (which
-//! turns it into a constant expression) and by the run-time functions (which evaluate it
-//! when no simplification happened). One source of truth, so the two cannot drift.
+//! The run-time side of enforcement (DESIGN §2: "enforcement helpers used by policies"): what
+//! the acting user may reach, as the engine's `Filter`s, and the SQL functions the policies
+//! and triggers call. The planner (`crate::planner`) turns the same filters into expressions;
+//! evaluated here they give the same answer row by row when no simplification happened. One
+//! source of truth, so the two cannot drift.
+//!
+//! - records (`crm.can`, `crm.can_via_parent`, `crm.can_assign`, `crm.assert_can_assign`): here;
+//! - events and conversations: `calendar`, `conversations`; fields: `fields`;
+//! - the triggers `crm.protect` attaches: `linked` (copied access columns), `truncate`, and
+//!   the field check in `fields`, `parent_owner` (a child's copy of its parent's owner), and
+//!   `secure_view_write` (writes through a secure view); `rows` reads a trigger's rows; `opened` holds the two
+//!   exemptions crm_access grants its own statements.
 
-use std::ffi::CStr;
+pub mod calendar;
+pub mod conversations;
+pub mod fields;
+pub mod linked;
+pub mod opened;
+pub mod parent_owner;
+pub mod rows;
+pub mod secure_view_write;
+pub mod truncate;
+
 use std::rc::Rc;
 
-use crm_model::{Action, OwnerId, Scope};
+use crm_model::{Action, Filter, OwnerId, Owned};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::opened;
+use crate::catalog::tables::qualified_name;
 use crate::error::{CrmError, CrmResult};
 use crate::session::cache::{self, Loaded};
 use crate::session::identity;
 
-pub enum Access {
-    All,
-    Nothing,
-    Owners(Rc<Scope>),
+/// `table schema.name`, as refusals name a table (the oid if it no longer exists).
+fn table_named(tbl: pg_sys::Oid) -> String {
+    format!("table {}", qualified_name(tbl).unwrap_or_else(|| tbl.to_u32().to_string()))
 }
 
-impl Access {
-    /// Whether a row with this owner passes (a row without one passes only `All`).
-    fn admits(&self, owner: Option<OwnerId>) -> bool {
-        match self {
-            Access::All => true,
-            Access::Nothing => false,
-            Access::Owners(s) => owner.is_some_and(|o| s.contains(o)),
-        }
-    }
+fn nothing() -> Rc<Filter> {
+    Rc::new(Filter::Const(false))
 }
 
-fn table_name(tbl: pg_sys::Oid) -> String {
-    // SAFETY: get_rel_name returns a palloc'd copy of the name, or NULL for a missing relation.
-    unsafe {
-        let name = pg_sys::get_rel_name(tbl);
-        if name.is_null() { tbl.to_u32().to_string() } else { CStr::from_ptr(name).to_string_lossy().into_owned() }
-    }
-}
-
-/// The model, or for reads a fail-closed `None` with a warning when the catalog is broken.
-pub(crate) fn model(action: Action, planning: bool) -> CrmResult<Option<Rc<Loaded>>> {
-    match cache::current(planning) {
-        Ok(m) => Ok(Some(m)),
-        Err(e) if action == Action::Read => {
-            crate::session::plans::failed_closed();
-            pgrx::warning!("{}: no protected rows are visible", e.message());
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Which rows of `tbl` the acting user may `action` (read, edit, delete). Reads by someone
-/// who cannot act see nothing; writes by them are refused with an error.
-pub fn access(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<Access> {
-    access_by(tbl, action, planning, |m, user| Some(m.scope(user, tbl, m.module_of(tbl)?, action)))
+/// Which rows of `tbl` the acting user may `action` (read, edit, delete), by their owner.
+/// Reads by someone who cannot act see nothing; writes by them are refused with an error.
+pub fn access(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<Rc<Filter>> {
+    access_by(tbl, action, planning, |m, user| Some(m.record_filter(user, tbl, m.module_of(tbl)?, action)))
 }
 
 /// Which rows of a child table `tbl` the acting user may `action` through its parent's owner
 /// (rules on the parent module that carry access to the child's module).
-pub fn access_via_parent(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<Access> {
-    access_by(tbl, action, planning, |m, user| {
-        let (module, parent) = (m.module_of(tbl)?, m.parent_module_of(tbl)?);
-        Some(Rc::new(m.model.scope_via_parent(user, module, parent, action)))
-    })
+pub fn access_via_parent(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<Rc<Filter>> {
+    access_by(tbl, action, planning, |m, user| Some(m.parent_filter(user, tbl, m.module_of(tbl)?, m.parent_module_of(tbl)?, action)))
 }
 
 /// The common rules of both: fail closed on a broken catalog (reads) or an unregistered
-/// table (`scope` answers `None`), refuse writes by someone who cannot act.
+/// table (`filter` answers `None`), refuse writes by someone who cannot act.
 fn access_by(
     tbl: pg_sys::Oid,
     action: Action,
     planning: bool,
-    scope: impl FnOnce(&Loaded, OwnerId) -> Option<Rc<Scope>>,
-) -> CrmResult<Access> {
+    filter: impl FnOnce(&Loaded, OwnerId) -> Option<Rc<Filter>>,
+) -> CrmResult<Rc<Filter>> {
     if opened::rows_opened(tbl) {
-        return Ok(Access::All);
+        return Ok(Rc::new(Filter::Const(true)));
     }
-    let Some(m) = model(action, planning)? else { return Ok(Access::Nothing) };
+    let Some(m) = cache::for_action(action, planning)? else { return Ok(nothing()) };
     if m.module_of(tbl).is_none() {
-        return Ok(Access::Nothing);
+        return Ok(nothing());
     }
     let user = match identity::acting_user(&m)? {
         Ok(u) => u.owner_id,
-        Err(_) if action == Action::Read => return Ok(Access::Nothing),
-        Err(reason) => return Err(CrmError::cannot_act(&reason, action, &format!("table {}", table_name(tbl)))),
+        Err(_) if action == Action::Read => return Ok(nothing()),
+        Err(reason) => return Err(CrmError::cannot_act(&reason, action, &table_named(tbl))),
     };
-    let Some(scope) = scope(&m, user) else { return Ok(Access::Nothing) };
-    Ok(match &*scope {
-        Scope::All => Access::All,
-        Scope::Owners(v) if v.is_empty() => Access::Nothing,
-        Scope::Owners(_) => Access::Owners(scope),
-    })
+    Ok(filter(&m, user).unwrap_or_else(nothing))
 }
 
 /// Whom the acting user may give a `tbl` record to, when creating it or changing its owner.
@@ -126,11 +107,11 @@ pub fn check_assignment(tbl: pg_sys::Oid, action: Action, owner: Option<OwnerId>
     }
     let m = cache::current(false)?;
     let Some(module) = m.module_of(tbl) else {
-        return Err(CrmError::denied(format!("table {} is not protected by crm_access", table_name(tbl))));
+        return Err(CrmError::denied(format!("{} is not protected by crm_access", table_named(tbl))));
     };
     let user = match identity::acting_user(&m)? {
         Ok(u) => u,
-        Err(reason) => return Err(CrmError::cannot_act(&reason, action, &format!("table {}", table_name(tbl)))),
+        Err(reason) => return Err(CrmError::cannot_act(&reason, action, &table_named(tbl))),
     };
     let Some(owner) = owner else {
         return Err(CrmError::invalid(format!("a {module} record must have an owner")));
@@ -145,7 +126,7 @@ pub fn check_assignment(tbl: pg_sys::Oid, action: Action, owner: Option<OwnerId>
     Err(CrmError::denied(format!("CRM user \"{}\" may not {what} {article} {module} record owned by {owner_name}", user.name))
         .with_detail(d.reason.to_string())
         .with_hint("Records can be given to yourself, users below your role, or anyone whose records you may edit.")
-        .about(Some(&table_name(tbl)), Some(what), Some(&d.reason.to_string())))
+        .about(Some(&qualified_name(tbl).unwrap_or_default()), Some(what), Some(&d.reason.to_string())))
 }
 
 pub(crate) fn parse_action(action: &str) -> Action {
@@ -153,34 +134,34 @@ pub(crate) fn parse_action(action: &str) -> Action {
 }
 
 // The run-time functions. Policies call them with a constant table and action, and the
-// planner normally replaces each call (see `simplify`); evaluated as written they give
+// planner normally replaces each call (`crate::planner`); evaluated as written they give
 // the same answer row by row.
 
 #[pg_extern(
     sql = "CREATE FUNCTION crm.can(tbl regclass, action text, owner bigint) RETURNS boolean
            STABLE PARALLEL SAFE LANGUAGE c SUPPORT crm.can_support AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';",
-    requires = [simplify::can_support]
+    requires = [planner::support::can_support]
 )]
 fn can(tbl: Option<pg_sys::Oid>, action: Option<&str>, owner: Option<i64>) -> bool {
     // A NULL table or action names nothing to reach (policies always pass constants).
     let (Some(tbl), Some(action)) = (tbl, action) else { return false };
-    access(tbl, parse_action(action), false).unwrap_or_else(|e| e.raise()).admits(owner)
+    access(tbl, parse_action(action), false).unwrap_or_else(|e| e.raise()).admits(&Owned(owner))
 }
 
 #[pg_extern(
     sql = "CREATE FUNCTION crm.can_via_parent(tbl regclass, action text, parent_owner bigint) RETURNS boolean
            STABLE PARALLEL SAFE LANGUAGE c SUPPORT crm.can_via_parent_support AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';",
-    requires = [simplify::can_via_parent_support]
+    requires = [planner::support::can_via_parent_support]
 )]
 fn can_via_parent(tbl: Option<pg_sys::Oid>, action: Option<&str>, parent_owner: Option<i64>) -> bool {
     let (Some(tbl), Some(action)) = (tbl, action) else { return false };
-    access_via_parent(tbl, parse_action(action), false).unwrap_or_else(|e| e.raise()).admits(parent_owner)
+    access_via_parent(tbl, parse_action(action), false).unwrap_or_else(|e| e.raise()).admits(&Owned(parent_owner))
 }
 
 #[pg_extern(
     sql = "CREATE FUNCTION crm.can_assign(tbl regclass, action text, owner bigint) RETURNS boolean
            VOLATILE PARALLEL SAFE LANGUAGE c SUPPORT crm.can_assign_support AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';",
-    requires = [simplify::can_assign_support]
+    requires = [planner::support::can_assign_support]
 )]
 fn can_assign(tbl: Option<pg_sys::Oid>, action: Option<&str>, owner: Option<i64>) -> bool {
     assert_can_assign(tbl, action, owner)

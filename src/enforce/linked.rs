@@ -20,6 +20,7 @@
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
+use super::rows::trigger_table;
 use super::rows::{require_firing, Firing};
 use crate::catalog::latest::{self, lock_copies_of};
 use crate::catalog::privileged;
@@ -58,8 +59,7 @@ fn record_owner(tbl: pg_sys::Oid, id: i64) -> CrmResult<i64> {
 fn push_linked_owner<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
     require_firing(trigger, "crm.push_linked_owner()", Firing::AfterChangeStatement);
     let data = trigger.trigger_data();
-    // SAFETY: the trigger's relation is open for the whole call.
-    let tbl = unsafe { (*data.tg_relation).rd_id };
+    let tbl = trigger_table(trigger);
     let data = data as *const pg_sys::TriggerData as *mut pg_sys::TriggerData;
     let update = trigger.event().fired_by_update();
     let pushed: CrmResult<()> = (|| {

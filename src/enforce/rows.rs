@@ -4,6 +4,11 @@ use std::ffi::{CStr, CString};
 
 use pgrx::pg_sys;
 
+/// The table (or view) a trigger fires on.
+pub fn trigger_table(trigger: &pgrx::PgTrigger<'_>) -> pg_sys::Oid {
+    trigger.relid().expect("a trigger fires on a relation")
+}
+
 /// A column value: the datum and whether it is NULL.
 pub type Value = (pg_sys::Datum, bool);
 

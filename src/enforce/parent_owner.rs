@@ -1,0 +1,151 @@
+//! The two triggers that keep a child's copy of its parent record's owner
+//! (`crm_parent_owner`), which `crm.link_parent` (`policy::link`, whose comment says how)
+//! attaches: `crm.keep_parent_owner()` on the child, `crm.push_parent_owner()` on the parent.
+//! Both take the copy lock and read under the latest snapshot (see `catalog::latest`).
+
+use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+use pgrx::PgTupleDesc;
+
+use crate::catalog::tables::row_security_applies;
+use super::rows::trigger_table;
+use super::opened::{self, with_rows_opened};
+use super::rows::{self, require_firing, same, text_of, value, with_value, Firing};
+use super::{self as enforce};
+use crate::catalog::latest::{self, lock_copies_of};
+use crate::catalog::privileged;
+use crate::catalog::tables::{primary_key_of, qualified_name};
+use crate::error::{CrmError, CrmResult, OrRaise};
+use crate::session::cache;
+use crm_model::Action;
+
+/// The column a child keeps its parent record's owner in.
+pub const KEPT: &str = "crm_parent_owner";
+
+/// The owner of the `parent` record whose key is `value` (of type `typ`), as the invoker can
+/// read it under the latest snapshot; an error naming the record when not visible.
+fn visible_parent_owner(parent: pg_sys::Oid, owner_column: &str, value: pg_sys::Datum, typ: pg_sys::Oid) -> CrmResult<i64> {
+    let table = qualified_name(parent).ok_or_else(|| CrmError::broken_catalog("a parent table of crm.parent_links does not exist"))?;
+    let (key, _) = primary_key_of(parent)
+        .ok_or_else(|| CrmError::not_supported(format!("{table} has no single-column primary key for children to point at")))?;
+    lock_copies_of(parent, false);
+    let sql = format!("SELECT {} FROM {table} WHERE {} = $1", quote_identifier(owner_column), quote_identifier(&key));
+    match privileged::as_invoker(|| latest::execute(&sql, &[(typ, value, false)], true))? {
+        (0, _) => Err(CrmError::denied(format!("no {table} record with {key} = {} is visible to you", text_of(value, typ)))
+            .with_hint("A record can be created under, or moved to, only a parent record you can read.")),
+        (_, owner) => Ok(owner.unwrap_or(i64::MIN)),
+    }
+}
+
+#[pg_trigger]
+fn keep_parent_owner<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    let data = trigger.trigger_data();
+    let rel = data.tg_relation;
+    let tbl = trigger_table(trigger);
+    let update = trigger.event().fired_by_update();
+    let new = if update { data.tg_newtuple } else { data.tg_trigtuple };
+    require_firing(trigger, "crm.keep_parent_owner()", Firing::BeforeWrite);
+    if opened::rows_opened(tbl) {
+        // Our own push and fill write the copy themselves.
+        return Ok(trigger.new());
+    }
+    // SAFETY: the trigger's relation and tuples are valid for the whole call; attribute
+    // numbers come from the relation's own descriptor.
+    let kept: CrmResult<Option<pg_sys::HeapTuple>> = (|| unsafe {
+        let m = cache::current(false)?;
+        let Some(link) = m.link_of(tbl) else { return Ok(None) };
+        let parent = pg_sys::Oid::from(link.parent);
+        let desc = (*rel).rd_att;
+        let Some((link_att, link_col)) = rows::column(rel, &link.column) else {
+            return Err(CrmError::broken_catalog(format!("the link column {} of a child table is missing", link.column)));
+        };
+        let Some((kept_att, kept_col)) = rows::column(rel, KEPT) else { return Err(CrmError::broken_catalog(format!("{KEPT} is missing"))) };
+        if kept_col.atttypid != pg_sys::INT8OID {
+            return Err(CrmError::broken_catalog(format!("{KEPT} is not bigint")));
+        }
+        let bypass = !row_security_applies(tbl, pg_sys::InvalidOid);
+        let link_value = value(new, desc, link_att);
+        let link_changed = !update || !same(link_value, value(data.tg_trigtuple, desc, link_att), link_col);
+        let copy = if link_value.1 {
+            (pg_sys::Datum::from(0), true)
+        } else if !link_changed {
+            value(data.tg_trigtuple, desc, kept_att)
+        } else if bypass && !update && !value(new, desc, kept_att).1 {
+            // Only a writer who bypasses row security supplies the copy: pg_restore, which
+            // loads the child's rows before, or after, the catalog the lookup needs.
+            value(new, desc, kept_att)
+        } else {
+            let owner_column = m.owner_column_of(parent).unwrap_or_default().to_string();
+            (pg_sys::Datum::from(visible_parent_owner(parent, &owner_column, link_value.0, link_col.atttypid)?), false)
+        };
+        if update && !bypass {
+            if let Some((owner_att, owner_col)) = m.owner_column_of(tbl).and_then(|c| rows::column(rel, c)) {
+                let (new_owner, old_owner) = (value(new, desc, owner_att), value(data.tg_trigtuple, desc, owner_att));
+                if !same(new_owner, old_owner, owner_col) {
+                    let owner = (!new_owner.1).then(|| new_owner.0.value() as i64);
+                    enforce::check_assignment(tbl, Action::Edit, owner)?;
+                }
+            }
+        }
+        Ok(Some(with_value(new, desc, kept_att, copy)))
+    })();
+    match kept.or_raise() {
+        // SAFETY: built by heap_modify_tuple_by_cols for this relation's descriptor.
+        Some(tuple) => Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(PgTupleDesc::from_pg_unchecked((*rel).rd_att), tuple) })),
+        None => Ok(trigger.new()),
+    }
+}
+
+#[pg_trigger]
+fn push_parent_owner<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    require_firing(trigger, "crm.push_parent_owner()", Firing::AfterChangeStatement);
+    let data = trigger.trigger_data();
+    let parent = trigger_table(trigger);
+    let data = data as *const pg_sys::TriggerData as *mut pg_sys::TriggerData;
+    let update = trigger.event().fired_by_update();
+    let pushed: CrmResult<()> = (|| {
+        let m = cache::current(false)?;
+        let children = m.children_of(parent);
+        let (Some(owner), Some((key, _))) = (m.owner_column_of(parent), primary_key_of(parent)) else {
+            return Ok(());
+        };
+        if children.is_empty() {
+            return Ok(());
+        }
+        let (o, k) = (quote_identifier(owner), quote_identifier(&key));
+        // The records of this statement whose owner (or key) changed; none: nothing to push.
+        let changed = if update {
+            format!("SELECT count(*) FROM crm_old o FULL JOIN crm_new n ON n.{k} = o.{k} WHERE o.{o} IS DISTINCT FROM n.{o}")
+        } else {
+            "SELECT count(*) FROM crm_old".to_string()
+        };
+        if latest::execute_in_trigger(data, &changed, &[], true)?.1 == Some(0) {
+            return Ok(());
+        }
+        lock_copies_of(parent, true);
+        for (child, link) in children {
+            let Some(child_table) = qualified_name(child) else { continue };
+            let l = quote_identifier(&link.column);
+            // The new owners come from the statement's own transition tables: the parent
+            // table itself is not read, so nothing of it is opened to the child's triggers.
+            // A record that is gone (deleted, or its key changed) leaves its children NULL.
+            let mut statements = vec![format!(
+                "UPDATE {child_table} AS c SET {KEPT} = NULL FROM crm_old AS o
+                 WHERE c.{l} = o.{k} AND c.{KEPT} IS NOT NULL{}",
+                if update { format!(" AND NOT EXISTS (SELECT FROM crm_new AS n WHERE n.{k} = o.{k})") } else { String::new() }
+            )];
+            if update {
+                statements.push(format!(
+                    "UPDATE {child_table} AS c SET {KEPT} = n.{o} FROM crm_new AS n
+                     WHERE c.{l} = n.{k} AND c.{KEPT} IS DISTINCT FROM n.{o}"
+                ));
+            }
+            for sql in statements {
+                with_rows_opened(&[child], || privileged::as_invoker(|| latest::execute_in_trigger(data, &sql, &[], false)))?;
+            }
+        }
+        Ok(())
+    })();
+    pushed.or_raise();
+    Ok(None)
+}
