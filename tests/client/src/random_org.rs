@@ -11,6 +11,11 @@ pub const MODULES: [&str; 4] = ["Leads", "Accounts", "Contacts", "Opportunities"
 pub const TABLES: [&str; 4] = ["leads", "accounts", "contacts", "opportunities"];
 /// Opportunities are linked to their account (crm.link_parent).
 pub const OPPORTUNITIES: usize = 3;
+
+/// The id of the one record of each table whose owner is no CRM owner at all.
+pub const ORPHAN_RECORD: i64 = 999_999;
+/// The owner id of that record: neither a user nor a group.
+pub const NO_CRM_OWNER: i64 = 424_242;
 const LEVELS: [&str; 4] = ["private", "public_read", "public_read_write", "public_read_write_delete"];
 const KINDS: [&str; 3] = ["role", "role_and_subordinates", "group"];
 
@@ -93,17 +98,17 @@ pub fn insert_records(c: &mut Client) {
     for (table, n) in [("leads", 600), ("accounts", 300), ("contacts", 300)] {
         c.batch_execute(&format!(
             "INSERT INTO {table} SELECT g, (SELECT id FROM crm.owners WHERE g > 0 ORDER BY random() LIMIT 1) FROM generate_series(1, {n}) g;
-             INSERT INTO {table} VALUES (999999, 424242);"
+             INSERT INTO {table} VALUES ({ORPHAN_RECORD}, {NO_CRM_OWNER});"
         ))
         .unwrap();
     }
-    c.batch_execute(
+    c.batch_execute(&format!(
         "INSERT INTO opportunities (id, owner_id, account_id)
          SELECT g, (SELECT id FROM crm.owners WHERE g > 0 ORDER BY random() LIMIT 1),
                 CASE WHEN random() < 0.9 THEN (SELECT id FROM accounts WHERE g > 0 ORDER BY random() LIMIT 1) END
          FROM generate_series(1, 500) g;
-         INSERT INTO opportunities (id, owner_id) VALUES (999999, 424242);",
-    )
+         INSERT INTO opportunities (id, owner_id) VALUES ({ORPHAN_RECORD}, {NO_CRM_OWNER});"
+    ))
     .unwrap();
 }
 
