@@ -118,29 +118,23 @@ impl Filter {
                 _ => None,
             },
             Filter::Not(f) => f.eval(row).map(|b| !b),
-            Filter::And(parts) => {
-                let mut result = Some(true);
-                for p in parts {
-                    match p.eval(row) {
-                        Some(false) => return Some(false),
-                        None => result = None,
-                        Some(true) => {}
-                    }
-                }
-                result
-            }
-            Filter::Or(parts) => {
-                let mut result = Some(false);
-                for p in parts {
-                    match p.eval(row) {
-                        Some(true) => return Some(true),
-                        None => result = None,
-                        Some(false) => {}
-                    }
-                }
-                result
+            Filter::And(parts) => Self::kleene(parts, row, false),
+            Filter::Or(parts) => Self::kleene(parts, row, true),
+        }
+    }
+
+    /// AND (`absorbing` false) or OR (`absorbing` true) of the parts' values, as SQL has it:
+    /// the absorbing value decides, otherwise NULL if any part is NULL.
+    fn kleene(parts: &[Filter], row: &impl Row, absorbing: bool) -> Option<bool> {
+        let mut result = Some(!absorbing);
+        for p in parts {
+            match p.eval(row) {
+                Some(b) if b == absorbing => return Some(absorbing),
+                None => result = None,
+                Some(_) => {}
             }
         }
+        result
     }
 
     /// The columns the filter reads, each once, in the order first read.

@@ -10,20 +10,14 @@ use std::rc::Rc;
 use crm_model::{Action, Event, Filter};
 use pgrx::prelude::*;
 
-use super::parse_action;
-use crate::error::{CrmError, CrmResult, OrRaise};
-use crate::session::{cache, identity};
+use super::{acting_filter, parse_action};
+use crate::error::{CrmResult, OrRaise};
 
 /// Which events the acting user may `action` (for read: whose details), over
 /// `crm.can_see_event`'s row arguments. Reads by someone who cannot act reach nothing;
 /// writes by them are refused with an error.
 pub fn event_access(action: Action, planning: bool) -> CrmResult<Rc<Filter>> {
-    let Some(m) = cache::for_action(action, planning)? else { return Ok(Rc::new(Filter::Const(false))) };
-    match identity::acting_user(&m)? {
-        Ok(u) => Ok(m.event_filter(u.owner_id, action)),
-        Err(_) if action == Action::Read => Ok(Rc::new(Filter::Const(false))),
-        Err(reason) => Err(CrmError::cannot_act(&reason, action, "events")),
-    }
+    acting_filter(action, planning, "events", |m, user| m.event_filter(user, action))
 }
 
 /// Whether the acting user sees the calendar at all (every event's slot). Whoever may read

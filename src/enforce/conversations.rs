@@ -12,20 +12,14 @@ use std::rc::Rc;
 use crm_model::{Action, Conversation, Filter};
 use pgrx::prelude::*;
 
-use super::parse_action;
-use crate::error::{CrmError, CrmResult, OrRaise};
-use crate::session::{cache, identity};
+use super::{acting_filter, parse_action};
+use crate::error::{CrmResult, OrRaise};
 
 /// Which conversations the acting user may `action`, over `crm.can_converse`'s row
 /// arguments. Reads by someone who cannot act (or on a broken catalog) reach nothing; writes
 /// by them are refused with an error.
 pub fn conversation_access(action: Action, planning: bool) -> CrmResult<Rc<Filter>> {
-    let Some(m) = cache::for_action(action, planning)? else { return Ok(Rc::new(Filter::Const(false))) };
-    match identity::acting_user(&m)? {
-        Ok(u) => Ok(m.conversation_filter(u.owner_id, action)),
-        Err(_) if action == Action::Read => Ok(Rc::new(Filter::Const(false))),
-        Err(reason) => Err(CrmError::cannot_act(&reason, action, "conversations")),
-    }
+    acting_filter(action, planning, "conversations", |m, user| m.conversation_filter(user, action))
 }
 
 #[pg_extern(

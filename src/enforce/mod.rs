@@ -41,6 +41,18 @@ fn nothing() -> Rc<Filter> {
     Rc::new(Filter::Const(false))
 }
 
+/// The acting user's filter for `action` on the extension's own tables (`what`: events,
+/// conversations): nothing for reads on a broken catalog or by someone who cannot act; for
+/// writes by someone who cannot act, an error.
+fn acting_filter(action: Action, planning: bool, what: &str, filter: impl FnOnce(&Loaded, OwnerId) -> Rc<Filter>) -> CrmResult<Rc<Filter>> {
+    let Some(m) = cache::for_action(action, planning)? else { return Ok(nothing()) };
+    match identity::acting_user(&m)? {
+        Ok(u) => Ok(filter(&m, u.owner_id)),
+        Err(_) if action == Action::Read => Ok(nothing()),
+        Err(reason) => Err(CrmError::cannot_act(&reason, action, what)),
+    }
+}
+
 /// Which rows of `tbl` the acting user may `action` (read, edit, delete), by their owner.
 /// Reads by someone who cannot act see nothing; writes by them are refused with an error.
 pub fn access(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<Rc<Filter>> {

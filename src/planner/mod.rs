@@ -89,15 +89,21 @@ impl Call {
             let var = &*(node as *mut pg_sys::Var);
             let row_type = pg_sys::get_rel_type_id(tbl);
             (var.varattno == 0 && var.varlevelsup == 0 && row_type != pg_sys::InvalidOid && var.vartype == row_type)
-                .then_some(RowVar { varno: var.varno })
+                .then_some(RowVar(*var))
         }
     }
 }
 
-/// A whole-row variable of a trigger's WHEN condition or a query.
+/// A whole-row variable of a trigger's WHEN condition or a query (a copy of the Var: its
+/// `varno` is `Index` before PostgreSQL 15 and `int` from 15 on).
 #[derive(Clone, Copy)]
-struct RowVar {
-    varno: i32,
+struct RowVar(pg_sys::Var);
+
+impl RowVar {
+    /// Whether the variable is the executor's inner (OLD) or outer (NEW) tuple.
+    fn is(&self, special: i32) -> bool {
+        self.0.varno as i64 == special as i64
+    }
 }
 
 /// The one path of every support function: the call, if the request is a simplification

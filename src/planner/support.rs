@@ -111,7 +111,7 @@ fn field_changes_support(request: Internal) -> Internal {
     support(request, Reach::TriggerWhen, |call| {
         let tbl = call.constant::<pg_sys::Oid>(0)?;
         let (old, new) = (call.row_var(1, tbl)?, call.row_var(2, tbl)?);
-        if call.outside_query && (old.varno != pg_sys::INNER_VAR || new.varno != pg_sys::OUTER_VAR) {
+        if call.outside_query && !(old.is(pg_sys::INNER_VAR as i32) && new.is(pg_sys::OUTER_VAR as i32)) {
             return None;
         }
         Some(write_condition(tbl, Some(old), new))
@@ -124,7 +124,7 @@ fn field_values_support(request: Internal) -> Internal {
     support(request, Reach::TriggerWhen, |call| {
         let tbl = call.constant::<pg_sys::Oid>(0)?;
         let new = call.row_var(1, tbl)?;
-        if call.outside_query && new.varno != pg_sys::OUTER_VAR {
+        if call.outside_query && !new.is(pg_sys::OUTER_VAR as i32) {
             return None;
         }
         Some(write_condition(tbl, None, new))
