@@ -104,6 +104,24 @@ fn field_values(tbl: Option<pg_sys::Oid>, new_row: Option<pgrx::AnyElement>) -> 
     true
 }
 
+/// A write through a secure view that sets a field hidden from the acting user is refused,
+/// whatever the value. Hidden fields read NULL there, so every value written to one is the
+/// writer's own; and the table's check, which refuses only a changed value, would accept the
+/// stored one and so confirm a guess of it (red team round 6). Nobody acting: the row
+/// policies refuse the write with their own error.
+pub fn check_view_write(tbl: pg_sys::Oid, table: &str, fields: &[&str]) -> CrmResult<()> {
+    let Some(m) = cache::for_action(Action::Edit, false)? else { return Ok(()) };
+    let Some(module) = m.module_of(tbl) else { return Ok(()) };
+    let Ok(u) = identity::acting_user(&m)? else { return Ok(()) };
+    for field in fields {
+        let access = m.model.field_access(u.owner_id, module, field);
+        if !access.readable() {
+            return Err(refused(&u.name, field, table, access));
+        }
+    }
+    Ok(())
+}
+
 fn refused(user: &str, field: &str, table: &str, access: FieldAccess) -> CrmError {
     let what = if access == FieldAccess::Hidden { "hidden from" } else { "read-only for" };
     CrmError::denied(format!("field \"{field}\" of {table} is {what} CRM user \"{user}\""))

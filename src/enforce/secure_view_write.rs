@@ -112,6 +112,10 @@ fn secure_view_write<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
             }
             (columns, key_value)
         };
+        if !event.fired_by_delete() {
+            let names: Vec<&str> = columns.iter().map(|(n, _, _)| n.as_str()).collect();
+            super::fields::check_view_write(tbl, &table, &names)?;
+        }
         let args = |list: &[(String, pg_sys::Oid, (pg_sys::Datum, bool))]| -> Vec<latest::Arg> { list.iter().map(|(_, t, (d, null))| (*t, *d, *null)).collect() };
         let (sql, values) = if event.fired_by_insert() {
             if columns.is_empty() {

@@ -27,7 +27,7 @@ pub fn write_condition(tbl: pg_sys::Oid, old: Option<RowVar>, new: RowVar) -> No
         // caller checked that both are whole-row Vars of `tbl`'s row type); every node is new,
         // in the planning's memory context.
         let condition = unsafe {
-            let var = |row: RowVar| pg_sys::makeVar(row.varno, c.attnum, c.typid, c.typmod, c.collation, 0).cast::<pg_sys::Node>();
+            let var = |row: RowVar| pg_sys::makeVar(row.0.varno, c.attnum, c.typid, c.typmod, c.collation, 0).cast::<pg_sys::Node>();
             match (old, c.filled) {
                 (Some(old), _) => distinct(c.typid, c.collation, var(old), var(new)),
                 (None, Filled::Null) => {
@@ -51,13 +51,26 @@ pub fn write_condition(tbl: pg_sys::Oid, old: Option<RowVar>, new: RowVar) -> No
     nodes::any(any)
 }
 
-/// `left IS DISTINCT FROM right` with the type's equality; `None` if the type has none.
+/// The btree support function saying whether equality is equality of images (nbtree.h).
+const BTEQUALIMAGE_PROC: i16 = 4;
+
+/// `left IS DISTINCT FROM right` with the type's equality; `None` if the type has none, or if
+/// values it calls equal may differ in bytes (numeric 100 and 100.0, interval '1 day' and
+/// '24 hours', text under a case-insensitive collation): a read-only field could then be
+/// rewritten with an "equal" value unseen (red team round 6), so the trigger, which compares
+/// bytes, must see the row. Equal images are what the type's btree opclass vouches for with
+/// its equalimage support function, as nbtree deduplication asks.
 ///
 /// # Safety
 /// `left` and `right` must be valid expressions of type `typid`.
 unsafe fn distinct(typid: pg_sys::Oid, collation: pg_sys::Oid, left: Node, right: Node) -> Option<Node> {
-    let eq = (*pg_sys::lookup_type_cache(typid, pg_sys::TYPECACHE_EQ_OPR as i32)).eq_opr;
-    if eq == pg_sys::InvalidOid {
+    let cache = pg_sys::lookup_type_cache(typid, (pg_sys::TYPECACHE_EQ_OPR | pg_sys::TYPECACHE_BTREE_OPFAMILY) as i32);
+    let (eq, family, input) = ((*cache).eq_opr, (*cache).btree_opf, (*cache).btree_opintype);
+    if eq == pg_sys::InvalidOid || family == pg_sys::InvalidOid {
+        return None;
+    }
+    let image = pg_sys::get_opfamily_proc(family, input, input, BTEQUALIMAGE_PROC);
+    if image == pg_sys::InvalidOid || pg_sys::OidFunctionCall1Coll(image, collation, pg_sys::Datum::from(typid)).value() == 0 {
         return None;
     }
     let mut distinct = PgBox::<pg_sys::OpExpr>::alloc_node(pg_sys::NodeTag::T_DistinctExpr);

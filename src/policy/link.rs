@@ -134,10 +134,13 @@ pub fn link(child_oid: pg_sys::Oid, parent_column: &str, parent_oid: pg_sys::Oid
     if let Some(previous) = previous.filter(|&p| p != parent_oid) {
         detach_parent_if_lonely(previous)?;
     }
-    // Every existing child gets its parent's owner, whoever can see it.
+    // Every existing child gets its parent's owner, whoever can see it, and a child without
+    // a parent gets none: the copy may be left from an earlier link (to another parent or by
+    // another column) or written by anyone while the table was unlinked (red team round 6).
+    let owner_of_parent = format!("(SELECT p.{po} FROM {parent} p WHERE p.{pk} = c.{pc})");
     with_rows_opened(&[child_oid, parent_oid], || {
         as_caller(|c| {
-            c.update(&format!("UPDATE {child} AS c SET {KEPT} = p.{po} FROM {parent} p WHERE p.{pk} = c.{pc}"), None, &[])?;
+            c.update(&format!("UPDATE {child} AS c SET {KEPT} = {owner_of_parent} WHERE {KEPT} IS DISTINCT FROM {owner_of_parent}"), None, &[])?;
             Ok(())
         })
     })?;

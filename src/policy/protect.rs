@@ -132,11 +132,16 @@ pub fn detach(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str) -> CrmResult
 pub fn detach_parent_if_lonely(parent: pg_sys::Oid) -> CrmResult<()> {
     with_protection_changing(parent, || {
         as_caller(|c| {
-            let lonely = !exists(c, "SELECT 1 FROM crm.parent_links WHERE parent = $1", &[parent.into()])?;
-            let owns = exists(c, "SELECT 1 FROM pg_class WHERE oid = $1 AND pg_has_role(relowner, 'USAGE')", &[parent.into()])?;
-            if lonely && owns {
+            if !exists(c, "SELECT 1 FROM pg_class WHERE oid = $1 AND pg_has_role(relowner, 'USAGE')", &[parent.into()])? {
+                return Ok(());
+            }
+            // The lock a concurrent link_parent's CREATE TRIGGER takes on the parent: a link
+            // committed meanwhile is then seen below, and the two never race on the triggers.
+            let table = existing(parent)?;
+            c.update(&format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"), None, &[])?;
+            if !exists(c, "SELECT 1 FROM crm.parent_links WHERE parent = $1", &[parent.into()])? {
                 for t in [PUSH_PARENT_OWNER, PUSH_PARENT_OWNER_DELETE] {
-                    drop_trigger(c, parent, &existing(parent)?, t)?;
+                    drop_trigger(c, parent, &table, t)?;
                 }
             }
             Ok(())

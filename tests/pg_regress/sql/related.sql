@@ -98,7 +98,26 @@ SET SESSION AUTHORIZATION crm_app;
 SELECT r.* FROM regress.reach('carol', 'sales.opportunities') AS r;
 RESET SESSION AUTHORIZATION;
 SELECT regress.try($$SELECT crm.unlink_parent('sales.opportunities')$$);
+-- While unlinked the copy is an ordinary column, which whoever may edit a row can write;
+-- linking again writes every row's copy from its parent, and none where there is no parent
+-- (red team round 6: a forged or left-over copy let a rule reach through a parent that
+-- does not exist).
+INSERT INTO sales.opportunities VALUES (105, 'no account yet', crm.owner_id('bob'), NULL);
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'bob';
+UPDATE sales.opportunities SET crm_parent_owner = crm.owner_id('alice') WHERE id IN (102, 105) RETURNING id;
+COMMIT;
+RESET SESSION AUTHORIZATION;
+CREATE FUNCTION regress.wrong_copies(parent regclass) RETURNS bigint LANGUAGE sql AS $$
+    SELECT count(*) FROM sales.opportunities o
+    WHERE o.crm_parent_owner IS DISTINCT FROM CASE parent
+        WHEN 'sales.accounts'::regclass THEN (SELECT a.owner_id FROM sales.accounts a WHERE a.id = o.account_id)
+        WHEN 'sales.leads'::regclass THEN (SELECT l.owner_id FROM sales.leads l WHERE l.id = o.account_id) END
+$$;
+SELECT regress.wrong_copies('sales.accounts');
 SELECT crm.link_parent('sales.opportunities', 'account_id', 'sales.accounts');
+SELECT regress.wrong_copies('sales.accounts');
 SELECT crm.link_parent('sales.opportunities', 'account_id', 'sales.accounts');
 SELECT * FROM regress.link_state;
 SET SESSION AUTHORIZATION crm_app;
@@ -106,8 +125,11 @@ SELECT r.* FROM regress.reach('carol', 'sales.opportunities') AS r;
 RESET SESSION AUTHORIZATION;
 SELECT crm.link_parent('sales.opportunities', 'account_id', 'sales.leads');
 SELECT * FROM regress.link_state;
+SELECT regress.wrong_copies('sales.leads');
 SELECT crm.link_parent('sales.opportunities', 'account_id', 'sales.accounts');
 SELECT * FROM regress.link_state;
+SELECT regress.wrong_copies('sales.accounts');
+DELETE FROM sales.opportunities WHERE id = 105;
 SELECT operation, target FROM crm.audit_log WHERE operation LIKE '%link_parent' ORDER BY id;
 
 -- Sargable at scale: two indexed constant filters, OR-ed.
