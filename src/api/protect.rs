@@ -106,6 +106,9 @@ fn unprotect_table(oid: pg_sys::Oid) -> CrmResult<()> {
         check_caller_owns_plain_table(c, oid, "unprotect")?;
         Ok(())
     })?;
+    if let Some(parent) = parent {
+        protect::lock_parent(parent)?;
+    }
     // The catalog row goes first: from then on the table is not protected, and taking its
     // protection apart is no longer something the event trigger refuses.
     on_catalog(|c| {

@@ -178,12 +178,20 @@ impl Filled {
     pub fn of(a: &pg_sys::FormData_pg_attribute) -> Filled {
         if a.attgenerated != 0 {
             Filled::Generated
-        } else if a.atthasdef || a.attidentity != 0 {
+        } else if a.atthasdef || a.attidentity != 0 || has_domain_default(a.atttypid) {
             Filled::Default
         } else {
             Filled::Null
         }
     }
+}
+
+/// Whether `typid` is a domain with a default, which an INSERT leaving the column out puts
+/// there as a column default would (red team round 7: such an INSERT was refused).
+fn has_domain_default(typid: pg_sys::Oid) -> bool {
+    // SAFETY: a type cache lookup; the default expression is built in the current memory
+    // context and only tested for NULL.
+    unsafe { !pg_sys::get_typdefault(typid).is_null() }
 }
 
 /// The live columns of `tbl` (none if it does not exist).

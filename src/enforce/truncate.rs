@@ -1,7 +1,8 @@
 //! TRUNCATE is not subject to row security and fires no row triggers, so a protected table
 //! carries a statement trigger that lets it through only for someone who may delete every
 //! record of the table (a CRM administrator, or everyone under a public read-write-delete
-//! default), or who bypasses row security anyway (a superuser).
+//! default), or who bypasses row security anyway (a superuser); and that, on a parent table,
+//! empties its children's copies of its owners.
 
 use pgrx::prelude::*;
 
@@ -12,16 +13,19 @@ use super::rows::trigger_table;
 use super::{self as enforce};
 use super::opened;
 use crate::catalog::tables::qualified_name;
-use crate::error::{CrmError, OrRaise};
+use super::opened::with_rows_opened;
+use super::parent_owner::KEPT;
+use crate::catalog::latest::{self, lock_copies_of};
+use crate::catalog::privileged;
+use crate::error::{CrmError, CrmResult, OrRaise};
+use crate::session::cache;
 use crm_model::Action;
 
 #[pg_trigger]
 fn check_truncate<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
     let tbl = trigger_table(trigger);
-    if !row_security_applies(tbl, pg_sys::InvalidOid) || opened::rows_opened(tbl) {
-        return Ok(None);
-    }
-    if *enforce::access(tbl, Action::Delete, false).or_raise() != Filter::Const(true) {
+    let checked = row_security_applies(tbl, pg_sys::InvalidOid) && !opened::rows_opened(tbl);
+    if checked && *enforce::access(tbl, Action::Delete, false).or_raise() != Filter::Const(true) {
         let table = qualified_name(tbl).unwrap_or_default();
         CrmError::denied(format!("TRUNCATE {table} would delete records you may not delete"))
             .with_detail("TRUNCATE ignores row security, so it needs delete access to every record of the table.")
@@ -29,5 +33,26 @@ fn check_truncate<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'
             .about(Some(&table), Some("truncate"), Some("not every record may be deleted"))
             .raise();
     }
+    forget_parents(tbl).or_raise();
     Ok(None)
+}
+
+/// Every record of `tbl` goes: when it is the parent table of linked children, their copies
+/// of its owners go with them, whoever truncates (a superuser's reload included). TRUNCATE
+/// fires no delete trigger, so the children would otherwise keep reaching through parents
+/// that no longer exist (red team round 7). A parent inserted again does not bring them
+/// back: `crm.link_parent` refills every copy.
+fn forget_parents(tbl: pg_sys::Oid) -> CrmResult<()> {
+    let m = cache::current(false)?;
+    let children = m.children_of(tbl);
+    if children.is_empty() {
+        return Ok(());
+    }
+    lock_copies_of(tbl, true);
+    for (child, _) in children {
+        let Some(child_table) = qualified_name(child) else { continue };
+        let sql = format!("UPDATE {child_table} SET {KEPT} = NULL WHERE {KEPT} IS NOT NULL");
+        with_rows_opened(&[child], || privileged::as_invoker(|| latest::execute(&sql, &[], false)))?;
+    }
+    Ok(())
 }

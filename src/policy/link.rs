@@ -26,8 +26,10 @@ use pgrx::spi::{quote_identifier, SpiClient};
 
 use crate::enforce::opened::{with_protection_changing, with_rows_opened};
 use crate::enforce::parent_owner::KEPT;
-use super::protect::{attach_policies, check_protection, detach_parent_if_lonely, drop_trigger};
+use super::protect::{attach_policies, check_protection, detach_parent_if_lonely, drop_trigger, lock_parent};
 use super::trigger_names::{push_triggers, KEEP_PARENT_OWNER, PUSH_PARENT_OWNER, PUSH_PARENT_OWNER_DELETE};
+use crate::catalog::latest::{self, lock_copies_of};
+use crate::catalog::privileged;
 use crate::catalog::spi::{as_caller, on_catalog, one};
 use crate::catalog::tables::{check_caller_owns_plain_table, has_index_led_by, primary_key};
 use crate::error::{CrmError, CrmResult};
@@ -137,13 +139,12 @@ pub fn link(child_oid: pg_sys::Oid, parent_column: &str, parent_oid: pg_sys::Oid
     // Every existing child gets its parent's owner, whoever can see it, and a child without
     // a parent gets none: the copy may be left from an earlier link (to another parent or by
     // another column) or written by anyone while the table was unlinked (red team round 6).
+    // Under the latest snapshot, as a pusher writes (`catalog::latest`): a row committed
+    // while this call waited for its locks counts too, in REPEATABLE READ as well (round 7).
     let owner_of_parent = format!("(SELECT p.{po} FROM {parent} p WHERE p.{pk} = c.{pc})");
-    with_rows_opened(&[child_oid, parent_oid], || {
-        as_caller(|c| {
-            c.update(&format!("UPDATE {child} AS c SET {KEPT} = {owner_of_parent} WHERE {KEPT} IS DISTINCT FROM {owner_of_parent}"), None, &[])?;
-            Ok(())
-        })
-    })?;
+    let fill = format!("UPDATE {child} AS c SET {KEPT} = {owner_of_parent} WHERE {KEPT} IS DISTINCT FROM {owner_of_parent}");
+    lock_copies_of(parent_oid, true);
+    with_rows_opened(&[child_oid, parent_oid], || privileged::as_invoker(|| latest::execute(&fill, &[], false)))?;
     let child_owner = m.owner_column_of(child_oid).unwrap_or_default().to_string();
     with_protection_changing(child_oid, || as_caller(|c| attach_policies(c, child_oid, &child, &child_owner, true)))?;
     check_protection(child_oid)?;
@@ -157,6 +158,9 @@ pub fn link(child_oid: pg_sys::Oid, parent_column: &str, parent_oid: pg_sys::Oid
 pub fn unlink(child_oid: pg_sys::Oid) -> CrmResult<()> {
     let m = cache::current(true)?;
     let child = as_caller(|c| check_caller_owns_plain_table(c, child_oid, "unlink"))?;
+    if let Some(parent) = m.link_of(child_oid).map(|l| pg_sys::Oid::from(l.parent)) {
+        lock_parent(parent)?;
+    }
     let parent = on_catalog(|c| {
         let gone = c.update("DELETE FROM crm.parent_links WHERE child = $1 RETURNING parent::oid", None, &[child_oid.into()])?;
         Ok(if gone.is_empty() { None } else { gone.first().get_one::<pg_sys::Oid>()? })

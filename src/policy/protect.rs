@@ -16,6 +16,7 @@ use super::trigger_names::{
     push_triggers, FIELD_CHECK, FIELD_CHECK_INSERT, KEEP_PARENT_OWNER, LINKED_OWNER_DELETE, LINKED_OWNER_UPDATE, PUSH_PARENT_OWNER,
     PUSH_PARENT_OWNER_DELETE, TRUNCATE_CHECK,
 };
+use crate::catalog::latest;
 use crate::catalog::spi::{as_caller, exists, one};
 use crate::enforce::opened::with_protection_changing;
 use crate::catalog::tables::existing;
@@ -130,21 +131,36 @@ pub fn detach(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str) -> CrmResult
 /// another parent) loses the triggers that push its new owners to them, when the caller may
 /// drop them (an owner of the parent); otherwise they stay, and push to no child.
 pub fn detach_parent_if_lonely(parent: pg_sys::Oid) -> CrmResult<()> {
+    if !lock_parent(parent)? {
+        return Ok(());
+    }
+    // Under the latest snapshot: a link committed while the lock was awaited counts, in
+    // REPEATABLE READ as well (red team round 7).
+    let (children, _) = latest::execute("SELECT 1 FROM crm.parent_links WHERE parent = $1", &[(pg_sys::OIDOID, parent.into(), false)], true)?;
+    if children > 0 {
+        return Ok(());
+    }
     with_protection_changing(parent, || {
         as_caller(|c| {
-            if !exists(c, "SELECT 1 FROM pg_class WHERE oid = $1 AND pg_has_role(relowner, 'USAGE')", &[parent.into()])? {
-                return Ok(());
-            }
-            // The lock a concurrent link_parent's CREATE TRIGGER takes on the parent: a link
-            // committed meanwhile is then seen below, and the two never race on the triggers.
             let table = existing(parent)?;
-            c.update(&format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"), None, &[])?;
-            if !exists(c, "SELECT 1 FROM crm.parent_links WHERE parent = $1", &[parent.into()])? {
-                for t in [PUSH_PARENT_OWNER, PUSH_PARENT_OWNER_DELETE] {
-                    drop_trigger(c, parent, &table, t)?;
-                }
+            for t in [PUSH_PARENT_OWNER, PUSH_PARENT_OWNER_DELETE] {
+                drop_trigger(c, parent, &table, t)?;
             }
             Ok(())
         })
+    })
+}
+
+/// Take, when the caller owns `parent`, the lock a concurrent `link_parent`'s CREATE TRIGGER
+/// takes on it, so that the two never race on its triggers; whether it was taken. Callers
+/// take it before any lock on a child, in the order a writer of the parent that then reads
+/// the child takes its own (red team round 7: the other order deadlocked with one).
+pub fn lock_parent(parent: pg_sys::Oid) -> CrmResult<bool> {
+    as_caller(|c| {
+        if !exists(c, "SELECT 1 FROM pg_class WHERE oid = $1 AND pg_has_role(relowner, 'USAGE')", &[parent.into()])? {
+            return Ok(false);
+        }
+        c.update(&format!("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", existing(parent)?), None, &[])?;
+        Ok(true)
     })
 }

@@ -212,3 +212,79 @@ fn no_login_can_hold_the_copy_lock_to_block_writers() {
     let kept: i64 = admin.query_one("SELECT crm_parent_owner FROM opportunities WHERE id = 13", &[]).unwrap().get(0);
     assert_eq!(kept, owner(&mut admin, "bob"));
 }
+
+/// Run `sql` as `postgres` in its own session and thread, in a REPEATABLE READ transaction
+/// whose snapshot is taken before `sql` starts.
+fn repeatable_read(db: &'static str, sql: &'static str) -> thread::JoinHandle<Result<(), postgres::Error>> {
+    thread::spawn(move || {
+        let mut c = connect(db, "postgres");
+        let mut t = c.build_transaction().isolation_level(IsolationLevel::RepeatableRead).start()?;
+        t.query("SELECT count(*) FROM opportunities", &[])?;
+        t.batch_execute(sql)?;
+        t.commit()
+    })
+}
+
+#[test]
+fn a_link_in_repeatable_read_rewrites_a_copy_forged_while_it_waited() {
+    const DB: &str = "race_link_forged";
+    let mut admin = org(DB);
+    let mut observer = connect(DB, "postgres");
+    let mut forger = connect(DB, APP);
+    let alice = owner(&mut admin, "alice");
+    // Unlinked, the copy is an ordinary column: bob writes alice into his opportunity without
+    // an account, and has not committed when an administrator links the table again.
+    admin.batch_execute("SELECT crm.unlink_parent('opportunities'); INSERT INTO opportunities VALUES (12, crm.owner_id('bob'), NULL);").unwrap();
+    let mut tx = forger.transaction().unwrap();
+    tx.execute("SELECT crm.set_user('bob')", &[]).unwrap();
+    assert_eq!(tx.execute("UPDATE opportunities SET crm_parent_owner = $1 WHERE id = 12", &[&alice]).unwrap(), 1);
+    let linker = repeatable_read(DB, "SELECT crm.link_parent('opportunities', 'account_id', 'accounts')");
+    until_blocked(&mut observer, DB);
+    tx.commit().unwrap();
+    linker.join().unwrap().unwrap();
+    let kept: Option<i64> = admin.query_one("SELECT crm_parent_owner FROM opportunities WHERE id = 12", &[]).unwrap().get(0);
+    assert_eq!(kept, None, "the forged copy survived the link");
+}
+
+#[test]
+fn an_unlink_in_repeatable_read_keeps_the_triggers_a_link_committed_meanwhile_needs() {
+    const DB: &str = "race_unlink_lonely";
+    let mut admin = org(DB);
+    let mut observer = connect(DB, "postgres");
+    let mut linker = connect(DB, "postgres");
+    admin
+        .batch_execute(
+            "CREATE TABLE tickets (id bigint PRIMARY KEY, owner_id bigint NOT NULL, account_id bigint);
+             SELECT crm.protect('tickets', 'Tickets');",
+        )
+        .unwrap();
+    // A second child of accounts is being linked when the first one is unlinked.
+    let mut tx = linker.transaction().unwrap();
+    tx.execute("SELECT crm.link_parent('tickets', 'account_id', 'accounts')", &[]).unwrap();
+    let unlinker = repeatable_read(DB, "SELECT crm.unlink_parent('opportunities')");
+    until_blocked(&mut observer, DB);
+    tx.commit().unwrap();
+    unlinker.join().unwrap().unwrap();
+    let problems: Option<String> = admin.query_one("SELECT crm.protection_problems('accounts')", &[]).unwrap().get(0);
+    assert_eq!(problems, None, "accounts lost the triggers its child tickets needs");
+    let children: Vec<String> = admin.query("SELECT child::text FROM crm.parent_links", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(children, ["tickets"]);
+}
+
+#[test]
+fn an_unlink_waits_for_a_writer_of_the_parent_that_then_reads_the_child() {
+    const DB: &str = "race_unlink_order";
+    let _admin = org(DB);
+    let mut observer = connect(DB, "postgres");
+    let mut writer = connect(DB, APP);
+    // alice writes her account, then reads the opportunities: the unlink must not hold the
+    // child while it waits for the parent (it deadlocked with her).
+    let mut tx = writer.transaction().unwrap();
+    tx.execute("SELECT crm.set_user('alice')", &[]).unwrap();
+    tx.execute("UPDATE accounts SET owner_id = owner_id WHERE id = 1", &[]).unwrap();
+    let unlinker = thread::spawn(|| connect(DB, "postgres").batch_execute("SELECT crm.unlink_parent('opportunities')"));
+    until_blocked(&mut observer, DB);
+    tx.query("SELECT count(*) FROM opportunities", &[]).unwrap();
+    tx.commit().unwrap();
+    unlinker.join().unwrap().unwrap();
+}

@@ -140,6 +140,24 @@ RESET SESSION AUTHORIZATION;
 SELECT id, price, span FROM sales.leads WHERE id = 41;
 SELECT crm.set_field_access('Sales', 'Leads', f, 'read_write') FROM unnest(ARRAY['price', 'span']) f;
 ALTER TABLE sales.leads DROP COLUMN price, DROP COLUMN span;
+-- bpchar's btree class vouches for equal images, yet its equality ignores trailing spaces,
+-- which an unbounded bpchar keeps: compared by the trigger too (red team round 7). A domain
+-- default fills a column an INSERT leaves out, as a column default does: that INSERT is no
+-- write of the field (it was refused).
+CREATE DOMAIN sales.tier AS text DEFAULT 'standard';
+ALTER TABLE sales.leads ADD COLUMN code bpchar DEFAULT 'ab', ADD COLUMN tier sales.tier;
+SELECT crm.set_field_access('Sales', 'Leads', f, 'read_only') FROM unnest(ARRAY['code', 'tier']) f;
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'alice';
+SELECT regress.try($$UPDATE sales.leads SET code = 'ab      ' WHERE id = 41$$);
+INSERT INTO sales.leads (id, company, owner_id) VALUES (43, 'new', crm.owner_id('alice')) RETURNING id, code, tier;
+SELECT regress.try($$INSERT INTO sales.leads (id, company, owner_id, tier) VALUES (44, 'new', crm.owner_id('alice'), 'gold')$$);
+ROLLBACK;
+RESET SESSION AUTHORIZATION;
+SELECT crm.set_field_access('Sales', 'Leads', f, 'read_write') FROM unnest(ARRAY['code', 'tier']) f;
+ALTER TABLE sales.leads DROP COLUMN code, DROP COLUMN tier;
+DROP DOMAIN sales.tier;
 SET SESSION AUTHORIZATION crm_app;
 -- carol may not change phone (read-only for her); edith may change every field but ssn.
 BEGIN;
