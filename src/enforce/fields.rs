@@ -141,6 +141,9 @@ impl Evaluator {
     }
 
     /// The value of `expr` (the column's default) now.
+    ///
+    /// # Safety
+    /// `expr` must be a valid expression; its value lives as long as the executor state.
     unsafe fn eval(&self, expr: *mut pg_sys::Node) -> (pg_sys::Datum, bool) {
         let state = pg_sys::ExecPrepareExpr(expr.cast(), self.0);
         let econtext = pg_sys::MakePerTupleExprContext(self.0);
@@ -168,6 +171,8 @@ enum Insert {
     Replace(pg_sys::Datum, bool),
 }
 
+/// # Safety
+/// `value` must be a datum of `att`'s type, `att` a live column of `tbl`.
 unsafe fn check_insert(tbl: pg_sys::Oid, att: &pg_sys::FormData_pg_attribute, value: pg_sys::Datum, isnull: bool, eval: &Evaluator) -> Insert {
     match Filled::of(att) {
         Filled::Generated => Insert::Allowed,

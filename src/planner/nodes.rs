@@ -27,6 +27,9 @@ pub fn filter(filter: &Filter, column: &impl Fn(Column) -> Option<Node>) -> Opti
     Some(unsafe { build(filter, &column) })
 }
 
+/// # Safety
+/// `column` must give valid expressions of the planning in progress, of the types `filter`
+/// compares them as (bigint, bigint[], boolean).
 unsafe fn build(filter: &Filter, column: &impl Fn(Column) -> Node) -> Node {
     let col = |c: Column| pg_sys::copyObjectImpl(column(c).cast()).cast::<pg_sys::Node>();
     match filter {
@@ -89,6 +92,8 @@ pub fn constant(c: Constant<'_>) -> Node {
     unsafe { make(c) }
 }
 
+/// # Safety
+/// Called where PostgreSQL may allocate: in a planning, or any function call.
 unsafe fn make(c: Constant<'_>) -> Node {
     match c {
         Constant::Bool(b) => pg_sys::makeBoolConst(b, false),
