@@ -7,8 +7,9 @@
 -- crm.explain_access(..., at => ...)) and what a user gained and lost since
 -- (crm.access_changes). And crm.catalog_tables, the one declaration of every table of the
 -- extension, from which the dump list, the invalidation and audit triggers follow; and
--- crm.unlink_parent, which takes a parent link apart. The end state is exactly that of a
--- fresh 0.3.0 install (tests/upgrade/run.sh compares the two).
+-- crm.unlink_parent, which takes a parent link apart; and a guard that also keeps a protected
+-- table's owner column from being renamed. The end state is exactly that of a fresh 0.3.0
+-- install (tests/upgrade/run.sh compares the two).
 \echo Use "ALTER EXTENSION crm_access UPDATE TO '0.3.0'" to load this file. \quit
 
 -- 0. The registry of the extension's tables (sql/catalog.sql), with the tables 0.2.0 has.
@@ -191,3 +192,50 @@ REVOKE ALL ON FUNCTION crm.prune_audit_log(timestamptz) FROM PUBLIC;
 -- 3. Owned by the catalog role, as sql/ownership.sql makes every table of the extension.
 ALTER TABLE crm.audit_log OWNER TO crm_access_catalog;
 ALTER TABLE crm.audit_log_start OWNER TO crm_access_catalog;
+
+-- 4. The guard also looks for the owner column by the name the catalog keeps (sql/guard.sql).
+CREATE OR REPLACE FUNCTION crm.protection_problems(tbl regclass) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH p AS (
+        SELECT p.tbl, p.module, p.owner_column, p.key_column, c.relrowsecurity, c.relforcerowsecurity, c.relkind
+        FROM crm.protected_tables p JOIN pg_class c ON c.oid = p.tbl
+        WHERE p.tbl = $1
+    ),
+    expected_policies(name) AS (VALUES ('crm_base'), ('crm_read'), ('crm_create'), ('crm_edit'), ('crm_delete')),
+    expected_triggers(name, fn) AS (
+        VALUES ('crm_field_check', 'crm.check_field_writes()'::regprocedure),
+               ('crm_field_check_insert', 'crm.check_field_writes()'::regprocedure),
+               ('crm_truncate_check', 'crm.check_truncate()'::regprocedure)
+        UNION ALL SELECT t.name, 'crm.push_linked_owner()'::regprocedure
+            FROM p, unnest(ARRAY['crm_linked_owner_update', 'crm_linked_owner_delete']) AS t(name)
+            WHERE p.module IN ('Leads', 'Contacts')
+        UNION ALL SELECT 'crm_keep_parent_owner', 'crm.keep_parent_owner()'::regprocedure
+            WHERE EXISTS (SELECT 1 FROM crm.parent_links l WHERE l.child = $1)
+        UNION ALL SELECT t.name, 'crm.push_parent_owner()'::regprocedure
+            FROM unnest(ARRAY['crm_push_parent_owner', 'crm_push_parent_owner_delete']) AS t(name)
+            WHERE EXISTS (SELECT 1 FROM crm.parent_links l WHERE l.parent = $1)
+    ),
+    problems(problem) AS (
+        SELECT 'row level security is disabled' FROM p WHERE NOT p.relrowsecurity
+        UNION ALL SELECT 'FORCE ROW LEVEL SECURITY is off' FROM p WHERE NOT p.relforcerowsecurity
+        UNION ALL SELECT format('policy %s is missing', e.name) FROM p, expected_policies e
+            WHERE NOT EXISTS (SELECT 1 FROM pg_policy x WHERE x.polrelid = p.tbl AND x.polname = e.name)
+        UNION ALL SELECT format('trigger %s is missing, disabled or not crm_access''s', e.name) FROM p, expected_triggers e
+            WHERE NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p.tbl AND t.tgname = e.name
+                                                           AND t.tgfoid = e.fn AND t.tgenabled IN ('O', 'A'))
+        UNION ALL SELECT 'it is part of an inheritance tree or partitioned' FROM p
+            WHERE p.relkind <> 'r' OR EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = p.tbl OR h.inhparent = p.tbl)
+        -- Conversations and children find their records by the key the table had when protected.
+        UNION ALL SELECT format('its primary key on %I is gone', p.key_column) FROM p
+            WHERE p.key_column IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                WHERE i.indrelid = p.tbl AND i.indisprimary AND i.indnkeyatts = 1 AND a.attname = p.key_column)
+        UNION ALL SELECT format('its link column %I is gone', l.parent_column) FROM p JOIN crm.parent_links l ON l.child = p.tbl
+            WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = p.tbl AND a.attname = l.parent_column AND NOT a.attisdropped)
+        -- The policies follow the owner column itself, the copies and pushes its name: renamed,
+        -- another column could stand under that name (red team round 8).
+        UNION ALL SELECT format('its owner column %I is gone', p.owner_column) FROM p
+            WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = p.tbl AND a.attname = p.owner_column AND NOT a.attisdropped)
+    )
+    SELECT string_agg(problem, '; ' ORDER BY problem) FROM problems
+$$;

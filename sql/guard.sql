@@ -15,7 +15,7 @@
 CREATE FUNCTION crm.protection_problems(tbl regclass) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH p AS (
-        SELECT p.tbl, p.module, p.key_column, c.relrowsecurity, c.relforcerowsecurity, c.relkind
+        SELECT p.tbl, p.module, p.owner_column, p.key_column, c.relrowsecurity, c.relforcerowsecurity, c.relkind
         FROM crm.protected_tables p JOIN pg_class c ON c.oid = p.tbl
         WHERE p.tbl = $1
     ),
@@ -50,6 +50,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                 WHERE i.indrelid = p.tbl AND i.indisprimary AND i.indnkeyatts = 1 AND a.attname = p.key_column)
         UNION ALL SELECT format('its link column %I is gone', l.parent_column) FROM p JOIN crm.parent_links l ON l.child = p.tbl
             WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = p.tbl AND a.attname = l.parent_column AND NOT a.attisdropped)
+        -- The policies follow the owner column itself, the copies and pushes its name: renamed,
+        -- another column could stand under that name (red team round 8).
+        UNION ALL SELECT format('its owner column %I is gone', p.owner_column) FROM p
+            WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = p.tbl AND a.attname = p.owner_column AND NOT a.attisdropped)
     )
     SELECT string_agg(problem, '; ' ORDER BY problem) FROM problems
 $$;

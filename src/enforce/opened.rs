@@ -8,7 +8,9 @@
 //!   invoker (never as a more privileged role, DESIGN §5), with the crm_access policies of
 //!   the child table letting every row through for that one fixed UPDATE. Whatever else runs
 //!   meanwhile is the child table's own triggers and rules, written by its owner, who can
-//!   read every row of the table anyway (index expressions, `ALTER COLUMN ... USING`). Plans
+//!   read every row of the table anyway (index expressions, `ALTER COLUMN ... USING`) — and,
+//!   inside this window, write it unchecked: an open finding (docs/security.md, "What
+//!   remains", red team round 8). Plans
 //!   made while the rows are open are thrown away when they close (`session::plans`), so no
 //!   cached plan carries the exemption beyond the statement.
 //! - **Our own DDL** (`with_protection_changing`): `crm.protect`, `crm.unprotect` and

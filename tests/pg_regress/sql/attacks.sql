@@ -193,6 +193,9 @@ SELECT regress.try($$DROP TRIGGER crm_truncate_check ON app.products$$);
 SELECT regress.try($$DROP POLICY crm_read ON app.products$$);
 SELECT regress.try($$ALTER POLICY crm_read ON app.products USING (true)$$);
 SELECT regress.try($$ALTER TABLE app.products DROP COLUMN owner_id CASCADE$$);
+-- Copies and pushes find the owner column by name: renaming it (and putting a decoy of the
+-- owner's choosing under the name) is refused (red team round 8).
+SELECT regress.try($$ALTER TABLE app.products RENAME COLUMN owner_id TO real_owner$$);
 SELECT regress.try($$ALTER TABLE app.deals DISABLE TRIGGER crm_keep_parent_owner$$);
 SELECT regress.try($$ALTER TABLE app.accounts DISABLE TRIGGER crm_push_parent_owner$$);
 -- Changes that leave the protection whole are not refused.
