@@ -27,6 +27,7 @@ mod write_condition;
 
 use pgrx::{is_a, pg_sys, FromDatum, Internal, PgList};
 
+use crate::catalog::tables::row_type_of;
 use crate::session::plans;
 
 /// Where a support function may replace a call.
@@ -80,14 +81,13 @@ impl Call {
     /// valid. Anything else (a row of another relation, a record, an outer reference) is `None`.
     fn row_var(&self, i: usize, tbl: pg_sys::Oid) -> Option<RowVar> {
         let node = *self.args.get(i)?;
-        // SAFETY: as in `constant`; get_rel_type_id is a syscache lookup (InvalidOid for
-        // anything that is not a relation).
+        let row_type = row_type_of(tbl);
+        // SAFETY: as in `constant`.
         unsafe {
             if !is_a(node, pg_sys::NodeTag::T_Var) {
                 return None;
             }
             let var = &*(node as *mut pg_sys::Var);
-            let row_type = pg_sys::get_rel_type_id(tbl);
             (var.varattno == 0 && var.varlevelsup == 0 && row_type != pg_sys::InvalidOid && var.vartype == row_type)
                 .then_some(RowVar(*var))
         }

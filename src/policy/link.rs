@@ -22,7 +22,7 @@
 use std::ffi::CStr;
 
 use pgrx::prelude::*;
-use pgrx::spi::{quote_identifier, SpiClient};
+use pgrx::spi::quote_identifier;
 
 use crate::enforce::opened::{with_protection_changing, with_rows_opened};
 use crate::enforce::parent_owner::KEPT;
@@ -31,24 +31,19 @@ use super::trigger_names::{push_triggers, KEEP_PARENT_OWNER, PUSH_PARENT_OWNER, 
 use crate::catalog::latest::{self, lock_copies_of};
 use crate::catalog::privileged;
 use crate::catalog::spi::{as_caller, on_catalog, one};
-use crate::catalog::tables::{check_caller_owns_plain_table, has_index_led_by, primary_key};
+use crate::catalog::tables::{check_caller_owns_plain_table, columns, has_index_led_by, primary_key};
 use crate::error::{CrmError, CrmResult};
 use crate::session::cache;
 
 
 /// The type of a live column, if there is one.
-fn column_type(c: &SpiClient<'_>, tbl: pg_sys::Oid, name: &str) -> CrmResult<Option<pg_sys::Oid>> {
-    let row = c.select(
-        "SELECT atttypid FROM pg_attribute WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
-        Some(1),
-        &[tbl.into(), name.into()],
-    )?;
-    Ok(if row.is_empty() { None } else { row.first().get_one::<pg_sys::Oid>()? })
+fn column_type(tbl: pg_sys::Oid, name: &str) -> Option<pg_sys::Oid> {
+    columns(tbl).into_iter().find(|c| c.name == name).map(|c| c.typid)
 }
 
 /// The type of a column, or an "undefined column" error.
-fn column(c: &SpiClient<'_>, tbl: pg_sys::Oid, table: &str, name: &str) -> CrmResult<pg_sys::Oid> {
-    column_type(c, tbl, name)?.ok_or_else(|| CrmError::undefined_column(table, name))
+fn column(tbl: pg_sys::Oid, table: &str, name: &str) -> CrmResult<pg_sys::Oid> {
+    column_type(tbl, name).ok_or_else(|| CrmError::undefined_column(table, name))
 }
 
 fn type_name(t: pg_sys::Oid) -> String {
@@ -75,7 +70,7 @@ pub fn link(child_oid: pg_sys::Oid, parent_column: &str, parent_oid: pg_sys::Oid
         let Some((key, key_type)) = primary_key(c, parent_oid)? else {
             return Err(CrmError::not_supported(format!("{parent} has no single-column primary key for children to point at")));
         };
-        let link_type = column(c, child_oid, &child, parent_column)?;
+        let link_type = column(child_oid, &child, parent_column)?;
         if link_type != key_type {
             return Err(CrmError::datatype_mismatch(format!(
                 "{child}.{parent_column} is {}, but the key of {parent} is {}",
@@ -94,7 +89,7 @@ pub fn link(child_oid: pg_sys::Oid, parent_column: &str, parent_oid: pg_sys::Oid
                     c.update(&format!("CREATE INDEX ON {child} ({pc})"), None, &[])?;
                 }
                 // Kept by an earlier link (or made by the owner): checked, not made again.
-                let kept = match column_type(c, child_oid, KEPT)? {
+                let kept = match column_type(child_oid, KEPT) {
                     Some(t) => t,
                     None => {
                         c.update(&format!("ALTER TABLE {child} ADD COLUMN {KEPT} bigint"), None, &[])?;
