@@ -3,7 +3,10 @@
 # user (PostgreSQL refuses to run as root), listening only on a Unix socket inside the
 # cluster directory. `cluster_start DIR PORT` exports PGHOST/PGPORT/PGUSER;
 # `cluster_stop` stops it and removes DIR (the callers run it from an EXIT trap).
-# CLUSTER_EXTRA_OPTS adds server options (`-c name=value ...`).
+# CLUSTER_EXTRA_OPTS adds server options (`-c name=value ...`). Every session loads crm_access
+# as it starts (session_preload_libraries), as the README asks of production servers: only
+# then can crm_access tell who set crm.user_name (docs/security.md); so the package must be
+# installed before the cluster starts.
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
@@ -31,7 +34,7 @@ cluster_pause() {
 
 cluster_resume() {
     as_postgres "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w \
-        -o "-p $CLUSTER_PORT -k $CLUSTER_DIR -c listen_addresses='' -c fsync=off -c shared_buffers=512MB -c max_connections=60 ${CLUSTER_EXTRA_OPTS:-}" \
+        -o "-p $CLUSTER_PORT -k $CLUSTER_DIR -c listen_addresses='' -c fsync=off -c shared_buffers=512MB -c max_connections=60 -c session_preload_libraries=crm_access ${CLUSTER_EXTRA_OPTS:-}" \
         start >/dev/null || { cat "$CLUSTER_DIR/server.log"; return 1; }
 }
 

@@ -8,7 +8,8 @@
 -- (crm.access_changes). And crm.catalog_tables, the one declaration of every table of the
 -- extension, from which the dump list, the invalidation and audit triggers follow; and
 -- crm.unlink_parent, which takes a parent link apart; and a guard that also keeps a protected
--- table's owner column from being renamed. The end state is exactly that of a fresh 0.3.0
+-- table's owner column from being renamed. And the security round of issue 24: crm.set_user
+-- becomes a C function (only the client's own statements may set the acting user). The end state is exactly that of a fresh 0.3.0
 -- install (tests/upgrade/run.sh compares the two).
 \echo Use "ALTER EXTENSION crm_access UPDATE TO '0.3.0'" to load this file. \quit
 
@@ -239,3 +240,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     )
     SELECT string_agg(problem, '; ' ORDER BY problem) FROM problems
 $$;
+
+-- 5. crm.set_user as a C function (src/api/identity.rs): the check hook of crm.user_name lets
+-- only the client's own statements set it, and lets this one function of ours stand in them.
+CREATE OR REPLACE FUNCTION crm.set_user(name text, is_local boolean DEFAULT true) RETURNS text
+VOLATILE CALLED ON NULL INPUT LANGUAGE c AS 'MODULE_PATHNAME', 'set_user_wrapper';

@@ -48,19 +48,26 @@ fn check_acting_user(name: &str) -> bool {
     true
 }
 
-extension_sql!(
-    r#"
--- Not a C function on purpose: set_config's is_local must apply to the caller's
--- transaction, and a function with its own SET clause would undo it on return.
-CREATE FUNCTION crm.set_user(name text, is_local boolean DEFAULT true) RETURNS text
-LANGUAGE sql VOLATILE AS $$
-    SELECT pg_catalog.set_config('crm.user_name', coalesce(name, ''), is_local)
-    WHERE coalesce(name, '') OPERATOR(pg_catalog.=) '' OR crm.check_acting_user(name)
-$$;
-"#,
-    name = "set_user",
+/// Sets the acting user for the transaction (or, with `is_local` false, the session), as
+/// `set_config('crm.user_name', name, is_local)` would, after checking that the session may
+/// assert it and that the user exists. A C function without a SET clause, so the setting
+/// applies to the caller's transaction; and one of ours, so the check hook lets it stand in
+/// the client's own statement (`session::statement`).
+#[pg_extern(
+    sql = "CREATE FUNCTION crm.set_user(name text, is_local boolean DEFAULT true) RETURNS text
+           VOLATILE CALLED ON NULL INPUT LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';",
     requires = [check_acting_user]
-);
+)]
+fn set_user(name: Option<&str>, is_local: Option<bool>, fcinfo: pg_sys::FunctionCallInfo) -> String {
+    let name = name.unwrap_or_default();
+    if !name.is_empty() {
+        check_acting_user(name);
+    }
+    // SAFETY: PostgreSQL passes a valid call context with its lookup data.
+    let oid = unsafe { (*(*fcinfo).flinfo).fn_oid };
+    crate::session::guc::set_user_name(name, is_local.unwrap_or(false), oid);
+    name.to_string()
+}
 
 // The inbox views (sql/messages.sql) compare with the acting user as constants: the planner
 // replaces these calls (`crate::planner::support::acting_owner_support`), so the views stay

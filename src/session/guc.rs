@@ -7,7 +7,7 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
-use super::identity;
+use super::{identity, statement};
 
 pub static USER_NAME: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static REQUIRE_LOCAL_USER: GucSetting<bool> = GucSetting::<bool>::new(true);
@@ -15,6 +15,7 @@ pub static LOG_DENIALS: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 pub fn init() {
     // SAFETY: at library load; the settings' storage is static and the hooks never raise.
+    LOADING.set(true);
     unsafe {
         GucRegistry::define_string_guc_with_hooks(
             c"crm.user_name",
@@ -23,10 +24,19 @@ pub fn init() {
             &USER_NAME,
             GucContext::Userset,
             GucFlags::default(),
-            None,
+            Some(check_user_name),
             Some(assign_user_name),
             None,
         );
+        LOADING.set(false);
+        // A value a statement set before the library was loaded has no known author; only a
+        // superuser's session running as a superuser is exempt (see `session::statement`).
+        if let Some(conf) = user_name_option() {
+            let session_value = (*conf).source == pg_sys::GucSource::PGC_S_SESSION && user_name().is_some();
+            if session_value && !(pg_sys::superuser_arg(pg_sys::GetSessionUserId()) && pg_sys::superuser()) {
+                TAINTED.set(Taint::BeforeLoad);
+            }
+        }
         // Superuser-only: it guards a trusted application against its own mistake (a
         // session-level assertion that a pooler hands to the next client), so the application
         // must not be able to switch it off for itself.
@@ -96,6 +106,60 @@ pub fn user_name_is_transaction_local() -> bool {
 }
 
 thread_local! {
+    /// The hash of crm.set_user's oid while it sets the value: that call may be in the query.
+    static SETTING_THROUGH: Cell<Option<u32>> = const { Cell::new(None) };
+    /// Whether the current value may not be honoured, and why (until the client asserts a
+    /// user again).
+    static TAINTED: Cell<Taint> = const { Cell::new(Taint::None) };
+    /// The library is being loaded: PostgreSQL applies again the values set before.
+    static LOADING: Cell<bool> = const { Cell::new(false) };
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Taint {
+    None,
+    /// Put in place by code running inside a statement: a reset (RESET, set_config(..., NULL,
+    /// ...)), which no check hook sees, or the revert of one; any other change there is refused.
+    Nested,
+    /// Set before the library was loaded in this session, when PostgreSQL kept the setting
+    /// as a placeholder anyone's code could set: who set it cannot be told.
+    BeforeLoad,
+}
+
+/// Why the current value may not be honoured, if it may not (see `check_user_name`).
+pub fn user_name_taint() -> Taint {
+    TAINTED.get()
+}
+
+/// Set `crm.user_name` for crm.set_user(), the function with oid `via`: the check hook lets
+/// that one function of ours stand in the client's query.
+pub fn set_user_name(value: &str, is_local: bool, via: pg_sys::Oid) {
+    let value = CString::new(value).unwrap_or_default();
+    SETTING_THROUGH.set(Some(crate::session::plans::function_hash(via)));
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            SETTING_THROUGH.set(None);
+        }
+    }
+    let _reset = Reset;
+    let action = if is_local { pg_sys::GucAction::GUC_ACTION_LOCAL } else { pg_sys::GucAction::GUC_ACTION_SET };
+    // SAFETY: a plain setting of a string option, as set_config() does; errors are raised.
+    unsafe {
+        pg_sys::set_config_option(
+            c"crm.user_name".as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            action,
+            true,
+            0,
+            false,
+        );
+    }
+}
+
+thread_local! {
     static USER_NAME_OPTION: Cell<*mut pg_sys::config_generic> = const { Cell::new(std::ptr::null_mut()) };
 }
 
@@ -135,6 +199,30 @@ unsafe fn find_user_name_option() -> *mut pg_sys::config_generic {
     pg_sys::find_option(c"crm.user_name".as_ptr(), false, true, pgrx::PgLogLevel::ERROR as i32)
 }
 
+/// Only the client asserts identity (DESIGN §5): a change made in the session (SET, SET
+/// LOCAL, set_config, a function's SET clause) is refused unless the client's own top-level
+/// statement makes it and no one else's code can be running (`session::statement`). Values
+/// from the configuration, ALTER ROLE/DATABASE ... SET or connection options are not the
+/// session's doing and are judged when used (`crm.require_local_user`).
+///
+/// # Safety
+/// Only PostgreSQL calls it, as the setting's check hook.
+#[pg_guard]
+unsafe extern "C-unwind" fn check_user_name(_newval: *mut *mut c_char, _extra: *mut *mut c_void, source: pg_sys::GucSource::Type) -> bool {
+    if source != pg_sys::GucSource::PGC_S_SESSION || LOADING.get() || statement::may_assert_identity(SETTING_THROUGH.get()) {
+        return true;
+    }
+    pg_sys::GUC_check_errcode(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE as i32);
+    pg_sys::GUC_check_errmsg_string = pg_sys::pstrdup(c"crm.user_name can only be set by a statement of the client's own".as_ptr());
+    pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(
+        c"Code running inside a statement (a policy, trigger, rule, default or index expression of a table, a function, a DO block or procedure) may not change the acting CRM user, nor may a query that reads a table or calls functions other than built-in ones."
+            .as_ptr(),
+    );
+    pg_sys::GUC_check_errhint_string =
+        pg_sys::pstrdup(c"Set it in a statement of its own: SET LOCAL crm.user_name = '...', or SELECT crm.set_user('...').".as_ptr());
+    false
+}
+
 /// A plan simplified for one acting user must never run for another, nor once the value
 /// that chose the user has become a session-level one (`crm.require_local_user`): whenever
 /// the setting is assigned a non-empty value or changes (SET, SET LOCAL, its revert at
@@ -148,6 +236,16 @@ unsafe fn find_user_name_option() -> *mut pg_sys::config_generic {
 unsafe extern "C-unwind" fn assign_user_name(newval: *const c_char, _extra: *mut c_void) {
     let old = *USER_NAME.as_ptr();
     let as_str = |p: *const c_char| if p.is_null() { None } else { Some(CStr::from_ptr(p).to_bytes()).filter(|s| !s.is_empty()) };
+    // A change the check hook let through is the client's; any other change made inside a
+    // statement is a reset (RESET, set_config(..., NULL, ...)) by someone else's code, or a
+    // revert of one: never honoured until the client sets the user again.
+    if LOADING.get() {
+        // Judged once the library is loaded (`init`).
+    } else if statement::may_assert_identity(SETTING_THROUGH.get()) {
+        TAINTED.set(Taint::None);
+    } else if statement::inside() {
+        TAINTED.set(Taint::Nested);
+    }
     if as_str(old) != as_str(newval) || as_str(newval).is_some() {
         identity::forget();
         crate::session::plans::invalidate();

@@ -86,6 +86,7 @@ unsafe extern "C-unwind" fn end_of_transaction(event: pg_sys::XactEvent::Type, _
         // First: the transaction's own state is gone, so what follows (this reset, the
         // setting's revert) invalidates only marked plans (`plans`).
         super::plans::transaction_ended();
+        super::statement::transaction_ended();
         crate::catalog::audit::transaction_ended();
         reset_if_honoured(false);
     }
@@ -191,6 +192,21 @@ pub fn resolve(m: &Loaded) -> CrmResult<Identity> {
         }
     };
     if setting.is_some() {
+        match guc::user_name_taint() {
+            guc::Taint::None => {}
+            guc::Taint::Nested => {
+                return Err(CrmError::denied("crm.user_name was changed by code running inside a statement")
+                    .with_detail("Only the client's own statements may set or reset the acting CRM user; a policy, trigger, rule or function reset it.")
+                    .with_hint("Set the acting user again: SET LOCAL crm.user_name = '...', or SELECT crm.set_user('...').")
+                    .about(None, Some("assert identity"), Some("crm.user_name was reset by code inside a statement")))
+            }
+            guc::Taint::BeforeLoad => {
+                return Err(CrmError::denied("crm.user_name was set before crm_access was loaded in this session")
+                    .with_detail("Until the library is loaded, PostgreSQL keeps crm.user_name as a placeholder that any code can set, so who set it cannot be told.")
+                    .with_hint("Load crm_access when sessions start (session_preload_libraries = 'crm_access'), or set the acting user with SELECT crm.set_user('...'), which loads it.")
+                    .about(None, Some("assert identity"), Some("crm.user_name was set before the library was loaded")))
+            }
+        }
         check_local(login)?;
     }
     Ok(identity)

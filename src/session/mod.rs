@@ -5,10 +5,12 @@ pub mod denials;
 pub mod guc;
 pub mod identity;
 pub mod plans;
+pub mod statement;
 
 pub fn init() {
     guc::init();
     cache::init();
     identity::init();
     plans::init();
+    statement::init();
 }

@@ -155,6 +155,25 @@ unsafe fn serial_and_epoch(stmt: *const pg_sys::PlannedStmt) -> Option<(u32, u32
     serial.zip(epoch)
 }
 
+/// Whether a plan's invalidation item is one of ours (the marker, a serial or an epoch).
+pub fn is_own_item(item: &pg_sys::PlanInvalItem) -> bool {
+    matches!(item.cacheId, SERIAL_ITEM | EPOCH_ITEM) || (item.cacheId == MARKER_CACHE as i32 && item.hashValue == marker_hash())
+}
+
+/// The hash a plan's invalidation item carries for function `oid`.
+pub fn function_hash(oid: pg_sys::Oid) -> u32 {
+    // SAFETY: hashing a key, as in `marker_hash`.
+    unsafe {
+        pg_sys::GetSysCacheHashValue(
+            MARKER_CACHE as i32,
+            pg_sys::Datum::from(oid),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+        )
+    }
+}
+
 fn mark_plannings() {
     PLANNINGS.with(|p| p.borrow_mut().iter_mut().for_each(|(held, _)| *held = true));
 }
@@ -255,7 +274,12 @@ impl Drop for Planning {
 
 /// Whether a planning (with our hook) is in progress.
 pub fn planning() -> bool {
-    PLANNINGS.with(|p| !p.borrow().is_empty())
+    planning_depth() > 0
+}
+
+/// How many plannings are in progress (plannings nest: folding a function plans its body).
+pub fn planning_depth() -> usize {
+    PLANNINGS.with(|p| p.borrow().len())
 }
 
 /// # Safety

@@ -357,6 +357,81 @@ RESET SESSION AUTHORIZATION;
 SELECT array_agg(DISTINCT id ORDER BY id) AS parent_rows_seen_by_the_child_trigger FROM app.parent_rows;
 SELECT id, crm_parent_owner = crm.owner_id('alice') AS follows FROM app.deals ORDER BY id;
 
+-- Issue 24 (third security round), each as the independent review tried it.
+-- A1 (finding 1): a table owner's code asserts a CRM administrator inside the trusted app's
+-- session: a narrowing policy, a trigger and a column default of its protected table, each
+-- calling set_config('crm.user_name', 'root') (in a query, or as a PL/pgSQL expression), and
+-- one resetting the setting. Every try is refused; nothing was copied, nobody was created,
+-- and the app acts as alice still.
+SET SESSION AUTHORIZATION owner1;
+CREATE TABLE app.loot (id bigint, company text);
+GRANT INSERT ON app.loot TO PUBLIC;
+CREATE FUNCTION app.become_root() RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('crm.user_name', 'root', true);
+    INSERT INTO app.loot SELECT id, company FROM sales.leads;
+    PERFORM crm.create_user('owner_admin', 'Root');
+    RETURN true;
+END $$;
+CREATE FUNCTION app.become_root_quietly() RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE was text;
+BEGIN
+    was := set_config('crm.user_name', 'root', true);
+    RETURN true;
+END $$;
+CREATE FUNCTION app.forget_user() RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('crm.user_name', NULL, true);
+    RETURN true;
+END $$;
+CREATE FUNCTION app.root_name() RETURNS text LANGUAGE sql AS $$ SELECT set_config('crm.user_name', 'root', true) $$;
+CREATE FUNCTION app.root_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM app.become_root(); RETURN NEW; END $$;
+CREATE POLICY grab ON app.products AS RESTRICTIVE USING (app.become_root());
+RESET SESSION AUTHORIZATION;
+SELECT count(*) AS users_before FROM crm.users;
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'alice';
+SELECT regress.try($$SELECT count(*) FROM app.products$$);
+SET SESSION AUTHORIZATION owner1;
+ALTER POLICY grab ON app.products USING (app.become_root_quietly());
+SET SESSION AUTHORIZATION crm_app;
+SELECT regress.try($$SELECT count(*) FROM app.products$$);
+SET SESSION AUTHORIZATION owner1;
+DROP POLICY grab ON app.products;
+CREATE TRIGGER grab BEFORE INSERT ON app.products FOR EACH ROW EXECUTE FUNCTION app.root_trigger();
+SET SESSION AUTHORIZATION crm_app;
+SELECT regress.try($$INSERT INTO app.products VALUES (7, 'gadget', crm.owner_id('alice'))$$);
+SET SESSION AUTHORIZATION owner1;
+DROP TRIGGER grab ON app.products;
+ALTER TABLE app.products ALTER COLUMN name SET DEFAULT app.root_name();
+SET SESSION AUTHORIZATION crm_app;
+SELECT regress.try($$INSERT INTO app.products (id, owner_id) VALUES (7, crm.owner_id('alice'))$$);
+SELECT crm.acting_user(), count(*) AS products_alice_reads FROM app.products;
+-- A reset by the owner's code (which no check hook sees) brings back the session's value:
+-- none here, so nobody acts; a value the connection brought (which require_local_user also
+-- refuses) is refused as one the owner's code put in place, until the app sets one again.
+SET SESSION AUTHORIZATION owner1;
+ALTER TABLE app.products ALTER COLUMN name DROP DEFAULT;
+CREATE POLICY grab ON app.products AS RESTRICTIVE USING (app.forget_user());
+SET SESSION AUTHORIZATION crm_app;
+SELECT count(*) FROM app.products;
+SELECT crm.acting_user(), count(*) FROM sales.leads;
+COMMIT;
+\c 'dbname=crm_regress user=crm_app options=-ccrm.user_name=root'
+BEGIN;
+SET LOCAL crm.user_name = 'alice';
+SELECT count(*) FROM app.products;
+SELECT regress.try($$SELECT count(*) FROM sales.leads$$);
+SET LOCAL crm.user_name = 'alice';
+SELECT crm.acting_user(), count(*) FROM sales.leads;
+COMMIT;
+\c -reuse-previous=off 'dbname=crm_regress user=postgres'
+DROP POLICY grab ON app.products;
+SELECT count(*) AS loot FROM app.loot;
+SELECT count(*) AS users_after FROM crm.users;
+
 -- Nobody became a superuser; the extension's privileged role is what it must be.
 SELECT rolname, rolsuper, rolbypassrls, rolcanlogin FROM pg_roles
 WHERE rolname IN ('crm_app', 'bi_alice', 'crm_stranger', 'owner1', 'crm_access_catalog') ORDER BY rolname;

@@ -20,11 +20,11 @@ SELECT crm.attach_profile('Support', 'NoCalendar');
 CREATE FUNCTION regress.calendar(who text) RETURNS TABLE (event_id bigint, owner text, subject text, description text, location text, busy_only boolean, raw_rows bigint[])
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM set_config('crm.user_name', who, true);
+    PERFORM regress.act_as(who);
     RETURN QUERY SELECT c.event_id, c.owner, c.subject, c.description, c.location, c.busy_only,
                         (SELECT array_agg(id ORDER BY id) FROM crm.events)
                  FROM crm.calendar c ORDER BY c.event_id;
-    PERFORM set_config('crm.user_name', '', true);
+    PERFORM regress.act_done();
 END $$;
 
 SET SESSION AUTHORIZATION crm_app;

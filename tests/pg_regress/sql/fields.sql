@@ -36,9 +36,9 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON sales.leads_secure TO crm_app, bi_alice;
 
 CREATE FUNCTION regress.masked(who text) RETURNS SETOF sales.leads_secure LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM set_config('crm.user_name', who, true);
+    PERFORM regress.act_as(who);
     RETURN QUERY SELECT * FROM sales.leads_secure WHERE id IN (41, 42, 71) ORDER BY id;
-    PERFORM set_config('crm.user_name', '', true);
+    PERFORM regress.act_done();
 END $$;
 
 -- The field check triggers an UPDATE fired, from EXPLAIN ANALYZE (the update is rolled back).

@@ -75,12 +75,46 @@ SELECT current_setting('crm.user_name');
 SELECT regress.try($$SELECT count(*) FROM sales.leads$$);
 EXECUTE bobs;
 DEALLOCATE bobs;
--- A function's SET clause ends with the call: honoured.
-CREATE FUNCTION pg_temp.as_bob() RETURNS bigint[] LANGUAGE sql SET crm.user_name = 'bob'
-    AS $$ SELECT array_agg(id ORDER BY id) FROM sales.leads $$;
+-- Only a statement of the client's own sets the acting user (DESIGN §5): a function's SET
+-- clause is refused when the function is made (its body is checked under its settings), and,
+-- for one a superuser made, when it is called; nothing was read.
 SET crm.user_name = '';
-SELECT pg_temp.as_bob();
+SELECT regress.try($q$CREATE FUNCTION pg_temp.as_bob() RETURNS bigint[] LANGUAGE sql SET crm.user_name = 'bob'
+    AS $$ SELECT array_agg(id ORDER BY id) FROM sales.leads $$$q$);
+RESET SESSION AUTHORIZATION;
+CREATE FUNCTION regress.as_bob() RETURNS bigint[] LANGUAGE sql SET crm.user_name = 'bob'
+    AS $$ SELECT array_agg(id ORDER BY id) FROM sales.leads $$;
+SET SESSION AUTHORIZATION crm_app;
+SELECT regress.as_bob();
 SELECT crm.acting_user(), count(*) FROM sales.leads;
+-- Nor may a query that reads a table, a statement inside a function or DO block, or one
+-- reached through EXPLAIN or a cursor; each refusal leaves the acting user as it was.
+BEGIN;
+SET LOCAL crm.user_name = 'alice';
+SELECT regress.try($$SELECT set_config('crm.user_name', 'root', true) FROM sales.leads LIMIT 1$$);
+SELECT crm.acting_user();
+SAVEPOINT s;
+SELECT set_config('crm.user_name', 'root', true) FROM sales.leads LIMIT 1;
+ROLLBACK TO s;
+DO $$ BEGIN PERFORM set_config('crm.user_name', 'root', true); END $$;
+ROLLBACK TO s;
+DO $$ BEGIN SET LOCAL crm.user_name = 'root'; END $$;
+ROLLBACK TO s;
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT set_config('crm.user_name', 'root', true);
+ROLLBACK TO s;
+DECLARE c CURSOR FOR SELECT set_config('crm.user_name', 'root', true);
+FETCH c;
+ROLLBACK TO s;
+SELECT crm.acting_user(), array_agg(id ORDER BY id) FROM sales.leads;
+-- A query of the client's own that reads nothing may: set_config, crm.set_user, and through
+-- a prepared statement.
+SELECT set_config('crm.user_name', 'bob', true);
+SELECT crm.acting_user();
+PREPARE as_user(text) AS SELECT crm.set_user($1);
+EXECUTE as_user('mgr_west');
+SELECT crm.acting_user();
+DEALLOCATE as_user;
+COMMIT;
 -- A connection option is session-level too, and so is ALTER ROLE ... SET, also when
 -- SET LOCAL ... TO DEFAULT brings the value back inside a transaction (a function whose
 -- plans were cached then would serve the next client of a pooled connection).
@@ -109,16 +143,46 @@ SELECT regress.try($$SELECT regress.leads_seen()$$);
 \c -reuse-previous=off 'dbname=crm_regress user=postgres'
 ALTER ROLE crm_app IN DATABASE crm_regress RESET crm.user_name;
 DROP FUNCTION regress.leads_seen();
--- Only a superuser may switch the check off, for a session or a role: not even before
--- the extension's library is loaded in the session (the value set then is dropped when it
--- loads), nor after.
+-- A session that does not load the library as it starts (the test cluster does, as the
+-- README asks): until it loads, crm.user_name and the other settings are placeholders anyone's
+-- code may set. Only a superuser may switch the check off, for a session or a role: not even
+-- before the library is loaded (the value set then is dropped when it loads), nor after. And
+-- an acting user set before it loads is refused (who set it cannot be told), until the app
+-- sets one again, which crm.set_user() can do in a fresh session too.
+ALTER ROLE crm_app IN DATABASE crm_regress SET session_preload_libraries = 'plpgsql';
 \c -reuse-previous=off 'dbname=crm_regress user=crm_app'
 SET crm.require_local_user = off;
 SELECT crm.set_user('bob', is_local => false);
 SHOW crm.require_local_user;
 SELECT regress.try($$SELECT count(*) FROM sales.leads$$);
 SELECT regress.try($$SET crm.require_local_user = off$$);
+\c -reuse-previous=off 'dbname=crm_regress user=crm_app'
+BEGIN;
+SET LOCAL crm.user_name = 'alice';
+SAVEPOINT s;
+SELECT count(*) FROM sales.leads;
+ROLLBACK TO s;
+SELECT crm.set_user('alice');
+SELECT crm.acting_user(), array_agg(id ORDER BY id) FROM sales.leads;
+COMMIT;
+\c -reuse-previous=off 'dbname=crm_regress user=crm_app'
+BEGIN;
+SELECT crm.set_user('alice');
+SELECT crm.acting_user(), array_agg(id ORDER BY id) FROM sales.leads;
+COMMIT;
+-- Loaded by code nested in a statement (here a function's query), the library cannot tell
+-- where the client's statement began: nothing may assert a user until the transaction ends.
+\c -reuse-previous=off 'dbname=crm_regress user=crm_app'
+BEGIN;
+SELECT regress.try($$SELECT crm.acting_user()$$);
+SELECT crm.set_user('alice');
+COMMIT;
+BEGIN;
+SELECT crm.set_user('alice');
+SELECT crm.acting_user(), array_agg(id ORDER BY id) FROM sales.leads;
+COMMIT;
 \c -reuse-previous=off 'dbname=crm_regress user=postgres'
+ALTER ROLE crm_app IN DATABASE crm_regress RESET session_preload_libraries;
 -- Switched off, the session-wide form works, and NULL or '' unsets.
 RESET SESSION AUTHORIZATION;
 SET crm.require_local_user = off;

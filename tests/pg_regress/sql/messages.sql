@@ -50,7 +50,7 @@ FROM crm.conversations ORDER BY id;
 
 CREATE FUNCTION regress.inbox(who text) RETURNS TABLE (tab text, ids bigint[]) LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM set_config('crm.user_name', who, true);
+    PERFORM regress.act_as(who);
     RETURN QUERY
     SELECT 'conversations', (SELECT array_agg(id ORDER BY id) FROM crm.conversations) UNION ALL
     SELECT 'messages', (SELECT array_agg(id ORDER BY id) FROM crm.messages) UNION ALL
@@ -59,16 +59,16 @@ BEGIN
     SELECT 'my_unassigned', (SELECT array_agg(id ORDER BY id) FROM crm.inbox_my_unassigned) UNION ALL
     SELECT 'archive', (SELECT array_agg(id ORDER BY id) FROM crm.inbox_archive) UNION ALL
     SELECT 'new', (SELECT array_agg(id ORDER BY id) FROM crm.inbox_new);
-    PERFORM set_config('crm.user_name', '', true);
+    PERFORM regress.act_done();
 END $$;
 
 -- What each user sees of a relation, as ids.
 CREATE FUNCTION regress.ids(who text, rel regclass) RETURNS bigint[] LANGUAGE plpgsql AS $$
 DECLARE ids bigint[];
 BEGIN
-    PERFORM set_config('crm.user_name', who, true);
+    PERFORM regress.act_as(who);
     EXECUTE format('SELECT array_agg(id ORDER BY id) FROM %s', rel) INTO ids;
-    PERFORM set_config('crm.user_name', '', true);
+    PERFORM regress.act_done();
     RETURN ids;
 END $$;
 

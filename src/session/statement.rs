@@ -1,0 +1,262 @@
+//! Where the backend stands in the client's statement, and so whose code may be running.
+//!
+//! PostgreSQL runs code of other roles inside a client's statement: the policies, triggers,
+//! rules, defaults, CHECK constraints and index expressions of the tables it uses, and the
+//! functions these call, all as the client's own role. In a trusted application's session such
+//! code could set `crm.user_name` and act as anyone (issue 24, finding 1). So the acting user
+//! may be asserted only where no such code can be running (DESIGN §5, "Only the client asserts
+//! identity"): in a top-level `SET`/`RESET` of the client, or in a top-level query of the client
+//! that reads no relation and calls no function but built-in ones and crm_access's own (`SELECT
+//! crm.set_user('alice')`, `SELECT set_config('crm.user_name', $1, true)`), also through a
+//! top-level `EXECUTE`. Everything nested — a query a function runs, a trigger, the planning of
+//! any query (which may fold functions), a `DO` block's or procedure's statements — is not.
+//! Except in a superuser's session while running as a superuser, where any code could do
+//! anything already.
+//!
+//! The frames follow the executor (run and finish: AFTER triggers fire in finish) and utility
+//! commands; the planner hook (`plans`) tracks plannings. Frames are popped by drop guards,
+//! also when an error unwinds through them (previous hooks are called inside pgrx's error
+//! boundary).
+
+use std::cell::RefCell;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+#[derive(Clone, Copy)]
+enum Frame {
+    /// A utility command: whether it came from the client itself, and what it is.
+    Utility { toplevel: bool, kind: UtilityKind },
+    /// An executor run or finish of this plan (valid while the frame is on the stack).
+    Run { stmt: *const pg_sys::PlannedStmt },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum UtilityKind {
+    /// SET, RESET, DISCARD: commands that change settings and run nobody's code.
+    Setting,
+    /// EXECUTE of a prepared statement: its plan is judged like a query's.
+    Execute,
+    Other,
+}
+
+thread_local! {
+    static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
+    /// The library was loaded inside code nested in a statement we did not see start: until
+    /// the transaction ends, where we stand is unknown, so nothing may assert identity.
+    static LOADED_NESTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static PREV_RUN: std::cell::Cell<pg_sys::ExecutorRun_hook_type> = const { std::cell::Cell::new(None) };
+    static PREV_FINISH: std::cell::Cell<pg_sys::ExecutorFinish_hook_type> = const { std::cell::Cell::new(None) };
+    static PREV_UTILITY: std::cell::Cell<pg_sys::ProcessUtility_hook_type> = const { std::cell::Cell::new(None) };
+}
+
+pub fn init() {
+    // SAFETY: chaining the backend's hooks at library load, keeping the previous ones. A
+    // library loaded while a statement runs sees only the frames that start after: a client's
+    // top-level statement loads it with no error context set up (before its executor runs),
+    // while a function, a SQL function's or SPI's query, a trigger or a DO block has one.
+    unsafe {
+        LOADED_NESTED.set(!pg_sys::error_context_stack.is_null());
+        PREV_RUN.set(pg_sys::ExecutorRun_hook);
+        pg_sys::ExecutorRun_hook = Some(executor_run);
+        PREV_FINISH.set(pg_sys::ExecutorFinish_hook);
+        pg_sys::ExecutorFinish_hook = Some(executor_finish);
+        PREV_UTILITY.set(pg_sys::ProcessUtility_hook);
+        pg_sys::ProcessUtility_hook = Some(process_utility);
+    }
+}
+
+/// Pops a frame (and any left above it) on drop, also when an error unwinds through.
+struct Pushed {
+    index: usize,
+}
+
+impl Drop for Pushed {
+    fn drop(&mut self) {
+        FRAMES.with(|f| f.borrow_mut().truncate(self.index));
+    }
+}
+
+fn push(frame: Frame) -> Pushed {
+    FRAMES.with(|f| {
+        let mut f = f.borrow_mut();
+        f.push(frame);
+        Pushed { index: f.len() - 1 }
+    })
+}
+
+/// How many executor runs and utility commands are in progress (0 between statements).
+pub fn depth() -> usize {
+    FRAMES.with(|f| f.borrow().len())
+}
+
+/// Whether a client statement (or a planning) is in progress.
+pub fn inside() -> bool {
+    depth() > 0 || super::plans::planning() || LOADED_NESTED.get()
+}
+
+/// The transaction ended: every statement it ran is over.
+pub fn transaction_ended() {
+    LOADED_NESTED.set(false);
+}
+
+/// Whether the acting user may be set now (see the module comment). `own_function` is the
+/// hash (as plans record it) of the crm_access function doing the setting, if any: that one
+/// function may be in the query.
+pub fn may_assert_identity(own_function: Option<u32>) -> bool {
+    // SAFETY: reads a flag of the backend's state.
+    if unsafe { pg_sys::InitializingParallelWorker } {
+        // A parallel worker takes its leader's settings, which the leader checked.
+        return true;
+    }
+    // SAFETY: reads of the backend's role ids and their catalog rows.
+    if unsafe { pg_sys::superuser_arg(pg_sys::GetSessionUserId()) && pg_sys::superuser() } {
+        // A superuser's session running as a superuser: whatever code runs there could do
+        // anything already (a trigger fired by a superuser's write runs as the superuser).
+        // Code of a table owner run as the owner (ANALYZE, crm_access's own writes) or a
+        // superuser's SECURITY DEFINER function called in someone else's session is not this.
+        return true;
+    }
+    if super::plans::planning() || LOADED_NESTED.get() {
+        return false;
+    }
+    FRAMES.with(|f| match f.borrow().as_slice() {
+        [Frame::Utility { toplevel: true, kind: UtilityKind::Setting }] => true,
+        // SAFETY: a frame's plan is valid while the frame is on the stack.
+        [Frame::Run { stmt }] | [Frame::Utility { toplevel: true, kind: UtilityKind::Execute }, Frame::Run { stmt }] => unsafe {
+            runs_nobody_elses_code(*stmt, own_function)
+        },
+        _ => false,
+    })
+}
+
+/// A query that reads no relation (so no policy, trigger, rule, default or index of anyone's
+/// runs) and whose plan depends on no function or type that is not built in, but for our own
+/// `own_function`: PostgreSQL records every such function, inlined SQL functions included,
+/// among the plan's invalidation items.
+///
+/// # Safety
+/// `stmt` must be null or a valid `PlannedStmt`.
+unsafe fn runs_nobody_elses_code(stmt: *const pg_sys::PlannedStmt, own_function: Option<u32>) -> bool {
+    if stmt.is_null() || (*stmt).commandType != pg_sys::CmdType::CMD_SELECT || !(*stmt).utilityStmt.is_null() {
+        return false;
+    }
+    if !pgrx::PgList::<pg_sys::Oid>::from_pg((*stmt).relationOids).is_empty() {
+        return false;
+    }
+    let rtable = pgrx::PgList::<pg_sys::RangeTblEntry>::from_pg((*stmt).rtable);
+    if rtable.iter_ptr().any(|rte| (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION || (*rte).relid != pg_sys::InvalidOid) {
+        return false;
+    }
+    pgrx::PgList::<pg_sys::PlanInvalItem>::from_pg((*stmt).invalItems).iter_ptr().all(|item| {
+        let item = &*item;
+        if item.cacheId == pg_sys::SysCacheIdentifier::PROCOID as i32 {
+            super::plans::is_own_item(item) || Some(item.hashValue) == own_function
+        } else {
+            super::plans::is_own_item(item)
+        }
+    })
+}
+
+/// # Safety
+/// Only PostgreSQL calls it, as `ExecutorRun_hook`, with arguments passed on unchanged.
+#[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17"))]
+#[pg_guard]
+unsafe extern "C-unwind" fn executor_run(query_desc: *mut pg_sys::QueryDesc, direction: pg_sys::ScanDirection::Type, count: u64, execute_once: bool) {
+    let _frame = push(Frame::Run { stmt: plan_of(query_desc) });
+    match PREV_RUN.get() {
+        Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(query_desc, direction, count, execute_once)),
+        None => pg_sys::standard_ExecutorRun(query_desc, direction, count, execute_once),
+    }
+}
+
+/// # Safety
+/// As above.
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
+#[pg_guard]
+unsafe extern "C-unwind" fn executor_run(query_desc: *mut pg_sys::QueryDesc, direction: pg_sys::ScanDirection::Type, count: u64) {
+    let _frame = push(Frame::Run { stmt: plan_of(query_desc) });
+    match PREV_RUN.get() {
+        Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(query_desc, direction, count)),
+        None => pg_sys::standard_ExecutorRun(query_desc, direction, count),
+    }
+}
+
+/// # Safety
+/// `query_desc` must be null or valid.
+unsafe fn plan_of(query_desc: *const pg_sys::QueryDesc) -> *const pg_sys::PlannedStmt {
+    if query_desc.is_null() {
+        std::ptr::null()
+    } else {
+        (*query_desc).plannedstmt
+    }
+}
+
+/// # Safety
+/// Only PostgreSQL calls it, as `ExecutorFinish_hook`, with arguments passed on unchanged.
+#[pg_guard]
+unsafe extern "C-unwind" fn executor_finish(query_desc: *mut pg_sys::QueryDesc) {
+    let _frame = push(Frame::Run { stmt: plan_of(query_desc) });
+    match PREV_FINISH.get() {
+        Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(query_desc)),
+        None => pg_sys::standard_ExecutorFinish(query_desc),
+    }
+}
+
+/// # Safety
+/// `pstmt` must be a valid utility `PlannedStmt`.
+unsafe fn utility_frame(pstmt: *const pg_sys::PlannedStmt, context: pg_sys::ProcessUtilityContext::Type) -> Frame {
+    let node = if pstmt.is_null() { std::ptr::null_mut() } else { (*pstmt).utilityStmt };
+    let kind = if node.is_null() {
+        UtilityKind::Other
+    } else {
+        match (*node).type_ {
+            pg_sys::NodeTag::T_VariableSetStmt | pg_sys::NodeTag::T_DiscardStmt => UtilityKind::Setting,
+            pg_sys::NodeTag::T_ExecuteStmt => UtilityKind::Execute,
+            _ => UtilityKind::Other,
+        }
+    };
+    Frame::Utility { toplevel: context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_TOPLEVEL && depth() == 0, kind }
+}
+
+/// # Safety
+/// Only PostgreSQL calls it, as `ProcessUtility_hook`, with arguments passed on unchanged.
+#[cfg(feature = "pg13")]
+#[pg_guard]
+unsafe extern "C-unwind" fn process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const std::ffi::c_char,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    let _frame = push(utility_frame(pstmt, context));
+    match PREV_UTILITY.get() {
+        Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(pstmt, query_string, context, params, query_env, dest, qc)),
+        None => pg_sys::standard_ProcessUtility(pstmt, query_string, context, params, query_env, dest, qc),
+    }
+}
+
+/// # Safety
+/// Only PostgreSQL calls it, as `ProcessUtility_hook`, with arguments passed on unchanged.
+#[cfg(not(feature = "pg13"))]
+#[pg_guard]
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    let _frame = push(utility_frame(pstmt, context));
+    match PREV_UTILITY.get() {
+        Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc)),
+        None => pg_sys::standard_ProcessUtility(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
+    }
+}
