@@ -9,7 +9,9 @@
 -- extension, from which the dump list, the invalidation and audit triggers follow; and
 -- crm.unlink_parent, which takes a parent link apart; and a guard that also keeps a protected
 -- table's owner column from being renamed. And the security round of issue 24: crm.set_user
--- becomes a C function (only the client's own statements may set the acting user). The end state is exactly that of a fresh 0.3.0
+-- becomes a C function (only the client's own statements may set the acting user), a
+-- protected table may have no rules, no DDL runs as crm_access's roles but its own, and
+-- crm_access_views owns no function. The end state is exactly that of a fresh 0.3.0
 -- install (tests/upgrade/run.sh compares the two).
 \echo Use "ALTER EXTENSION crm_access UPDATE TO '0.3.0'" to load this file. \quit
 
@@ -237,6 +239,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         -- another column could stand under that name (red team round 8).
         UNION ALL SELECT format('its owner column %I is gone', p.owner_column) FROM p
             WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = p.tbl AND a.attname = p.owner_column AND NOT a.attisdropped)
+        -- A rule's actions would run beside crm_access's own statements on the table, with
+        -- their exemptions (src/enforce/opened.rs; issue 24).
+        UNION ALL SELECT 'it has rules' FROM p WHERE EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = p.tbl)
     )
     SELECT string_agg(problem, '; ' ORDER BY problem) FROM problems
 $$;
@@ -245,3 +250,75 @@ $$;
 -- only the client's own statements set it, and lets this one function of ours stand in them.
 CREATE OR REPLACE FUNCTION crm.set_user(name text, is_local boolean DEFAULT true) RETURNS text
 VOLATILE CALLED ON NULL INPUT LANGUAGE c AS 'MODULE_PATHNAME', 'set_user_wrapper';
+
+-- 6. Issue 24, finding 3: no DDL runs as crm_access's roles but crm_access's own (the guard
+-- asks crm.current_role_may_run_ddl()), and crm_access_views owns no function: the trigger
+-- of the secure views belongs to the extension's owner, and crm_access_views is the one role
+-- granted it (so the one that can attach it).
+CREATE FUNCTION "current_role_may_run_ddl"() RETURNS bool
+STRICT VOLATILE PARALLEL RESTRICTED
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'current_role_may_run_ddl_wrapper';
+CREATE OR REPLACE FUNCTION crm.guard_protection() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t regclass;
+    problems text;
+BEGIN
+    -- The role running the command, not the session's: a table owner's code may run inside a
+    -- superuser's session (an index expression evaluated by ANALYZE, say).
+    IF (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+        RETURN;
+    END IF;
+    -- No code but crm_access's own fixed statements runs as its roles; a command run as one
+    -- of them is someone else's code that got to run as it (issue 24, finding 3).
+    IF NOT crm.current_role_may_run_ddl() THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = format('%s cannot run %s: only crm_access''s own statements run as its roles', current_user,
+                             coalesce((SELECT string_agg(DISTINCT d.command_tag, ', ') FROM pg_event_trigger_ddl_commands() d), 'this command')),
+            HINT = 'crm.secure_view() makes and refreshes the secure views.';
+    END IF;
+    -- A policy or trigger of ours keeps its name when it is altered or replaced; catch that
+    -- by command.
+    FOR t IN
+        SELECT x.polrelid FROM pg_event_trigger_ddl_commands() d
+        JOIN pg_policy x ON d.classid = 'pg_policy'::regclass AND x.oid = d.objid
+        JOIN crm.protected_tables p ON p.tbl = x.polrelid
+        WHERE d.command_tag = 'ALTER POLICY' AND x.polname IN ('crm_base', 'crm_read', 'crm_create', 'crm_edit', 'crm_delete')
+    LOOP
+        IF NOT crm.protection_changing(t) THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('the crm_access policies of %s cannot be altered', t),
+                HINT = 'crm.protect() (re)creates them; crm.unprotect() removes them.';
+        END IF;
+    END LOOP;
+    FOR t IN
+        SELECT x.tgrelid FROM pg_event_trigger_ddl_commands() d
+        JOIN pg_trigger x ON d.classid = 'pg_trigger'::regclass AND x.oid = d.objid
+        JOIN crm.protected_tables p ON p.tbl = x.tgrelid
+        WHERE d.command_tag IN ('CREATE TRIGGER', 'ALTER TRIGGER') AND x.tgname LIKE 'crm\_%'
+    LOOP
+        IF NOT crm.protection_changing(t) THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('the crm_access triggers of %s cannot be replaced or altered', t),
+                HINT = 'crm.protect() and crm.link_parent() (re)create them; crm.unprotect() removes them.';
+        END IF;
+    END LOOP;
+    FOR t IN SELECT p.tbl FROM crm.protected_tables p JOIN pg_class c ON c.oid = p.tbl LOOP
+        CONTINUE WHEN crm.protection_changing(t);
+        problems := crm.protection_problems(t);
+        IF problems IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('this would weaken the crm_access protection of %s: %s', t, problems),
+                DETAIL = 'Row security, the crm_access policies and triggers of a protected table stay as crm.protect() made them.',
+                HINT = format('To remove the protection deliberately, a CRM administrator who owns the table runs crm.unprotect(%L).', t::text);
+        END IF;
+    END LOOP;
+END $$;
+DO $$
+BEGIN
+    EXECUTE pg_catalog.format('ALTER FUNCTION crm.secure_view_write() OWNER TO %I',
+        (SELECT r.rolname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_roles r ON r.oid = e.extowner WHERE e.extname = 'crm_access'));
+END $$;
+REVOKE ALL ON FUNCTION crm.secure_view_write() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm.secure_view_write() TO crm_access_views;

@@ -54,6 +54,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         -- another column could stand under that name (red team round 8).
         UNION ALL SELECT format('its owner column %I is gone', p.owner_column) FROM p
             WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = p.tbl AND a.attname = p.owner_column AND NOT a.attisdropped)
+        -- A rule's actions would run beside crm_access's own statements on the table, with
+        -- their exemptions (src/enforce/opened.rs; issue 24).
+        UNION ALL SELECT 'it has rules' FROM p WHERE EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = p.tbl)
     )
     SELECT string_agg(problem, '; ' ORDER BY problem) FROM problems
 $$;
@@ -68,6 +71,14 @@ BEGIN
     -- superuser's session (an index expression evaluated by ANALYZE, say).
     IF (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
         RETURN;
+    END IF;
+    -- No code but crm_access's own fixed statements runs as its roles; a command run as one
+    -- of them is someone else's code that got to run as it (issue 24, finding 3).
+    IF NOT crm.current_role_may_run_ddl() THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = format('%s cannot run %s: only crm_access''s own statements run as its roles', current_user,
+                             coalesce((SELECT string_agg(DISTINCT d.command_tag, ', ') FROM pg_event_trigger_ddl_commands() d), 'this command')),
+            HINT = 'crm.secure_view() makes and refreshes the secure views.';
     END IF;
     -- A policy or trigger of ours keeps its name when it is altered or replaced; catch that
     -- by command.

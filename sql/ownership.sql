@@ -3,8 +3,10 @@
 -- crm_access_catalog (created in sql/catalog.sql) owns every table and view of the
 -- extension, and no function: nothing of the extension is SECURITY DEFINER, and what runs as
 -- that role runs through src/catalog/privileged.rs, with crm_access's own statements.
--- crm_access_views owns crm.secure_view_write(), the trigger of the secure views it owns
--- (crm.secure_view creates them as that role); nobody else may attach it.
+-- crm_access_views owns the secure views (crm.secure_view creates them as that role) and is
+-- the one role that may run crm.secure_view_write(), their trigger, so nobody else may attach
+-- it. It owns no function (issue 24): none of its code can be altered by anything that ever
+-- got to run as it, and no DDL runs as it but crm_access's own (sql/guard.sql).
 -- It is neither SUPERUSER nor BYPASSRLS: it sees every row of crm.conversations,
 -- crm.messages and crm.events only as their owner (they are not FORCE'd), and reaches no
 -- user table at all. Functions stay owned by whoever installed the extension, and run as
@@ -26,8 +28,8 @@ END $$;
 
 REVOKE ALL ON FUNCTION crm.forget_dropped_tables() FROM PUBLIC;
 
-ALTER FUNCTION crm.secure_view_write() OWNER TO crm_access_views;
 REVOKE ALL ON FUNCTION crm.secure_view_write() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm.secure_view_write() TO crm_access_views;
 
 -- pg_dump keeps the rows of every table declared dumped in crm.catalog_tables, and the
 -- positions of the sequences its identity columns draw from.

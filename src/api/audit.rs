@@ -17,7 +17,8 @@ use crate::session::identity;
 fn audit_note(tbl: Option<&str>, op: Option<&str>, old: Option<JsonB>, new: Option<JsonB>) {
     let tbl = required("tbl", tbl);
     let op = required("op", op);
-    audit::note(tbl, op, old.map(|j| j.0), new.map(|j| j.0), identity::known_name()).or_raise();
+    let restored = crate::session::statement::copying_into("crm", tbl);
+    audit::note(tbl, op, old.map(|j| j.0), new.map(|j| j.0), identity::known_name(), restored).or_raise();
 }
 
 /// Keeps `crm.audit_log` append-only: every UPDATE, DELETE and TRUNCATE is refused, whoever

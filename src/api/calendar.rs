@@ -75,13 +75,29 @@ fn uninvite(event_id: Option<i64>, user_name: Option<&str>) {
     change_invitees(event_id, user_name, false).or_raise()
 }
 
-/// Shares the acting user's calendar (the details of their public events) with a user.
+/// The acting user, who must be able to edit Activities (their own events): sharing a
+/// calendar changes the catalog, so it is logged and reaches every session, and a login
+/// whose user has no calendar must not be able to flood the log with it (issue 24, finding 8).
+fn calendar_owner(what: &str) -> CrmResult<(std::rc::Rc<Loaded>, User)> {
+    let (m, me) = acting(Action::Edit, what)?;
+    if m.model.event_scope(me.owner_id, Action::Edit) == crm_model::EventScope::Nothing {
+        return Err(CrmError::denied(format!("CRM user \"{}\" may not edit Activities, so has no calendar to share", me.name))
+            .with_hint("Calendar sharing needs the edit privilege on Activities (crm.grant_privileges)."));
+    }
+    Ok((m, me))
+}
+
+/// Shares the acting user's calendar (the details of their public events) with a user. A
+/// share that exists already changes nothing: nothing is written, logged or invalidated.
 #[pg_extern]
 fn share_calendar(with_user: Option<&str>) {
     let with_user = required("with_user", with_user);
     audited(audit!("share_calendar", with_user), || {
-        let (m, me) = acting(Action::Edit, "calendar shares")?;
+        let (m, me) = calendar_owner("calendar shares")?;
         let with = other_user(&m, &me, with_user)?.owner_id;
+        if m.model.catalog().calendar_shares.iter().any(|&(o, w)| o == me.owner_id && w == with) {
+            return Ok(());
+        }
         on_catalog(|c| {
             c.update("INSERT INTO crm.calendar_shares VALUES ($1, $2) ON CONFLICT DO NOTHING", None, &[me.owner_id.into(), with.into()])?;
             Ok(())
@@ -94,8 +110,11 @@ fn share_calendar(with_user: Option<&str>) {
 fn unshare_calendar(with_user: Option<&str>) {
     let with_user = required("with_user", with_user);
     audited(audit!("unshare_calendar", with_user), || {
-        let (m, me) = acting(Action::Edit, "calendar shares")?;
+        let (m, me) = calendar_owner("calendar shares")?;
         let with = m.model.user_by_name(with_user).ok_or_else(|| CrmError::undefined("CRM user", with_user))?.owner_id;
+        if !m.model.catalog().calendar_shares.iter().any(|&(o, w)| o == me.owner_id && w == with) {
+            return Ok(());
+        }
         on_catalog(|c| {
             c.update("DELETE FROM crm.calendar_shares WHERE owner_id = $1 AND with_user = $2", None, &[me.owner_id.into(), with.into()])?;
             Ok(())

@@ -115,7 +115,7 @@ struct Past {
 
 impl Past {
     fn at(tbl: pg_sys::Oid, table: &str, at: TimestampWithTimeZone) -> CrmResult<Past> {
-        let past = history::catalog_at(at)?;
+        let past = crate::session::cache::rebuilding(|| history::catalog_at(at))?;
         let parent = past.parent_links.get(&tbl.to_u32()).and_then(|l| past.catalog.protected_tables.get(&l.parent)).map(|(m, _)| m.clone());
         let Some((module, _)) = past.catalog.protected_tables.get(&tbl.to_u32()).cloned() else {
             return Err(CrmError::prerequisite(format!("{table} was not protected by crm_access at {at}")));

@@ -1,17 +1,20 @@
 //! Records owned by a user or group across every protected table: needed before a user
 //! or group may disappear, so that no record is left with an owner nobody can act as.
 //!
-//! Counting and moving the records are statements on users' tables, so they run as the
-//! caller (DESIGN §5): with the caller's privileges, through row security, firing the
-//! table's triggers as the caller. A count the caller's row security filtered could miss
-//! records, so the caller must reach every row of every protected table (a CRM admin
-//! does, a superuser does); anyone else is refused before anything is read.
+//! The records are counted as the caller, through row security: a count the caller's row
+//! security filtered could miss records, so the caller must reach every row of every
+//! protected table (a CRM admin does, a superuser does); anyone else is refused before
+//! anything is read. They are moved as each table's owner (DESIGN §5), so the owner's
+//! triggers run as the owner, never as the (possibly superuser) caller.
 
 use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
 
 use crate::catalog::tables::row_security_applies;
+use crate::catalog::latest;
+use crate::catalog::privileged::as_owner_of;
 use crate::catalog::spi::{as_caller, on_catalog, one};
+use crate::enforce::opened::with_rows_opened;
 use crate::catalog::tables::qualified_name;
 use crate::error::{CrmError, CrmResult};
 use crate::enforce;
@@ -54,9 +57,9 @@ pub fn release(kind: &str, name: &str, owner_id: i64, transfer_to: Option<&str>)
             return Err(CrmError::denied(format!("cannot look for the records of {kind} \"{name}\": not every record of {table} is visible to you"))
                 .with_hint("Act as a CRM administrator, or connect as a superuser."));
         }
-        tables.push((table, pgrx::spi::quote_identifier(column)));
+        tables.push((table, oid, pgrx::spi::quote_identifier(column)));
     }
-    tables.sort();
+    tables.sort_by(|a, b| (&a.0, a.1.to_u32()).cmp(&(&b.0, b.1.to_u32())));
     // Checked first, whether or not there are records to move: a wrong name is an error now.
     let to = match transfer_to {
         Some(to) => {
@@ -68,25 +71,31 @@ pub fn release(kind: &str, name: &str, owner_id: i64, transfer_to: Option<&str>)
         }
         None => None,
     };
-    as_caller(|c| {
+    let owned = as_caller(|c| {
         let mut owned = Vec::new();
-        for (table, column) in &tables {
+        for (table, oid, column) in &tables {
             let n = one::<i64>(c, &format!("SELECT count(*) FROM {table} WHERE {column} = $1"), &[owner_id.into()])?.unwrap_or(0);
             if n > 0 {
-                owned.push((table, column, n));
+                owned.push((table.clone(), *oid, column.clone(), n));
             }
         }
-        if owned.is_empty() {
-            return Ok(());
-        }
-        let Some(to_id) = to else {
-            let list: Vec<String> = owned.iter().map(|(t, _, n)| format!("{n} in {t}")).collect();
-            return Err(CrmError::dependent(format!("{kind} \"{name}\" still owns records: {}", list.join(", ")))
-                .with_hint("Pass transfer_to => 'someone' to give them to another user or group."));
-        };
-        for (table, column, _) in owned {
-            c.update(&format!("UPDATE {table} SET {column} = $1 WHERE {column} = $2"), None, &[to_id.into(), owner_id.into()])?;
-        }
-        Ok(())
-    })
+        Ok(owned)
+    })?;
+    if owned.is_empty() {
+        return Ok(());
+    }
+    let Some(to_id) = to else {
+        let list: Vec<String> = owned.iter().map(|(t, _, _, n)| format!("{n} in {t}")).collect();
+        return Err(CrmError::dependent(format!("{kind} \"{name}\" still owns records: {}", list.join(", ")))
+            .with_hint("Pass transfer_to => 'someone' to give them to another user or group."));
+    };
+    // The caller reaches every record (checked above); the move is written as each table's
+    // owner, as a foreign-key cascade would (`privileged::as_owner_of`), with the table's
+    // crm_access checks open for this one statement: the owner's triggers run as the owner.
+    let args = [(pg_sys::INT8OID, pg_sys::Datum::from(to_id), false), (pg_sys::INT8OID, pg_sys::Datum::from(owner_id), false)];
+    for (table, oid, column, _) in owned {
+        let sql = format!("UPDATE {table} SET {column} = $1 WHERE {column} = $2");
+        with_rows_opened(&[oid], || as_owner_of(oid, || latest::execute_now(&sql, &args, false)))?;
+    }
+    Ok(())
 }

@@ -138,12 +138,18 @@ pub fn audited_by<R>(audit: Audit, actor: Option<String>, f: impl FnOnce() -> Cr
 }
 
 /// One statement wrote catalog table `table` (`op` its command; `old` and `new` the rows it
-/// removed and added, as JSON arrays, NULL for none), with `actor` acting.
-pub fn note(table: &str, op: &str, old: Option<Value>, new: Option<Value>, actor: Option<String>) -> CrmResult<()> {
+/// removed and added, as JSON arrays, NULL for none), with `actor` acting; `restored` when
+/// the write is the client's own COPY FROM into that table (see below).
+pub fn note(table: &str, op: &str, old: Option<Value>, new: Option<Value>, actor: Option<String>, restored: bool) -> CrmResult<()> {
     // Statement triggers fire for statements that touched no row (an `ON CONFLICT DO NOTHING`
     // that found one): nothing changed, nothing to log.
     let rows = |v: &Option<Value>| v.as_ref().and_then(Value::as_array).is_some_and(|a| !a.is_empty());
     if SUPPRESSED.get() || (!rows(&old) && !rows(&new)) {
+        return Ok(());
+    }
+    // An UPDATE that wrote every row as it was (a sharing default set to the level it has)
+    // changed nothing either. Transition tables list an UPDATE's rows in the same order.
+    if op == "UPDATE" && old == new {
         return Ok(());
     }
     let change = json!({ "table": table, "op": op, "old": old.unwrap_or(json!([])), "new": new.unwrap_or(json!([])) });
@@ -159,20 +165,13 @@ pub fn note(table: &str, op: &str, old: Option<Value>, new: Option<Value>, actor
     let Some(change) = change else { return Ok(()) };
     // A direct write, outside any API call: a load by COPY (pg_restore) only reproduces what
     // the log it restores already holds, and logging it would undo the restored catalog when
-    // a past one is rebuilt (`history`).
-    if top_level_copy() {
+    // a past one is rebuilt (`history`). Only the client's own COPY FROM into this very table
+    // is that: a change made by code a COPY runs (`COPY (SELECT f()) TO ...`, a trigger) is
+    // logged (issue 24, finding 9).
+    if restored {
         return Ok(());
     }
     append(actor, op, Some(format!("crm.{table}")), json!({ "changes": [change] }))
-}
-
-/// Whether the client's statement is a COPY.
-fn top_level_copy() -> bool {
-    // SAFETY: reads the active portal's command tag, if a portal is active.
-    unsafe {
-        let portal = pgrx::pg_sys::ActivePortal;
-        !portal.is_null() && (*portal).commandTag == pgrx::pg_sys::CommandTag::CMDTAG_COPY
-    }
 }
 
 fn append(actor: Option<String>, operation: &str, target: Option<String>, details: Value) -> CrmResult<()> {

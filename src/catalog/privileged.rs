@@ -3,10 +3,13 @@
 //! Three contexts, each with `search_path` pinned to `pg_catalog, pg_temp`, so that a
 //! caller's own functions, operators or tables can never be picked up by our queries (the
 //! temporary schema is never searched for functions or operators):
-//! - **the invoker** (`as_invoker`): data-path work on users' tables (transfers, parent-owner
-//!   pushes, reading a record for `explain_access`, the DDL of `protect`) runs with the
-//!   caller's own privileges and row security, so whatever a table owner's trigger, CHECK or
-//!   index expression does, it does as the caller, as if the caller had run the statement;
+//! - **the invoker** (`as_invoker`): reads of users' tables (counting a departing user's
+//!   records, reading a record for `explain_access`) and the DDL of `protect`, with the
+//!   caller's own privileges and row security;
+//! - **the owner of the table written** (`as_owner_of`), in a security-restricted operation:
+//!   writes into a user's table on someone's behalf (transfers, parent-owner pushes, refills,
+//!   the copies a TRUNCATE empties), as PostgreSQL's foreign-key cascades write, so a table
+//!   owner's trigger, CHECK or index expression runs as that owner, never as the caller;
 //! - **the catalog role** (`as_catalog_role`): `crm_access_catalog`, NOLOGIN, neither
 //!   SUPERUSER nor BYPASSRLS, owns the crm.* tables. Only our fixed statements over crm.*
 //!   run as it: nothing a caller chose (no user table, type, cast or operator) is reached;
@@ -118,7 +121,7 @@ pub fn query_one(sql: &CStr) -> Option<String> {
 pub enum ExtensionRole {
     /// Owns crm.roles and every other crm.* table.
     Catalog,
-    /// Owns crm.secure_view_write() and every secure view.
+    /// Owns every secure view; the one role granted crm.secure_view_write().
     Views,
 }
 
@@ -128,9 +131,12 @@ impl ExtensionRole {
             ExtensionRole::Catalog => c"SELECT r.oid::text || ' ' || (r.rolsuper OR r.rolbypassrls OR r.rolcanlogin)::text
                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
                 WHERE c.oid = 'crm.roles'::pg_catalog.regclass",
+            // The one role besides its (superuser) owner that may run crm.secure_view_write(),
+            // so that only it can attach that trigger to a view: only a superuser can grant that.
             ExtensionRole::Views => c"SELECT r.oid::text || ' ' || (r.rolsuper OR r.rolbypassrls OR r.rolcanlogin)::text
-                FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
-                WHERE p.oid = 'crm.secure_view_write()'::pg_catalog.regprocedure",
+                FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+                WHERE p.oid = 'crm.secure_view_write()'::pg_catalog.regprocedure AND a.grantee <> p.proowner
+                  AND a.privilege_type = 'EXECUTE'",
         }
     }
 
@@ -215,5 +221,24 @@ pub fn as_user<R>(role: pg_sys::Oid, f: impl FnOnce() -> CrmResult<R>) -> CrmRes
     }
     let _pin = pin_search_path();
     let _switch = UserSwitch::to(role, pg_sys::SECURITY_RESTRICTED_OPERATION);
+    f()
+}
+
+/// Run `f` as the owner of `tbl`, in a security-restricted operation with a pinned
+/// search_path: crm_access's writes into a user's table on someone else's behalf (a departing
+/// user's records, copies of a parent's owner) run as PostgreSQL's own foreign-key cascades
+/// do, so the table owner's code inside them (triggers, index expressions, defaults) runs as
+/// that owner, with nothing of the caller's: never as a superuser who administers, nor as an
+/// extension role. A table owned by a superuser is written as that superuser, whose code it is.
+pub fn as_owner_of<R>(tbl: pg_sys::Oid, f: impl FnOnce() -> CrmResult<R>) -> CrmResult<R> {
+    let owner = relation_owner(tbl).ok_or_else(|| CrmError::broken_catalog("a table crm_access writes is missing"))?;
+    for which in [ExtensionRole::Catalog, ExtensionRole::Views] {
+        if extension_role(which)? == owner {
+            return Err(CrmError::prerequisite(format!("a user's table is owned by {}", which.name()))
+                .with_hint("Tables crm_access protects belong to their application's owner, never to crm_access's roles."));
+        }
+    }
+    let _pin = pin_search_path();
+    let _switch = UserSwitch::to(owner, pg_sys::SECURITY_RESTRICTED_OPERATION);
     f()
 }

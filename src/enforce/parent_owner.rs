@@ -141,7 +141,7 @@ fn push_parent_owner<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
                 ));
             }
             for sql in statements {
-                with_rows_opened(&[child], || privileged::as_invoker(|| latest::execute_in_trigger(data, &sql, &[], false)))?;
+                with_rows_opened(&[child], || privileged::as_owner_of(child, || latest::execute_in_trigger(data, &sql, &[], false)))?;
             }
         }
         Ok(())

@@ -52,7 +52,7 @@ fn forget_parents(tbl: pg_sys::Oid) -> CrmResult<()> {
     for (child, _) in children {
         let Some(child_table) = qualified_name(child) else { continue };
         let sql = format!("UPDATE {child_table} SET {KEPT} = NULL WHERE {KEPT} IS NOT NULL");
-        with_rows_opened(&[child], || privileged::as_invoker(|| latest::execute(&sql, &[], false)))?;
+        with_rows_opened(&[child], || privileged::as_owner_of(child, || latest::execute(&sql, &[], false)))?;
     }
     Ok(())
 }

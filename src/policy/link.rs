@@ -138,8 +138,21 @@ pub fn link(child_oid: pg_sys::Oid, parent_column: &str, parent_oid: pg_sys::Oid
     // while this call waited for its locks counts too, in REPEATABLE READ as well (round 7).
     let owner_of_parent = format!("(SELECT p.{po} FROM {parent} p WHERE p.{pk} = c.{pc})");
     let fill = format!("UPDATE {child} AS c SET {KEPT} = {owner_of_parent} WHERE {KEPT} IS DISTINCT FROM {owner_of_parent}");
+    // Written as the child table's owner (`privileged::as_owner_of`), who must therefore be
+    // able to read the parent table.
+    let child_owner_role = privileged::relation_owner(child_oid).unwrap_or(pg_sys::InvalidOid);
+    // SAFETY: a privilege lookup in the catalogs.
+    let readable = unsafe {
+        pg_sys::pg_namespace_aclcheck(pg_sys::get_rel_namespace(parent_oid), child_owner_role, pg_sys::ACL_USAGE as pg_sys::AclMode) == pg_sys::AclResult::ACLCHECK_OK
+            && pg_sys::pg_class_aclcheck(parent_oid, child_owner_role, pg_sys::ACL_SELECT as pg_sys::AclMode) == pg_sys::AclResult::ACLCHECK_OK
+    };
+    if !readable {
+        return Err(CrmError::denied(format!("the owner of {child} cannot read {parent}"))
+            .with_detail("crm_access fills each child's copy of its parent's owner as the owner of the child table.")
+            .with_hint(format!("GRANT USAGE on the schema of {parent} and SELECT ON {parent} to the owner of {child}, then link again.")));
+    }
     lock_copies_of(parent_oid, true);
-    with_rows_opened(&[child_oid, parent_oid], || privileged::as_invoker(|| latest::execute(&fill, &[], false)))?;
+    with_rows_opened(&[child_oid, parent_oid], || privileged::as_owner_of(child_oid, || latest::execute(&fill, &[], false)))?;
     let child_owner = m.owner_column_of(child_oid).unwrap_or_default().to_string();
     with_protection_changing(child_oid, || as_caller(|c| attach_policies(c, child_oid, &child, &child_owner, true)))?;
     check_protection(child_oid)?;

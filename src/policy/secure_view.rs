@@ -52,7 +52,7 @@ pub fn make(tbl: pg_sys::Oid) -> CrmResult<pg_sys::Oid> {
         one::<pg_sys::Oid>(c, "SELECT view::oid FROM crm.secure_views WHERE tbl = $1", &[tbl.into()])
     })?;
     let plan = as_caller(|c| prepare(c, tbl, table.clone(), registered))?;
-    let built = privileged::as_role(ExtensionRole::Views, || Spi::connect_mut(|c| build(c, &plan)));
+    let built = crate::enforce::opened::with_own_ddl(|| privileged::as_role(ExtensionRole::Views, || Spi::connect_mut(|c| build(c, &plan))));
     // CREATE on the schema was lent for this call only, whatever happened.
     if plan.lent_create {
         as_caller(|c| {

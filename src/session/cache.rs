@@ -134,6 +134,30 @@ thread_local! {
     static ACCEPTED_IN: Cell<pgrx::pg_sys::TimestampTz> = const { Cell::new(0) };
     /// The model the planning in progress decides with (see `current`).
     static PINNED: RefCell<Option<Rc<Loaded>>> = const { RefCell::new(None) };
+    /// The catalog tables hold a past moment's catalog (see `rebuilding`).
+    static REBUILDING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run `f`, which rewinds the catalog tables to a past moment in a subtransaction it rolls
+/// back (`catalog::history`). Meanwhile no model is loaded from them (a decision needed then
+/// fails closed), and afterwards, whatever happened inside, the cached model, identities and
+/// plans are thrown away: no invalidation announces the rollback of a rewind done in replica
+/// mode, and a model loaded from the rewound tables would otherwise serve the next client of
+/// a pooled connection (issue 24, finding 4).
+pub fn rebuilding<R>(f: impl FnOnce() -> R) -> R {
+    struct Done(bool);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            REBUILDING.set(self.0);
+            STALE.set(true);
+            MODEL.with(|m| m.borrow_mut().take());
+            identity::forget();
+            privileged::forget_checked_roles();
+            crate::session::plans::invalidate();
+        }
+    }
+    let _done = Done(REBUILDING.replace(true));
+    f()
 }
 
 /// The outermost planning ended: the next one takes the model of its moment.
@@ -265,13 +289,17 @@ pub fn catch_up_once_per_statement(parallel: bool) {
         ACCEPTED_IN.set(super::plans::statement_start());
     }
     // SAFETY: reads a flag of the current transaction.
-    if parallel && STALE.get() && MODEL.with(|m| m.borrow().is_some()) && !unsafe { pg_sys::IsInParallelMode() } {
+    if parallel && !REBUILDING.get() && STALE.get() && MODEL.with(|m| m.borrow().is_some()) && !unsafe { pg_sys::IsInParallelMode() } {
         // A broken catalog fails closed where it is used, with its own error.
         let _ = current_unpinned(false);
     }
 }
 
 fn current_unpinned(accept: bool) -> CrmResult<Rc<Loaded>> {
+    if REBUILDING.get() {
+        return Err(CrmError::prerequisite("the CRM catalog is being rebuilt for a past moment in this session")
+            .with_hint("Nothing is decided while crm.who_could, crm.explain_access(..., at) or crm.access_changes rewinds the catalog."));
+    }
     if accept {
         // SAFETY: called inside a transaction (from SQL functions and planner hooks); the
         // callbacks it may run are ours and PostgreSQL's own.

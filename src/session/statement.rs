@@ -23,7 +23,7 @@ use std::cell::RefCell;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Frame {
     /// A utility command: whether it came from the client itself, and what it is.
     Utility { toplevel: bool, kind: UtilityKind },
@@ -31,12 +31,14 @@ enum Frame {
     Run { stmt: *const pg_sys::PlannedStmt },
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 enum UtilityKind {
     /// SET, RESET, DISCARD: commands that change settings and run nobody's code.
     Setting,
     /// EXECUTE of a prepared statement: its plan is judged like a query's.
     Execute,
+    /// COPY ... FROM into a table named with its schema (schema, table): what pg_restore runs.
+    CopyInto(String, String),
     Other,
 }
 
@@ -204,6 +206,26 @@ unsafe extern "C-unwind" fn executor_finish(query_desc: *mut pg_sys::QueryDesc) 
 }
 
 /// # Safety
+/// `copy` must be a valid `CopyStmt`.
+unsafe fn copy_into(copy: *const pg_sys::CopyStmt) -> UtilityKind {
+    let rel = (*copy).relation;
+    if !(*copy).is_from || rel.is_null() || (*rel).schemaname.is_null() || (*rel).relname.is_null() {
+        return UtilityKind::Other;
+    }
+    let name = |p: *const std::ffi::c_char| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned();
+    UtilityKind::CopyInto(name((*rel).schemaname), name((*rel).relname))
+}
+
+/// Whether the client's own top-level statement is `COPY schema.table FROM ...`: a load, as
+/// pg_restore's. What runs nested in it is that table's triggers (the audit log's own, for
+/// crm_access's tables, which only their owner or a superuser could add to).
+pub fn copying_into(schema: &str, table: &str) -> bool {
+    FRAMES.with(|f| {
+        matches!(f.borrow().first(), Some(Frame::Utility { toplevel: true, kind: UtilityKind::CopyInto(s, t) }) if s == schema && t == table)
+    })
+}
+
+/// # Safety
 /// `pstmt` must be a valid utility `PlannedStmt`.
 unsafe fn utility_frame(pstmt: *const pg_sys::PlannedStmt, context: pg_sys::ProcessUtilityContext::Type) -> Frame {
     let node = if pstmt.is_null() { std::ptr::null_mut() } else { (*pstmt).utilityStmt };
@@ -213,6 +235,7 @@ unsafe fn utility_frame(pstmt: *const pg_sys::PlannedStmt, context: pg_sys::Proc
         match (*node).type_ {
             pg_sys::NodeTag::T_VariableSetStmt | pg_sys::NodeTag::T_DiscardStmt => UtilityKind::Setting,
             pg_sys::NodeTag::T_ExecuteStmt => UtilityKind::Execute,
+            pg_sys::NodeTag::T_CopyStmt => copy_into(node.cast()),
             _ => UtilityKind::Other,
         }
     };

@@ -109,9 +109,12 @@ fn refused_writes_and_assertions_log_one_line_each() {
 #[test]
 fn only_a_superuser_turns_the_denial_log_off() {
     let mut admin = org("den_switch");
-    // Before the library loads, the setting is a placeholder anyone may set; loading drops
-    // a non-superuser's value (with a warning), so it stays on.
+    // Before the library loads (a session that does not load it as it starts; the test
+    // cluster's do), the setting is a placeholder anyone may set; loading drops a
+    // non-superuser's value (with a warning), so it stays on.
+    admin.batch_execute("ALTER ROLE den_app IN DATABASE den_switch SET session_preload_libraries = 'plpgsql'").unwrap();
     let mut early = connect("den_switch", "den_app");
+    admin.batch_execute("ALTER ROLE den_app IN DATABASE den_switch RESET session_preload_libraries").unwrap();
     early.batch_execute("SET crm.log_denials = off").unwrap();
     early.batch_execute("SELECT crm.acting_user()").unwrap();
     assert_eq!(early.query_one("SHOW crm.log_denials", &[]).unwrap().get::<_, String>(0), "on");

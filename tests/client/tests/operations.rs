@@ -205,7 +205,8 @@ fn a_hot_standby_enforces_the_model_and_follows_the_primary() {
     let _ = std::fs::remove_dir_all(&data);
     pg("pg_basebackup", &["-h", &host, "-p", &port, "-U", "postgres", "-D", data.to_str().unwrap(), "-R", "-X", "stream", "--checkpoint=fast"]);
     let log = PathBuf::from(&host).join("standby.log");
-    let opts = format!("-p {standby_port} -k {host} -c listen_addresses='' -c hot_standby=on");
+    // Sessions load crm_access as they start, as on the primary (scripts/cluster.sh).
+    let opts = format!("-p {standby_port} -k {host} -c listen_addresses='' -c hot_standby=on -c session_preload_libraries=crm_access");
     pg("pg_ctl", &["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-o", &opts, "-w", "start"]);
     // Stops the standby and points the helpers back at the primary, also when an assertion fails.
     struct Standby {

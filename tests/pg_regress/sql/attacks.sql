@@ -114,8 +114,8 @@ COMMIT;
 RESET SESSION AUTHORIZATION;
 SELECT relname, relrowsecurity FROM pg_class WHERE oid IN ('crm.conversations'::regclass, 'crm.messages'::regclass, 'crm.events'::regclass, 'sales.leads'::regclass) ORDER BY relname;
 
--- F3: records moved by delete_user run as the caller: the table owner's trigger runs as
--- crm_app, and needs crm_app's own privileges.
+-- F3: records moved by delete_user are written as the table's owner (issue 24): the table
+-- owner's trigger runs as owner1, not as the caller.
 SET SESSION AUTHORIZATION owner1;
 CREATE TABLE app.products (id bigint PRIMARY KEY, name text, owner_id bigint NOT NULL);
 CREATE INDEX ON app.products (owner_id);
@@ -140,7 +140,7 @@ RESET SESSION AUTHORIZATION;
 SELECT id, owner_id = crm.owner_id('alice') AS moved FROM app.products;
 SELECT what, who, rolsuper FROM regress.ran_as ORDER BY what;
 
--- F5, F6: parent links keep the parent's owner through generic triggers, as the caller; a
+-- F5, F6: parent links keep the parent's owner through generic triggers, as the child's owner; a
 -- column name that would end a generated function body is just a column name.
 SET SESSION AUTHORIZATION owner1;
 CREATE TABLE app.accounts (id bigint PRIMARY KEY, name text, owner_id bigint NOT NULL);
@@ -162,7 +162,7 @@ SELECT proname FROM pg_proc WHERE pronamespace = 'crm'::regnamespace AND proname
 INSERT INTO app.accounts VALUES (1, 'alice''s', crm.owner_id('alice'));
 INSERT INTO app.deals VALUES (1, 'alice on hers', crm.owner_id('alice'), 1), (2, 'carol on alice''s', crm.owner_id('carol'), 1);
 -- mgr_west gives alice's account to bob; the deals follow, carol's too, which mgr_west
--- cannot see; the deal table's owner's trigger runs as crm_app.
+-- cannot see; the deal table's owner's trigger runs as its owner, owner1.
 SET SESSION AUTHORIZATION crm_app;
 BEGIN;
 SET LOCAL crm.user_name = 'mgr_west';
@@ -431,6 +431,134 @@ COMMIT;
 DROP POLICY grab ON app.products;
 SELECT count(*) AS loot FROM app.loot;
 SELECT count(*) AS users_after FROM crm.users;
+
+-- A2 (finding 2): crm_access's writes into another table run as the owner of the table
+-- written, in a security-restricted operation, whoever makes the change: the child table's
+-- trigger, narrowing policy and index expression record owner1, never postgres, for
+-- link_parent's refill, a parent's change of owner (by a superuser and by an administrator),
+-- a parent's TRUNCATE and delete_user's transfer (by a superuser and by an administrator).
+CREATE FUNCTION regress.record_step(what text) RETURNS boolean LANGUAGE sql AS $$
+    SELECT regress.record(what || ': ' || coalesce(current_setting('regress.step', true), ''))
+$$;
+CREATE FUNCTION regress.record_step_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM regress.record_step(TG_ARGV[0]);
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+END $$;
+SET regress.step = 'setup';
+SET SESSION AUTHORIZATION owner1;
+CREATE TABLE app.parents (id bigint PRIMARY KEY, owner_id bigint NOT NULL);
+CREATE TABLE app.kids (id bigint PRIMARY KEY, owner_id bigint NOT NULL, parent_id bigint);
+CREATE INDEX ON app.parents (owner_id);
+CREATE INDEX ON app.kids (owner_id);
+CREATE FUNCTION app.indexed(x bigint) RETURNS bigint LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN PERFORM regress.record_step('A2 index'); RETURN x; END $$;
+CREATE INDEX kids_indexed ON app.kids (app.indexed(owner_id));
+CREATE TRIGGER spy BEFORE UPDATE ON app.kids FOR EACH ROW EXECUTE FUNCTION regress.record_step_trigger('A2 trigger');
+-- An administrator moving a user's records must read every protected table.
+GRANT SELECT, INSERT, UPDATE, DELETE ON app.parents, app.kids TO crm_app;
+GRANT SELECT ON app.leads TO crm_app;
+RESET SESSION AUTHORIZATION;
+SELECT crm.protect('app.parents', 'Accounts');
+SELECT crm.protect('app.kids', 'Opportunities');
+SELECT crm.create_user('leaver2', 'Rep_West');
+INSERT INTO app.parents VALUES (1, crm.owner_id('alice')), (2, crm.owner_id('carol'));
+INSERT INTO app.kids VALUES (1, crm.owner_id('leaver2'), 1), (2, crm.owner_id('carol'), 1), (3, crm.owner_id('leaver2'), 2);
+SET SESSION AUTHORIZATION owner1;
+CREATE POLICY spy ON app.kids AS RESTRICTIVE USING (regress.record_step('A2 policy'));
+RESET SESSION AUTHORIZATION;
+-- The superuser's own inserts above ran the index expression as the superuser, as PostgreSQL
+-- runs it for whoever writes; that is not crm_access's doing.
+DELETE FROM regress.ran_as WHERE what LIKE '%: setup';
+SET regress.step = 'link by a superuser';
+SELECT crm.link_parent('app.kids', 'parent_id', 'app.parents');
+SET regress.step = 'change of owner by a superuser';
+UPDATE app.parents SET owner_id = crm.owner_id('bob') WHERE id = 1;
+SET regress.step = 'change of owner by an administrator';
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'root';
+UPDATE app.parents SET owner_id = crm.owner_id('alice') WHERE id = 1;
+COMMIT;
+RESET SESSION AUTHORIZATION;
+SET regress.step = 'transfer by an administrator';
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'root';
+SELECT crm.create_user('leaver3', 'Rep_West');
+SET LOCAL regress.step = 'setup';
+UPDATE app.kids SET owner_id = crm.owner_id('leaver3') WHERE id = 3;
+SET LOCAL regress.step = 'transfer by an administrator';
+SELECT crm.delete_user('leaver3', transfer_to => 'carol');
+COMMIT;
+RESET SESSION AUTHORIZATION;
+SET regress.step = 'transfer by a superuser';
+SELECT crm.delete_user('leaver2', transfer_to => 'alice');
+SELECT id, owner_id = crm.owner_id('alice') AS alices, owner_id = crm.owner_id('carol') AS carols,
+       crm_parent_owner = crm.owner_id('alice') AS under_alices FROM app.kids ORDER BY id;
+SET regress.step = 'TRUNCATE by a superuser';
+TRUNCATE app.parents;
+SELECT id, crm_parent_owner FROM app.kids ORDER BY id;
+RESET regress.step;
+SELECT split_part(what, ': ', 2) AS step, split_part(what, ': ', 1) AS code, who, rolsuper
+FROM regress.ran_as WHERE what LIKE 'A2%' AND what NOT LIKE '%: setup' GROUP BY 1, 2, 3, 4 ORDER BY 1, 2;
+
+-- A3 (finding 3): a child table's owner cannot take over crm_access_views. A write through the
+-- secure view of a superuser's parent table pushes the new owner into the child as the
+-- child's owner: its trigger runs as owner1, and its tries to replace another secure view's
+-- rule (unmasking hidden fields for every BI login), to give crm.secure_view_write() a SET
+-- clause and to take a secure view fail. No DDL runs as crm_access_views but
+-- crm.secure_view's own; the roles own no function.
+SELECT crm.secure_view('sales.accounts');
+GRANT SELECT, UPDATE ON sales.accounts_secure TO crm_app;
+SET SESSION AUTHORIZATION owner1;
+CREATE TABLE app.orders (id bigint PRIMARY KEY, owner_id bigint NOT NULL, account_id bigint);
+CREATE INDEX ON app.orders (owner_id);
+CREATE TABLE app.takeover (who name, attempt text, outcome text);
+GRANT INSERT ON app.takeover TO PUBLIC;
+CREATE FUNCTION app.take_over() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE attempt text;
+BEGIN
+    FOREACH attempt IN ARRAY ARRAY[
+        'CREATE OR REPLACE RULE "_RETURN" AS ON SELECT TO sales.leads_secure DO INSTEAD SELECT * FROM sales.leads',
+        'ALTER FUNCTION crm.secure_view_write() SET crm.user_name = ''root''',
+        'ALTER VIEW sales.accounts_secure OWNER TO owner1'] LOOP
+        BEGIN
+            EXECUTE attempt;
+            INSERT INTO app.takeover VALUES (current_user, left(attempt, 40), 'done');
+        EXCEPTION WHEN OTHERS THEN
+            INSERT INTO app.takeover VALUES (current_user, left(attempt, 40), SQLSTATE);
+        END;
+    END LOOP;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER take_over BEFORE UPDATE ON app.orders FOR EACH ROW EXECUTE FUNCTION app.take_over();
+RESET SESSION AUTHORIZATION;
+SELECT crm.protect('app.orders', 'Opportunities');
+INSERT INTO app.orders VALUES (1, crm.owner_id('alice'), 4);
+-- The refill is written as the child's owner, who must be able to read the parent.
+SELECT regress.try($$SELECT crm.link_parent('app.orders', 'account_id', 'sales.accounts')$$);
+GRANT USAGE ON SCHEMA sales TO owner1;
+GRANT SELECT ON sales.accounts TO owner1;
+SELECT crm.link_parent('app.orders', 'account_id', 'sales.accounts');
+DELETE FROM app.takeover;
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'root';
+UPDATE sales.accounts_secure SET owner_id = crm.owner_id('bob') WHERE id = 4;
+COMMIT;
+RESET SESSION AUTHORIZATION;
+SELECT * FROM app.takeover ORDER BY attempt;
+SELECT id, crm_parent_owner = crm.owner_id('bob') AS follows FROM app.orders;
+-- Whatever ran as crm_access_views could run no DDL.
+SET ROLE crm_access_views;
+SELECT regress.try($$CREATE OR REPLACE RULE "_RETURN" AS ON SELECT TO sales.leads_secure DO INSTEAD SELECT * FROM sales.leads$$);
+SELECT regress.try($$COMMENT ON VIEW sales.leads_secure IS 'mine'$$);
+RESET ROLE;
+SELECT pg_get_viewdef('sales.leads_secure') LIKE '%crm.%' AS still_masked;
+SELECT p.oid::regprocedure AS function_of_an_extension_role FROM pg_proc p
+WHERE p.proowner IN ('crm_access_views'::regrole, 'crm_access_catalog'::regrole);
+SELECT proconfig FROM pg_proc WHERE oid = 'crm.secure_view_write()'::regprocedure;
 
 -- Nobody became a superuser; the extension's privileged role is what it must be.
 SELECT rolname, rolsuper, rolbypassrls, rolcanlogin FROM pg_roles
