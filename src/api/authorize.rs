@@ -14,8 +14,24 @@ pub fn require_admin() -> CrmResult<()> {
     require_admin_to("change the CRM catalog")
 }
 
+/// crm_access writes a table on someone's behalf as the table's owner, in a
+/// security-restricted operation (`privileged::as_owner_of`, a secure view's write), and so do
+/// PostgreSQL's own maintenance commands: the table owner's code running there would act with
+/// the session's CRM user, an administrator's perhaps (red team of issue 24). No API call is
+/// taken from there.
+pub fn refuse_in_restricted_operation() -> CrmResult<()> {
+    // SAFETY: reads the security context of the backend.
+    if unsafe { pg_sys::InSecurityRestrictedOperation() } {
+        return Err(CrmError::denied("crm_access's API cannot be called inside a security-restricted operation")
+            .with_detail("A table owner's code runs there when crm_access (or PostgreSQL's maintenance) writes the table on someone's behalf; it may not act as the session's CRM user.")
+            .with_hint("Call the function in a statement of its own."));
+    }
+    Ok(())
+}
+
 /// Like `require_admin`, for another privileged act (`what` completes "permission denied to").
 pub fn require_admin_to(what: &str) -> CrmResult<()> {
+    refuse_in_restricted_operation()?;
     admin_or_why()?.map_err(|why| {
         CrmError::denied(format!("permission denied to {what}"))
             .with_detail(why)
@@ -55,5 +71,6 @@ pub fn administer<R>(audit: Audit, f: impl FnOnce(&mut SpiClient<'_>) -> CrmResu
 /// Run `f` as an audited API call by the acting user (the caller already authorised, so
 /// the acting user is resolved).
 pub fn audited<R>(audit: Audit, f: impl FnOnce() -> CrmResult<R>) -> CrmResult<R> {
+    refuse_in_restricted_operation()?;
     audited_by(audit, identity::known_name(), f)
 }

@@ -10,6 +10,7 @@ use crate::session::identity::{self, Identity};
 
 /// The acting user, and the model; writes by someone who cannot act are refused.
 pub fn acting(action: Action, what: &str) -> CrmResult<(std::rc::Rc<cache::Loaded>, User)> {
+    super::authorize::refuse_in_restricted_operation()?;
     let m = cache::current(true)?;
     let me = identity::acting_user(&m)?.map_err(|reason| CrmError::cannot_act(&reason, action, what))?.clone();
     Ok((m, me))

@@ -15,6 +15,7 @@ use crate::catalog::latest;
 use crate::catalog::privileged::as_owner_of;
 use crate::catalog::spi::{as_caller, on_catalog, one};
 use crate::enforce::opened::with_rows_opened;
+use crate::enforce::parent_owner::{refuse_forged, KEPT};
 use crate::catalog::tables::qualified_name;
 use crate::error::{CrmError, CrmResult};
 use crate::enforce;
@@ -94,8 +95,16 @@ pub fn release(kind: &str, name: &str, owner_id: i64, transfer_to: Option<&str>)
     // crm_access checks open for this one statement: the owner's triggers run as the owner.
     let args = [(pg_sys::INT8OID, pg_sys::Datum::from(to_id), false), (pg_sys::INT8OID, pg_sys::Datum::from(owner_id), false)];
     for (table, oid, column, _) in owned {
-        let sql = format!("UPDATE {table} SET {column} = $1 WHERE {column} = $2");
-        with_rows_opened(&[oid], || as_owner_of(oid, || latest::execute_now(&sql, &args, false)))?;
+        // The table's own triggers may not move the records elsewhere, nor change a copy of a
+        // parent's owner (counted by RETURNING, refused if any).
+        let kept = if m.link_of(oid).is_some() { format!(" OR c.{KEPT} IS DISTINCT FROM was.{KEPT}") } else { String::new() };
+        let sql = format!(
+            "WITH u AS (UPDATE {table} AS c SET {column} = $1 FROM {table} AS was WHERE was.ctid = c.ctid AND c.{column} = $2
+                        RETURNING c.{column} IS DISTINCT FROM $1{kept} AS forged)
+             SELECT count(*) FILTER (WHERE forged) FROM u"
+        );
+        let (_, forged) = with_rows_opened(&[oid], || as_owner_of(oid, || latest::execute_now(&sql, &args, false)))?;
+        refuse_forged(forged, &table)?;
     }
     Ok(())
 }

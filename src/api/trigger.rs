@@ -7,5 +7,7 @@ use pgrx::prelude::*;
 fn catalog_changed<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
     // SAFETY: queues an invalidation message for an open relation's oid; sent at commit.
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(trigger.relation()?.oid()) };
+    // Its commit takes the commit lock, until those invalidations are sent.
+    crate::catalog::commits::catalog_changed();
     Ok(None)
 }

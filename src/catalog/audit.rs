@@ -178,15 +178,18 @@ fn append(actor: Option<String>, operation: &str, target: Option<String>, detail
     // pg_restore loads the log (its name sorts first) before the catalog tables, whose loading
     // is logged too, and sets the sequence only after all data: so an id is never below what
     // the log already holds.
-    on_catalog(|c| {
-        c.update(
+    // Dated again, in commit order, just before the transaction commits (`commits`).
+    let id = on_catalog(|c| {
+        super::spi::insert_returning_id(
+            c,
             "INSERT INTO crm.audit_log (id, actor, operation, target, details)
-             SELECT greatest(nextval('crm.audit_log_id_seq'), coalesce(max(id), 0) + 1), $1, $2, $3, $4 FROM crm.audit_log",
-            None,
+             SELECT greatest(nextval('crm.audit_log_id_seq'), coalesce(max(id), 0) + 1), $1, $2, $3, $4 FROM crm.audit_log
+             RETURNING id",
             &[actor.into(), operation.into(), target.into(), pgrx::JsonB(details).into()],
-        )?;
-        Ok(())
-    })
+        )
+    })?;
+    super::commits::appended(id);
+    Ok(())
 }
 
 thread_local! {

@@ -4,9 +4,9 @@
 //! (`catalog::audit`), so undoing the entries after the moment, newest first, gives back the
 //! catalog of that moment. The undo runs on the catalog tables themselves, inside a
 //! subtransaction that is always rolled back: the usual loader reads the result, and
-//! nothing of it survives (no other session ever sees it; this session's cached model is
-//! invalidated by the rollback as by any local change). Entries carry their transaction's
-//! start time, so a change counts from the moment its transaction began.
+//! nothing of it survives (no other session ever sees it; the caller throws this session's
+//! cached model away afterwards, `session::cache::rebuilding`). Entries are dated as their
+//! transaction commits, one catalog commit at a time (`commits`), and undone in that order.
 
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
@@ -74,7 +74,7 @@ pub fn rewind(since: TimestampWithTimeZone, mut step: Option<Step<'_>>) -> CrmRe
                 .with_detail("Before its first entry the log was not kept yet (crm_access 0.3.0), or it has been pruned since.")
                 .with_hint("SELECT min(at) FROM crm.audit_log_start shows how far back it reaches."));
         }
-        let rows = c.select("SELECT id, at, details->'changes' FROM crm.audit_log WHERE at > $1 ORDER BY id DESC", None, &[since.into()])?;
+        let rows = c.select("SELECT id, at, details->'changes' FROM crm.audit_log WHERE at > $1 ORDER BY at DESC, id DESC", None, &[since.into()])?;
         let mut entries = Vec::new();
         for r in rows {
             let (Some(id), Some(at)) = (r.get::<i64>(1)?, r.get::<TimestampWithTimeZone>(2)?) else { continue };

@@ -117,6 +117,41 @@ fn run(sql: &str, args: &[Arg], read_only: bool, trigger: Option<*mut pg_sys::Tr
     }
 }
 
+/// Run `sql` (read-only, no arguments) under the latest snapshot: each row's first column as
+/// text and second as a bigint.
+pub fn text_and_ids(sql: &str) -> CrmResult<(Vec<Option<String>>, Vec<Option<i64>>)> {
+    let text = CString::new(sql).map_err(|_| CrmError::invalid("statement contains a NUL byte"))?;
+    // SAFETY: a complete SPI connect/execute/finish; the values are copied out of SPI's
+    // result before SPI_finish frees it.
+    unsafe {
+        pg_sys::SPI_connect();
+        let plan = pg_sys::SPI_prepare(text.as_ptr(), 0, std::ptr::null_mut());
+        if plan.is_null() {
+            pg_sys::SPI_finish();
+            return Err(CrmError::invalid(format!("cannot prepare {sql}")));
+        }
+        let status = pg_sys::SPI_execute_snapshot(plan, std::ptr::null_mut(), std::ptr::null(), pg_sys::GetLatestSnapshot(), std::ptr::null_mut(), true, true, 0);
+        if status < 0 {
+            pg_sys::SPI_finish();
+            return Err(CrmError::invalid(format!("{sql} failed (SPI status {status})")));
+        }
+        let (mut keys, mut ids) = (Vec::new(), Vec::new());
+        if !pg_sys::SPI_tuptable.is_null() {
+            let table = &*pg_sys::SPI_tuptable;
+            for i in 0..pg_sys::SPI_processed as usize {
+                let row = *table.vals.add(i);
+                let raw = pg_sys::SPI_getvalue(row, table.tupdesc, 1);
+                keys.push((!raw.is_null()).then(|| std::ffi::CStr::from_ptr(raw).to_string_lossy().into_owned()));
+                let mut isnull = false;
+                let datum = pg_sys::SPI_getbinval(row, table.tupdesc, 2, &mut isnull);
+                ids.push((!isnull).then(|| datum.value() as i64));
+            }
+        }
+        pg_sys::SPI_finish();
+        Ok((keys, ids))
+    }
+}
+
 /// Take the lock on copies of `source`'s owners, for the rest of the transaction: shared for
 /// a writer of a copy, exclusive for the pusher of a change (see the module comment). Taking
 /// it again is a local hash lookup.

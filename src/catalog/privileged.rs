@@ -62,10 +62,14 @@ struct PinnedSearchPath {
 impl Drop for PinnedSearchPath {
     fn drop(&mut self) {
         // On an error the transaction's abort unwinds GUC nest levels itself; popping here
-        // too would be a double pop, so only the normal path restores.
+        // too would be a double pop, so only the normal path restores. Everything set inside
+        // is undone, a session-level SET included, as PostgreSQL's security-restricted
+        // operations do: a table owner's code run inside must leave nothing in the caller's
+        // session (red team of issue 24: a search_path it set stayed, and the next statement's
+        // operator resolution ran its code as the superuser caller).
         if !std::thread::panicking() {
             // SAFETY: pops the nest level pushed in `pin_search_path`.
-            unsafe { pg_sys::AtEOXact_GUC(true, self.level) };
+            unsafe { pg_sys::AtEOXact_GUC(false, self.level) };
         }
     }
 }
@@ -132,11 +136,13 @@ impl ExtensionRole {
                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
                 WHERE c.oid = 'crm.roles'::pg_catalog.regclass",
             // The one role besides its (superuser) owner that may run crm.secure_view_write(),
-            // so that only it can attach that trigger to a view: only a superuser can grant that.
+            // so that only it can attach that trigger to a view: only a superuser can grant
+            // that. Before 0.3.0's script has run (its upgrade chain), the role owned it.
             ExtensionRole::Views => c"SELECT r.oid::text || ' ' || (r.rolsuper OR r.rolbypassrls OR r.rolcanlogin)::text
                 FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
-                WHERE p.oid = 'crm.secure_view_write()'::pg_catalog.regprocedure AND a.grantee <> p.proowner
-                  AND a.privilege_type = 'EXECUTE'",
+                WHERE p.oid = 'crm.secure_view_write()'::pg_catalog.regprocedure AND a.privilege_type = 'EXECUTE'
+                  AND (a.grantee <> p.proowner OR NOT r.rolsuper)
+                ORDER BY a.grantee = p.proowner LIMIT 1",
         }
     }
 
@@ -159,6 +165,11 @@ thread_local! {
 
 pub fn forget_checked_roles() {
     CHECKED.set([None, None]);
+}
+
+/// The extension's roles as last checked (none before the first check).
+pub fn checked_roles() -> Vec<pg_sys::Oid> {
+    CHECKED.get().into_iter().flatten().collect()
 }
 
 pub fn extension_role(which: ExtensionRole) -> CrmResult<pg_sys::Oid> {

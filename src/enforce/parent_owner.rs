@@ -37,6 +37,25 @@ fn visible_parent_owner(parent: pg_sys::Oid, owner_column: &str, value: pg_sys::
     }
 }
 
+/// The RETURNING expression of a copy write of ours: whether the row as written (after the
+/// table's own BEFORE triggers) differs from what we wrote in the columns access depends on:
+/// the copy itself (not `kept`), the owner column or the link column (not as they were, `was`).
+pub fn forged_check(owner_column: &str, link_column: &str, kept: &str) -> String {
+    format!(
+        "c.{KEPT} IS DISTINCT FROM {kept} OR c.{owner_column} IS DISTINCT FROM was.{owner_column} OR c.{link_column} IS DISTINCT FROM was.{link_column} AS forged"
+    )
+}
+
+/// Refuse a copy write whose rows a trigger of the table changed (see `forged_check`).
+pub fn refuse_forged(forged: Option<i64>, table: &str) -> CrmResult<()> {
+    if forged.unwrap_or(0) > 0 {
+        return Err(CrmError::denied(format!("a trigger of {table} changed the owner, the link or the copy of the parent's owner in rows crm_access wrote"))
+            .with_detail("crm_access writes these columns of a linked table itself, as the table's owner; the table's own triggers may change other columns, never these.")
+            .with_hint("Have the table's BEFORE triggers leave the owner column, the link column and crm_parent_owner as they find them."));
+    }
+    Ok(())
+}
+
 #[pg_trigger]
 fn keep_parent_owner<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
     let data = trigger.trigger_data();
@@ -126,22 +145,32 @@ fn push_parent_owner<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
         for (child, link) in children {
             let Some(child_table) = qualified_name(child) else { continue };
             let l = quote_identifier(&link.column);
+            let co = quote_identifier(m.owner_column_of(child).unwrap_or_default());
             // The new owners come from the statement's own transition tables: the parent
             // table itself is not read, so nothing of it is opened to the child's triggers.
             // A record that is gone (deleted, or its key changed) leaves its children NULL.
+            // Each statement counts the rows the child table's own triggers changed in the
+            // columns access depends on (`forged_check`), and is refused if any.
             let mut statements = vec![format!(
-                "UPDATE {child_table} AS c SET {KEPT} = NULL FROM crm_old AS o
-                 WHERE c.{l} = o.{k} AND c.{KEPT} IS NOT NULL{}",
-                if update { format!(" AND NOT EXISTS (SELECT FROM crm_new AS n WHERE n.{k} = o.{k})") } else { String::new() }
+                "WITH u AS (UPDATE {child_table} AS c SET {KEPT} = NULL FROM crm_old AS o, {child_table} AS was
+                            WHERE was.ctid = c.ctid AND c.{l} = o.{k} AND c.{KEPT} IS NOT NULL{}
+                            RETURNING {})
+                 SELECT count(*) FILTER (WHERE forged) FROM u",
+                if update { format!(" AND NOT EXISTS (SELECT FROM crm_new AS n WHERE n.{k} = o.{k})") } else { String::new() },
+                forged_check(&co, &l, "NULL")
             )];
             if update {
                 statements.push(format!(
-                    "UPDATE {child_table} AS c SET {KEPT} = n.{o} FROM crm_new AS n
-                     WHERE c.{l} = n.{k} AND c.{KEPT} IS DISTINCT FROM n.{o}"
+                    "WITH u AS (UPDATE {child_table} AS c SET {KEPT} = n.{o} FROM crm_new AS n, {child_table} AS was
+                                WHERE was.ctid = c.ctid AND c.{l} = n.{k} AND c.{KEPT} IS DISTINCT FROM n.{o}
+                                RETURNING {})
+                     SELECT count(*) FILTER (WHERE forged) FROM u",
+                    forged_check(&co, &l, &format!("n.{o}"))
                 ));
             }
             for sql in statements {
-                with_rows_opened(&[child], || privileged::as_owner_of(child, || latest::execute_in_trigger(data, &sql, &[], false)))?;
+                let (_, forged) = with_rows_opened(&[child], || privileged::as_owner_of(child, || latest::execute_in_trigger(data, &sql, &[], false)))?;
+                refuse_forged(forged, &child_table)?;
             }
         }
         Ok(())

@@ -14,7 +14,8 @@ use super::{self as enforce};
 use super::opened;
 use crate::catalog::tables::qualified_name;
 use super::opened::with_rows_opened;
-use super::parent_owner::KEPT;
+use super::parent_owner::{forged_check, refuse_forged, KEPT};
+use pgrx::spi::quote_identifier;
 use crate::catalog::latest::{self, lock_copies_of};
 use crate::catalog::privileged;
 use crate::error::{CrmError, CrmResult, OrRaise};
@@ -49,10 +50,17 @@ fn forget_parents(tbl: pg_sys::Oid) -> CrmResult<()> {
         return Ok(());
     }
     lock_copies_of(tbl, true);
-    for (child, _) in children {
+    for (child, link) in children {
         let Some(child_table) = qualified_name(child) else { continue };
-        let sql = format!("UPDATE {child_table} SET {KEPT} = NULL WHERE {KEPT} IS NOT NULL");
-        with_rows_opened(&[child], || privileged::as_owner_of(child, || latest::execute(&sql, &[], false)))?;
+        let (co, l) = (quote_identifier(m.owner_column_of(child).unwrap_or_default()), quote_identifier(&link.column));
+        let sql = format!(
+            "WITH u AS (UPDATE {child_table} AS c SET {KEPT} = NULL FROM {child_table} AS was
+                        WHERE was.ctid = c.ctid AND c.{KEPT} IS NOT NULL RETURNING {})
+             SELECT count(*) FILTER (WHERE forged) FROM u",
+            forged_check(&co, &l, "NULL")
+        );
+        let (_, forged) = with_rows_opened(&[child], || privileged::as_owner_of(child, || latest::execute(&sql, &[], false)))?;
+        refuse_forged(forged, &child_table)?;
     }
     Ok(())
 }

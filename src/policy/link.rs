@@ -25,7 +25,7 @@ use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
 use crate::enforce::opened::{with_protection_changing, with_rows_opened};
-use crate::enforce::parent_owner::KEPT;
+use crate::enforce::parent_owner::{self, KEPT};
 use super::protect::{attach_policies, check_protection, detach_parent_if_lonely, drop_trigger, lock_parent};
 use super::trigger_names::{push_triggers, KEEP_PARENT_OWNER, PUSH_PARENT_OWNER, PUSH_PARENT_OWNER_DELETE};
 use crate::catalog::latest::{self, lock_copies_of};
@@ -136,23 +136,25 @@ pub fn link(child_oid: pg_sys::Oid, parent_column: &str, parent_oid: pg_sys::Oid
     // another column) or written by anyone while the table was unlinked (red team round 6).
     // Under the latest snapshot, as a pusher writes (`catalog::latest`): a row committed
     // while this call waited for its locks counts too, in REPEATABLE READ as well (round 7).
-    let owner_of_parent = format!("(SELECT p.{po} FROM {parent} p WHERE p.{pk} = c.{pc})");
-    let fill = format!("UPDATE {child} AS c SET {KEPT} = {owner_of_parent} WHERE {KEPT} IS DISTINCT FROM {owner_of_parent}");
-    // Written as the child table's owner (`privileged::as_owner_of`), who must therefore be
-    // able to read the parent table.
-    let child_owner_role = privileged::relation_owner(child_oid).unwrap_or(pg_sys::InvalidOid);
-    // SAFETY: a privilege lookup in the catalogs.
-    let readable = unsafe {
-        pg_sys::pg_namespace_aclcheck(pg_sys::get_rel_namespace(parent_oid), child_owner_role, pg_sys::ACL_USAGE as pg_sys::AclMode) == pg_sys::AclResult::ACLCHECK_OK
-            && pg_sys::pg_class_aclcheck(parent_oid, child_owner_role, pg_sys::ACL_SELECT as pg_sys::AclMode) == pg_sys::AclResult::ACLCHECK_OK
-    };
-    if !readable {
-        return Err(CrmError::denied(format!("the owner of {child} cannot read {parent}"))
-            .with_detail("crm_access fills each child's copy of its parent's owner as the owner of the child table.")
-            .with_hint(format!("GRANT USAGE on the schema of {parent} and SELECT ON {parent} to the owner of {child}, then link again.")));
-    }
+    // Read as the caller (who owns both tables, or is a superuser, and reaches every parent
+    // record), then written as the child table's owner (`privileged::as_owner_of`) from the
+    // values read: the parent table is never opened, so no code of the child's owner (a
+    // narrowing policy's subquery, say) reads it past its row security (red team of issue 24).
     lock_copies_of(parent_oid, true);
-    with_rows_opened(&[child_oid, parent_oid], || privileged::as_owner_of(child_oid, || latest::execute(&fill, &[], false)))?;
+    let (keys, owners) = privileged::as_invoker(|| latest::text_and_ids(&format!("SELECT p.{pk}::text, p.{po} FROM {parent} p WHERE p.{pk} IS NOT NULL")))?;
+    let key_type = type_name(column(parent_oid, &parent, &key)?);
+    let child_owner_column = quote_identifier(m.owner_column_of(child_oid).unwrap_or_default());
+    let fill = format!(
+        "WITH p AS (SELECT x.k::{key_type} AS k, x.o FROM unnest($1::text[], $2::int8[]) AS x(k, o)),
+              u AS (UPDATE {child} AS c SET {KEPT} = p.o FROM {child} AS was LEFT JOIN p ON p.k = was.{pc}
+                    WHERE was.ctid = c.ctid AND c.{KEPT} IS DISTINCT FROM p.o
+                    RETURNING {})
+         SELECT count(*) FILTER (WHERE forged) FROM u",
+        parent_owner::forged_check(&child_owner_column, &pc, "p.o")
+    );
+    let args = [(pg_sys::TEXTARRAYOID, keys.into_datum().unwrap_or(pg_sys::Datum::from(0)), false), (pg_sys::INT8ARRAYOID, owners.into_datum().unwrap_or(pg_sys::Datum::from(0)), false)];
+    let (_, forged) = with_rows_opened(&[child_oid], || privileged::as_owner_of(child_oid, || latest::execute(&fill, &args, false)))?;
+    parent_owner::refuse_forged(forged, &child)?;
     let child_owner = m.owner_column_of(child_oid).unwrap_or_default().to_string();
     with_protection_changing(child_oid, || as_caller(|c| attach_policies(c, child_oid, &child, &child_owner, true)))?;
     check_protection(child_oid)?;

@@ -128,6 +128,9 @@ thread_local! {
     /// needs a borrow that loading might hold.
     static CATALOG_RELIDS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
     static GENERATION: Cell<u64> = const { Cell::new(0) };
+    /// The roles the loaded model names (trusted, mapped), as the hashes role invalidations
+    /// carry; `None` when no model is loaded (see `roles_changed`).
+    static ROLE_HASHES: RefCell<Option<Vec<u32>>> = const { RefCell::new(None) };
     /// A load is in progress (see `relcache_changed`).
     static LOADING: Cell<bool> = const { Cell::new(false) };
     /// The client statement in which invalidations were last taken in (see `current`).
@@ -204,13 +207,34 @@ unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: pg_sys:
 /// Only PostgreSQL calls it, as a syscache callback registered in `init`; it touches only
 /// this backend's own state.
 #[pg_guard]
-unsafe extern "C-unwind" fn roles_changed(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
+unsafe extern "C-unwind" fn roles_changed(_arg: pg_sys::Datum, cache: i32, hash: u32) {
+    // Any login may change its own role (ALTER ROLE CURRENT_USER PASSWORD) hundreds of times
+    // a second; each change reaches every backend. Only a change of a role a decision depends
+    // on counts (issue 24, finding 6): one the model trusts or maps, the session's login, or
+    // an extension role. Memberships always count (trust follows them through any role).
+    if cache == pg_sys::SysCacheIdentifier::AUTHOID as i32 && hash != 0 && !role_matters(hash) {
+        return;
+    }
     identity::forget();
     privileged::forget_checked_roles();
     // The model binds mappings and trusted roles to role oids whose names still match
     // (catalog::load); a renamed, dropped or re-created role must be looked at again.
     STALE.set(true);
     crate::session::plans::invalidate();
+}
+
+/// Whether a change of the role whose AUTHOID hash is `hash` can change a decision.
+fn role_matters(hash: u32) -> bool {
+    let hash_of = |oid: pg_sys::Oid| crate::session::plans::role_hash(oid);
+    // SAFETY: reads the session's login role id.
+    let login = unsafe { pg_sys::GetSessionUserId() };
+    if hash_of(login) == hash || privileged::checked_roles().into_iter().any(|r| hash_of(r) == hash) {
+        return true;
+    }
+    ROLE_HASHES.with(|h| match h.try_borrow() {
+        Ok(h) => h.as_ref().is_none_or(|hashes| hashes.contains(&hash)),
+        Err(_) => true,
+    })
 }
 
 /// The model last loaded, if any, without loading or checking for changes.
@@ -284,6 +308,7 @@ fn statement_not_caught_up() -> bool {
 /// function's queries) can decide.
 pub fn catch_up_once_per_statement(parallel: bool) {
     if statement_not_caught_up() {
+        crate::catalog::commits::wait_for_catalog_commits();
         // SAFETY: called as a query starts, inside a transaction.
         unsafe { pg_sys::AcceptInvalidationMessages() };
         ACCEPTED_IN.set(super::plans::statement_start());
@@ -301,6 +326,9 @@ fn current_unpinned(accept: bool) -> CrmResult<Rc<Loaded>> {
             .with_hint("Nothing is decided while crm.who_could, crm.explain_access(..., at) or crm.access_changes rewinds the catalog."));
     }
     if accept {
+        // A catalog commit between becoming visible and sending its invalidations is waited
+        // out first (`catalog::commits`).
+        crate::catalog::commits::wait_for_catalog_commits();
         // SAFETY: called inside a transaction (from SQL functions and planner hooks); the
         // callbacks it may run are ours and PostgreSQL's own.
         unsafe { pg_sys::AcceptInvalidationMessages() };
@@ -349,6 +377,9 @@ impl Drop for Loading {
 
 fn compile(loaded: LoadedCatalog) -> CrmResult<Rc<Loaded>> {
     CATALOG_RELIDS.with(|r| *r.borrow_mut() = loaded.catalog_relids.iter().copied().collect());
+    let roles = loaded.catalog.trusted_roles.iter().chain(loaded.catalog.db_role_map.keys());
+    let hashes = roles.map(|&r| crate::session::plans::role_hash(pg_sys::Oid::from(r))).collect();
+    ROLE_HASHES.with(|h| *h.borrow_mut() = Some(hashes));
     let model = Model::compile(loaded.catalog).map_err(|e| CrmError::broken_catalog(e.to_string()))?;
     Ok(Rc::new(Loaded {
         model,

@@ -106,8 +106,8 @@ pub fn user_name_is_transaction_local() -> bool {
 }
 
 thread_local! {
-    /// The hash of crm.set_user's oid while it sets the value: that call may be in the query.
-    static SETTING_THROUGH: Cell<Option<u32>> = const { Cell::new(None) };
+    /// crm.set_user's oid and its hash while it sets the value: that call may be in the query.
+    static SETTING_THROUGH: Cell<Option<(pg_sys::Oid, u32)>> = const { Cell::new(None) };
     /// Whether the current value may not be honoured, and why (until the client asserts a
     /// user again).
     static TAINTED: Cell<Taint> = const { Cell::new(Taint::None) };
@@ -135,7 +135,7 @@ pub fn user_name_taint() -> Taint {
 /// that one function of ours stand in the client's query.
 pub fn set_user_name(value: &str, is_local: bool, via: pg_sys::Oid) {
     let value = CString::new(value).unwrap_or_default();
-    SETTING_THROUGH.set(Some(crate::session::plans::function_hash(via)));
+    SETTING_THROUGH.set(Some((via, crate::session::plans::function_hash(via))));
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {

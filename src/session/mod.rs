@@ -13,4 +13,5 @@ pub fn init() {
     identity::init();
     plans::init();
     statement::init();
+    crate::catalog::commits::init();
 }

@@ -174,6 +174,20 @@ pub fn function_hash(oid: pg_sys::Oid) -> u32 {
     }
 }
 
+/// The hash a role invalidation carries for role `oid`.
+pub fn role_hash(oid: pg_sys::Oid) -> u32 {
+    // SAFETY: hashing a key, as in `marker_hash`.
+    unsafe {
+        pg_sys::GetSysCacheHashValue(
+            pg_sys::SysCacheIdentifier::AUTHOID as i32,
+            pg_sys::Datum::from(oid),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+        )
+    }
+}
+
 fn mark_plannings() {
     PLANNINGS.with(|p| p.borrow_mut().iter_mut().for_each(|(held, _)| *held = true));
 }
@@ -347,6 +361,7 @@ unsafe fn refuse_if_overtaken(stmt: *const pg_sys::PlannedStmt) {
         FRESH.set((0, 0));
         return;
     }
+    crate::catalog::commits::wait_for_catalog_commits();
     pg_sys::AcceptInvalidationMessages();
     if EPOCH.get() != epoch {
         invalidate();

@@ -27,8 +27,9 @@ use pgrx::prelude::*;
 enum Frame {
     /// A utility command: whether it came from the client itself, and what it is.
     Utility { toplevel: bool, kind: UtilityKind },
-    /// An executor run or finish of this plan (valid while the frame is on the stack).
-    Run { stmt: *const pg_sys::PlannedStmt },
+    /// An executor run or finish of this plan (valid while the frame is on the stack);
+    /// `client` when it is the query of a portal the client's protocol made (see `client_run`).
+    Run { stmt: *const pg_sys::PlannedStmt, client: bool },
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -103,9 +104,9 @@ pub fn transaction_ended() {
 }
 
 /// Whether the acting user may be set now (see the module comment). `own_function` is the
-/// hash (as plans record it) of the crm_access function doing the setting, if any: that one
+/// crm_access function doing the setting, if any, with its hash as plans record it: that one
 /// function may be in the query.
-pub fn may_assert_identity(own_function: Option<u32>) -> bool {
+pub fn may_assert_identity(own_function: Option<(pg_sys::Oid, u32)>) -> bool {
     // SAFETY: reads a flag of the backend's state.
     if unsafe { pg_sys::InitializingParallelWorker } {
         // A parallel worker takes its leader's settings, which the leader checked.
@@ -125,7 +126,7 @@ pub fn may_assert_identity(own_function: Option<u32>) -> bool {
     FRAMES.with(|f| match f.borrow().as_slice() {
         [Frame::Utility { toplevel: true, kind: UtilityKind::Setting }] => true,
         // SAFETY: a frame's plan is valid while the frame is on the stack.
-        [Frame::Run { stmt }] | [Frame::Utility { toplevel: true, kind: UtilityKind::Execute }, Frame::Run { stmt }] => unsafe {
+        [Frame::Run { stmt, client: true }] | [Frame::Utility { toplevel: true, kind: UtilityKind::Execute }, Frame::Run { stmt, client: true }] => unsafe {
             runs_nobody_elses_code(*stmt, own_function)
         },
         _ => false,
@@ -133,14 +134,20 @@ pub fn may_assert_identity(own_function: Option<u32>) -> bool {
 }
 
 /// A query that reads no relation (so no policy, trigger, rule, default or index of anyone's
-/// runs) and whose plan depends on no function or type that is not built in, but for our own
-/// `own_function`: PostgreSQL records every such function, inlined SQL functions included,
-/// among the plan's invalidation items.
+/// runs), whose plan is a single `Result` or function scan, every expression of which has a
+/// built-in type and calls only built-in functions (or our own `own_function`), so that no
+/// domain's CHECK, type input function or operator of anyone's can run inside it (red team of
+/// issue 24: a composite or `jsonb_to_record` column of another owner's domain type); and
+/// whose plan depends on no function or type that is not built in (PostgreSQL records every
+/// such function among the plan's invalidation items, inlined SQL functions included).
 ///
 /// # Safety
 /// `stmt` must be null or a valid `PlannedStmt`.
-unsafe fn runs_nobody_elses_code(stmt: *const pg_sys::PlannedStmt, own_function: Option<u32>) -> bool {
+unsafe fn runs_nobody_elses_code(stmt: *const pg_sys::PlannedStmt, own_function: Option<(pg_sys::Oid, u32)>) -> bool {
     if stmt.is_null() || (*stmt).commandType != pg_sys::CmdType::CMD_SELECT || !(*stmt).utilityStmt.is_null() {
+        return false;
+    }
+    if !plain_plan(stmt, own_function.map(|(oid, _)| oid)) {
         return false;
     }
     if !pgrx::PgList::<pg_sys::Oid>::from_pg((*stmt).relationOids).is_empty() {
@@ -153,11 +160,82 @@ unsafe fn runs_nobody_elses_code(stmt: *const pg_sys::PlannedStmt, own_function:
     pgrx::PgList::<pg_sys::PlanInvalItem>::from_pg((*stmt).invalItems).iter_ptr().all(|item| {
         let item = &*item;
         if item.cacheId == pg_sys::SysCacheIdentifier::PROCOID as i32 {
-            super::plans::is_own_item(item) || Some(item.hashValue) == own_function
+            super::plans::is_own_item(item) || Some(item.hashValue) == own_function.map(|(_, hash)| hash)
         } else {
             super::plans::is_own_item(item)
         }
     })
+}
+
+/// The plan of a query that can run no one's code: a `Result` or a function scan, with no
+/// subplan, child plan or init plan, whose expressions are built-in all through.
+///
+/// # Safety
+/// `stmt` must be a valid `PlannedStmt`.
+unsafe fn plain_plan(stmt: *const pg_sys::PlannedStmt, own_function: Option<pg_sys::Oid>) -> bool {
+    let plan = (*stmt).planTree;
+    if plan.is_null() || !(*stmt).subplans.is_null() || !(*plan).initPlan.is_null() || !(*plan).lefttree.is_null() || !(*plan).righttree.is_null() {
+        return false;
+    }
+    let mut context = own_function.unwrap_or(pg_sys::InvalidOid);
+    let ctx = (&mut context as *mut pg_sys::Oid).cast::<std::ffi::c_void>();
+    let built_in = |node: *mut pg_sys::List| node.is_null() || !foreign_code(node.cast(), ctx);
+    let common = built_in((*plan).targetlist) && built_in((*plan).qual);
+    match (*plan).type_ {
+        pg_sys::NodeTag::T_Result => common && built_in((*plan.cast::<pg_sys::Result>()).resconstantqual.cast()),
+        pg_sys::NodeTag::T_FunctionScan => {
+            let functions = pgrx::PgList::<pg_sys::RangeTblFunction>::from_pg((*plan.cast::<pg_sys::FunctionScan>()).functions);
+            common
+                && functions.iter_ptr().all(|f| {
+                    !foreign_code((*f).funcexpr, ctx)
+                        && pgrx::PgList::<pg_sys::Oid>::from_pg((*f).funccoltypes).iter_oid().all(|t| t.to_u32() < pg_sys::FirstNormalObjectId)
+                })
+        }
+        _ => false,
+    }
+}
+
+/// Expression walker: whether `node` holds a value of a type that is not built in, or calls a
+/// function that is not (but for the one in `context`, our own).
+///
+/// # Safety
+/// Only `expression_tree_walker` and `plain_plan` call it, with an expression tree and a
+/// pointer to the allowed function's oid.
+#[pg_guard]
+unsafe extern "C-unwind" fn foreign_code(node: *mut pg_sys::Node, context: *mut std::ffi::c_void) -> bool {
+    if node.is_null() {
+        return false;
+    }
+    let own = *context.cast::<pg_sys::Oid>();
+    let built_in = |oid: pg_sys::Oid| oid.to_u32() < pg_sys::FirstNormalObjectId || (oid == own && own != pg_sys::InvalidOid);
+    let structural = matches!((*node).type_, pg_sys::NodeTag::T_List | pg_sys::NodeTag::T_TargetEntry);
+    if !structural {
+        if !built_in(pg_sys::exprType(node)) {
+            return true;
+        }
+        let function = match (*node).type_ {
+            pg_sys::NodeTag::T_FuncExpr => Some((*node.cast::<pg_sys::FuncExpr>()).funcid),
+            pg_sys::NodeTag::T_OpExpr | pg_sys::NodeTag::T_DistinctExpr | pg_sys::NodeTag::T_NullIfExpr => Some((*node.cast::<pg_sys::OpExpr>()).opfuncid),
+            pg_sys::NodeTag::T_ScalarArrayOpExpr => Some((*node.cast::<pg_sys::ScalarArrayOpExpr>()).opfuncid),
+            _ => None,
+        };
+        if function.is_some_and(|f| !built_in(f)) {
+            return true;
+        }
+    }
+    pg_sys::expression_tree_walker(node, Some(foreign_code), context)
+}
+
+/// Whether this run is the client's own query: that of a portal its protocol made (a simple
+/// query's, a Bind's, a top-level EXECUTE's; none of these is listed in pg_cursors), now
+/// active. Functions' queries, SPI cursors, triggers at COMMIT and input functions at Bind or
+/// parse time run no such portal's query, even when no frame of ours is around them.
+///
+/// # Safety
+/// `query_desc` must be null or valid.
+unsafe fn client_run(query_desc: *const pg_sys::QueryDesc) -> bool {
+    let portal = pg_sys::ActivePortal;
+    !query_desc.is_null() && !portal.is_null() && !(*portal).visible && std::ptr::eq((*portal).queryDesc, query_desc)
 }
 
 /// # Safety
@@ -165,7 +243,7 @@ unsafe fn runs_nobody_elses_code(stmt: *const pg_sys::PlannedStmt, own_function:
 #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17"))]
 #[pg_guard]
 unsafe extern "C-unwind" fn executor_run(query_desc: *mut pg_sys::QueryDesc, direction: pg_sys::ScanDirection::Type, count: u64, execute_once: bool) {
-    let _frame = push(Frame::Run { stmt: plan_of(query_desc) });
+    let _frame = push(Frame::Run { stmt: plan_of(query_desc), client: client_run(query_desc) });
     match PREV_RUN.get() {
         Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(query_desc, direction, count, execute_once)),
         None => pg_sys::standard_ExecutorRun(query_desc, direction, count, execute_once),
@@ -177,7 +255,7 @@ unsafe extern "C-unwind" fn executor_run(query_desc: *mut pg_sys::QueryDesc, dir
 #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16", feature = "pg17")))]
 #[pg_guard]
 unsafe extern "C-unwind" fn executor_run(query_desc: *mut pg_sys::QueryDesc, direction: pg_sys::ScanDirection::Type, count: u64) {
-    let _frame = push(Frame::Run { stmt: plan_of(query_desc) });
+    let _frame = push(Frame::Run { stmt: plan_of(query_desc), client: client_run(query_desc) });
     match PREV_RUN.get() {
         Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(query_desc, direction, count)),
         None => pg_sys::standard_ExecutorRun(query_desc, direction, count),
@@ -198,7 +276,7 @@ unsafe fn plan_of(query_desc: *const pg_sys::QueryDesc) -> *const pg_sys::Planne
 /// Only PostgreSQL calls it, as `ExecutorFinish_hook`, with arguments passed on unchanged.
 #[pg_guard]
 unsafe extern "C-unwind" fn executor_finish(query_desc: *mut pg_sys::QueryDesc) {
-    let _frame = push(Frame::Run { stmt: plan_of(query_desc) });
+    let _frame = push(Frame::Run { stmt: plan_of(query_desc), client: client_run(query_desc) });
     match PREV_FINISH.get() {
         Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(query_desc)),
         None => pg_sys::standard_ExecutorFinish(query_desc),

@@ -73,9 +73,15 @@ END $$;
 -- nobody), for the statements whose name starts with `kind`.
 CREATE FUNCTION upgrade_check.decisions(who text, kind text DEFAULT '')
 RETURNS TABLE (what text, outcome text) LANGUAGE plpgsql AS $$
+DECLARE was text := current_user;
 BEGIN
     IF who IS NOT NULL THEN
+        -- From 0.3.0 only a statement of the client's own, or a superuser's session running as
+        -- a superuser, may set the acting user: the report runs as postgres under SET ROLE, so
+        -- the setting is made as postgres and the statements run as the role again.
+        PERFORM set_config('role', 'none', true);
         PERFORM set_config('crm.user_name', who, true);
+        PERFORM set_config('role', was, true);
     END IF;
     FOR what, outcome IN
         SELECT s.what, upgrade_check.outcome(s.sql) FROM upgrade_check.statements s

@@ -529,3 +529,103 @@ fn who_could_agrees_with_what_row_security_showed_at_the_time() {
         }
     }
 }
+
+/// Issue 24, finding 4: a point-in-time review rewinds the catalog tables inside a
+/// subtransaction it rolls back. An invalidation taken in meanwhile (here: the trusted app's
+/// role changed by another session, arriving while the rewind waits for a lock) must not get
+/// the rewound catalog loaded as this connection's model (a parallel query inside the rewind
+/// would reload a stale one): the next client of the connection would decide with it.
+#[test]
+fn a_point_in_time_review_leaves_no_past_model_behind() {
+    const DB: &str = "sess_rewind";
+    let mut admin = org(DB);
+    admin.batch_execute("SELECT crm.create_user('root', 'CEO', is_admin => true)").unwrap();
+    let with_view_all: String = admin.query_one("SELECT now()::text", &[]).unwrap().get(0);
+    thread::sleep(std::time::Duration::from_millis(20));
+    admin.batch_execute("SELECT crm.detach_profile('Audit', 'Auditor')").unwrap();
+    let mut app = connect(DB, "sess_app");
+    assert_eq!(visible(&mut app, "auditor"), Vec::<i64>::new(), "View All is gone");
+    app.batch_execute(
+        "SELECT set_config(name, 'on', false) FROM pg_settings WHERE name IN ('force_parallel_mode', 'debug_parallel_query');
+         SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;",
+    )
+    .unwrap();
+    // The rewind puts the detached profile back into crm.role_profiles: it waits for this lock.
+    let mut blocker = connect(DB, "postgres");
+    blocker.batch_execute("BEGIN; LOCK TABLE crm.role_profiles IN EXCLUSIVE MODE").unwrap();
+    let review = thread::spawn(move || {
+        let mut tx = app.transaction().unwrap();
+        tx.execute("SELECT crm.set_user('root')", &[]).unwrap();
+        let could: Vec<String> = tx
+            .query("SELECT crm.who_could('leads', 1::bigint, 'read', $1::text::timestamptz)", &[&with_view_all])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        tx.commit().unwrap();
+        (app, could)
+    });
+    until_blocked(&mut admin, DB);
+    blocker.batch_execute("ALTER ROLE sess_app PASSWORD 'changed'; COMMIT").unwrap();
+    let (mut app, could) = review.join().unwrap();
+    assert!(could.contains(&"auditor".to_string()), "then, the auditor could read lead 1: {could:?}");
+    // The next client of the connection: the auditor has no View All now.
+    assert_eq!(visible(&mut app, "auditor"), Vec::<i64>::new(), "the rewound catalog decided after the review");
+    assert_eq!(visible(&mut app, "rep1"), vec![3]);
+}
+
+/// Issue 24, finding 6: any login may change its own role as often as it likes; that must
+/// not refuse (40001) the reused plans of every other session, nor reload their models. A
+/// change of a role a decision depends on (here the mapped login itself) still counts.
+#[test]
+fn an_unrelated_role_change_refuses_no_plan() {
+    let mut admin = open_org("sess_unrelated");
+    admin.batch_execute("ALTER ROLE sess_stranger PASSWORD 'one'").unwrap();
+    let mut stranger = connect("sess_unrelated", "sess_stranger");
+    let mut bi = connect("sess_unrelated", "sess_bi");
+    bi.batch_execute("SET plan_cache_mode = force_generic_plan; PREPARE cnt AS SELECT count(*) FROM leads; BEGIN").unwrap();
+    let count = |bi: &mut Client| bi.query_one("EXECUTE cnt", &[]).map(|r| r.get::<_, i64>(0));
+    assert_eq!(count(&mut bi).unwrap(), 4);
+    for i in 0..20 {
+        stranger.batch_execute(&format!("ALTER ROLE CURRENT_USER PASSWORD 'pw{i}'")).unwrap();
+        assert_eq!(count(&mut bi).unwrap(), 4, "a reused plan after another login's password change #{i}");
+    }
+    // The mapped login's own role changed: its reused plan is refused, then planned anew.
+    admin.batch_execute("ALTER ROLE sess_bi CONNECTION LIMIT 50").unwrap();
+    let err = count(&mut bi).unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("40001"), "{err}");
+    bi.batch_execute("ROLLBACK; BEGIN").unwrap();
+    assert_eq!(count(&mut bi).unwrap(), 4);
+    bi.batch_execute("COMMIT").unwrap();
+}
+
+/// Issue 24, finding 5: an audit entry is dated as its transaction commits, not as it began.
+/// A revocation committed by a transaction opened before the grant it undoes must not read as
+/// earlier than the grant: at a moment between the two commits, the auditor could read.
+#[test]
+fn who_could_dates_changes_by_their_commit() {
+    const DB: &str = "sess_backdate";
+    let mut admin = org(DB);
+    admin.batch_execute("SELECT crm.detach_profile('Audit', 'Auditor')").unwrap();
+    let pause = || thread::sleep(std::time::Duration::from_millis(30));
+    let mut early = connect(DB, "postgres");
+    early.batch_execute("BEGIN; SELECT 1").unwrap();
+    pause();
+    admin.batch_execute("SELECT crm.attach_profile('Audit', 'Auditor')").unwrap();
+    pause();
+    let between: String = admin.query_one("SELECT clock_timestamp()::text", &[]).unwrap().get(0);
+    pause();
+    early.batch_execute("SELECT crm.detach_profile('Audit', 'Auditor'); COMMIT").unwrap();
+    let could = |admin: &mut Client, at: &str| -> Vec<String> {
+        admin
+            .query("SELECT crm.who_could('leads', 1::bigint, 'read', $1::text::timestamptz)", &[&at])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    assert!(could(&mut admin, &between).contains(&"auditor".to_string()), "granted, and not yet revoked, at {between}");
+    let now: String = admin.query_one("SELECT clock_timestamp()::text", &[]).unwrap().get(0);
+    assert!(!could(&mut admin, &now).contains(&"auditor".to_string()), "revoked now");
+}
+

@@ -536,10 +536,6 @@ CREATE TRIGGER take_over BEFORE UPDATE ON app.orders FOR EACH ROW EXECUTE FUNCTI
 RESET SESSION AUTHORIZATION;
 SELECT crm.protect('app.orders', 'Opportunities');
 INSERT INTO app.orders VALUES (1, crm.owner_id('alice'), 4);
--- The refill is written as the child's owner, who must be able to read the parent.
-SELECT regress.try($$SELECT crm.link_parent('app.orders', 'account_id', 'sales.accounts')$$);
-GRANT USAGE ON SCHEMA sales TO owner1;
-GRANT SELECT ON sales.accounts TO owner1;
 SELECT crm.link_parent('app.orders', 'account_id', 'sales.accounts');
 DELETE FROM app.takeover;
 SET SESSION AUTHORIZATION crm_app;
@@ -559,6 +555,110 @@ SELECT pg_get_viewdef('sales.leads_secure') LIKE '%crm.%' AS still_masked;
 SELECT p.oid::regprocedure AS function_of_an_extension_role FROM pg_proc p
 WHERE p.proowner IN ('crm_access_views'::regrole, 'crm_access_catalog'::regrole);
 SELECT proconfig FROM pg_proc WHERE oid = 'crm.secure_view_write()'::regprocedure;
+
+-- Red team of issue 24's fixes (round 9), each as it was found to work, now refused.
+-- R9a: a function that runs while no statement of ours is around (a domain's CHECK when a
+-- literal is read, a deferred trigger at COMMIT) calls a two-statement SQL function whose
+-- query reads nothing and calls only set_config: not a portal of the client's, refused.
+SET SESSION AUTHORIZATION owner1;
+CREATE FUNCTION app.set_root() RETURNS text LANGUAGE sql AS $$ SELECT 1; SELECT set_config('crm.user_name', 'root', true) $$;
+CREATE FUNCTION app.tag_ok(text) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE v text; BEGIN v := app.set_root(); RETURN true; END $$;
+CREATE DOMAIN app.tag AS text CHECK (app.tag_ok(VALUE));
+CREATE TABLE app.notes (id bigint, tags app.tag[]);
+GRANT INSERT ON app.notes TO crm_app;
+CREATE FUNCTION app.at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE v text; BEGIN v := app.set_root(); PERFORM crm.trust_role('owner1'); RETURN NULL; END $$;
+CREATE TABLE app.later (id bigint);
+GRANT INSERT ON app.later TO crm_app;
+CREATE CONSTRAINT TRIGGER grab AFTER INSERT ON app.later DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION app.at_commit();
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'alice';
+SAVEPOINT s;
+INSERT INTO app.notes (id, tags) VALUES (1, '{a,b}');
+ROLLBACK TO s;
+SELECT crm.acting_user(), count(*) FROM sales.leads;
+INSERT INTO app.later VALUES (1);
+COMMIT;
+RESET SESSION AUTHORIZATION;
+SELECT count(*) AS owner1_trusted FROM crm.trusted_roles t JOIN pg_roles r ON r.oid = t.db_role_oid WHERE r.rolname = 'owner1';
+-- R9b: a client query that looks as if it reads nothing may still read a value of another
+-- owner's domain type (whose CHECK sets the user): refused unless every value is built in.
+SET SESSION AUTHORIZATION owner1;
+CREATE FUNCTION app.chk(text) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE v text; BEGIN v := set_config('crm.user_name', 'root', true); RETURN true; END $$;
+CREATE DOMAIN app.d AS text CHECK (app.chk(VALUE));
+CREATE DOMAIN app.d2 AS text CHECK (set_config('crm.user_name', 'root', true) IS NOT NULL);
+CREATE TYPE app.c AS (x app.d2);
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'alice';
+SELECT regress.try($$SELECT * FROM jsonb_to_record('{"x":"y"}') AS t(x app.d)$$);
+SAVEPOINT s;
+SELECT ('(y)'::text::app.c).x;
+ROLLBACK TO s;
+SELECT crm.acting_user();
+COMMIT;
+RESET SESSION AUTHORIZATION;
+-- R9c: a session-level SET made by a table owner's trigger inside crm_access's write into its
+-- table is undone with it: the caller's search_path (and so its operators) stays its own.
+SET SESSION AUTHORIZATION owner1;
+CREATE TABLE app.poisoned (id bigint PRIMARY KEY, owner_id bigint NOT NULL, account_id bigint);
+CREATE INDEX ON app.poisoned (owner_id);
+CREATE FUNCTION app.poison() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM set_config('search_path', 'app, pg_catalog, public', false); RETURN NEW; END $$;
+CREATE TRIGGER poison BEFORE UPDATE ON app.poisoned FOR EACH ROW EXECUTE FUNCTION app.poison();
+RESET SESSION AUTHORIZATION;
+SELECT crm.protect('app.poisoned', 'Opportunities');
+INSERT INTO app.poisoned VALUES (1, crm.owner_id('alice'), 4);
+SHOW search_path;
+SELECT crm.link_parent('app.poisoned', 'account_id', 'sales.accounts');
+SHOW search_path;
+-- R9d: a table owner's BEFORE trigger rewriting the rows crm_access's push writes (giving
+-- them to nobody, forging the copy) is refused with the whole change; other columns it may
+-- change. R9e: a narrowing policy of the child reading the parent during link_parent's
+-- refill sees only what its owner may: the parent is never opened.
+SET SESSION AUTHORIZATION owner1;
+CREATE TABLE app.lines (id bigint PRIMARY KEY, owner_id bigint NOT NULL, account_id bigint, note text);
+CREATE INDEX ON app.lines (owner_id);
+CREATE TABLE app.peeked (what text);
+GRANT INSERT ON app.peeked TO PUBLIC;
+CREATE FUNCTION app.peek(x text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO app.peeked VALUES (x); RETURN true; END $$;
+RESET SESSION AUTHORIZATION;
+GRANT USAGE ON SCHEMA sales TO owner1;
+GRANT SELECT ON sales.accounts TO owner1;
+SELECT crm.protect('app.lines', 'Opportunities');
+INSERT INTO app.lines VALUES (1, crm.owner_id('alice'), 4, 'a'), (2, crm.owner_id('carol'), 4, 'b');
+SET SESSION AUTHORIZATION owner1;
+CREATE POLICY peek ON app.lines AS RESTRICTIVE
+    USING (app.peek((SELECT coalesce(string_agg(a.name, ',' ORDER BY a.id), 'nothing') FROM sales.accounts a)));
+RESET SESSION AUTHORIZATION;
+SELECT crm.link_parent('app.lines', 'account_id', 'sales.accounts');
+SELECT DISTINCT what AS parent_rows_the_policy_read FROM app.peeked;
+SET SESSION AUTHORIZATION owner1;
+DROP POLICY peek ON app.lines;
+CREATE FUNCTION app.rewrite() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.owner_id := 999; NEW.crm_parent_owner := 12345; RETURN NEW; END $$;
+CREATE TRIGGER zz_rewrite BEFORE UPDATE ON app.lines FOR EACH ROW EXECUTE FUNCTION app.rewrite();
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'mgr_west';
+SELECT regress.try($$UPDATE sales.accounts SET owner_id = crm.owner_id('alice') WHERE id = 4$$);
+COMMIT;
+SET SESSION AUTHORIZATION owner1;
+CREATE OR REPLACE FUNCTION app.rewrite() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.note := 'touched'; RETURN NEW; END $$;
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'mgr_west';
+UPDATE sales.accounts SET owner_id = crm.owner_id('alice') WHERE id = 4;
+COMMIT;
+RESET SESSION AUTHORIZATION;
+SELECT id, owner_id = crm.owner_id(CASE id WHEN 1 THEN 'alice' ELSE 'carol' END) AS owner_kept,
+       crm_parent_owner = crm.owner_id('alice') AS follows, note FROM app.lines ORDER BY id;
 
 -- Nobody became a superuser; the extension's privileged role is what it must be.
 SELECT rolname, rolsuper, rolbypassrls, rolcanlogin FROM pg_roles

@@ -58,12 +58,30 @@ SAVEPOINT s;
 SELECT crm.add_group_member('Kept', 'user', 'bob');
 ROLLBACK TO SAVEPOINT s;
 COMMIT;
+-- A default set to the level it already has, a calendar shared twice or unshared when it
+-- was not: nothing changes, nothing is logged (issue 24). Calendar sharing needs the
+-- Activities edit privilege (a login whose user has no calendar could flood the log).
+SELECT crm.set_sharing_default('Leads', 'private');
+SELECT crm.set_sharing_default('Leads', 'private');
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'root';
+SELECT crm.unshare_calendar('bob');
+SELECT crm.share_calendar('bob');
+SELECT crm.share_calendar('bob');
+SELECT crm.unshare_calendar('bob');
+SET LOCAL crm.user_name = 'dave';
+SELECT regress.try($$SELECT crm.share_calendar('bob')$$);
+COMMIT;
+RESET SESSION AUTHORIZATION;
 SELECT * FROM regress.audit_since(:mark);
 SELECT max(id) AS mark FROM crm.audit_log \gset
 
--- A call made inside another call (a table owner's trigger fired when delete_user hands
--- temp's records to carol) gets its own entry; one rolled back inside it leaves nothing
--- (red team: it was logged into the outer call's entry, and the nested real one hidden there).
+-- A table owner's trigger fired by crm_access's own write into its table (delete_user hands
+-- temp's records to carol as the table's owner, in a security-restricted operation) may not
+-- call the API as the session's CRM user (red team of issue 24: it made itself trusted that
+-- way): the whole call is refused, and nothing changes or is logged. Without the trigger, the
+-- transfer goes through.
 DO $$ BEGIN CREATE ROLE audit_owner; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
 GRANT USAGE, CREATE ON SCHEMA sales TO audit_owner;
 CREATE TABLE sales.opps (id bigint PRIMARY KEY, owner_id bigint NOT NULL);
@@ -96,7 +114,15 @@ COMMIT;
 RESET SESSION AUTHORIZATION;
 SELECT * FROM regress.audit_since(:mark);
 SELECT r.name AS alice_role FROM crm.users u JOIN crm.roles r ON r.id = u.role_id WHERE u.owner_id = crm.owner_id('alice');
-SELECT crm.delete_user('made_by_trigger');
+SELECT count(*) AS made_by_trigger FROM crm.users u JOIN crm.owners o ON o.id = u.owner_id WHERE o.name = 'made_by_trigger';
+DROP TRIGGER moved ON sales.opps;
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'root';
+SELECT crm.delete_user('temp', transfer_to => 'carol');
+COMMIT;
+RESET SESSION AUTHORIZATION;
+SELECT * FROM regress.audit_since(:mark);
 DROP TABLE sales.opps;
 SELECT max(id) AS mark FROM crm.audit_log \gset
 
@@ -108,6 +134,17 @@ CREATE TABLE public.scratch (id bigint PRIMARY KEY, owner_id bigint);
 SELECT crm.protect('public.scratch', 'Leads');
 \o
 DROP TABLE public.scratch;
+SELECT * FROM regress.audit_since(:mark);
+SELECT max(id) AS mark FROM crm.audit_log \gset
+-- A change made by code a COPY runs is logged: only the client's own COPY into a catalog
+-- table (what pg_restore runs) is not (issue 24, finding 9).
+CREATE TABLE public.scratch2 (id bigint PRIMARY KEY, owner_id bigint);
+\o /dev/null
+SELECT crm.protect('public.scratch2', 'Leads');
+\o
+CREATE FUNCTION regress.drop_scratch() RETURNS int LANGUAGE plpgsql AS $$
+BEGIN DROP TABLE public.scratch2; RETURN 1; END $$;
+COPY (SELECT regress.drop_scratch()) TO STDOUT;
 SELECT * FROM regress.audit_since(:mark);
 SELECT max(id) AS mark FROM crm.audit_log \gset
 

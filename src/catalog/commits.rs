@@ -1,0 +1,163 @@
+//! Catalog commits, one at a time, dated in the order they become visible (issue 24).
+//!
+//! A transaction that changed the catalog takes the commit lock (exclusive) just before it
+//! commits, and PostgreSQL releases it only after the commit's invalidations are sent. So:
+//!
+//! - **Dating.** While holding it, the transaction dates its audit entries with the clock
+//!   (`crm.audit_log.at`, rewritten once at pre-commit): catalog commits are serialised, so
+//!   the dates follow commit order, and a past catalog is rebuilt by undoing entries in that
+//!   order (`history`). Before, entries carried their transaction's start, and a revocation
+//!   committed by a transaction opened before the grant it undid read as earlier than the
+//!   grant (finding 5). An entry is dated when its commit began; the commit becomes visible
+//!   a moment later (the commit's own work, a synchronous standby's acknowledgement).
+//! - **The window between a commit and its invalidations.** PostgreSQL makes a commit visible
+//!   just before it sends its invalidations. A session that plans (or reuses a plan, or takes
+//!   in invalidations once per statement) takes the same lock in share mode, briefly, before
+//!   taking in invalidations (`wait_for_catalog_commits`): a catalog commit in flight has then
+//!   sent its invalidations, so no statement sees a committed change's rows while deciding as
+//!   before it. The price: such a planning waits out a catalog commit in progress.
+
+use std::cell::{Cell, RefCell};
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::error::CrmResult;
+
+thread_local! {
+    /// This transaction changed a table the model is compiled from.
+    static CHANGED: Cell<bool> = const { Cell::new(false) };
+    /// The audit entries this transaction appended (some may be gone with a subtransaction).
+    static APPENDED: RefCell<Vec<i64>> = const { RefCell::new(Vec::new()) };
+    /// Rewriting this transaction's entries' dates: the append-only trigger lets that through.
+    static STAMPING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The sub-object number of the commit lock: the lock tag is (pg_namespace, schema crm,
+/// COMMITS), which no command of PostgreSQL's takes and users cannot take.
+const COMMITS: u16 = u16::MAX - 1;
+
+pub fn init() {
+    // SAFETY: registers a function that lives as long as the library, at library load.
+    unsafe { pg_sys::RegisterXactCallback(Some(transaction_event), std::ptr::null_mut()) };
+}
+
+/// A table the model is compiled from changed in this transaction.
+pub fn catalog_changed() {
+    CHANGED.set(true);
+}
+
+/// An audit entry was appended in this transaction.
+pub fn appended(id: i64) {
+    APPENDED.with(|a| a.borrow_mut().push(id));
+}
+
+/// Whether the append-only trigger is seeing this transaction's own dating.
+pub fn stamping() -> bool {
+    STAMPING.get()
+}
+
+fn lock_tag() -> Option<pg_sys::LOCKTAG> {
+    // SAFETY: a syscache lookup of the schema's oid; none when the extension is not there.
+    let schema = unsafe { pg_sys::get_namespace_oid(c"crm".as_ptr(), true) };
+    if schema == pg_sys::InvalidOid {
+        return None;
+    }
+    Some(pg_sys::LOCKTAG {
+        // SAFETY: MyDatabaseId is set for the whole life of a backend connected to a database.
+        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        locktag_field2: pg_sys::NamespaceRelationId.to_u32(),
+        locktag_field3: schema.to_u32(),
+        locktag_field4: COMMITS,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_OBJECT as u8,
+        locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
+    })
+}
+
+/// Wait until no catalog commit is between becoming visible and sending its invalidations
+/// (see the module comment). Cheap when none is: one lock taken and given back.
+pub fn wait_for_catalog_commits() {
+    // SAFETY: reads backend flags; parallel workers and sessions outside a transaction (or in
+    // a failed one) take no lock.
+    let usable = unsafe { pg_sys::IsTransactionState() && pg_sys::ParallelWorkerNumber < 0 && !pg_sys::IsInParallelMode() };
+    if !usable {
+        return;
+    }
+    let Some(tag) = lock_tag() else { return };
+    // SAFETY: a transaction-level share lock, waited for under the deadlock detector, given
+    // back at once (it conflicts only with a committer's exclusive one, held by a transaction
+    // that waits for nothing else while it holds it).
+    unsafe {
+        pg_sys::LockAcquire(&tag, pg_sys::ShareLock as i32, false, false);
+        pg_sys::LockRelease(&tag, pg_sys::ShareLock as i32, false);
+    }
+}
+
+/// # Safety
+/// Only PostgreSQL calls it, as a transaction callback registered in `init`.
+#[pg_guard]
+unsafe extern "C-unwind" fn transaction_event(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    match event {
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
+            let changed = CHANGED.get() || APPENDED.with(|a| !a.borrow().is_empty());
+            // A prepared transaction would hold the lock until COMMIT PREPARED, and every
+            // planning would wait for it: it is dated at PREPARE, unserialised.
+            if changed {
+                if let Err(e) = before_commit(event == XACT_EVENT_PRE_COMMIT) {
+                    e.raise();
+                }
+            }
+        }
+        XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PARALLEL_ABORT => {
+            CHANGED.set(false);
+            APPENDED.with(|a| a.borrow_mut().clear());
+            STAMPING.set(false);
+        }
+        _ => {}
+    }
+}
+
+/// Take the commit lock (when `serialise`), then date this transaction's entries.
+fn before_commit(serialise: bool) -> CrmResult<()> {
+    let Some(tag) = lock_tag() else { return Ok(()) };
+    if serialise {
+        // SAFETY: a transaction-level exclusive lock, released after the commit has sent its
+        // invalidations; waited for under the deadlock detector.
+        unsafe { pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as i32, false, false) };
+    }
+    let ids: Vec<i64> = APPENDED.with(|a| a.borrow().clone());
+    if ids.is_empty() {
+        return Ok(());
+    }
+    struct Stamping;
+    impl Drop for Stamping {
+        fn drop(&mut self) {
+            STAMPING.set(false);
+        }
+    }
+    STAMPING.set(true);
+    let _stamping = Stamping;
+    // The commit has no statement, so no snapshot: the UPDATE needs one.
+    struct Snapshot;
+    impl Drop for Snapshot {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                // SAFETY: pops the snapshot pushed below.
+                unsafe { pg_sys::PopActiveSnapshot() };
+            }
+        }
+    }
+    // SAFETY: a fresh snapshot of this transaction, pushed for the one statement below.
+    unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
+    let _snapshot = Snapshot;
+    super::spi::on_catalog(|c| {
+        c.update(
+            "WITH now AS (SELECT pg_catalog.clock_timestamp() AS t)
+             UPDATE crm.audit_log SET at = (SELECT t FROM now) WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
+            None,
+            &[ids.into()],
+        )?;
+        Ok(())
+    })
+}
