@@ -15,7 +15,7 @@ use crate::catalog::latest;
 use crate::catalog::privileged::as_owner_of;
 use crate::catalog::spi::{as_caller, on_catalog, one};
 use crate::enforce::opened::with_rows_opened;
-use crate::enforce::parent_owner::{refuse_forged, KEPT};
+use crate::enforce::parent_owner::{refuse_forged, refuse_left, KEPT};
 use crate::catalog::tables::qualified_name;
 use crate::error::{CrmError, CrmResult};
 use crate::enforce;
@@ -105,6 +105,9 @@ pub fn release(kind: &str, name: &str, owner_id: i64, transfer_to: Option<&str>)
         );
         let (_, forged) = with_rows_opened(&[oid], || as_owner_of(oid, || latest::execute_now(&sql, &args, false)))?;
         refuse_forged(forged, &table)?;
+        let left = format!("SELECT count(*) FROM {table} WHERE {column} = $1");
+        let (_, stale) = with_rows_opened(&[oid], || as_owner_of(oid, || latest::execute(&left, &args[1..], true)))?;
+        refuse_left(stale, &table)?;
     }
     Ok(())
 }

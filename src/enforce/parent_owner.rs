@@ -46,6 +46,18 @@ pub fn forged_check(owner_column: &str, link_column: &str, kept: &str) -> String
     )
 }
 
+/// Refuse a copy write some of whose rows a BEFORE trigger of the table kept from being
+/// written (returning NULL), counted by `left` (red team of issue 24, round 10: the child kept
+/// a copy of its former parent owner, and access through it).
+pub fn refuse_left(left: Option<i64>, table: &str) -> CrmResult<()> {
+    if left.unwrap_or(0) > 0 {
+        return Err(CrmError::denied(format!("a trigger of {table} kept rows crm_access wrote from changing"))
+            .with_detail("crm_access writes the owner column or crm_parent_owner of these rows itself, as the table's owner; the table's own BEFORE triggers must let those writes through.")
+            .with_hint("Have the table's BEFORE UPDATE triggers return the row for crm_access's writes."));
+    }
+    Ok(())
+}
+
 /// Refuse a copy write whose rows a trigger of the table changed (see `forged_check`).
 pub fn refuse_forged(forged: Option<i64>, table: &str) -> CrmResult<()> {
     if forged.unwrap_or(0) > 0 {
@@ -168,10 +180,18 @@ fn push_parent_owner<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
                     forged_check(&co, &l, &format!("n.{o}"))
                 ));
             }
+            // Then no row the statements were to write may be left as it was.
+            let gone = if update { format!(" AND NOT EXISTS (SELECT FROM crm_new AS n WHERE n.{k} = o.{k})") } else { String::new() };
+            let mut left = format!("SELECT (SELECT count(*) FROM {child_table} AS c JOIN crm_old AS o ON c.{l} = o.{k} WHERE c.{KEPT} IS NOT NULL{gone})");
+            if update {
+                left.push_str(&format!(" + (SELECT count(*) FROM {child_table} AS c JOIN crm_new AS n ON c.{l} = n.{k} WHERE c.{KEPT} IS DISTINCT FROM n.{o})"));
+            }
             for sql in statements {
                 let (_, forged) = with_rows_opened(&[child], || privileged::as_owner_of(child, || latest::execute_in_trigger(data, &sql, &[], false)))?;
                 refuse_forged(forged, &child_table)?;
             }
+            let (_, stale) = with_rows_opened(&[child], || privileged::as_owner_of(child, || latest::execute_in_trigger(data, &left, &[], true)))?;
+            refuse_left(stale, &child_table)?;
         }
         Ok(())
     })();

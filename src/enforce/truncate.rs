@@ -14,7 +14,7 @@ use super::{self as enforce};
 use super::opened;
 use crate::catalog::tables::qualified_name;
 use super::opened::with_rows_opened;
-use super::parent_owner::{forged_check, refuse_forged, KEPT};
+use super::parent_owner::{forged_check, refuse_forged, refuse_left, KEPT};
 use pgrx::spi::quote_identifier;
 use crate::catalog::latest::{self, lock_copies_of};
 use crate::catalog::privileged;
@@ -61,6 +61,9 @@ fn forget_parents(tbl: pg_sys::Oid) -> CrmResult<()> {
         );
         let (_, forged) = with_rows_opened(&[child], || privileged::as_owner_of(child, || latest::execute(&sql, &[], false)))?;
         refuse_forged(forged, &child_table)?;
+        let left = format!("SELECT count(*) FROM {child_table} WHERE {KEPT} IS NOT NULL");
+        let (_, stale) = with_rows_opened(&[child], || privileged::as_owner_of(child, || latest::execute(&left, &[], true)))?;
+        refuse_left(stale, &child_table)?;
     }
     Ok(())
 }

@@ -7,8 +7,9 @@
 //! may be asserted only where no such code can be running (DESIGN §5, "Only the client asserts
 //! identity"): in a top-level `SET`/`RESET` of the client, or in a top-level query of the client
 //! that reads no relation and calls no function but built-in ones and crm_access's own (`SELECT
-//! crm.set_user('alice')`, `SELECT set_config('crm.user_name', $1, true)`), also through a
-//! top-level `EXECUTE`. Everything nested — a query a function runs, a trigger, the planning of
+//! crm.set_user('alice')`, `SELECT set_config('crm.user_name', $1, true)`), sent as a simple
+//! query or through the extended protocol (not a statement prepared with SQL's `PREPARE`,
+//! which any code in the session could replace). Everything nested — a query a function runs, a trigger, the planning of
 //! any query (which may fold functions), a `DO` block's or procedure's statements — is not.
 //! Except in a superuser's session while running as a superuser, where any code could do
 //! anything already.
@@ -36,8 +37,6 @@ enum Frame {
 enum UtilityKind {
     /// SET, RESET, DISCARD: commands that change settings and run nobody's code.
     Setting,
-    /// EXECUTE of a prepared statement: its plan is judged like a query's.
-    Execute,
     /// COPY ... FROM into a table named with its schema (schema, table): what pg_restore runs.
     CopyInto(String, String),
     Other,
@@ -126,9 +125,8 @@ pub fn may_assert_identity(own_function: Option<(pg_sys::Oid, u32)>) -> bool {
     FRAMES.with(|f| match f.borrow().as_slice() {
         [Frame::Utility { toplevel: true, kind: UtilityKind::Setting }] => true,
         // SAFETY: a frame's plan is valid while the frame is on the stack.
-        [Frame::Run { stmt, client: true }] | [Frame::Utility { toplevel: true, kind: UtilityKind::Execute }, Frame::Run { stmt, client: true }] => unsafe {
-            runs_nobody_elses_code(*stmt, own_function)
-        },
+        // SAFETY: the frame's plan is valid while the frame is on the stack.
+        [Frame::Run { stmt, client: true }] => unsafe { runs_nobody_elses_code(*stmt, own_function) },
         _ => false,
     })
 }
@@ -226,16 +224,45 @@ unsafe extern "C-unwind" fn foreign_code(node: *mut pg_sys::Node, context: *mut 
     pg_sys::expression_tree_walker(node, Some(foreign_code), context)
 }
 
-/// Whether this run is the client's own query: that of a portal its protocol made (a simple
-/// query's, a Bind's, a top-level EXECUTE's; none of these is listed in pg_cursors), now
-/// active. Functions' queries, SPI cursors, triggers at COMMIT and input functions at Bind or
-/// parse time run no such portal's query, even when no frame of ours is around them.
+extern "C-unwind" {
+    /// PostgreSQL's own callback, which the extended protocol's Execute sets up to report the
+    /// portal's parameters (the symbol itself, not pgrx's wrapper of it).
+    #[link_name = "ParamsErrorCallback"]
+    fn params_error_callback(arg: *mut std::ffi::c_void);
+}
+
+/// Whether this run is the client's own query: the main query of the active portal, run with
+/// no error context but the one the protocol's Execute sets up. Whatever runs inside a function
+/// (a SQL function's query, an SPI cursor a PL/pgSQL loop fetches from, a trigger at COMMIT, a
+/// domain's CHECK at Bind or parse time) has its language's or SPI's context on that stack,
+/// even when no frame of ours is around it (red team of issue 24, round 9).
 ///
 /// # Safety
 /// `query_desc` must be null or valid.
 unsafe fn client_run(query_desc: *const pg_sys::QueryDesc) -> bool {
     let portal = pg_sys::ActivePortal;
-    !query_desc.is_null() && !portal.is_null() && !(*portal).visible && std::ptr::eq((*portal).queryDesc, query_desc)
+    if query_desc.is_null() || portal.is_null() || !std::ptr::eq((*portal).queryDesc, query_desc) {
+        return false;
+    }
+    // A statement prepared with SQL's PREPARE may be anyone's: code running in the session
+    // can DEALLOCATE the client's statement and PREPARE its own under the name the client
+    // executes next (red team of issue 24, round 10). Only the protocol's own (Parse) ones,
+    // and unnamed ones, are the client's.
+    if !(*portal).prepStmtName.is_null() && *(*portal).prepStmtName != 0 {
+        let prepared = pg_sys::FetchPreparedStatement((*portal).prepStmtName, false);
+        if prepared.is_null() || (*prepared).from_sql {
+            return false;
+        }
+    }
+    let protocol = params_error_callback as *const () as usize;
+    let mut context = pg_sys::error_context_stack;
+    while !context.is_null() {
+        if (*context).callback.map(|f| f as *const () as usize) != Some(protocol) {
+            return false;
+        }
+        context = (*context).previous;
+    }
+    true
 }
 
 /// # Safety
@@ -312,7 +339,6 @@ unsafe fn utility_frame(pstmt: *const pg_sys::PlannedStmt, context: pg_sys::Proc
     } else {
         match (*node).type_ {
             pg_sys::NodeTag::T_VariableSetStmt | pg_sys::NodeTag::T_DiscardStmt => UtilityKind::Setting,
-            pg_sys::NodeTag::T_ExecuteStmt => UtilityKind::Execute,
             pg_sys::NodeTag::T_CopyStmt => copy_into(node.cast()),
             _ => UtilityKind::Other,
         }

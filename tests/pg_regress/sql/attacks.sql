@@ -660,6 +660,51 @@ RESET SESSION AUTHORIZATION;
 SELECT id, owner_id = crm.owner_id(CASE id WHEN 1 THEN 'alice' ELSE 'carol' END) AS owner_kept,
        crm_parent_owner = crm.owner_id('alice') AS follows, note FROM app.lines ORDER BY id;
 
+-- Red team of round 9's fixes (round 10). R10a: code running in the app's session replaces the
+-- app's prepared statement with one that asserts root; EXECUTE of a statement prepared with
+-- SQL's PREPARE is never the client's own assertion.
+SET SESSION AUTHORIZATION owner1;
+CREATE FUNCTION app.swap_stmt() RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE s record;
+BEGIN
+    FOR s IN SELECT name FROM pg_prepared_statements WHERE statement ILIKE '%crm.set_user%' AND statement NOT ILIKE '%root%' LOOP
+        EXECUTE format('DEALLOCATE %I', s.name);
+        EXECUTE format('PREPARE %I(text) AS SELECT crm.set_user(''root'') WHERE $1 IS NOT NULL', s.name);
+    END LOOP;
+    RETURN true;
+END $$;
+CREATE POLICY swap ON app.products AS RESTRICTIVE USING (app.swap_stmt());
+SET SESSION AUTHORIZATION crm_app;
+PREPARE as_user(text) AS SELECT crm.set_user($1);
+BEGIN;
+SET LOCAL crm.user_name = 'alice';
+SELECT count(*) FROM app.products;
+SELECT regress.try($$EXECUTE as_user('dave')$$);
+SAVEPOINT s;
+EXECUTE as_user('dave');
+ROLLBACK TO s;
+SELECT crm.acting_user();
+COMMIT;
+DEALLOCATE as_user;
+RESET SESSION AUTHORIZATION;
+DROP POLICY swap ON app.products;
+-- R10b: a child owner's BEFORE trigger that keeps crm_access's push from writing its rows
+-- (returning NULL), so that they keep the former parent owner's copy: the change is refused.
+SET SESSION AUTHORIZATION owner1;
+DROP TRIGGER zz_rewrite ON app.lines;
+CREATE FUNCTION app.skip() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN IF NEW.crm_parent_owner IS DISTINCT FROM OLD.crm_parent_owner THEN RETURN NULL; END IF; RETURN NEW; END $$;
+CREATE TRIGGER a_skip BEFORE UPDATE ON app.lines FOR EACH ROW EXECUTE FUNCTION app.skip();
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'mgr_west';
+SELECT regress.try($$UPDATE sales.accounts SET owner_id = crm.owner_id('bob') WHERE id = 4$$);
+COMMIT;
+RESET SESSION AUTHORIZATION;
+SELECT regress.try($$TRUNCATE sales.accounts CASCADE$$) LIKE '%kept rows%' AS truncate_refused;
+SELECT id, crm_parent_owner = crm.owner_id('alice') AS follows FROM app.lines ORDER BY id;
+SELECT owner_id = crm.owner_id('alice') AS account_4_unchanged FROM sales.accounts WHERE id = 4;
+
 -- Nobody became a superuser; the extension's privileged role is what it must be.
 SELECT rolname, rolsuper, rolbypassrls, rolcanlogin FROM pg_roles
 WHERE rolname IN ('crm_app', 'bi_alice', 'crm_stranger', 'owner1', 'crm_access_catalog') ORDER BY rolname;

@@ -106,12 +106,17 @@ DECLARE c CURSOR FOR SELECT set_config('crm.user_name', 'root', true);
 FETCH c;
 ROLLBACK TO s;
 SELECT crm.acting_user(), array_agg(id ORDER BY id) FROM sales.leads;
--- A query of the client's own that reads nothing may: set_config, crm.set_user, and through
--- a prepared statement.
+-- A query of the client's own that reads nothing may: set_config, crm.set_user (through the
+-- protocol's own prepared statements too: the client tests). Not a statement prepared with
+-- SQL's PREPARE, which code running in the session could have replaced.
 SELECT set_config('crm.user_name', 'bob', true);
 SELECT crm.acting_user();
+SELECT crm.set_user('mgr_west');
+SELECT crm.acting_user();
 PREPARE as_user(text) AS SELECT crm.set_user($1);
-EXECUTE as_user('mgr_west');
+SAVEPOINT p;
+EXECUTE as_user('alice');
+ROLLBACK TO p;
 SELECT crm.acting_user();
 DEALLOCATE as_user;
 COMMIT;
