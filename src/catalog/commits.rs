@@ -12,9 +12,10 @@
 //!   a moment later (the commit's own work, a synchronous standby's acknowledgement).
 //! - **The window between a commit and its invalidations.** PostgreSQL makes a commit visible
 //!   just before it sends its invalidations. A session that plans (or reuses a plan, or takes
-//!   in invalidations once per statement) takes the same lock in share mode, briefly, before
-//!   taking in invalidations (`wait_for_catalog_commits`): a catalog commit in flight has then
-//!   sent its invalidations, so no statement sees a committed change's rows while deciding as
+//!   in invalidations once per statement) takes the same lock in a weaker mode (ROW
+//!   EXCLUSIVE), briefly, before taking in invalidations (`wait_for_catalog_commits`): a
+//!   catalog commit in flight has then sent its invalidations, so no statement sees a
+//!   committed change's rows while deciding as
 //!   before it. The price: such a planning waits out a catalog commit in progress.
 
 use std::cell::{Cell, RefCell};
@@ -84,12 +85,13 @@ pub fn wait_for_catalog_commits() {
         return;
     }
     let Some(tag) = lock_tag() else { return };
-    // SAFETY: a transaction-level share lock, waited for under the deadlock detector, given
-    // back at once (it conflicts only with a committer's exclusive one, held by a transaction
-    // that waits for nothing else while it holds it).
+    // SAFETY: a transaction-level lock, waited for under the deadlock detector, given back at
+    // once. ROW EXCLUSIVE conflicts with a committer's EXCLUSIVE one (held by a transaction that
+    // waits for nothing else while it holds it) and not with another reader's, and is the
+    // strongest mode a hot standby may take (where no catalog commit ever holds the lock).
     unsafe {
-        pg_sys::LockAcquire(&tag, pg_sys::ShareLock as i32, false, false);
-        pg_sys::LockRelease(&tag, pg_sys::ShareLock as i32, false);
+        pg_sys::LockAcquire(&tag, pg_sys::RowExclusiveLock as i32, false, false);
+        pg_sys::LockRelease(&tag, pg_sys::RowExclusiveLock as i32, false);
     }
 }
 
