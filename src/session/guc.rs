@@ -239,11 +239,13 @@ unsafe extern "C-unwind" fn assign_user_name(newval: *const c_char, _extra: *mut
     // A change the check hook let through is the client's; any other change made inside a
     // statement is a reset (RESET, set_config(..., NULL, ...)) by someone else's code, or a
     // revert of one: never honoured until the client sets the user again.
-    if LOADING.get() {
-        // Judged once the library is loaded (`init`).
+    // Outside any statement (a revert at a transaction's end, with its resource owner gone)
+    // nothing is judged, and nothing may look anything up.
+    if LOADING.get() || !statement::inside() {
+        // Judged once the library is loaded (`init`), or a revert.
     } else if statement::may_assert_identity(SETTING_THROUGH.get()) {
         TAINTED.set(Taint::None);
-    } else if statement::inside() {
+    } else {
         TAINTED.set(Taint::Nested);
     }
     if as_str(old) != as_str(newval) || as_str(newval).is_some() {
