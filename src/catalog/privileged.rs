@@ -253,3 +253,14 @@ pub fn as_owner_of<R>(tbl: pg_sys::Oid, f: impl FnOnce() -> CrmResult<R>) -> Crm
     let _switch = UserSwitch::to(owner, pg_sys::SECURITY_RESTRICTED_OPERATION);
     f()
 }
+
+/// Run `f`, a read-only check of ours, as the owner of `tbl` with no row security at all (as
+/// PostgreSQL's foreign-key checks read): the owner's own narrowing policies must not hide the
+/// rows a check counts (red team of issue 24, round 11). No code of the owner runs in a read of
+/// the table (no trigger, no policy; index expressions are not evaluated by reads).
+pub fn as_owner_of_unfiltered<R>(tbl: pg_sys::Oid, f: impl FnOnce() -> CrmResult<R>) -> CrmResult<R> {
+    let owner = relation_owner(tbl).ok_or_else(|| CrmError::broken_catalog("a table crm_access writes is missing"))?;
+    let _pin = pin_search_path();
+    let _switch = UserSwitch::to(owner, pg_sys::SECURITY_RESTRICTED_OPERATION | pg_sys::SECURITY_NOFORCE_RLS);
+    f()
+}

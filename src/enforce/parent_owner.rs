@@ -51,9 +51,9 @@ pub fn forged_check(owner_column: &str, link_column: &str, kept: &str) -> String
 /// a copy of its former parent owner, and access through it).
 pub fn refuse_left(left: Option<i64>, table: &str) -> CrmResult<()> {
     if left.unwrap_or(0) > 0 {
-        return Err(CrmError::denied(format!("a trigger of {table} kept rows crm_access wrote from changing"))
-            .with_detail("crm_access writes the owner column or crm_parent_owner of these rows itself, as the table's owner; the table's own BEFORE triggers must let those writes through.")
-            .with_hint("Have the table's BEFORE UPDATE triggers return the row for crm_access's writes."));
+        return Err(CrmError::denied(format!("a trigger or policy of {table} kept rows crm_access wrote from changing"))
+            .with_detail("crm_access writes the owner column or crm_parent_owner of these rows itself, as the table's owner; the table's own BEFORE triggers and narrowing policies must let those writes through.")
+            .with_hint("Have the table's BEFORE UPDATE triggers return the row, and its own policies let its owner update every row, for crm_access's writes."));
     }
     Ok(())
 }
@@ -190,7 +190,7 @@ fn push_parent_owner<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
                 let (_, forged) = with_rows_opened(&[child], || privileged::as_owner_of(child, || latest::execute_in_trigger(data, &sql, &[], false)))?;
                 refuse_forged(forged, &child_table)?;
             }
-            let (_, stale) = with_rows_opened(&[child], || privileged::as_owner_of(child, || latest::execute_in_trigger(data, &left, &[], true)))?;
+            let (_, stale) = privileged::as_owner_of_unfiltered(child, || latest::execute_in_trigger(data, &left, &[], true))?;
             refuse_left(stale, &child_table)?;
         }
         Ok(())

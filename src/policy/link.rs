@@ -159,7 +159,7 @@ pub fn link(child_oid: pg_sys::Oid, parent_column: &str, parent_oid: pg_sys::Oid
         "WITH p AS (SELECT x.k::{key_type} AS k, x.o FROM unnest($1::text[], $2::int8[]) AS x(k, o))
          SELECT count(*) FROM {child} AS c LEFT JOIN p ON p.k = c.{pc} WHERE c.{KEPT} IS DISTINCT FROM p.o"
     );
-    let (_, stale) = with_rows_opened(&[child_oid], || privileged::as_owner_of(child_oid, || latest::execute(&left, &args, true)))?;
+    let (_, stale) = privileged::as_owner_of_unfiltered(child_oid, || latest::execute(&left, &args, true))?;
     parent_owner::refuse_left(stale, &child)?;
     let child_owner = m.owner_column_of(child_oid).unwrap_or_default().to_string();
     with_protection_changing(child_oid, || as_caller(|c| attach_policies(c, child_oid, &child, &child_owner, true)))?;

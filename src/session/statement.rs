@@ -244,6 +244,13 @@ unsafe fn client_run(query_desc: *const pg_sys::QueryDesc) -> bool {
     if query_desc.is_null() || portal.is_null() || !std::ptr::eq((*portal).queryDesc, query_desc) {
         return false;
     }
+    // The unnamed portal: only the protocol makes it (a simple query's, or a Bind without a
+    // portal name). A named one may be a cursor that code in the session made under the name
+    // of a portal the client was about to Execute (`CLOSE`, then `DECLARE`, or a PL/pgSQL
+    // `OPEN`: red team of issue 24, round 11).
+    if (*portal).name.is_null() || *(*portal).name != 0 {
+        return false;
+    }
     // A statement prepared with SQL's PREPARE may be anyone's: code running in the session
     // can DEALLOCATE the client's statement and PREPARE its own under the name the client
     // executes next (red team of issue 24, round 10). Only the protocol's own (Parse) ones,

@@ -629,3 +629,38 @@ fn who_could_dates_changes_by_their_commit() {
     assert!(!could(&mut admin, &now).contains(&"auditor".to_string()), "revoked now");
 }
 
+
+/// Red team of issue 24, round 11: code in the session closes a portal the client bound and
+/// was fetching from, and declares a cursor under its name that asserts another user; the
+/// client's next Execute of that portal must not count as its own assertion.
+#[test]
+fn a_portal_replaced_under_its_name_cannot_assert_a_user() {
+    const DB: &str = "sess_portal";
+    let mut admin = org(DB);
+    admin
+        .batch_execute(
+            "CREATE SCHEMA swap;
+             CREATE FUNCTION swap.portal() RETURNS int LANGUAGE plpgsql AS $f$
+             DECLARE c record;
+             BEGIN
+                 FOR c IN SELECT name FROM pg_cursors WHERE name <> '' AND name NOT LIKE '<%' AND statement ILIKE '%generate_series%' LOOP
+                     EXECUTE format('CLOSE %I', c.name);
+                     EXECUTE format('DECLARE %I CURSOR FOR SELECT set_config(''crm.user_name'', ''ceo'', true)', c.name);
+                 END LOOP;
+                 RETURN 1;
+             END $f$;
+             GRANT USAGE ON SCHEMA swap TO sess_app;",
+        )
+        .unwrap();
+    let mut app = connect(DB, "sess_app");
+    let mut tx = app.transaction().unwrap();
+    tx.execute("SELECT crm.set_user('rep1')", &[]).unwrap();
+    let stmt = tx.prepare("SELECT g::text FROM generate_series(1, 10) g").unwrap();
+    let portal = tx.bind(&stmt, &[]).unwrap();
+    assert_eq!(tx.query_portal(&portal, 2).unwrap().len(), 2);
+    tx.execute("SELECT swap.portal()", &[]).unwrap();
+    let err = tx.query_portal(&portal, 0).unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("42501"), "{err}");
+    tx.rollback().unwrap();
+    assert_eq!(visible(&mut app, "rep1"), vec![3]);
+}
