@@ -64,15 +64,7 @@ fn lock_tag() -> Option<pg_sys::LOCKTAG> {
     if schema == pg_sys::InvalidOid {
         return None;
     }
-    Some(pg_sys::LOCKTAG {
-        // SAFETY: MyDatabaseId is set for the whole life of a backend connected to a database.
-        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
-        locktag_field2: pg_sys::NamespaceRelationId.to_u32(),
-        locktag_field3: schema.to_u32(),
-        locktag_field4: COMMITS,
-        locktag_type: pg_sys::LockTagType::LOCKTAG_OBJECT as u8,
-        locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
-    })
+    Some(super::latest::object_lock_tag(pg_sys::NamespaceRelationId, schema, COMMITS))
 }
 
 /// Wait until no catalog commit is between becoming visible and sending its invalidations

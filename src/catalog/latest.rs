@@ -152,19 +152,25 @@ pub fn text_and_ids(sql: &str) -> CrmResult<(Vec<Option<String>>, Vec<Option<i64
     }
 }
 
+/// The tag of an object lock of this database that no SQL command takes: crm_access's own
+/// locks use sub-object numbers past any column's.
+pub fn object_lock_tag(class: pg_sys::Oid, object: pg_sys::Oid, sub: u16) -> pg_sys::LOCKTAG {
+    pg_sys::LOCKTAG {
+        // SAFETY: MyDatabaseId is set for the whole life of a backend connected to a database.
+        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        locktag_field2: class.to_u32(),
+        locktag_field3: object.to_u32(),
+        locktag_field4: sub,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_OBJECT as u8,
+        locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
+    }
+}
+
 /// Take the lock on copies of `source`'s owners, for the rest of the transaction: shared for
 /// a writer of a copy, exclusive for the pusher of a change (see the module comment). Taking
 /// it again is a local hash lookup.
 pub fn lock_copies_of(source: pg_sys::Oid, exclusive: bool) {
-    let tag = pg_sys::LOCKTAG {
-        // SAFETY: MyDatabaseId is set for the whole life of a backend connected to a database.
-        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
-        locktag_field2: pg_sys::RelationRelationId.to_u32(),
-        locktag_field3: source.to_u32(),
-        locktag_field4: COPIES,
-        locktag_type: pg_sys::LockTagType::LOCKTAG_OBJECT as u8,
-        locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
-    };
+    let tag = object_lock_tag(pg_sys::RelationRelationId, source, COPIES);
     let mode = if exclusive { pg_sys::ExclusiveLock } else { pg_sys::ShareLock };
     // SAFETY: a transaction-level lock (sessionLock = false) that waits (dontWait = false),
     // with the deadlock detector watching; it is released at the end of the transaction, or
