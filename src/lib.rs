@@ -47,4 +47,5 @@ extension_sql_file!("../sql/ownership.sql", name = "ownership", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     session::init();
+    enforce::instrumented::init();
 }

@@ -9,11 +9,13 @@
 //! - the triggers `crm.protect` attaches: `linked` (copied access columns), `truncate`, and
 //!   the field check in `fields`, `parent_owner` (a child's copy of its parent's owner), and
 //!   `secure_view_write` (writes through a secure view); `rows` reads a trigger's rows; `opened` holds the two
-//!   exemptions crm_access grants its own statements.
+//!   exemptions crm_access grants its own statements;
+//! - what an instrumented run (`EXPLAIN ANALYZE`) counts of rows the reader may not see: `instrumented`.
 
 pub mod calendar;
 pub mod conversations;
 pub mod fields;
+pub mod instrumented;
 pub mod linked;
 pub mod opened;
 pub mod parent_owner;

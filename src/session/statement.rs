@@ -39,6 +39,8 @@ enum UtilityKind {
     Setting,
     /// COPY ... FROM into a table named with its schema (schema, table): what pg_restore runs.
     CopyInto(String, String),
+    /// EXPLAIN, which runs the query it explains inside it when it analyzes.
+    Explain,
     Other,
 }
 
@@ -337,6 +339,12 @@ pub fn copying_into(schema: &str, table: &str) -> bool {
     })
 }
 
+/// Whether the innermost statement in progress is an `EXPLAIN` (the query it analyzes has
+/// finished running).
+pub fn explaining() -> bool {
+    FRAMES.with(|f| matches!(f.borrow().last(), Some(Frame::Utility { kind: UtilityKind::Explain, .. })))
+}
+
 /// # Safety
 /// `pstmt` must be a valid utility `PlannedStmt`.
 unsafe fn utility_frame(pstmt: *const pg_sys::PlannedStmt, context: pg_sys::ProcessUtilityContext::Type) -> Frame {
@@ -347,6 +355,7 @@ unsafe fn utility_frame(pstmt: *const pg_sys::PlannedStmt, context: pg_sys::Proc
         match (*node).type_ {
             pg_sys::NodeTag::T_VariableSetStmt | pg_sys::NodeTag::T_DiscardStmt => UtilityKind::Setting,
             pg_sys::NodeTag::T_CopyStmt => copy_into(node.cast()),
+            pg_sys::NodeTag::T_ExplainStmt => UtilityKind::Explain,
             _ => UtilityKind::Other,
         }
     };
