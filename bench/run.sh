@@ -5,6 +5,7 @@
 #   bench/run.sh [small|medium|large] [--no-build] [--no-chart]   (BENCH_OUT=dir to write elsewhere)
 #   bench/run.sh large-org --cache-only   (the cache rebuild at 20,000 users, without the workload)
 #   bench/run.sh replans   (re-plans per transaction of a pooled connection; bench/replans.py)
+#   bench/run.sh history   (past catalogs at 100,000 audit entries; bench/history.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scale=${1:-small}; shift || true
@@ -43,6 +44,13 @@ if [ "$scale" = replans ]; then
     trap cluster_stop EXIT
     createdb crm_bench
     $venv/bin/python bench/replans.py --out "${BENCH_OUT:-bench/results}"
+    exit
+fi
+if [ "$scale" = history ]; then
+    cluster_start "$PWD/target/bench-cluster" 5496
+    trap cluster_stop EXIT
+    createdb crm_bench
+    $venv/bin/python bench/history.py --out "${BENCH_OUT:-bench/results}"
     exit
 fi
 cluster_start "$PWD/target/bench-cluster" 5496

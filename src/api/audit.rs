@@ -21,9 +21,9 @@ fn audit_note(tbl: Option<&str>, op: Option<&str>, old: Option<JsonB>, new: Opti
     audit::note(tbl, op, old.map(|j| j.0), new.map(|j| j.0), identity::known_name(), restored).or_raise();
 }
 
-/// Keeps `crm.audit_log` append-only: every UPDATE, DELETE and TRUNCATE is refused, whoever
-/// runs it (the table owner and superusers included), except the deletes of
-/// `crm.prune_audit_log`.
+/// Keeps `crm.audit_log` (and its checkpoints, `crm.audit_checkpoints`) append-only: every
+/// UPDATE, DELETE and TRUNCATE is refused, whoever runs it (the table owner and superusers
+/// included), except the deletes of `crm.prune_audit_log`.
 #[pg_trigger]
 fn audit_log_append_only<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
     if audit::pruning() && trigger.event().fired_by_delete() {
@@ -33,10 +33,11 @@ fn audit_log_append_only<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeap
     if crate::catalog::commits::stamping() && trigger.event().fired_by_update() {
         return Ok(trigger.new());
     }
-    CrmError::denied("crm.audit_log is append-only")
+    let table = format!("crm.{}", trigger.table_name().unwrap_or_else(|_| "audit_log".to_string()));
+    CrmError::denied(format!("{table} is append-only"))
         .with_detail("Its entries are never changed or removed, except old ones by crm.prune_audit_log().")
         .with_hint("A superuser may remove entries older than a date with crm.prune_audit_log(before).")
-        .about(Some("crm.audit_log"), Some("change"), Some("the audit log is append-only"))
+        .about(Some(&table), Some("change"), Some("the audit log is append-only"))
         .raise()
 }
 

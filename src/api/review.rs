@@ -65,7 +65,7 @@ fn access_changes(
         after = Some(before);
         Ok(())
     };
-    crate::session::cache::rebuilding(|| history::rewind(since, Some(&mut step))).or_raise();
+    crate::session::cache::rebuilding(|| history::rewind(since, &mut step)).or_raise();
     rows.reverse();
     TableIterator::new(rows)
 }

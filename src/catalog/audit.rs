@@ -230,6 +230,8 @@ pub fn prune(before: pgrx::datum::TimestampWithTimeZone, actor: Option<String>) 
         PRUNING.set(true);
         let _pruning = Pruning;
         on_catalog(|c| {
+            // Checkpoints before the moment can no longer be asked about (`history`).
+            c.update("DELETE FROM crm.audit_checkpoints WHERE at < $1", None, &[before.into()])?;
             let gone = c.update("WITH d AS (DELETE FROM crm.audit_log WHERE at < $1 RETURNING 1) SELECT count(*) FROM d", None, &[before.into()])?;
             Ok(gone.first().get_one::<i64>()?.unwrap_or(0))
         })?

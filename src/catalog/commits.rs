@@ -153,5 +153,9 @@ fn before_commit(serialise: bool) -> CrmResult<()> {
             &[ids.into()],
         )?;
         Ok(())
-    })
+    })?;
+    if serialise {
+        super::checkpoints::take_if_due()?;
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! The catalog snapshot: loading it, running SQL with the right rights, facts about tables.
 
 pub mod audit;
+pub mod checkpoints;
 pub mod commits;
 pub mod history;
 pub mod latest;

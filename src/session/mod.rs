@@ -14,4 +14,5 @@ pub fn init() {
     plans::init();
     statement::init();
     crate::catalog::commits::init();
+    crate::catalog::checkpoints::init();
 }

@@ -2,6 +2,9 @@
 -- direct write, in the changing transaction; append-only for everyone; read by catalog
 -- administrators only; pruned by superusers only, and the pruning logged. Then the access
 -- review.
+-- A checkpoint of the catalog every 2 entries (superusers only; 1000 by default): past
+-- catalogs below are rebuilt from the first checkpoint after their moment.
+SET crm.audit_checkpoint_every = 2;
 \set ECHO none
 \o /dev/null
 CREATE EXTENSION crm_access;
@@ -180,6 +183,34 @@ COMMIT;
 RESET SESSION AUTHORIZATION;
 SELECT (SELECT count(*) FROM crm.audit_log) = :entries_now AS rebuilding_logged_nothing,
        (SELECT c::text FROM regress.catalog_size c) = :'size_now' AS catalog_unchanged;
+
+-- Checkpoints (issue 24, finding 8): the catalog of every moment the log holds, rebuilt from
+-- the first checkpoint after it, is the one rebuilt from now without any (compared in a
+-- transaction that removes them and is rolled back). Each moment's answers: who could read
+-- lead 41, edit lead 51, read account 4.
+SELECT count(*) > 10 AS checkpoints_taken, count(*) FILTER (WHERE at > :'before_changes') > 2 AS some_after_the_changes
+FROM crm.audit_checkpoints;
+CREATE FUNCTION regress.past_answers(since timestamptz) RETURNS TABLE (at timestamptz, answer text) LANGUAGE sql AS $$
+    SELECT m.at, concat_ws(' | ', array(SELECT crm.who_could('sales.leads', 41, 'read', m.at))::text,
+                                  array(SELECT crm.who_could('sales.leads', 51, 'edit', m.at))::text,
+                                  array(SELECT crm.who_could('sales.accounts', 4, 'read', m.at))::text)
+    FROM (SELECT a.at FROM crm.audit_log a UNION SELECT a.at - interval '1 microsecond' FROM crm.audit_log a) m
+    WHERE m.at >= since
+$$;
+CREATE TABLE regress.with_checkpoints AS SELECT * FROM regress.past_answers(:'before_changes');
+BEGIN;
+ALTER TABLE crm.audit_checkpoints DISABLE TRIGGER append_only;
+DELETE FROM crm.audit_checkpoints;
+SELECT count(*) > 20 AS moments, count(DISTINCT w.answer) AS distinct_answers,
+       count(*) FILTER (WHERE w.answer IS DISTINCT FROM p.answer) AS disagreeing
+FROM regress.with_checkpoints w JOIN regress.past_answers(:'before_changes') p USING (at);
+ROLLBACK;
+-- They are the log's: read by the catalog role alone, append-only for everyone.
+SET SESSION AUTHORIZATION crm_stranger;
+SELECT regress.try($$SELECT count(*) FROM crm.audit_checkpoints$$);
+RESET SESSION AUTHORIZATION;
+SELECT regress.try($$UPDATE crm.audit_checkpoints SET catalog = '{}'$$);
+SELECT regress.try($$DELETE FROM crm.audit_checkpoints$$);
 
 -- Read by administrators only: not by a user acting through the app, a mapped BI login or a
 -- stranger; by an acting CRM administrator, the extension owner and superusers.
