@@ -48,4 +48,5 @@ extension_sql_file!("../sql/ownership.sql", name = "ownership", finalize);
 pub extern "C-unwind" fn _PG_init() {
     session::init();
     enforce::instrumented::init();
+    planner::statistics::init();
 }

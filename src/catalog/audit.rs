@@ -230,8 +230,24 @@ pub fn prune(before: pgrx::datum::TimestampWithTimeZone, actor: Option<String>) 
         PRUNING.set(true);
         let _pruning = Pruning;
         on_catalog(|c| {
-            // Checkpoints before the moment can no longer be asked about (`history`).
-            c.update("DELETE FROM crm.audit_checkpoints WHERE at < $1", None, &[before.into()])?;
+            // Checkpoints before the moment can no longer be asked about (`history`), but the
+            // first one after it needs each table's latest copy up to it.
+            c.update(
+                "WITH kept AS (SELECT min(id) AS id FROM crm.audit_checkpoints WHERE at >= $1),
+                      needed AS (SELECT DISTINCT ON (v.tbl) v.tbl, v.checkpoint_id FROM crm.audit_checkpoint_tables v, kept
+                                 WHERE v.checkpoint_id <= kept.id ORDER BY v.tbl, v.checkpoint_id DESC)
+                 DELETE FROM crm.audit_checkpoint_tables v USING crm.audit_checkpoints k
+                 WHERE k.id = v.checkpoint_id AND k.at < $1
+                   AND NOT EXISTS (SELECT FROM needed n WHERE n.tbl = v.tbl AND n.checkpoint_id = v.checkpoint_id)",
+                None,
+                &[before.into()],
+            )?;
+            c.update(
+                "DELETE FROM crm.audit_checkpoints k WHERE k.at < $1
+                   AND NOT EXISTS (SELECT FROM crm.audit_checkpoint_tables v WHERE v.checkpoint_id = k.id)",
+                None,
+                &[before.into()],
+            )?;
             let gone = c.update("WITH d AS (DELETE FROM crm.audit_log WHERE at < $1 RETURNING 1) SELECT count(*) FROM d", None, &[before.into()])?;
             Ok(gone.first().get_one::<i64>()?.unwrap_or(0))
         })?

@@ -93,9 +93,9 @@ struct PutBack {
 /// finds, per row, the first change that touched it, and each table is put back with two
 /// statements (remove the rows touched, insert their images of then): no statement per
 /// entry, no scan of a table per row. The pass starts from the first checkpoint at or after
-/// `at` (`checkpoints`), whose tables then replace the current ones, so it reads no more
-/// entries than lie between two checkpoints; without one, from the catalog as it is now
-/// (issue 24, finding 8).
+/// `at` (`checkpoints`), whose copies then replace the tables changed since the moment, so it
+/// reads no more entries than lie between two checkpoints; without one, from the catalog as
+/// it is now (issue 24, finding 8).
 pub fn catalog_at(at: TimestampWithTimeZone) -> CrmResult<LoadedCatalog> {
     in_rolled_back_subtransaction(|| {
         // The pass's estimate (set-returning functions over JSON) has it compiled by JIT,
@@ -118,6 +118,10 @@ pub fn catalog_at(at: TimestampWithTimeZone) -> CrmResult<LoadedCatalog> {
                     names.into_iter().try_for_each(|table| {
                         let (key_columns, regclasses) = &tables[table];
                         let first = changes.iter().find(|t| &t.table == table);
+                        // Unchanged between the moment and now: as it is.
+                        if first.is_none() && !k.changed_since.contains(table) {
+                            return Ok(());
+                        }
                         replace(c, table, regclasses, rows_then(key_columns, k.tables.get(table), first))
                     })
                 }

@@ -22,6 +22,7 @@
 //! the raw node handling is in this module and `nodes`.
 
 mod nodes;
+pub mod statistics;
 mod support;
 mod write_condition;
 

@@ -767,9 +767,38 @@ SELECT regress.explain_counts($$SELECT id, company FROM regress.open_leads WHERE
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT id FROM sales.leads WHERE company = 'Hidden 2';
 ROLLBACK;
 
+-- What a plain EXPLAIN estimates: ANALYZE's statistics, gathered over every row, count bob's
+-- leads in a range of names (red team of finding 7: a prefix walk reads how hidden values
+-- are spread). crm.hide_statistics, which only superusers set (for a BI login, say), plans
+-- without them: both ranges are then estimated alike.
+CREATE FUNCTION regress.estimates(sql text) RETURNS SETOF text LANGUAGE plpgsql AS $$
+DECLARE plan jsonb;
+BEGIN
+    EXECUTE 'EXPLAIN (FORMAT JSON) ' || sql INTO plan;
+    RETURN QUERY SELECT (n->>'Node Type') || ' rows=' || (n->>'Plan Rows')
+        FROM jsonb_path_query(plan, 'strict $.**') AS n WHERE jsonb_typeof(n) = 'object' AND n ? 'Node Type';
+END $$;
+BEGIN;
+DROP INDEX sales.leads_owner_id;
+SET LOCAL enable_seqscan = off;
+SET LOCAL enable_indexscan = off;
+SET LOCAL SESSION AUTHORIZATION bi_alice;
+SELECT regress.estimates($$SELECT id FROM sales.leads WHERE company >= 'Hidden 2' AND company < 'Hidden 3'$$) AS hidden_range,
+       regress.estimates($$SELECT id FROM sales.leads WHERE company >= 'Nobody 2' AND company < 'Nobody 3'$$) AS empty_range;
+RESET SESSION AUTHORIZATION;
+SET LOCAL crm.hide_statistics = on;
+SET LOCAL SESSION AUTHORIZATION bi_alice;
+SELECT regress.estimates($$SELECT id FROM sales.leads WHERE company >= 'Hidden 2' AND company < 'Hidden 3'$$) AS hidden_range,
+       regress.estimates($$SELECT id FROM sales.leads WHERE company >= 'Nobody 2' AND company < 'Nobody 3'$$) AS empty_range;
+SELECT regress.try($$SET crm.hide_statistics = off$$);
+SELECT regress.try($$RESET crm.hide_statistics$$);
+SHOW crm.hide_statistics;
+ROLLBACK;
+
 -- What remains (docs/security.md): PostgreSQL's statistics count the index entries a scan
--- fetched before the policy, and any login may read them for any table; the hardening given
--- there (run in a transaction here) takes them from logins that do not monitor the server.
+-- fetched before the policy, and any login may read them for any table and database;
+-- docs/harden-statistics.sql (run in a transaction here) takes them from logins that do not
+-- monitor the server, the database's counters too (red team of finding 7).
 BEGIN;
 DROP INDEX sales.leads_owner_id;
 SET LOCAL SESSION AUTHORIZATION bi_alice;
@@ -780,17 +809,12 @@ SELECT idx_tup_fetch AS fetched_before FROM pg_stat_xact_user_tables WHERE relid
 SELECT count(*) AS visible FROM sales.leads WHERE company >= 'Hidden 1' AND company < 'Hidden 2';
 SELECT idx_tup_fetch - :fetched_before AS fetched FROM pg_stat_xact_user_tables WHERE relid = 'sales.leads'::regclass;
 RESET SESSION AUTHORIZATION;
-REVOKE EXECUTE ON FUNCTION pg_stat_get_tuples_returned(oid), pg_stat_get_tuples_fetched(oid),
-    pg_stat_get_blocks_fetched(oid), pg_stat_get_blocks_hit(oid),
-    pg_stat_get_xact_tuples_returned(oid), pg_stat_get_xact_tuples_fetched(oid),
-    pg_stat_get_xact_blocks_fetched(oid), pg_stat_get_xact_blocks_hit(oid) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION pg_stat_get_tuples_returned(oid), pg_stat_get_tuples_fetched(oid),
-    pg_stat_get_blocks_fetched(oid), pg_stat_get_blocks_hit(oid),
-    pg_stat_get_xact_tuples_returned(oid), pg_stat_get_xact_tuples_fetched(oid),
-    pg_stat_get_xact_blocks_fetched(oid), pg_stat_get_xact_blocks_hit(oid) TO pg_read_all_stats;
+\i docs/harden-statistics.sql
 SET LOCAL SESSION AUTHORIZATION bi_alice;
 SELECT regress.try($$SELECT idx_tup_fetch FROM pg_stat_xact_user_tables WHERE relid = 'sales.leads'::regclass$$);
 SELECT regress.try($$SELECT heap_blks_hit FROM pg_statio_user_tables WHERE relid = 'sales.leads'::regclass$$);
+SELECT regress.try($$SELECT tup_fetched FROM pg_stat_database WHERE datname = current_database()$$);
+SELECT regress.try($$SELECT pg_stat_force_next_flush()$$);
 ROLLBACK;
 
 -- Nobody became a superuser; the extension's privileged role is what it must be.

@@ -208,9 +208,10 @@ ROLLBACK;
 -- They are the log's: read by the catalog role alone, append-only for everyone.
 SET SESSION AUTHORIZATION crm_stranger;
 SELECT regress.try($$SELECT count(*) FROM crm.audit_checkpoints$$);
+SELECT regress.try($$SELECT count(*) FROM crm.audit_checkpoint_tables$$);
 RESET SESSION AUTHORIZATION;
-SELECT regress.try($$UPDATE crm.audit_checkpoints SET catalog = '{}'$$);
-SELECT regress.try($$DELETE FROM crm.audit_checkpoints$$);
+SELECT regress.try($$UPDATE crm.audit_checkpoints SET at = at$$);
+SELECT regress.try($$DELETE FROM crm.audit_checkpoint_tables$$);
 
 -- Read by administrators only: not by a user acting through the app, a mapped BI login or a
 -- stranger; by an acting CRM administrator, the extension owner and superusers.
