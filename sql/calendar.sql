@@ -25,7 +25,7 @@ CREATE INDEX events_invitees ON crm.events USING gin (invitees);
 -- Not FORCE: the owner, crm_access_catalog (sql/ownership.sql), reads every event for
 -- crm.calendar and writes invitations for crm.invite; it runs only crm_access's statements.
 ALTER TABLE crm.events ENABLE ROW LEVEL SECURITY;
-CREATE POLICY crm_base ON crm.events AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true);
+CREATE POLICY crm_base ON crm.events AS PERMISSIVE FOR ALL USING (crm.installed()) WITH CHECK (crm.installed());
 CREATE POLICY crm_read ON crm.events AS RESTRICTIVE FOR SELECT
     USING (crm.can_see_event('read', owner_id, invitees, is_public));
 -- A new event belongs to its creator (admins and Edit All may create events for anyone).

@@ -357,3 +357,162 @@ ALTER TABLE crm.audit_checkpoint_tables OWNER TO crm_access_catalog;
 SELECT pg_catalog.pg_extension_config_dump('crm.audit_checkpoints', '');
 SELECT pg_catalog.pg_extension_config_dump('crm.audit_checkpoints_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('crm.audit_checkpoint_tables', '');
+
+-- 8. Issue 27: crm_access's permissive base policy depends on the extension
+-- (crm.installed(), src/policy/protect.rs), so that a protected table restored where crm_access is
+-- not admits nobody; a table carrying crm_access's policies but missing from its catalog is
+-- reported and kept closed (sql/guard.sql).
+CREATE FUNCTION crm.installed() RETURNS boolean IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'installed_wrapper';
+DO $$
+DECLARE t regclass;
+BEGIN
+    FOR t IN
+        SELECT tbl FROM crm.protected_tables
+        UNION ALL VALUES ('crm.events'::regclass), ('crm.conversations'), ('crm.messages')
+    LOOP
+        EXECUTE pg_catalog.format('ALTER POLICY crm_base ON %s USING (crm.installed()) WITH CHECK (crm.installed())', t);
+    END LOOP;
+END $$;
+CREATE FUNCTION crm.unregistered_problems(tbl regclass) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH c AS (
+        SELECT c.oid, c.relrowsecurity, c.relforcerowsecurity FROM pg_class c
+        WHERE c.oid = $1 AND c.relnamespace <> 'crm'::regnamespace
+          AND NOT EXISTS (SELECT 1 FROM crm.protected_tables p WHERE p.tbl = c.oid)
+          AND EXISTS (SELECT 1 FROM pg_policy x WHERE x.polrelid = c.oid AND x.polname IN ('crm_base', 'crm_read', 'crm_create', 'crm_edit', 'crm_delete'))
+    ),
+    problems(problem) AS (
+        SELECT 'not crm_access''s' WHERE NOT EXISTS (SELECT 1 FROM c)
+        UNION ALL SELECT 'row level security is disabled' FROM c WHERE NOT c.relrowsecurity
+        UNION ALL SELECT 'FORCE ROW LEVEL SECURITY is off' FROM c WHERE NOT c.relforcerowsecurity
+        UNION ALL SELECT format('policy %s is missing', e.name) FROM c, (VALUES ('crm_read'), ('crm_create'), ('crm_edit'), ('crm_delete')) e(name)
+            WHERE NOT EXISTS (SELECT 1 FROM pg_policy x WHERE x.polrelid = c.oid AND x.polname = e.name)
+    )
+    SELECT string_agg(problem, '; ' ORDER BY problem) FROM problems
+$$;
+
+CREATE OR REPLACE FUNCTION crm.protection_problems(tbl regclass) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH p AS (
+        SELECT p.tbl, p.module, p.owner_column, p.key_column, c.relrowsecurity, c.relforcerowsecurity, c.relkind
+        FROM crm.protected_tables p JOIN pg_class c ON c.oid = p.tbl
+        WHERE p.tbl = $1
+    ),
+    expected_policies(name) AS (VALUES ('crm_base'), ('crm_read'), ('crm_create'), ('crm_edit'), ('crm_delete')),
+    expected_triggers(name, fn) AS (
+        VALUES ('crm_field_check', 'crm.check_field_writes()'::regprocedure),
+               ('crm_field_check_insert', 'crm.check_field_writes()'::regprocedure),
+               ('crm_truncate_check', 'crm.check_truncate()'::regprocedure)
+        UNION ALL SELECT t.name, 'crm.push_linked_owner()'::regprocedure
+            FROM p, unnest(ARRAY['crm_linked_owner_update', 'crm_linked_owner_delete']) AS t(name)
+            WHERE p.module IN ('Leads', 'Contacts')
+        UNION ALL SELECT 'crm_keep_parent_owner', 'crm.keep_parent_owner()'::regprocedure
+            WHERE EXISTS (SELECT 1 FROM crm.parent_links l WHERE l.child = $1)
+        UNION ALL SELECT t.name, 'crm.push_parent_owner()'::regprocedure
+            FROM unnest(ARRAY['crm_push_parent_owner', 'crm_push_parent_owner_delete']) AS t(name)
+            WHERE EXISTS (SELECT 1 FROM crm.parent_links l WHERE l.parent = $1)
+    ),
+    problems(problem) AS (
+        SELECT 'row level security is disabled' FROM p WHERE NOT p.relrowsecurity
+        UNION ALL SELECT 'FORCE ROW LEVEL SECURITY is off' FROM p WHERE NOT p.relforcerowsecurity
+        UNION ALL SELECT format('policy %s is missing', e.name) FROM p, expected_policies e
+            WHERE NOT EXISTS (SELECT 1 FROM pg_policy x WHERE x.polrelid = p.tbl AND x.polname = e.name)
+        UNION ALL SELECT format('trigger %s is missing, disabled or not crm_access''s', e.name) FROM p, expected_triggers e
+            WHERE NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p.tbl AND t.tgname = e.name
+                                                           AND t.tgfoid = e.fn AND t.tgenabled IN ('O', 'A'))
+        UNION ALL SELECT 'it is part of an inheritance tree or partitioned' FROM p
+            WHERE p.relkind <> 'r' OR EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = p.tbl OR h.inhparent = p.tbl)
+        -- Conversations and children find their records by the key the table had when protected.
+        UNION ALL SELECT format('its primary key on %I is gone', p.key_column) FROM p
+            WHERE p.key_column IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                WHERE i.indrelid = p.tbl AND i.indisprimary AND i.indnkeyatts = 1 AND a.attname = p.key_column)
+        UNION ALL SELECT format('its link column %I is gone', l.parent_column) FROM p JOIN crm.parent_links l ON l.child = p.tbl
+            WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = p.tbl AND a.attname = l.parent_column AND NOT a.attisdropped)
+        -- The policies follow the owner column itself, the copies and pushes its name: renamed,
+        -- another column could stand under that name (red team round 8).
+        UNION ALL SELECT format('its owner column %I is gone', p.owner_column) FROM p
+            WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = p.tbl AND a.attname = p.owner_column AND NOT a.attisdropped)
+        -- A rule's actions would run beside crm_access's own statements on the table, with
+        -- their exemptions (src/enforce/opened.rs; issue 24).
+        UNION ALL SELECT 'it has rules' FROM p WHERE EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = p.tbl)
+        -- Restored on its own (pg_dump -t) into a database with crm_access, or its catalog
+        -- row lost: it admits nobody, but nothing would keep it whole (issue 27).
+        UNION ALL SELECT 'crm_access has no record of it, though it carries crm_access''s policies (restored without its catalog row?): crm.protect() it again'
+            WHERE NOT EXISTS (SELECT 1 FROM crm.protected_tables r WHERE r.tbl = $1)
+              AND crm.unregistered_problems($1) IS DISTINCT FROM 'not crm_access''s'
+    )
+    SELECT string_agg(problem, '; ' ORDER BY problem) FROM problems
+$$;
+
+CREATE OR REPLACE FUNCTION crm.guard_protection() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t regclass;
+    problems text;
+BEGIN
+    -- The role running the command, not the session's: a table owner's code may run inside a
+    -- superuser's session (an index expression evaluated by ANALYZE, say).
+    IF (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+        RETURN;
+    END IF;
+    -- No code but crm_access's own fixed statements runs as its roles; a command run as one
+    -- of them is someone else's code that got to run as it (issue 24, finding 3).
+    IF NOT crm.current_role_may_run_ddl() THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = format('%s cannot run %s: only crm_access''s own statements run as its roles', current_user,
+                             coalesce((SELECT string_agg(DISTINCT d.command_tag, ', ') FROM pg_event_trigger_ddl_commands() d), 'this command')),
+            HINT = 'crm.secure_view() makes and refreshes the secure views.';
+    END IF;
+    -- A policy or trigger of ours keeps its name when it is altered or replaced; catch that
+    -- by command.
+    FOR t IN
+        SELECT x.polrelid FROM pg_event_trigger_ddl_commands() d
+        JOIN pg_policy x ON d.classid = 'pg_policy'::regclass AND x.oid = d.objid
+        JOIN crm.protected_tables p ON p.tbl = x.polrelid
+        WHERE d.command_tag = 'ALTER POLICY' AND x.polname IN ('crm_base', 'crm_read', 'crm_create', 'crm_edit', 'crm_delete')
+    LOOP
+        IF NOT crm.protection_changing(t) THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('the crm_access policies of %s cannot be altered', t),
+                HINT = 'crm.protect() (re)creates them; crm.unprotect() removes them.';
+        END IF;
+    END LOOP;
+    FOR t IN
+        SELECT x.tgrelid FROM pg_event_trigger_ddl_commands() d
+        JOIN pg_trigger x ON d.classid = 'pg_trigger'::regclass AND x.oid = d.objid
+        JOIN crm.protected_tables p ON p.tbl = x.tgrelid
+        WHERE d.command_tag IN ('CREATE TRIGGER', 'ALTER TRIGGER') AND x.tgname LIKE 'crm\_%'
+    LOOP
+        IF NOT crm.protection_changing(t) THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('the crm_access triggers of %s cannot be replaced or altered', t),
+                HINT = 'crm.protect() and crm.link_parent() (re)create them; crm.unprotect() removes them.';
+        END IF;
+    END LOOP;
+    FOR t IN SELECT p.tbl FROM crm.protected_tables p JOIN pg_class c ON c.oid = p.tbl LOOP
+        CONTINUE WHEN crm.protection_changing(t);
+        problems := crm.protection_problems(t);
+        IF problems IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('this would weaken the crm_access protection of %s: %s', t, problems),
+                DETAIL = 'Row security, the crm_access policies and triggers of a protected table stay as crm.protect() made them.',
+                HINT = format('To remove the protection deliberately, a CRM administrator who owns the table runs crm.unprotect(%L).', t::text);
+        END IF;
+    END LOOP;
+    -- Tables that carry crm_access's policies without being in its catalog stay closed too.
+    FOR t IN
+        SELECT DISTINCT x.polrelid FROM pg_policy x JOIN pg_class c ON c.oid = x.polrelid
+        WHERE x.polname IN ('crm_base', 'crm_read', 'crm_create', 'crm_edit', 'crm_delete') AND c.relnamespace <> 'crm'::regnamespace
+          AND NOT EXISTS (SELECT 1 FROM crm.protected_tables p WHERE p.tbl = x.polrelid)
+    LOOP
+        CONTINUE WHEN crm.protection_changing(t);
+        problems := crm.unregistered_problems(t);
+        IF problems IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('this would open %s, which carries crm_access''s policies but is not in its catalog: %s', t, problems),
+                DETAIL = 'Restored without its catalog row, it admits nobody until it is protected again.',
+                HINT = format('A CRM administrator who owns the table runs crm.protect(%L, module) to protect it again.', t::text);
+        END IF;
+    END LOOP;
+END $$;

@@ -9,6 +9,29 @@
 -- caller checks the finished result with crm.protection_problems), and superusers, who
 -- bypass row security anyway and restore dumps (which create policies one at a time).
 
+-- A table outside schema crm that carries crm_access's policies but is not in its catalog
+-- (restored on its own with pg_dump -t, or its catalog row lost) admits nobody: crm.can()
+-- answers no for a table it does not know, and a restore without crm_access loses the
+-- permissive crm.installed() policy. What would open it, or NULL; 'not crm_access''s' for a
+-- table without such policies or in the catalog.
+CREATE FUNCTION crm.unregistered_problems(tbl regclass) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH c AS (
+        SELECT c.oid, c.relrowsecurity, c.relforcerowsecurity FROM pg_class c
+        WHERE c.oid = $1 AND c.relnamespace <> 'crm'::regnamespace
+          AND NOT EXISTS (SELECT 1 FROM crm.protected_tables p WHERE p.tbl = c.oid)
+          AND EXISTS (SELECT 1 FROM pg_policy x WHERE x.polrelid = c.oid AND x.polname IN ('crm_base', 'crm_read', 'crm_create', 'crm_edit', 'crm_delete'))
+    ),
+    problems(problem) AS (
+        SELECT 'not crm_access''s' WHERE NOT EXISTS (SELECT 1 FROM c)
+        UNION ALL SELECT 'row level security is disabled' FROM c WHERE NOT c.relrowsecurity
+        UNION ALL SELECT 'FORCE ROW LEVEL SECURITY is off' FROM c WHERE NOT c.relforcerowsecurity
+        UNION ALL SELECT format('policy %s is missing', e.name) FROM c, (VALUES ('crm_read'), ('crm_create'), ('crm_edit'), ('crm_delete')) e(name)
+            WHERE NOT EXISTS (SELECT 1 FROM pg_policy x WHERE x.polrelid = c.oid AND x.polname = e.name)
+    )
+    SELECT string_agg(problem, '; ' ORDER BY problem) FROM problems
+$$;
+
 -- What is missing from the protection of `tbl`, or NULL when nothing is. The one
 -- definition that both the event trigger and crm.protect use; the trigger names are those
 -- of src/policy/trigger_names.rs.
@@ -57,6 +80,11 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         -- A rule's actions would run beside crm_access's own statements on the table, with
         -- their exemptions (src/enforce/opened.rs; issue 24).
         UNION ALL SELECT 'it has rules' FROM p WHERE EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = p.tbl)
+        -- Restored on its own (pg_dump -t) into a database with crm_access, or its catalog
+        -- row lost: it admits nobody, but nothing would keep it whole (issue 27).
+        UNION ALL SELECT 'crm_access has no record of it, though it carries crm_access''s policies (restored without its catalog row?): crm.protect() it again'
+            WHERE NOT EXISTS (SELECT 1 FROM crm.protected_tables r WHERE r.tbl = $1)
+              AND crm.unregistered_problems($1) IS DISTINCT FROM 'not crm_access''s'
     )
     SELECT string_agg(problem, '; ' ORDER BY problem) FROM problems
 $$;
@@ -114,6 +142,21 @@ BEGIN
                 MESSAGE = format('this would weaken the crm_access protection of %s: %s', t, problems),
                 DETAIL = 'Row security, the crm_access policies and triggers of a protected table stay as crm.protect() made them.',
                 HINT = format('To remove the protection deliberately, a CRM administrator who owns the table runs crm.unprotect(%L).', t::text);
+        END IF;
+    END LOOP;
+    -- Tables that carry crm_access's policies without being in its catalog stay closed too.
+    FOR t IN
+        SELECT DISTINCT x.polrelid FROM pg_policy x JOIN pg_class c ON c.oid = x.polrelid
+        WHERE x.polname IN ('crm_base', 'crm_read', 'crm_create', 'crm_edit', 'crm_delete') AND c.relnamespace <> 'crm'::regnamespace
+          AND NOT EXISTS (SELECT 1 FROM crm.protected_tables p WHERE p.tbl = x.polrelid)
+    LOOP
+        CONTINUE WHEN crm.protection_changing(t);
+        problems := crm.unregistered_problems(t);
+        IF problems IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('this would open %s, which carries crm_access''s policies but is not in its catalog: %s', t, problems),
+                DETAIL = 'Restored without its catalog row, it admits nobody until it is protected again.',
+                HINT = format('A CRM administrator who owns the table runs crm.protect(%L, module) to protect it again.', t::text);
         END IF;
     END LOOP;
 END $$;

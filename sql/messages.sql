@@ -156,7 +156,7 @@ REVOKE ALL ON FUNCTION crm.conversation_push(), crm.message_bump() FROM PUBLIC;
 -- Not FORCE: the owner, crm_access_catalog, is the one role that must see every row (the
 -- functions above, crm.assign_conversation); it runs nothing but crm_access's own statements.
 ALTER TABLE crm.conversations ENABLE ROW LEVEL SECURITY;
-CREATE POLICY crm_base ON crm.conversations AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true);
+CREATE POLICY crm_base ON crm.conversations AS PERMISSIVE FOR ALL USING (crm.installed()) WITH CHECK (crm.installed());
 CREATE POLICY crm_read ON crm.conversations AS RESTRICTIVE FOR SELECT
     USING (crm.can_converse('read', assigned_to, linked_owner, is_new, archived_by));
 -- A new conversation must be one its creator could then see.
@@ -171,7 +171,7 @@ CREATE POLICY crm_delete ON crm.conversations AS RESTRICTIVE FOR DELETE
     USING (crm.can_converse('delete', assigned_to, linked_owner, is_new, archived_by));
 
 ALTER TABLE crm.messages ENABLE ROW LEVEL SECURITY;
-CREATE POLICY crm_base ON crm.messages AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true);
+CREATE POLICY crm_base ON crm.messages AS PERMISSIVE FOR ALL USING (crm.installed()) WITH CHECK (crm.installed());
 CREATE POLICY crm_read ON crm.messages AS RESTRICTIVE FOR SELECT
     USING (crm.can_converse('read', crm_assigned_to, crm_linked_owner, crm_is_new, crm_archived_by));
 -- Writing a message is replying: edit on its conversation.

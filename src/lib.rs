@@ -21,13 +21,14 @@ extension_sql_file!("../sql/triggers.sql", name = "triggers", requires = [api::t
 extension_sql_file!(
     "../sql/calendar.sql",
     name = "calendar",
-    requires = ["catalog", enforce::calendar::can_see_event, enforce::calendar::knows_events, api::identity::acting_owner_id]
+    requires = ["catalog", policy::protect::installed, enforce::calendar::can_see_event, enforce::calendar::knows_events, api::identity::acting_owner_id]
 );
 extension_sql_file!(
     "../sql/messages.sql",
     name = "messages",
     requires = [
         "catalog",
+        policy::protect::installed,
         enforce::conversations::can_converse,
         api::identity::acting_owner_id,
         api::identity::acting_owner_ids,

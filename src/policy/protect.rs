@@ -1,9 +1,10 @@
 //! The DDL of a protected table: its policies and triggers, attached and taken apart
 //! (`crm.protect` and `crm.unprotect` in `api::protect` decide when).
 //!
-//! Policies are RESTRICTIVE, with one permissive `true` base policy: any other policy a
-//! DBA adds to the table can narrow access further but never widen it. FORCE ROW LEVEL
-//! SECURITY makes the table owner subject to them too.
+//! Policies are RESTRICTIVE, with one permissive base policy, `crm.installed()` (true
+//! wherever crm_access is installed; a table restored where it is not admits nobody): any
+//! other policy a DBA adds to the table can narrow access further but never widen it. FORCE
+//! ROW LEVEL SECURITY makes the table owner subject to them too.
 //!
 //! Once protected, the event trigger of sql/guard.sql refuses any other
 //! change that would weaken the protection, and `check_protection` is the one definition
@@ -21,6 +22,17 @@ use crate::catalog::spi::{as_caller, exists, one};
 use crate::enforce::opened::with_protection_changing;
 use crate::catalog::tables::existing;
 use crate::error::{CrmError, CrmResult};
+
+/// The permissive base of every crm_access policy set (`USING (crm.installed())`): true, and
+/// only where crm_access is installed. A protected table dumped on its own and restored into
+/// a database without crm_access keeps its FORCE'd row security but loses this policy with
+/// the restrictive ones, so it admits no row to anyone but superusers and BYPASSRLS roles
+/// (issue 27), where `USING (true)` admitted every row. A C function the planner folds to
+/// `true` while planning: it costs nothing at run time.
+#[pg_extern(sql = "CREATE FUNCTION crm.installed() RETURNS boolean IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';")]
+fn installed() -> bool {
+    true
+}
 
 const POLICIES: [&str; 5] = ["crm_base", "crm_read", "crm_create", "crm_edit", "crm_delete"];
 
@@ -51,12 +63,15 @@ pub fn attach_policies(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, own
     } else {
         format!("crm.can_assign({lit}::regclass, 'edit', {owner})")
     };
+    // The update from 0.1.0 protects its tables again before crm.installed() exists (its
+    // script is frozen); the update to 0.3.0 then makes the base policy its own.
+    let base = if one::<bool>(c, "SELECT to_regprocedure('crm.installed()') IS NOT NULL", &[])?.unwrap_or(false) { "crm.installed()" } else { "true" };
     drop_policies(c, tbl, table)?;
     c.update(
         &format!(
             "ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
              ALTER TABLE {table} FORCE ROW LEVEL SECURITY;
-             CREATE POLICY crm_base ON {table} AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true);
+             CREATE POLICY crm_base ON {table} AS PERMISSIVE FOR ALL USING ({base}) WITH CHECK ({base});
              CREATE POLICY crm_read ON {table} AS RESTRICTIVE FOR SELECT
                  USING (crm.can({lit}::regclass, 'read', {owner}){via_read});
              CREATE POLICY crm_create ON {table} AS RESTRICTIVE FOR INSERT

@@ -31,6 +31,18 @@ fn pg(program: &str, args: &[&str]) {
     assert!(status.success(), "{program} {args:?} failed: {status}");
 }
 
+/// The same, for a run expected to report errors (a restore that cannot create everything).
+fn pg_failing(program: &str, args: &[&str]) {
+    let path = format!("{}/{program}", pg_bin());
+    let output = if unsafe { libc_geteuid() } == 0 {
+        Command::new("sudo").arg("-u").arg("postgres").arg(&path).args(args).output()
+    } else {
+        Command::new(&path).args(args).output()
+    }
+    .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(!output.status.success(), "{program} {args:?} was expected to report errors");
+}
+
 extern "C" {
     #[link_name = "geteuid"]
     fn libc_geteuid() -> u32;
@@ -193,6 +205,73 @@ fn dump_and_restore_keep_the_catalog_and_what_everyone_sees() {
     restored.batch_execute("SELECT crm.link_parent('opportunities', 'account_id', 'accounts'); SELECT crm.link_parent('opportunities', 'account_id', 'accounts');").unwrap();
     assert_eq!(triggers(&mut restored), linked);
     assert_eq!(sightings("ops_restored"), before);
+}
+
+/// A protected table dumped on its own (`pg_dump -t`) and restored where crm_access is not
+/// installed admits nobody but superusers: its permissive policy needs crm_access too (issue
+/// 27: it was `USING (true)`, and every role with a grant read and deleted every row).
+/// Restored into a database with crm_access but without its catalog row, it admits nobody
+/// either, `crm.protection_problems` names the fix, its owner cannot take the protection off,
+/// and `crm.protect` makes it whole again.
+#[test]
+fn a_table_restored_without_its_catalog_admits_nobody() {
+    let _original = organisation("ops_partial");
+    let (host, port) = (env("PGHOST"), env("PGPORT"));
+    let dump = PathBuf::from(env("PGHOST")).join("ops_partial_leads.pgdump");
+    let dump = dump.to_str().unwrap();
+    pg("pg_dump", &["-h", &host, "-p", &port, "-U", "postgres", "-Fc", "-t", "leads", "-f", dump, "ops_partial"]);
+    let mut admin = connect("postgres", "postgres");
+    login_role(&mut admin, "ops_owner");
+
+    // Without crm_access: the policies and triggers cannot be created (pg_restore says so),
+    // the rows and grants are.
+    admin.batch_execute("DROP DATABASE IF EXISTS ops_bare WITH (FORCE)").unwrap();
+    admin.batch_execute("CREATE DATABASE ops_bare").unwrap();
+    pg_failing("pg_restore", &["-h", &host, "-p", &port, "-U", "postgres", "-d", "ops_bare", dump]);
+    let mut bare = connect("ops_bare", "postgres");
+    assert_eq!(bare.query_one("SELECT count(*) FROM leads", &[]).unwrap().get::<_, i64>(0), 50);
+    let policies: Vec<String> = bare.query("SELECT polname::text FROM pg_policy WHERE polrelid = 'leads'::regclass", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert!(policies.is_empty(), "{policies:?}");
+    bare.batch_execute("GRANT DELETE ON leads TO ops_app").unwrap();
+    let mut app = connect("ops_bare", "ops_app");
+    assert_eq!(app.query_one("SELECT count(*) FROM leads", &[]).unwrap().get::<_, i64>(0), 0, "a role with a grant reads nothing");
+    let err = app.execute("INSERT INTO leads VALUES (999, 1, NULL)", &[]).unwrap_err();
+    assert_eq!(err.as_db_error().map(|e| e.code().code()), Some("42501"), "{err}");
+    assert_eq!(app.execute("DELETE FROM leads", &[]).unwrap(), 0);
+    assert_eq!(bare.query_one("SELECT count(*) FROM leads", &[]).unwrap().get::<_, i64>(0), 50);
+
+    // With crm_access, but the table not in its catalog.
+    let mut other = fresh_database("ops_unregistered");
+    other
+        .batch_execute(
+            "SELECT crm.create_role('CEO', NULL); SELECT crm.create_user('boss', 'CEO', is_admin => true);
+             SELECT crm.trust_role('ops_app');",
+        )
+        .unwrap();
+    pg("pg_restore", &["-h", &host, "-p", &port, "-U", "postgres", "--exit-on-error", "-d", "ops_unregistered", dump]);
+    let boss_sees = || -> i64 {
+        let mut app = connect("ops_unregistered", "ops_app");
+        let mut tx = app.transaction().unwrap();
+        tx.execute("SELECT crm.set_user('boss')", &[]).unwrap();
+        tx.query_one("SELECT count(*) FROM leads", &[]).unwrap().get(0)
+    };
+    assert_eq!(boss_sees(), 0, "an administrator reads nothing of a table crm_access does not know");
+    let problems: Option<String> = other.query_one("SELECT crm.protection_problems('leads')", &[]).unwrap().get(0);
+    assert!(problems.as_deref().is_some_and(|p| p.contains("crm_access has no record of it") && p.contains("crm.protect()")), "{problems:?}");
+    other.batch_execute("ALTER TABLE leads OWNER TO ops_owner").unwrap();
+    let mut owner = connect("ops_unregistered", "ops_owner");
+    for ddl in ["ALTER TABLE leads NO FORCE ROW LEVEL SECURITY", "ALTER TABLE leads DISABLE ROW LEVEL SECURITY", "DROP POLICY crm_read ON leads"] {
+        let err = owner.batch_execute(ddl).unwrap_err();
+        let db = err.as_db_error().unwrap_or_else(|| panic!("{ddl}: {err}"));
+        assert_eq!(db.code().code(), "42501", "{ddl}: {err}");
+        assert!(db.message().contains("carries crm_access's policies but is not in its catalog"), "{ddl}: {}", db.message());
+    }
+    assert_eq!(owner.query_one("SELECT count(*) FROM leads", &[]).unwrap().get::<_, i64>(0), 0, "the owner is held by FORCE too");
+    // Protected again, it is crm_access's: the administrator reads every row.
+    other.batch_execute("SELECT crm.protect('leads', 'Leads')").unwrap();
+    let problems: Option<String> = other.query_one("SELECT crm.protection_problems('leads')", &[]).unwrap().get(0);
+    assert_eq!(problems, None);
+    assert_eq!(boss_sees(), 50);
 }
 
 #[test]
