@@ -111,6 +111,18 @@ fn prepare(c: Client, tbl: pg_sys::Oid, table: String, registered: Option<pg_sys
         adopted_grants = grants_of(c, &view)?;
         c.update(&format!("DROP VIEW {view}"), None, &[])?;
     }
+    if found.is_some() && found == registered {
+        // Ours, but given to another role (a restore with --no-owner gives every object to the
+        // role restoring it, which row security may not hold): a superuser gives it back.
+        let views = privileged::extension_role(ExtensionRole::Views)?;
+        if !exists(c, "SELECT 1 FROM pg_class WHERE oid = $1 AND relowner = $2", &[found.into(), views.into()])? {
+            if !exists(c, "SELECT 1 FROM pg_roles WHERE rolname = current_user AND rolsuper", &[])? {
+                return Err(CrmError::denied(format!("{view} is not owned by {VIEWS_ROLE}, and only a superuser can give it back"))
+                    .with_hint(format!("A superuser runs crm.secure_view({}).", quote_literal(&table))));
+            }
+            c.update(&format!("ALTER VIEW {view} OWNER TO {VIEWS_ROLE}"), None, &[])?;
+        }
+    }
     let columns: Vec<(String, String)> = c
         .select(
             "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute
@@ -190,8 +202,20 @@ fn build(c: Client, plan: &Plan) -> CrmResult<pg_sys::Oid> {
         .collect();
     // Not security_invoker: the view reads the table as its owner, the views role, so that a
     // client needs no privilege on the table. Row security applies to the views role for the
-    // session's acting user, exactly as to the client.
-    c.update(&format!("CREATE OR REPLACE VIEW {view} WITH (security_invoker = false) AS SELECT {} FROM {table}", list.join(", ")), None, &[])?;
+    // session's acting user, exactly as to the client; owned by a role it does not hold (a
+    // restore with --no-owner), the view refuses to be read (`secure_view_intact`).
+    // (The update from 0.1.0 makes its views again before that function exists, its script
+    // being frozen; the update to 0.3.0 then makes them again with it.)
+    let intact = if exists(c, "SELECT 1 WHERE to_regprocedure('crm.secure_view_intact(regclass)') IS NOT NULL", &[])? {
+        format!(" WHERE crm.secure_view_intact({lit}::regclass)")
+    } else {
+        String::new()
+    };
+    c.update(
+        &format!("CREATE OR REPLACE VIEW {view} WITH (security_invoker = false) AS SELECT {} FROM {table}{intact}", list.join(", ")),
+        None,
+        &[],
+    )?;
     for grant in grants {
         c.update(&grant, None, &[])?;
     }
@@ -208,4 +232,42 @@ fn build(c: Client, plan: &Plan) -> CrmResult<pg_sys::Oid> {
     // Whoever may grant the table may grant its view.
     c.update(&format!("GRANT SELECT, INSERT, UPDATE, DELETE ON {view} TO {} WITH GRANT OPTION", quote_identifier(owner)), None, &[])?;
     Ok(one::<pg_sys::Oid>(c, "SELECT $1::regclass", &[view.as_str().into()])?.expect("the view exists"))
+}
+
+/// The condition of every secure view: its table's registered secure view is owned by the
+/// views role, so that the table's row security holds for what it shows. A view given to
+/// another role shows every row to whoever may read it (the owner a restore with
+/// `--no-owner` gives it is the superuser restoring it; issue 27): it is refused, loudly,
+/// until a superuser runs `crm.secure_view()` again. IMMUTABLE so that the planner folds it
+/// to `true` while planning, as often as it plans a query of the view: a plan of the view
+/// depends on the view, so a change of its owner plans it again.
+#[pg_extern(sql = "CREATE FUNCTION crm.secure_view_intact(tbl regclass) RETURNS boolean IMMUTABLE PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';")]
+fn secure_view_intact(tbl: Option<pg_sys::Oid>) -> bool {
+    let Some(tbl) = tbl else { return false };
+    let views = privileged::extension_role(ExtensionRole::Views).unwrap_or_else(|e| e.raise());
+    const WRONG_OWNER: &str = "SELECT CASE WHEN c.relowner OPERATOR(pg_catalog.=) $2 THEN 0 ELSE c.oid::pg_catalog.int8 END
+                               FROM crm.secure_views s JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) s.view::pg_catalog.oid
+                               WHERE s.tbl::pg_catalog.oid OPERATOR(pg_catalog.=) $1";
+    let found = privileged::as_invoker(|| {
+        crate::catalog::latest::execute_now(
+            WRONG_OWNER,
+            &[(pg_sys::OIDOID, pg_sys::Datum::from(tbl), false), (pg_sys::OIDOID, pg_sys::Datum::from(views), false)],
+            true,
+        )
+    })
+    .unwrap_or_else(|e| e.raise());
+    let table = crate::catalog::tables::qualified_name(tbl).unwrap_or_else(|| tbl.to_u32().to_string());
+    match found.1 {
+        Some(0) => true,
+        Some(view) => CrmError::prerequisite(format!(
+            "the secure view {} is not owned by {VIEWS_ROLE}: it would show every row of {table}",
+            crate::catalog::tables::qualified_name(pg_sys::Oid::from(view as u32)).unwrap_or_default()
+        ))
+        .with_detail("A restore with --no-owner gives every object to the role restoring it, and row security does not hold that role.")
+        .with_hint(format!("A superuser runs crm.secure_view({}) to give it back.", quote_literal(&table)))
+        .raise(),
+        None => CrmError::prerequisite(format!("{table} has no secure view made by crm.secure_view()"))
+            .with_hint(format!("crm.secure_view({}) makes it.", quote_literal(&table)))
+            .raise(),
+    }
 }

@@ -274,6 +274,47 @@ fn a_table_restored_without_its_catalog_admits_nobody() {
     assert_eq!(boss_sees(), 50);
 }
 
+/// A restore with `--no-owner` gives every object it creates to the restoring superuser, the
+/// secure views included, whom row security does not hold: such a view refuses to be read
+/// (issue 27: it showed every row to everyone granted it) until a superuser runs
+/// `crm.secure_view()` again, which gives it back; then it shows what it showed before.
+#[test]
+fn a_restore_without_owners_leaves_no_secure_view_open() {
+    let _original = organisation("ops_noowner");
+    let (host, port) = (env("PGHOST"), env("PGPORT"));
+    let dump = PathBuf::from(env("PGHOST")).join("ops_noowner.pgdump");
+    let dump = dump.to_str().unwrap();
+    pg("pg_dump", &["-h", &host, "-p", &port, "-U", "postgres", "-Fc", "-f", dump, "ops_noowner"]);
+    let mut admin = connect("postgres", "postgres");
+    admin.batch_execute("DROP DATABASE IF EXISTS ops_noowner_restored WITH (FORCE)").unwrap();
+    admin.batch_execute("CREATE DATABASE ops_noowner_restored").unwrap();
+    pg("pg_restore", &["-h", &host, "-p", &port, "-U", "postgres", "--no-owner", "--exit-on-error", "-d", "ops_noowner_restored", dump]);
+    let mut restored = connect("ops_noowner_restored", "postgres");
+    let owner: String = restored.query_one("SELECT relowner::regrole::text FROM pg_class WHERE oid = 'leads_secure'::regclass", &[]).unwrap().get(0);
+    assert_eq!(owner, "postgres");
+    let read = |db: &str, user: Option<&str>| -> Result<Vec<(Option<i64>, Option<String>)>, postgres::Error> {
+        let mut app = connect(db, "ops_app");
+        let mut tx = app.transaction().unwrap();
+        if let Some(user) = user {
+            tx.execute("SELECT crm.set_user($1)", &[&user]).unwrap();
+        }
+        Ok(tx.query("SELECT id, phone FROM leads_secure ORDER BY id", &[])?.iter().map(|r| (r.get(0), r.get(1))).collect())
+    };
+    for user in [None, Some("rep"), Some("ceo")] {
+        let err = read("ops_noowner_restored", user).unwrap_err();
+        let db = err.as_db_error().unwrap_or_else(|| panic!("{user:?}: {err}"));
+        assert_eq!(db.code().code(), "55000", "{user:?}: {err}");
+        assert!(db.message().contains("is not owned by crm_access_views"), "{user:?}: {}", db.message());
+    }
+    restored.batch_execute("SELECT crm.secure_view('leads')").unwrap();
+    let owner: String = restored.query_one("SELECT relowner::regrole::text FROM pg_class WHERE oid = 'leads_secure'::regclass", &[]).unwrap().get(0);
+    assert_eq!(owner, "crm_access_views");
+    for user in [None, Some("rep"), Some("ceo")] {
+        assert_eq!(read("ops_noowner_restored", user).unwrap(), read("ops_noowner", user).unwrap(), "{user:?}");
+    }
+    assert!(read("ops_noowner", None).unwrap().is_empty());
+}
+
 #[test]
 fn a_hot_standby_enforces_the_model_and_follows_the_primary() {
     let mut primary = organisation("ops_standby");
