@@ -66,6 +66,10 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     gone jsonb;
 BEGIN
+    -- Not while a past catalog is rebuilt (src/catalog/history.rs): its rows are not gathered.
+    IF NOT crm.audit_wanted() THEN
+        RETURN NULL;
+    END IF;
     IF TG_OP = 'INSERT' THEN
         PERFORM crm.audit_note(TG_TABLE_NAME, TG_OP, NULL, (SELECT jsonb_agg(to_jsonb(n)) FROM new_rows n));
     ELSIF TG_OP = 'UPDATE' THEN
@@ -94,6 +98,9 @@ BEGIN
                        'FOR EACH STATEMENT EXECUTE FUNCTION crm.audit_statement()', t);
         EXECUTE format('CREATE TRIGGER audit_truncate BEFORE TRUNCATE ON %s '
                        'FOR EACH STATEMENT EXECUTE FUNCTION crm.audit_statement()', t);
+        -- Also in replica mode (a logical replication apply worker; issue 27).
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER audit_insert, ENABLE ALWAYS TRIGGER audit_update, '
+                       'ENABLE ALWAYS TRIGGER audit_delete, ENABLE ALWAYS TRIGGER audit_truncate', t);
     END LOOP;
 END $$;
 

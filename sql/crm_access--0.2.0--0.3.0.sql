@@ -538,3 +538,45 @@ WHERE i.privtype = 'e'
   AND ((i.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND i.objoid IN (SELECT p.tbl FROM crm.protected_tables p UNION ALL SELECT l.parent FROM crm.parent_links l))
     OR (i.classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND i.objoid <> 'crm'::pg_catalog.regnamespace
         AND i.objoid IN (SELECT c.relnamespace FROM pg_catalog.pg_class c JOIN crm.protected_tables p ON p.tbl = c.oid)));
+
+-- 9. Issue 27, item 4: the catalog's invalidation and audit triggers fire in replica mode too
+-- (a logical replication apply worker, a superuser's session_replication_role = replica), and
+-- the audit trigger gathers no rows while a past catalog is rebuilt.
+CREATE FUNCTION "audit_wanted"() RETURNS bool
+STRICT VOLATILE PARALLEL RESTRICTED
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'audit_wanted_wrapper';
+CREATE OR REPLACE FUNCTION crm.audit_statement() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    gone jsonb;
+BEGIN
+    -- Not while a past catalog is rebuilt (src/catalog/history.rs): its rows are not gathered.
+    IF NOT crm.audit_wanted() THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        PERFORM crm.audit_note(TG_TABLE_NAME, TG_OP, NULL, (SELECT jsonb_agg(to_jsonb(n)) FROM new_rows n));
+    ELSIF TG_OP = 'UPDATE' THEN
+        PERFORM crm.audit_note(TG_TABLE_NAME, TG_OP, (SELECT jsonb_agg(to_jsonb(o)) FROM old_rows o),
+                               (SELECT jsonb_agg(to_jsonb(n)) FROM new_rows n));
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM crm.audit_note(TG_TABLE_NAME, TG_OP, (SELECT jsonb_agg(to_jsonb(o)) FROM old_rows o), NULL);
+    ELSE
+        -- TRUNCATE, fired before: every row is about to go. The table is the trigger's own.
+        EXECUTE format('SELECT jsonb_agg(to_jsonb(t)) FROM %s t', TG_RELID::regclass) INTO gone;
+        PERFORM crm.audit_note(TG_TABLE_NAME, TG_OP, gone, NULL);
+    END IF;
+    RETURN NULL;
+END $$;
+DO $$
+DECLARE t regclass;
+BEGIN
+    FOR t IN SELECT tbl FROM crm.catalog_tables WHERE compiled ORDER BY tbl::text LOOP
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER catalog_changed', t);
+    END LOOP;
+    FOR t IN SELECT tbl FROM crm.catalog_tables WHERE audited ORDER BY tbl::text LOOP
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER audit_insert, ENABLE ALWAYS TRIGGER audit_update, '
+                       'ENABLE ALWAYS TRIGGER audit_delete, ENABLE ALWAYS TRIGGER audit_truncate', t);
+    END LOOP;
+END $$;

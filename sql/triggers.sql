@@ -7,6 +7,9 @@ BEGIN
     FOR t IN SELECT tbl FROM crm.catalog_tables WHERE compiled ORDER BY tbl::text LOOP
         EXECUTE format('CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
                        'FOR EACH STATEMENT EXECUTE FUNCTION crm.catalog_changed()', t);
+        -- Also in replica mode: a logical replication apply worker (or a superuser's
+        -- session_replication_role = replica) changes the catalog too (issue 27).
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER catalog_changed', t);
     END LOOP;
 END $$;
 

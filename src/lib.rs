@@ -41,7 +41,7 @@ extension_sql_file!("../sql/guard.sql", name = "guard", requires = ["catalog", "
 extension_sql_file!(
     "../sql/audit.sql",
     name = "audit",
-    requires = ["catalog", "triggers", api::audit::audit_note, api::audit::audit_log_append_only, api::audit::reads_audit_log, api::audit::prune_audit_log]
+    requires = ["catalog", "triggers", api::audit::audit_note, api::audit::audit_wanted, api::audit::audit_log_append_only, api::audit::reads_audit_log, api::audit::prune_audit_log]
 );
 extension_sql_file!("../sql/ownership.sql", name = "ownership", finalize);
 

@@ -21,6 +21,13 @@ fn audit_note(tbl: Option<&str>, op: Option<&str>, old: Option<JsonB>, new: Opti
     audit::note(tbl, op, old.map(|j| j.0), new.map(|j| j.0), identity::known_name(), restored).or_raise();
 }
 
+/// Whether a change to the catalog is noted now (not while a past catalog is rebuilt):
+/// `crm.audit_statement()` asks first, before it gathers the statement's rows.
+#[pg_extern(volatile, parallel_restricted)]
+fn audit_wanted() -> bool {
+    !audit::is_suppressed()
+}
+
 /// Keeps `crm.audit_log` (and its checkpoints, `crm.audit_checkpoints`) append-only: every
 /// UPDATE, DELETE and TRUNCATE is refused, whoever runs it (the table owner and superusers
 /// included), except the deletes of `crm.prune_audit_log`.

@@ -5,6 +5,10 @@ use pgrx::prelude::*;
 
 #[pg_trigger]
 fn catalog_changed<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    // A past catalog rebuilt in a subtransaction that is rolled back changes nothing.
+    if crate::session::cache::is_rebuilding() {
+        return Ok(None);
+    }
     // SAFETY: queues an invalidation message for an open relation's oid; sent at commit.
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(trigger.relation()?.oid()) };
     // Its commit takes the commit lock, until those invalidations are sent.

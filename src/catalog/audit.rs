@@ -198,6 +198,11 @@ thread_local! {
     static SUPPRESSED: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Whether changes are not being noted (`suppressed`).
+pub fn is_suppressed() -> bool {
+    SUPPRESSED.get()
+}
+
 /// Run `f` with no change noted.
 pub fn suppressed<R>(f: impl FnOnce() -> R) -> R {
     struct Restore(bool);

@@ -163,6 +163,12 @@ pub fn rebuilding<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Whether a past catalog is being rebuilt (`rebuilding`): its writes change nothing that
+/// stays, so they invalidate nothing.
+pub fn is_rebuilding() -> bool {
+    REBUILDING.get()
+}
+
 /// The outermost planning ended: the next one takes the model of its moment.
 pub fn planning_ended() {
     PINNED.with(|p| p.borrow_mut().take());

@@ -764,7 +764,7 @@ SELECT regress.explain_counts($$SELECT id FROM crm.audit_log WHERE id > 0$$);
 -- The same plans on a table without row security keep every count.
 SELECT regress.explain_counts($$SELECT id, company FROM regress.open_leads WHERE company >= 'Hidden 1' AND company < 'Hidden 2' AND owner_id = crm.owner_id('alice')$$);
 -- EXPLAIN says so.
-EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT id FROM sales.leads WHERE company = 'Hidden 2';
+DO $$ BEGIN EXECUTE $q$EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT id FROM sales.leads WHERE company = 'Hidden 2'$q$; END $$;
 ROLLBACK;
 
 -- What a plain EXPLAIN estimates: ANALYZE's statistics, gathered over every row, count bob's

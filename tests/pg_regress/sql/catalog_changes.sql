@@ -65,6 +65,25 @@ RESET SESSION AUTHORIZATION;
 UPDATE crm.roles SET parent_id = (SELECT id FROM crm.roles WHERE name = 'CEO') WHERE name = 'VP_Sales';
 SET SESSION AUTHORIZATION crm_app;
 EXECUTE visible;
+
+-- A change applied in replica mode (as a logical replication apply worker applies one, or a
+-- superuser's session_replication_role = replica) takes effect and is logged too (issue 27:
+-- the catalog's triggers did not fire there, and sessions kept the model they had).
+RESET SESSION AUTHORIZATION;
+SELECT max(id) AS mark FROM crm.audit_log \gset
+SET session_replication_role = replica;
+UPDATE crm.sharing_defaults SET level = 'public_read' WHERE module = 'Leads';
+INSERT INTO crm.sharing_defaults SELECT 'Leads', 'public_read' WHERE NOT EXISTS (SELECT 1 FROM crm.sharing_defaults WHERE module = 'Leads');
+RESET session_replication_role;
+SET SESSION AUTHORIZATION crm_app;
+EXECUTE visible;
+RESET SESSION AUTHORIZATION;
+SELECT operation, target FROM crm.audit_log WHERE id > :mark ORDER BY id;
+SET session_replication_role = replica;
+DELETE FROM crm.sharing_defaults WHERE module = 'Leads';
+RESET session_replication_role;
+SET SESSION AUTHORIZATION crm_app;
+EXECUTE visible;
 DEALLOCATE visible;
 RESET plan_cache_mode;
 
