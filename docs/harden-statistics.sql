@@ -3,11 +3,17 @@
 -- block a scan read, rows of protected tables their readers may not see included, and any
 -- login may read them for any table and database. Run as a superuser in every database with
 -- protected tables; members of pg_read_all_stats (pg_monitor) keep them. Whatever of these a
--- PostgreSQL version lacks is skipped.
+-- PostgreSQL version lacks, or pg_stat_statements where it is not installed, is skipped.
 DO $$
 DECLARE f regprocedure;
 BEGIN
     FOR f IN
+        -- pg_stat_statements, where installed (in whatever schema): its view's function.
+        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+        JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+        JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_stat_statements'
+        WHERE p.proname IN ('pg_stat_statements', 'pg_stat_statements_info')
+        UNION ALL
         SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
         WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname IN (
             'pg_stat_get_tuples_returned', 'pg_stat_get_tuples_fetched',

@@ -34,7 +34,7 @@ cluster_pause() {
 
 cluster_resume() {
     as_postgres "$PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" -l "$CLUSTER_DIR/server.log" -w \
-        -o "-p $CLUSTER_PORT -k $CLUSTER_DIR -c listen_addresses='' -c fsync=off -c shared_buffers=512MB -c max_connections=60 -c session_preload_libraries=crm_access ${CLUSTER_EXTRA_OPTS:-}" \
+        -o "-p $CLUSTER_PORT -k $CLUSTER_DIR -c listen_addresses='' -c fsync=off -c shared_buffers=512MB -c max_connections=60 -c max_prepared_transactions=4 -c session_preload_libraries=crm_access ${CLUSTER_EXTRA_OPTS:-}" \
         start >/dev/null || { cat "$CLUSTER_DIR/server.log"; return 1; }
 }
 

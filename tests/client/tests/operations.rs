@@ -20,27 +20,24 @@ fn env(name: &str) -> String {
 }
 
 /// Run a PostgreSQL program as the postgres OS user when we are root (PostgreSQL refuses root).
-fn pg(program: &str, args: &[&str]) {
+fn run_pg(program: &str, args: &[&str]) -> std::process::Output {
     let path = format!("{}/{program}", pg_bin());
-    let status = if unsafe { libc_geteuid() } == 0 {
-        Command::new("sudo").arg("-u").arg("postgres").arg(&path).args(args).status()
-    } else {
-        Command::new(&path).args(args).status()
-    }
-    .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(status.success(), "{program} {args:?} failed: {status}");
-}
-
-/// The same, for a run expected to report errors (a restore that cannot create everything).
-fn pg_failing(program: &str, args: &[&str]) {
-    let path = format!("{}/{program}", pg_bin());
-    let output = if unsafe { libc_geteuid() } == 0 {
+    if unsafe { libc_geteuid() } == 0 {
         Command::new("sudo").arg("-u").arg("postgres").arg(&path).args(args).output()
     } else {
         Command::new(&path).args(args).output()
     }
-    .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(!output.status.success(), "{program} {args:?} was expected to report errors");
+    .unwrap_or_else(|e| panic!("{program}: {e}"))
+}
+
+fn pg(program: &str, args: &[&str]) {
+    let output = run_pg(program, args);
+    assert!(output.status.success(), "{program} {args:?} failed: {}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+}
+
+/// The same, for a run expected to report errors (a restore that cannot create everything).
+fn pg_failing(program: &str, args: &[&str]) {
+    assert!(!run_pg(program, args).status.success(), "{program} {args:?} was expected to report errors");
 }
 
 extern "C" {
@@ -326,7 +323,8 @@ fn a_hot_standby_enforces_the_model_and_follows_the_primary() {
     pg("pg_basebackup", &["-h", &host, "-p", &port, "-U", "postgres", "-D", data.to_str().unwrap(), "-R", "-X", "stream", "--checkpoint=fast"]);
     let log = PathBuf::from(&host).join("standby.log");
     // Sessions load crm_access as they start, as on the primary (scripts/cluster.sh).
-    let opts = format!("-p {standby_port} -k {host} -c listen_addresses='' -c hot_standby=on -c session_preload_libraries=crm_access");
+    // A standby needs at least the primary's max_prepared_transactions (scripts/cluster.sh).
+    let opts = format!("-p {standby_port} -k {host} -c listen_addresses='' -c hot_standby=on -c max_prepared_transactions=4 -c session_preload_libraries=crm_access");
     pg("pg_ctl", &["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-o", &opts, "-w", "start"]);
     // Stops the standby and points the helpers back at the primary, also when an assertion fails.
     struct Standby {

@@ -664,3 +664,50 @@ fn a_portal_replaced_under_its_name_cannot_assert_a_user() {
     tx.rollback().unwrap();
     assert_eq!(visible(&mut app, "rep1"), vec![3]);
 }
+
+/// `crm.hide_statistics` set for a login by `ALTER ROLE` holds when the client asks for it to
+/// be off as it connects (red team of issue 24, round 13: loaded as sessions start, crm_access
+/// defined the setting after the client's options were taken, and PostgreSQL dropped the
+/// client's value for the default rather than the role's). Estimates for a value 300 hidden
+/// rows hold and for one none holds are then alike.
+#[test]
+fn hidden_statistics_cannot_be_turned_off_at_connection() {
+    let mut db = fresh_database("stats_sticky");
+    login_role(&mut db, "stats_bi");
+    login_role(&mut db, "stats_open");
+    db.batch_execute(
+        "SELECT crm.create_role('CEO', NULL); SELECT crm.create_profile('Sales');
+         SELECT crm.grant_privileges('Sales', 'Leads', ARRAY['read']); SELECT crm.attach_profile('CEO', 'Sales');
+         SELECT crm.create_user('a', 'CEO'); SELECT crm.create_user('b', 'CEO');
+         SELECT crm.map_db_role('a', 'stats_bi'); SELECT crm.map_db_role('a', 'stats_open');
+         CREATE TABLE leads (id bigint PRIMARY KEY, company text, owner_id bigint NOT NULL);
+         SELECT crm.protect('leads', 'Leads');
+         INSERT INTO leads SELECT g, CASE WHEN g <= 300 THEN 'Globex' ELSE 'Other ' || g END, crm.owner_id('b') FROM generate_series(1, 3000) g;
+         CREATE INDEX ON leads (company); ANALYZE leads;
+         GRANT SELECT ON leads TO stats_bi, stats_open;
+         CREATE FUNCTION public.estimate(q text) RETURNS bigint LANGUAGE plpgsql AS $$
+         DECLARE p json;
+         BEGIN
+             EXECUTE 'EXPLAIN (FORMAT JSON) ' || q INTO p;
+             RETURN (SELECT max((n->>'Plan Rows')::numeric)::bigint FROM jsonb_path_query(p::jsonb, 'strict $.**') n
+                     WHERE jsonb_typeof(n) = 'object' AND n ? 'Plan Rows');
+         END $$;
+         ALTER ROLE stats_bi SET crm.hide_statistics = on;",
+    )
+    .unwrap();
+    let estimates = |user: &str, options: &str| -> (i64, i64) {
+        let host = std::env::var("PGHOST").unwrap();
+        let port = std::env::var("PGPORT").unwrap();
+        let mut c = Client::connect(&format!("host={host} port={port} user={user} dbname=stats_sticky options='{options}'"), postgres::NoTls).unwrap();
+        c.batch_execute("SET enable_seqscan = off").unwrap();
+        let e = |c: &mut Client, company: &str| -> i64 {
+            c.query_one("SELECT public.estimate(format('SELECT id FROM leads WHERE company = %L', $1::text))", &[&company]).unwrap().get(0)
+        };
+        (e(&mut c, "Globex"), e(&mut c, "Nobody"))
+    };
+    let (globex, nobody) = estimates("stats_open", "");
+    assert!(globex > nobody + 100, "without the setting the statistics count the hidden rows: {globex} vs {nobody}");
+    assert_eq!(estimates("stats_bi", "").0, estimates("stats_bi", "").1);
+    let (globex, nobody) = estimates("stats_bi", "-c crm.hide_statistics=off");
+    assert_eq!(globex, nobody, "the login's setting holds against the client's option");
+}
