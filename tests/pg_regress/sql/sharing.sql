@@ -119,6 +119,12 @@ SELECT crm.drop_group('Key Accounts', transfer_to => 'carol');
 SELECT id, owner_id = crm.owner_id('carol') AS carol_owns FROM sales.leads WHERE id = 81;
 SELECT count(*) FROM crm.groups;
 
+-- A related module named more than once is kept once (red team of issue 24, round 13: a list
+-- of 320,000 repeats grew the catalog past what a checkpoint can copy).
+SELECT crm.add_sharing_rule('Accounts', 'role', 'Rep_West', 'role', 'Rep_East', 'read', array_fill('Opportunities'::text, ARRAY[1000])) AS repeated_rule \gset
+SELECT related_modules FROM crm.sharing_rules WHERE id = :repeated_rule;
+SELECT crm.drop_sharing_rule(:repeated_rule);
+
 -- clean up for the next suite
 \set ECHO none
 SET client_min_messages = warning;
