@@ -213,9 +213,11 @@ fn replace(c: &mut pgrx::spi::SpiClient<'_>, table: &str, regclasses: &[String],
 /// privilege to use their schema, which the catalog role lacks.
 fn insert(c: &mut pgrx::spi::SpiClient<'_>, table: &str, regclasses: &[String], rows: Vec<Value>) -> CrmResult<()> {
     let qualified = format!("crm.{}", quote_identifier(table));
+    // A checkpoint's copy carries each name's oid (`checkpoints`): that, when there is one.
     let oid = |name: &str| {
         format!(
-            "CASE WHEN {name} ~ '^[0-9]+$' THEN (SELECT c.oid FROM pg_catalog.pg_class c WHERE c.oid = ({name})::oid)
+            "CASE WHEN e.row->'__crm_oids' ? col THEN (SELECT c.oid FROM pg_catalog.pg_class c WHERE c.oid = (e.row->'__crm_oids'->>col)::oid)
+                  WHEN {name} ~ '^[0-9]+$' THEN (SELECT c.oid FROM pg_catalog.pg_class c WHERE c.oid = ({name})::oid)
                   ELSE (SELECT CASE WHEN pg_catalog.cardinality(p) = 1 THEN pg_catalog.to_regclass({name})::oid
                                     ELSE (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                                           WHERE n.nspname = p[1] AND c.relname = p[2] AND pg_catalog.cardinality(p) = 2) END
