@@ -40,20 +40,20 @@ fi
 if [ "$scale" = replans ]; then
     # pg_stat_statements counts plannings; only this measurement loads it.
     CLUSTER_EXTRA_OPTS="-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on" \
-        cluster_start "$PWD/target/bench-cluster" 5496
+        cluster_start "$(cluster_dir bench-cluster)" 5496
     trap cluster_stop EXIT
     createdb crm_bench
     $venv/bin/python bench/replans.py --out "${BENCH_OUT:-bench/results}"
     exit
 fi
 if [ "$scale" = history ]; then
-    cluster_start "$PWD/target/bench-cluster" 5496
+    cluster_start "$(cluster_dir bench-cluster)" 5496
     trap cluster_stop EXIT
     createdb crm_bench
     $venv/bin/python bench/history.py --out "${BENCH_OUT:-bench/results}"
     exit
 fi
-cluster_start "$PWD/target/bench-cluster" 5496
+cluster_start "$(cluster_dir bench-cluster)" 5496
 # pgbench also runs through PgBouncer (transaction mode, the README's settings), with a pool of
 # 8 server connections.
 POOLER_ROLES="postgres bench_app" POOLER_POOL_SIZE=8 pooler_start 5497

@@ -10,6 +10,20 @@
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
+# Where a cluster named NAME lives: under target/ when the server runs as the invoking user;
+# as root (the server then runs as postgres), under /var/tmp/crm_access, since a checkout may
+# sit in a directory postgres cannot enter (a clone under `mktemp -d` is mode 0700). The path
+# is keyed by the checkout so two checkouts do not share a cluster.
+cluster_dir() {
+    if [ "$(id -u)" = 0 ]; then
+        local base=/var/tmp/crm_access
+        mkdir -p "$base" && chmod 755 "$base"
+        echo "$base/$1-$(printf %s "$PWD" | md5sum | cut -c1-8)"
+    else
+        echo "$PWD/target/$1"
+    fi
+}
+
 as_postgres() {
     if [ "$(id -u)" = 0 ]; then sudo -u postgres "$@"; else "$@"; fi
 }

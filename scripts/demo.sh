@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The crm_access demo: sets up the toolchain, builds and installs the extension, starts a
-# throwaway PostgreSQL 15 (socket under target/demo-cluster), loads a sample organisation
+# throwaway PostgreSQL 15 (socket under target/demo-cluster, or /var/tmp/crm_access when run as root), loads a sample organisation
 # and shows, user by user, what each sees and what a few writes do. The cluster is stopped
 # at the end; with --keep it stays up so you can explore it with psql.
 set -euo pipefail
@@ -16,7 +16,7 @@ cargo pgrx install --sudo --no-default-features --features pg15 -c "$PG_CONFIG_1
     || { cat target/demo-build.log; exit 1; }
 
 . scripts/cluster.sh
-cluster_start "$PWD/target/demo-cluster" 5497
+cluster_start "$(cluster_dir demo-cluster)" 5497
 $keep || trap cluster_stop EXIT
 createdb crm_demo
 psql -X -d crm_demo -f demo/demo.sql

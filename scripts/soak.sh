@@ -17,7 +17,7 @@ echo "== build and install crm_access for PostgreSQL 15"
 package_build 15 target/pkg/pg15 >target/build-pg15.log 2>&1 || { tail -40 target/build-pg15.log; exit 1; }
 package_install target/pkg/pg15
 . scripts/cluster.sh
-cluster_start "$PWD/target/soak-cluster" 5486
+cluster_start "$(cluster_dir soak-cluster)" 5486
 trap cluster_stop EXIT
 echo "== soak: $clients clients, $seconds s"
 CRM_SOAK_SECONDS=$seconds CRM_SOAK_CLIENTS=$clients cargo test -q -p crm_client_tests --test soak -- --nocapture 2>&1 \

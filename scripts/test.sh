@@ -67,7 +67,7 @@ for v in $versions; do
 
     PG_BIN=$("$pg_config" --bindir)
     . scripts/cluster.sh
-    cluster_start "$root/target/test-cluster" "$port"
+    cluster_start "$(cluster_dir test-cluster)" "$port"
     pooler_start $((port + 1))
 
     echo "== pg_regress suites (PostgreSQL $v)"

@@ -21,7 +21,7 @@ rm -rf "$out" && mkdir -p "$out"
 
 old=$(release_package v0.1.0 "$version")
 package_install "$old"
-cluster_start "$root/target/upgrade-cluster-$version" "$port"
+cluster_start "$(cluster_dir "upgrade-cluster-$version")" "$port"
 # UPGRADE_KEEP=1 leaves the cluster running, to look into a failure.
 [ "${UPGRADE_KEEP:-}" = 1 ] || trap 'cluster_stop; package_install "$new"' EXIT
 
