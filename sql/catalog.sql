@@ -147,6 +147,9 @@ BEGIN
 END $$;
 CREATE TRIGGER bind_db_role BEFORE INSERT OR UPDATE ON crm.db_role_map FOR EACH ROW EXECUTE FUNCTION crm.bind_db_role();
 CREATE TRIGGER bind_db_role BEFORE INSERT OR UPDATE ON crm.trusted_roles FOR EACH ROW EXECUTE FUNCTION crm.bind_db_role();
+-- Also for rows a restore or a subscription applies as a replica (src/catalog/restore.rs).
+ALTER TABLE crm.db_role_map ENABLE ALWAYS TRIGGER bind_db_role;
+ALTER TABLE crm.trusted_roles ENABLE ALWAYS TRIGGER bind_db_role;
 
 -- Groups own records like users (same id space); their members share that ownership.
 CREATE TABLE crm.groups (

@@ -121,7 +121,7 @@ fn before_commit(serialise: bool) -> CrmResult<()> {
         unsafe { pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as i32, false, false) };
     }
     let ids: Vec<i64> = APPENDED.with(|a| a.borrow().clone());
-    if ids.is_empty() {
+    if ids.is_empty() && !serialise {
         return Ok(());
     }
     struct Stamping;
@@ -145,6 +145,14 @@ fn before_commit(serialise: bool) -> CrmResult<()> {
     // SAFETY: a fresh snapshot of this transaction, pushed for the one statement below.
     unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
     let _snapshot = Snapshot;
+    if serialise {
+        // Under the commit lock, so no other catalog commit lands between its check and its
+        // forgetting.
+        super::restore::forget_if_whole()?;
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
     super::spi::on_catalog(|c| {
         c.update(
             "WITH now AS (SELECT pg_catalog.clock_timestamp() AS t)

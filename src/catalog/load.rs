@@ -113,7 +113,13 @@ pub fn load() -> CrmResult<LoadedCatalog> {
     let json = unsafe {
         pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot());
         let json = privileged::as_catalog_role(|| Ok(query_one(CATALOG_JSON)));
+        // Under the same snapshot: after a load that waited for its keys, the references
+        // are checked before the model is used (`restore`).
+        let problems = json.as_ref().map_err(|_| ()).ok().map(|_| super::restore::problems());
         pg_sys::PopActiveSnapshot();
+        if let Some(problems) = problems.transpose()?.flatten() {
+            return Err(super::restore::incomplete(problems));
+        }
         json?
     };
     let json = json.ok_or_else(|| CrmError::broken_catalog("the catalog query returned nothing"))?;

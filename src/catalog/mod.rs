@@ -7,5 +7,6 @@ pub mod history;
 pub mod latest;
 pub mod load;
 pub mod privileged;
+pub mod restore;
 pub mod spi;
 pub mod tables;

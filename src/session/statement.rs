@@ -375,11 +375,14 @@ unsafe extern "C-unwind" fn process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
-    let _frame = push(utility_frame(pstmt, context));
-    match PREV_UTILITY.get() {
+    let frame = utility_frame(pstmt, context);
+    let load = restore_load(pstmt, &frame);
+    let _frame = push(frame);
+    let run = || match PREV_UTILITY.get() {
         Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(pstmt, query_string, context, params, query_env, dest, qc)),
         None => pg_sys::standard_ProcessUtility(pstmt, query_string, context, params, query_env, dest, qc),
-    }
+    };
+    run_load(load, run);
 }
 
 /// # Safety
@@ -397,9 +400,37 @@ unsafe extern "C-unwind" fn process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
-    let _frame = push(utility_frame(pstmt, context));
-    match PREV_UTILITY.get() {
+    let frame = utility_frame(pstmt, context);
+    let load = restore_load(pstmt, &frame);
+    let _frame = push(frame);
+    let run = || match PREV_UTILITY.get() {
         Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc)),
         None => pg_sys::standard_ProcessUtility(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
+    };
+    run_load(load, run);
+}
+
+/// The table of crm_access a client's own `COPY ... FROM` loads as a restore does
+/// (`catalog::restore`), if it is one.
+///
+/// # Safety
+/// `pstmt` must be the valid utility statement `frame` was made from.
+unsafe fn restore_load(pstmt: *const pg_sys::PlannedStmt, frame: &Frame) -> Option<pg_sys::Oid> {
+    match frame {
+        Frame::Utility { toplevel: true, kind: UtilityKind::CopyInto(..) } => crate::catalog::restore::whole_row_load((*pstmt).utilityStmt.cast()),
+        _ => None,
+    }
+}
+
+/// Run a utility statement; a restore's load as a replica applies rows, then noted.
+fn run_load(load: Option<pg_sys::Oid>, run: impl FnOnce()) {
+    match load {
+        None => run(),
+        Some(relid) => {
+            crate::catalog::restore::as_replica(run);
+            if let Err(e) = crate::catalog::restore::noted(relid) {
+                e.raise();
+            }
+        }
     }
 }

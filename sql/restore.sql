@@ -1,0 +1,52 @@
+-- Restores (issue 27; src/catalog/restore.rs). pg_restore loads crm_access's tables with
+-- `COPY crm.t (every column) FROM stdin`, with -j in any order and each table in a
+-- transaction of its own, into tables whose keys CREATE EXTENSION made before: checked row by
+-- row, a table loaded before the one it references lost its rows. Such a load (whole rows,
+-- a superuser's own statement) runs as a replica applies rows: the keys and the checking
+-- triggers wait. What they would have checked is checked when the model is next compiled,
+-- for as long as a loaded table is noted here: a catalog with a missing reference is refused
+-- (every protected statement fails) until it is whole. The first catalog commit that finds
+-- it whole forgets the notes.
+CREATE TABLE crm.unverified_loads (
+    tbl       regclass    PRIMARY KEY,
+    loaded_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO crm.catalog_tables VALUES ('crm.unverified_loads', false, false, false);
+
+-- Every reference of crm_access's tables (their foreign keys) that a row breaks: the
+-- table, the key, how many rows. `compiled_only`: only the tables the model is compiled from
+-- (what a compile checks; the others hold records, not permissions). The names come from
+-- pg_constraint, for the extension's own tables only; the caller chooses none of them.
+CREATE FUNCTION crm.catalog_problems(compiled_only boolean DEFAULT false)
+RETURNS TABLE (tbl regclass, key name, rows bigint)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    k record;
+BEGIN
+    FOR k IN
+        SELECT c.conrelid::regclass AS child, c.confrelid::regclass AS parent, c.conname,
+               (SELECT string_agg(format('t.%I IS NOT NULL', a.attname), ' AND ')
+                FROM unnest(c.conkey) WITH ORDINALITY AS ck(attnum, i)
+                JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ck.attnum) AS present,
+               (SELECT string_agg(format('p.%I = t.%I', pa.attname, ca.attname), ' AND ')
+                FROM unnest(c.conkey, c.confkey) AS k2(ck, fk)
+                JOIN pg_attribute ca ON ca.attrelid = c.conrelid AND ca.attnum = k2.ck
+                JOIN pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = k2.fk) AS matches
+        FROM pg_constraint c
+        JOIN crm.catalog_tables t ON t.tbl = c.conrelid
+        WHERE c.contype = 'f' AND (t.compiled OR NOT compiled_only)
+        ORDER BY c.conrelid::regclass::text, c.conname
+    LOOP
+        tbl := k.child;
+        key := k.conname;
+        EXECUTE format('SELECT count(*) FROM %s t WHERE %s AND NOT EXISTS (SELECT FROM %s p WHERE %s)',
+                       k.child, k.present, k.parent, k.matches) INTO rows;
+        IF rows > 0 THEN
+            RETURN NEXT;
+        END IF;
+    END LOOP;
+END $$;
+-- It counts every row it can read: for superusers, and for the compile, which runs it as the
+-- catalog's owner.
+REVOKE ALL ON FUNCTION crm.catalog_problems(boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm.catalog_problems(boolean) TO crm_access_catalog;
