@@ -67,6 +67,8 @@ for v in $versions; do
 
     PG_BIN=$("$pg_config" --bindir)
     . scripts/cluster.sh
+    # Logical decoding for the logical replication test (operations.rs).
+    CLUSTER_EXTRA_OPTS="-c wal_level=logical"
     cluster_start "$(cluster_dir test-cluster)" "$port"
     pooler_start $((port + 1))
 

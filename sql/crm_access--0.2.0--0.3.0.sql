@@ -581,9 +581,9 @@ BEGIN
     END LOOP;
 END $$;
 
--- 10. Issue 27, item 2: a restore's loads wait for their keys until the catalog is whole
--- (sql/restore.sql, src/catalog/restore.rs), and database roles are bound by name also for
--- rows applied as a replica.
+-- 10. Issue 27, items 2 and 5: a restore's loads wait for their keys until the catalog is
+-- whole (sql/operations.sql, src/catalog/restore.rs), the tables a logical replication
+-- publication holds, and database roles bound by name also for rows applied as a replica.
 CREATE TABLE crm.unverified_loads (
     tbl       regclass    PRIMARY KEY,
     loaded_at timestamptz NOT NULL DEFAULT now()
@@ -627,6 +627,31 @@ END $$;
 -- catalog's owner.
 REVOKE ALL ON FUNCTION crm.catalog_problems(boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION crm.catalog_problems(boolean) TO crm_access_catalog;
+-- What a logical replication publication of crm_access's data holds, all together (README,
+-- "Logical replication"): every table pg_dump keeps of crm_access (the catalog, the records
+-- of the message and calendar modules, the audit log and its checkpoints) and every
+-- protected table. Values crm_access keeps by triggers (a conversation's linked owner, a
+-- message's copy of its conversation's, a child's parent owner) are applied as the publisher
+-- computed them, since a subscriber applies rows as a replica and those triggers wait; so a
+-- table whose copy is kept in another must be published with it. The subscriber's own audit
+-- triggers write nothing for what a subscription applies (the publisher's log arrives).
+CREATE FUNCTION crm.replicated_tables() RETURNS SETOF regclass
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT t FROM (SELECT tbl FROM crm.catalog_tables WHERE dumped
+                   UNION
+                   SELECT tbl FROM crm.protected_tables) u(t)
+    ORDER BY t::text
+$$;
 ALTER TABLE crm.unverified_loads OWNER TO crm_access_catalog;
+-- A subscription's apply worker fires row triggers only (sql/triggers.sql).
+DO $$
+DECLARE t regclass;
+BEGIN
+    FOR t IN SELECT tbl FROM crm.catalog_tables WHERE compiled ORDER BY tbl::text LOOP
+        EXECUTE format('CREATE TRIGGER catalog_changed_applied AFTER INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH ROW EXECUTE FUNCTION crm.catalog_changed()', t);
+        EXECUTE format('ALTER TABLE %s ENABLE REPLICA TRIGGER catalog_changed_applied', t);
+    END LOOP;
+END $$;
 ALTER TABLE crm.db_role_map ENABLE ALWAYS TRIGGER bind_db_role;
 ALTER TABLE crm.trusted_roles ENABLE ALWAYS TRIGGER bind_db_role;

@@ -10,6 +10,11 @@ BEGIN
         -- Also in replica mode: a logical replication apply worker (or a superuser's
         -- session_replication_role = replica) changes the catalog too (issue 27).
         EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER catalog_changed', t);
+        -- A subscription's apply worker fires row triggers only (statement triggers only
+        -- for TRUNCATE), and runs as a replica: this one fires in replica mode alone.
+        EXECUTE format('CREATE TRIGGER catalog_changed_applied AFTER INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH ROW EXECUTE FUNCTION crm.catalog_changed()', t);
+        EXECUTE format('ALTER TABLE %s ENABLE REPLICA TRIGGER catalog_changed_applied', t);
     END LOOP;
 END $$;
 

@@ -21,11 +21,14 @@ fn audit_note(tbl: Option<&str>, op: Option<&str>, old: Option<JsonB>, new: Opti
     audit::note(tbl, op, old.map(|j| j.0), new.map(|j| j.0), identity::known_name(), restored).or_raise();
 }
 
-/// Whether a change to the catalog is noted now (not while a past catalog is rebuilt):
-/// `crm.audit_statement()` asks first, before it gathers the statement's rows.
+/// Whether a change to the catalog is noted now: not while a past catalog is rebuilt, nor
+/// when a logical replication worker applies it (the publisher logged it, and its log is
+/// replicated with the catalog: `crm.replicated_tables()`; the subscriber's own entry would
+/// take an id the publisher's log fills later). `crm.audit_statement()` asks first, before it
+/// gathers the statement's rows.
 #[pg_extern(volatile, parallel_restricted)]
 fn audit_wanted() -> bool {
-    !audit::is_suppressed()
+    !audit::is_suppressed() && !audit::applied_by_subscription()
 }
 
 /// Keeps `crm.audit_log` (and its checkpoints, `crm.audit_checkpoints`) append-only: every

@@ -15,6 +15,7 @@
 
 use std::cell::{Cell, RefCell};
 
+use pgrx::pg_sys;
 use serde_json::{json, Value};
 
 use super::spi::on_catalog;
@@ -196,6 +197,13 @@ thread_local! {
     static PRUNING: Cell<bool> = const { Cell::new(false) };
     /// Rebuilding a past catalog (`history`): its undo is rolled back, and is no change.
     static SUPPRESSED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this backend is a logical replication worker (applying a subscription's
+/// changes, or copying a table's rows when it starts).
+pub fn applied_by_subscription() -> bool {
+    // SAFETY: reads a flag of this backend.
+    unsafe { pg_sys::IsLogicalWorker() }
 }
 
 /// Whether changes are not being noted (`suppressed`).

@@ -1,4 +1,4 @@
-//! Restores (issue 27; sql/restore.sql).
+//! Restores (issue 27; sql/operations.sql).
 //!
 //! pg_restore loads each of crm_access's tables with `COPY crm.t (every column) FROM stdin`.
 //! With `-j N` its workers load them in any order, each in a transaction of its own (pg_dump

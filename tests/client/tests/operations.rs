@@ -398,6 +398,108 @@ fn a_restore_without_owners_leaves_no_secure_view_open() {
     assert!(read("ops_noowner", None).unwrap().is_empty());
 }
 
+/// Logical replication (issue 27, items 4 and 5): a subscriber of a publication holding
+/// `crm.replicated_tables()`, its schema restored from the publisher's (`pg_dump
+/// --schema-only`), enforces what the publisher does: the initial copy and every change
+/// applied after it. A catalog change reaches the subscriber's running sessions at their next
+/// statement (its invalidation fires for applied rows too), copies kept by triggers arrive as
+/// the publisher computed them, and the subscriber's audit log is the publisher's (its own
+/// triggers log nothing a subscription applies: the initial copy failed on the log's key).
+#[test]
+fn a_logical_subscriber_enforces_what_its_publisher_does() {
+    let mut publisher = organisation("ops_pub");
+    let (host, port) = (env("PGHOST"), env("PGPORT"));
+    let wal_level: String = publisher.query_one("SHOW wal_level", &[]).unwrap().get(0);
+    assert_eq!(wal_level, "logical", "scripts/test.sh starts the cluster with wal_level = logical");
+    let schema = PathBuf::from(&host).join("ops_pub_schema.pgdump");
+    let schema = schema.to_str().unwrap();
+    pg("pg_dump", &["-h", &host, "-p", &port, "-U", "postgres", "--schema-only", "-Fc", "-f", schema, "ops_pub"]);
+    let mut admin = connect("postgres", "postgres");
+    admin.batch_execute("DROP DATABASE IF EXISTS ops_sub WITH (FORCE)").unwrap();
+    admin.batch_execute("CREATE DATABASE ops_sub").unwrap();
+    pg("pg_restore", &["-h", &host, "-p", &port, "-U", "postgres", "--exit-on-error", "-d", "ops_sub", schema]);
+
+    let tables: Vec<String> = publisher.query("SELECT t::text FROM crm.replicated_tables() t", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert!(tables.contains(&"crm.messages".to_string()) && tables.contains(&"crm.audit_log".to_string()) && tables.contains(&"leads".to_string()), "{tables:?}");
+    assert!(!tables.contains(&"crm.modules".to_string()) && !tables.contains(&"crm.unverified_loads".to_string()), "{tables:?}");
+    publisher.batch_execute(&format!("CREATE PUBLICATION ops_pub FOR TABLE {}", tables.join(", "))).unwrap();
+    // Within one cluster the slot is made first (CREATE SUBSCRIPTION would wait for itself).
+    publisher.batch_execute("SELECT pg_create_logical_replication_slot('ops_sub', 'pgoutput')").unwrap();
+    struct Subscription;
+    impl Drop for Subscription {
+        fn drop(&mut self) {
+            let mut sub = connect("ops_sub", "postgres");
+            let _ = sub.batch_execute("ALTER SUBSCRIPTION ops_sub DISABLE; ALTER SUBSCRIPTION ops_sub SET (slot_name = NONE); DROP SUBSCRIPTION ops_sub");
+            let mut publisher = connect("ops_pub", "postgres");
+            let _ = publisher.batch_execute("SELECT pg_drop_replication_slot('ops_sub')");
+        }
+    }
+    let mut subscriber = connect("ops_sub", "postgres");
+    subscriber
+        .batch_execute(&format!(
+            "CREATE SUBSCRIPTION ops_sub CONNECTION 'host={host} port={port} user=postgres dbname=ops_pub' PUBLICATION ops_pub WITH (create_slot = false, slot_name = 'ops_sub')"
+        ))
+        .unwrap();
+    let _subscription = Subscription;
+    // Caught up: every table copied, and everything the publisher wrote since applied.
+    let caught_up = |publisher: &mut Client, subscriber: &mut Client| {
+        let lsn: String = publisher.query_one("SELECT pg_current_wal_lsn()::text", &[]).unwrap().get(0);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let copying: i64 = subscriber.query_one("SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'", &[]).unwrap().get(0);
+            let applied: bool = publisher
+                .query_one("SELECT coalesce(bool_and(confirmed_flush_lsn >= $1::text::pg_lsn), false) FROM pg_replication_slots WHERE slot_name = 'ops_sub'", &[&lsn])
+                .unwrap()
+                .get(0);
+            if copying == 0 && applied {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the subscriber did not catch up in 60 s ({copying} tables still copying); see the server log");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    caught_up(&mut publisher, &mut subscriber);
+    assert_eq!(sightings("ops_sub"), sightings("ops_pub"), "the subscriber enforces the publisher's model");
+    let log = |c: &mut Client| -> Vec<String> {
+        c.query("SELECT format('%s %s %s %s', id, at, operation, details) FROM crm.audit_log ORDER BY id", &[]).unwrap().iter().map(|r| r.get(0)).collect()
+    };
+    assert_eq!(log(&mut subscriber), log(&mut publisher));
+
+    // A session of the subscriber's, open across the changes.
+    let mut app = connect("ops_sub", "ops_app");
+    let count = |app: &mut Client, user: &str, table: &str| -> i64 {
+        let mut tx = app.transaction().unwrap();
+        tx.execute("SELECT set_config('crm.user_name', $1, true)", &[&user]).unwrap();
+        let n = tx.query_one(&format!("SELECT count(*) FROM {table}"), &[]).unwrap().get(0);
+        tx.commit().unwrap();
+        n
+    };
+    assert_eq!(count(&mut app, "rep", "leads"), 10);
+    // A catalog change, and a record given to another owner, whose conversation's kept owner
+    // follows it on the publisher (a trigger there), and arrives so.
+    publisher
+        .batch_execute(
+            "SELECT crm.set_sharing_default('Leads', 'public_read');
+             BEGIN; SET LOCAL crm.user_name = 'ceo'; UPDATE leads SET owner_id = crm.owner_id('rep') WHERE id = 4; COMMIT;",
+        )
+        .unwrap();
+    caught_up(&mut publisher, &mut subscriber);
+    assert_eq!(count(&mut app, "rep", "leads"), 50, "the running session took the applied change in");
+    let kept = |c: &mut Client| -> Vec<(i64, Option<i64>, Option<i64>)> {
+        c.query("SELECT c.id, c.linked_owner, m.crm_linked_owner FROM crm.conversations c JOIN crm.messages m ON m.conversation_id = c.id ORDER BY c.id", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    };
+    let published = kept(&mut publisher);
+    let rep: i64 = publisher.query_one("SELECT crm.owner_id('rep')", &[]).unwrap().get(0);
+    assert!(published.contains(&(4, Some(rep), Some(rep))), "{published:?}");
+    assert_eq!(kept(&mut subscriber), published);
+    assert_eq!(sightings("ops_sub"), sightings("ops_pub"));
+    assert_eq!(log(&mut subscriber), log(&mut publisher));
+}
+
 #[test]
 fn a_hot_standby_enforces_the_model_and_follows_the_primary() {
     let mut primary = organisation("ops_standby");

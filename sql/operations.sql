@@ -1,4 +1,6 @@
--- Restores (issue 27; src/catalog/restore.rs). pg_restore loads crm_access's tables with
+-- Operations (issue 27): restores and logical replication.
+--
+-- Restores (src/catalog/restore.rs). pg_restore loads crm_access's tables with
 -- `COPY crm.t (every column) FROM stdin`, with -j in any order and each table in a
 -- transaction of its own, into tables whose keys CREATE EXTENSION made before: checked row by
 -- row, a table loaded before the one it references lost its rows. Such a load (whole rows,
@@ -50,3 +52,19 @@ END $$;
 -- catalog's owner.
 REVOKE ALL ON FUNCTION crm.catalog_problems(boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION crm.catalog_problems(boolean) TO crm_access_catalog;
+
+-- What a logical replication publication of crm_access's data holds, all together (README,
+-- "Logical replication"): every table pg_dump keeps of crm_access (the catalog, the records
+-- of the message and calendar modules, the audit log and its checkpoints) and every
+-- protected table. Values crm_access keeps by triggers (a conversation's linked owner, a
+-- message's copy of its conversation's, a child's parent owner) are applied as the publisher
+-- computed them, since a subscriber applies rows as a replica and those triggers wait; so a
+-- table whose copy is kept in another must be published with it. The subscriber's own audit
+-- triggers write nothing for what a subscription applies (the publisher's log arrives).
+CREATE FUNCTION crm.replicated_tables() RETURNS SETOF regclass
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT t FROM (SELECT tbl FROM crm.catalog_tables WHERE dumped
+                   UNION
+                   SELECT tbl FROM crm.protected_tables) u(t)
+    ORDER BY t::text
+$$;
