@@ -20,7 +20,7 @@
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal};
-use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, JsonB};
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, JsonB, PgTryBuilder};
 use serde_json::Value;
 
 use super::history::all_table_keys;
@@ -48,75 +48,128 @@ pub fn init() {
 /// past catalogs longer than that.
 const REFRESH: i64 = 10;
 
+thread_local! {
+    /// The newest entry when this session's last checkpoint failed: it tries again only once
+    /// `crm.audit_checkpoint_every` more entries have been appended.
+    static FAILED_AT: std::cell::Cell<i64> = const { std::cell::Cell::new(i64::MIN) };
+}
+
 /// Take a checkpoint if `crm.audit_checkpoint_every` entries were appended since the last
 /// one. Called by a committing catalog transaction holding the commit lock, with its entries
-/// dated.
+/// dated. A checkpoint is an index into the log, not part of the change: one that cannot be
+/// taken (a catalog table grown past what one JSON value holds) is given up with a warning,
+/// in a subtransaction, and the commit goes on; past catalogs are then rebuilt from the next
+/// checkpoint (red team of issue 24, round 13: it failed the commit, and every later one).
 pub fn take_if_due() -> CrmResult<()> {
     let every = i64::from(EVERY.get());
     // SAFETY: reads the transaction's isolation level.
     if every <= 0 || unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
         return Ok(());
     }
-    on_catalog(|c| {
-        let due = c
-            .select(
-                "SELECT (SELECT max(id) FROM crm.audit_log) - coalesce((SELECT max(last_id) FROM crm.audit_checkpoints), 0) >= $1
-                        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts p WHERE p.database = pg_catalog.current_database())",
-                Some(1),
-                &[every.into()],
-            )?
-            .first()
-            .get_one::<bool>()?
-            .unwrap_or(false);
-        if !due {
-            return Ok(());
+    let Some(newest) = on_catalog(|c| {
+        Ok(c.select(
+            "SELECT max(id) FROM crm.audit_log
+             HAVING max(id) - coalesce((SELECT max(last_id) FROM crm.audit_checkpoints), 0) >= $1
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts p WHERE p.database = pg_catalog.current_database())",
+            Some(1),
+            &[every.into()],
+        )?
+        .first()
+        .get_one::<i64>()
+        .ok()
+        .flatten())
+    })?
+    else {
+        return Ok(());
+    };
+    if newest.saturating_sub(FAILED_AT.get()) < every {
+        return Ok(());
+    }
+    if let Err(problem) = best_effort(|| on_catalog(take)) {
+        FAILED_AT.set(newest);
+        pgrx::warning!(
+            "crm_access: no checkpoint of the catalog was taken: {problem}; past catalogs are rebuilt from the next one (this session tries again after {every} more audit entries)"
+        );
+    }
+    Ok(())
+}
+
+/// Run `f` in a subtransaction, kept when it succeeds, rolled back when it fails (its error
+/// is returned as text, and nothing of it remains).
+fn best_effort(f: impl FnOnce() -> CrmResult<()>) -> Result<(), String> {
+    // SAFETY: PL/pgSQL's exception-block pattern: an internal subtransaction (allowed while
+    // committing), the caller's memory context and resource owner given back after it is
+    // released or rolled back; pgrx flushes a caught error's state.
+    unsafe {
+        let context = pg_sys::CurrentMemoryContext;
+        let owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(context);
+        let result = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| f().map_err(|e| e.message().to_string())))
+            .catch_others(|e| {
+                Err(match e {
+                    pgrx::pg_sys::panic::CaughtError::PostgresError(r) | pgrx::pg_sys::panic::CaughtError::ErrorReport(r) => r.message().to_string(),
+                    _ => "an internal error".to_string(),
+                })
+            })
+            .execute();
+        if result.is_ok() {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
         }
-        let tables = all_table_keys(c)?;
-        let names: Vec<String> = tables.keys().cloned().collect();
-        let changed = changed_since_last(c)?;
-        let id = c
-            .update(
-                "INSERT INTO crm.audit_checkpoints (at, last_id) SELECT max(at), max(id) FROM crm.audit_log RETURNING id",
-                Some(1),
-                &[],
-            )?
-            .first()
-            .get_one::<i64>()?
-            .unwrap_or_default();
-        // The tables changed since the last checkpoint, those never copied, and those last
-        // copied REFRESH checkpoints ago or more.
-        let stale: Vec<String> = c
-            .select(
-                "SELECT t FROM unnest($1::text[]) t
-                 WHERE t = ANY ($2) OR NOT EXISTS (SELECT FROM crm.audit_checkpoint_tables v WHERE v.tbl = t AND v.checkpoint_id > $3 - $4)",
-                None,
-                &[names.into(), changed.into(), id.into(), REFRESH.into()],
-            )?
-            .filter_map(|r| r.get::<String>(1).ok().flatten())
-            .collect();
-        for table in stale {
-            // A row naming a table keeps its oid beside the name (`history::insert` prefers
-            // it): a table renamed since the checkpoint is still found (red team, round 13).
-            let oids = tables.get(&table).map(|(_, regclasses)| regclasses.clone()).unwrap_or_default();
-            let row = if oids.is_empty() {
-                "to_jsonb(x)".to_string()
-            } else {
-                let pairs = oids.iter().map(|col| format!("{}, x.{}::oid", quote_literal(col), quote_identifier(col))).collect::<Vec<_>>().join(", ");
-                format!("to_jsonb(x) || jsonb_build_object('__crm_oids', jsonb_build_object({pairs}))")
-            };
-            // Table and column names come from the catalog's own registry of its tables.
-            c.update(
-                &format!(
-                    "INSERT INTO crm.audit_checkpoint_tables (checkpoint_id, tbl, rows)
-                     SELECT $1, $2, coalesce(jsonb_agg({row}), '[]') FROM crm.{} x",
-                    quote_identifier(&table)
-                ),
-                None,
-                &[id.into(), table.into()],
-            )?;
-        }
-        Ok(())
-    })
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+        result
+    }
+}
+
+fn take(c: &mut pgrx::spi::SpiClient<'_>) -> CrmResult<()> {
+    let tables = all_table_keys(c)?;
+    let names: Vec<String> = tables.keys().cloned().collect();
+    let changed = changed_since_last(c)?;
+    let id = c
+        .update(
+            "INSERT INTO crm.audit_checkpoints (at, last_id) SELECT max(at), max(id) FROM crm.audit_log RETURNING id",
+            Some(1),
+            &[],
+        )?
+        .first()
+        .get_one::<i64>()?
+        .unwrap_or_default();
+    // The tables changed since the last checkpoint, those never copied, and those last
+    // copied REFRESH checkpoints ago or more.
+    let stale: Vec<String> = c
+        .select(
+            "SELECT t FROM unnest($1::text[]) t
+             WHERE t = ANY ($2) OR NOT EXISTS (SELECT FROM crm.audit_checkpoint_tables v WHERE v.tbl = t AND v.checkpoint_id > $3 - $4)",
+            None,
+            &[names.into(), changed.into(), id.into(), REFRESH.into()],
+        )?
+        .filter_map(|r| r.get::<String>(1).ok().flatten())
+        .collect();
+    for table in stale {
+        // A row naming a table keeps its oid beside the name (`history::insert` prefers
+        // it): a table renamed since the checkpoint is still found (red team, round 13).
+        let oids = tables.get(&table).map(|(_, regclasses)| regclasses.clone()).unwrap_or_default();
+        let row = if oids.is_empty() {
+            "to_jsonb(x)".to_string()
+        } else {
+            let pairs = oids.iter().map(|col| format!("{}, x.{}::oid", quote_literal(col), quote_identifier(col))).collect::<Vec<_>>().join(", ");
+            format!("to_jsonb(x) || jsonb_build_object('__crm_oids', jsonb_build_object({pairs}))")
+        };
+        // Table and column names come from the catalog's own registry of its tables.
+        c.update(
+            &format!(
+                "INSERT INTO crm.audit_checkpoint_tables (checkpoint_id, tbl, rows)
+                 SELECT $1, $2, coalesce(jsonb_agg({row}), '[]') FROM crm.{} x",
+                quote_identifier(&table)
+            ),
+            None,
+            &[id.into(), table.into()],
+        )?;
+    }
+    Ok(())
 }
 
 /// The tables the entries after the last checkpoint changed (every entry, without one).
