@@ -5,18 +5,23 @@
 # package, fetched through a private apt directory so that the system's sources (and libc) are
 # never touched. Prints the pg_config path on its last line; exits 3 when the version's source
 # cannot be had (17: trixie's files are not served here), so callers can skip it cleanly.
+# 15-bookworm is bookworm's own 15 (15.18) from source, the old side of the pg_upgrade test:
+# the installed 15 (15.20, from bookworm-security) gives every column a `pg_attver` option
+# that 18.6 refuses, so pg_upgrade from it fails for any table.
 #   scripts/build-postgres.sh 18
 set -euo pipefail
-version=${1:?usage: build-postgres.sh VERSION}
-case $version in
+name=${1:?usage: build-postgres.sh VERSION}
+version=${name%%-*}
+case $name in
     18) suite=sid ;;
     17) suite=trixie ;;
+    15-bookworm) suite=bookworm ;;
     *) echo "build-postgres: no source suite known for PostgreSQL $version" >&2; exit 2 ;;
 esac
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../pgrx-config/pg_configs.sh"
 cache=$CRM_CACHE
-prefix=$cache/pg$version
+prefix=$cache/pg$name
 if [ -x "$prefix/bin/pg_config" ] && [ -f "$prefix/.built" ]; then
     echo "$prefix/bin/pg_config"
     exit 0
@@ -59,7 +64,7 @@ if ! (cd "$apt/source" && apt-get "${opts[@]}" source --download-only "postgresq
     exit 3
 fi
 tarball=$(ls "$apt/source"/postgresql-"$version"_*.orig.tar.bz2 | head -1)
-work=$cache/build-pg$version
+work=$cache/build-pg$name
 rm -rf "$work" && mkdir -p "$work"
 tar xjf "$tarball" -C "$work"
 cd "$work"/postgresql-*

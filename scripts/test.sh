@@ -99,7 +99,19 @@ for v in $versions; do
     pooler_stop
     cluster_stop
     echo "===== PostgreSQL $v: passed in $(( (SECONDS - t0) / 60 )) min $(( (SECONDS - t0) % 60 )) s"
+    ran="${ran:-} $v"
 done
+
+# A major upgrade with pg_upgrade, from 15 to the newest version that ran (each with this
+# build installed): tests/upgrade/major.sh.
+newest=${ran:-}
+newest=${newest##* }
+if [[ " ${ran:-} " == *" 15 "* ]] && [ "$newest" != 15 ]; then
+    t0=$SECONDS
+    echo "===== pg_upgrade 15 -> $newest"
+    tests/upgrade/major.sh "$newest" $((port - 20))
+    echo "===== pg_upgrade 15 -> $newest: passed in $(( (SECONDS - t0) / 60 )) min $(( (SECONDS - t0) % 60 )) s"
+fi
 
 # One closing line over every tier (cargo's per-binary lines, pytest's, pg_regress's counts, the
 # upgrade tests' checks, the benchmark's, and the versions type-checked; a tier one version

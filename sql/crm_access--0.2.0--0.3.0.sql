@@ -655,3 +655,104 @@ BEGIN
 END $$;
 ALTER TABLE crm.db_role_map ENABLE ALWAYS TRIGGER bind_db_role;
 ALTER TABLE crm.trusted_roles ENABLE ALWAYS TRIGGER bind_db_role;
+
+-- 11. Red team of issue 27: writes on a logical replication subscriber's copy of crm_access's
+-- tables are refused (sql/operations.sql), and the guard keeps the crm_access policies of a
+-- table outside the catalog from being altered (sql/guard.sql).
+-- A subscriber's copy of crm_access's tables is its publisher's: a write there would
+-- diverge, and its keys (the audit log's ids, the records') would collide with rows the
+-- publisher sends later and stop the subscription, leaving every later revocation out of
+-- the subscriber (red team of issue 27: a BI user sharing a calendar did it). While a table
+-- is subscribed, only the subscription writes it: its apply worker runs as a replica, for
+-- which this trigger (enabled on origin, the default) does not fire.
+CREATE FUNCTION crm.refuse_on_subscriber() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_subscription_rel s WHERE s.srrelid = TG_RELID) THEN
+        RAISE EXCEPTION USING ERRCODE = 'read_only_sql_transaction',
+            MESSAGE = format('%s is replicated from a publisher: change it there', TG_RELID::regclass),
+            HINT = 'This database subscribes to crm_access''s tables (crm.replicated_tables()): the subscription writes them.';
+    END IF;
+    RETURN NULL;
+END $$;
+DO $$
+DECLARE t regclass;
+BEGIN
+    FOR t IN SELECT tbl FROM crm.catalog_tables WHERE dumped ORDER BY tbl::text LOOP
+        EXECUTE format('CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION crm.refuse_on_subscriber()', t);
+    END LOOP;
+END $$;
+CREATE OR REPLACE FUNCTION crm.guard_protection() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t regclass;
+    problems text;
+BEGIN
+    -- The role running the command, not the session's: a table owner's code may run inside a
+    -- superuser's session (an index expression evaluated by ANALYZE, say).
+    IF (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+        RETURN;
+    END IF;
+    -- No code but crm_access's own fixed statements runs as its roles; a command run as one
+    -- of them is someone else's code that got to run as it (issue 24, finding 3).
+    IF NOT crm.current_role_may_run_ddl() THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = format('%s cannot run %s: only crm_access''s own statements run as its roles', current_user,
+                             coalesce((SELECT string_agg(DISTINCT d.command_tag, ', ') FROM pg_event_trigger_ddl_commands() d), 'this command')),
+            HINT = 'crm.secure_view() makes and refreshes the secure views.';
+    END IF;
+    -- A policy or trigger of ours keeps its name when it is altered or replaced; catch that
+    -- by command.
+    FOR t IN
+        SELECT x.polrelid FROM pg_event_trigger_ddl_commands() d
+        JOIN pg_policy x ON d.classid = 'pg_policy'::regclass AND x.oid = d.objid
+        JOIN pg_class c ON c.oid = x.polrelid AND c.relnamespace <> 'crm'::regnamespace
+        -- Protected, or carrying crm_access's policies without being in its catalog (red
+        -- team of issue 27: the owner of such a restored table altered them to true).
+        WHERE d.command_tag = 'ALTER POLICY' AND x.polname IN ('crm_base', 'crm_read', 'crm_create', 'crm_edit', 'crm_delete')
+    LOOP
+        IF NOT crm.protection_changing(t) THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('the crm_access policies of %s cannot be altered', t),
+                HINT = 'crm.protect() (re)creates them; crm.unprotect() removes them.';
+        END IF;
+    END LOOP;
+    FOR t IN
+        SELECT x.tgrelid FROM pg_event_trigger_ddl_commands() d
+        JOIN pg_trigger x ON d.classid = 'pg_trigger'::regclass AND x.oid = d.objid
+        JOIN crm.protected_tables p ON p.tbl = x.tgrelid
+        WHERE d.command_tag IN ('CREATE TRIGGER', 'ALTER TRIGGER') AND x.tgname LIKE 'crm\_%'
+    LOOP
+        IF NOT crm.protection_changing(t) THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('the crm_access triggers of %s cannot be replaced or altered', t),
+                HINT = 'crm.protect() and crm.link_parent() (re)create them; crm.unprotect() removes them.';
+        END IF;
+    END LOOP;
+    FOR t IN SELECT p.tbl FROM crm.protected_tables p JOIN pg_class c ON c.oid = p.tbl LOOP
+        CONTINUE WHEN crm.protection_changing(t);
+        problems := crm.protection_problems(t);
+        IF problems IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('this would weaken the crm_access protection of %s: %s', t, problems),
+                DETAIL = 'Row security, the crm_access policies and triggers of a protected table stay as crm.protect() made them.',
+                HINT = format('To remove the protection deliberately, a CRM administrator who owns the table runs crm.unprotect(%L).', t::text);
+        END IF;
+    END LOOP;
+    -- Tables that carry crm_access's policies without being in its catalog stay closed too.
+    FOR t IN
+        SELECT DISTINCT x.polrelid FROM pg_policy x JOIN pg_class c ON c.oid = x.polrelid
+        WHERE x.polname IN ('crm_base', 'crm_read', 'crm_create', 'crm_edit', 'crm_delete') AND c.relnamespace <> 'crm'::regnamespace
+          AND NOT EXISTS (SELECT 1 FROM crm.protected_tables p WHERE p.tbl = x.polrelid)
+    LOOP
+        CONTINUE WHEN crm.protection_changing(t);
+        problems := crm.unregistered_problems(t);
+        IF problems IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = format('this would open %s, which carries crm_access''s policies but is not in its catalog: %s', t, problems),
+                DETAIL = 'Restored without its catalog row, it admits nobody until it is protected again.',
+                HINT = format('A CRM administrator who owns the table runs crm.protect(%L, module) to protect it again.', t::text);
+        END IF;
+    END LOOP;
+END $$;

@@ -68,3 +68,28 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                    SELECT tbl FROM crm.protected_tables) u(t)
     ORDER BY t::text
 $$;
+
+-- A subscriber's copy of crm_access's tables is its publisher's: a write there would
+-- diverge, and its keys (the audit log's ids, the records') would collide with rows the
+-- publisher sends later and stop the subscription, leaving every later revocation out of
+-- the subscriber (red team of issue 27: a BI user sharing a calendar did it). While a table
+-- is subscribed, only the subscription writes it: its apply worker runs as a replica, for
+-- which this trigger (enabled on origin, the default) does not fire.
+CREATE FUNCTION crm.refuse_on_subscriber() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_subscription_rel s WHERE s.srrelid = TG_RELID) THEN
+        RAISE EXCEPTION USING ERRCODE = 'read_only_sql_transaction',
+            MESSAGE = format('%s is replicated from a publisher: change it there', TG_RELID::regclass),
+            HINT = 'This database subscribes to crm_access''s tables (crm.replicated_tables()): the subscription writes them.';
+    END IF;
+    RETURN NULL;
+END $$;
+DO $$
+DECLARE t regclass;
+BEGIN
+    FOR t IN SELECT tbl FROM crm.catalog_tables WHERE dumped ORDER BY tbl::text LOOP
+        EXECUTE format('CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION crm.refuse_on_subscriber()', t);
+    END LOOP;
+END $$;

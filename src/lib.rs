@@ -37,7 +37,7 @@ extension_sql_file!(
         enforce::linked::date_conversations
     ]
 );
-extension_sql_file!("../sql/operations.sql", name = "operations", requires = ["catalog"]);
+extension_sql_file!("../sql/operations.sql", name = "operations", requires = ["catalog", "calendar", "messages", "audit"]);
 extension_sql_file!("../sql/guard.sql", name = "guard", requires = ["catalog", "messages", enforce::opened::protection_changing, enforce::opened::current_role_may_run_ddl, enforce::linked::forget_missing_relations]);
 extension_sql_file!(
     "../sql/audit.sql",

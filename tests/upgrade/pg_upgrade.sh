@@ -6,10 +6,8 @@
 # decisions, the audit log and a past answer (crm.who_could at a moment of the log), stops
 # it, upgrades the cluster to PostgreSQL NEW with pg_upgrade, and checks the same again.
 # Both versions' builds of the current crm_access must be installed. OLD_PG_CONFIG and
-# NEW_PG_CONFIG point at other builds of either version than pgrx-config/pg_configs.sh's.
-# Not part of scripts/test.sh: Debian's PostgreSQL 15.20 gives every column a `pg_attver`
-# option that PostgreSQL 18.6 (the newest source Debian has) refuses, so here pg_upgrade
-# from 15 to 18 fails for any table, crm_access or not (README, "Major upgrades").
+# NEW_PG_CONFIG point at other builds of either version than pgrx-config/pg_configs.sh's:
+# scripts/test.sh runs it through tests/upgrade/major.sh, from a 15 built from source.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 old=$1 new=$2 port=$3

@@ -343,12 +343,29 @@ fn a_table_restored_without_its_catalog_admits_nobody() {
     assert!(problems.as_deref().is_some_and(|p| p.contains("crm_access has no record of it") && p.contains("crm.protect()")), "{problems:?}");
     other.batch_execute("ALTER TABLE leads OWNER TO ops_owner").unwrap();
     let mut owner = connect("ops_unregistered", "ops_owner");
-    for ddl in ["ALTER TABLE leads NO FORCE ROW LEVEL SECURITY", "ALTER TABLE leads DISABLE ROW LEVEL SECURITY", "DROP POLICY crm_read ON leads"] {
+    let opens = "carries crm_access's policies but is not in its catalog";
+    // Altering a policy to admit everyone, too (red team of issue 27: it was let through).
+    let altered = "the crm_access policies of public.leads cannot be altered";
+    for (ddl, refusal) in [
+        ("ALTER TABLE leads NO FORCE ROW LEVEL SECURITY", opens),
+        ("ALTER TABLE leads DISABLE ROW LEVEL SECURITY", opens),
+        ("DROP POLICY crm_read ON leads", opens),
+        ("ALTER POLICY crm_read ON leads USING (true)", altered),
+        ("ALTER POLICY crm_create ON leads WITH CHECK (true)", altered),
+        ("ALTER POLICY crm_read ON leads TO ops_app", altered),
+    ] {
         let err = owner.batch_execute(ddl).unwrap_err();
         let db = err.as_db_error().unwrap_or_else(|| panic!("{ddl}: {err}"));
         assert_eq!(db.code().code(), "42501", "{ddl}: {err}");
-        assert!(db.message().contains("carries crm_access's policies but is not in its catalog"), "{ddl}: {}", db.message());
+        assert!(db.message().contains(refusal), "{ddl}: {}", db.message());
     }
+    let policies: Vec<String> = other
+        .query("SELECT polname || ' ' || pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polrelid = 'leads'::regclass AND polname = 'crm_read'", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(policies.len() == 1 && !policies[0].ends_with(" true"), "the refusals changed nothing: {policies:?}");
     assert_eq!(owner.query_one("SELECT count(*) FROM leads", &[]).unwrap().get::<_, i64>(0), 0, "the owner is held by FORCE too");
     // Protected again, it is crm_access's: the administrator reads every row.
     other.batch_execute("SELECT crm.protect('leads', 'Leads')").unwrap();
@@ -496,6 +513,32 @@ fn a_logical_subscriber_enforces_what_its_publisher_does() {
     let rep: i64 = publisher.query_one("SELECT crm.owner_id('rep')", &[]).unwrap().get(0);
     assert!(published.contains(&(4, Some(rep), Some(rep))), "{published:?}");
     assert_eq!(kept(&mut subscriber), published);
+    assert_eq!(sightings("ops_sub"), sightings("ops_pub"));
+    assert_eq!(log(&mut subscriber), log(&mut publisher));
+
+    // Writes on the subscriber's copy are refused, by a user, the app and a superuser alike:
+    // they would diverge, and their keys would collide with the publisher's rows still to come
+    // and stop the subscription (red team of issue 27: a BI user's calendar share did, and a
+    // revocation never arrived). Rep may reply in conversation 6 (assigned to rep).
+    let subscribed = |err: postgres::Error, what: &str| {
+        let db = err.as_db_error().unwrap_or_else(|| panic!("{what}: {err}"));
+        assert_eq!(db.code().code(), "25006", "{what}: {err}");
+        assert!(db.message().ends_with("is replicated from a publisher: change it there"), "{what}: {}", db.message());
+    };
+    for (what, sql) in [
+        ("a reply", "INSERT INTO crm.messages (conversation_id, direction, body) VALUES (6, 'outbound', 'forged')"),
+        ("a conversation", "INSERT INTO crm.conversations (subject) VALUES ('forged')"),
+    ] {
+        let mut tx = app.transaction().unwrap();
+        tx.execute("SELECT set_config('crm.user_name', 'rep', true)", &[]).unwrap();
+        subscribed(tx.batch_execute(sql).unwrap_err(), what);
+    }
+    subscribed(subscriber.batch_execute("SELECT crm.create_group('Forged')").unwrap_err(), "an administrator's change");
+    subscribed(subscriber.batch_execute("UPDATE crm.users SET is_admin = true").unwrap_err(), "a superuser's write");
+    // The publisher's next change still arrives: a revocation.
+    publisher.batch_execute("SELECT crm.set_sharing_default('Leads', 'private')").unwrap();
+    caught_up(&mut publisher, &mut subscriber);
+    assert_eq!(count(&mut app, "rep", "leads"), 11);
     assert_eq!(sightings("ops_sub"), sightings("ops_pub"));
     assert_eq!(log(&mut subscriber), log(&mut publisher));
 }
