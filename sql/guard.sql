@@ -28,6 +28,11 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         UNION ALL SELECT 'FORCE ROW LEVEL SECURITY is off' FROM c WHERE NOT c.relforcerowsecurity
         UNION ALL SELECT format('policy %s is missing', e.name) FROM c, (VALUES ('crm_read'), ('crm_create'), ('crm_edit'), ('crm_delete')) e(name)
             WHERE NOT EXISTS (SELECT 1 FROM pg_policy x WHERE x.polrelid = c.oid AND x.polname = e.name)
+        -- Read or written through a parent, or by a rule's actions, the policies would not
+        -- hold it (red team of issue 27: its owner attached it to a table of their own).
+        UNION ALL SELECT 'it is part of an inheritance tree or partitioned' FROM c
+            WHERE EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = c.oid OR h.inhparent = c.oid)
+        UNION ALL SELECT 'it has rules' FROM c WHERE EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid)
     )
     SELECT string_agg(problem, '; ' ORDER BY problem) FROM problems
 $$;
@@ -146,7 +151,22 @@ BEGIN
                 HINT = format('To remove the protection deliberately, a CRM administrator who owns the table runs crm.unprotect(%L).', t::text);
         END IF;
     END LOOP;
-    -- Tables that carry crm_access's policies without being in its catalog stay closed too.
+    -- Tables that carry crm_access's policies without being in its catalog stay closed too,
+    -- and as they are until crm.protect() takes them back: its owner could otherwise rename
+    -- the owner column and add another under its name, with the owner of their choice as its
+    -- default, for crm.protect() to take (red team of issue 27).
+    FOR t IN
+        SELECT DISTINCT d.objid FROM pg_event_trigger_ddl_commands() d
+        JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid AND c.relnamespace <> 'crm'::regnamespace
+        WHERE NOT EXISTS (SELECT 1 FROM crm.protected_tables p WHERE p.tbl = c.oid)
+          AND EXISTS (SELECT 1 FROM pg_policy x WHERE x.polrelid = c.oid AND x.polname IN ('crm_base', 'crm_read', 'crm_create', 'crm_edit', 'crm_delete'))
+    LOOP
+        CONTINUE WHEN crm.protection_changing(t);
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = format('%s carries crm_access''s policies but is not in its catalog: it cannot be altered until it is protected again', t),
+            DETAIL = 'Restored without its catalog row, it admits nobody, and stays as it was restored.',
+            HINT = format('A CRM administrator who owns the table runs crm.protect(%L, module) to protect it again.', t::text);
+    END LOOP;
     FOR t IN
         SELECT DISTINCT x.polrelid FROM pg_policy x JOIN pg_class c ON c.oid = x.polrelid
         WHERE x.polname IN ('crm_base', 'crm_read', 'crm_create', 'crm_edit', 'crm_delete') AND c.relnamespace <> 'crm'::regnamespace

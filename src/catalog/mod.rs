@@ -6,6 +6,7 @@ pub mod commits;
 pub mod history;
 pub mod latest;
 pub mod load;
+pub mod locks;
 pub mod privileged;
 pub mod restore;
 pub mod spi;

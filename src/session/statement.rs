@@ -41,6 +41,8 @@ enum UtilityKind {
     CopyInto(String, String),
     /// EXPLAIN, which runs the query it explains inside it when it analyzes.
     Explain,
+    /// LOCK TABLE (see `catalog::locks`).
+    Lock,
     Other,
 }
 
@@ -356,6 +358,7 @@ unsafe fn utility_frame(pstmt: *const pg_sys::PlannedStmt, context: pg_sys::Proc
             pg_sys::NodeTag::T_VariableSetStmt | pg_sys::NodeTag::T_DiscardStmt => UtilityKind::Setting,
             pg_sys::NodeTag::T_CopyStmt => copy_into(node.cast()),
             pg_sys::NodeTag::T_ExplainStmt => UtilityKind::Explain,
+            pg_sys::NodeTag::T_LockStmt => UtilityKind::Lock,
             _ => UtilityKind::Other,
         }
     };
@@ -377,12 +380,18 @@ unsafe extern "C-unwind" fn process_utility(
 ) {
     let frame = utility_frame(pstmt, context);
     let load = restore_load(pstmt, &frame);
+    let locking = matches!(frame, Frame::Utility { kind: UtilityKind::Lock, .. });
     let _frame = push(frame);
     let run = || match PREV_UTILITY.get() {
         Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(pstmt, query_string, context, params, query_env, dest, qc)),
         None => pg_sys::standard_ProcessUtility(pstmt, query_string, context, params, query_env, dest, qc),
     };
     run_load(load, run);
+    if locking {
+        if let Err(e) = crate::catalog::locks::refuse_strong_locks() {
+            e.raise();
+        }
+    }
 }
 
 /// # Safety
@@ -402,12 +411,18 @@ unsafe extern "C-unwind" fn process_utility(
 ) {
     let frame = utility_frame(pstmt, context);
     let load = restore_load(pstmt, &frame);
+    let locking = matches!(frame, Frame::Utility { kind: UtilityKind::Lock, .. });
     let _frame = push(frame);
     let run = || match PREV_UTILITY.get() {
         Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc)),
         None => pg_sys::standard_ProcessUtility(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
     };
     run_load(load, run);
+    if locking {
+        if let Err(e) = crate::catalog::locks::refuse_strong_locks() {
+            e.raise();
+        }
+    }
 }
 
 /// The table of crm_access a client's own `COPY ... FROM` loads as a restore does

@@ -359,6 +359,37 @@ fn a_table_restored_without_its_catalog_admits_nobody() {
         assert_eq!(db.code().code(), "42501", "{ddl}: {err}");
         assert!(db.message().contains(refusal), "{ddl}: {}", db.message());
     }
+    // Nor reshaped for crm.protect() to take in (red team of issue 27): a renamed owner column
+    // with another under its name, the owner of the owner's choice as its default; a parent or
+    // a partitioned table of the owner's, through which the rows are read without the policies;
+    // a rule.
+    other.batch_execute("GRANT CREATE ON SCHEMA public TO ops_owner").unwrap();
+    owner
+        .batch_execute(
+            "CREATE TABLE owners_parent (id bigint, owner_id bigint, phone text);
+             CREATE TABLE owners_partitioned (id bigint NOT NULL, owner_id bigint NOT NULL, phone text) PARTITION BY RANGE (id);",
+        )
+        .unwrap();
+    let frozen = "public.leads carries crm_access's policies but is not in its catalog: it cannot be altered until it is protected again";
+    for (ddl, refusal) in [
+        ("ALTER TABLE leads RENAME COLUMN owner_id TO old_owner_id", frozen),
+        ("ALTER TABLE leads ADD COLUMN chosen bigint DEFAULT 1", frozen),
+        ("ALTER TABLE leads INHERIT owners_parent", frozen),
+        ("ALTER TABLE owners_partitioned ATTACH PARTITION leads FOR VALUES FROM (0) TO (1000)", "it is part of an inheritance tree or partitioned"),
+        ("CREATE RULE leads_copy AS ON UPDATE TO leads DO ALSO NOTIFY leads_changed", "it has rules"),
+    ] {
+        let err = owner.batch_execute(ddl).unwrap_err();
+        let db = err.as_db_error().unwrap_or_else(|| panic!("{ddl}: {err}"));
+        assert_eq!(db.code().code(), "42501", "{ddl}: {err}");
+        assert!(db.message().contains(refusal), "{ddl}: {}", db.message());
+    }
+    let columns: Vec<String> = other
+        .query("SELECT attname::text FROM pg_attribute WHERE attrelid = 'leads'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(columns, ["id", "owner_id", "phone"]);
     let policies: Vec<String> = other
         .query("SELECT polname || ' ' || pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polrelid = 'leads'::regclass AND polname = 'crm_read'", &[])
         .unwrap()

@@ -817,6 +817,25 @@ SELECT regress.try($$SELECT tup_fetched FROM pg_stat_database WHERE datname = cu
 SELECT regress.try($$SELECT pg_stat_force_next_flush()$$);
 ROLLBACK;
 
+-- Red team of issue 27: PUBLIC holds DELETE on the message and calendar tables, which
+-- PostgreSQL takes as leave to LOCK them in any mode, directly or through a view: one plain
+-- login held every inbox (and a subscriber's apply worker). Such a lock is refused.
+CREATE SCHEMA stranger_space AUTHORIZATION crm_stranger;
+SET SESSION AUTHORIZATION crm_stranger;
+CREATE VIEW stranger_space.conversations AS SELECT * FROM crm.conversations;
+BEGIN;
+SELECT regress.try($$LOCK TABLE crm.conversations IN ACCESS EXCLUSIVE MODE$$);
+SELECT regress.try($$LOCK TABLE crm.messages, crm.events IN SHARE MODE$$);
+SELECT regress.try($$LOCK TABLE stranger_space.conversations IN EXCLUSIVE MODE$$);
+SELECT regress.try($t$DO $d$ BEGIN EXECUTE 'LOCK TABLE crm.events'; END $d$$t$);
+-- Weaker locks, which hold nobody's reads or writes, are a writer's own.
+SELECT regress.try($$LOCK TABLE crm.messages IN ROW EXCLUSIVE MODE$$);
+SELECT count(*) AS strong_locks_held FROM pg_locks l
+WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock');
+ROLLBACK;
+RESET SESSION AUTHORIZATION;
+DROP SCHEMA stranger_space CASCADE;
+
 -- Nobody became a superuser; the extension's privileged role is what it must be.
 SELECT rolname, rolsuper, rolbypassrls, rolcanlogin FROM pg_roles
 WHERE rolname IN ('crm_app', 'bi_alice', 'crm_stranger', 'owner1', 'crm_access_catalog') ORDER BY rolname;
