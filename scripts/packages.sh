@@ -37,8 +37,8 @@ release_package() {
         rm -rf "$src" && mkdir -p "$src"
         git archive "$commit" | tar -x -C "$src"
         echo "== building $tag ($commit) for PostgreSQL $version (once; cached in $dir)" >&2
-        CARGO_TARGET_DIR=$PWD/target/releases/target package_build "$version" "$dir" "$src" >target/releases/build-$version.log 2>&1 \
-            || { tail -30 target/releases/build-$version.log >&2; return 1; }
+        CARGO_TARGET_DIR=$PWD/target/releases/target-$commit package_build "$version" "$dir" "$src" >target/releases/build-$commit-$version.log 2>&1 \
+            || { tail -30 target/releases/build-$commit-$version.log >&2; return 1; }
         touch "$dir/.built"
     fi
     echo "$dir"
@@ -49,6 +49,7 @@ release_commit() {
     case $1 in
         v0.1.0) echo a77a3580d8be74282384e71ffd031b445e0c2607 ;;
         v0.2.0) echo be8dd6ba816bff716685e86de0e69c51c9c2d5ca ;;
+        v0.3.0) echo 076e5c32d82542a696322bf61825cd5700c56e1a ;;
         *) echo "packages: unknown release $1" >&2; return 1 ;;
     esac
 }

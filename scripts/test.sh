@@ -61,8 +61,11 @@ for v in $versions; do
     echo "== build the extension for PostgreSQL $v"
     package_build "$v" "target/pkg/pg$v" >"target/build-pg$v.log" 2>&1 || { tail -40 "target/build-pg$v.log"; exit 1; }
 
-    # Installs 0.1.0, then this build; nothing else may run against the installation meanwhile.
-    tests/upgrade/run.sh "$v" $((port - 10)) "target/pkg/pg$v"
+    # From each release: installs it, then this build; nothing else may run against the
+    # installation meanwhile.
+    for from in v0.1.0 v0.2.0 v0.3.0; do
+        tests/upgrade/run.sh "$v" $((port - 10)) "target/pkg/pg$v" "$from"
+    done
     package_install "target/pkg/pg$v"
 
     PG_BIN=$("$pg_config" --bindir)

@@ -70,14 +70,51 @@ CREATE TABLE crm.profiles (
 INSERT INTO crm.catalog_tables VALUES ('crm.profiles', true, true, true);
 
 -- The standard modules are part of the extension, not of its data: they are not dumped.
+-- Modules are data (DESIGN §9). The standard ones ship as rows (`standard`: not dumped, since
+-- CREATE EXTENSION makes them; not droppable); custom ones are dumped and restored.
 CREATE TABLE crm.modules (
-    name text PRIMARY KEY
+    name                text    PRIMARY KEY,
+    standard            boolean NOT NULL DEFAULT false,
+    -- "Controlled by parent": the module whose default and sharing rules govern this one's
+    -- records (Contacts follow Accounts, seed 004).
+    controlled_by       text    REFERENCES crm.modules (name),
+    -- Which of crm_access's own record tables its actions govern: the message module's
+    -- conversations and messages, the calendar's events.
+    holds               text    UNIQUE CHECK (holds IN ('conversations', 'events')),
+    -- Conversations link to its records, and follow their owner.
+    links_conversations boolean NOT NULL DEFAULT false,
+    CHECK (controlled_by IS DISTINCT FROM name)
 );
-INSERT INTO crm.catalog_tables VALUES ('crm.modules', true, true, false);
-INSERT INTO crm.modules (name) VALUES
-    ('Leads'), ('Accounts'), ('Contacts'), ('Opportunities'), ('Tickets'), ('Quotes'),
-    ('SalesOrders'), ('PurchaseOrders'), ('Invoices'), ('Products'), ('Activities'),
-    ('Messages'), ('Tags');
+INSERT INTO crm.catalog_tables VALUES ('crm.modules', true, true, true);
+-- A publication keeps the shipped rows out (`WHERE (NOT standard)`, crm.publication_tables()),
+-- which a row filter may do on UPDATE and DELETE only over the replica identity.
+ALTER TABLE crm.modules REPLICA IDENTITY FULL;
+INSERT INTO crm.modules (name, standard) VALUES
+    ('Leads', true), ('Accounts', true), ('Contacts', true), ('Opportunities', true), ('Tickets', true), ('Quotes', true),
+    ('SalesOrders', true), ('PurchaseOrders', true), ('Invoices', true), ('Products', true), ('Activities', true),
+    ('Messages', true), ('Tags', true);
+UPDATE crm.modules SET controlled_by = 'Accounts' WHERE name = 'Contacts';
+UPDATE crm.modules SET holds = 'conversations' WHERE name = 'Messages';
+UPDATE crm.modules SET holds = 'events' WHERE name = 'Activities';
+UPDATE crm.modules SET links_conversations = true WHERE name IN ('Leads', 'Contacts');
+
+-- Which modules' records hang under which (DESIGN §3.1, §9): a rule on a parent record can
+-- carry access to the child records under it (one level), and a parent made private makes
+-- its children private in the same transaction. Standard rows ship, as modules do.
+CREATE TABLE crm.module_relations (
+    parent   text    NOT NULL REFERENCES crm.modules (name),
+    child    text    NOT NULL REFERENCES crm.modules (name),
+    standard boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (parent, child),
+    CHECK (parent <> child)
+);
+INSERT INTO crm.catalog_tables VALUES ('crm.module_relations', true, true, true);
+ALTER TABLE crm.module_relations REPLICA IDENTITY FULL;
+INSERT INTO crm.module_relations (parent, child, standard) VALUES
+    ('Accounts', 'Opportunities', true), ('Accounts', 'Tickets', true), ('Accounts', 'Quotes', true),
+    ('Accounts', 'SalesOrders', true), ('Accounts', 'PurchaseOrders', true), ('Accounts', 'Invoices', true),
+    ('Opportunities', 'Quotes', true), ('Opportunities', 'SalesOrders', true),
+    ('Quotes', 'SalesOrders', true), ('SalesOrders', 'Invoices', true);
 
 -- Org-wide defaults; a module without a row is private.
 CREATE TABLE crm.sharing_defaults (

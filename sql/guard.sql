@@ -54,7 +54,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                ('crm_truncate_check', 'crm.check_truncate()'::regprocedure)
         UNION ALL SELECT t.name, 'crm.push_linked_owner()'::regprocedure
             FROM p, unnest(ARRAY['crm_linked_owner_update', 'crm_linked_owner_delete']) AS t(name)
-            WHERE p.module IN ('Leads', 'Contacts')
+            WHERE EXISTS (SELECT 1 FROM crm.modules m WHERE m.name = p.module AND m.links_conversations)
         UNION ALL SELECT 'crm_keep_parent_owner', 'crm.keep_parent_owner()'::regprocedure
             WHERE EXISTS (SELECT 1 FROM crm.parent_links l WHERE l.child = $1)
         UNION ALL SELECT t.name, 'crm.push_parent_owner()'::regprocedure

@@ -69,6 +69,18 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     ORDER BY t::text
 $$;
 
+-- The same, as the table list of CREATE PUBLICATION ... FOR TABLE: a table with shipped rows
+-- (crm.modules, crm.module_relations) is published without them, which CREATE EXTENSION made
+-- on the subscriber too (the initial copy would collide with them).
+--   DO $$ BEGIN EXECUTE 'CREATE PUBLICATION crm FOR TABLE ' || crm.publication_tables(); END $$;
+CREATE FUNCTION crm.publication_tables() RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT string_agg(t::text || CASE WHEN EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t AND a.attname = 'standard' AND NOT a.attisdropped
+                                                    AND t IN (SELECT tbl FROM crm.catalog_tables))
+                                      THEN ' WHERE (NOT standard)' ELSE '' END, ', ' ORDER BY t::text)
+    FROM crm.replicated_tables() t
+$$;
+
 -- A subscriber's copy of crm_access's tables is its publisher's: a write there would
 -- diverge, and its keys (the audit log's ids, the records') would collide with rows the
 -- publisher sends later and stop the subscription, leaving every later revocation out of

@@ -31,8 +31,8 @@ REVOKE ALL ON FUNCTION crm.forget_dropped_tables() FROM PUBLIC;
 REVOKE ALL ON FUNCTION crm.secure_view_write() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION crm.secure_view_write() TO crm_access_views;
 
--- pg_dump keeps the rows of every table declared dumped in crm.catalog_tables, and the
--- positions of the sequences its identity columns draw from.
+-- pg_dump keeps the rows of every table declared dumped in crm.catalog_tables (but the
+-- shipped ones, `standard`), and the positions of the sequences its identity columns draw from.
 DO $$
 DECLARE t regclass;
 BEGIN
@@ -45,6 +45,9 @@ BEGIN
         JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
         WHERE c.dumped
     LOOP
-        PERFORM pg_catalog.pg_extension_config_dump(t, '');
+        -- A table with shipped rows keeps only the others: CREATE EXTENSION makes the shipped ones.
+        PERFORM pg_catalog.pg_extension_config_dump(t, CASE WHEN EXISTS (
+            SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = t AND a.attname = 'standard' AND NOT a.attisdropped)
+            THEN 'WHERE NOT standard' ELSE '' END);
     END LOOP;
 END $$;

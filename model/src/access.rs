@@ -138,11 +138,6 @@ impl GroupsOfUsers {
     }
 }
 
-/// The module whose default and rules govern `module`: Contacts follow Accounts (seed 004).
-pub fn sharing_module(module: &str) -> &str {
-    if module == "Contacts" { "Accounts" } else { module }
-}
-
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Model {
     pub(crate) catalog: Catalog,
@@ -375,7 +370,7 @@ impl Model {
     /// Owners whose records `user` reaches by ownership, groups, hierarchy, the org-wide
     /// default and sharing rules, before any privilege check.
     fn reach(&self, u: &User, module: &str, action: Action) -> Scope {
-        let governing = sharing_module(module);
+        let governing = self.catalog.sharing_module(module);
         if self.defaults.get(governing).is_some_and(|d| d.opens(action)) {
             return Scope::All;
         }

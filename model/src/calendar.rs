@@ -13,7 +13,6 @@ use crate::decision::{Decision, Gate, Reason};
 use crate::filter::{Column, Filter, Row, Value};
 use crate::{Action, OwnerId};
 
-pub const ACTIVITIES: &str = "Activities";
 
 /// What decides an event's audience, as stored on the row.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -66,6 +65,14 @@ impl Row for Event {
 }
 
 impl Model {
+    /// The module whose actions govern events (the seed's Activities); none, and nothing is
+    /// granted on them, if the catalog has no such module.
+    pub fn events_module(&self) -> &str {
+        self.catalog.module_for(crate::Holds::Events).unwrap_or("")
+    }
+}
+
+impl Model {
     /// Whether `user` sees the calendar at all (every event's slot): Activities read.
     pub fn knows_events(&self, user: OwnerId) -> bool {
         self.event_scope(user, Action::Read) != EventScope::Nothing
@@ -83,7 +90,7 @@ impl Model {
         {
             return EventScope::All;
         }
-        if !p.granted(ACTIVITIES, action) {
+        if !p.granted(self.events_module(), action) {
             return EventScope::Nothing;
         }
         let mut public_owners: BTreeSet<OwnerId> = BTreeSet::new();
@@ -106,13 +113,13 @@ impl Model {
 
     /// One event's decision, judged from its facts, with the reason.
     pub fn decide_event(&self, user: Option<OwnerId>, action: Action, e: &Event) -> Decision {
-        let u = match self.gate(user, ACTIVITIES, action) {
+        let u = match self.gate(user, self.events_module(), action) {
             Gate::Open(u) => u,
             Gate::Settled(decided) => return decided,
         };
         let user = u.owner_id;
         if matches!(action, Action::Import | Action::Export) {
-            return Decision::allow(Reason::ModuleLevel { module: ACTIVITIES.to_string(), action });
+            return Decision::allow(Reason::ModuleLevel { module: self.events_module().to_string(), action });
         }
         if e.owner == user {
             return Decision::allow(Reason::Owner);

@@ -16,6 +16,10 @@ pub struct Catalog {
     pub role_profiles: Vec<(RoleId, ProfileId)>,
     pub users: Vec<User>,
     pub modules: Vec<Module>,
+    /// (parent, child) module relations: a rule on a parent record can carry access to the
+    /// child records under it (DESIGN §3.1, §9).
+    #[serde(default)]
+    pub module_relations: Vec<(String, String)>,
     /// Protected tables by relation oid: (module, owner column).
     pub protected_tables: BTreeMap<u32, (String, String)>,
     /// Login role oid -> CRM user owner id (roles are bound by oid, so that a role re-created
@@ -140,15 +144,33 @@ pub struct SharingRule {
     pub related_modules: Vec<String>,
 }
 
-/// Which modules' records hang under which (DESIGN §3.1): a rule on the parent module may
-/// carry access to these.
-pub fn related_modules(parent: &str) -> &'static [&'static str] {
-    match parent {
-        "Accounts" => &["Opportunities", "Tickets", "Quotes", "SalesOrders", "Invoices"],
-        "Opportunities" => &["Quotes", "SalesOrders"],
-        "Quotes" => &["SalesOrders"],
-        "SalesOrders" => &["Invoices"],
-        _ => &[],
+impl Catalog {
+    /// The modules whose records hang under `parent`'s (DESIGN §3.1, §9: `crm.module_relations`):
+    /// a rule on the parent module may carry access to these.
+    pub fn related_modules<'a>(&'a self, parent: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.module_relations.iter().filter(move |(p, _)| p == parent).map(|(_, c)| c.as_str())
+    }
+
+    /// The module whose default and sharing rules govern `module`'s records: its parent when it
+    /// is controlled by its parent (as Contacts are by Accounts, seed 004), else itself.
+    pub fn sharing_module<'a>(&'a self, module: &'a str) -> &'a str {
+        self.module(module).and_then(|m| m.controlled_by.as_deref()).unwrap_or(module)
+    }
+
+    /// The module named `name`.
+    pub fn module(&self, name: &str) -> Option<&Module> {
+        self.modules.iter().find(|m| m.name == name)
+    }
+
+    /// The module whose actions govern crm_access's own records of `kind` (conversations and
+    /// their messages, events), if the catalog has one.
+    pub fn module_for(&self, kind: Holds) -> Option<&str> {
+        self.modules.iter().find(|m| m.holds == Some(kind)).map(|m| m.name.as_str())
+    }
+
+    /// Whether conversations link to records of `module` (DESIGN §3.5).
+    pub fn links_conversations(&self, module: &str) -> bool {
+        self.module(module).is_some_and(|m| m.links_conversations)
     }
 }
 
@@ -185,8 +207,35 @@ pub struct User {
     pub is_active: bool,
 }
 
+/// A module (DESIGN §9: modules are data, the standard ones shipped as rows).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Module {
     pub name: String,
     pub sharing_default: SharingLevel,
+    /// "Controlled by parent": the module whose default and rules govern this one's records.
+    #[serde(default)]
+    pub controlled_by: Option<String>,
+    /// Which of crm_access's own record tables this module's actions govern.
+    #[serde(default)]
+    pub holds: Option<Holds>,
+    /// Conversations link to this module's records (their owner decides who sees them).
+    #[serde(default)]
+    pub links_conversations: bool,
+}
+
+impl Module {
+    /// A module with no parent, role or link: a custom module as `crm.create_module` makes it.
+    pub fn new(name: impl Into<String>, sharing_default: SharingLevel) -> Module {
+        Module { name: name.into(), sharing_default, controlled_by: None, holds: None, links_conversations: false }
+    }
+}
+
+/// crm_access's own record tables a module can govern.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Holds {
+    /// crm.conversations and crm.messages (the message module, DESIGN §3.5).
+    Conversations,
+    /// crm.events (the calendar, DESIGN §3.4).
+    Events,
 }

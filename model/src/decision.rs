@@ -5,7 +5,6 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::access::sharing_module;
 use crate::catalog::{Party, User};
 use crate::messages::MessagePermission;
 use crate::{Action, Model, OwnerId, RuleAccess, SharingLevel};
@@ -184,7 +183,7 @@ impl Model {
                 });
             }
         }
-        let governing = sharing_module(module);
+        let governing = self.catalog.sharing_module(module);
         if let Some(&level) = self.defaults.get(governing).filter(|d| d.opens(action)) {
             return allow(Reason::OrgDefault { module: governing.to_string(), level });
         }

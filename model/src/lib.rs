@@ -21,13 +21,13 @@ mod roles;
 mod shared;
 mod vocabulary;
 
-pub use access::{sharing_module, Model, ModelError, Scope};
-pub use catalog::{related_modules, Catalog, Group, GroupMember, Module, Party, Profile, Role, RuleAccess, SharingRule, User};
-pub use calendar::{Event, EventScope, ACTIVITIES};
+pub use access::{Model, ModelError, Scope};
+pub use catalog::{Catalog, Group, GroupMember, Holds, Module, Party, Profile, Role, RuleAccess, SharingRule, User};
+pub use calendar::{Event, EventScope};
 pub use decision::{Decision, Reason};
 pub use fields::{FieldAccess, Unwritable};
 pub use filter::{Column, Filter, Owned, Row, Value, OWNER};
-pub use messages::{links_conversations, Conversation, ConversationFilter, ConversationScope, Inbox, MessagePermission, MESSAGES};
+pub use messages::{Conversation, ConversationFilter, ConversationScope, Inbox, MessagePermission};
 pub use review::{Reach, ReachChange, Review};
 pub use roles::RoleTree;
 pub use vocabulary::{Action, SharingLevel, UnknownWord};

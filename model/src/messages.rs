@@ -18,13 +18,6 @@ use crate::filter::{Column, Filter, Row, Value};
 use crate::vocabulary::UnknownWord;
 use crate::{Action, OwnerId};
 
-/// The module whose actions govern conversations and their messages.
-pub const MESSAGES: &str = "Messages";
-
-/// Whether conversations link to records of `module`: leads and contacts (DESIGN §3.5).
-pub fn links_conversations(module: &str) -> bool {
-    matches!(module, "Leads" | "Contacts")
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -176,6 +169,14 @@ impl Inbox {
 }
 
 impl Model {
+    /// The module whose actions govern conversations and their messages (the seed's
+    /// Messages); none, and nothing is granted on them, if the catalog has no such module.
+    pub fn messages_module(&self) -> &str {
+        self.catalog.module_for(crate::Holds::Conversations).unwrap_or("")
+    }
+}
+
+impl Model {
     pub(crate) fn message_permissions(&self, user: OwnerId) -> BTreeSet<MessagePermission> {
         self.users.get(&user).map(|u| self.privileges_of(u).messages.clone()).unwrap_or_default()
     }
@@ -201,7 +202,7 @@ impl Model {
         {
             return ConversationScope::All;
         }
-        if !p.granted(MESSAGES, action) {
+        if !p.granted(self.messages_module(), action) {
             return ConversationScope::Nothing;
         }
         let has = |m| p.messages.contains(&m);
@@ -221,13 +222,13 @@ impl Model {
 
     /// One conversation's decision, judged from its facts, with the reason.
     pub fn decide_conversation(&self, user: Option<OwnerId>, action: Action, c: &Conversation) -> Decision {
-        let u = match self.gate(user, MESSAGES, action) {
+        let u = match self.gate(user, self.messages_module(), action) {
             Gate::Open(u) => u,
             Gate::Settled(decided) => return decided,
         };
         let (user, p) = (u.owner_id, self.privileges_of(u));
         if !matches!(action, Action::Read | Action::Create | Action::Edit | Action::Delete) {
-            return Decision::allow(Reason::ModuleLevel { module: MESSAGES.to_string(), action });
+            return Decision::allow(Reason::ModuleLevel { module: self.messages_module().to_string(), action });
         }
         let has = |m| p.messages.contains(&m);
         if c.archived_by.contains(&user) && !has(MessagePermission::Archive) {

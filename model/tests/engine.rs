@@ -41,8 +41,8 @@ fn org(leads_default: SharingLevel) -> Model {
     ];
     let users = users.iter().map(|&(id, n, r, a, act)| User { owner_id: id, name: n.into(), role: r, is_admin: a, is_active: act }).collect();
     let modules = vec![
-        Module { name: LEADS.into(), sharing_default: leads_default },
-        Module { name: ACCOUNTS.into(), sharing_default: SharingLevel::Private },
+        Module::new(LEADS, leads_default),
+        Module::new(ACCOUNTS, SharingLevel::Private),
     ];
     Model::compile(Catalog { roles, profiles, role_profiles, users, modules, ..Default::default() }).unwrap()
 }

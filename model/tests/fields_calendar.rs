@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crm_model::{Action, Catalog, Event, FieldAccess, Model, Module, Profile, Reason, Role, SharingLevel, User};
+use crm_model::{Action, Catalog, Event, FieldAccess, Holds, Model, Module, Profile, Reason, Role, SharingLevel, User};
 use Action::*;
 use FieldAccess::*;
 
@@ -47,7 +47,7 @@ fn org(shares: Vec<(i64, i64)>) -> Model {
         profiles,
         role_profiles: vec![(2, 1), (3, 1), (3, 2), (4, 3), (5, 4), (6, 1), (7, 5)],
         users,
-        modules: ["Leads", "Activities"].iter().map(|m| Module { name: m.to_string(), sharing_default: SharingLevel::Private }).collect(),
+        modules: vec![Module::new("Leads", SharingLevel::Private), Module { holds: Some(Holds::Events), ..Module::new("Activities", SharingLevel::Private) }],
         hidden_fields: vec![("Leads".into(), "ssn".into())],
         calendar_shares: shares,
         ..Default::default()

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use crm_model::{
-    Action, Catalog, Conversation, ConversationScope, Group, GroupMember, Inbox, MessagePermission, Model, Module, Party, Profile, Reason,
+    Action, Catalog, Conversation, ConversationScope, Group, GroupMember, Holds, Inbox, MessagePermission, Model, Module, Party, Profile, Reason,
     Role, User,
 };
 use Action::*;
@@ -74,7 +74,7 @@ fn org() -> Model {
         profiles,
         role_profiles: vec![(2, 1), (3, 2), (4, 3), (5, 4), (6, 5), (7, 6), (8, 7)],
         users,
-        modules: vec![Module { name: "Messages".into(), sharing_default: crm_model::SharingLevel::Private }],
+        modules: vec![Module { holds: Some(Holds::Conversations), ..Module::new("Messages", crm_model::SharingLevel::Private) }],
         groups: vec![Group { owner_id: TEAM, name: "team".into() }],
         group_members: vec![GroupMember { group: TEAM, member: Party::User(REP2) }],
         ..Default::default()

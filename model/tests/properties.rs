@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crm_model::{Owned, Action, Catalog, Conversation, Event, MessagePermission, Group, GroupMember, Model, Module, Party, Profile, Role, RuleAccess, SharingLevel, SharingRule, User};
+use crm_model::{Owned, Action, Catalog, Conversation, Event, MessagePermission, Group, GroupMember, Holds, Model, Module, Party, Profile, Role, RuleAccess, SharingLevel, SharingRule, User};
 use proptest::prelude::*;
 
 fn catalog() -> impl Strategy<Value = Catalog> {
@@ -18,7 +18,7 @@ fn catalog() -> impl Strategy<Value = Catalog> {
             .collect();
         let modules: Vec<Module> = ["Leads", "Accounts", "Contacts", "Opportunities", "Messages", "Activities"]
             .iter()
-            .map(|m| Module { name: m.to_string(), sharing_default: SharingLevel::ALL[next(4)] })
+            .map(|m| standard_module(m, SharingLevel::ALL[next(4)]))
             .collect();
         let profiles = (0..n_profiles)
             .map(|i| Profile {
@@ -93,9 +93,31 @@ fn catalog() -> impl Strategy<Value = Catalog> {
         let calendar_shares = (0..next(8)).map(|_| (100 + next(n_users) as i64, 100 + next(n_users) as i64)).collect();
         Catalog {
             roles, profiles, role_profiles, users, modules, groups, group_members, sharing_rules, permission_sets,
-            permission_set_assignments, calendar_shares, ..Default::default()
+            permission_set_assignments, calendar_shares, module_relations: standard_relations(), ..Default::default()
         }
     })
+}
+
+/// The standard modules' roles as crm_access ships them (sql/catalog.sql's seed rows).
+fn standard_module(name: &str, default: SharingLevel) -> Module {
+    Module {
+        controlled_by: (name == "Contacts").then(|| "Accounts".to_string()),
+        holds: match name {
+            "Messages" => Some(Holds::Conversations),
+            "Activities" => Some(Holds::Events),
+            _ => None,
+        },
+        links_conversations: matches!(name, "Leads" | "Contacts"),
+        ..Module::new(name, default)
+    }
+}
+
+fn standard_relations() -> Vec<(String, String)> {
+    [("Accounts", "Opportunities"), ("Accounts", "Tickets"), ("Accounts", "Quotes"), ("Accounts", "SalesOrders"), ("Accounts", "Invoices"),
+     ("Opportunities", "Quotes"), ("Opportunities", "SalesOrders"), ("Quotes", "SalesOrders"), ("SalesOrders", "Invoices")]
+    .iter()
+    .map(|(p, c)| (p.to_string(), c.to_string()))
+    .collect()
 }
 
 proptest! {

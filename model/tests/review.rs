@@ -43,8 +43,8 @@ fn org() -> Model {
         group_members: vec![GroupMember { group: TEAM, member: Party::User(OTHER) }],
         users,
         modules: vec![
-            Module { name: "Leads".into(), sharing_default: SharingLevel::Private },
-            Module { name: "Accounts".into(), sharing_default: SharingLevel::PublicRead },
+            Module::new("Leads", SharingLevel::Private),
+            Module::new("Accounts", SharingLevel::PublicRead),
         ],
         sharing_rules: vec![SharingRule { id: 7, module: "Leads".into(), source: Party::Role(3), target: Party::Role(4), access: RuleAccess::Read, related_modules: vec![] }],
         ..Default::default()

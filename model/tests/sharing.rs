@@ -22,7 +22,12 @@ fn org(rules: &[(i64, &str, Party, Party, RuleAccess)], sets: &[(&str, bool, &[(
     let role_profiles = (1..=6).map(|r| (r, 1)).collect();
     let users = [(10, "ceo", 1), (11, "vp", 2), (12, "mgr_w", 3), (13, "w1", 4), (14, "w2", 4), (15, "mgr_e", 5), (16, "e1", 6)];
     let users = users.iter().map(|&(id, n, r)| User { owner_id: id, name: n.into(), role: r, is_admin: false, is_active: true }).collect();
-    let modules = ["Leads", "Accounts", "Contacts"].iter().map(|m| Module { name: m.to_string(), sharing_default: SharingLevel::Private }).collect();
+    // Contacts are controlled by Accounts, as crm_access ships them.
+    let modules = vec![
+        Module::new("Leads", SharingLevel::Private),
+        Module::new("Accounts", SharingLevel::Private),
+        Module { controlled_by: Some("Accounts".into()), ..Module::new("Contacts", SharingLevel::Private) },
+    ];
     let groups = [(TEAM, "Team"), (CLUB, "Club"), (EMPTY, "Empty")].iter().map(|&(id, n)| crm_model::Group { owner_id: id, name: n.into() }).collect();
     let group_members = vec![
         GroupMember { group: TEAM, member: Party::User(13) },
@@ -130,7 +135,7 @@ fn rules_on_a_parent_module_carry_access_to_related_records() {
     let mut catalog = m.catalog().clone();
     catalog.users = m.users().cloned().collect();
     catalog.sharing_rules[0].related_modules = vec!["Opportunities".into()];
-    catalog.modules.push(Module { name: "Opportunities".into(), sharing_default: SharingLevel::Private });
+    catalog.modules.push(Module::new("Opportunities", SharingLevel::Private));
     for p in &mut catalog.profiles {
         p.grants.insert("Opportunities".into(), vec![Read, Edit, Delete]);
     }

@@ -12,7 +12,6 @@ use crate::catalog::spi::{exists, find, insert_returning_id, one, Client};
 use crate::error::{CrmError, CrmResult, required};
 
 /// Modules made private with Accounts (seed 004, DESIGN §3.1).
-const ACCOUNT_RELATED: [&str; 6] = ["Opportunities", "Tickets", "Quotes", "SalesOrders", "PurchaseOrders", "Invoices"];
 
 /// The longest name of a role, profile, user, group or permission set, in characters.
 const NAME_LIMIT: usize = 200;
@@ -54,12 +53,12 @@ pub fn check_module(c: &SpiClient<'_>, module: &str) -> CrmResult<()> {
     Err(CrmError::undefined("module", module).with_hint(format!("Modules are: {}.", known.unwrap_or_default())))
 }
 
-/// A module whose records have owners: every module but Messages, whose conversations
-/// follow the message permissions instead (DESIGN §3.5).
+/// A module whose records have owners: every module but the message module, whose
+/// conversations follow the message permissions instead (DESIGN §3.5).
 pub fn check_record_module(c: &SpiClient<'_>, module: &str, what: &str) -> CrmResult<()> {
     check_module(c, module)?;
-    if module == crm_model::MESSAGES {
-        return Err(CrmError::invalid(format!("{what} do not apply to Messages: conversations have no owner"))
+    if crate::catalog::modules::module_facts(c, module)?.1.as_deref() == Some("conversations") {
+        return Err(CrmError::invalid(format!("{what} do not apply to {module}: conversations have no owner"))
             .with_hint("Who sees which conversation follows the message permissions: see crm.set_message_permissions()."));
     }
     Ok(())
@@ -296,15 +295,14 @@ fn set_sharing_default(module: Option<&str>, level: Option<&str>) {
     administer(audit!("set_sharing_default", module, level), |c: Client| {
         check_record_module(c, module, "org-wide defaults")?;
         let level = level.parse::<SharingLevel>().map_err(|e| CrmError::invalid(e.to_string()))?;
-        let governing = crm_model::sharing_module(module);
-        if governing != module {
+        if let Some(governing) = crate::catalog::modules::controlled_by(c, module)? {
             return Err(CrmError::invalid(format!("{module} follow the org-wide default of {governing}"))
                 .with_hint(format!("Set the default of {governing} instead.")));
         }
-        // Private Accounts make their related modules private too, in this transaction (§3.1).
-        let mut modules = vec![module];
-        if module == "Accounts" && level == SharingLevel::Private {
-            modules.extend(ACCOUNT_RELATED);
+        // A private module makes its related modules private too, in this transaction (§3.1, §9).
+        let mut modules = vec![module.to_string()];
+        if level == SharingLevel::Private {
+            modules.extend(crate::catalog::modules::related_modules(c, module)?);
         }
         for m in modules {
             c.update(

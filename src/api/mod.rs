@@ -9,6 +9,7 @@ pub mod fields;
 pub mod identity;
 pub mod lifecycle;
 pub mod messages;
+pub mod modules;
 pub mod ownership;
 pub mod permission_sets;
 pub mod protect;

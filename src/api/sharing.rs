@@ -151,8 +151,7 @@ fn add_sharing_rule(module: Option<&str>, source_kind: Option<&str>, source: Opt
     let related_modules = required("related_modules", related_modules);
     administer(audit!("add_sharing_rule", module, source_kind, source, target_kind, target, access, related_modules), |c: Client| {
         check_record_module(c, module, "sharing rules")?;
-        let governing = crm_model::sharing_module(module);
-        if governing != module {
+        if let Some(governing) = crate::catalog::modules::controlled_by(c, module)? {
             return Err(CrmError::invalid(format!("{module} follow the sharing rules of {governing}"))
                 .with_hint(format!("Add the rule to {governing} instead.")));
         }
@@ -162,11 +161,11 @@ fn add_sharing_rule(module: Option<&str>, source_kind: Option<&str>, source: Opt
             return Err(CrmError::invalid(format!("unknown access \"{access}\"; expected one of: read, read_write"))
                 .with_hint("Sharing rules never grant delete."));
         }
-        let allowed = crm_model::related_modules(module);
+        let allowed = crate::catalog::modules::related_modules(c, module)?;
         let mut related = Vec::new();
         for m in related_modules {
             let m = m.ok_or_else(|| CrmError::invalid("the list of related modules contains NULL"))?;
-            if !allowed.contains(&m.as_str()) {
+            if !allowed.contains(&m) {
                 let hint = if allowed.is_empty() {
                     format!("{module} has no related modules.")
                 } else {

@@ -37,7 +37,7 @@ pub struct ParentLink {
 
 const EXTENSION_OWNER: &CStr = c"SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'crm_access'";
 
-const CATALOG_JSON: &CStr = c"
+const CATALOG_JSON: &str = "
 SELECT json_build_object('catalog', json_build_object(
   'roles', coalesce((SELECT json_agg(json_build_object('id', id, 'name', name, 'parent', parent_id)) FROM crm.roles), '[]'),
   'profiles', coalesce((SELECT json_agg(json_build_object(
@@ -54,8 +54,7 @@ SELECT json_build_object('catalog', json_build_object(
   -- object per user was most of the query's time with thousands of users.
   'users', coalesce((SELECT json_agg(json_build_array(u.owner_id, o.name, u.role_id, u.is_admin, u.is_active))
                      FROM crm.users u JOIN crm.owners o ON o.id = u.owner_id), '[]'),
-  'modules', (SELECT json_agg(json_build_object('name', m.name, 'sharing_default', coalesce(d.level, 'private')))
-              FROM crm.modules m LEFT JOIN crm.sharing_defaults d ON d.module = m.name),
+{modules}
   'protected_tables', coalesce((SELECT json_object_agg(tbl::oid, json_build_array(module, owner_column))
                                 FROM crm.protected_tables), '{}'),
   'db_role_map', coalesce((SELECT json_object_agg(m.db_role_oid, m.user_id) FROM crm.db_role_map m
@@ -88,6 +87,23 @@ SELECT json_build_object('catalog', json_build_object(
   'assert_fn', 'crm.assert_can_assign(regclass, text, bigint)'::regprocedure::oid::int8
 )::text";
 
+/// The modules' part of `CATALOG_JSON`: as data from 0.4.0; before (a library serving an
+/// older schema during `ALTER EXTENSION crm_access UPDATE`), the names alone, completed from
+/// `compat`.
+const MODULES_AS_DATA: &str = "'modules', (SELECT json_agg(json_build_object('name', m.name, 'sharing_default', coalesce(d.level, 'private'),
+                                                'controlled_by', m.controlled_by, 'holds', m.holds,
+                                                'links_conversations', m.links_conversations))
+              FROM crm.modules m LEFT JOIN crm.sharing_defaults d ON d.module = m.name),
+  'module_relations', coalesce((SELECT json_agg(json_build_array(parent, child)) FROM crm.module_relations), '[]'),";
+const MODULES_BEFORE_0_4: &str = "'modules', (SELECT json_agg(json_build_object('name', m.name, 'sharing_default', coalesce(d.level, 'private')))
+              FROM crm.modules m LEFT JOIN crm.sharing_defaults d ON d.module = m.name),";
+
+thread_local! {
+    /// `CATALOG_JSON` for each kind of schema, built once.
+    static QUERIES: [std::ffi::CString; 2] = [MODULES_AS_DATA, MODULES_BEFORE_0_4]
+        .map(|modules| std::ffi::CString::new(CATALOG_JSON.replace("{modules}", modules)).expect("no NUL in the query"));
+}
+
 /// The role that installed the extension, which may administer the catalog (DESIGN §5).
 pub fn extension_owner() -> CrmResult<pg_sys::Oid> {
     let owner = privileged::as_invoker(|| query_one(EXTENSION_OWNER));
@@ -110,9 +126,10 @@ pub fn load() -> CrmResult<LoadedCatalog> {
     }
     // SAFETY: the snapshot pushed is popped before returning, on success and on error alike
     // (an error aborts the transaction, which pops active snapshots itself).
+    let as_data = super::compat::modules_are_data();
     let json = unsafe {
         pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot());
-        let json = privileged::as_catalog_role(|| Ok(query_one(CATALOG_JSON)));
+        let json = privileged::as_catalog_role(|| Ok(QUERIES.with(|q| query_one(&q[usize::from(!as_data)]))));
         // Under the same snapshot: after a load that waited for its keys, the references
         // are checked before the model is used (`restore`).
         let problems = json.as_ref().map_err(|_| ()).ok().map(|_| super::restore::problems());
@@ -123,5 +140,9 @@ pub fn load() -> CrmResult<LoadedCatalog> {
         json?
     };
     let json = json.ok_or_else(|| CrmError::broken_catalog("the catalog query returned nothing"))?;
-    serde_json::from_str(&json).map_err(|e| CrmError::broken_catalog(format!("cannot read the catalog: {e}")))
+    let mut loaded: LoadedCatalog = serde_json::from_str(&json).map_err(|e| CrmError::broken_catalog(format!("cannot read the catalog: {e}")))?;
+    if !as_data {
+        super::compat::complete(&mut loaded.catalog);
+    }
+    Ok(loaded)
 }

@@ -2,11 +2,13 @@
 
 pub mod audit;
 pub mod checkpoints;
+pub mod compat;
 pub mod commits;
 pub mod history;
 pub mod latest;
 pub mod load;
 pub mod locks;
+pub mod modules;
 pub mod privileged;
 pub mod restore;
 pub mod spi;

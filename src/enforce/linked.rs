@@ -38,9 +38,9 @@ fn linked_record_owner(tbl: pg_sys::Oid, id: i64) -> i64 {
 fn record_owner(tbl: pg_sys::Oid, id: i64) -> CrmResult<i64> {
     let m = cache::current(false)?;
     let table = existing(tbl)?;
-    let Some(owner_column) = m.owner_column_of(tbl).filter(|_| m.module_of(tbl).is_some_and(crm_model::links_conversations)).map(str::to_string) else {
-        return Err(CrmError::invalid(format!("{table} is not a protected Leads or Contacts table"))
-            .with_hint("Conversations link to a lead or a contact in a table protected with crm.protect()."));
+    let Some(owner_column) = m.owner_column_of(tbl).filter(|_| m.links_conversations(tbl)).map(str::to_string) else {
+        return Err(CrmError::invalid(format!("{table} is not a protected table of a module conversations link to"))
+            .with_hint("Conversations link to records of the modules crm.modules marks links_conversations (Leads and Contacts as shipped), in a table protected with crm.protect()."));
     };
     let Some((key, _)) = primary_key_of(tbl) else {
         return Err(CrmError::not_supported(format!("{table} has no single-column primary key for conversations to point at")));
@@ -64,7 +64,7 @@ fn push_linked_owner<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTupl
     let update = trigger.event().fired_by_update();
     let pushed: CrmResult<()> = (|| {
         let m = cache::current(false)?;
-        if !m.module_of(tbl).is_some_and(crm_model::links_conversations) {
+        if !m.links_conversations(tbl) {
             return Ok(());
         }
         let (Some(owner), Some((key, key_type))) = (m.owner_column_of(tbl), primary_key_of(tbl)) else { return Ok(()) };

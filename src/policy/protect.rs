@@ -112,7 +112,7 @@ pub fn attach_triggers(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, mod
         None,
         &[],
     )?;
-    if crm_model::links_conversations(module) {
+    if crate::catalog::modules::module_facts(c, module)?.2 {
         c.update(&push_triggers(table, LINKED_OWNER_UPDATE, LINKED_OWNER_DELETE, "crm.push_linked_owner"), None, &[])?;
     } else {
         drop_trigger(c, tbl, table, LINKED_OWNER_UPDATE)?;

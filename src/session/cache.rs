@@ -46,6 +46,11 @@ impl Loaded {
         self.model.catalog().protected_tables.get(&tbl.to_u32()).map(|(m, _)| m.as_str())
     }
 
+    /// Whether conversations link to the records of protected table `tbl`.
+    pub fn links_conversations(&self, tbl: pg_sys::Oid) -> bool {
+        self.module_of(tbl).is_some_and(|m| self.model.catalog().links_conversations(m))
+    }
+
     /// The module of the parent table a child table is linked to.
     pub fn parent_module_of(&self, child: pg_sys::Oid) -> Option<&str> {
         let link = self.parent_links.get(&child.to_u32())?;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The upgrade test on one PostgreSQL major version (docs/testing.md, docs/releasing.md):
-#   tests/upgrade/run.sh VERSION PORT NEW_PACKAGE
-# Installs the oldest release (0.1.0, built from its tag), builds an organisation with it
+#   tests/upgrade/run.sh VERSION PORT NEW_PACKAGE [FROM]
+# Installs the release FROM (a tag: v0.1.0, the oldest, by default; built from its tag),
+# builds an organisation with it
 # (tests/upgrade/organisation.sql), records every user's decisions, installs NEW_PACKAGE
 # (the current build) and runs ALTER EXTENSION crm_access UPDATE along the chain of upgrade
 # scripts. Then checks: the same decisions; the catalog rows kept; the schema, user tables'
@@ -10,24 +11,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
-version=$1 port=$2 new=$3
+version=$1 port=$2 new=$3 from=${4:-v0.1.0}
+from_version=${from#v}
 . pgrx-config/pg_configs.sh
 . scripts/packages.sh
 PG_BIN=$("$(pg_config_of "$version")" --bindir)
 . scripts/cluster.sh
 export PATH=$PG_BIN:$PATH
-out=target/upgrade/pg$version
+out=target/upgrade/pg$version-from-$from_version
 rm -rf "$out" && mkdir -p "$out"
 
-old=$(release_package v0.1.0 "$version")
+old=$(release_package "$from" "$version")
 package_install "$old"
-cluster_start "$(cluster_dir "upgrade-cluster-$version")" "$port"
+cluster_start "$(cluster_dir "upgrade-cluster-$version-$from_version")" "$port"
 # UPGRADE_KEEP=1 leaves the cluster running, to look into a failure.
 [ "${UPGRADE_KEEP:-}" = 1 ] || trap 'cluster_stop; package_install "$new"' EXIT
 
 sql() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 extversion() { psql -X -At -d "$1" -c "SELECT extversion FROM pg_extension WHERE extname = 'crm_access'"; }
-fail() { echo "upgrade test (PostgreSQL $version): $*" >&2; exit 1; }
+fail() { echo "upgrade test (PostgreSQL $version, from $from_version): $*" >&2; exit 1; }
 
 # The same comparisons run on the fresh install: what differs from one database to another
 # (oids, transaction ids, the order of a privilege's grants, how far the audit log's own
@@ -53,22 +55,25 @@ same() {
     checks=$((checks + 1))
 }
 
-echo "== upgrade from 0.1.0 on PostgreSQL $version: build the organisation with 0.1.0"
+echo "== upgrade from $from_version on PostgreSQL $version: build the organisation with $from_version"
 createdb upgraded
 createdb empty_upgraded
-# Empty but for what 0.1.0 left of a protected table that was dropped.
+# Empty but for what the release left of a protected table that was dropped (0.1.0 kept its
+# catalog row).
 sql -d empty_upgraded -c "CREATE EXTENSION crm_access" \
     -c "CREATE TABLE dropped (id bigint PRIMARY KEY, owner_id bigint)" -c "SELECT crm.protect('dropped', 'Leads')" -c "DROP TABLE dropped" >/dev/null
 sql -d upgraded -c "CREATE EXTENSION crm_access" -f tests/upgrade/organisation.sql >/dev/null
-[ "$(extversion upgraded)" = 0.1.0 ] || fail "0.1.0 is not what was installed"
+[ "$(extversion upgraded)" = "$from_version" ] || fail "$from_version is not what was installed"
 sql -d upgraded -f tests/upgrade/report.sql >"$out/before.txt"
-# The catalog's rows, in the columns 0.1.0 has (an upgrade may add columns).
+# The catalog's rows, in the columns the release has (an upgrade may add columns); not the
+# registry of the extension's tables (crm.catalog_tables), which an upgrade extends.
 psql -X -At -d upgraded >"$out/catalog.sql" -c "
     SELECT format('SELECT %L, %s FROM %s ORDER BY %s;', c.oid::regclass, string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum),
                   c.oid::regclass, string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum))
     FROM pg_depend d JOIN pg_class c ON c.oid = d.objid AND d.classid = 'pg_class'::regclass
     JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
     WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'crm_access') AND d.deptype = 'e' AND c.relkind = 'r'
+      AND c.relname <> 'catalog_tables'
     GROUP BY c.oid ORDER BY c.oid::regclass::text"
 psql -X -At -d upgraded -f "$out/catalog.sql" >"$out/catalog-before.txt"
 
@@ -82,7 +87,7 @@ done
 current=$(sed -n "s/^version = \"\(.*\)\"/\1/p" Cargo.toml | head -1)
 [ "$(extversion upgraded)" = "$current" ] || fail "the update ended at $(extversion upgraded), not $current"
 # Snapshots before anything else runs: a report's rolled-back inserts still advance sequences,
-# so each database is compared after exactly one report (the one 0.1.0 gave above).
+# so each database is compared after exactly one report (the one the release gave above).
 snapshot() {
     schema_of "$1" >"$out/schema-$1.sql"
     config_of "$1" >"$out/config-$1.txt"
@@ -113,7 +118,7 @@ same "$out/data-empty_fresh.sql" "$out/data-empty_upgraded.sql" data-empty "the 
 same "$out/schema-fresh.sql" "$out/schema-upgraded.sql" schema "the upgraded organisation's schema differs from a fresh one"
 same "$out/config-fresh.txt" "$out/config-upgraded.txt" config "the upgraded extension dumps other tables than a fresh install"
 same "$out/data-fresh.sql" "$out/data-upgraded.sql" data "the upgraded catalog's rows differ from a fresh one's"
-same "$out/before.txt" "$out/fresh.txt" fresh "a fresh install decides otherwise than 0.1.0 did"
+same "$out/before.txt" "$out/fresh.txt" fresh "a fresh install decides otherwise than $from_version did"
 
 echo "== the audit log records a change after the update as on a fresh install"
 for db in upgraded fresh; do
@@ -133,5 +138,5 @@ same "$out/before.txt" "$out/restored.txt" restored "decisions differ after a du
 psql -X -At -d upgraded -c "SELECT id, at, operation, details FROM crm.audit_log ORDER BY id" >"$out/log-upgraded.txt"
 psql -X -At -d restored -c "SELECT id, at, operation, details FROM crm.audit_log WHERE id <= (SELECT max(id) FROM crm.audit_log WHERE operation = 'create_group') ORDER BY id" >"$out/log-restored.txt"
 same "$out/log-upgraded.txt" "$out/log-restored.txt" log-restored "the audit log differs after a dump and restore"
-echo "upgrade test (PostgreSQL $version): $(grep -c . "$out/before.txt") decisions identical before and after the update and after a restore; schema identical to a fresh install"
+echo "upgrade test (PostgreSQL $version, from $from_version): $(grep -c . "$out/before.txt") decisions identical before and after the update and after a restore; schema identical to a fresh install"
 echo "upgrade: $checks passed"

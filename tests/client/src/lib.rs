@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use crm_model::{Action, Catalog, Model, Group, GroupMember, Module, Party, Profile, Role, RuleAccess, SharingRule, User};
+use crm_model::{Action, Catalog, Model, Group, GroupMember, Holds, Module, Party, Profile, Role, RuleAccess, SharingRule, User};
 use postgres::{Client, NoTls};
 
 pub mod random_org;
@@ -80,11 +80,26 @@ pub fn read_catalog(c: &mut Client) -> Catalog {
         .map(|r| User { owner_id: r.get(0), name: r.get(1), role: r.get(2), is_admin: r.get(3), is_active: r.get(4) })
         .collect();
     let modules = c
-        .query("SELECT m.name, coalesce(d.level, 'private') FROM crm.modules m LEFT JOIN crm.sharing_defaults d ON d.module = m.name", &[])
+        .query(
+            "SELECT m.name, coalesce(d.level, 'private'), m.controlled_by, m.holds, m.links_conversations
+             FROM crm.modules m LEFT JOIN crm.sharing_defaults d ON d.module = m.name",
+            &[],
+        )
         .unwrap()
         .iter()
-        .map(|r| Module { name: r.get(0), sharing_default: r.get::<_, String>(1).parse().unwrap() })
+        .map(|r| Module {
+            name: r.get(0),
+            sharing_default: r.get::<_, String>(1).parse().unwrap(),
+            controlled_by: r.get(2),
+            holds: r.get::<_, Option<String>>(3).map(|h| match h.as_str() {
+                "conversations" => Holds::Conversations,
+                "events" => Holds::Events,
+                other => panic!("crm.modules.holds {other}"),
+            }),
+            links_conversations: r.get(4),
+        })
         .collect();
+    let module_relations = c.query("SELECT parent, child FROM crm.module_relations", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
     let groups = c
         .query("SELECT g.owner_id, o.name FROM crm.groups g JOIN crm.owners o ON o.id = g.owner_id", &[])
         .unwrap()
@@ -121,7 +136,7 @@ pub fn read_catalog(c: &mut Client) -> Catalog {
     let calendar_shares = c.query("SELECT owner_id, with_user FROM crm.calendar_shares", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
     Catalog {
         roles, profiles, role_profiles, users, modules, groups, group_members, sharing_rules, permission_sets,
-        permission_set_assignments, hidden_fields, calendar_shares, ..Default::default()
+        permission_set_assignments, hidden_fields, calendar_shares, module_relations, ..Default::default()
     }
 }
 
