@@ -16,10 +16,29 @@ fn catalog() -> impl Strategy<Value = Catalog> {
         let roles = (0..n_roles)
             .map(|i| Role { id: i as i64 + 1, name: format!("R{}", i + 1), parent: (i > 0).then(|| next(i) as i64 + 1) })
             .collect();
-        let modules: Vec<Module> = ["Leads", "Accounts", "Contacts", "Opportunities", "Messages", "Activities"]
+        let mut modules: Vec<Module> = ["Leads", "Accounts", "Contacts", "Opportunities", "Messages", "Activities"]
             .iter()
             .map(|m| standard_module(m, SharingLevel::ALL[next(4)]))
             .collect();
+        // Modules of the organisation's own (DESIGN §9): each under Accounts, an earlier one of
+        // its own, or nothing; some controlled by their parent.
+        let mut module_relations = standard_relations();
+        for i in 0..next(4) {
+            let name = format!("Custom{i}");
+            let parent = match next(3) {
+                0 => None,
+                1 => Some("Accounts".to_string()),
+                _ if i > 0 => Some(format!("Custom{}", next(i))),
+                _ => Some("Accounts".to_string()),
+            };
+            let controlled = parent.is_some() && next(3) == 0;
+            if let Some(p) = &parent {
+                module_relations.push((p.clone(), name.clone()));
+            }
+            modules.push(Module { controlled_by: parent.filter(|_| controlled), ..Module::new(name, SharingLevel::ALL[next(4)]) });
+        }
+        let record_modules: Vec<String> =
+            modules.iter().filter(|m| m.holds.is_none() && m.name != "Opportunities").map(|m| m.name.clone()).collect();
         let profiles = (0..n_profiles)
             .map(|i| Profile {
                 id: i as i64 + 1,
@@ -66,14 +85,23 @@ fn catalog() -> impl Strategy<Value = Catalog> {
             _ if n_groups > 0 => Party::Group(1000 + next(n_groups) as i64),
             _ => Party::Role(1),
         };
+        // Rules on modules that govern themselves (as the API allows), carrying a related module.
+        let governing: Vec<&String> = record_modules
+            .iter()
+            .filter(|r| modules.iter().any(|m| &m.name == *r && m.controlled_by.is_none()))
+            .collect();
         let sharing_rules = (0..next(6))
-            .map(|i| SharingRule {
-                id: i as i64 + 1,
-                module: ["Leads", "Accounts", "Contacts"][next(3)].to_string(),
-                source: party(&mut next),
-                target: party(&mut next),
-                access: if next(2) == 0 { RuleAccess::Read } else { RuleAccess::ReadWrite },
-                related_modules: if next(2) == 0 { vec!["Opportunities".to_string()] } else { vec![] },
+            .map(|i| {
+                let module = governing[next(governing.len())].clone();
+                let children: Vec<String> = module_relations.iter().filter(|(p, _)| *p == module).map(|(_, c)| c.clone()).collect();
+                SharingRule {
+                    id: i as i64 + 1,
+                    source: party(&mut next),
+                    target: party(&mut next),
+                    access: if next(2) == 0 { RuleAccess::Read } else { RuleAccess::ReadWrite },
+                    related_modules: if next(2) == 0 && !children.is_empty() { vec![children[next(children.len())].clone()] } else { vec![] },
+                    module,
+                }
             })
             .collect();
         let permission_sets: Vec<Profile> = (0..next(3))
@@ -93,7 +121,7 @@ fn catalog() -> impl Strategy<Value = Catalog> {
         let calendar_shares = (0..next(8)).map(|_| (100 + next(n_users) as i64, 100 + next(n_users) as i64)).collect();
         Catalog {
             roles, profiles, role_profiles, users, modules, groups, group_members, sharing_rules, permission_sets,
-            permission_set_assignments, calendar_shares, module_relations: standard_relations(), ..Default::default()
+            permission_set_assignments, calendar_shares, module_relations, ..Default::default()
         }
     })
 }
@@ -128,8 +156,9 @@ proptest! {
         // The shared form (crm.compiled_model) decides exactly as the model it was made of.
         let shared = Model::from_bytes(&m.to_bytes()).unwrap();
         let owners: Vec<i64> = m.users().map(|u| u.owner_id).chain(1000..1006).chain([1, 99_999]).collect();
+        let record_modules: Vec<String> = m.catalog().modules.iter().filter(|m| m.holds.is_none()).map(|m| m.name.clone()).collect();
         for u in m.users() {
-            for module in ["Leads", "Accounts", "Contacts"] {
+            for module in record_modules.iter().map(String::as_str) {
                 for action in Action::ALL {
                     let scope = m.scope(u.owner_id, module, action);
                     prop_assert_eq!(&scope, &shared.scope(u.owner_id, module, action));
@@ -227,15 +256,26 @@ proptest! {
         let m = Model::compile(catalog).unwrap();
         let owners: Vec<i64> = m.users().map(|u| u.owner_id).chain(1000..1006).chain([99_999]).collect();
         let parents: Vec<Option<i64>> = owners.iter().copied().map(Some).chain([None]).collect();
-        for u in m.users() {
-            for action in [Action::Read, Action::Edit, Action::Delete] {
-                let own = m.scope(u.owner_id, "Opportunities", action).filter();
-                let via_parent = m.scope_via_parent(u.owner_id, "Opportunities", "Accounts", action).filter();
-                for &o in &owners {
-                    for &p in &parents {
-                        let d = m.decide_child(Some(u.owner_id), "Opportunities", "Accounts", action, o, p);
-                        let admitted = own.admits(&Owned(Some(o))) || via_parent.admits(&Owned(p));
-                        prop_assert_eq!(admitted, d.allowed, "{} {} owner {} parent {:?}: {}", u.name, action, o, p, d.reason);
+        // Every relation the catalog has: the shipped Accounts -> Opportunities and the
+        // organisation's own modules under Accounts or under each other.
+        let relations: Vec<(String, String)> = m
+            .catalog()
+            .module_relations
+            .iter()
+            .filter(|(p, c)| m.catalog().module(p).is_some() && m.catalog().module(c).is_some())
+            .cloned()
+            .collect();
+        for (parent, child) in &relations {
+            for u in m.users() {
+                for action in [Action::Read, Action::Edit, Action::Delete] {
+                    let own = m.scope(u.owner_id, child, action).filter();
+                    let via_parent = m.scope_via_parent(u.owner_id, child, parent, action).filter();
+                    for &o in &owners {
+                        for &p in &parents {
+                            let d = m.decide_child(Some(u.owner_id), child, parent, action, o, p);
+                            let admitted = own.admits(&Owned(Some(o))) || via_parent.admits(&Owned(p));
+                            prop_assert_eq!(admitted, d.allowed, "{} {} {} under {} owner {} parent {:?}: {}", u.name, action, child, parent, o, p, d.reason);
+                        }
                     }
                 }
             }
