@@ -1,16 +1,22 @@
 //! Random organisations built through the SQL API (the differential and pooler tests): up to
 //! hundreds of users, deep role trees, random profiles, admins, disabled users, nested
-//! groups, sharing rules of every kind, permission sets and all four defaults.
+//! groups, sharing rules of every kind, permission sets and all four defaults, and two
+//! modules of the organisation's own (DESIGN §9): Projects under Accounts, and Milestones
+//! controlled by Projects.
 
 use crm_model::Action;
 use postgres::Client;
 use rand::rngs::SmallRng;
 use rand::Rng;
 
-pub const MODULES: [&str; 4] = ["Leads", "Accounts", "Contacts", "Opportunities"];
-pub const TABLES: [&str; 4] = ["leads", "accounts", "contacts", "opportunities"];
-/// Opportunities are linked to their account (crm.link_parent).
-pub const OPPORTUNITIES: usize = 3;
+pub const MODULES: [&str; 6] = ["Leads", "Accounts", "Contacts", "Opportunities", "Projects", "Milestones"];
+pub const TABLES: [&str; 6] = ["leads", "accounts", "contacts", "opportunities", "projects", "milestones"];
+/// Opportunities and projects are linked to their account (crm.link_parent).
+pub const LINKED_TO_ACCOUNTS: [usize; 2] = [3, 4];
+/// The modules that govern themselves (Contacts follow Accounts, Milestones Projects), whose
+/// defaults are set; Accounts first, since a private Accounts default makes its related
+/// modules private.
+const GOVERNING: [&str; 4] = ["Accounts", "Leads", "Opportunities", "Projects"];
 
 /// The id of the one record of each table whose owner is no CRM owner at all.
 pub const ORPHAN_RECORD: i64 = 999_999;
@@ -21,7 +27,11 @@ const KINDS: [&str; 3] = ["role", "role_and_subordinates", "group"];
 
 pub fn build_org(c: &mut Client, rng: &mut SmallRng) {
     let n_roles = rng.gen_range(15..50);
-    let mut sql = String::from("SELECT crm.create_role('R0', NULL);\n");
+    let mut sql = String::from(
+        "SELECT crm.create_module('Projects', 'Accounts');
+         SELECT crm.create_module('Milestones', 'Projects', controlled_by_parent => true);
+         SELECT crm.create_role('R0', NULL);\n",
+    );
     for i in 1..n_roles {
         // Parents among the last few roles make deep chains; the rest make bushy levels.
         let parent = if rng.gen_bool(0.6) { i - 1 - rng.gen_range(0..i.min(3)) } else { rng.gen_range(0..i) };
@@ -70,14 +80,19 @@ pub fn build_org(c: &mut Client, rng: &mut SmallRng) {
     };
     for _ in 0..rng.gen_range(0..8) {
         let (source, target) = (party(rng), party(rng));
-        let module = MODULES[rng.gen_range(0..2)];
+        let module = ["Leads", "Accounts", "Projects"][rng.gen_range(0..3)];
         let access = if rng.gen_bool(0.5) { "read" } else { "read_write" };
-        let related = if module == "Accounts" && rng.gen_bool(0.5) { "ARRAY['Opportunities']" } else { "'{}'" };
+        let related = match (module, rng.gen_range(0..4)) {
+            ("Accounts", 0) => "ARRAY['Opportunities']",
+            ("Accounts", 1) => "ARRAY['Projects']",
+            ("Accounts", 2) => "ARRAY['Opportunities', 'Projects']",
+            _ => "'{}'",
+        };
         sql += &format!("SELECT crm.add_sharing_rule('{module}', {source}, {target}, '{access}', {related});\n");
     }
     for s in 0..rng.gen_range(0..3) {
         sql += &format!("SELECT crm.create_permission_set('S{s}', {}, {});\n", rng.gen_bool(0.2), rng.gen_bool(0.1));
-        sql += &format!("SELECT crm.grant_permission_set_privileges('S{s}', '{}', ARRAY['{}']);\n", MODULES[rng.gen_range(0..4)], Action::ALL[rng.gen_range(0..6)].as_str());
+        sql += &format!("SELECT crm.grant_permission_set_privileges('S{s}', '{}', ARRAY['{}']);\n", MODULES[rng.gen_range(0..MODULES.len())], Action::ALL[rng.gen_range(0..6)].as_str());
         for _ in 0..rng.gen_range(1..4) {
             sql += &if n_groups > 0 && rng.gen_bool(0.4) {
                 format!("SELECT crm.assign_permission_set('S{s}', 'group', 'G{}');\n", rng.gen_range(0..n_groups))
@@ -86,7 +101,7 @@ pub fn build_org(c: &mut Client, rng: &mut SmallRng) {
             };
         }
     }
-    for m in ["Leads", "Accounts", "Opportunities"] {
+    for m in GOVERNING {
         sql += &format!("SELECT crm.set_sharing_default('{m}', '{}');\n", LEVELS[rng.gen_range(0..4)]);
     }
     c.batch_execute(&sql).unwrap();
@@ -95,20 +110,22 @@ pub fn build_org(c: &mut Client, rng: &mut SmallRng) {
 /// Records owned by random users (some disabled) and groups, plus one with no CRM owner;
 /// opportunities under random accounts (or none).
 pub fn insert_records(c: &mut Client) {
-    for (table, n) in [("leads", 600), ("accounts", 300), ("contacts", 300)] {
+    for (table, n) in [("leads", 600), ("accounts", 300), ("contacts", 300), ("milestones", 200)] {
         c.batch_execute(&format!(
             "INSERT INTO {table} SELECT g, (SELECT id FROM crm.owners WHERE g > 0 ORDER BY random() LIMIT 1) FROM generate_series(1, {n}) g;
              INSERT INTO {table} VALUES ({ORPHAN_RECORD}, {NO_CRM_OWNER});"
         ))
         .unwrap();
     }
-    c.batch_execute(&format!(
-        "INSERT INTO opportunities (id, owner_id, account_id)
-         SELECT g, (SELECT id FROM crm.owners WHERE g > 0 ORDER BY random() LIMIT 1),
-                CASE WHEN random() < 0.9 THEN (SELECT id FROM accounts WHERE g > 0 ORDER BY random() LIMIT 1) END
-         FROM generate_series(1, 500) g;
-         INSERT INTO opportunities (id, owner_id) VALUES ({ORPHAN_RECORD}, {NO_CRM_OWNER});"
-    ))
-    .unwrap();
+    for (table, n) in [("opportunities", 500), ("projects", 200)] {
+        c.batch_execute(&format!(
+            "INSERT INTO {table} (id, owner_id, account_id)
+             SELECT g, (SELECT id FROM crm.owners WHERE g > 0 ORDER BY random() LIMIT 1),
+                    CASE WHEN random() < 0.9 THEN (SELECT id FROM accounts WHERE g > 0 ORDER BY random() LIMIT 1) END
+             FROM generate_series(1, {n}) g;
+             INSERT INTO {table} (id, owner_id) VALUES ({ORPHAN_RECORD}, {NO_CRM_OWNER});"
+        ))
+        .unwrap();
+    }
 }
 

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crm_client_tests::random_org::{build_org, insert_records, MODULES, NO_CRM_OWNER, OPPORTUNITIES, ORPHAN_RECORD, TABLES};
+use crm_client_tests::random_org::{build_org, insert_records, LINKED_TO_ACCOUNTS, MODULES, NO_CRM_OWNER, ORPHAN_RECORD, TABLES};
 use crm_client_tests::{connect, fresh_database, login_role, read_catalog};
 use crm_model::{Action, Conversation, Event, FieldAccess, Inbox, Model, User};
 use postgres::Client;
@@ -30,7 +30,7 @@ fn acting<'a>(app: &'a mut Client, user: &str) -> postgres::Transaction<'a> {
     tx
 }
 
-/// A record of one of `TABLES`: its id, owner, and (opportunities) its account's owner.
+/// A record of one of `TABLES`: its id, owner, and (opportunities, projects) its account's owner.
 type Record = (i64, i64, Option<i64>);
 
 /// Every record of every table, the parent's owner read by a plain join, not from the kept
@@ -39,8 +39,8 @@ fn read_records(admin: &mut Client) -> Vec<Vec<Record>> {
     TABLES
         .iter()
         .map(|t| {
-            let sql = if *t == "opportunities" {
-                "SELECT o.id, o.owner_id, a.owner_id FROM opportunities o LEFT JOIN accounts a ON a.id = o.account_id".to_string()
+            let sql = if matches!(*t, "opportunities" | "projects") {
+                format!("SELECT o.id, o.owner_id, a.owner_id FROM {t} o LEFT JOIN accounts a ON a.id = o.account_id")
             } else {
                 format!("SELECT id, owner_id, NULL::bigint FROM {t}")
             };
@@ -52,7 +52,7 @@ fn read_records(admin: &mut Client) -> Vec<Vec<Record>> {
 /// The ids of table `i`'s records the engine lets `user` `action`.
 fn engine_allows(model: &Model, user: &User, i: usize, records: &[Record], action: Action) -> BTreeSet<i64> {
     let decide = |o: i64, p: Option<i64>| {
-        if i == OPPORTUNITIES {
+        if LINKED_TO_ACCOUNTS.contains(&i) {
             model.decide_child(Some(user.owner_id), MODULES[i], "Accounts", action, o, p)
         } else {
             model.decide(Some(user.owner_id), MODULES[i], action, o)
@@ -97,19 +97,23 @@ fn rls_matches_the_engine_on_random_organisations() {
     let mut admin = fresh_database("crm_diff");
     login_role(&mut admin, "diff_app");
     for t in TABLES {
-        let link = if t == "opportunities" { ", account_id bigint" } else { "" };
+        let link = if matches!(t, "opportunities" | "projects") { ", account_id bigint" } else { "" };
         admin.batch_execute(&format!("CREATE TABLE {t} (id bigint PRIMARY KEY, owner_id bigint NOT NULL{link}); GRANT SELECT, UPDATE, DELETE ON {t} TO diff_app;")).unwrap();
     }
     for seed in 0..organisations(1) {
         let mut rng = SmallRng::seed_from_u64(seed);
-        admin.batch_execute("DROP EXTENSION crm_access CASCADE; CREATE EXTENSION crm_access; TRUNCATE leads, accounts, contacts, opportunities;").unwrap();
+        admin
+            .batch_execute("DROP EXTENSION crm_access CASCADE; CREATE EXTENSION crm_access; TRUNCATE leads, accounts, contacts, opportunities, projects, milestones;")
+            .unwrap();
         build_org(&mut admin, &mut rng);
         admin
             .batch_execute(
                 "SELECT crm.trust_role('diff_app'); SELECT crm.protect('leads', 'Leads');
                  SELECT crm.protect('accounts', 'Accounts'); SELECT crm.protect('contacts', 'Contacts');
                  SELECT crm.protect('opportunities', 'Opportunities');
-                 SELECT crm.link_parent('opportunities', 'account_id', 'accounts');",
+                 SELECT crm.link_parent('opportunities', 'account_id', 'accounts');
+                 SELECT crm.protect('projects', 'Projects'); SELECT crm.protect('milestones', 'Milestones');
+                 SELECT crm.link_parent('projects', 'account_id', 'accounts');",
             )
             .unwrap();
         insert_records(&mut admin);
