@@ -49,6 +49,8 @@ pub enum ModelError {
     Roles(#[from] RoleTreeError),
     #[error("user {user} has role id {role}, which does not exist")]
     UnknownRole { user: String, role: RoleId },
+    #[error("module {module} is controlled by {parent}, which does not exist or leads back to it")]
+    BrokenControl { module: String, parent: String },
 }
 
 /// What a user's profiles and permission sets grant, combined by union; the names of what
@@ -162,6 +164,15 @@ impl Model {
     /// largest part of the catalog is held once: `catalog().users` is empty afterwards.
     pub fn compile(mut catalog: Catalog) -> Result<Model, ModelError> {
         let tree = RoleTree::build(&catalog.roles)?;
+        // Every chain of control ends at a module that governs itself (the API only lets a
+        // new module be controlled by an existing one; a direct write could loop).
+        for m in &catalog.modules {
+            if let Some(parent) = &m.controlled_by {
+                if catalog.governing_module(&m.name).is_none() {
+                    return Err(ModelError::BrokenControl { module: m.name.clone(), parent: parent.clone() });
+                }
+            }
+        }
         let mut user_list = std::mem::take(&mut catalog.users);
         let mut users_by_role: BTreeMap<RoleId, Vec<OwnerId>> = BTreeMap::new();
         for u in &user_list {
@@ -232,7 +243,12 @@ impl Model {
                         role = tree.parent(rl);
                     }
                 }
-                CompiledRule { rule: r.clone(), source_owners, receiving_roles_above, target_users }
+                // A rule carries access only to modules still related to its own: a relation
+                // removed (or a module dropped and its name reused) takes the access with it,
+                // whatever the rule's row still names (red team of issue 25).
+                let mut rule = r.clone();
+                rule.related_modules.retain(|child| catalog.module_relations.iter().any(|(p, c)| *p == rule.module && c == child));
+                CompiledRule { rule, source_owners, receiving_roles_above, target_users }
             })
             .collect();
         let defaults = catalog.modules.iter().map(|m| (m.name.clone(), m.sharing_default)).collect();

@@ -151,10 +151,28 @@ impl Catalog {
         self.module_relations.iter().filter(move |(p, _)| p == parent).map(|(_, c)| c.as_str())
     }
 
-    /// The module whose default and sharing rules govern `module`'s records: its parent when it
-    /// is controlled by its parent (as Contacts are by Accounts, seed 004), else itself.
+    /// The module whose default and sharing rules govern `module`'s records: the end of its
+    /// chain of control (Contacts are controlled by Accounts, seed 004), else itself.
+    /// `Model::compile` refuses a catalog whose chains do not end.
     pub fn sharing_module<'a>(&'a self, module: &'a str) -> &'a str {
-        self.module(module).and_then(|m| m.controlled_by.as_deref()).unwrap_or(module)
+        self.governing_module(module).unwrap_or(module)
+    }
+
+    /// The end of `module`'s chain of control; None if it leads to a missing module or back
+    /// to one already on it.
+    pub fn governing_module<'a>(&'a self, module: &'a str) -> Option<&'a str> {
+        let mut at = module;
+        for _ in 0..=self.modules.len() {
+            match self.module(at) {
+                None if at == module => return Some(module),
+                None => return None,
+                Some(m) => match m.controlled_by.as_deref() {
+                    None => return Some(at),
+                    Some(parent) => at = parent,
+                },
+            }
+        }
+        None
     }
 
     /// The module named `name`.

@@ -136,6 +136,7 @@ fn rules_on_a_parent_module_carry_access_to_related_records() {
     catalog.users = m.users().cloned().collect();
     catalog.sharing_rules[0].related_modules = vec!["Opportunities".into()];
     catalog.modules.push(Module::new("Opportunities", SharingLevel::Private));
+    catalog.module_relations.push(("Accounts".into(), "Opportunities".into()));
     for p in &mut catalog.profiles {
         p.grants.insert("Opportunities".into(), vec![Read, Edit, Delete]);
     }
@@ -154,4 +155,58 @@ fn rules_on_a_parent_module_carry_access_to_related_records() {
     assert_eq!(m.scope_via_parent(16, "Opportunities", "Accounts", Read), Scope::Owners(vec![13, 14]));
     assert_eq!(m.scope_via_parent(16, "Opportunities", "Accounts", Delete), Scope::Owners(vec![]));
     assert_eq!(m.scope_via_parent(16, "Quotes", "Accounts", Read), Scope::none());
+}
+
+/// A chain of control ends at the module that governs itself (DESIGN §9): a module controlled
+/// by a controlled module follows the end of the chain; a chain that loops or leads nowhere
+/// (only a direct write to the catalog can make one) is refused when compiling, so nothing
+/// is decided from it.
+#[test]
+fn chains_of_control_end_or_are_refused() {
+    let base = || {
+        let m = org(&[], &[]);
+        let mut catalog = m.catalog().clone();
+        catalog.users = m.users().cloned().collect();
+        catalog
+    };
+    let mut catalog = base();
+    catalog.modules.push(Module::new("Projects", SharingLevel::PublicRead));
+    catalog.modules.push(Module { controlled_by: Some("Projects".into()), ..Module::new("Milestones", SharingLevel::Private) });
+    catalog.modules.push(Module { controlled_by: Some("Milestones".into()), ..Module::new("Tasks", SharingLevel::Private) });
+    assert_eq!(catalog.sharing_module("Tasks"), "Projects");
+    assert_eq!(catalog.sharing_module("Contacts"), "Accounts");
+    assert_eq!(catalog.sharing_module("Nowhere"), "Nowhere");
+    for p in &mut catalog.profiles {
+        p.grants.insert("Tasks".into(), vec![Read]);
+    }
+    let m = Model::compile(catalog.clone()).unwrap();
+    assert!(m.decide(Some(16), "Tasks", Read, 13).allowed, "Projects' public default governs Tasks");
+    // A loop, and a chain to a module that does not exist.
+    let mut looped = catalog.clone();
+    looped.modules.iter_mut().find(|m| m.name == "Projects").unwrap().controlled_by = Some("Tasks".into());
+    assert!(matches!(Model::compile(looped).unwrap_err(), crm_model::ModelError::BrokenControl { .. }));
+    let mut dangling = catalog;
+    dangling.modules.iter_mut().find(|m| m.name == "Projects").unwrap().controlled_by = Some("Gone".into());
+    assert!(matches!(Model::compile(dangling).unwrap_err(), crm_model::ModelError::BrokenControl { .. }));
+}
+
+/// A rule carries access to a related module only while the relation exists: a rule row that
+/// still names a module no longer related (a relation removed or a module dropped under a
+/// concurrent rule, or a name reused) carries nothing (red team of issue 25).
+#[test]
+fn a_rule_carries_only_what_is_still_related() {
+    let m = org(&[(11, "Accounts", Party::Role(4), Party::Role(6), RuleAccess::ReadWrite)], &[]);
+    let mut catalog = m.catalog().clone();
+    catalog.users = m.users().cloned().collect();
+    catalog.sharing_rules[0].related_modules = vec!["Tasks".into()];
+    catalog.modules.push(Module::new("Tasks", SharingLevel::Private));
+    for p in &mut catalog.profiles {
+        p.grants.insert("Tasks".into(), vec![Read]);
+    }
+    let unrelated = Model::compile(catalog.clone()).unwrap();
+    assert!(!unrelated.decide_child(Some(16), "Tasks", "Accounts", Read, 14, Some(13)).allowed);
+    assert_eq!(unrelated.scope_via_parent(16, "Tasks", "Accounts", Read), crm_model::Scope::none());
+    catalog.module_relations.push(("Accounts".into(), "Tasks".into()));
+    let related = Model::compile(catalog).unwrap();
+    assert!(related.decide_child(Some(16), "Tasks", "Accounts", Read, 14, Some(13)).allowed);
 }

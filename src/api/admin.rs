@@ -30,7 +30,27 @@ pub fn valid_name(kind: &str, name: &str) -> CrmResult<()> {
         return Err(CrmError::invalid(format!("a {kind} name must not contain control characters"))
             .with_hint("Use printable characters only."));
     }
+    // A name that reads like another in a listing misleads whoever reviews access (red team of
+    // issue 25: "Accounts" followed by a zero-width or ideographic space, or spelled backwards
+    // behind a right-to-left override, read as Accounts).
+    if name.starts_with(char::is_whitespace) || name.ends_with(char::is_whitespace) {
+        return Err(CrmError::invalid(format!("a {kind} name must not begin or end with a space")).with_hint("Trim the name."));
+    }
+    if name.chars().any(invisible) {
+        return Err(CrmError::invalid(format!("a {kind} name must not contain invisible or direction-changing characters"))
+            .with_hint("Use letters, digits, punctuation and spaces only."));
+    }
     Ok(())
+}
+
+/// Unicode format characters (category Cf: zero-width spaces and joiners, direction marks and
+/// overrides, the byte-order mark, tags) and separators other than the space, which show as
+/// nothing or change how the rest of a name reads.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}' | '\u{180B}'..='\u{180F}'
+        | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}'
+        | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
 pub fn role_id(c: &SpiClient<'_>, name: &str) -> CrmResult<i64> {

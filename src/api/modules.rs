@@ -45,6 +45,10 @@ fn drop_module(name: Option<&str>) {
     let name = required("name", name);
     administer(audit!("drop_module", name), |c: Client| {
         check_module(c, name)?;
+        // Held against a concurrent rule naming it, or a module created under it (see
+        // catalog::modules::related_modules_held).
+        c.update("SELECT 1 FROM crm.modules WHERE name = $1 FOR UPDATE", None, &[name.into()])?;
+        c.update("SELECT 1 FROM crm.module_relations WHERE child = $1 OR parent = $1 FOR UPDATE", None, &[name.into()])?;
         if standard_module(c, name)? {
             return Err(CrmError::denied(format!("module {name} is one of crm_access's standard modules and cannot be dropped")));
         }
@@ -80,6 +84,15 @@ fn relate_modules(parent: Option<&str>, child: Option<&str>) {
                 .with_hint("A module controlled by its parent has exactly one parent."));
         }
         c.update("INSERT INTO crm.module_relations (parent, child) VALUES ($1, $2)", None, &[parent.into(), child.into()])?;
+        // Under a private parent the child is private too, as making the parent private
+        // would have made it (red team of issue 25).
+        c.update(
+            "UPDATE crm.sharing_defaults SET level = 'private'
+             WHERE module = $2 AND level <> 'private'
+               AND NOT EXISTS (SELECT 1 FROM crm.sharing_defaults WHERE module = $1 AND level <> 'private')",
+            None,
+            &[parent.into(), child.into()],
+        )?;
         Ok(())
     })
 }
@@ -90,7 +103,13 @@ fn unrelate_modules(parent: Option<&str>, child: Option<&str>) {
     let parent = required("parent", parent);
     let child = required("child", child);
     administer(audit!("unrelate_modules", parent, child), |c: Client| {
-        let standard = one::<bool>(c, "SELECT standard FROM crm.module_relations WHERE parent = $1 AND child = $2", &[parent.into(), child.into()])?;
+        // Locked first, then the rules looked for (see catalog::modules::related_modules_held).
+        let standard = c
+            .update("SELECT standard FROM crm.module_relations WHERE parent = $1 AND child = $2 FOR UPDATE", None, &[parent.into(), child.into()])?
+            .first()
+            .get_one::<bool>()
+            .ok()
+            .flatten();
         match standard {
             None => return Err(CrmError::undefined("module relation", &format!("{parent} -> {child}"))),
             Some(true) => {

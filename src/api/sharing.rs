@@ -161,7 +161,11 @@ fn add_sharing_rule(module: Option<&str>, source_kind: Option<&str>, source: Opt
             return Err(CrmError::invalid(format!("unknown access \"{access}\"; expected one of: read, read_write"))
                 .with_hint("Sharing rules never grant delete."));
         }
-        let allowed = crate::catalog::modules::related_modules(c, module)?;
+        let allowed = if related_modules.is_empty() {
+            Vec::new()
+        } else {
+            crate::catalog::modules::related_modules_held(c, module)?
+        };
         let mut related = Vec::new();
         for m in related_modules {
             let m = m.ok_or_else(|| CrmError::invalid("the list of related modules contains NULL"))?;

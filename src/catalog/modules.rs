@@ -22,8 +22,24 @@ pub fn module_facts(c: &SpiClient<'_>, module: &str) -> CrmResult<(Option<String
 }
 
 /// The module whose default and rules govern `module` when it is controlled by its parent.
+/// The end of its chain of control, as the engine follows it (`Catalog::sharing_module`).
 pub fn controlled_by(c: &SpiClient<'_>, module: &str) -> CrmResult<Option<String>> {
-    Ok(module_facts(c, module)?.0)
+    let Some(parent) = module_facts(c, module)?.0 else { return Ok(None) };
+    if !super::compat::modules_are_data() {
+        return Ok(Some(parent));
+    }
+    // Bounded by the number of modules: a loop (only a direct write can make one) ends it.
+    Ok(one::<String>(
+        c,
+        "WITH RECURSIVE up(name, depth) AS (
+             SELECT $1::text, 0
+             UNION ALL
+             SELECT m.controlled_by, up.depth + 1 FROM up JOIN crm.modules m ON m.name = up.name
+             WHERE m.controlled_by IS NOT NULL AND up.depth < (SELECT count(*) FROM crm.modules))
+         SELECT name FROM up ORDER BY depth DESC LIMIT 1",
+        &[parent.as_str().into()],
+    )?
+    .or(Some(parent)))
 }
 
 /// The modules whose records hang under `parent`'s (crm.module_relations), by name.
@@ -35,5 +51,22 @@ pub fn related_modules(c: &SpiClient<'_>, parent: &str) -> CrmResult<Vec<String>
     }
     Ok(one::<Vec<String>>(c, "SELECT coalesce(array_agg(child ORDER BY child), '{}') FROM crm.module_relations WHERE parent = $1", &[parent.into()])?
         .unwrap_or_default())
+}
+
+/// The same, locking each relation row until the transaction ends (FOR SHARE): a rule that
+/// names a related module holds the relation against a concurrent `unrelate_modules` or
+/// `drop_module`, which lock it FOR UPDATE first and then look for such rules (red team of
+/// issue 25: both committed, and the rule kept naming a module no longer related). A
+/// relation removed meanwhile is not returned (READ COMMITTED rereads the row after waiting).
+pub fn related_modules_held(c: &mut SpiClient<'_>, parent: &str) -> CrmResult<Vec<String>> {
+    if !super::compat::modules_are_data() {
+        return related_modules(c, parent);
+    }
+    let mut out: Vec<String> = c
+        .update("SELECT child FROM crm.module_relations WHERE parent = $1 FOR SHARE", None, &[parent.into()])?
+        .filter_map(|r| r.get::<String>(1).ok().flatten())
+        .collect();
+    out.sort();
+    Ok(out)
 }
 

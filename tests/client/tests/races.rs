@@ -288,3 +288,56 @@ fn an_unlink_waits_for_a_writer_of_the_parent_that_then_reads_the_child() {
     tx.commit().unwrap();
     unlinker.join().unwrap().unwrap();
 }
+
+/// A sharing rule naming a related module, added while an administrator removes the relation
+/// (or drops the module) in another session: one of them waits for the other and is then
+/// refused, and no rule is left naming a module that is not related (red team of issue 25:
+/// both committed, and a module later created under that name was shared by the old rule).
+#[test]
+fn a_rule_and_the_removal_of_its_relation_do_not_both_commit() {
+    const DB: &str = "race_relations";
+    let mut admin = org(DB);
+    admin
+        .batch_execute("SELECT crm.create_module('Notes', 'Accounts'); SELECT crm.create_module('Tasks', 'Accounts');")
+        .unwrap();
+    let rule = "SELECT crm.add_sharing_rule('Accounts', 'role', 'Rep', 'role', 'CEO', 'read', ARRAY['Notes'])";
+    for removal in ["SELECT crm.unrelate_modules('Accounts', 'Notes')", "SELECT crm.drop_module('Tasks')"] {
+        let rule = if removal.contains("Tasks") { "SELECT crm.add_sharing_rule('Accounts', 'role', 'Rep', 'role', 'CEO', 'read', ARRAY['Tasks'])" } else { rule };
+        // The removal holds its locks open; the rule waits for it, then finds the relation gone.
+        let mut first = connect(DB, "postgres");
+        let mut tx = first.transaction().unwrap();
+        tx.batch_execute(removal).unwrap();
+        let second = thread::spawn(move || {
+            let mut c = connect(DB, "postgres");
+            c.batch_execute(rule)
+        });
+        until_blocked(&mut admin, DB);
+        tx.commit().unwrap();
+        let err = second.join().unwrap().unwrap_err();
+        let db = err.as_db_error().unwrap_or_else(|| panic!("{removal}: {err}"));
+        assert_eq!(db.code().code(), "22023", "{removal}: {err}");
+        assert!(db.message().contains("is not a related module of Accounts"), "{removal}: {}", db.message());
+    }
+    // The other order: the rule holds the relation; the removal waits, then finds the rule.
+    admin.batch_execute("SELECT crm.relate_modules('Accounts', 'Notes')").unwrap();
+    let mut first = connect(DB, "postgres");
+    let mut tx = first.transaction().unwrap();
+    tx.batch_execute(rule).unwrap();
+    let second = thread::spawn(move || {
+        let mut c = connect(DB, "postgres");
+        c.batch_execute("SELECT crm.unrelate_modules('Accounts', 'Notes')")
+    });
+    until_blocked(&mut admin, DB);
+    tx.commit().unwrap();
+    let err = second.join().unwrap().unwrap_err();
+    assert_eq!(err.as_db_error().map(|e| e.code().code()), Some("2BP01"), "{err}");
+    let dangling: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM crm.sharing_rules r, unnest(r.related_modules) m
+             WHERE NOT EXISTS (SELECT 1 FROM crm.module_relations x WHERE x.parent = r.module AND x.child = m)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(dangling, 0);
+}

@@ -68,6 +68,10 @@ SELECT module, level FROM crm.sharing_defaults WHERE module IN ('Accounts', 'Pro
 -- A controlled module follows its parent: its own default and rules are refused.
 SELECT regress.try($$SELECT crm.set_sharing_default('Milestones', 'public_read')$$);
 SELECT regress.try($$SELECT crm.add_sharing_rule('Milestones', 'role', 'Rep_West', 'role', 'Rep_East', 'read')$$);
+-- A module controlled by a controlled module follows the end of the chain.
+SELECT crm.create_module('Tasks', 'Milestones', controlled_by_parent => true);
+SELECT regress.try($$SELECT crm.set_sharing_default('Tasks', 'public_read')$$);
+SELECT crm.drop_module('Tasks');
 
 -- Refusals, each of which changes nothing (a digest of every crm.* table's rows).
 CREATE FUNCTION regress.catalog_digest() RETURNS text LANGUAGE plpgsql AS $$
@@ -91,6 +95,11 @@ SELECT regress.try($$SELECT crm.create_module(NULL)$$);
 SELECT regress.try($$SELECT crm.create_module('Tasks', controlled_by_parent => NULL)$$);
 SELECT regress.try($$SELECT crm.create_module('')$$);
 SELECT regress.try($$SELECT crm.create_module(E'bad\nname')$$);
+-- Names that read like another (red team of issue 25): invisible, direction-changing, padded.
+SELECT regress.try($$SELECT crm.create_module(E'Accounts\u200B')$$);
+SELECT regress.try($$SELECT crm.create_module(E'\u202EstnuoccA')$$);
+SELECT regress.try($$SELECT crm.create_module(E'Accounts\u3000')$$);
+SELECT regress.try($$SELECT crm.create_module(' Leads')$$);
 SELECT regress.try($$SELECT crm.drop_module('Projects')$$);
 SELECT regress.try($$SELECT crm.drop_module('Tags')$$);
 SELECT regress.try($$SELECT crm.drop_module('Nowhere')$$);
@@ -104,6 +113,12 @@ SELECT regress.try($$SELECT crm.unrelate_modules('Accounts', 'Projects')$$);
 SELECT regress.try($$SELECT crm.unrelate_modules('Projects', 'Milestones')$$);
 SELECT regress.try($$SELECT crm.unrelate_modules('Leads', 'Projects')$$);
 SELECT regress.catalog_digest() = :'before' AS catalog_unchanged;
+-- A module related to a parent that is private becomes private too.
+SELECT crm.create_module('Notes');
+SELECT crm.set_sharing_default('Notes', 'public_read');
+SELECT crm.relate_modules('Accounts', 'Notes');
+SELECT module, level FROM crm.sharing_defaults WHERE module IN ('Accounts', 'Notes') ORDER BY 1;
+SELECT crm.drop_module('Notes');
 -- Names are data: one that reads like SQL is a name like any other.
 SELECT crm.create_module($$x'); DROP TABLE sales.leads; --$$);
 SELECT crm.create_module('Ünïcode "quoted" module', 'Leads');
