@@ -8,19 +8,6 @@ CREATE EXTENSION crm_access;
 \i tests/fixtures/org.sql
 \o
 \set ECHO all
--- A digest of every crm.* table's rows.
-CREATE FUNCTION regress.catalog_digest() RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    t regclass;
-    d text;
-    digests text := '';
-BEGIN
-    FOR t IN SELECT c.oid FROM pg_class c WHERE c.relnamespace = 'crm'::regnamespace AND c.relkind = 'r' ORDER BY c.relname LOOP
-        EXECUTE format('SELECT md5(coalesce(string_agg(x::text, '','' ORDER BY x::text), '''')) FROM %s x', t) INTO d;
-        digests := digests || t::text || ':' || d || '|';
-    END LOOP;
-    RETURN md5(digests);
-END $$;
 CREATE TABLE regress.before AS SELECT regress.catalog_digest() AS digest;
 
 -- Every function of the extension a client can call, with every argument NULL, as a

@@ -73,19 +73,7 @@ SELECT crm.create_module('Tasks', 'Milestones', controlled_by_parent => true);
 SELECT regress.try($$SELECT crm.set_sharing_default('Tasks', 'public_read')$$);
 SELECT crm.drop_module('Tasks');
 
--- Refusals, each of which changes nothing (a digest of every crm.* table's rows).
-CREATE FUNCTION regress.catalog_digest() RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    t regclass;
-    d text;
-    digests text := '';
-BEGIN
-    FOR t IN SELECT c.oid FROM pg_class c WHERE c.relnamespace = 'crm'::regnamespace AND c.relkind = 'r' ORDER BY c.relname LOOP
-        EXECUTE format('SELECT md5(coalesce(string_agg(x::text, '','' ORDER BY x::text), '''')) FROM %s x', t) INTO d;
-        digests := digests || t::text || ':' || d || '|';
-    END LOOP;
-    RETURN md5(digests);
-END $$;
+-- Refusals, each of which changes nothing (regress.catalog_digest(): every crm.* table's rows).
 SELECT regress.catalog_digest() AS before \gset
 SELECT regress.try($$SELECT crm.create_module('Projects')$$);
 SELECT regress.try($$SELECT crm.create_module('Leads')$$);
