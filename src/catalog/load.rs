@@ -132,7 +132,7 @@ pub fn load() -> CrmResult<LoadedCatalog> {
         let json = privileged::as_catalog_role(|| Ok(QUERIES.with(|q| query_one(&q[usize::from(!as_data)]))));
         // Under the same snapshot: after a load that waited for its keys, the references
         // are checked before the model is used (`restore`).
-        let problems = json.as_ref().map_err(|_| ()).ok().map(|_| super::restore::problems());
+        let problems = json.is_ok().then(super::restore::problems);
         pg_sys::PopActiveSnapshot();
         if let Some(problems) = problems.transpose()?.flatten() {
             return Err(super::restore::incomplete(problems));
