@@ -155,6 +155,8 @@ pub struct Model {
     role_privileges: BTreeMap<RoleId, Privileges>,
     /// Only users with a permission set (directly or through a group) have their own entry.
     user_privileges: BTreeMap<OwnerId, Privileges>,
+    /// The holders of each permission set, sorted and distinct (restriction rules name sets).
+    pub(crate) set_holders: BTreeMap<crate::ProfileId, Vec<OwnerId>>,
     pub(crate) rules: Vec<CompiledRule>,
     pub(crate) defaults: BTreeMap<String, SharingLevel>,
 }
@@ -205,6 +207,7 @@ impl Model {
         }
         let sets: BTreeMap<_, _> = catalog.permission_sets.iter().map(|p| (p.id, p)).collect();
         let mut user_privileges: BTreeMap<OwnerId, Privileges> = BTreeMap::new();
+        let mut set_holders: BTreeMap<crate::ProfileId, Vec<OwnerId>> = BTreeMap::new();
         for (set, assignee) in &catalog.permission_set_assignments {
             let Some(set) = sets.get(set) else { continue };
             let holders: Vec<OwnerId> = if groups.contains_key(assignee) {
@@ -212,6 +215,7 @@ impl Model {
             } else {
                 users.contains_key(assignee).then_some(*assignee).into_iter().collect()
             };
+            set_holders.entry(set.id).or_default().extend(&holders);
             for u in holders {
                 user_privileges
                     .entry(u)
@@ -251,6 +255,10 @@ impl Model {
                 CompiledRule { rule, source_owners, receiving_roles_above, target_users }
             })
             .collect();
+        for holders in set_holders.values_mut() {
+            holders.sort_unstable();
+            holders.dedup();
+        }
         let defaults = catalog.modules.iter().map(|m| (m.name.clone(), m.sharing_default)).collect();
         Ok(Model {
             catalog,
@@ -263,6 +271,7 @@ impl Model {
             user_groups,
             role_privileges,
             user_privileges,
+            set_holders,
             rules,
             defaults,
         })

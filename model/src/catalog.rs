@@ -44,6 +44,70 @@ pub struct Catalog {
     /// (calendar owner, user it is shared with).
     #[serde(default)]
     pub calendar_shares: Vec<(OwnerId, OwnerId)>,
+    /// Restriction rules (DESIGN §9).
+    #[serde(default)]
+    pub restriction_rules: Vec<RestrictionRule>,
+}
+
+/// A restriction rule (DESIGN §9): for the users it applies to, a record of `module` is
+/// reachable only if its `column`, as text, is one of `allowed`, on top of everything else.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct RestrictionRule {
+    pub id: i64,
+    pub module: String,
+    pub applies_to: Restricted,
+    pub column: String,
+    pub allowed: Vec<String>,
+}
+
+/// Whom a restriction rule applies to: a role's users, the users of a role and every role
+/// below it, a group's members, or the holders of a permission set. Written as
+/// `{"kind": "permission_set", "id": 3}`, as `Party` is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(from = "RestrictedRecord", into = "RestrictedRecord")]
+pub enum Restricted {
+    Role(RoleId),
+    RoleAndSubordinates(RoleId),
+    Group(OwnerId),
+    PermissionSet(ProfileId),
+}
+
+#[derive(Clone, Copy, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum RestrictedKind {
+    Role,
+    RoleAndSubordinates,
+    Group,
+    PermissionSet,
+}
+
+#[derive(Clone, Copy, Deserialize, Serialize)]
+struct RestrictedRecord {
+    kind: RestrictedKind,
+    id: i64,
+}
+
+impl From<RestrictedRecord> for Restricted {
+    fn from(r: RestrictedRecord) -> Restricted {
+        match r.kind {
+            RestrictedKind::Role => Restricted::Role(r.id),
+            RestrictedKind::RoleAndSubordinates => Restricted::RoleAndSubordinates(r.id),
+            RestrictedKind::Group => Restricted::Group(r.id),
+            RestrictedKind::PermissionSet => Restricted::PermissionSet(r.id),
+        }
+    }
+}
+
+impl From<Restricted> for RestrictedRecord {
+    fn from(r: Restricted) -> RestrictedRecord {
+        let (kind, id) = match r {
+            Restricted::Role(id) => (RestrictedKind::Role, id),
+            Restricted::RoleAndSubordinates(id) => (RestrictedKind::RoleAndSubordinates, id),
+            Restricted::Group(id) => (RestrictedKind::Group, id),
+            Restricted::PermissionSet(id) => (RestrictedKind::PermissionSet, id),
+        };
+        RestrictedRecord { kind, id }
+    }
 }
 
 /// A group owns records like a user; its members share that ownership.

@@ -47,6 +47,8 @@ pub enum Reason {
     PublicEventBelow { owner: String },
     SharedCalendar { owner: String },
     NoEventAccess { owner: String, public: bool },
+    /// Restriction rules (DESIGN §9): `rules` describes those that apply.
+    Restricted { rules: String },
 }
 
 impl fmt::Display for Reason {
@@ -90,6 +92,7 @@ impl fmt::Display for Reason {
                 "the event belongs to {owner}; {}",
                 if *public { "it is public, but you are not above them and they do not share their calendar with you" } else { "it is private and you are not invited" }
             ),
+            Reason::Restricted { rules } => write!(f, "the record is outside every restriction rule that applies to you: {rules}"),
             Reason::NoConversationAccess => {
                 write!(f, "the conversation is not assigned to you, not linked to a record you own, and no message permission reaches it")
             }

@@ -21,6 +21,12 @@ pub enum Filter {
     Contains(Column, i64),
     /// A boolean column.
     Is(Column),
+    /// The named column's value, as text, is one of `values` (sorted, distinct, never empty);
+    /// NULL never is. The column is a column of the protected table itself, named by a
+    /// restriction rule (DESIGN §9), not a policy function's argument; the planner turns the
+    /// texts into constants of the column's type, so that `column = ANY('{...}')` can use an
+    /// index on it.
+    OneOf(String, Vec<String>),
     Not(Box<Filter>),
     /// Two or more parts, none of them constant.
     And(Vec<Filter>),
@@ -34,6 +40,8 @@ pub enum Value<'a> {
     Id(Option<i64>),
     Ids(Option<&'a [i64]>),
     Flag(Option<bool>),
+    /// A column's value as text (`column::text`).
+    Text(Option<&'a str>),
 }
 
 /// A row a filter can be evaluated on: its columns by name. A column the row does not have
@@ -117,6 +125,10 @@ impl Filter {
                 Some(Value::Flag(flag)) => flag,
                 _ => None,
             },
+            Filter::OneOf(c, values) => match row.value(c) {
+                Some(Value::Text(text)) => text.map(|t| values.binary_search_by(|v| v.as_str().cmp(t)).is_ok()),
+                _ => None,
+            },
             Filter::Not(f) => f.eval(row).map(|b| !b),
             Filter::And(parts) => Self::kleene(parts, row, false),
             Filter::Or(parts) => Self::kleene(parts, row, true),
@@ -137,8 +149,19 @@ impl Filter {
         result
     }
 
+    /// `column::text` is one of `values`; `false` for none.
+    pub fn one_of(column: &str, values: &[String]) -> Filter {
+        let mut values = values.to_vec();
+        values.sort();
+        values.dedup();
+        match values.is_empty() {
+            true => Filter::Const(false),
+            false => Filter::OneOf(column.to_string(), values),
+        }
+    }
+
     /// The columns the filter reads, each once, in the order first read.
-    pub fn columns(&self) -> Vec<Column> {
+    pub fn columns(&self) -> Vec<&str> {
         let mut out = Vec::new();
         self.visit_columns(&mut |c| {
             if !out.contains(&c) {
@@ -148,10 +171,11 @@ impl Filter {
         out
     }
 
-    fn visit_columns(&self, f: &mut impl FnMut(Column)) {
+    fn visit_columns<'a>(&'a self, f: &mut impl FnMut(&'a str)) {
         match self {
             Filter::Const(_) => {}
             Filter::Eq(c, _) | Filter::In(c, _) | Filter::Contains(c, _) | Filter::Is(c) => f(c),
+            Filter::OneOf(c, _) => f(c),
             Filter::Not(p) => p.visit_columns(f),
             Filter::And(parts) | Filter::Or(parts) => parts.iter().for_each(|p| p.visit_columns(f)),
         }
@@ -190,6 +214,7 @@ mod tests {
                 "id" => Some(Value::Id(self.0)),
                 "ids" => Some(Value::Ids(self.1.as_deref())),
                 "flag" => Some(Value::Flag(self.2)),
+                "region" => Some(Value::Text(self.2.map(|b| if b { "EU" } else { "US" }))),
                 _ => None,
             }
         }
@@ -198,7 +223,7 @@ mod tests {
     #[test]
     fn nulls_refuse_as_sql_does() {
         let null = R(None, None, None);
-        for f in [Filter::Eq("id", 1), Filter::In("id", vec![1, 2]), Filter::Contains("ids", 1), Filter::Is("flag")] {
+        for f in [Filter::Eq("id", 1), Filter::In("id", vec![1, 2]), Filter::Contains("ids", 1), Filter::Is("flag"), Filter::one_of("region", &["EU".into()])] {
             assert_eq!(f.eval(&null), None, "{f:?}");
             // NOT NULL is NULL: a negated test on a NULL column still refuses the row.
             assert_eq!(Filter::negate(f.clone()).eval(&null), None, "{f:?}");
@@ -249,6 +274,21 @@ mod tests {
         assert_eq!(Filter::or([Filter::or([a.clone(), b.clone()]), c.clone()]), Filter::Or(vec![a.clone(), b.clone(), c.clone()]));
         assert_eq!(Filter::and([a.clone(), Filter::and([b.clone(), c.clone()])]), Filter::And(vec![a.clone(), b.clone(), c.clone()]));
         assert_eq!(Filter::and([Filter::or([a.clone(), b.clone()]), c.clone()]), Filter::And(vec![Filter::Or(vec![a, b]), c]));
+    }
+
+    #[test]
+    fn text_values_match_exactly() {
+        let allowed = Filter::one_of("region", &["US".into(), "EU".into(), "EU".into()]);
+        assert_eq!(allowed, Filter::OneOf("region".into(), vec!["EU".into(), "US".into()]));
+        assert!(allowed.admits(&R(None, None, Some(true))));
+        assert!(Filter::one_of("region", &["EU".into()]).admits(&R(None, None, Some(true))));
+        // Text is compared as it is: no case folding, no trimming.
+        assert!(!Filter::one_of("region", &["eu".into(), "EU ".into()]).admits(&R(None, None, Some(true))));
+        assert_eq!(Filter::one_of("region", &[]), Filter::Const(false));
+        // A column of another kind, or one the row lacks, refuses.
+        assert!(!Filter::one_of("flag", &["true".into()]).admits(&R(None, None, Some(true))));
+        assert!(!Filter::one_of("nowhere", &["EU".into()]).admits(&R(None, None, Some(true))));
+        assert_eq!(Filter::or([Filter::one_of("region", &["EU".into()]), Filter::Is("flag")]).columns(), vec!["region", "flag"]);
     }
 
     #[test]

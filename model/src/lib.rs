@@ -16,13 +16,14 @@ mod fields;
 mod filter;
 mod groups;
 mod messages;
+mod restriction;
 mod review;
 mod roles;
 mod shared;
 mod vocabulary;
 
 pub use access::{Model, ModelError, Scope};
-pub use catalog::{Catalog, Group, GroupMember, Holds, Module, Party, Profile, Role, RuleAccess, SharingRule, User};
+pub use catalog::{Catalog, Group, GroupMember, Holds, Module, Party, Profile, Restricted, RestrictionRule, Role, RuleAccess, SharingRule, User};
 pub use calendar::{Event, EventScope};
 pub use decision::{Decision, Reason};
 pub use fields::{FieldAccess, Unwritable};

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crm_model::{Owned, Action, Catalog, Conversation, Event, MessagePermission, Group, GroupMember, Holds, Model, Module, Party, Profile, Role, RuleAccess, SharingLevel, SharingRule, User};
+use crm_model::{Owned, Action, Catalog, Conversation, Event, MessagePermission, Group, GroupMember, Holds, Model, Module, Party, Profile, Restricted, RestrictionRule, Role, Row, RuleAccess, Value, Filter, SharingLevel, SharingRule, User};
 use proptest::prelude::*;
 
 fn catalog() -> impl Strategy<Value = Catalog> {
@@ -119,11 +119,73 @@ fn catalog() -> impl Strategy<Value = Catalog> {
             .map(|i| (500 + (i / 2) as i64, if next(2) == 0 || n_groups == 0 { 100 + next(n_users) as i64 } else { 1000 + next(n_groups) as i64 }))
             .collect();
         let calendar_shares = (0..next(8)).map(|_| (100 + next(n_users) as i64, 100 + next(n_users) as i64)).collect();
+        // Restriction rules (DESIGN §9) on any record module, over two columns every record has.
+        let n_sets = permission_sets.len();
+        let restriction_rules = (0..next(5))
+            .map(|i| {
+                let applies_to = match next(4) {
+                    0 => Restricted::Role(next(n_roles) as i64 + 1),
+                    1 => Restricted::RoleAndSubordinates(next(n_roles) as i64 + 1),
+                    2 if n_groups > 0 => Restricted::Group(1000 + next(n_groups) as i64),
+                    3 if n_sets > 0 => Restricted::PermissionSet(500 + next(n_sets) as i64),
+                    _ => Restricted::Role(1),
+                };
+                let (column, values) = if next(2) == 0 { ("region", REGIONS) } else { ("tier", TIERS) };
+                let mut allowed: Vec<String> = values.iter().filter(|_| next(2) == 0).map(|v| v.to_string()).collect();
+                if allowed.is_empty() {
+                    allowed.push(values[0].to_string());
+                }
+                RestrictionRule { id: 900 + i as i64, module: record_modules[next(record_modules.len())].clone(), applies_to, column: column.into(), allowed }
+            })
+            .collect();
         Catalog {
             roles, profiles, role_profiles, users, modules, groups, group_members, sharing_rules, permission_sets,
-            permission_set_assignments, calendar_shares, module_relations, ..Default::default()
+            permission_set_assignments, calendar_shares, module_relations, restriction_rules, ..Default::default()
         }
     })
+}
+
+const REGIONS: [&str; 3] = ["EU", "US", "APAC"];
+const TIERS: [&str; 3] = ["1", "2", "10"];
+
+/// A record as restriction rules read it: its owner and two columns, as text.
+struct Record<'a> {
+    owner: i64,
+    region: Option<&'a str>,
+    tier: Option<&'a str>,
+}
+
+impl Row for Record<'_> {
+    fn value(&self, column: &str) -> Option<Value<'_>> {
+        match column {
+            "owner" => Some(Value::Id(Some(self.owner))),
+            "region" => Some(Value::Text(self.region)),
+            "tier" => Some(Value::Text(self.tier)),
+            _ => None,
+        }
+    }
+}
+
+/// Whether restriction rule `r` applies to `u`, from the catalog as written: roles by walking
+/// up the parent ids, sets by their assignments (to the user, or to a group the user is in).
+fn rule_applies(m: &Model, r: &RestrictionRule, u: &User) -> bool {
+    let roles = &m.catalog().roles;
+    let above = |top: i64, mut role: i64| loop {
+        if role == top {
+            return true;
+        }
+        match roles.iter().find(|x| x.id == role).and_then(|x| x.parent) {
+            Some(p) => role = p,
+            None => return false,
+        }
+    };
+    match r.applies_to {
+        Restricted::Role(role) => u.role == role,
+        Restricted::RoleAndSubordinates(role) => above(role, u.role),
+        Restricted::Group(g) => m.groups_of(u.owner_id).any(|x| x == g),
+        Restricted::PermissionSet(s) => m.catalog().permission_sets.iter().any(|p| p.id == s)
+            && m.catalog().permission_set_assignments.iter().any(|&(set, who)| set == s && (who == u.owner_id || m.groups_of(u.owner_id).any(|g| g == who))),
+    }
 }
 
 /// The standard modules' roles as crm_access ships them (sql/catalog.sql's seed rows).
@@ -275,6 +337,53 @@ proptest! {
                             let d = m.decide_child(Some(u.owner_id), child, parent, action, o, p);
                             let admitted = own.admits(&Owned(Some(o))) || via_parent.admits(&Owned(p));
                             prop_assert_eq!(admitted, d.allowed, "{} {} {} under {} owner {} parent {:?}: {}", u.name, action, child, parent, o, p, d.reason);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    /// Restriction rules: the owner scope AND the restriction filter a policy applies admit a
+    /// record exactly when the decision, refined by the record's columns, allows it; and that
+    /// refinement is what the rules say, read from the catalog (OR of the applying rules'
+    /// values, NULL never; administrators exempt, View All and Edit All not).
+    #[test]
+    fn restrictions_agree_with_decisions(catalog in catalog()) {
+        let m = Model::compile(catalog).unwrap();
+        let shared = Model::from_bytes(&m.to_bytes()).unwrap();
+        let owners: Vec<i64> = m.users().map(|u| u.owner_id).take(12).chain([1000, 99_999]).collect();
+        let record_modules: Vec<String> = m.catalog().modules.iter().filter(|m| m.holds.is_none()).map(|m| m.name.clone()).collect();
+        let regions = [None, Some("EU"), Some("US"), Some("APAC"), Some("eu")];
+        let tiers = [None, Some("1"), Some("10"), Some("01")];
+        for u in m.users() {
+            for module in record_modules.iter().map(String::as_str) {
+                let restriction = m.restriction_filter(u.owner_id, module);
+                prop_assert_eq!(&restriction, &shared.restriction_filter(u.owner_id, module));
+                let applying: Vec<&RestrictionRule> = if u.is_active && !u.is_admin {
+                    m.catalog().restriction_rules.iter().filter(|r| r.module == module && rule_applies(&m, r, u)).collect()
+                } else {
+                    vec![]
+                };
+                for action in [Action::Read, Action::Edit, Action::Delete] {
+                    let scope = Filter::and([m.scope(u.owner_id, module, action).filter(), restriction.clone()]);
+                    for &o in &owners {
+                        for region in regions {
+                            for tier in tiers {
+                                let row = Record { owner: o, region, tier };
+                                let d = m.decide(Some(u.owner_id), module, action, o);
+                                let within = applying.is_empty()
+                                    || applying.iter().any(|r| {
+                                        let v = if r.column == "region" { region } else { tier };
+                                        v.is_some_and(|v| r.allowed.iter().any(|a| a == v))
+                                    });
+                                let refined = m.restrict(Some(u.owner_id), module, d.clone(), &row);
+                                prop_assert_eq!(refined.allowed, d.allowed && within, "{} {} {} {:?} {:?}: {}", u.name, module, action, region, tier, refined.reason);
+                                prop_assert_eq!(scope.admits(&row), refined.allowed, "filter: {} {} {} owner {} {:?} {:?}", u.name, module, action, o, region, tier);
+                            }
                         }
                     }
                 }
