@@ -20,7 +20,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         SELECT c.oid, c.relrowsecurity, c.relforcerowsecurity FROM pg_class c
         WHERE c.oid = $1 AND c.relnamespace <> 'crm'::regnamespace
           AND NOT EXISTS (SELECT 1 FROM crm.protected_tables p WHERE p.tbl = c.oid)
-          AND EXISTS (SELECT 1 FROM pg_policy x WHERE x.polrelid = c.oid AND x.polname IN ('crm_base', 'crm_read', 'crm_create', 'crm_edit', 'crm_delete'))
+          AND EXISTS (SELECT 1 FROM pg_policy x WHERE x.polrelid = c.oid AND x.polname IN ('crm_base', 'crm_read', 'crm_create', 'crm_edit', 'crm_delete', 'crm_restrict'))
     ),
     problems(problem) AS (
         SELECT 'not crm_access''s' WHERE NOT EXISTS (SELECT 1 FROM c)
@@ -37,6 +37,22 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT string_agg(problem, '; ' ORDER BY problem) FROM problems
 $$;
 
+-- Why column `column_name` of `tbl` cannot carry a restriction rule (DESIGN §9), or NULL. The
+-- planner compares it as `column = ANY('{...}')` and the rule means `column::text`: the two
+-- agree for types whose equality is the equality of their text, so only those are taken:
+-- text and varchar under a deterministic collation, smallint, integer, bigint, boolean, uuid.
+CREATE FUNCTION crm.restriction_column_problem(tbl regclass, column_name text) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE
+        WHEN a.attname IS NULL THEN format('%s has no column %I', $1, $2)
+        WHEN a.atttypid NOT IN ('text'::regtype, 'varchar'::regtype, 'int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'bool'::regtype, 'uuid'::regtype)
+            THEN format('column %I of %s is of type %s', $2, $1, format_type(a.atttypid, a.atttypmod))
+        WHEN a.attcollation <> 0 AND NOT (SELECT l.collisdeterministic FROM pg_collation l WHERE l.oid = a.attcollation)
+            THEN format('column %I of %s has a nondeterministic collation', $2, $1)
+        END
+    FROM (SELECT) one LEFT JOIN pg_attribute a ON a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped
+$$;
+
 -- What is missing from the protection of `tbl`, or NULL when nothing is. The one
 -- definition that both the event trigger and crm.protect use; the trigger names are those
 -- of src/policy/trigger_names.rs.
@@ -47,7 +63,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         FROM crm.protected_tables p JOIN pg_class c ON c.oid = p.tbl
         WHERE p.tbl = $1
     ),
-    expected_policies(name) AS (VALUES ('crm_base'), ('crm_read'), ('crm_create'), ('crm_edit'), ('crm_delete')),
+    expected_policies(name) AS (VALUES ('crm_base'), ('crm_read'), ('crm_create'), ('crm_edit'), ('crm_delete'), ('crm_restrict')),
     expected_triggers(name, fn) AS (
         VALUES ('crm_field_check', 'crm.check_field_writes()'::regprocedure),
                ('crm_field_check_insert', 'crm.check_field_writes()'::regprocedure),
@@ -85,6 +101,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         -- A rule's actions would run beside crm_access's own statements on the table, with
         -- their exemptions (src/enforce/opened.rs; issue 24).
         UNION ALL SELECT 'it has rules' FROM p WHERE EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = p.tbl)
+        -- A restriction rule reads its column by name, as its type's text (DESIGN §9).
+        UNION ALL SELECT format('restriction rule %s cannot read it: %s', r.id, crm.restriction_column_problem(p.tbl, r.column_name))
+            FROM p JOIN crm.restrictions r ON r.module = p.module
+            WHERE crm.restriction_column_problem(p.tbl, r.column_name) IS NOT NULL
         -- Restored on its own (pg_dump -t) into a database with crm_access, or its catalog
         -- row lost: it admits nobody, but nothing would keep it whole (issue 27).
         UNION ALL SELECT 'crm_access has no record of it, though it carries crm_access''s policies (restored without its catalog row?): crm.protect() it again'
@@ -121,7 +141,7 @@ BEGIN
         JOIN pg_class c ON c.oid = x.polrelid AND c.relnamespace <> 'crm'::regnamespace
         -- Protected, or carrying crm_access's policies without being in its catalog (red
         -- team of issue 27: the owner of such a restored table altered them to true).
-        WHERE d.command_tag = 'ALTER POLICY' AND x.polname IN ('crm_base', 'crm_read', 'crm_create', 'crm_edit', 'crm_delete')
+        WHERE d.command_tag = 'ALTER POLICY' AND x.polname IN ('crm_base', 'crm_read', 'crm_create', 'crm_edit', 'crm_delete', 'crm_restrict')
     LOOP
         IF NOT crm.protection_changing(t) THEN
             RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
@@ -159,7 +179,7 @@ BEGIN
         SELECT DISTINCT d.objid FROM pg_event_trigger_ddl_commands() d
         JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid AND c.relnamespace <> 'crm'::regnamespace
         WHERE NOT EXISTS (SELECT 1 FROM crm.protected_tables p WHERE p.tbl = c.oid)
-          AND EXISTS (SELECT 1 FROM pg_policy x WHERE x.polrelid = c.oid AND x.polname IN ('crm_base', 'crm_read', 'crm_create', 'crm_edit', 'crm_delete'))
+          AND EXISTS (SELECT 1 FROM pg_policy x WHERE x.polrelid = c.oid AND x.polname IN ('crm_base', 'crm_read', 'crm_create', 'crm_edit', 'crm_delete', 'crm_restrict'))
     LOOP
         CONTINUE WHEN crm.protection_changing(t);
         RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
@@ -169,7 +189,7 @@ BEGIN
     END LOOP;
     FOR t IN
         SELECT DISTINCT x.polrelid FROM pg_policy x JOIN pg_class c ON c.oid = x.polrelid
-        WHERE x.polname IN ('crm_base', 'crm_read', 'crm_create', 'crm_edit', 'crm_delete') AND c.relnamespace <> 'crm'::regnamespace
+        WHERE x.polname IN ('crm_base', 'crm_read', 'crm_create', 'crm_edit', 'crm_delete', 'crm_restrict') AND c.relnamespace <> 'crm'::regnamespace
           AND NOT EXISTS (SELECT 1 FROM crm.protected_tables p WHERE p.tbl = x.polrelid)
     LOOP
         CONTINUE WHEN crm.protection_changing(t);

@@ -37,7 +37,8 @@ pub struct Review {
     pub owners: usize,
     /// What grants it, sorted: "profile Sales", "permission set X", "View All (profile
     /// Auditor)", "administrator", "own records", "group Team", "role hierarchy",
-    /// "org-wide default public_read", "rule 7"; or why nothing does.
+    /// "org-wide default public_read", "rule 7"; or why nothing does; and the restriction
+    /// rules that narrow it ("restricted by rule 3 (region in West)").
     pub reasons: Vec<String>,
 }
 
@@ -83,6 +84,12 @@ impl Model {
                                 }
                             }
                         }
+                    }
+                }
+                // Restriction rules narrow every record-level reach by the records' columns.
+                if action.is_record_level() && reach != Reach::None {
+                    for r in self.restrictions_of(user, module) {
+                        reasons.insert(format!("restricted by rule {} ({} in {})", r.id, r.column, r.allowed.join(", ")));
                     }
                 }
                 out.push(Review { module: module.clone(), action, reach, owners, reasons: reasons.into_iter().collect() });

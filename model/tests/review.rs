@@ -133,3 +133,22 @@ fn reach_changes_list_what_a_change_gave_and_took() {
     assert_eq!((read.gained.clone(), read.lost.clone()), (vec![], vec![MGR, REP, REP2, GONE]));
     assert!(after.reach_changes(&after, MGR).is_empty());
 }
+
+#[test]
+fn restriction_rules_are_named_where_they_narrow_a_reach() {
+    let mut catalog = org().catalog().clone();
+    catalog.users = org().users().cloned().collect();
+    catalog.restriction_rules = vec![
+        crm_model::RestrictionRule { id: 3, module: "Leads".into(), applies_to: crm_model::Restricted::RoleAndSubordinates(2), column: "region".into(), allowed: vec!["West".into()] },
+        crm_model::RestrictionRule { id: 4, module: "Leads".into(), applies_to: crm_model::Restricted::Role(5), column: "region".into(), allowed: vec!["East".into()] },
+        crm_model::RestrictionRule { id: 5, module: "Leads".into(), applies_to: crm_model::Restricted::PermissionSet(5), column: "tier".into(), allowed: vec!["1".into(), "2".into()] },
+    ];
+    let m = Model::compile(catalog).unwrap();
+    assert_eq!(line(&m, MGR, "Leads", Read).2, strings(&["own records", "profile Sales", "restricted by rule 3 (region in West)", "role hierarchy"]));
+    assert_eq!(line(&m, REP, "Leads", Edit).2, strings(&["own records", "profile Sales", "restricted by rule 3 (region in West)"]));
+    // Not where nothing is reached, not for an administrator; the holders of a set through a group.
+    assert_eq!(line(&m, MGR, "Leads", Delete).2, strings(&["revoked: no profile or permission set grants delete on Leads"]));
+    assert_eq!(line(&m, ADMIN, "Leads", Read).2, strings(&["administrator"]));
+    assert!(line(&m, OTHER, "Leads", Read).2.contains(&"restricted by rule 5 (tier in 1, 2)".to_string()));
+    assert!(!line(&m, OTHER, "Accounts", Read).2.iter().any(|r| r.starts_with("restricted")));
+}

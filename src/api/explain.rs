@@ -15,16 +15,14 @@ use pgrx::AnyElement;
 
 use super::authorize::require_admin_to;
 use crate::catalog::history;
-use crate::catalog::spi::as_caller;
+use crate::catalog::spi::{as_caller, exists};
+use crate::enforce::restrictions::Kind;
 use crate::catalog::tables::{existing, primary_key};
 use crate::error::{required, CrmError, CrmResult, OrRaise};
 use crate::session::cache::{self, Loaded};
 use crate::session::identity;
 use crm_model::{Action, Decision, Model};
 use pgrx::datum::TimestampWithTimeZone;
-
-/// A record's owner and, for a table linked to a parent, its parent record's owner.
-type Owners = (i64, Option<i64>);
 
 /// `id` as a datum of `key_type`: as it is when it has that type, else through its text form
 /// when its type is built in (so its output function is PostgreSQL's own).
@@ -50,38 +48,77 @@ fn key_datum(id: &AnyElement, key_type: pg_sys::Oid, table: &str) -> CrmResult<p
     }
 }
 
-/// The owners of the record of `tbl` whose primary key is `id`, as the caller can read it.
-fn record_owner(m: &Loaded, tbl: pg_sys::Oid, table: &str, id: &AnyElement) -> CrmResult<Option<Owners>> {
+/// A record as decisions read it: its owner and, for a table linked to a parent, its parent
+/// record's owner; and the text of the columns restriction rules read (DESIGN §9).
+#[derive(Clone)]
+struct Record {
+    owner: i64,
+    parent_owner: Option<i64>,
+    columns: Vec<(String, Option<String>)>,
+}
+
+impl crm_model::Row for Record {
+    fn value(&self, column: &str) -> Option<crm_model::Value<'_>> {
+        self.columns.iter().find(|(c, _)| c == column).map(|(_, v)| crm_model::Value::Text(v.as_deref()))
+    }
+}
+
+/// The record of `tbl` whose primary key is `id`, as the caller can read it, with the columns
+/// the restriction rules of `restricted` (every catalog the record is judged under) read.
+fn record_owner(m: &Loaded, tbl: pg_sys::Oid, table: &str, id: &AnyElement, restricted: &[&Model]) -> CrmResult<Option<Record>> {
     let column = m.owner_column_of(tbl).ok_or_else(|| CrmError::undefined("protected table", table))?.to_string();
     let linked = m.parent_module_of(tbl).is_some();
+    let mut wanted: Vec<String> = restricted.iter().flat_map(|model| model.catalog().restriction_rules.iter().map(|r| r.column.clone())).collect();
+    wanted.sort();
+    wanted.dedup();
     as_caller(|c| {
         let Some((key, key_type)) = primary_key(c, tbl)? else {
             return Err(CrmError::not_supported(format!("{table} has no single-column primary key to find the record by")));
         };
         let value = key_datum(id, key_type, table)?;
         let parent = if linked { "crm_parent_owner" } else { "NULL::bigint" };
-        let sql = format!("SELECT {}, {parent} FROM {table} WHERE {} = $1", quote_identifier(&column), quote_identifier(&key));
+        // Only columns the table has; each is read in its own type and written as its text
+        // by `Kind` (no cast is looked up), and one of another type reads as NULL (refuses).
+        let present: Vec<&String> = wanted
+            .iter()
+            .filter(|w| exists(c, "SELECT 1 FROM pg_attribute WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped", &[tbl.into(), w.as_str().into()]).unwrap_or(false))
+            .collect();
+        let extra: String = present.iter().map(|w| format!(", {}", quote_identifier(w))).collect();
+        let sql = format!("SELECT {}, {parent}{extra} FROM {table} WHERE {} = $1", quote_identifier(&column), quote_identifier(&key));
         // SAFETY: `value` is a datum of `key_type`, valid for the rest of this call.
         let rows = c.select(&sql, Some(1), &[unsafe { DatumWithOid::new(value, key_type) }])?;
         if rows.is_empty() {
             return Ok(None);
         }
-        let (owner, parent_owner) = rows.first().get_two::<i64, i64>()?;
-        Ok(Some((owner.unwrap_or(i64::MIN), parent_owner)))
+        let types: Vec<pg_sys::Oid> = (0..present.len()).map(|i| rows.column_type_oid(i + 3).map(|t| t.value())).collect::<Result<_, _>>()?;
+        let first = rows.first();
+        let (owner, parent_owner) = first.get_two::<i64, i64>()?;
+        let mut columns = Vec::new();
+        for (i, name) in present.iter().enumerate() {
+            let text = match (Kind::of(types[i]), first.get_datum_by_ordinal(i + 3)?) {
+                // SAFETY: a non-null datum of the column's type, which `kind` is of.
+                (Some(kind), Some(d)) => unsafe { kind.text(d) },
+                _ => None,
+            };
+            columns.push((name.to_string(), text));
+        }
+        Ok(Some(Record { owner: owner.unwrap_or(i64::MIN), parent_owner, columns }))
     })
 }
 
 /// The engine's decision for a record, through its parent's owner when the table is linked.
-fn decide(m: &Loaded, tbl: pg_sys::Oid, module: &str, user: Option<i64>, action: Action, owners: Owners) -> Decision {
-    decide_in(&m.model, module, m.parent_module_of(tbl), user, action, owners)
+fn decide(m: &Loaded, tbl: pg_sys::Oid, module: &str, user: Option<i64>, action: Action, record: &Record) -> Decision {
+    decide_in(&m.model, module, m.parent_module_of(tbl), user, action, record)
 }
 
-/// The same in any model: `parent` is the module of the parent table, for a linked table.
-fn decide_in(model: &Model, module: &str, parent: Option<&str>, user: Option<i64>, action: Action, (owner, parent_owner): Owners) -> Decision {
-    match parent {
-        Some(parent) => model.decide_child(user, module, parent, action, owner, parent_owner),
-        None => model.decide(user, module, action, owner),
-    }
+/// The same in any model: `parent` is the module of the parent table, for a linked table;
+/// the restriction rules of the module have the last word.
+fn decide_in(model: &Model, module: &str, parent: Option<&str>, user: Option<i64>, action: Action, record: &Record) -> Decision {
+    let d = match parent {
+        Some(parent) => model.decide_child(user, module, parent, action, record.owner, record.parent_owner),
+        None => model.decide(user, module, action, record.owner),
+    };
+    model.restrict(user, module, d, record)
 }
 
 /// Who could have acted on the record under the catalog as it stood at `at` (rebuilt from
@@ -98,10 +135,10 @@ fn who_could(tbl: Option<pg_sys::Oid>, id: Option<AnyElement>, action: Option<&s
     if m.module_of(tbl).is_none() {
         CrmError::undefined("protected table", &table).raise()
     }
-    let Some(owners) = record_owner(&m, tbl, &table, &id).or_raise() else { no_such_record(&table).raise() };
     let past = Past::at(tbl, &table, at).or_raise();
+    let Some(record) = record_owner(&m, tbl, &table, &id, &[&past.model]).or_raise() else { no_such_record(&table).raise() };
     let mut names: Vec<String> =
-        past.model.users().filter(|u| past.decide(Some(u.owner_id), action, owners).allowed).map(|u| u.name.clone()).collect();
+        past.model.users().filter(|u| past.decide(Some(u.owner_id), action, &record).allowed).map(|u| u.name.clone()).collect();
     names.sort();
     SetOfIterator::new(names)
 }
@@ -124,8 +161,8 @@ impl Past {
         Ok(Past { model, module, parent })
     }
 
-    fn decide(&self, user: Option<i64>, action: Action, owners: Owners) -> Decision {
-        decide_in(&self.model, &self.module, self.parent.as_deref(), user, action, owners)
+    fn decide(&self, user: Option<i64>, action: Action, record: &Record) -> Decision {
+        decide_in(&self.model, &self.module, self.parent.as_deref(), user, action, record)
     }
 }
 
@@ -153,8 +190,10 @@ fn explain_access(tbl: Option<pg_sys::Oid>, id: Option<AnyElement>, action: Opti
     if let Some(at) = at {
         // Rebuilding a past catalog is an administrator's review, whoever it is about.
         require_admin_to("review access at a past moment").or_raise();
-        let Some(owners) = record_owner(&m, tbl, &table, &id).or_raise() else { no_such_record(&table).raise() };
+        // The record first: one the caller cannot read is refused before the log is read.
+        let Some(_) = record_owner(&m, tbl, &table, &id, &[]).or_raise() else { no_such_record(&table).raise() };
         let past = Past::at(tbl, &table, at).or_raise();
+        let Some(record) = record_owner(&m, tbl, &table, &id, &[&past.model]).or_raise() else { no_such_record(&table).raise() };
         let user = match user_name {
             Some(name) => match past.model.user_by_name(name) {
                 Some(u) => Some(u.owner_id),
@@ -162,7 +201,7 @@ fn explain_access(tbl: Option<pg_sys::Oid>, id: Option<AnyElement>, action: Opti
             },
             None => identity::acting_user(&m).or_raise().ok().map(|u| u.owner_id),
         };
-        let d = past.decide(user, action, owners);
+        let d = past.decide(user, action, &record);
         return format!("{}: {}", if d.allowed { "allowed" } else { "denied" }, d.reason);
     }
     let acting = identity::acting_user(&m).or_raise().ok().map(|u| u.owner_id);
@@ -181,13 +220,13 @@ fn explain_access(tbl: Option<pg_sys::Oid>, id: Option<AnyElement>, action: Opti
         }
         None => (acting, require_admin_to(REVIEW).is_ok()),
     };
-    let Some(owners) = record_owner(&m, tbl, &table, &id).or_raise() else { no_such_record(&table).raise() };
+    let Some(record) = record_owner(&m, tbl, &table, &id, &[&m.model]).or_raise() else { no_such_record(&table).raise() };
     // Row security let the caller read it; a user asking about their own access must also be
     // one who may read it (the caller's row security and the user's are the same then).
-    if !privileged && user.is_some() && !decide(&m, tbl, &module, user, Action::Read, owners).allowed {
+    if !privileged && user.is_some() && !decide(&m, tbl, &module, user, Action::Read, &record).allowed {
         no_such_record(&table).raise();
     }
-    let d = decide(&m, tbl, &module, user, action, owners);
+    let d = decide(&m, tbl, &module, user, action, &record);
     format!("{}: {}", if d.allowed { "allowed" } else { "denied" }, d.reason)
 }
 
@@ -200,11 +239,11 @@ fn who_can(tbl: Option<pg_sys::Oid>, id: Option<AnyElement>, action: Option<&str
     let (tbl, id, action, table) = target(tbl, id, action).or_raise();
     let m = cache::current(true).or_raise();
     let Some(module) = m.module_of(tbl).map(str::to_string) else { CrmError::undefined("protected table", &table).raise() };
-    let Some(owners) = record_owner(&m, tbl, &table, &id).or_raise() else { no_such_record(&table).raise() };
+    let Some(record) = record_owner(&m, tbl, &table, &id, &[&m.model]).or_raise() else { no_such_record(&table).raise() };
     let mut names: Vec<String> = m
         .model
         .users()
-        .filter(|u| decide(&m, tbl, &module, Some(u.owner_id), action, owners).allowed)
+        .filter(|u| decide(&m, tbl, &module, Some(u.owner_id), action, &record).allowed)
         .map(|u| u.name.clone())
         .collect();
     names.sort();

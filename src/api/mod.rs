@@ -13,6 +13,7 @@ pub mod modules;
 pub mod ownership;
 pub mod permission_sets;
 pub mod protect;
+pub mod restrictions;
 pub mod review;
 pub mod sharing;
 pub mod trigger;

@@ -54,7 +54,7 @@ fn drop_module(name: Option<&str>) {
         }
         if let Some(users) = users_of(c, name)? {
             return Err(CrmError::dependent(format!("module {name} is still in use: {users}"))
-                .with_hint("Remove what names it first (crm.unprotect, crm.revoke_privileges, crm.drop_sharing_rule, crm.drop_module of its related modules, ...)."));
+                .with_hint("Remove what names it first (crm.unprotect, crm.revoke_privileges, crm.drop_sharing_rule, crm.drop_restriction_rule, crm.drop_module of its related modules, ...)."));
         }
         // Its own place under its parents goes with it.
         c.update("DELETE FROM crm.module_relations WHERE child = $1", None, &[name.into()])?;
@@ -149,6 +149,7 @@ fn users_of(c: &SpiClient<'_>, name: &str) -> CrmResult<Option<String>> {
              UNION ALL SELECT 'sharing rule ' || id FROM crm.sharing_rules WHERE module = $1 OR $1 = ANY (related_modules)
              UNION ALL SELECT 'field access of profile ' || p.name FROM crm.field_access x JOIN crm.profiles p ON p.id = x.profile_id WHERE x.module = $1 GROUP BY p.name
              UNION ALL SELECT 'hidden field ' || field FROM crm.hidden_fields WHERE module = $1
+             UNION ALL SELECT 'restriction rule ' || id FROM crm.restrictions WHERE module = $1
              UNION ALL SELECT 'related module ' || child FROM crm.module_relations WHERE parent = $1
              UNION ALL SELECT 'module ' || name || ' controlled by it' FROM crm.modules WHERE controlled_by = $1
              UNION ALL SELECT 'its org-wide default ' || level FROM crm.sharing_defaults WHERE module = $1 AND level <> 'private'

@@ -11,7 +11,7 @@ use crate::audit;
 use crate::catalog::spi::{exists, find, Client};
 use crate::error::{CrmError, CrmResult, required};
 
-fn set_id(c: &SpiClient<'_>, name: &str) -> CrmResult<i64> {
+pub(super) fn set_id(c: &SpiClient<'_>, name: &str) -> CrmResult<i64> {
     find(c, "SELECT id FROM crm.permission_sets WHERE name = $1", "permission set", name, "See crm.permission_sets.")
 }
 
@@ -93,6 +93,9 @@ fn drop_permission_set(name: Option<&str>) {
     let name = required("name", name);
     administer(audit!("drop_permission_set", name), |c: Client| {
         let id = set_id(c, name)?;
+        // Held first, so that a restriction rule added meanwhile is seen (see `restrictions`).
+        c.update("SELECT 1 FROM crm.permission_sets WHERE id = $1 FOR UPDATE", None, &[id.into()])?;
+        super::sharing::check_unrestricting(c, &["permission_set"], id, &format!("permission set \"{name}\""))?;
         c.update("DELETE FROM crm.permission_sets WHERE id = $1", None, &[id.into()])?;
         Ok(())
     })

@@ -48,6 +48,20 @@ fn protect_table(oid: pg_sys::Oid, module: &str, owner_column: &str) -> CrmResul
             }
             None => return Err(CrmError::undefined_column(&table, owner_column)),
         }
+        // The restriction rules of the module read their columns on every table of it (an
+        // older schema, during an update running older releases' scripts, has none).
+        if crate::catalog::compat::modules_are_data() {
+            let problems = one::<String>(
+                c,
+                "SELECT string_agg(format('restriction rule %s: %s', id, crm.restriction_column_problem($1, column_name)), '; ' ORDER BY id)
+                 FROM crm.restrictions WHERE module = $2 AND crm.restriction_column_problem($1, column_name) IS NOT NULL",
+                &[oid.into(), module.into()],
+            )?;
+            if let Some(problems) = problems {
+                return Err(CrmError::prerequisite(format!("{table} cannot hold {module} records: {problems}"))
+                    .with_hint("Every protected table of a module has the columns its restriction rules read (see crm.restriction_rules)."));
+            }
+        }
         let linked = exists(c, "SELECT 1 FROM crm.parent_links WHERE child = $1", &[oid.into()])?;
         Ok((table, linked))
     })?;

@@ -89,8 +89,12 @@ fn remove_group_member(group_name: Option<&str>, member_kind: Option<&str>, memb
     })
 }
 
-/// Refuse to remove something a sharing rule or a group still names.
-fn check_unreferenced(c: &SpiClient<'_>, kinds: &[&str], id: i64, what: &str) -> CrmResult<()> {
+/// Refuse to remove something a sharing rule, a restriction rule or a group still names.
+fn check_unreferenced(c: &mut SpiClient<'_>, kinds: &[&str], id: i64, what: &str) -> CrmResult<()> {
+    // Held first, so that a restriction rule added meanwhile (which holds what it names FOR
+    // SHARE, see `restrictions`) is seen here, or finds it gone.
+    let table = if kinds.contains(&"role") { "crm.roles WHERE id = $1" } else { "crm.owners WHERE id = $1" };
+    c.update(&format!("SELECT 1 FROM {table} FOR UPDATE"), None, &[id.into()])?;
     let rules = one::<String>(
         c,
         "SELECT string_agg(id::text, ', ' ORDER BY id) FROM crm.sharing_rules
@@ -100,6 +104,7 @@ fn check_unreferenced(c: &SpiClient<'_>, kinds: &[&str], id: i64, what: &str) ->
     if let Some(rules) = rules {
         return Err(CrmError::dependent(format!("{what} is used by sharing rule {rules}")).with_hint("Drop those rules first (crm.drop_sharing_rule)."));
     }
+    check_unrestricting(c, kinds, id, what)?;
     let groups = one::<String>(
         c,
         "SELECT string_agg(DISTINCT o.name, ', ') FROM crm.group_members m JOIN crm.owners o ON o.id = m.group_id
@@ -112,11 +117,24 @@ fn check_unreferenced(c: &SpiClient<'_>, kinds: &[&str], id: i64, what: &str) ->
     Ok(())
 }
 
-pub fn check_role_unreferenced(c: &SpiClient<'_>, role: i64, name: &str) -> CrmResult<()> {
+/// Refuse to remove something a restriction rule names (kinds as the rules write them).
+pub fn check_unrestricting(c: &SpiClient<'_>, kinds: &[&str], id: i64, what: &str) -> CrmResult<()> {
+    let rules = one::<String>(
+        c,
+        "SELECT string_agg(id::text, ', ' ORDER BY id) FROM crm.restrictions WHERE kind = ANY($1) AND target_id = $2",
+        &[kinds.to_vec().into(), id.into()],
+    )?;
+    match rules {
+        Some(rules) => Err(CrmError::dependent(format!("{what} is named by restriction rule {rules}")).with_hint("Drop those rules first (crm.drop_restriction_rule).")),
+        None => Ok(()),
+    }
+}
+
+pub fn check_role_unreferenced(c: &mut SpiClient<'_>, role: i64, name: &str) -> CrmResult<()> {
     check_unreferenced(c, &["role", "role_and_subordinates"], role, &format!("role \"{name}\""))
 }
 
-pub fn check_user_unreferenced(c: &SpiClient<'_>, user: i64, name: &str) -> CrmResult<()> {
+pub fn check_user_unreferenced(c: &mut SpiClient<'_>, user: i64, name: &str) -> CrmResult<()> {
     check_unreferenced(c, &["user"], user, &format!("user \"{name}\""))
 }
 

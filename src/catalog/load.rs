@@ -87,14 +87,18 @@ SELECT json_build_object('catalog', json_build_object(
   'assert_fn', 'crm.assert_can_assign(regclass, text, bigint)'::regprocedure::oid::int8
 )::text";
 
-/// The modules' part of `CATALOG_JSON`: as data from 0.4.0; before (a library serving an
+/// The modules' part of `CATALOG_JSON` (and restriction rules): as data from 0.4.0; before (a library serving an
 /// older schema during `ALTER EXTENSION crm_access UPDATE`), the names alone, completed from
 /// `compat`.
 const MODULES_AS_DATA: &str = "'modules', (SELECT json_agg(json_build_object('name', m.name, 'sharing_default', coalesce(d.level, 'private'),
                                                 'controlled_by', m.controlled_by, 'holds', m.holds,
                                                 'links_conversations', m.links_conversations))
               FROM crm.modules m LEFT JOIN crm.sharing_defaults d ON d.module = m.name),
-  'module_relations', coalesce((SELECT json_agg(json_build_array(parent, child)) FROM crm.module_relations), '[]'),";
+  'module_relations', coalesce((SELECT json_agg(json_build_array(parent, child)) FROM crm.module_relations), '[]'),
+  'restriction_rules', coalesce((SELECT json_agg(json_build_object('id', id, 'module', module,
+                                    'applies_to', json_build_object('kind', kind, 'id', target_id),
+                                    'column', column_name, 'allowed', allowed))
+                                 FROM crm.restrictions), '[]'),";
 const MODULES_BEFORE_0_4: &str = "'modules', (SELECT json_agg(json_build_object('name', m.name, 'sharing_default', coalesce(d.level, 'private')))
               FROM crm.modules m LEFT JOIN crm.sharing_defaults d ON d.module = m.name),";
 

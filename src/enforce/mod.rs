@@ -19,6 +19,7 @@ pub mod instrumented;
 pub mod linked;
 pub mod opened;
 pub mod parent_owner;
+pub mod restrictions;
 pub mod rows;
 pub mod secure_view_write;
 pub mod truncate;

@@ -4,7 +4,9 @@
 
 use std::ffi::c_char;
 
-use crm_model::{Column, Filter};
+use crm_model::Filter;
+
+use crate::enforce::restrictions::Kind;
 use pgrx::{pg_sys, PgBox, PgList};
 
 /// `int8 = int8` (pg_operator.dat: Int8EqualOperator).
@@ -14,24 +16,43 @@ const INT8_EQ_OPERATOR: pg_sys::Oid = pg_sys::Oid::from_u32(410);
 pub type Node = *mut pg_sys::Node;
 
 /// `filter` as an expression, with each column read from the expression `column` gives for
-/// it (a call argument, copied wherever it is used); `None` if `filter` reads a column
-/// `column` does not know, and then the call is kept. Id columns are bigint, id lists
-/// bigint[], flags boolean: the policy functions' signatures say so.
-pub fn filter(filter: &Filter, column: &impl Fn(Column) -> Option<Node>) -> Option<Node> {
+/// it (a call argument or a table column, copied wherever it is used); `None` if `filter`
+/// reads a column `column` does not know, or compares one as text whose type restriction
+/// rules cannot compare, and then the call is kept. Id columns are bigint, id lists bigint[],
+/// flags boolean: the policy functions' signatures say so.
+pub fn filter(filter: &Filter, column: &impl Fn(&str) -> Option<Node>) -> Option<Node> {
     // Every column first: building allocates, and a missing column must not leave half a tree.
-    let columns: Option<Vec<(Column, Node)>> = filter.columns().into_iter().map(|c| Some((c, column(c)?))).collect();
+    let columns: Option<Vec<(&str, Node)>> = filter.columns().into_iter().map(|c| Some((c, column(c)?))).collect();
     let columns = columns?;
-    let column = |c: Column| columns.iter().find(|(name, _)| *name == c).map(|(_, node)| *node).expect("every column was found");
+    if !texts_comparable(filter, &columns) {
+        return None;
+    }
+    let column = |c: &str| columns.iter().find(|(name, _)| *name == c).map(|(_, node)| *node).expect("every column was found");
     // SAFETY: the column expressions are valid nodes of the planning in progress; every node
     // built here is new, and every column expression is copied before it is placed.
     Some(unsafe { build(filter, &column) })
 }
 
+/// Whether every column `filter` compares as text is of a type restriction rules can compare.
+fn texts_comparable(filter: &Filter, columns: &[(&str, Node)]) -> bool {
+    match filter {
+        Filter::OneOf(c, _) => columns.iter().any(|(name, node)| name == c && kind_of(*node).is_some()),
+        Filter::Not(f) => texts_comparable(f, columns),
+        Filter::And(parts) | Filter::Or(parts) => parts.iter().all(|p| texts_comparable(p, columns)),
+        _ => true,
+    }
+}
+
+fn kind_of(node: Node) -> Option<Kind> {
+    // SAFETY: `node` is a valid expression of the planning in progress.
+    Kind::of(unsafe { pg_sys::exprType(node) })
+}
+
 /// # Safety
 /// `column` must give valid expressions of the planning in progress, of the types `filter`
-/// compares them as (bigint, bigint[], boolean).
-unsafe fn build(filter: &Filter, column: &impl Fn(Column) -> Node) -> Node {
-    let col = |c: Column| pg_sys::copyObjectImpl(column(c).cast()).cast::<pg_sys::Node>();
+/// compares them as (bigint, bigint[], boolean; a type `Kind` knows for a text comparison).
+unsafe fn build(filter: &Filter, column: &impl Fn(&str) -> Node) -> Node {
+    let col = |c: &str| pg_sys::copyObjectImpl(column(c).cast()).cast::<pg_sys::Node>();
     match filter {
         Filter::Const(b) => make(Constant::Bool(*b)),
         Filter::Eq(c, v) => {
@@ -67,6 +88,36 @@ unsafe fn build(filter: &Filter, column: &impl Fn(Column) -> Node) -> Node {
             op.cast()
         }
         Filter::Is(c) => col(c),
+        // `column = ANY('{...}')` in the column's own type (varchar as text), with the values
+        // whose text that type writes exactly (`restrictions::Kind`); none left is `false`.
+        Filter::OneOf(c, values) => {
+            let expr = col(c);
+            let kind = kind_of(expr).expect("checked by texts_comparable");
+            let mut datums: Vec<pg_sys::Datum> = values.iter().filter_map(|v| kind.datum(v)).collect();
+            if datums.is_empty() {
+                return make(Constant::Bool(false));
+            }
+            let collation = pg_sys::exprCollation(expr);
+            let operand = if kind == Kind::Varchar {
+                pg_sys::makeRelabelType(expr.cast(), pg_sys::TEXTOID, -1, collation, pg_sys::CoercionForm::COERCE_IMPLICIT_CAST).cast()
+            } else {
+                expr
+            };
+            let (array_type, len, byval, align) = kind.array();
+            let array = pg_sys::construct_array(datums.as_mut_ptr(), datums.len() as i32, kind.compared_as(), len.into(), byval, align as c_char);
+            let (op, func) = kind.equality();
+            let mut saop = PgBox::<pg_sys::ScalarArrayOpExpr>::alloc_node(pg_sys::NodeTag::T_ScalarArrayOpExpr);
+            saop.opno = op;
+            saop.opfuncid = func;
+            saop.useOr = true;
+            saop.inputcollid = collation;
+            let mut args = PgList::<pg_sys::Node>::new();
+            args.push(operand);
+            args.push(pg_sys::makeConst(array_type, -1, pg_sys::InvalidOid, -1, pg_sys::Datum::from(array), false, false).cast());
+            saop.args = args.into_pg();
+            saop.location = -1;
+            saop.into_pg().cast()
+        }
         Filter::Not(f) => pg_sys::make_notclause(build(f, column).cast()).cast(),
         Filter::And(parts) | Filter::Or(parts) => {
             let kind = if matches!(filter, Filter::And(_)) { pg_sys::BoolExprType::AND_EXPR } else { pg_sys::BoolExprType::OR_EXPR };

@@ -3,6 +3,8 @@
 //! expression for it over the call's column arguments, through `super::support`.
 
 use crm_model::{Action, Column, Conversation, Event, Filter, OWNER};
+
+use super::RowVar;
 use pgrx::prelude::*;
 use pgrx::{pg_sys, Internal};
 
@@ -56,6 +58,34 @@ fn can_assign_support(request: Internal) -> Internal {
             Assignable::Owners(_) | Assignable::Nobody => assert,
         })
     })
+}
+
+/// `crm.within_restrictions(tbl, row)`: the restriction rules' filter over `tbl`'s own columns,
+/// read from the row variable the policy passes (the table's whole row).
+#[pg_extern(immutable, parallel_safe)]
+fn within_restrictions_support(request: Internal) -> Internal {
+    support(request, Reach::Query, |call| {
+        let tbl = call.constant::<pg_sys::Oid>(0)?;
+        let row = call.row_var(1, tbl)?;
+        let filter = enforce::restrictions::restriction(tbl, true).or_raise();
+        nodes::filter(&filter, &|c| table_column(tbl, row, c))
+    })
+}
+
+/// Column `name` of `tbl`, as a variable of the range table entry `row` belongs to.
+fn table_column(tbl: pg_sys::Oid, row: RowVar, name: &str) -> Option<Node> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: syscache lookups of a live relation's attribute; makeVar allocates a new node in
+    // the planning's memory context.
+    unsafe {
+        let attnum = pg_sys::get_attnum(tbl, name.as_ptr());
+        if attnum <= 0 {
+            return None;
+        }
+        let (mut typ, mut typmod, mut collation) = (pg_sys::InvalidOid, -1, pg_sys::InvalidOid);
+        pg_sys::get_atttypetypmodcoll(tbl, attnum, &mut typ, &mut typmod, &mut collation);
+        Some(pg_sys::makeVar(row.0.varno, attnum, typ, typmod, collation, 0).cast())
+    }
 }
 
 /// `crm.can_see_event(action, owner_id, invitees, is_public)`.

@@ -34,7 +34,7 @@ fn installed() -> bool {
     true
 }
 
-const POLICIES: [&str; 5] = ["crm_base", "crm_read", "crm_create", "crm_edit", "crm_delete"];
+const POLICIES: [&str; 6] = ["crm_base", "crm_read", "crm_create", "crm_edit", "crm_delete", "crm_restrict"];
 
 fn drop_policies(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str) -> CrmResult<()> {
     for p in POLICIES {
@@ -66,6 +66,16 @@ pub fn attach_policies(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, own
     // The update from 0.1.0 protects its tables again before crm.installed() exists (its
     // script is frozen); the update to 0.3.0 then makes the base policy its own.
     let base = if one::<bool>(c, "SELECT to_regprocedure('crm.installed()') IS NOT NULL", &[])?.unwrap_or(false) { "crm.installed()" } else { "true" };
+    // Restriction rules read the table's own columns, so their policy is given the whole row
+    // (`relname.*`, the name a policy expression knows its table by). Before 0.4.0 (an update
+    // running older scripts) there is no function for it; the update to 0.4.0 adds the policy.
+    let restrict = match one::<String>(c, "SELECT quote_ident(relname::text) FROM pg_class WHERE oid = $1 AND to_regprocedure('crm.within_restrictions(regclass, anyelement)') IS NOT NULL", &[tbl.into()])? {
+        Some(rel) => format!(
+            "CREATE POLICY crm_restrict ON {table} AS RESTRICTIVE FOR ALL
+                 USING (crm.within_restrictions({lit}::regclass, {rel}.*)) WITH CHECK (crm.within_restrictions({lit}::regclass, {rel}.*));"
+        ),
+        None => String::new(),
+    };
     drop_policies(c, tbl, table)?;
     c.update(
         &format!(
@@ -80,7 +90,8 @@ pub fn attach_policies(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, own
                  USING (crm.can({lit}::regclass, 'edit', {owner}){via_edit})
                  WITH CHECK ({edit_check});
              CREATE POLICY crm_delete ON {table} AS RESTRICTIVE FOR DELETE
-                 USING (crm.can({lit}::regclass, 'delete', {owner}));"
+                 USING (crm.can({lit}::regclass, 'delete', {owner}));
+             {restrict}"
         ),
         None,
         &[],

@@ -38,6 +38,7 @@ pub struct Loaded {
     events: Memo<(OwnerId, Action), Filter>,
     conversations: Memo<(OwnerId, Action), Filter>,
     fields: Memo<(OwnerId, u32), Unwritable>,
+    restrictions: Memo<(OwnerId, u32), Filter>,
 }
 
 impl Loaded {
@@ -102,6 +103,11 @@ impl Loaded {
     /// The fields of `tbl` (a `module` table) the user may not freely write.
     pub fn unwritable_fields(&self, user: OwnerId, tbl: pg_sys::Oid, module: &str) -> Rc<Unwritable> {
         memo(&self.fields, (user, tbl.to_u32()), || self.model.unwritable_fields(user, module))
+    }
+
+    /// Which rows of `tbl` (a `module` table) `user` may reach at all under restriction rules.
+    pub fn restriction_filter(&self, user: OwnerId, tbl: pg_sys::Oid, module: &str) -> Rc<Filter> {
+        memo(&self.restrictions, (user, tbl.to_u32()), || self.model.restriction_filter(user, module))
     }
 
     pub fn conversation_filter(&self, user: OwnerId, action: Action) -> Rc<Filter> {
@@ -401,5 +407,6 @@ fn compile(loaded: LoadedCatalog) -> CrmResult<Rc<Loaded>> {
         events: RefCell::default(),
         conversations: RefCell::default(),
         fields: RefCell::default(),
+        restrictions: RefCell::default(),
     }))
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use crm_model::{Action, Catalog, Model, Group, GroupMember, Holds, Module, Party, Profile, Role, RuleAccess, SharingRule, User};
+use crm_model::{Action, Catalog, Model, Group, GroupMember, Holds, Module, Party, Profile, Restricted, RestrictionRule, Role, RuleAccess, SharingRule, User};
 use postgres::{Client, NoTls};
 
 pub mod random_org;
@@ -134,9 +134,27 @@ pub fn read_catalog(c: &mut Client) -> Catalog {
         .collect();
     let hidden_fields = c.query("SELECT module, field::text FROM crm.hidden_fields", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
     let calendar_shares = c.query("SELECT owner_id, with_user FROM crm.calendar_shares", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
+    let restriction_rules = c
+        .query("SELECT id, module, kind, target_id, column_name, allowed FROM crm.restrictions", &[])
+        .unwrap()
+        .iter()
+        .map(|r| RestrictionRule {
+            id: r.get(0),
+            module: r.get(1),
+            applies_to: match (r.get::<_, &str>(2), r.get::<_, i64>(3)) {
+                ("role", id) => Restricted::Role(id),
+                ("role_and_subordinates", id) => Restricted::RoleAndSubordinates(id),
+                ("group", id) => Restricted::Group(id),
+                ("permission_set", id) => Restricted::PermissionSet(id),
+                (kind, _) => panic!("unknown restriction kind {kind}"),
+            },
+            column: r.get(4),
+            allowed: r.get(5),
+        })
+        .collect();
     Catalog {
         roles, profiles, role_profiles, users, modules, groups, group_members, sharing_rules, permission_sets,
-        permission_set_assignments, hidden_fields, calendar_shares, module_relations, ..Default::default()
+        permission_set_assignments, hidden_fields, calendar_shares, module_relations, restriction_rules, ..Default::default()
     }
 }
 

@@ -107,6 +107,35 @@ pub fn build_org(c: &mut Client, rng: &mut SmallRng) {
     c.batch_execute(&sql).unwrap();
 }
 
+/// Restriction rules (DESIGN §9) on random modules over the `region` column every table of
+/// the differential test has, for random roles, roles with subordinates, groups and
+/// permission sets, allowing random non-empty sets of the regions records get
+/// (`REGIONS`, or NULL).
+pub fn add_restriction_rules(c: &mut Client, rng: &mut SmallRng) {
+    let roles: Vec<String> = c.query("SELECT name FROM crm.roles", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    let groups: Vec<String> = c.query("SELECT o.name FROM crm.groups g JOIN crm.owners o ON o.id = g.owner_id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    let sets: Vec<String> = c.query("SELECT name FROM crm.permission_sets", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    let mut sql = String::new();
+    for _ in 0..rng.gen_range(0..5) {
+        let (kind, name) = match rng.gen_range(0..4) {
+            2 if !groups.is_empty() => ("group", &groups[rng.gen_range(0..groups.len())]),
+            3 if !sets.is_empty() => ("permission_set", &sets[rng.gen_range(0..sets.len())]),
+            0 | 2 | 3 => ("role", &roles[rng.gen_range(0..roles.len())]),
+            _ => ("role_and_subordinates", &roles[rng.gen_range(0..roles.len())]),
+        };
+        let mut allowed: Vec<String> = REGIONS.iter().filter(|_| rng.gen_bool(0.5)).map(|r| format!("'{r}'")).collect();
+        if allowed.is_empty() {
+            allowed.push(format!("'{}'", REGIONS[0]));
+        }
+        let module = MODULES[rng.gen_range(0..MODULES.len())];
+        sql += &format!("SELECT crm.add_restriction_rule('{module}', '{kind}', '{name}', 'region', ARRAY[{}]);\n", allowed.join(","));
+    }
+    c.batch_execute(&sql).unwrap();
+}
+
+/// The regions records of the differential test are in (or none: NULL).
+pub const REGIONS: [&str; 3] = ["A", "B", "C"];
+
 /// Records owned by random users (some disabled) and groups, plus one with no CRM owner;
 /// opportunities under random accounts (or none).
 pub fn insert_records(c: &mut Client) {

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crm_client_tests::random_org::{build_org, insert_records, LINKED_TO_ACCOUNTS, MODULES, NO_CRM_OWNER, ORPHAN_RECORD, TABLES};
+use crm_client_tests::random_org::{add_restriction_rules, build_org, insert_records, LINKED_TO_ACCOUNTS, MODULES, NO_CRM_OWNER, ORPHAN_RECORD, TABLES};
 use crm_client_tests::{connect, fresh_database, login_role, read_catalog};
 use crm_model::{Action, Conversation, Event, FieldAccess, Inbox, Model, User};
 use postgres::Client;
@@ -30,8 +30,18 @@ fn acting<'a>(app: &'a mut Client, user: &str) -> postgres::Transaction<'a> {
     tx
 }
 
-/// A record of one of `TABLES`: its id, owner, and (opportunities, projects) its account's owner.
-type Record = (i64, i64, Option<i64>);
+/// A record of one of `TABLES`: its id, owner, (opportunities, projects) its account's owner,
+/// and its region (what the restriction rules read).
+type Record = (i64, i64, Option<i64>, Option<String>);
+
+/// A record's region as restriction rules read it.
+struct Region<'a>(Option<&'a str>);
+
+impl crm_model::Row for Region<'_> {
+    fn value(&self, column: &str) -> Option<crm_model::Value<'_>> {
+        (column == "region").then_some(crm_model::Value::Text(self.0))
+    }
+}
 
 /// Every record of every table, the parent's owner read by a plain join, not from the kept
 /// column the extension maintains.
@@ -40,25 +50,26 @@ fn read_records(admin: &mut Client) -> Vec<Vec<Record>> {
         .iter()
         .map(|t| {
             let sql = if matches!(*t, "opportunities" | "projects") {
-                format!("SELECT o.id, o.owner_id, a.owner_id FROM {t} o LEFT JOIN accounts a ON a.id = o.account_id")
+                format!("SELECT o.id, o.owner_id, a.owner_id, o.region FROM {t} o LEFT JOIN accounts a ON a.id = o.account_id")
             } else {
-                format!("SELECT id, owner_id, NULL::bigint FROM {t}")
+                format!("SELECT id, owner_id, NULL::bigint, region FROM {t}")
             };
-            admin.query(&sql, &[]).unwrap().iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()
+            admin.query(&sql, &[]).unwrap().iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect()
         })
         .collect()
 }
 
-/// The ids of table `i`'s records the engine lets `user` `action`.
+/// The ids of table `i`'s records the engine lets `user` `action`, restriction rules included.
 fn engine_allows(model: &Model, user: &User, i: usize, records: &[Record], action: Action) -> BTreeSet<i64> {
-    let decide = |o: i64, p: Option<i64>| {
-        if LINKED_TO_ACCOUNTS.contains(&i) {
+    let decide = |o: i64, p: Option<i64>, region: Option<&str>| {
+        let d = if LINKED_TO_ACCOUNTS.contains(&i) {
             model.decide_child(Some(user.owner_id), MODULES[i], "Accounts", action, o, p)
         } else {
             model.decide(Some(user.owner_id), MODULES[i], action, o)
-        }
+        };
+        model.restrict(Some(user.owner_id), MODULES[i], d, &Region(region))
     };
-    records.iter().filter(|(_, o, p)| decide(*o, *p).allowed).map(|(id, _, _)| *id).collect()
+    records.iter().filter(|(_, o, p, r)| decide(*o, *p, r.as_deref()).allowed).map(|(id, _, _, _)| *id).collect()
 }
 
 /// What `user` reads, edits and deletes of `table` through row security, against the
@@ -98,7 +109,7 @@ fn rls_matches_the_engine_on_random_organisations() {
     login_role(&mut admin, "diff_app");
     for t in TABLES {
         let link = if matches!(t, "opportunities" | "projects") { ", account_id bigint" } else { "" };
-        admin.batch_execute(&format!("CREATE TABLE {t} (id bigint PRIMARY KEY, owner_id bigint NOT NULL{link}); GRANT SELECT, UPDATE, DELETE ON {t} TO diff_app;")).unwrap();
+        admin.batch_execute(&format!("CREATE TABLE {t} (id bigint PRIMARY KEY, owner_id bigint NOT NULL{link}, region text); GRANT SELECT, UPDATE, DELETE ON {t} TO diff_app;")).unwrap();
     }
     for seed in 0..organisations(1) {
         let mut rng = SmallRng::seed_from_u64(seed);
@@ -116,7 +127,11 @@ fn rls_matches_the_engine_on_random_organisations() {
                  SELECT crm.link_parent('projects', 'account_id', 'accounts');",
             )
             .unwrap();
+        add_restriction_rules(&mut admin, &mut rng);
         insert_records(&mut admin);
+        for t in TABLES {
+            admin.batch_execute(&format!("UPDATE {t} SET region = (ARRAY['A', 'B', 'C', NULL])[1 + floor(random() * 4)::int]")).unwrap();
+        }
         let model = Model::compile(read_catalog(&mut admin)).unwrap();
         let records = read_records(&mut admin);
         let mut app = connect("crm_diff", "diff_app");
@@ -132,7 +147,7 @@ fn rls_matches_the_engine_on_random_organisations() {
         }
         // who_can agrees with RLS on a sample of records of every table.
         for (i, table) in TABLES.iter().enumerate() {
-            for (id, _, _) in records[i].iter().step_by(37) {
+            for (id, _, _, _) in records[i].iter().step_by(37) {
                 let who: BTreeSet<String> =
                     admin.query(&format!("SELECT crm.who_can('{table}', {id}::bigint)"), &[]).unwrap().iter().map(|r| r.get(0)).collect();
                 assert_eq!(who, readers.remove(&(i, *id)).unwrap_or_default(), "who_can: seed {seed}, {table} {id}");
