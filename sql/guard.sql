@@ -44,7 +44,7 @@ $$;
 CREATE FUNCTION crm.restriction_column_problem(tbl regclass, column_name text) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE
-        WHEN a.attname IS NULL THEN format('%s has no column %I', $1, $2)
+        WHEN a.attname IS NULL THEN format('%s has no column %s', $1, coalesce(quote_ident($2), 'NULL'))
         WHEN a.atttypid NOT IN ('text'::regtype, 'varchar'::regtype, 'int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'bool'::regtype, 'uuid'::regtype)
             THEN format('column %I of %s is of type %s', $2, $1, format_type(a.atttypid, a.atttypmod))
         WHEN a.attcollation <> 0 AND NOT (SELECT l.collisdeterministic FROM pg_collation l WHERE l.oid = a.attcollation)

@@ -37,25 +37,29 @@ fn applies_to(c: &mut SpiClient<'_>, kind: &str, name: &str) -> CrmResult<i64> {
 /// Refuse a column some protected table of `module` cannot give a rule (missing, or of a type
 /// rules cannot compare; sql/guard.sql's `crm.restriction_column_problem`).
 fn check_column(c: &SpiClient<'_>, module: &str, column: &str) -> CrmResult<()> {
-    let problems = one::<String>(
-        c,
-        "SELECT string_agg(p, '; ' ORDER BY p) FROM (
-             SELECT crm.restriction_column_problem(tbl, $2) AS p FROM crm.protected_tables WHERE module = $1) x",
+    let problems = c.select(
+        "SELECT tbl::text, crm.restriction_column_problem(tbl, $2), NOT EXISTS (SELECT 1 FROM pg_attribute a
+                     WHERE a.attrelid = tbl AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped)
+         FROM crm.protected_tables WHERE module = $1 AND crm.restriction_column_problem(tbl, $2) IS NOT NULL ORDER BY 1",
+        None,
         &[module.into(), column.into()],
     )?;
-    let Some(problems) = problems else { return Ok(()) };
-    let missing = one::<bool>(
-        c,
-        "SELECT bool_and(crm.restriction_column_problem(tbl, $2) LIKE '% has no column %') FROM crm.protected_tables
-         WHERE module = $1 AND crm.restriction_column_problem(tbl, $2) IS NOT NULL",
-        &[module.into(), column.into()],
-    )?
-    .unwrap_or(false);
+    let mut first_missing = None;
+    let mut all = Vec::new();
+    for row in problems {
+        let (table, problem, missing) = (row.get::<String>(1)?, row.get::<String>(2)?, row.get::<bool>(3)?);
+        if missing == Some(true) && first_missing.is_none() {
+            first_missing = table;
+        }
+        all.extend(problem);
+    }
+    if all.is_empty() {
+        return Ok(());
+    }
     let hint = "The column must exist on every protected table of the module, as text or varchar (deterministic collation), smallint, integer, bigint, boolean or uuid.";
-    Err(if missing {
-        CrmError::undefined_column(module, column).with_detail(problems).with_hint(hint)
-    } else {
-        CrmError::datatype_mismatch(format!("restriction rules cannot compare column {column}: {problems}")).with_hint(hint)
+    Err(match first_missing {
+        Some(table) => CrmError::undefined_column(&table, column).with_detail(all.join("; ")).with_hint(hint),
+        None => CrmError::datatype_mismatch(format!("restriction rules cannot compare column {column}: {}", all.join("; "))).with_hint(hint),
     })
 }
 

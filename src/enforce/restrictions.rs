@@ -13,7 +13,7 @@
 use std::ffi::CStr;
 use std::rc::Rc;
 
-use crm_model::{Action, Filter, Row, Value};
+use crm_model::{Filter, Row, Value};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, AnyElement, FromDatum};
 
@@ -157,17 +157,23 @@ fn uuid_bytes(text: &str) -> Option<[u8; 16]> {
 
 /// Which rows of `tbl` the acting user may reach at all under the restriction rules of its
 /// module. Everything for crm_access's own statements with the rows opened; nothing on a broken
-/// catalog, for an unregistered table, or for someone who cannot act (the owner policies
-/// refuse their writes with the reason).
+/// catalog or for an unregistered table. Someone who cannot act is left to the owner policies,
+/// which give them no row and refuse their writes with the reason: a second constant `false`
+/// beside theirs would only cost the planner its one-time filter.
 pub fn restriction(tbl: pg_sys::Oid, planning: bool) -> CrmResult<Rc<Filter>> {
     if opened::rows_opened(tbl) {
         return Ok(Rc::new(Filter::Const(true)));
     }
-    let Some(m) = cache::for_action(Action::Read, planning)? else { return Ok(Rc::new(Filter::Const(false))) };
+    // On a broken catalog the owner policies beside this one warn and fail closed (and refuse
+    // writes); this one only fails closed with them.
+    let Ok(m) = cache::current(planning) else {
+        crate::session::plans::failed_closed();
+        return Ok(Rc::new(Filter::Const(false)));
+    };
     let Some(module) = m.module_of(tbl) else { return Ok(Rc::new(Filter::Const(false))) };
     Ok(match identity::acting_user(&m)? {
         Ok(u) => m.restriction_filter(u.owner_id, tbl, module),
-        Err(_) => Rc::new(Filter::Const(false)),
+        Err(_) => Rc::new(Filter::Const(true)),
     })
 }
 
@@ -217,7 +223,7 @@ unsafe fn table_row(row: pg_sys::Datum, typ: pg_sys::Oid, columns: &[&str]) -> T
 #[pg_extern(
     sql = "CREATE FUNCTION crm.within_restrictions(tbl regclass, \"row\" anyelement) RETURNS boolean
            STABLE PARALLEL SAFE LANGUAGE c SUPPORT crm.within_restrictions_support AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';",
-    requires = [crate::planner::support::within_restrictions_support]
+    requires = [planner::support::within_restrictions_support]
 )]
 fn within_restrictions(tbl: Option<pg_sys::Oid>, row: Option<AnyElement>) -> bool {
     let (Some(tbl), Some(row)) = (tbl, row) else { return false };

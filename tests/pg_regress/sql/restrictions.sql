@@ -49,19 +49,19 @@ SELECT crm.add_restriction_rule('Leads', 'group', 'East_Team', 'region', ARRAY['
 -- The holders of a permission set: bob holds Tiered, whose rule allows tier 5 (his own two
 -- leads); with the West rule, the two OR together: bob reads 51 (West) and 52 (tier 5, no
 -- region), mgr_west still 31, 41, 51.
-SELECT crm.create_permission_set('Tiered') > 0 AS set_created;
+SELECT crm.create_permission_set('Tiered');
 SELECT crm.assign_permission_set('Tiered', 'user', 'bob');
 SELECT crm.add_restriction_rule('Leads', 'permission_set', 'Tiered', 'tier', ARRAY['5', '007']) AS tier_rule \gset
 SET SESSION AUTHORIZATION crm_app;
 SELECT regress.leads_of(u) FROM unnest(ARRAY['carol', 'bob', 'mgr_west']) AS u;
 RESET SESSION AUTHORIZATION;
--- Text is compared as the column's type writes it: '007' is no integer's text, '5' is.
+-- Text is compared as the column's type writes it: '05' is no integer's text (5 is '5'), so
+-- bob's tier-5 lead without a region is outside.
 SELECT crm.drop_restriction_rule(:tier_rule);
-SELECT crm.add_restriction_rule('Leads', 'permission_set', 'Tiered', 'tier', ARRAY['007']) AS tier_rule \gset
+SELECT crm.add_restriction_rule('Leads', 'permission_set', 'Tiered', 'tier', ARRAY['05']) AS tier_rule \gset
 SET SESSION AUTHORIZATION crm_app;
 SELECT regress.leads_of('bob');
 RESET SESSION AUTHORIZATION;
-SELECT crm.drop_restriction_rule(:tier_rule);
 
 -- explain_access names the rules that removed access; who_can leaves the restricted out.
 SELECT crm.explain_access('sales.leads', 42, 'read', 'alice');
@@ -105,7 +105,6 @@ SELECT crm.drop_restriction_rule(:audit_rule);
 SELECT regress.catalog_digest() AS before \gset
 SELECT regress.try($$SELECT crm.add_restriction_rule('Leads', 'role', 'Audit', 'nowhere', ARRAY['x'])$$);
 SELECT regress.try($$SELECT crm.add_restriction_rule('Leads', 'role', 'Audit', 'score', ARRAY['1'])$$);
-SELECT regress.try($$SELECT crm.add_restriction_rule('Leads', 'role', 'Audit', 'company', ARRAY['x']) FROM (SELECT 1) x WHERE false$$);
 CREATE COLLATION regress_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
 ALTER TABLE sales.leads ADD COLUMN city text COLLATE regress_ci;
 SELECT regress.try($$SELECT crm.add_restriction_rule('Leads', 'role', 'Audit', 'city', ARRAY['x'])$$);
@@ -125,7 +124,7 @@ SELECT regress.try($$SELECT crm.add_restriction_rule('Leads''; DROP TABLE sales.
 SELECT regress.try($$SELECT crm.add_restriction_rule('Messages', 'role', 'Audit', 'region', ARRAY['x'])$$);
 SELECT regress.try($$SELECT crm.add_restriction_rule('Leads', 'role', 'Audit', '', ARRAY['x'])$$);
 SELECT regress.try($$SELECT crm.add_restriction_rule('Leads', 'role', 'Audit', 'region"; DROP TABLE sales.leads; --', ARRAY['x'])$$);
-SELECT regress.try($$SELECT crm.add_restriction_rule('Leads', 'role', 'Audit', 'region', array_fill('x'::text, ARRAY[1001]) || ARRAY['y'])$$);
+SELECT regress.try($$SELECT crm.add_restriction_rule('Leads', 'role', 'Audit', 'region', ARRAY(SELECT g::text FROM generate_series(1, 1001) g))$$);
 SELECT regress.try($$SELECT crm.drop_restriction_rule(NULL)$$);
 SELECT regress.try($$SELECT crm.drop_restriction_rule(-1)$$);
 -- Removing what a rule names is refused while it does.
@@ -145,6 +144,13 @@ SET SESSION AUTHORIZATION crm_stranger;
 SELECT regress.try($$SELECT crm.add_restriction_rule('Leads', 'role', 'Rep_East', 'region', ARRAY['x'])$$);
 RESET SESSION AUTHORIZATION;
 SELECT regress.catalog_digest() = :'before' AS nothing_changed;
+SELECT crm.drop_restriction_rule(:tier_rule);
+-- A module a rule names cannot be dropped.
+SELECT crm.create_module('Scratch');
+SELECT crm.add_restriction_rule('Scratch', 'role', 'Audit', 'anything', ARRAY['x']) AS scratch_rule \gset
+SELECT regress.try($$SELECT crm.drop_module('Scratch')$$);
+SELECT crm.drop_restriction_rule(:scratch_rule);
+SELECT crm.drop_module('Scratch');
 
 -- A table of the module must have the column: protect refuses one without it, and the
 -- guard refuses its owner dropping, renaming or retyping it.
@@ -176,11 +182,15 @@ SELECT id, region FROM sales.more_leads ORDER BY id;
 ROLLBACK;
 RESET SESSION AUTHORIZATION;
 
--- The policy function as written (no planner folding: a row of another type, NULLs) refuses.
+-- The policy function as written, without the planner's folding (a row that is no column
+-- reference): it reads the row's column; a row of another type, NULLs refuse.
 SET SESSION AUTHORIZATION crm_app;
 BEGIN;
 SET LOCAL crm.user_name = 'alice';
 SELECT crm.within_restrictions('sales.leads', l) AS own_row FROM sales.leads l WHERE id = 41;
+SELECT crm.within_restrictions('sales.leads', ROW(42, 'x', 4, 'West', 4, NULL, NULL)::sales.leads) AS west_row,
+       crm.within_restrictions('sales.leads', ROW(42, 'x', 4, 'East', 4, NULL, NULL)::sales.leads) AS east_row,
+       crm.within_restrictions('sales.leads', ROW(42, 'x', 4, NULL, 4, NULL, NULL)::sales.leads) AS no_region_row;
 SELECT crm.within_restrictions('sales.leads', ROW(41, 'x', 1, 'West', 4, NULL, NULL)) AS record_row;
 SELECT crm.within_restrictions('sales.leads', a) AS account_row FROM sales.accounts a LIMIT 1;
 SELECT crm.within_restrictions(NULL, l) AS null_table, crm.within_restrictions('sales.leads', NULL::sales.leads) AS null_row
@@ -194,3 +204,10 @@ SELECT crm.drop_restriction_rule(rule_id) FROM crm.restriction_rules;
 SET SESSION AUTHORIZATION crm_app;
 SELECT regress.leads_of('mgr_west');
 RESET SESSION AUTHORIZATION;
+
+SET client_min_messages = warning;
+DROP SCHEMA sales CASCADE;
+DROP SCHEMA regress CASCADE;
+DROP EXTENSION crm_access CASCADE;
+DROP COLLATION regress_ci;
+DROP ROLE regress_lead_owner;
