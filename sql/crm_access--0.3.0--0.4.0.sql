@@ -202,8 +202,8 @@ ALTER TABLE crm.restrictions ENABLE ALWAYS TRIGGER audit_insert, ENABLE ALWAYS T
     ENABLE ALWAYS TRIGGER audit_delete, ENABLE ALWAYS TRIGGER audit_truncate;
 CREATE TRIGGER refuse_on_subscriber BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON crm.restrictions
     FOR EACH STATEMENT EXECUTE FUNCTION crm.refuse_on_subscriber();
-ALTER TABLE crm.restrictions OWNER TO crm_access_catalog;
 GRANT SELECT ON crm.restrictions TO PUBLIC;
+ALTER TABLE crm.restrictions OWNER TO crm_access_catalog;
 SELECT pg_catalog.pg_extension_config_dump('crm.restrictions', '');
 SELECT pg_catalog.pg_extension_config_dump('crm.restrictions_id_seq', '');
 
@@ -400,7 +400,32 @@ END $$;
 
 -- The API (src/api/restrictions.rs, src/enforce/restrictions.rs, src/planner/support.rs, as
 -- pgrx declares it).
-@@PGRX_FUNCTIONS@@
+-- crm_access::api::restrictions::add_restriction_rule
+CREATE  FUNCTION "add_restriction_rule"(
+	"module" TEXT, /* Option < & str > */
+	"kind" TEXT, /* Option < & str > */
+	"name" TEXT, /* Option < & str > */
+	"column_name" TEXT, /* Option < & str > */
+	"allowed" TEXT[] /* :: std :: option :: Option < Vec < Option < String > > > */
+) RETURNS bigint /* i64 */
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'add_restriction_rule_wrapper';
+-- crm_access::api::restrictions::drop_restriction_rule
+CREATE  FUNCTION "drop_restriction_rule"(
+	"id" bigint /* Option < i64 > */
+) RETURNS void
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'drop_restriction_rule_wrapper';
+-- crm_access::planner::support::within_restrictions_support
+CREATE  FUNCTION "within_restrictions_support"(
+	"request" internal /* Internal */
+) RETURNS internal /* Internal */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'within_restrictions_support_wrapper';
+-- crm_access::enforce::restrictions::within_restrictions
+CREATE FUNCTION crm.within_restrictions(tbl regclass, "row" anyelement) RETURNS boolean
+           STABLE PARALLEL SAFE LANGUAGE c SUPPORT crm.within_restrictions_support AS 'MODULE_PATHNAME', 'within_restrictions_wrapper';
 
 -- Every protected table gets the policy crm.protect() now attaches (src/policy/protect.rs).
 DO $$
