@@ -138,8 +138,18 @@ fn a_parallel_restore_keeps_the_catalog_and_what_everyone_sees() {
 
 fn dump_and_restore(source: &str, target: &str, restore_options: &[&str]) {
     let mut original = organisation(source);
+    // A restriction rule (issue 25): mgr and rep reach the West half of the leads; its rows and
+    // the crm_restrict policy come back with the restore.
+    original
+        .batch_execute(
+            "ALTER TABLE leads ADD COLUMN region text;
+             UPDATE leads SET region = (ARRAY['West', 'East'])[1 + id % 2];
+             SELECT crm.add_restriction_rule('Leads', 'role_and_subordinates', 'Mgr', 'region', ARRAY['West']);",
+        )
+        .unwrap();
     let before = sightings(source);
     assert_eq!(before[&("other".to_string(), "opportunities".to_string())].len(), 10, "the rule carries accounts' opportunities");
+    assert_eq!(before[&("rep".to_string(), "leads".to_string())], vec![2, 12, 22, 32, 42], "the restriction rule holds");
     let dir = PathBuf::from(env("PGHOST"));
     let dump = dir.join(format!("{source}.pgdump"));
     let (host, port) = (env("PGHOST"), env("PGPORT"));
