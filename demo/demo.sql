@@ -9,12 +9,32 @@ CREATE EXTENSION crm_access;
 \o
 CREATE SCHEMA demo;
 GRANT USAGE ON SCHEMA demo TO PUBLIC;
+-- Only a statement of the client's own may set the acting user (DESIGN §5), or a superuser's
+-- code in a superuser's session. The demo's helpers show what each user sees from inside one
+-- query, so demo.act_as(who) takes the demo's superuser session back for a moment, sets
+-- crm.user_name there, and goes on as the role the caller was (crm_app): row security and
+-- privileges stay the caller's, the acting user is `who`; demo.act_done() undoes it.
+CREATE FUNCTION demo.act_as(who text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE was text := current_user;
+BEGIN
+    PERFORM set_config('demo.session_was', session_user, true);
+    PERFORM set_config('session_authorization', 'postgres', true);
+    PERFORM set_config('crm.user_name', coalesce(who, ''), true);
+    PERFORM set_config('role', was, true);
+END $$;
+CREATE FUNCTION demo.act_done() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('role', 'none', true);
+    PERFORM set_config('crm.user_name', '', true);
+    PERFORM set_config('session_authorization', current_setting('demo.session_was'), true);
+END $$;
 -- What `who` sees, for the web app that sets the acting user per transaction.
 CREATE FUNCTION demo.leads_seen_by(who text, OUT leads bigint, OUT owners text) LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM set_config('crm.user_name', who, true);
+    PERFORM demo.act_as(who);
     SELECT count(*), string_agg(DISTINCT d.name, ', ') INTO leads, owners
     FROM sales.leads l JOIN crm.user_directory d ON d.owner_id = l.owner_id;
+    PERFORM demo.act_done();
 END $$;
 
 \echo
@@ -94,7 +114,7 @@ INSERT INTO crm.conversations (subject, linked_table, linked_id, assigned_to, is
 \o
 CREATE FUNCTION demo.inbox(who text) RETURNS TABLE (tab text, conversations text) LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM set_config('crm.user_name', who, true);
+    PERFORM demo.act_as(who);
     RETURN QUERY
     SELECT t.tab, (SELECT string_agg(subject, ' | ' ORDER BY last_message_at DESC) FROM crm.inbox_all WHERE t.tab = 'All Conversations')
     FROM (VALUES ('All Conversations')) t(tab) UNION ALL
@@ -102,6 +122,7 @@ BEGIN
     SELECT 'My Unassigned', (SELECT string_agg(subject, ' | ' ORDER BY last_message_at DESC) FROM crm.inbox_my_unassigned) UNION ALL
     SELECT 'Archive', (SELECT string_agg(subject, ' | ' ORDER BY last_message_at DESC) FROM crm.inbox_archive) UNION ALL
     SELECT 'New Messages', (SELECT string_agg(subject, ' | ' ORDER BY last_message_at DESC) FROM crm.inbox_new);
+    PERFORM demo.act_done();
 END $$;
 SET SESSION AUTHORIZATION crm_app;
 \echo '--- alice (rep): her lead''s conversation even though bob answers it, and new contacts'
@@ -161,9 +182,10 @@ SELECT crm.grant_privileges('Sales', 'Activities', ARRAY['read', 'create', 'edit
 \o
 CREATE FUNCTION demo.calendar_of(who text) RETURNS TABLE (viewer text, event text, details text, busy_only boolean) LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM set_config('crm.user_name', who, true);
+    PERFORM demo.act_as(who);
     RETURN QUERY SELECT who, c.owner || ' ' || to_char(c.starts_at, 'HH24:MI'), c.subject || coalesce(': ' || c.description, ''), c.busy_only
                  FROM crm.calendar c ORDER BY c.starts_at;
+    PERFORM demo.act_done();
 END $$;
 SET SESSION AUTHORIZATION crm_app;
 \o /dev/null
@@ -205,15 +227,16 @@ INSERT INTO sales.projects VALUES
     (3, 'carol''s project', crm.owner_id('carol'), 7);
 SELECT crm.add_sharing_rule('Accounts', 'role', 'Rep_West', 'role', 'Rep_East', 'read', ARRAY['Projects']);
 \o
-CREATE FUNCTION demo.projects_seen_by(who text) RETURNS text LANGUAGE plpgsql AS $$
+CREATE FUNCTION demo.projects_seen_by(who text, OUT projects text) LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM set_config('crm.user_name', who, true);
-    RETURN (SELECT string_agg(name, ', ' ORDER BY id) FROM sales.projects);
+    PERFORM demo.act_as(who);
+    projects := (SELECT string_agg(name, ', ' ORDER BY id) FROM sales.projects);
+    PERFORM demo.act_done();
 END $$;
-\echo '--- own projects and those below; carol (Rep_East) also reads those under Rep_West''s accounts,'
+\echo '--- own projects and those below (bob was disabled above); carol (Rep_East) also reads those under Rep_West''s accounts,'
 \echo '    by a sharing rule on Accounts that carries Projects'
 SET SESSION AUTHORIZATION crm_app;
-SELECT u AS "user", demo.projects_seen_by(u) AS projects FROM unnest(ARRAY['alice', 'bob', 'carol', 'mgr_west']) AS u;
+SELECT u AS "user", demo.projects_seen_by(u) AS projects FROM unnest(ARRAY['alice', 'carol', 'mgr_west']) AS u;
 RESET SESSION AUTHORIZATION;
 SELECT crm.explain_access('sales.projects', 1, 'read', 'carol');
 
