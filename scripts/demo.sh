@@ -19,7 +19,16 @@ cargo pgrx install --sudo --no-default-features --features pg15 -c "$PG_CONFIG_1
 cluster_start "$(cluster_dir demo-cluster)" 5497
 $keep || trap cluster_stop EXIT
 createdb crm_demo
-psql -X -d crm_demo -f demo/demo.sql
+# The demo shows some refusals on purpose; any other error means a scene broke (since issue
+# 24 a scene that set the acting user from a function printed an error in place of its table,
+# and nothing noticed), so the run fails.
+psql -X -d crm_demo -f demo/demo.sql 2>&1 | tee target/demo-output.log
+intended='may not create a Leads record owned by bob|no acting CRM user: delete on table sales.leads is refused|field "budget" of sales.leads is read-only|permission denied for table leads|role "bi_alice" may not set crm.user_name|violates row-level security policy "crm_restrict"'
+if grep -E '^(psql:[^ ]+: )?ERROR' target/demo-output.log | grep -Evq "$intended"; then
+    echo "demo: a scene failed:" >&2
+    grep -E '^(psql:[^ ]+: )?ERROR' target/demo-output.log | grep -Ev "$intended" >&2
+    exit 1
+fi
 
 echo
 if $keep; then
