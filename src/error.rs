@@ -119,6 +119,11 @@ impl CrmError {
         CrmError::new(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, message)
     }
 
+    /// Something this call read was changed by a transaction that committed while it ran.
+    pub fn serialization(message: impl Into<String>) -> Self {
+        CrmError::new(PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE, message)
+    }
+
     /// A plan made earlier in the transaction would run with decisions a catalog change,
     /// committed since, has overtaken (`session::plans`).
     pub fn catalog_changed() -> Self {

@@ -31,6 +31,15 @@ fn protect(tbl: Option<PgRelation>, module: Option<&str>, owner_column: default!
 }
 
 fn protect_table(oid: pg_sys::Oid, module: &str, owner_column: &str) -> CrmResult<()> {
+    // Serialised with a concurrent crm.add_restriction_rule on the module, which holds its row
+    // FOR SHARE (red team of issue 25); the rules are then read under the latest snapshot.
+    let as_data = crate::catalog::compat::modules_are_data();
+    if as_data {
+        crate::catalog::spi::on_catalog(|c| {
+            c.update("SELECT 1 FROM crm.modules WHERE name = $1 FOR UPDATE", None, &[module.into()])?;
+            Ok(())
+        })?;
+    }
     let (table, linked) = as_caller(|c| {
         check_record_module(c, module, "protected tables")?;
         let table = check_caller_owns_plain_table(c, oid, "protect")?;
@@ -50,7 +59,7 @@ fn protect_table(oid: pg_sys::Oid, module: &str, owner_column: &str) -> CrmResul
         }
         // The restriction rules of the module read their columns on every table of it (an
         // older schema, during an update running older releases' scripts, has none).
-        if crate::catalog::compat::modules_are_data() {
+        if as_data {
             let problems = one::<String>(
                 c,
                 "SELECT string_agg(format('restriction rule %s: %s', id, crm.restriction_column_problem($1, column_name)), '; ' ORDER BY id)
@@ -60,6 +69,15 @@ fn protect_table(oid: pg_sys::Oid, module: &str, owner_column: &str) -> CrmResul
             if let Some(problems) = problems {
                 return Err(CrmError::prerequisite(format!("{table} cannot hold {module} records: {problems}"))
                     .with_hint("Every protected table of a module has the columns its restriction rules read (see crm.restriction_rules)."));
+            }
+            let (_, late) = crate::catalog::latest::execute(
+                "SELECT count(*) FROM crm.restrictions WHERE module = $2 AND crm.restriction_column_problem($1, column_name) IS NOT NULL",
+                &[(pg_sys::OIDOID, oid.into(), false), (pg_sys::TEXTOID, module.into_datum().expect("text"), false)],
+                true,
+            )?;
+            if late.unwrap_or(0) > 0 {
+                return Err(CrmError::serialization(format!("a restriction rule of {module} was added while {table} was being protected"))
+                    .with_hint("Run the call again."));
             }
         }
         let linked = exists(c, "SELECT 1 FROM crm.parent_links WHERE child = $1", &[oid.into()])?;

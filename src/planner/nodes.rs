@@ -33,10 +33,19 @@ pub fn filter(filter: &Filter, column: &impl Fn(&str) -> Option<Node>) -> Option
     Some(unsafe { build(filter, &column) })
 }
 
-/// Whether every column `filter` compares as text is of a type restriction rules can compare.
+/// Whether every column `filter` compares as text is of a type restriction rules can compare,
+/// under a deterministic collation: under another, `=` would admit values whose text differs
+/// (red team of issue 25: a column retyped while a rule was added), so the call is kept and
+/// compares the text itself.
 fn texts_comparable(filter: &Filter, columns: &[(&str, Node)]) -> bool {
+    // SAFETY: `node` is a valid expression of the planning in progress; the collation lookup
+    // reads the syscache.
+    let deterministic = |node: Node| unsafe {
+        let collation = pg_sys::exprCollation(node);
+        collation == pg_sys::InvalidOid || pg_sys::get_collation_isdeterministic(collation)
+    };
     match filter {
-        Filter::OneOf(c, _) => columns.iter().any(|(name, node)| name == c && kind_of(*node).is_some()),
+        Filter::OneOf(c, _) => columns.iter().any(|(name, node)| name == c && kind_of(*node).is_some() && deterministic(*node)),
         Filter::Not(f) => texts_comparable(f, columns),
         Filter::And(parts) | Filter::Or(parts) => parts.iter().all(|p| texts_comparable(p, columns)),
         _ => true,

@@ -341,3 +341,79 @@ fn a_rule_and_the_removal_of_its_relation_do_not_both_commit() {
         .get(0);
     assert_eq!(dangling, 0);
 }
+
+/// A restriction rule and the protection of a table of its module that lacks the rule's column
+/// (red team of issue 25): before, both committed, the table's restricted users read nothing
+/// and every later DDL of the database was refused. Now whichever comes second waits for the
+/// first and is refused, in either order and in REPEATABLE READ too; the same for the table
+/// owner's change of the column.
+#[test]
+fn a_restriction_rule_and_a_table_without_its_column_do_not_both_commit() {
+    const DB: &str = "race_restrictions";
+    let mut admin = org(DB);
+    admin
+        .batch_execute(
+            "SELECT crm.create_module('Proj');
+             CREATE TABLE p1 (id bigint PRIMARY KEY, owner_id bigint NOT NULL, zone text);
+             SELECT crm.protect('p1', 'Proj');",
+        )
+        .unwrap();
+    let problems = |admin: &mut Client| -> i64 {
+        admin
+            .query_one("SELECT count(*) FROM crm.protected_tables p, crm.restrictions r WHERE r.module = p.module AND crm.restriction_column_problem(p.tbl, r.column_name) IS NOT NULL", &[])
+            .unwrap()
+            .get(0)
+    };
+    for (n, isolation) in ["READ COMMITTED", "REPEATABLE READ"].iter().enumerate() {
+        // The protect holds the module; the rule waits, then finds the table without its column.
+        admin.batch_execute(&format!("CREATE TABLE q{n} (id bigint PRIMARY KEY, owner_id bigint NOT NULL)")).unwrap();
+        let mut first = connect(DB, "postgres");
+        let mut tx = first.transaction().unwrap();
+        tx.batch_execute(&format!("SELECT crm.protect('q{n}', 'Proj')")).unwrap();
+        let isolation = isolation.to_string();
+        let second = thread::spawn(move || {
+            let mut c = connect(DB, "postgres");
+            c.batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL {isolation}; SELECT 1; SELECT crm.add_restriction_rule('Proj', 'role', 'Rep', 'zone', ARRAY['W']); COMMIT;"
+            ))
+        });
+        until_blocked(&mut admin, DB);
+        tx.commit().unwrap();
+        let err = second.join().unwrap().unwrap_err();
+        let code = err.as_db_error().map(|e| e.code().code().to_string());
+        assert!(matches!(code.as_deref(), Some("42703") | Some("40001")), "{err}");
+        assert_eq!(problems(&mut admin), 0);
+        admin.batch_execute(&format!("SELECT crm.unprotect('q{n}')")).unwrap();
+    }
+    // The other order: the rule holds the module; the protect waits, then finds the rule.
+    admin.batch_execute("CREATE TABLE r1 (id bigint PRIMARY KEY, owner_id bigint NOT NULL)").unwrap();
+    let mut first = connect(DB, "postgres");
+    let mut tx = first.transaction().unwrap();
+    let rule: i64 = tx.query_one("SELECT crm.add_restriction_rule('Proj', 'role', 'Rep', 'zone', ARRAY['W'])", &[]).unwrap().get(0);
+    let second = thread::spawn(move || {
+        let mut c = connect(DB, "postgres");
+        c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1; SELECT crm.protect('r1', 'Proj'); COMMIT;")
+    });
+    until_blocked(&mut admin, DB);
+    tx.commit().unwrap();
+    let err = second.join().unwrap().unwrap_err();
+    let code = err.as_db_error().map(|e| e.code().code().to_string());
+    assert!(matches!(code.as_deref(), Some("55000") | Some("40001")), "{err}");
+    assert_eq!(problems(&mut admin), 0);
+    // The table's owner retyping the column while a rule is added: the rule waits for the
+    // ALTER TABLE, then finds the column of a type it cannot compare.
+    admin.batch_execute(&format!("SELECT crm.drop_restriction_rule({rule})")).unwrap();
+    let mut first = connect(DB, "postgres");
+    let mut tx = first.transaction().unwrap();
+    tx.batch_execute("ALTER TABLE p1 ALTER COLUMN zone TYPE numeric USING NULL").unwrap();
+    let second = thread::spawn(move || {
+        let mut c = connect(DB, "postgres");
+        c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1; SELECT crm.add_restriction_rule('Proj', 'role', 'Rep', 'zone', ARRAY['W']); COMMIT;")
+    });
+    until_blocked(&mut admin, DB);
+    tx.commit().unwrap();
+    let err = second.join().unwrap().unwrap_err();
+    let code = err.as_db_error().map(|e| e.code().code().to_string());
+    assert!(matches!(code.as_deref(), Some("42804") | Some("40001")), "{err}");
+    assert_eq!(problems(&mut admin), 0);
+}
