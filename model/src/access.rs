@@ -149,7 +149,7 @@ pub struct Model {
     pub(crate) members: BTreeMap<OwnerId, Vec<Party>>,
     /// User ids ordered by name.
     users_by_name: Vec<OwnerId>,
-    users_by_role: BTreeMap<RoleId, Vec<OwnerId>>,
+    pub(crate) users_by_role: BTreeMap<RoleId, Vec<OwnerId>>,
     /// The groups of each user.
     user_groups: GroupsOfUsers,
     role_privileges: BTreeMap<RoleId, Privileges>,

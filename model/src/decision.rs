@@ -49,6 +49,9 @@ pub enum Reason {
     NoEventAccess { owner: String, public: bool },
     /// Restriction rules (DESIGN §9): `rules` describes those that apply.
     Restricted { rules: String },
+    /// A record share (DESIGN §9): who shared it, with whom (`user U`, `role R`, ...), and
+    /// until when (PostgreSQL timestamptz microseconds; the caller writes it as a time).
+    SharedRecord { by: String, with: String, access: RuleAccess, until: Option<i64> },
 }
 
 impl fmt::Display for Reason {
@@ -92,6 +95,13 @@ impl fmt::Display for Reason {
                 "the event belongs to {owner}; {}",
                 if *public { "it is public, but you are not above them and they do not share their calendar with you" } else { "it is private and you are not invited" }
             ),
+            Reason::SharedRecord { by, with, access, until } => {
+                write!(f, "shared by {by} with {with} ({})", access.as_str())?;
+                match until {
+                    Some(t) => write!(f, " until {}", crate::record_shares::timestamp_text(*t)),
+                    None => Ok(()),
+                }
+            }
             Reason::Restricted { rules } => write!(f, "the record is outside every restriction rule that applies to you: {rules}"),
             Reason::NoConversationAccess => {
                 write!(f, "the conversation is not assigned to you, not linked to a record you own, and no message permission reaches it")

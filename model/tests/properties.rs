@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crm_model::{Owned, Action, Catalog, Conversation, Event, MessagePermission, Group, GroupMember, Holds, Model, Module, Party, Profile, Restricted, RestrictionRule, Role, Row, RuleAccess, Value, Filter, SharingLevel, SharingRule, User};
+use crm_model::{Owned, RecordShare, Action, Catalog, Conversation, Event, MessagePermission, Group, GroupMember, Holds, Model, Module, Party, Profile, Restricted, RestrictionRule, Role, Row, RuleAccess, Value, Filter, SharingLevel, SharingRule, User};
 use proptest::prelude::*;
 
 fn catalog() -> impl Strategy<Value = Catalog> {
@@ -385,6 +385,62 @@ proptest! {
                                 prop_assert_eq!(scope.admits(&row), refined.allowed, "filter: {} {} {} owner {} {:?} {:?}", u.name, module, action, o, region, tier);
                             }
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    /// Record shares (DESIGN §9): whose shares reach a user, computed top-down (the receivers
+    /// a policy's lookup names), is exactly the set of receivers that reach the user computed
+    /// bottom-up; and a record's decision with its shares allows exactly what the owner scope
+    /// allows plus what a share that counts at the moment reaches, where the module privilege
+    /// lets the user act at all.
+    #[test]
+    fn shares_reach_exactly_their_receivers_and_those_above(catalog in catalog(), seed in any::<u64>()) {
+        let m = Model::compile(catalog).unwrap();
+        let mut rnd = seed;
+        let mut next = |n: usize| {
+            rnd = rnd.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((rnd >> 33) as usize) % n.max(1)
+        };
+        let n_roles = m.catalog().roles.len() as i64;
+        let receivers: Vec<Party> = m.users().map(|u| Party::User(u.owner_id))
+            .chain((1000..1006).map(Party::Group))
+            .chain((1..=n_roles).flat_map(|r| [Party::Role(r), Party::RoleAndSubordinates(r)]))
+            .collect();
+        for u in m.users() {
+            let parties = m.share_parties(u.owner_id);
+            for &r in &receivers {
+                prop_assert_eq!(parties.contains(r), m.receives_share(u.owner_id, r), "{} receives {:?}", u.name, r);
+            }
+        }
+        let at = 1_000_000;
+        let shares: Vec<RecordShare> = (0..1 + next(4))
+            .map(|i| RecordShare {
+                id: i as i64,
+                receiver: receivers[next(receivers.len())],
+                access: if next(2) == 0 { RuleAccess::Read } else { RuleAccess::ReadWrite },
+                until: match next(3) { 0 => None, 1 => Some(at - 1 + next(3) as i64), _ => Some(at + 10) },
+                shared_by: 100,
+            })
+            .collect();
+        let owners: Vec<i64> = m.users().map(|u| u.owner_id).take(8).chain([1000, 99_999]).collect();
+        let record_modules: Vec<String> = m.catalog().modules.iter().filter(|m| m.holds.is_none()).map(|m| m.name.clone()).collect();
+        for u in m.users() {
+            let parties = m.share_parties(u.owner_id);
+            for module in record_modules.iter().map(String::as_str) {
+                for action in [Action::Read, Action::Edit, Action::Delete] {
+                    let scope = m.scope(u.owner_id, module, action);
+                    // The gate is open when the user may act on a record of their own.
+                    let gate_open = m.decide(Some(u.owner_id), module, action, u.owner_id).allowed;
+                    let shared = gate_open && shares.iter().any(|s| s.grants(action, at) && parties.contains(s.receiver));
+                    for &o in &owners {
+                        let d = m.decide_with_shares(Some(u.owner_id), module, action, o, &shares, at);
+                        prop_assert_eq!(d.allowed, scope.contains(o) || shared, "{} {} {} owner {}: {}", u.name, module, action, o, d.reason);
                     }
                 }
             }
