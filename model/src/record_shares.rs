@@ -112,6 +112,39 @@ impl Model {
             None => decided,
         }
     }
+
+    /// A child record's decision with shares: its own (`decide_child`, then its own shares),
+    /// else a share of its parent record, which reaches the child records of the parent's
+    /// directly related modules with the same access (DESIGN §9, as a rule's related modules).
+    pub fn decide_child_with_shares(
+        &self,
+        user: Option<OwnerId>,
+        child_module: &str,
+        parent_module: &str,
+        action: Action,
+        (owner, parent_owner): (OwnerId, Option<OwnerId>),
+        (own_shares, parent_shares): (&[RecordShare], &[RecordShare]),
+        at: i64,
+    ) -> Decision {
+        let decided = self.decide_child(user, child_module, parent_module, action, owner, parent_owner);
+        let (Some(user), false, Reason::NoRecordAccess { .. }) = (user, decided.allowed, &decided.reason) else { return decided };
+        let related = self.catalog.module_relations.iter().any(|(p, c)| p == parent_module && c == child_module);
+        let through_parent = parent_shares.iter().filter(|_| related);
+        let own = own_shares.iter().map(|s| (s, false));
+        match own.chain(through_parent.map(|s| (s, true))).find(|(s, _)| s.grants(action, at) && self.receives_share(user, s.receiver)) {
+            Some((s, via_parent)) => Decision::allow(Reason::SharedRecord {
+                by: self.owner_name(s.shared_by).unwrap_or("?").to_string(),
+                with: if via_parent {
+                    format!("{} (through the parent {parent_module} record)", self.describe(s.receiver))
+                } else {
+                    self.describe(s.receiver)
+                },
+                access: s.access,
+                until: s.until,
+            }),
+            None => decided,
+        }
+    }
 }
 
 /// A PostgreSQL timestamptz (microseconds since 2000-01-01 00:00 UTC) as PostgreSQL writes it

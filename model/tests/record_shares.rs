@@ -87,3 +87,28 @@ fn a_share_counts_for_a_moment_strictly_before_its_until() {
     assert!(decide(&m, OTHER, Action::Read, &until, NOW).starts_with("denied: the record is owned by rep"));
     assert!(decide(&m, OTHER, Action::Read, &until, NOW + 1).starts_with("denied"));
 }
+
+#[test]
+fn a_parent_records_share_reaches_its_children_in_related_modules_only() {
+    let mut catalog = org().catalog().clone();
+    catalog.users = org().users().cloned().collect();
+    catalog.modules.push(Module::new("Accounts", SharingLevel::Private));
+    catalog.modules.push(Module::new("Projects", SharingLevel::Private));
+    catalog.modules.push(Module::new("Notes", SharingLevel::Private));
+    catalog.module_relations = vec![("Accounts".into(), "Projects".into())];
+    for p in &mut catalog.profiles {
+        for m in ["Accounts", "Projects", "Notes"] {
+            p.grants.insert(m.into(), vec![Action::Read, Action::Edit]);
+        }
+    }
+    let m = Model::compile(catalog).unwrap();
+    let parent = [share(Party::User(OTHER), RuleAccess::Read, None)];
+    let d = m.decide_child_with_shares(Some(OTHER), "Projects", "Accounts", Action::Read, (REP, Some(REP)), (&[], &parent), NOW);
+    assert_eq!(d.reason.to_string(), "shared by rep with user other (through the parent Accounts record) (read)");
+    assert!(d.allowed);
+    assert!(!m.decide_child_with_shares(Some(OTHER), "Projects", "Accounts", Action::Edit, (REP, Some(REP)), (&[], &parent), NOW).allowed);
+    // Notes are not related to Accounts: the parent's share carries nothing there.
+    assert!(!m.decide_child_with_shares(Some(OTHER), "Notes", "Accounts", Action::Read, (REP, Some(REP)), (&[], &parent), NOW).allowed);
+    // The child's own share counts as for any record.
+    assert!(m.decide_child_with_shares(Some(OTHER), "Notes", "Accounts", Action::Read, (REP, Some(REP)), (&parent, &[]), NOW).allowed);
+}
