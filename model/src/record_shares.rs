@@ -119,8 +119,7 @@ impl Model {
     pub fn decide_child_with_shares(
         &self,
         user: Option<OwnerId>,
-        child_module: &str,
-        parent_module: &str,
+        (child_module, parent_module): (&str, &str),
         action: Action,
         (owner, parent_owner): (OwnerId, Option<OwnerId>),
         (own_shares, parent_shares): (&[RecordShare], &[RecordShare]),

@@ -103,12 +103,12 @@ fn a_parent_records_share_reaches_its_children_in_related_modules_only() {
     }
     let m = Model::compile(catalog).unwrap();
     let parent = [share(Party::User(OTHER), RuleAccess::Read, None)];
-    let d = m.decide_child_with_shares(Some(OTHER), "Projects", "Accounts", Action::Read, (REP, Some(REP)), (&[], &parent), NOW);
+    let d = m.decide_child_with_shares(Some(OTHER), ("Projects", "Accounts"), Action::Read, (REP, Some(REP)), (&[], &parent), NOW);
     assert_eq!(d.reason.to_string(), "shared by rep with user other (through the parent Accounts record) (read)");
     assert!(d.allowed);
-    assert!(!m.decide_child_with_shares(Some(OTHER), "Projects", "Accounts", Action::Edit, (REP, Some(REP)), (&[], &parent), NOW).allowed);
+    assert!(!m.decide_child_with_shares(Some(OTHER), ("Projects", "Accounts"), Action::Edit, (REP, Some(REP)), (&[], &parent), NOW).allowed);
     // Notes are not related to Accounts: the parent's share carries nothing there.
-    assert!(!m.decide_child_with_shares(Some(OTHER), "Notes", "Accounts", Action::Read, (REP, Some(REP)), (&[], &parent), NOW).allowed);
+    assert!(!m.decide_child_with_shares(Some(OTHER), ("Notes", "Accounts"), Action::Read, (REP, Some(REP)), (&[], &parent), NOW).allowed);
     // The child's own share counts as for any record.
-    assert!(m.decide_child_with_shares(Some(OTHER), "Notes", "Accounts", Action::Read, (REP, Some(REP)), (&parent, &[]), NOW).allowed);
+    assert!(m.decide_child_with_shares(Some(OTHER), ("Notes", "Accounts"), Action::Read, (REP, Some(REP)), (&parent, &[]), NOW).allowed);
 }
