@@ -159,12 +159,25 @@ pub struct Model {
     pub(crate) set_holders: BTreeMap<crate::ProfileId, Vec<OwnerId>>,
     pub(crate) rules: Vec<CompiledRule>,
     pub(crate) defaults: BTreeMap<String, SharingLevel>,
+    /// The earliest end of a grant still to come when compiled (`compile_at`).
+    valid_until: Option<i64>,
 }
 
 impl Model {
-    /// Compile a catalog. Its users move into the model (`Model::users`), so that the
-    /// largest part of the catalog is held once: `catalog().users` is empty afterwards.
-    pub fn compile(mut catalog: Catalog) -> Result<Model, ModelError> {
+    /// Compile a catalog with every grant that has an end counting (as at the beginning of
+    /// time; `compile_at` for a moment). Its users move into the model (`Model::users`), so
+    /// that the largest part of the catalog is held once: `catalog().users` is empty afterwards.
+    pub fn compile(catalog: Catalog) -> Result<Model, ModelError> {
+        Self::compile_at(catalog, i64::MIN)
+    }
+
+    /// Compile a catalog as it stands at the moment `at` (PostgreSQL timestamptz
+    /// microseconds): a permission-set assignment whose `until` is not after `at` is left out,
+    /// of the compiled catalog too (DESIGN §9). The model is right until `valid_until`, the
+    /// earliest end still to come; whoever holds it compiles again for a moment at or after it.
+    pub fn compile_at(mut catalog: Catalog, at: i64) -> Result<Model, ModelError> {
+        let valid_until = catalog.permission_set_assignments.iter().filter_map(|a| a.2).filter(|&until| until > at).min();
+        catalog.permission_set_assignments.retain(|a| a.2.is_none_or(|until| at < until));
         let tree = RoleTree::build(&catalog.roles)?;
         // Every chain of control ends at a module that governs itself (the API only lets a
         // new module be controlled by an existing one; a direct write could loop).
@@ -208,7 +221,7 @@ impl Model {
         let sets: BTreeMap<_, _> = catalog.permission_sets.iter().map(|p| (p.id, p)).collect();
         let mut user_privileges: BTreeMap<OwnerId, Privileges> = BTreeMap::new();
         let mut set_holders: BTreeMap<crate::ProfileId, Vec<OwnerId>> = BTreeMap::new();
-        for (set, assignee) in &catalog.permission_set_assignments {
+        for (set, assignee, _) in &catalog.permission_set_assignments {
             let Some(set) = sets.get(set) else { continue };
             let holders: Vec<OwnerId> = if groups.contains_key(assignee) {
                 users_of(Party::Group(*assignee), &index)
@@ -274,7 +287,15 @@ impl Model {
             set_holders,
             rules,
             defaults,
+            valid_until,
         })
+    }
+
+    /// The moment from which this model is out of date by the clock alone: a grant it holds
+    /// ends then (None: none ends). A statement starting at or after it needs a model
+    /// compiled for its own moment.
+    pub fn valid_until(&self) -> Option<i64> {
+        self.valid_until
     }
 
     /// The catalog compiled, without its users (see `compile`; `users()` has them).

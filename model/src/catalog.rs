@@ -35,9 +35,10 @@ pub struct Catalog {
     pub sharing_rules: Vec<SharingRule>,
     #[serde(default)]
     pub permission_sets: Vec<Profile>,
-    /// (permission set, user or group owner id)
+    /// (permission set, user or group owner id, until): an assignment counts for a moment
+    /// strictly before its `until` (PostgreSQL timestamptz microseconds), or always (DESIGN §9).
     #[serde(default)]
-    pub permission_set_assignments: Vec<(i64, OwnerId)>,
+    pub permission_set_assignments: Vec<(i64, OwnerId, Option<i64>)>,
     /// (module, field) hidden from every non-admin user (global field access).
     #[serde(default)]
     pub hidden_fields: Vec<(String, String)>,

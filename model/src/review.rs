@@ -111,7 +111,7 @@ impl Model {
             }
         }
         let groups: BTreeSet<OwnerId> = self.groups_of(user).collect();
-        for (set, assignee) in &c.permission_set_assignments {
+        for (set, assignee, _) in &c.permission_set_assignments {
             if *assignee == user || groups.contains(assignee) {
                 out.extend(c.permission_sets.iter().filter(|p| p.id == *set && grants(p)).map(|p| format!("permission set {}", p.name)));
             }

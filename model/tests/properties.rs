@@ -116,7 +116,7 @@ fn catalog() -> impl Strategy<Value = Catalog> {
             })
             .collect();
         let permission_set_assignments = (0..permission_sets.len() * 2)
-            .map(|i| (500 + (i / 2) as i64, if next(2) == 0 || n_groups == 0 { 100 + next(n_users) as i64 } else { 1000 + next(n_groups) as i64 }))
+            .map(|i| (500 + (i / 2) as i64, if next(2) == 0 || n_groups == 0 { 100 + next(n_users) as i64 } else { 1000 + next(n_groups) as i64 }, None))
             .collect();
         let calendar_shares = (0..next(8)).map(|_| (100 + next(n_users) as i64, 100 + next(n_users) as i64)).collect();
         // Restriction rules (DESIGN §9) on any record module, over two columns every record has.
@@ -184,7 +184,7 @@ fn rule_applies(m: &Model, r: &RestrictionRule, u: &User) -> bool {
         Restricted::RoleAndSubordinates(role) => above(role, u.role),
         Restricted::Group(g) => m.groups_of(u.owner_id).any(|x| x == g),
         Restricted::PermissionSet(s) => m.catalog().permission_sets.iter().any(|p| p.id == s)
-            && m.catalog().permission_set_assignments.iter().any(|&(set, who)| set == s && (who == u.owner_id || m.groups_of(u.owner_id).any(|g| g == who))),
+            && m.catalog().permission_set_assignments.iter().any(|&(set, who, _)| set == s && (who == u.owner_id || m.groups_of(u.owner_id).any(|g| g == who))),
     }
 }
 
@@ -445,5 +445,52 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    /// Permission sets that expire (DESIGN §9): a model compiled at a moment decides exactly as
+    /// one compiled from the catalog without the assignments that ended by then, and knows the
+    /// next moment one ends.
+    #[test]
+    fn a_model_at_a_moment_leaves_out_what_ended_by_then(catalog in catalog(), seed in any::<u64>()) {
+        let mut rnd = seed;
+        let mut next = |n: usize| {
+            rnd = rnd.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((rnd >> 33) as usize) % n.max(1)
+        };
+        let at = 1_000;
+        let mut catalog = catalog;
+        for a in &mut catalog.permission_set_assignments {
+            a.2 = [None, Some(at - 5), Some(at), Some(at + 1), Some(at + 50)][next(5)];
+        }
+        let expected_until = catalog.permission_set_assignments.iter().filter_map(|a| a.2).filter(|&u| u > at).min();
+        let first_end = catalog.permission_set_assignments.iter().filter_map(|a| a.2).min();
+        let mut without = catalog.clone();
+        without.permission_set_assignments.retain(|a| a.2.is_none_or(|u| u > at));
+        for a in &mut without.permission_set_assignments {
+            a.2 = None;
+        }
+        let m = Model::compile_at(catalog.clone(), at).unwrap();
+        let plain = Model::compile(without).unwrap();
+        prop_assert_eq!(m.valid_until(), expected_until);
+        let everything = Model::compile(catalog).unwrap();
+        let owners: Vec<i64> = plain.users().map(|u| u.owner_id).take(10).collect();
+        for u in plain.users() {
+            prop_assert_eq!(m.access_review(u.owner_id).iter().map(|r| (r.reach, r.owners)).collect::<Vec<_>>(),
+                            plain.access_review(u.owner_id).iter().map(|r| (r.reach, r.owners)).collect::<Vec<_>>());
+            for module in ["Leads", "Messages"] {
+                for action in Action::ALL {
+                    prop_assert_eq!(m.scope(u.owner_id, module, action), plain.scope(u.owner_id, module, action));
+                    for &o in &owners {
+                        prop_assert_eq!(m.decide(Some(u.owner_id), module, action, o), plain.decide(Some(u.owner_id), module, action, o));
+                    }
+                }
+            }
+        }
+        // Compiled for no moment (the beginning of time), every assignment counts until the first ends.
+        prop_assert_eq!(everything.valid_until(), first_end);
+        prop_assert_eq!(everything.catalog().permission_set_assignments.len(), plain.catalog().permission_set_assignments.len() + everything.catalog().permission_set_assignments.iter().filter(|a| a.2.is_some_and(|u| u <= at)).count());
     }
 }

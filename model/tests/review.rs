@@ -38,7 +38,7 @@ fn org() -> Model {
         ],
         role_profiles: vec![(2, 1), (3, 1), (6, 2)],
         permission_sets: vec![Profile { id: 5, name: "Lead readers".into(), grants: grants(&[("Leads", &[Read])]), ..Default::default() }],
-        permission_set_assignments: vec![(5, TEAM)],
+        permission_set_assignments: vec![(5, TEAM, None)],
         groups: vec![Group { owner_id: TEAM, name: "Team".into() }],
         group_members: vec![GroupMember { group: TEAM, member: Party::User(OTHER) }],
         users,

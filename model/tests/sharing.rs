@@ -49,7 +49,7 @@ fn org(rules: &[(i64, &str, Party, Party, RuleAccess)], sets: &[(&str, bool, &[(
             ..Default::default()
         })
         .collect();
-    let permission_set_assignments = sets.iter().enumerate().map(|(i, s)| (100 + i as i64, s.3)).collect();
+    let permission_set_assignments = sets.iter().enumerate().map(|(i, s)| (100 + i as i64, s.3, None)).collect();
     Model::compile(Catalog {
         roles, profiles, role_profiles, users, modules, groups, group_members, sharing_rules, permission_sets, permission_set_assignments,
         ..Default::default()

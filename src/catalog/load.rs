@@ -77,7 +77,8 @@ SELECT json_build_object('catalog', json_build_object(
                             FROM (SELECT module, json_agg(action) AS actions FROM crm.permission_set_privileges
                                   WHERE set_id = s.id GROUP BY module) g), '{}')))
      FROM crm.permission_sets s), '[]'),
-  'permission_set_assignments', coalesce((SELECT json_agg(json_build_array(set_id, owner_id))
+  -- (set, owner, until): assignments have no end yet (issue 26 gives them one).
+  'permission_set_assignments', coalesce((SELECT json_agg(json_build_array(set_id, owner_id, NULL))
                                           FROM crm.permission_set_assignments), '[]'),
   'hidden_fields', coalesce((SELECT json_agg(json_build_array(module, field)) FROM crm.hidden_fields), '[]'),
   'calendar_shares', coalesce((SELECT json_agg(json_build_array(owner_id, with_user)) FROM crm.calendar_shares), '[]')),

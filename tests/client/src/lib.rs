@@ -130,7 +130,7 @@ pub fn read_catalog(c: &mut Client) -> Catalog {
         .query("SELECT set_id, owner_id FROM crm.permission_set_assignments", &[])
         .unwrap()
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| (r.get(0), r.get(1), None))
         .collect();
     let hidden_fields = c.query("SELECT module, field::text FROM crm.hidden_fields", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
     let calendar_shares = c.query("SELECT owner_id, with_user FROM crm.calendar_shares", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
