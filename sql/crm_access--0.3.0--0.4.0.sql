@@ -2,7 +2,7 @@
 -- section makes is what a fresh install of 0.4.0 makes (sql/*.sql); the upgrade test compares
 -- the two, and every user's decisions before and after.
 
--- 0. The table of restriction rules (issue 25; the rest of it in section 4): first, because a
+-- 0. The table of restriction rules (issue 25; the rest of it in section 2): first, because a
 -- library of 0.4.0 reads modules and restriction rules together once crm.module_relations
 -- exists (src/catalog/load.rs, compat.rs).
 CREATE TABLE crm.restrictions (
@@ -125,65 +125,12 @@ CREATE  FUNCTION "unrelate_modules"(
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'unrelate_modules_wrapper';
 
--- The linked-owner triggers a protected table needs follow crm.modules (sql/guard.sql).
-CREATE OR REPLACE FUNCTION crm.protection_problems(tbl regclass) RETURNS text
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH p AS (
-        SELECT p.tbl, p.module, p.owner_column, p.key_column, c.relrowsecurity, c.relforcerowsecurity, c.relkind
-        FROM crm.protected_tables p JOIN pg_class c ON c.oid = p.tbl
-        WHERE p.tbl = $1
-    ),
-    expected_policies(name) AS (VALUES ('crm_base'), ('crm_read'), ('crm_create'), ('crm_edit'), ('crm_delete')),
-    expected_triggers(name, fn) AS (
-        VALUES ('crm_field_check', 'crm.check_field_writes()'::regprocedure),
-               ('crm_field_check_insert', 'crm.check_field_writes()'::regprocedure),
-               ('crm_truncate_check', 'crm.check_truncate()'::regprocedure)
-        UNION ALL SELECT t.name, 'crm.push_linked_owner()'::regprocedure
-            FROM p, unnest(ARRAY['crm_linked_owner_update', 'crm_linked_owner_delete']) AS t(name)
-            WHERE EXISTS (SELECT 1 FROM crm.modules m WHERE m.name = p.module AND m.links_conversations)
-        UNION ALL SELECT 'crm_keep_parent_owner', 'crm.keep_parent_owner()'::regprocedure
-            WHERE EXISTS (SELECT 1 FROM crm.parent_links l WHERE l.child = $1)
-        UNION ALL SELECT t.name, 'crm.push_parent_owner()'::regprocedure
-            FROM unnest(ARRAY['crm_push_parent_owner', 'crm_push_parent_owner_delete']) AS t(name)
-            WHERE EXISTS (SELECT 1 FROM crm.parent_links l WHERE l.parent = $1)
-    ),
-    problems(problem) AS (
-        SELECT 'row level security is disabled' FROM p WHERE NOT p.relrowsecurity
-        UNION ALL SELECT 'FORCE ROW LEVEL SECURITY is off' FROM p WHERE NOT p.relforcerowsecurity
-        UNION ALL SELECT format('policy %s is missing', e.name) FROM p, expected_policies e
-            WHERE NOT EXISTS (SELECT 1 FROM pg_policy x WHERE x.polrelid = p.tbl AND x.polname = e.name)
-        UNION ALL SELECT format('trigger %s is missing, disabled or not crm_access''s', e.name) FROM p, expected_triggers e
-            WHERE NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = p.tbl AND t.tgname = e.name
-                                                           AND t.tgfoid = e.fn AND t.tgenabled IN ('O', 'A'))
-        UNION ALL SELECT 'it is part of an inheritance tree or partitioned' FROM p
-            WHERE p.relkind <> 'r' OR EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = p.tbl OR h.inhparent = p.tbl)
-        -- Conversations and children find their records by the key the table had when protected.
-        UNION ALL SELECT format('its primary key on %I is gone', p.key_column) FROM p
-            WHERE p.key_column IS NOT NULL AND NOT EXISTS (
-                SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                WHERE i.indrelid = p.tbl AND i.indisprimary AND i.indnkeyatts = 1 AND a.attname = p.key_column)
-        UNION ALL SELECT format('its link column %I is gone', l.parent_column) FROM p JOIN crm.parent_links l ON l.child = p.tbl
-            WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = p.tbl AND a.attname = l.parent_column AND NOT a.attisdropped)
-        -- The policies follow the owner column itself, the copies and pushes its name: renamed,
-        -- another column could stand under that name (red team round 8).
-        UNION ALL SELECT format('its owner column %I is gone', p.owner_column) FROM p
-            WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = p.tbl AND a.attname = p.owner_column AND NOT a.attisdropped)
-        -- A rule's actions would run beside crm_access's own statements on the table, with
-        -- their exemptions (src/enforce/opened.rs; issue 24).
-        UNION ALL SELECT 'it has rules' FROM p WHERE EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = p.tbl)
-        -- Restored on its own (pg_dump -t) into a database with crm_access, or its catalog
-        -- row lost: it admits nobody, but nothing would keep it whole (issue 27).
-        UNION ALL SELECT 'crm_access has no record of it, though it carries crm_access''s policies (restored without its catalog row?): crm.protect() it again'
-            WHERE NOT EXISTS (SELECT 1 FROM crm.protected_tables r WHERE r.tbl = $1)
-              AND crm.unregistered_problems($1) IS DISTINCT FROM 'not crm_access''s'
-    )
-    SELECT string_agg(problem, '; ' ORDER BY problem) FROM problems
-$$;
 
--- 4. Restriction rules (issue 25, DESIGN §9): what sql/triggers.sql, sql/audit.sql,
+-- 2. Restriction rules (issue 25, DESIGN §9): what sql/triggers.sql, sql/audit.sql,
 -- sql/operations.sql and sql/ownership.sql give every catalog table, for crm.restrictions
--- (made in section 0); its view; the column check; the protection check and the guard, which
--- know the crm_restrict policy; the API; and the crm_restrict policy of every protected table.
+-- (made in section 0); its view; the column check; the protection check (which also has the
+-- linked-owner triggers follow crm.modules) and the guard, which know the crm_restrict policy;
+-- the API; and the crm_restrict policy of every protected table.
 CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON crm.restrictions
     FOR EACH STATEMENT EXECUTE FUNCTION crm.catalog_changed();
 ALTER TABLE crm.restrictions ENABLE ALWAYS TRIGGER catalog_changed;

@@ -18,6 +18,16 @@ ALTER TABLE sales.leads ADD COLUMN tier integer, ADD COLUMN score numeric, ADD C
 UPDATE sales.leads SET tier = id / 10;
 GRANT SELECT, INSERT, UPDATE, DELETE ON sales.leads TO crm_app;
 SELECT rule_id > 0 AS has_id, module, kind, name, column_name, allowed FROM crm.restriction_rules;
+-- The rules are readable for audits by any login, with no grant of its own (the BI login, a
+-- stranger), as the other directories are; writes go through the functions only.
+SET SESSION AUTHORIZATION bi_alice;
+SELECT count(*) AS rules_bi_alice_reads FROM crm.restriction_rules;
+SELECT regress.try($$DELETE FROM crm.restrictions$$);
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION crm_stranger;
+SELECT count(*) AS rules_a_stranger_reads FROM crm.restriction_rules;
+SELECT regress.try($$INSERT INTO crm.restrictions (module, kind, target_id, column_name, allowed) VALUES ('Leads', 'role', 1, 'region', '{x}')$$);
+RESET SESSION AUTHORIZATION;
 
 CREATE FUNCTION regress.leads_of(who text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE ids text;
