@@ -241,6 +241,9 @@ INSERT INTO crm.catalog_tables VALUES ('crm.permission_set_privileges', true, tr
 CREATE TABLE crm.permission_set_assignments (
     set_id   bigint NOT NULL REFERENCES crm.permission_sets (id) ON DELETE CASCADE,
     owner_id bigint NOT NULL REFERENCES crm.owners (id) ON DELETE CASCADE,
+    -- The assignment counts for statements that start before it (DESIGN §9); NULL: no end.
+    -- An ended row stays (nothing runs at the instant), and counts for nothing.
+    until    timestamptz CHECK (isfinite(until)),
     PRIMARY KEY (set_id, owner_id)
 );
 INSERT INTO crm.catalog_tables VALUES ('crm.permission_set_assignments', true, true, true);

@@ -132,6 +132,13 @@ impl CrmError {
             .with_hint("Run the statement again: it is planned anew under the current catalog.")
     }
 
+    /// A plan reused past the end of a grant its decisions hold (`session::expiry`).
+    pub fn grant_ended() -> Self {
+        CrmError::new(PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE, "a grant this statement's plan holds has ended")
+            .with_detail("A permission set or record share with an end (until) counted when this transaction planned the statement, and has ended since.")
+            .with_hint("Run the statement again: it is planned anew without the grant.")
+    }
+
     pub fn message(&self) -> &str {
         &self.message
     }

@@ -68,12 +68,13 @@ impl Privileges {
         self.grants.get(module).is_some_and(|a| a.contains(&action))
     }
 
-    fn add(&mut self, what: &str, p: &Profile) {
+    /// `source` names `p` in reasons: "profile X", "permission set X until ...".
+    fn add(&mut self, source: &str, p: &Profile) {
         if p.view_all && self.view_all.is_none() {
-            self.view_all = Some(format!("{what} {}", p.name));
+            self.view_all = Some(source.to_string());
         }
         if p.edit_all && self.edit_all.is_none() {
-            self.edit_all = Some(format!("{what} {}", p.name));
+            self.edit_all = Some(source.to_string());
         }
         for (module, actions) in &p.grants {
             self.grants.entry(module.clone()).or_default().extend(actions.iter().copied());
@@ -215,14 +216,15 @@ impl Model {
         let mut role_privileges: BTreeMap<RoleId, Privileges> = BTreeMap::new();
         for (role, profile) in &catalog.role_profiles {
             if let Some(p) = profiles.get(profile) {
-                role_privileges.entry(*role).or_default().add("profile", p);
+                role_privileges.entry(*role).or_default().add(&format!("profile {}", p.name), p);
             }
         }
         let sets: BTreeMap<_, _> = catalog.permission_sets.iter().map(|p| (p.id, p)).collect();
         let mut user_privileges: BTreeMap<OwnerId, Privileges> = BTreeMap::new();
         let mut set_holders: BTreeMap<crate::ProfileId, Vec<OwnerId>> = BTreeMap::new();
-        for (set, assignee, _) in &catalog.permission_set_assignments {
+        for (set, assignee, until) in &catalog.permission_set_assignments {
             let Some(set) = sets.get(set) else { continue };
+            let source = crate::record_shares::set_source(&set.name, *until);
             let holders: Vec<OwnerId> = if groups.contains_key(assignee) {
                 users_of(Party::Group(*assignee), &index)
             } else {
@@ -233,7 +235,7 @@ impl Model {
                 user_privileges
                     .entry(u)
                     .or_insert_with(|| role_privileges.get(&users[&u].role).cloned().unwrap_or_default())
-                    .add("permission set", set);
+                    .add(&source, set);
             }
         }
 

@@ -148,6 +148,14 @@ impl Model {
 
 /// A PostgreSQL timestamptz (microseconds since 2000-01-01 00:00 UTC) as PostgreSQL writes it
 /// in UTC, to the second: `2026-12-31 23:59:59+00`.
+/// A permission set as reasons name it: "permission set X", with " until <time>" if it ends.
+pub(crate) fn set_source(name: &str, until: Option<i64>) -> String {
+    match until {
+        Some(t) => format!("permission set {name} until {}", timestamp_text(t)),
+        None => format!("permission set {name}"),
+    }
+}
+
 pub(crate) fn timestamp_text(micros: i64) -> String {
     let secs = micros.div_euclid(1_000_000);
     let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));

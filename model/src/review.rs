@@ -111,9 +111,9 @@ impl Model {
             }
         }
         let groups: BTreeSet<OwnerId> = self.groups_of(user).collect();
-        for (set, assignee, _) in &c.permission_set_assignments {
+        for (set, assignee, until) in &c.permission_set_assignments {
             if *assignee == user || groups.contains(assignee) {
-                out.extend(c.permission_sets.iter().filter(|p| p.id == *set && grants(p)).map(|p| format!("permission set {}", p.name)));
+                out.extend(c.permission_sets.iter().filter(|p| p.id == *set && grants(p)).map(|p| crate::record_shares::set_source(&p.name, *until)));
             }
         }
         out

@@ -157,7 +157,8 @@ impl Past {
         let Some((module, _)) = past.catalog.protected_tables.get(&tbl.to_u32()).cloned() else {
             return Err(CrmError::prerequisite(format!("{table} was not protected by crm_access at {at}")));
         };
-        let model = Model::compile(past.catalog).map_err(|e| CrmError::broken_catalog(e.to_string()))?;
+        // Grants that had ended by `at` count for nothing (DESIGN §9).
+        let model = Model::compile_at(past.catalog, at.into()).map_err(|e| CrmError::broken_catalog(e.to_string()))?;
         Ok(Past { model, module, parent })
     }
 

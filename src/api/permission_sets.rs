@@ -1,6 +1,7 @@
 //! Permission sets (seed 002): named privileges added to the profiles' union (DESIGN §3
 //! step 3), assigned to users directly or to groups (every member holds them).
 
+use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
@@ -9,7 +10,7 @@ use super::authorize::administer;
 use super::sharing::group_id;
 use crate::audit;
 use crate::catalog::spi::{exists, find, Client};
-use crate::error::{CrmError, CrmResult, required};
+use crate::error::{CrmError, CrmResult, OrRaise, required};
 
 pub(super) fn set_id(c: &SpiClient<'_>, name: &str) -> CrmResult<i64> {
     find(c, "SELECT id FROM crm.permission_sets WHERE name = $1", "permission set", name, "See crm.permission_sets.")
@@ -63,15 +64,38 @@ fn revoke_permission_set_privileges(set: Option<&str>, module: Option<&str>, act
 }
 
 #[pg_extern]
-fn assign_permission_set(set: Option<&str>, kind: Option<&str>, name: Option<&str>) {
+fn assign_permission_set(set: Option<&str>, kind: Option<&str>, name: Option<&str>, until: default!(Option<TimestampWithTimeZone>, "NULL")) {
     let set = required("set", set);
     let kind = required("kind", kind);
     let name = required("name", name);
-    administer(audit!("assign_permission_set", set, kind, name), |c: Client| {
+    let until = until.map(|u| future("until", u).or_raise());
+    // Logged as its text, which the log's readers (and a past catalog's rebuild) read back.
+    let until_text = until.map(|u| u.to_string());
+    administer(audit!("assign_permission_set", set, kind, name, until_text), |c: Client| {
         let (s, who) = (set_id(c, set)?, assignee(c, kind, name)?);
-        c.update("INSERT INTO crm.permission_set_assignments VALUES ($1, $2) ON CONFLICT DO NOTHING", None, &[s.into(), who.into()])?;
+        // Assigning again sets the end anew (NULL: none), as editing an expiry does.
+        c.update(
+            "INSERT INTO crm.permission_set_assignments (set_id, owner_id, until) VALUES ($1, $2, $3)
+             ON CONFLICT (set_id, owner_id) DO UPDATE SET until = excluded.until
+             WHERE crm.permission_set_assignments.until IS DISTINCT FROM excluded.until",
+            None,
+            &[s.into(), who.into(), until.into()],
+        )?;
         Ok(())
     })
+}
+
+/// An end of access (`until`): finite and after the current statement's start, since a
+/// grant counts only for statements that start before it (DESIGN §9).
+pub(super) fn future(what: &str, until: TimestampWithTimeZone) -> CrmResult<TimestampWithTimeZone> {
+    if !until.is_finite() {
+        return Err(CrmError::invalid(format!("{what} must be a finite moment")).with_hint("Pass NULL for access that does not end."));
+    }
+    if pg_sys::TimestampTz::from(until) <= crate::session::plans::statement_start() {
+        return Err(CrmError::invalid(format!("{what} must be in the future"))
+            .with_detail("A grant counts for the statements that start before its end; this one started after it."));
+    }
+    Ok(until)
 }
 
 #[pg_extern]

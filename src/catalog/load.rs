@@ -77,9 +77,6 @@ SELECT json_build_object('catalog', json_build_object(
                             FROM (SELECT module, json_agg(action) AS actions FROM crm.permission_set_privileges
                                   WHERE set_id = s.id GROUP BY module) g), '{}')))
      FROM crm.permission_sets s), '[]'),
-  -- (set, owner, until): assignments have no end yet (issue 26 gives them one).
-  'permission_set_assignments', coalesce((SELECT json_agg(json_build_array(set_id, owner_id, NULL))
-                                          FROM crm.permission_set_assignments), '[]'),
   'hidden_fields', coalesce((SELECT json_agg(json_build_array(module, field)) FROM crm.hidden_fields), '[]'),
   'calendar_shares', coalesce((SELECT json_agg(json_build_array(owner_id, with_user)) FROM crm.calendar_shares), '[]')),
   'parent_links', coalesce((SELECT json_object_agg(child::oid, json_build_object('parent', parent::oid::int8, 'column', parent_column))
@@ -88,7 +85,7 @@ SELECT json_build_object('catalog', json_build_object(
   'assert_fn', 'crm.assert_can_assign(regclass, text, bigint)'::regprocedure::oid::int8
 )::text";
 
-/// The modules' part of `CATALOG_JSON` (and restriction rules): as data from 0.4.0; before (a library serving an
+/// The modules' part of `CATALOG_JSON` (with restriction rules and the ends of permission-set assignments): as data from 0.4.0; before (a library serving an
 /// older schema during `ALTER EXTENSION crm_access UPDATE`), the names alone, completed from
 /// `compat`.
 const MODULES_AS_DATA: &str = "'modules', (SELECT json_agg(json_build_object('name', m.name, 'sharing_default', coalesce(d.level, 'private'),
@@ -99,9 +96,15 @@ const MODULES_AS_DATA: &str = "'modules', (SELECT json_agg(json_build_object('na
   'restriction_rules', coalesce((SELECT json_agg(json_build_object('id', id, 'module', module,
                                     'applies_to', json_build_object('kind', kind, 'id', target_id),
                                     'column', column_name, 'allowed', allowed))
-                                 FROM crm.restrictions), '[]'),";
+                                 FROM crm.restrictions), '[]'),
+  -- (set, owner, until), until in PostgreSQL's own microseconds since 2000-01-01 UTC.
+  'permission_set_assignments', coalesce((SELECT json_agg(json_build_array(set_id, owner_id,
+                                    ((extract(epoch FROM until) - 946684800) * 1000000)::int8))
+                                          FROM crm.permission_set_assignments), '[]'),";
 const MODULES_BEFORE_0_4: &str = "'modules', (SELECT json_agg(json_build_object('name', m.name, 'sharing_default', coalesce(d.level, 'private')))
-              FROM crm.modules m LEFT JOIN crm.sharing_defaults d ON d.module = m.name),";
+              FROM crm.modules m LEFT JOIN crm.sharing_defaults d ON d.module = m.name),
+  'permission_set_assignments', coalesce((SELECT json_agg(json_build_array(set_id, owner_id, NULL))
+                                          FROM crm.permission_set_assignments), '[]'),";
 
 thread_local! {
     /// `CATALOG_JSON` for each kind of schema, built once.

@@ -329,6 +329,7 @@ pub fn catch_up_once_per_statement(parallel: bool) {
         // SAFETY: called as a query starts, inside a transaction.
         unsafe { pg_sys::AcceptInvalidationMessages() };
         ACCEPTED_IN.set(super::plans::statement_start());
+        expire_if_due(super::plans::statement_start());
     }
     // SAFETY: reads a flag of the current transaction.
     if parallel && !REBUILDING.get() && STALE.get() && MODEL.with(|m| m.borrow().is_some()) && !unsafe { pg_sys::IsInParallelMode() } {
@@ -351,6 +352,8 @@ fn current_unpinned(accept: bool) -> CrmResult<Rc<Loaded>> {
         unsafe { pg_sys::AcceptInvalidationMessages() };
         ACCEPTED_IN.set(super::plans::statement_start());
     }
+    let start = super::plans::statement_start();
+    expire_if_due(start);
     if !STALE.get() {
         if let Some(m) = MODEL.with(|m| m.borrow().clone()) {
             return Ok(m);
@@ -360,10 +363,11 @@ fn current_unpinned(accept: bool) -> CrmResult<Rc<Loaded>> {
     STALE.set(false);
     let loaded = {
         let _loading = Loading::start();
-        load::load().and_then(compile)
+        load::load().and_then(|c| compile(c, start))
     };
     match loaded {
         Ok(m) => {
+            super::expiry::arm(m.model.valid_until());
             MODEL.with(|slot| *slot.borrow_mut() = Some(m.clone()));
             GENERATION.set(GENERATION.get() + 1);
             Ok(m)
@@ -392,12 +396,28 @@ impl Drop for Loading {
     }
 }
 
-fn compile(loaded: LoadedCatalog) -> CrmResult<Rc<Loaded>> {
+/// Drop the model if a grant it holds has ended by `now` (DESIGN §9), and the plans that hold
+/// its decisions: PostgreSQL re-plans them before running them again (`session::expiry`).
+/// Returns whether it did.
+pub fn expire_if_due(now: pg_sys::TimestampTz) -> bool {
+    let due = MODEL.with(|m| m.try_borrow().ok().and_then(|m| m.as_ref().and_then(|m| m.model.valid_until())).is_some_and(|t| t <= now));
+    if due {
+        STALE.set(true);
+        MODEL.with(|m| m.borrow_mut().take());
+        super::expiry::arm(None);
+        crate::session::plans::invalidate();
+    }
+    due
+}
+
+/// Compiled as at the start of the statement that needs it: a grant that has ended by then
+/// counts for nothing (`expire_if_due` drops the model at the next end).
+fn compile(loaded: LoadedCatalog, at: pg_sys::TimestampTz) -> CrmResult<Rc<Loaded>> {
     CATALOG_RELIDS.with(|r| *r.borrow_mut() = loaded.catalog_relids.iter().copied().collect());
     let roles = loaded.catalog.trusted_roles.iter().chain(loaded.catalog.db_role_map.keys());
     let hashes = roles.map(|&r| crate::session::plans::role_hash(pg_sys::Oid::from(r))).collect();
     ROLE_HASHES.with(|h| *h.borrow_mut() = Some(hashes));
-    let model = Model::compile(loaded.catalog).map_err(|e| CrmError::broken_catalog(e.to_string()))?;
+    let model = Model::compile_at(loaded.catalog, at).map_err(|e| CrmError::broken_catalog(e.to_string()))?;
     Ok(Rc::new(Loaded {
         model,
         assert_fn: pg_sys::Oid::from(loaded.assert_fn),

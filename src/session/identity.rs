@@ -89,6 +89,12 @@ unsafe extern "C-unwind" fn end_of_transaction(event: pg_sys::XactEvent::Type, _
         super::statement::transaction_ended();
         crate::catalog::audit::transaction_ended();
         reset_if_honoured(false);
+        // A grant that ended meanwhile: the next transaction must not reuse a plan with it
+        // (`expiry`); and an error's recovery has disabled every timeout.
+        super::cache::expire_if_due(pg_sys::GetCurrentTimestamp());
+        if matches!(event, XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT) {
+            super::expiry::rearm_after_error();
+        }
     }
 }
 

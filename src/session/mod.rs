@@ -2,6 +2,7 @@
 
 pub mod cache;
 pub mod denials;
+pub mod expiry;
 pub mod guc;
 pub mod identity;
 pub mod plans;

@@ -363,8 +363,13 @@ unsafe fn refuse_if_overtaken(stmt: *const pg_sys::PlannedStmt) {
     }
     crate::catalog::commits::wait_for_catalog_commits();
     pg_sys::AcceptInvalidationMessages();
+    // A grant its decisions hold may have ended since (`session::expiry`).
+    let ended = super::cache::expire_if_due(statement_start());
     if EPOCH.get() != epoch {
         invalidate();
+        if ended {
+            crate::error::CrmError::grant_ended().raise();
+        }
         crate::error::CrmError::catalog_changed().raise();
     }
 }

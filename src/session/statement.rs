@@ -378,6 +378,9 @@ unsafe extern "C-unwind" fn process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
+    // An EXECUTE fetches its plan before any query starts: a grant that has ended must
+    // invalidate it first (`expiry`).
+    super::cache::expire_if_due(super::plans::statement_start());
     let frame = utility_frame(pstmt, context);
     let load = restore_load(pstmt, &frame);
     let locking = matches!(frame, Frame::Utility { kind: UtilityKind::Lock, .. });
@@ -409,6 +412,9 @@ unsafe extern "C-unwind" fn process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
+    // An EXECUTE fetches its plan before any query starts: a grant that has ended must
+    // invalidate it first (`expiry`).
+    super::cache::expire_if_due(super::plans::statement_start());
     let frame = utility_frame(pstmt, context);
     let load = restore_load(pstmt, &frame);
     let locking = matches!(frame, Frame::Utility { kind: UtilityKind::Lock, .. });

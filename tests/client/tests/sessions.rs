@@ -711,3 +711,61 @@ fn hidden_statistics_cannot_be_turned_off_at_connection() {
     let (globex, nobody) = estimates("stats_bi", "-c crm.hide_statistics=off");
     assert_eq!(globex, nobody, "the login's setting holds against the client's option");
 }
+
+/// Access that expires (DESIGN §9, issue 26): a permission set that ends is gone for the next
+/// statement of every session, with no job: a named prepared statement (a server-side plan,
+/// bound again by the extended protocol) of a session that waited idle across the instant is
+/// re-planned, not refused; a pooled connection's next transaction likewise. Only a
+/// transaction begun before the instant that binds such a plan again after it is refused
+/// (40001), and planned anew when run again.
+#[test]
+fn a_permission_set_that_ends_is_gone_for_the_next_statement_of_every_session() {
+    let db = "sess_expiry";
+    let mut admin = org(db);
+    admin.batch_execute("SELECT crm.create_permission_set('Peek', view_all => true)").unwrap();
+    let assign_for = |admin: &mut Client, seconds: i32| -> std::time::Duration {
+        let row = admin
+            .query_one(
+                "WITH t AS (SELECT date_trunc('second', clock_timestamp()) + make_interval(secs => $1) AS until)
+                 SELECT crm.assign_permission_set('Peek', 'user', 'rep2', until)::text, extract(epoch FROM until - clock_timestamp())::float8 FROM t",
+                &[&f64::from(seconds)],
+            )
+            .unwrap();
+        std::time::Duration::from_secs_f64(row.get::<_, f64>(1) + 0.3)
+    };
+    let ids = |c: &mut Client, stmt: &postgres::Statement| -> Result<Vec<i64>, postgres::Error> {
+        c.query(stmt, &[]).map(|rows| rows.iter().map(|r| r.get(0)).collect())
+    };
+    let mut bi = connect(db, "sess_bi"); // rep2, mapped: no identity change between statements
+    let mut app = connect(db, "sess_app");
+    let bi_stmt = bi.prepare("SELECT id FROM leads ORDER BY id").unwrap();
+    let app_stmt = app.prepare("SELECT id FROM leads ORDER BY id").unwrap();
+    let pooled = |app: &mut Client| -> Vec<i64> {
+        let mut tx = app.transaction().unwrap();
+        tx.execute("SELECT crm.set_user('rep2')", &[]).unwrap();
+        let ids = tx.query(&app_stmt, &[]).unwrap().iter().map(|r| r.get(0)).collect();
+        tx.commit().unwrap();
+        ids
+    };
+
+    let wait = assign_for(&mut admin, 3);
+    for _ in 0..6 {
+        // Executed repeatedly, so that PostgreSQL keeps a generic plan.
+        assert_eq!(ids(&mut bi, &bi_stmt).unwrap(), [1, 2, 3, 4]);
+        assert_eq!(pooled(&mut app), [1, 2, 3, 4]);
+    }
+    std::thread::sleep(wait);
+    assert_eq!(ids(&mut bi, &bi_stmt).expect("re-planned, not refused"), [4]);
+    assert_eq!(pooled(&mut app), [4]);
+
+    // A transaction that began before the instant: its next binding of the plan is refused.
+    let wait = assign_for(&mut admin, 3);
+    bi.batch_execute("BEGIN").unwrap();
+    assert_eq!(ids(&mut bi, &bi_stmt).unwrap(), [1, 2, 3, 4]);
+    std::thread::sleep(wait);
+    let err = ids(&mut bi, &bi_stmt).unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("40001"), "{err}");
+    assert_eq!(err.as_db_error().map(|e| e.message()), Some("a grant this statement's plan holds has ended"));
+    bi.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(ids(&mut bi, &bi_stmt).unwrap(), [4]);
+}
