@@ -68,6 +68,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         VALUES ('crm_field_check', 'crm.check_field_writes()'::regprocedure),
                ('crm_field_check_insert', 'crm.check_field_writes()'::regprocedure),
                ('crm_truncate_check', 'crm.check_truncate()'::regprocedure)
+        -- A record's shares follow it where records can be shared (src/policy/protect.rs).
+        UNION ALL SELECT t.name, 'crm.shares_follow_record()'::regprocedure
+            FROM p, unnest(ARRAY['crm_shares_follow_update', 'crm_shares_follow_delete']) AS t(name)
+            WHERE p.key_column IS NOT NULL AND crm.restriction_column_problem(p.tbl, p.key_column) IS NULL
         UNION ALL SELECT t.name, 'crm.push_linked_owner()'::regprocedure
             FROM p, unnest(ARRAY['crm_linked_owner_update', 'crm_linked_owner_delete']) AS t(name)
             WHERE EXISTS (SELECT 1 FROM crm.modules m WHERE m.name = p.module AND m.links_conversations)

@@ -38,12 +38,13 @@ extension_sql_file!(
     ]
 );
 extension_sql_file!("../sql/operations.sql", name = "operations", requires = ["catalog", "calendar", "messages", "audit"]);
-extension_sql_file!("../sql/guard.sql", name = "guard", requires = ["catalog", "messages", enforce::opened::protection_changing, enforce::opened::current_role_may_run_ddl, enforce::linked::forget_missing_relations]);
+extension_sql_file!("../sql/guard.sql", name = "guard", requires = ["catalog", "messages", enforce::shares::shares_follow_record, enforce::opened::protection_changing, enforce::opened::current_role_may_run_ddl, enforce::linked::forget_missing_relations]);
 extension_sql_file!(
     "../sql/audit.sql",
     name = "audit",
     requires = ["catalog", "triggers", api::audit::audit_note, api::audit::audit_wanted, api::audit::audit_log_append_only, api::audit::reads_audit_log, api::audit::prune_audit_log]
 );
+extension_sql_file!("../sql/shares.sql", name = "shares", requires = ["catalog", "triggers", "audit", api::shares::share_visible]);
 extension_sql_file!("../sql/ownership.sql", name = "ownership", finalize);
 
 #[pg_guard]

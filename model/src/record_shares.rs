@@ -88,6 +88,33 @@ impl Model {
         ShareParties { users, groups, roles, roles_and_subordinates: above.into_iter().collect() }
     }
 
+    /// Whether `user` may share or unshare a record owned by `owner` (DESIGN §9): its owner, a
+    /// member of the group that owns it, a user above its owner in the role hierarchy, or an
+    /// administrator; active users only.
+    pub fn may_share(&self, user: OwnerId, owner: OwnerId) -> bool {
+        let Some(u) = self.users.get(&user).filter(|u| u.is_active) else { return false };
+        if u.is_admin || user == owner {
+            return true;
+        }
+        if self.groups.contains_key(&owner) {
+            return self.groups_of(user).any(|g| g == owner);
+        }
+        self.users.get(&owner).is_some_and(|o| self.tree.is_strictly_above(u.role, o.role))
+    }
+
+    /// Whether a share can give `user` `action` on a `module` record at all: an active user who
+    /// holds the module privilege (shares never go beyond it) and does not reach every record
+    /// already (an administrator, View All for reads, Edit All); only read and edit.
+    pub fn shares_apply(&self, user: OwnerId, module: &str, action: Action) -> bool {
+        let Some(u) = self.users.get(&user).filter(|u| u.is_active) else { return false };
+        if !matches!(action, Action::Read | Action::Edit) || u.is_admin || !self.defaults.contains_key(module) {
+            return false;
+        }
+        let p = self.privileges_of(u);
+        let everything = p.edit_all.is_some() || (action == Action::Read && p.view_all.is_some());
+        !everything && p.granted(module, action)
+    }
+
     /// Whether a share to `receiver` reaches `user`: `user` is one of the users it names, or is
     /// above one of them. Computed from the receivers up, independently of `share_parties`.
     pub fn receives_share(&self, user: OwnerId, receiver: Party) -> bool {

@@ -15,18 +15,18 @@ use pgrx::AnyElement;
 
 use super::authorize::require_admin_to;
 use crate::catalog::history;
-use crate::catalog::spi::{as_caller, exists};
+use crate::catalog::spi::{as_caller, exists, on_catalog};
 use crate::enforce::restrictions::Kind;
 use crate::catalog::tables::{existing, primary_key};
 use crate::error::{required, CrmError, CrmResult, OrRaise};
 use crate::session::cache::{self, Loaded};
 use crate::session::identity;
-use crm_model::{Action, Decision, Model};
+use crm_model::{Action, Decision, Model, Party, RecordShare, RuleAccess};
 use pgrx::datum::TimestampWithTimeZone;
 
 /// `id` as a datum of `key_type`: as it is when it has that type, else through its text form
 /// when its type is built in (so its output function is PostgreSQL's own).
-fn key_datum(id: &AnyElement, key_type: pg_sys::Oid, table: &str) -> CrmResult<pg_sys::Datum> {
+pub(super) fn key_datum(id: &AnyElement, key_type: pg_sys::Oid, table: &str) -> CrmResult<pg_sys::Datum> {
     if id.oid() == key_type {
         return Ok(id.datum());
     }
@@ -55,6 +55,40 @@ struct Record {
     owner: i64,
     parent_owner: Option<i64>,
     columns: Vec<(String, Option<String>)>,
+    /// Its shares (DESIGN §9) made while its owner was the current one, each with when it was
+    /// made (PostgreSQL microseconds).
+    shares: Vec<(RecordShare, i64)>,
+}
+
+impl Record {
+    /// The shares that stood at `at`: made by then and not ended. A share removed since is not
+    /// known (the log keeps it, the record does not).
+    fn shares_at(&self, at: i64) -> Vec<RecordShare> {
+        self.shares.iter().filter(|(s, made)| *made <= at && s.until.is_none_or(|u| at < u)).map(|(s, _)| s.clone()).collect()
+    }
+}
+
+/// The shares of `tbl`'s record whose key's text is `key`, made while `owner` owned it.
+fn record_shares(tbl: pg_sys::Oid, key: &str, owner: i64) -> CrmResult<Vec<(RecordShare, i64)>> {
+    const SHARES: &str = "SELECT id, kind, target_id, access, ((extract(epoch FROM until) - 946684800) * 1000000)::int8,
+                                 coalesce(shared_by, 0), ((extract(epoch FROM shared_at) - 946684800) * 1000000)::int8
+                          FROM crm.shares WHERE tbl = $1 AND record_id = $2 AND owner_id = $3 ORDER BY id";
+    on_catalog(|c| {
+        let mut out = Vec::new();
+        for r in c.select(SHARES, None, &[tbl.into(), key.into(), owner.into()])? {
+            let (Some(id), Some(kind), Some(target), Some(access)) = (r.get::<i64>(1)?, r.get::<String>(2)?, r.get::<i64>(3)?, r.get::<String>(4)?) else { continue };
+            let receiver = match kind.as_str() {
+                "user" => Party::User(target),
+                "group" => Party::Group(target),
+                "role" => Party::Role(target),
+                _ => Party::RoleAndSubordinates(target),
+            };
+            let access = if access == "read_write" { RuleAccess::ReadWrite } else { RuleAccess::Read };
+            let share = RecordShare { id, receiver, access, until: r.get::<i64>(5)?, shared_by: r.get::<i64>(6)?.unwrap_or(0) };
+            out.push((share, r.get::<i64>(7)?.unwrap_or(i64::MIN)));
+        }
+        Ok(out)
+    })
 }
 
 impl crm_model::Row for Record {
@@ -84,39 +118,47 @@ fn record_owner(m: &Loaded, tbl: pg_sys::Oid, table: &str, id: &AnyElement, rest
             .filter(|w| exists(c, "SELECT 1 FROM pg_attribute WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped", &[tbl.into(), w.as_str().into()]).unwrap_or(false))
             .collect();
         let extra: String = present.iter().map(|w| format!(", {}", quote_identifier(w))).collect();
-        let sql = format!("SELECT {}, {parent}{extra} FROM {table} WHERE {} = $1", quote_identifier(&column), quote_identifier(&key));
+        let sql = format!("SELECT {}, {parent}, {k}::text{extra} FROM {table} WHERE {k} = $1", quote_identifier(&column), k = quote_identifier(&key));
         // SAFETY: `value` is a datum of `key_type`, valid for the rest of this call.
         let rows = c.select(&sql, Some(1), &[unsafe { DatumWithOid::new(value, key_type) }])?;
         if rows.is_empty() {
             return Ok(None);
         }
-        let types: Vec<pg_sys::Oid> = (0..present.len()).map(|i| rows.column_type_oid(i + 3).map(|t| t.value())).collect::<Result<_, _>>()?;
+        let types: Vec<pg_sys::Oid> = (0..present.len()).map(|i| rows.column_type_oid(i + 4).map(|t| t.value())).collect::<Result<_, _>>()?;
         let first = rows.first();
         let (owner, parent_owner) = first.get_two::<i64, i64>()?;
+        let key_text = first.get::<String>(3)?;
         let mut columns = Vec::new();
         for (i, name) in present.iter().enumerate() {
-            let text = match (Kind::of(types[i]), first.get_datum_by_ordinal(i + 3)?) {
+            let text = match (Kind::of(types[i]), first.get_datum_by_ordinal(i + 4)?) {
                 // SAFETY: a non-null datum of the column's type, which `kind` is of.
                 (Some(kind), Some(d)) => unsafe { kind.text(d) },
                 _ => None,
             };
             columns.push((name.to_string(), text));
         }
-        Ok(Some(Record { owner: owner.unwrap_or(i64::MIN), parent_owner, columns }))
+        let owner = owner.unwrap_or(i64::MIN);
+        let shares = match key_text {
+            Some(k) => record_shares(tbl, &k, owner)?,
+            None => Vec::new(),
+        };
+        Ok(Some(Record { owner, parent_owner, columns, shares }))
     })
 }
 
 /// The engine's decision for a record, through its parent's owner when the table is linked.
 fn decide(m: &Loaded, tbl: pg_sys::Oid, module: &str, user: Option<i64>, action: Action, record: &Record) -> Decision {
-    decide_in(&m.model, module, m.parent_module_of(tbl), user, action, record)
+    decide_in(&m.model, module, m.parent_module_of(tbl), user, action, record, crate::session::plans::statement_start())
 }
 
-/// The same in any model: `parent` is the module of the parent table, for a linked table;
-/// the restriction rules of the module have the last word.
-fn decide_in(model: &Model, module: &str, parent: Option<&str>, user: Option<i64>, action: Action, record: &Record) -> Decision {
+/// The same in any model, at the moment `at` (which shares stood then): `parent` is the
+/// module of the parent table, for a linked table; the restriction rules of the module have
+/// the last word.
+fn decide_in(model: &Model, module: &str, parent: Option<&str>, user: Option<i64>, action: Action, record: &Record, at: i64) -> Decision {
+    let shares = record.shares_at(at);
     let d = match parent {
-        Some(parent) => model.decide_child(user, module, parent, action, record.owner, record.parent_owner),
-        None => model.decide(user, module, action, record.owner),
+        Some(parent) => model.decide_child_with_shares(user, (module, parent), action, (record.owner, record.parent_owner), (&shares, &[]), at),
+        None => model.decide_with_shares(user, module, action, record.owner, &shares, at),
     };
     model.restrict(user, module, d, record)
 }
@@ -148,6 +190,7 @@ struct Past {
     model: Model,
     module: String,
     parent: Option<String>,
+    at: i64,
 }
 
 impl Past {
@@ -159,11 +202,11 @@ impl Past {
         };
         // Grants that had ended by `at` count for nothing (DESIGN §9).
         let model = Model::compile_at(past.catalog, at.into()).map_err(|e| CrmError::broken_catalog(e.to_string()))?;
-        Ok(Past { model, module, parent })
+        Ok(Past { model, module, parent, at: at.into() })
     }
 
     fn decide(&self, user: Option<i64>, action: Action, record: &Record) -> Decision {
-        decide_in(&self.model, &self.module, self.parent.as_deref(), user, action, record)
+        decide_in(&self.model, &self.module, self.parent.as_deref(), user, action, record, self.at)
     }
 }
 

@@ -15,5 +15,6 @@ pub mod permission_sets;
 pub mod protect;
 pub mod restrictions;
 pub mod review;
+pub mod shares;
 pub mod sharing;
 pub mod trigger;

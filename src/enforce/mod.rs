@@ -22,6 +22,7 @@ pub mod parent_owner;
 pub mod restrictions;
 pub mod rows;
 pub mod secure_view_write;
+pub mod shares;
 pub mod truncate;
 
 use std::rc::Rc;

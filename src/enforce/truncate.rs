@@ -40,6 +40,8 @@ fn check_truncate<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'
             .raise();
     }
     forget_parents(tbl).or_raise();
+    // Every record goes, and so do their shares (TRUNCATE fires no delete trigger).
+    super::shares::forget_all(tbl).or_raise();
     Ok(None)
 }
 

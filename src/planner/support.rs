@@ -72,6 +72,27 @@ fn within_restrictions_support(request: Internal) -> Internal {
     })
 }
 
+/// `crm.shared(tbl, action, key)`: the keys of `tbl`'s records shared with the acting user,
+/// as `key = ANY('{...}')` over the key argument (`false` for none).
+#[pg_extern(immutable, parallel_safe)]
+fn shared_support(request: Internal) -> Internal {
+    support(request, Reach::Query, |call| {
+        let (tbl, action) = (call.constant::<pg_sys::Oid>(0)?, action(call, 1)?);
+        let filter = enforce::shares::shared(tbl, action, true).or_raise();
+        nodes::filter(&filter, &|c| if c == enforce::shares::KEY { call.arg(2) } else { None })
+    })
+}
+
+/// `crm.shared_write(tbl, key, owner)`: `false` for a user with no record of `tbl` shared for
+/// editing; otherwise kept, and checked row by row.
+#[pg_extern(immutable, parallel_safe)]
+fn shared_write_support(request: Internal) -> Internal {
+    support(request, Reach::Query, |call| {
+        let tbl = call.constant::<pg_sys::Oid>(0)?;
+        (!enforce::shares::edits_shared(tbl, true).or_raise()).then(|| constant(Constant::Bool(false)))
+    })
+}
+
 /// Column `name` of `tbl`, as a variable of the range table entry `row` belongs to.
 fn table_column(tbl: pg_sys::Oid, row: RowVar, name: &str) -> Option<Node> {
     let name = std::ffi::CString::new(name).ok()?;

@@ -14,6 +14,7 @@ use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
 
 use super::trigger_names::{
+    SHARES_FOLLOW_DELETE, SHARES_FOLLOW_UPDATE,
     push_triggers, FIELD_CHECK, FIELD_CHECK_INSERT, KEEP_PARENT_OWNER, LINKED_OWNER_DELETE, LINKED_OWNER_UPDATE, PUSH_PARENT_OWNER,
     PUSH_PARENT_OWNER_DELETE, TRUNCATE_CHECK,
 };
@@ -54,14 +55,30 @@ pub fn attach_policies(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, own
     let via = |action: &str| {
         if linked { format!(" OR crm.can_via_parent({lit}::regclass, '{action}', crm_parent_owner)") } else { String::new() }
     };
-    let (via_read, via_edit) = (via("read"), via("edit"));
+    // Record shares reach a record by its key (DESIGN §9): a single-column primary key of a
+    // type whose text is its equality. Before 0.4.0 (an update running older scripts) there is
+    // no function for them; the update to 0.4.0 adds the branches.
+    let key = match crate::catalog::tables::primary_key(c, tbl)? {
+        Some((k, typ)) if shareable_key(c, tbl, &k, typ)? => Some(quote_identifier(&k)),
+        _ => None,
+    };
+    let (shared_read, shared_edit, shared_write) = match &key {
+        Some(k) => (
+            format!(" OR crm.shared({lit}::regclass, 'read', {k})"),
+            format!(" OR crm.shared({lit}::regclass, 'edit', {k})"),
+            format!("crm.shared_write({lit}::regclass, {k}, {owner}) OR "),
+        ),
+        None => Default::default(),
+    };
+    let (via_read, via_edit) = (via("read") + &shared_read, via("edit") + &shared_edit);
     // In WITH CHECK the parent branch comes first: can_assign raises for an owner the user
     // may not give records to, and a user who reaches the row through its parent may edit
     // it without owning it. Owner changes on linked tables are checked by their trigger.
+    // So does the share branch, before both.
     let edit_check = if linked {
-        format!("crm.can_via_parent({lit}::regclass, 'edit', crm_parent_owner) OR crm.can_assign({lit}::regclass, 'edit', {owner})")
+        format!("{shared_write}crm.can_via_parent({lit}::regclass, 'edit', crm_parent_owner) OR crm.can_assign({lit}::regclass, 'edit', {owner})")
     } else {
-        format!("crm.can_assign({lit}::regclass, 'edit', {owner})")
+        format!("{shared_write}crm.can_assign({lit}::regclass, 'edit', {owner})")
     };
     // The update from 0.1.0 protects its tables again before crm.installed() exists (its
     // script is frozen); the update to 0.3.0 then makes the base policy its own.
@@ -75,6 +92,22 @@ pub fn attach_policies(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, own
                  USING (crm.within_restrictions({lit}::regclass, {rel}.*)) WITH CHECK (crm.within_restrictions({lit}::regclass, {rel}.*));"
         ),
         None => String::new(),
+    };
+    // A record's shares follow it: its owner changes only by its writer's own rights, and
+    // its shares go with its owner, its key or the record (`enforce::shares`).
+    let follow = match &key {
+        Some(k) => format!(
+            "CREATE OR REPLACE TRIGGER {SHARES_FOLLOW_UPDATE} BEFORE UPDATE ON {table} FOR EACH ROW
+                 WHEN (OLD.{owner} IS DISTINCT FROM NEW.{owner} OR OLD.{k} IS DISTINCT FROM NEW.{k})
+                 EXECUTE FUNCTION crm.shares_follow_record();
+             CREATE OR REPLACE TRIGGER {SHARES_FOLLOW_DELETE} AFTER DELETE ON {table} FOR EACH ROW
+                 EXECUTE FUNCTION crm.shares_follow_record();"
+        ),
+        None => {
+            drop_trigger(c, tbl, table, SHARES_FOLLOW_UPDATE)?;
+            drop_trigger(c, tbl, table, SHARES_FOLLOW_DELETE)?;
+            String::new()
+        }
     };
     drop_policies(c, tbl, table)?;
     c.update(
@@ -91,12 +124,29 @@ pub fn attach_policies(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, own
                  WITH CHECK ({edit_check});
              CREATE POLICY crm_delete ON {table} AS RESTRICTIVE FOR DELETE
                  USING (crm.can({lit}::regclass, 'delete', {owner}));
-             {restrict}"
+             {restrict}
+             {follow}"
         ),
         None,
         &[],
     )?;
     Ok(())
+}
+
+/// Whether records of `tbl` can be shared by key `column` of type `typ`: a type whose text is
+/// its equality (`enforce::restrictions::Kind`), under a deterministic collation, and the
+/// functions for shares exist (0.4.0 and later).
+pub fn shareable_key(c: &SpiClient<'_>, tbl: pg_sys::Oid, column: &str, typ: pg_sys::Oid) -> CrmResult<bool> {
+    if crate::enforce::restrictions::Kind::of(typ).is_none() {
+        return Ok(false);
+    }
+    Ok(one::<bool>(
+        c,
+        "SELECT to_regprocedure('crm.shared(regclass, text, anyelement)') IS NOT NULL AND to_regprocedure('crm.shares_follow_record()') IS NOT NULL
+                AND crm.restriction_column_problem($1, $2) IS NULL",
+        &[tbl.into(), column.into()],
+    )?
+    .unwrap_or(false))
 }
 
 pub(super) fn drop_trigger(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, name: &str) -> CrmResult<()> {
@@ -145,7 +195,7 @@ pub fn check_protection(tbl: pg_sys::Oid) -> CrmResult<()> {
 /// Take a table's protection apart: its triggers, its policies, row security. The caller
 /// has already removed the catalog row, so the event trigger lets this through.
 pub fn detach(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str) -> CrmResult<()> {
-    for t in [LINKED_OWNER_UPDATE, LINKED_OWNER_DELETE, FIELD_CHECK, FIELD_CHECK_INSERT, TRUNCATE_CHECK, KEEP_PARENT_OWNER] {
+    for t in [LINKED_OWNER_UPDATE, LINKED_OWNER_DELETE, FIELD_CHECK, FIELD_CHECK_INSERT, TRUNCATE_CHECK, KEEP_PARENT_OWNER, SHARES_FOLLOW_UPDATE, SHARES_FOLLOW_DELETE] {
         drop_trigger(c, tbl, table, t)?;
     }
     drop_policies(c, tbl, table)?;

@@ -10,6 +10,8 @@ pub const LINKED_OWNER_DELETE: &str = "crm_linked_owner_delete";
 pub const KEEP_PARENT_OWNER: &str = "crm_keep_parent_owner";
 pub const PUSH_PARENT_OWNER: &str = "crm_push_parent_owner";
 pub const PUSH_PARENT_OWNER_DELETE: &str = "crm_push_parent_owner_delete";
+pub const SHARES_FOLLOW_UPDATE: &str = "crm_shares_follow_update";
+pub const SHARES_FOLLOW_DELETE: &str = "crm_shares_follow_delete";
 
 /// The DDL of a pair of statement triggers that push a change of owner to its copies: AFTER
 /// UPDATE and AFTER DELETE, over transition tables named crm_old and crm_new, the only names

@@ -211,7 +211,15 @@ unsafe extern "C-unwind" fn relcache_changed(_arg: pg_sys::Datum, relid: pg_sys:
     let ours = relid == pg_sys::InvalidOid
         || LOADING.get()
         || CATALOG_RELIDS.with(|r| r.try_borrow().map(|r| r.contains(&relid.to_u32())).unwrap_or(true));
+    // A share or unshare: what the backend holds of the shares, and the plans built on it,
+    // not the model (`shares`).
+    if !ours && super::shares::is_shares_table(relid) {
+        super::shares::forget();
+        crate::session::plans::invalidate();
+        return;
+    }
     if ours {
+        super::shares::forget();
         STALE.set(true);
         privileged::forget_checked_roles();
         // Always, not only when the model was fresh: plans made while the catalog could not
@@ -367,8 +375,8 @@ fn current_unpinned(accept: bool) -> CrmResult<Rc<Loaded>> {
     };
     match loaded {
         Ok(m) => {
-            super::expiry::arm(m.model.valid_until());
             MODEL.with(|slot| *slot.borrow_mut() = Some(m.clone()));
+            super::expiry::arm(next_end());
             GENERATION.set(GENERATION.get() + 1);
             Ok(m)
         }
@@ -400,14 +408,30 @@ impl Drop for Loading {
 /// its decisions: PostgreSQL re-plans them before running them again (`session::expiry`).
 /// Returns whether it did.
 pub fn expire_if_due(now: pg_sys::TimestampTz) -> bool {
-    let due = MODEL.with(|m| m.try_borrow().ok().and_then(|m| m.as_ref().and_then(|m| m.model.valid_until())).is_some_and(|t| t <= now));
-    if due {
+    let model_due = model_valid_until().is_some_and(|t| t <= now);
+    let shares_due = super::shares::valid_until().is_some_and(|t| t <= now);
+    if model_due {
         STALE.set(true);
         MODEL.with(|m| m.borrow_mut().take());
-        super::expiry::arm(None);
+    }
+    if model_due || shares_due {
+        super::shares::forget();
+        super::expiry::arm(next_end());
         crate::session::plans::invalidate();
     }
-    due
+    model_due || shares_due
+}
+
+fn model_valid_until() -> Option<i64> {
+    MODEL.with(|m| m.try_borrow().ok().and_then(|m| m.as_ref().and_then(|m| m.model.valid_until())))
+}
+
+/// The next end of a grant this backend holds: of its model, or of a share it holds.
+pub fn next_end() -> Option<i64> {
+    match (model_valid_until(), super::shares::valid_until()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Compiled as at the start of the statement that needs it: a grant that has ended by then

@@ -6,6 +6,7 @@ pub mod expiry;
 pub mod guc;
 pub mod identity;
 pub mod plans;
+pub mod shares;
 pub mod statement;
 
 pub fn init() {

@@ -1,0 +1,172 @@
+//! Record shares at run time and at plan time (DESIGN §9, issue 26): the records of a protected
+//! table shared with the acting user, by the table's key (`crm.shared`, a branch of the read
+//! and edit policies), the check that a write through an edit share keeps the record's owner
+//! (`crm.shared_write`), and the trigger that removes a record's shares when its owner or key
+//! changes or it is deleted (`crm.forget_shares`).
+//!
+//! The planner folds `crm.shared(tbl, action, key)` into `key = ANY('{...}')` in the key's own
+//! type (the `OneOf` of restriction rules, `restrictions::Kind`), `false` for a user with no
+//! share there, which the planner drops from the policy's OR: a user nothing is shared with
+//! gets the plan they got before shares existed.
+
+use std::rc::Rc;
+
+use crm_model::{Action, Filter, OwnerId, Row, Value};
+use pgrx::prelude::*;
+use pgrx::{pg_sys, AnyElement, FromDatum};
+
+use super::opened;
+use super::restrictions::Kind;
+use super::rows::{self, trigger_table};
+use crate::catalog::latest;
+use crate::catalog::privileged;
+use crate::catalog::tables::primary_key_of;
+use crate::error::{CrmResult, OrRaise};
+use crate::session::{cache, identity, shares};
+
+/// The column name the filter gives the shared record's key.
+pub const KEY: &str = "key";
+
+/// The keys of `tbl`'s records shared with the acting user for `action` (read or edit) that
+/// count now, or `None` when shares cannot give them anything there (`Model::shares_apply`,
+/// someone who cannot act, our own statements with the rows opened, a broken catalog).
+fn shared_keys(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<Option<(Rc<shares::Shared>, OwnerId)>> {
+    if opened::rows_opened(tbl) || !matches!(action, Action::Read | Action::Edit) {
+        return Ok(None);
+    }
+    let Ok(m) = cache::current(planning) else {
+        crate::session::plans::failed_closed();
+        return Ok(None);
+    };
+    let Some(module) = m.module_of(tbl) else { return Ok(None) };
+    let Ok(user) = identity::acting_user(&m)? else { return Ok(None) };
+    if !m.model.shares_apply(user.owner_id, module, action) {
+        return Ok(None);
+    }
+    Ok(Some((shares::shared_with(&m, user.owner_id, tbl, action)?, user.owner_id)))
+}
+
+/// Which records of `tbl` the acting user reaches for `action` through shares, by key.
+pub fn shared(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<Filter> {
+    Ok(match shared_keys(tbl, action, planning)? {
+        Some((s, _)) => Filter::one_of(KEY, &s.sorted_keys()),
+        None => Filter::Const(false),
+    })
+}
+
+/// Whether the acting user has any record of `tbl` shared for editing (else `crm.shared_write`
+/// is `false` and the planner drops it).
+pub fn edits_shared(tbl: pg_sys::Oid, planning: bool) -> CrmResult<bool> {
+    Ok(shared_keys(tbl, Action::Edit, planning)?.is_some_and(|(s, _)| !s.keys.is_empty()))
+}
+
+/// A record key as shares hold it: the key's text as its type writes it.
+fn key_text(key: &AnyElement) -> Option<String> {
+    let kind = Kind::of(key.oid())?;
+    // SAFETY: a non-null datum of the argument's own type, which `kind` is of.
+    unsafe { kind.text(key.datum()) }
+}
+
+struct KeyRow<'a>(&'a str);
+
+impl Row for KeyRow<'_> {
+    fn value(&self, column: &str) -> Option<Value<'_>> {
+        (column == KEY).then_some(Value::Text(Some(self.0)))
+    }
+}
+
+/// The share branch of the read and edit policies: whether the record whose key is `key` is
+/// shared with the acting user for `action`. The planner replaces the call
+/// (`shared_support`); as written it looks the key up.
+#[pg_extern(
+    sql = "CREATE FUNCTION crm.shared(tbl regclass, action text, key anyelement) RETURNS boolean
+           STABLE PARALLEL SAFE LANGUAGE c SUPPORT crm.shared_support AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';",
+    requires = [planner::support::shared_support]
+)]
+fn shared_fn(tbl: Option<pg_sys::Oid>, action: Option<&str>, key: Option<AnyElement>) -> bool {
+    let (Some(tbl), Some(Ok(action)), Some(key)) = (tbl, action.map(str::parse::<Action>), key) else { return false };
+    let Some(text) = key_text(&key) else { return false };
+    shared(tbl, action, false).or_raise().admits(&KeyRow(&text))
+}
+
+/// The share branch of the edit policy's WITH CHECK: the written record is shared with the
+/// acting user for editing, and keeps the owner it had when it was shared (a share lets its
+/// receivers edit a record, never give it away). The planner drops it for a user with no record
+/// of the table shared for editing (`shared_write_support`).
+#[pg_extern(
+    sql = "CREATE FUNCTION crm.shared_write(tbl regclass, key anyelement, owner bigint) RETURNS boolean
+           STABLE PARALLEL SAFE LANGUAGE c SUPPORT crm.shared_write_support AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';",
+    requires = [planner::support::shared_write_support]
+)]
+fn shared_write(tbl: Option<pg_sys::Oid>, key: Option<AnyElement>, owner: Option<i64>) -> bool {
+    let (Some(tbl), Some(key), Some(owner)) = (tbl, key, owner) else { return false };
+    let Some(text) = key_text(&key) else { return false };
+    match shared_keys(tbl, Action::Edit, false).or_raise() {
+        Some((s, _)) => s.keys.get(&text) == Some(&owner),
+        None => false,
+    }
+}
+
+/// A record's shares follow the record (DESIGN §9). Before an UPDATE that changes a record's
+/// owner or key (the trigger's WHEN condition), and after a DELETE, for each row:
+/// - a change of owner needs edit access to the record by the writer's own rights: a share
+///   lets its receivers edit a record, never give it away (the edit policy admits the old row
+///   through the share, and the new owner may be one the receiver may assign to, themselves);
+/// - the record's shares go (a change of owner removes a record's manual shares, and a new
+///   record that later takes a deleted record's key is not shared), as the catalog role,
+///   whoever wrote; nothing to look up for a table without shares.
+#[pg_trigger]
+fn shares_follow_record<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
+    let e = trigger.event();
+    let ok = e.fired_for_row() && ((e.fired_before() && e.fired_by_update()) || (e.fired_after() && e.fired_by_delete()));
+    if !ok {
+        crate::error::CrmError::prerequisite("crm.shares_follow_record() fires before UPDATE or after DELETE, for each row").raise();
+    }
+    let tbl = trigger_table(trigger);
+    let data = trigger.trigger_data();
+    let update = e.fired_by_update();
+    // SAFETY: the trigger's relation and tuples are valid for the whole call; attribute
+    // numbers come from the relation's own descriptor.
+    let followed: CrmResult<()> = (|| unsafe {
+        let m = cache::current(false)?;
+        let (Some(owner), Some((key, _))) = (m.owner_column_of(tbl), primary_key_of(tbl)) else { return Ok(()) };
+        let rel = data.tg_relation;
+        let desc = (*rel).rd_att;
+        let (Some((owner_att, _)), Some((key_att, key_col))) = (rows::column(rel, owner), rows::column(rel, &key)) else { return Ok(()) };
+        let old = data.tg_trigtuple;
+        if update {
+            let (old_owner, new_owner) = (rows::value(old, desc, owner_att), rows::value(data.tg_newtuple, desc, owner_att));
+            if old_owner != new_owner && !opened::rows_opened(tbl) && crate::catalog::tables::row_security_applies(tbl, pg_sys::InvalidOid) {
+                let old_owner = (!old_owner.1).then(|| i64::from_datum(old_owner.0, false)).flatten();
+                let own = super::access(tbl, Action::Edit, false)?.admits(&crm_model::Owned(old_owner))
+                    || (m.link_of(tbl).is_some() && {
+                        let parent_owner = rows::column(rel, super::parent_owner::KEPT).map(|(a, _)| rows::value(old, desc, a));
+                        let parent_owner = parent_owner.filter(|v| !v.1).and_then(|v| i64::from_datum(v.0, false));
+                        super::access_via_parent(tbl, Action::Edit, false)?.admits(&crm_model::Owned(parent_owner))
+                    });
+                if !own {
+                    return Err(crate::error::CrmError::denied("permission denied to change the owner of a record shared with you")
+                        .with_detail("A record share lets its receivers read or edit the record, not give it to another owner.")
+                        .with_hint("Ask the record's owner, a user above them, or an administrator."));
+                }
+            }
+        }
+        if !shares::table_has_shares(tbl)? {
+            return Ok(());
+        }
+        let (k, null) = rows::value(old, desc, key_att);
+        let Some(text) = (if null { None } else { Kind::of(key_col.atttypid).and_then(|kind| kind.text(k)) }) else { return Ok(()) };
+        let args = [(pg_sys::REGCLASSOID, pg_sys::Datum::from(tbl), false), (pg_sys::TEXTOID, text.as_str().into_datum().expect("text"), false)];
+        privileged::as_catalog_role(|| latest::execute("DELETE FROM crm.shares WHERE tbl = $1 AND record_id = $2", &args, false))?;
+        Ok(())
+    })();
+    followed.or_raise();
+    Ok(if update { trigger.new() } else { None })
+}
+
+/// Every share of `tbl`'s records (a TRUNCATE empties it).
+pub fn forget_all(tbl: pg_sys::Oid) -> CrmResult<()> {
+    let this = [(pg_sys::REGCLASSOID, pg_sys::Datum::from(tbl), false)];
+    privileged::as_catalog_role(|| latest::execute("DELETE FROM crm.shares WHERE tbl = $1", &this, false))?;
+    Ok(())
+}
