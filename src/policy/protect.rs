@@ -140,13 +140,14 @@ pub fn shareable_key(c: &SpiClient<'_>, tbl: pg_sys::Oid, column: &str, typ: pg_
     if crate::enforce::restrictions::Kind::of(typ).is_none() {
         return Ok(false);
     }
-    Ok(one::<bool>(
-        c,
-        "SELECT to_regprocedure('crm.shared(regclass, text, anyelement)') IS NOT NULL AND to_regprocedure('crm.shares_follow_record()') IS NOT NULL
-                AND crm.restriction_column_problem($1, $2) IS NULL",
-        &[tbl.into(), column.into()],
-    )?
-    .unwrap_or(false))
+    // Asked apart: an older schema (an update running older releases' scripts) has neither
+    // the functions nor the column check.
+    let functions = "SELECT to_regprocedure('crm.shared(regclass, text, anyelement)') IS NOT NULL
+                            AND to_regprocedure('crm.shares_follow_record()') IS NOT NULL";
+    if !one::<bool>(c, functions, &[])?.unwrap_or(false) {
+        return Ok(false);
+    }
+    Ok(one::<bool>(c, "SELECT crm.restriction_column_problem($1, $2) IS NULL", &[tbl.into(), column.into()])?.unwrap_or(false))
 }
 
 pub(super) fn drop_trigger(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, name: &str) -> CrmResult<()> {

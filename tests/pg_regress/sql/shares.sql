@@ -23,6 +23,17 @@ END $$;
 GRANT EXECUTE ON FUNCTION regress.leads_of(text) TO crm_app;
 SELECT regress.catalog_digest() AS digest \gset
 
+-- The README's example, rolled back: carol reads 42 (and 41, as Mgr_East's subordinate).
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+\i examples/shares/deal_room.sql
+SET LOCAL crm.user_name = 'carol';
+SELECT string_agg(id::text, ',' ORDER BY id) AS carol_reads FROM sales.leads;
+SET LOCAL crm.user_name = 'mgr_east';
+SELECT string_agg(id::text, ',' ORDER BY id) AS mgr_east_reads FROM sales.leads;
+ROLLBACK;
+RESET SESSION AUTHORIZATION;
+
 -- alice shares lead 41 with carol for reading, 42 for reading and editing (acting in this
 -- session, which crm.require_local_user = off allows a superuser).
 SET crm.require_local_user = off;
