@@ -6,6 +6,7 @@
 #   bench/run.sh large-org --cache-only   (the cache rebuild at 20,000 users, without the workload)
 #   bench/run.sh replans   (re-plans per transaction of a pooled connection; bench/replans.py)
 #   bench/run.sh history   (past catalogs at 100,000 audit entries; bench/history.py)
+#   bench/run.sh shares   (record shares at 20,000 users; bench/shares.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scale=${1:-small}; shift || true
@@ -44,6 +45,13 @@ if [ "$scale" = replans ]; then
     trap cluster_stop EXIT
     createdb crm_bench
     $venv/bin/python bench/replans.py --out "${BENCH_OUT:-bench/results}"
+    exit
+fi
+if [ "$scale" = shares ]; then
+    cluster_start "$(cluster_dir bench-cluster)" 5496
+    trap cluster_stop EXIT
+    createdb crm_bench
+    $venv/bin/python bench/shares.py --out "${BENCH_OUT:-bench/results}"
     exit
 fi
 if [ "$scale" = history ]; then

@@ -265,3 +265,25 @@ UPDATE sales.leads SET region = 'East' WHERE id = 41;
 ROLLBACK;
 RESET SESSION AUTHORIZATION;
 SELECT crm.explain_access('sales.leads', 42, 'read', 'alice');
+
+\echo
+\echo '=== Sharing one record: mgr_west brings carol (Rep_East) into his lead 31 for the week, read and write'
+\echo '    (as examples/shares/deal_room.sql does); carol and mgr_east above her read it, alice does not'
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'mgr_west';
+SELECT crm.share_record('sales.leads', 31, 'user', 'carol', 'read_write', until => now() + interval '7 days') > 0 AS shared;
+COMMIT;
+SELECT d.name AS "user", s.leads, s.owners AS "owned by"
+FROM crm.user_directory d, LATERAL demo.leads_seen_by(d.name) s WHERE d.name IN ('carol', 'mgr_east', 'alice') ORDER BY d.owner_id;
+\echo '--- the planner folds her shared leads next to her owners: the primary key index serves them'
+BEGIN;
+SET LOCAL crm.user_name = 'carol';
+EXPLAIN (COSTS OFF) SELECT id, company FROM sales.leads;
+\echo '--- carol edits it; she may not make it hers'
+UPDATE sales.leads SET company = company || ' (carol)' WHERE id = 31 RETURNING id, company;
+UPDATE sales.leads SET owner_id = crm.owner_id('carol') WHERE id = 31;
+ROLLBACK;
+RESET SESSION AUTHORIZATION;
+SELECT crm.explain_access('sales.leads', 31, 'edit', 'carol');
+SELECT record_id, kind, receiver, access, until > now() AS "until later", shared_by FROM crm.record_shares;

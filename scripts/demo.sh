@@ -23,7 +23,7 @@ createdb crm_demo
 # 24 a scene that set the acting user from a function printed an error in place of its table,
 # and nothing noticed), so the run fails.
 psql -X -d crm_demo -f demo/demo.sql 2>&1 | tee target/demo-output.log
-intended='may not create a Leads record owned by bob|no acting CRM user: delete on table sales.leads is refused|field "budget" of sales.leads is read-only|permission denied for table leads|role "bi_alice" may not set crm.user_name|violates row-level security policy "crm_restrict"'
+intended='may not create a Leads record owned by bob|no acting CRM user: delete on table sales.leads is refused|field "budget" of sales.leads is read-only|permission denied for table leads|role "bi_alice" may not set crm.user_name|violates row-level security policy "crm_restrict"|permission denied to change the owner of a record shared with you'
 if grep -E '^(psql:[^ ]+: )?ERROR' target/demo-output.log | grep -Evq "$intended"; then
     echo "demo: a scene failed:" >&2
     grep -E '^(psql:[^ ]+: )?ERROR' target/demo-output.log | grep -Ev "$intended" >&2

@@ -545,7 +545,7 @@ BEGIN
         EXECUTE format('ALTER POLICY crm_edit ON %s USING (crm.can(%L::regclass, ''edit'', %s)%s OR crm.shared(%L::regclass, ''edit'', %s))
                         WITH CHECK (crm.shared_write(%L::regclass, %s, %s) OR %scrm.can_assign(%L::regclass, ''edit'', %s))',
                        t.name, t.name, t.owner, via_edit, t.name, t.k, t.name, t.k, t.owner, via_check, t.name, t.owner);
-        EXECUTE format('CREATE TRIGGER crm_shares_follow_update BEFORE UPDATE ON %s FOR EACH ROW
+        EXECUTE format('CREATE TRIGGER crm_shares_follow_update AFTER UPDATE ON %s FOR EACH ROW
                             WHEN (OLD.%s IS DISTINCT FROM NEW.%s OR OLD.%s IS DISTINCT FROM NEW.%s)
                             EXECUTE FUNCTION crm.shares_follow_record()', t.name, t.owner, t.owner, t.k, t.k);
         EXECUTE format('CREATE TRIGGER crm_shares_follow_delete AFTER DELETE ON %s FOR EACH ROW

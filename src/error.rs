@@ -120,6 +120,11 @@ impl CrmError {
     }
 
     /// Something this call read was changed by a transaction that committed while it ran.
+    /// A bound of ours was reached (54000).
+    pub fn limit(message: impl Into<String>) -> Self {
+        CrmError::new(PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED, message)
+    }
+
     pub fn serialization(message: impl Into<String>) -> Self {
         CrmError::new(PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE, message)
     }

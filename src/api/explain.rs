@@ -148,7 +148,7 @@ fn record_owner(m: &Loaded, tbl: pg_sys::Oid, table: &str, id: &AnyElement, rest
 
 /// The engine's decision for a record, through its parent's owner when the table is linked.
 fn decide(m: &Loaded, tbl: pg_sys::Oid, module: &str, user: Option<i64>, action: Action, record: &Record) -> Decision {
-    decide_in(&m.model, module, m.parent_module_of(tbl), user, action, record, crate::session::plans::statement_start())
+    decide_in(&m.model, module, m.parent_module_of(tbl), user, action, record, crate::session::plans::decision_moment())
 }
 
 /// The same in any model, at the moment `at` (which shares stood then): `parent` is the

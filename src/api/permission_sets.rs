@@ -91,7 +91,7 @@ pub(super) fn future(what: &str, until: TimestampWithTimeZone) -> CrmResult<Time
     if !until.is_finite() {
         return Err(CrmError::invalid(format!("{what} must be a finite moment")).with_hint("Pass NULL for access that does not end."));
     }
-    if pg_sys::TimestampTz::from(until) <= crate::session::plans::statement_start() {
+    if pg_sys::TimestampTz::from(until) <= crate::session::plans::decision_moment() {
         return Err(CrmError::invalid(format!("{what} must be in the future"))
             .with_detail("A grant counts for the statements that start before its end; this one started after it."));
     }

@@ -54,7 +54,7 @@ fn access_changes(
     let Some(user) = m.model.user_by_name(user_name).map(|u| u.owner_id) else {
         CrmError::undefined("CRM user", user_name).with_hint("See crm.user_directory.").raise()
     };
-    let now = crate::session::plans::statement_start();
+    let now = crate::session::plans::decision_moment();
     let since_at: i64 = since.into();
     let compile = |c: &Catalog, at: i64| Model::compile_at(c.clone(), at).map_err(|e| CrmError::broken_catalog(e.to_string()));
     let mut rows = Vec::new();

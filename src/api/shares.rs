@@ -12,7 +12,8 @@ use super::authorize::{audited, is_admin, refuse_in_restricted_operation};
 use super::permission_sets::future;
 use super::sharing::group_id;
 use crate::audit;
-use crate::catalog::spi::{as_caller, insert_returning_id, on_catalog};
+use crate::catalog::spi::{as_caller, insert_returning_id, on_catalog, one};
+use crate::catalog::{latest, privileged};
 use crate::catalog::tables::{existing, primary_key};
 use crate::enforce::restrictions::Kind;
 use crate::error::{required, CrmError, CrmResult, OrRaise};
@@ -20,6 +21,9 @@ use crate::session::cache::{self, Loaded};
 use crate::session::identity;
 
 const KINDS: &str = "user, group, role, role_and_subordinates";
+
+/// How many shares of one table's records a user who is not an administrator may have made.
+const SHARES_PER_USER: i64 = 10_000;
 
 /// The receiver a kind and name name, as the engine's party and the row's (kind, target id).
 fn receiver(c: &SpiClient<'_>, m: &Loaded, kind: &str, name: &str) -> CrmResult<Party> {
@@ -82,10 +86,22 @@ fn record(m: &Loaded, tbl: pg_sys::Oid, table: &str, id: &AnyElement) -> CrmResu
         if rows.is_empty() {
             return Err(CrmError::not_found(format!("no record of {table} with that id is visible to you")));
         }
-        match rows.first().get_two::<String, i64>()? {
-            (Some(k), Some(o)) => Ok((k, o)),
-            _ => Err(CrmError::not_found(format!("no record of {table} with that id is visible to you"))),
+        let (Some(k), Some(o)) = rows.first().get_two::<String, i64>()? else {
+            return Err(CrmError::not_found(format!("no record of {table} with that id is visible to you")));
+        };
+        // The record as it stands now, locked until this transaction ends: its owner or key
+        // cannot change, nor it go, between this check and the share's commit, so the
+        // trigger that removes a record's shares with its owner sees the share (red team of
+        // issue 26: a share made under an old snapshot, or racing a change of owner or a
+        // delete, outlived them and reached the next owner's record under the same key).
+        let lock = format!("SELECT {o} FROM {table} WHERE {k} = $1 FOR SHARE", k = quote_identifier(&key.0), o = quote_identifier(&owner));
+        let arg = [(key.1, value, false)];
+        let (found, now) = privileged::as_owner_of_unfiltered(tbl, || latest::execute(&lock, &arg, false))?;
+        if found == 0 || now != Some(o) {
+            return Err(CrmError::serialization(format!("the record of {table} changed while it was being shared"))
+                .with_hint("Run the call again."));
         }
+        Ok((k, o))
     })
 }
 
@@ -126,6 +142,26 @@ fn share_record(
     audited(audit!("share_record", table, record, kind, name, access, until_text), || {
         on_catalog(|c| {
             let (kind, target) = party_row(receiver(c, &m, kind, name)?);
+            // The same share again changes nothing: no entry, no invalidation (red team).
+            let same = one::<i64>(
+                c,
+                "SELECT id FROM crm.shares WHERE tbl = $1 AND record_id = $2 AND kind = $3 AND target_id = $4
+                   AND owner_id = $5 AND access = $6 AND until IS NOT DISTINCT FROM $7",
+                &[tbl.into(), record_id.as_str().into(), kind.into(), target.into(), owner.into(), access.into(), until.into()],
+            )?;
+            if let Some(id) = same {
+                return Ok(id);
+            }
+            // Every share widens the plans of everyone it reaches: a user's shares of one
+            // table are bounded (red team of issue 26: 20,000 shares to the top role made
+            // every statement on the table plan 20,000 keys).
+            if let Some(by) = by.filter(|&u| !m.model.user(u).is_some_and(|u| u.is_admin)) {
+                let made = one::<i64>(c, "SELECT count(*) FROM crm.shares WHERE tbl = $1 AND shared_by = $2", &[tbl.into(), by.into()])?.unwrap_or(0);
+                if made >= SHARES_PER_USER {
+                    return Err(CrmError::limit(format!("a user may hold at most {SHARES_PER_USER} shares of one table's records"))
+                        .with_hint("Unshare records that no longer need it, or ask an administrator (who is not limited) to share them, or share through a sharing rule."));
+                }
+            }
             // Sharing again with the same receiver sets the access and the end anew.
             insert_returning_id(
                 c,

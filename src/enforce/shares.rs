@@ -24,8 +24,7 @@ use crate::catalog::tables::primary_key_of;
 use crate::error::{CrmResult, OrRaise};
 use crate::session::{cache, identity, shares};
 
-/// The column name the filter gives the shared record's key.
-pub const KEY: &str = "key";
+pub use crate::session::shares::KEY;
 
 /// The keys of `tbl`'s records shared with the acting user for `action` (read or edit) that
 /// count now, or `None` when shares cannot give them anything there (`Model::shares_apply`,
@@ -47,10 +46,10 @@ fn shared_keys(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<Op
 }
 
 /// Which records of `tbl` the acting user reaches for `action` through shares, by key.
-pub fn shared(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<Filter> {
+pub fn shared(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<Rc<Filter>> {
     Ok(match shared_keys(tbl, action, planning)? {
-        Some((s, _)) => Filter::one_of(KEY, &s.sorted_keys()),
-        None => Filter::Const(false),
+        Some((s, _)) => s.filter.clone(),
+        None => Rc::new(Filter::Const(false)),
     })
 }
 
@@ -107,8 +106,9 @@ fn shared_write(tbl: Option<pg_sys::Oid>, key: Option<AnyElement>, owner: Option
     }
 }
 
-/// A record's shares follow the record (DESIGN §9). Before an UPDATE that changes a record's
-/// owner or key (the trigger's WHEN condition), and after a DELETE, for each row:
+/// A record's shares follow the record (DESIGN §9). After an UPDATE that changed a record's
+/// owner or key (the trigger's WHEN condition, on the row as written: a table owner's BEFORE
+/// trigger may have changed it, red team of issue 26), and after a DELETE, for each row:
 /// - a change of owner needs edit access to the record by the writer's own rights: a share
 ///   lets its receivers edit a record, never give it away (the edit policy admits the old row
 ///   through the share, and the new owner may be one the receiver may assign to, themselves);
@@ -118,9 +118,8 @@ fn shared_write(tbl: Option<pg_sys::Oid>, key: Option<AnyElement>, owner: Option
 #[pg_trigger]
 fn shares_follow_record<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
     let e = trigger.event();
-    let ok = e.fired_for_row() && ((e.fired_before() && e.fired_by_update()) || (e.fired_after() && e.fired_by_delete()));
-    if !ok {
-        crate::error::CrmError::prerequisite("crm.shares_follow_record() fires before UPDATE or after DELETE, for each row").raise();
+    if !(e.fired_for_row() && e.fired_after() && (e.fired_by_update() || e.fired_by_delete())) {
+        crate::error::CrmError::prerequisite("crm.shares_follow_record() fires after UPDATE or DELETE, for each row").raise();
     }
     let tbl = trigger_table(trigger);
     let data = trigger.trigger_data();
@@ -161,7 +160,7 @@ fn shares_follow_record<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapT
         Ok(())
     })();
     followed.or_raise();
-    Ok(if update { trigger.new() } else { None })
+    Ok(None)
 }
 
 /// Every share of `tbl`'s records (a TRUNCATE empties it).

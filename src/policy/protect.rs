@@ -97,7 +97,7 @@ pub fn attach_policies(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, own
     // its shares go with its owner, its key or the record (`enforce::shares`).
     let follow = match &key {
         Some(k) => format!(
-            "CREATE OR REPLACE TRIGGER {SHARES_FOLLOW_UPDATE} BEFORE UPDATE ON {table} FOR EACH ROW
+            "CREATE OR REPLACE TRIGGER {SHARES_FOLLOW_UPDATE} AFTER UPDATE ON {table} FOR EACH ROW
                  WHEN (OLD.{owner} IS DISTINCT FROM NEW.{owner} OR OLD.{k} IS DISTINCT FROM NEW.{k})
                  EXECUTE FUNCTION crm.shares_follow_record();
              CREATE OR REPLACE TRIGGER {SHARES_FOLLOW_DELETE} AFTER DELETE ON {table} FOR EACH ROW

@@ -337,7 +337,13 @@ pub fn catch_up_once_per_statement(parallel: bool) {
         // SAFETY: called as a query starts, inside a transaction.
         unsafe { pg_sys::AcceptInvalidationMessages() };
         ACCEPTED_IN.set(super::plans::statement_start());
-        expire_if_due(super::plans::statement_start());
+    }
+    // Every query, not once per client statement: a procedure's or DO block's queries run in
+    // transactions that start after it (`plans::decision_moment`). Not in a parallel worker,
+    // which runs its leader's decisions.
+    // SAFETY: reads a global of the backend.
+    if unsafe { pg_sys::ParallelWorkerNumber } < 0 {
+        expire_if_due(super::plans::decision_moment());
     }
     // SAFETY: reads a flag of the current transaction.
     if parallel && !REBUILDING.get() && STALE.get() && MODEL.with(|m| m.borrow().is_some()) && !unsafe { pg_sys::IsInParallelMode() } {
@@ -360,7 +366,7 @@ fn current_unpinned(accept: bool) -> CrmResult<Rc<Loaded>> {
         unsafe { pg_sys::AcceptInvalidationMessages() };
         ACCEPTED_IN.set(super::plans::statement_start());
     }
-    let start = super::plans::statement_start();
+    let start = super::plans::decision_moment();
     expire_if_due(start);
     if !STALE.get() {
         if let Some(m) = MODEL.with(|m| m.borrow().clone()) {

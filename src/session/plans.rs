@@ -245,6 +245,15 @@ pub fn statement_start() -> pg_sys::TimestampTz {
     unsafe { pg_sys::GetCurrentStatementStartTimestamp() }
 }
 
+/// The moment grants that end are judged at (DESIGN §9: a grant counts for a statement that
+/// starts before its end): the current statement's start, or, inside a procedure or DO block
+/// that commits, the start of its current transaction, which is later (red team of issue 26:
+/// a loop committing in a DO block kept one statement's start, and an ended grant, for good).
+pub fn decision_moment() -> pg_sys::TimestampTz {
+    // SAFETY: reads timestamps of the current transaction state.
+    unsafe { pg_sys::GetCurrentStatementStartTimestamp().max(pg_sys::GetCurrentTransactionStartTimestamp()) }
+}
+
 /// Invalidate the plans that may hold a decision of ours, in this backend: only the marked
 /// ones between transactions, all of them within a transaction that consulted the model.
 pub fn invalidate() {
@@ -364,7 +373,7 @@ unsafe fn refuse_if_overtaken(stmt: *const pg_sys::PlannedStmt) {
     crate::catalog::commits::wait_for_catalog_commits();
     pg_sys::AcceptInvalidationMessages();
     // A grant its decisions hold may have ended since (`session::expiry`).
-    let ended = super::cache::expire_if_due(statement_start());
+    let ended = super::cache::expire_if_due(decision_moment());
     if EPOCH.get() != epoch {
         invalidate();
         if ended {

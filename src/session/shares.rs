@@ -14,7 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crm_model::{Action, OwnerId};
+use crm_model::{Action, Filter, OwnerId};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -25,19 +25,25 @@ use crate::session::cache::Loaded;
 
 /// The records of one table shared with one user for one action: each key's text with the
 /// record's owner when it was shared (a write must keep that owner, `crm.shared_write`).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Shared {
     pub keys: HashMap<String, OwnerId>,
+    /// The keys as a filter over the column `column` (built once: a planning per statement
+    /// must not sort thousands of keys again).
+    pub filter: Rc<Filter>,
 }
 
 impl Shared {
-    /// The keys, sorted, as a filter's values.
-    pub fn sorted_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.keys.keys().cloned().collect();
-        keys.sort_unstable();
-        keys
+    fn new(keys: HashMap<String, OwnerId>) -> Shared {
+        let mut sorted: Vec<String> = keys.keys().cloned().collect();
+        sorted.sort_unstable();
+        let filter = Rc::new(if sorted.is_empty() { Filter::Const(false) } else { Filter::OneOf(KEY.to_string(), sorted) });
+        Shared { keys, filter }
     }
 }
+
+/// The column name the filter gives the shared record's key.
+pub const KEY: &str = "key";
 
 type Key = (OwnerId, u32, Action);
 
@@ -108,8 +114,15 @@ pub fn shared_with(m: &Loaded, user: OwnerId, tbl: pg_sys::Oid, action: Action) 
     if let Some(s) = MEMO.with(|memo| memo.borrow().get(&key).cloned()) {
         return Ok(s);
     }
+    // Parallel mode has no latest snapshot to read them under: nothing is shared there, and
+    // the plan that decided so ends with its transaction (`plans::failed_closed`).
+    // SAFETY: reads a flag of the current transaction.
+    if unsafe { pg_sys::IsInParallelMode() } {
+        crate::session::plans::failed_closed();
+        return Ok(Rc::new(Shared::new(HashMap::new())));
+    }
     let parties = m.model.share_parties(user);
-    let now = crate::session::plans::statement_start();
+    let now = crate::session::plans::decision_moment();
     let (shared, until) = fetch(tbl, action, &parties, now)?;
     let shared = Rc::new(shared);
     if let Some(u) = until {
@@ -146,10 +159,10 @@ const FETCH: &str = "SELECT record_id, owner_id, ((extract(epoch FROM until) - 9
 
 fn fetch(tbl: pg_sys::Oid, action: Action, p: &crm_model::ShareParties, now: pg_sys::TimestampTz) -> CrmResult<(Shared, Option<i64>)> {
     note_relid();
-    let mut shared = Shared::default();
+    let mut keys = HashMap::new();
     let mut until: Option<i64> = None;
     if p.users.is_empty() {
-        return Ok((shared, None));
+        return Ok((Shared::new(keys), None));
     }
     let now = TimestampWithTimeZone::try_from(now).unwrap_or_else(|_| TimestampWithTimeZone::positive_infinity());
     // SAFETY: the snapshot pushed is popped before returning, on success and on error alike
@@ -172,7 +185,7 @@ fn fetch(tbl: pg_sys::Oid, action: Action, p: &crm_model::ShareParties, now: pg_
             )?;
             for r in rows {
                 if let (Some(key), Some(owner)) = (r.get::<String>(1)?, r.get::<i64>(2)?) {
-                    shared.keys.insert(key, owner);
+                    keys.insert(key, owner);
                 }
                 if let Some(u) = r.get::<i64>(3)? {
                     until = Some(until.map_or(u, |v| v.min(u)));
@@ -184,5 +197,5 @@ fn fetch(tbl: pg_sys::Oid, action: Action, p: &crm_model::ShareParties, now: pg_
     // SAFETY: pops the snapshot pushed above.
     unsafe { pg_sys::PopActiveSnapshot() };
     read?;
-    Ok((shared, until))
+    Ok((Shared::new(keys), until))
 }

@@ -380,7 +380,7 @@ unsafe extern "C-unwind" fn process_utility(
 ) {
     // An EXECUTE fetches its plan before any query starts: a grant that has ended must
     // invalidate it first (`expiry`).
-    super::cache::expire_if_due(super::plans::statement_start());
+    super::cache::expire_if_due(super::plans::decision_moment());
     let frame = utility_frame(pstmt, context);
     let load = restore_load(pstmt, &frame);
     let locking = matches!(frame, Frame::Utility { kind: UtilityKind::Lock, .. });
@@ -414,7 +414,7 @@ unsafe extern "C-unwind" fn process_utility(
 ) {
     // An EXECUTE fetches its plan before any query starts: a grant that has ended must
     // invalidate it first (`expiry`).
-    super::cache::expire_if_due(super::plans::statement_start());
+    super::cache::expire_if_due(super::plans::decision_moment());
     let frame = utility_frame(pstmt, context);
     let load = restore_load(pstmt, &frame);
     let locking = matches!(frame, Frame::Utility { kind: UtilityKind::Lock, .. });

@@ -127,10 +127,10 @@ pub fn read_catalog(c: &mut Client) -> Catalog {
         .collect();
     let permission_sets = read_profiles(c, "crm.permission_sets", "crm.permission_set_privileges");
     let permission_set_assignments = c
-        .query("SELECT set_id, owner_id FROM crm.permission_set_assignments", &[])
+        .query("SELECT set_id, owner_id, ((extract(epoch FROM until) - 946684800) * 1000000)::int8 FROM crm.permission_set_assignments", &[])
         .unwrap()
         .iter()
-        .map(|r| (r.get(0), r.get(1), None))
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
     let hidden_fields = c.query("SELECT module, field::text FROM crm.hidden_fields", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
     let calendar_shares = c.query("SELECT owner_id, with_user FROM crm.calendar_shares", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();

@@ -133,6 +133,36 @@ pub fn add_restriction_rules(c: &mut Client, rng: &mut SmallRng) {
     c.batch_execute(&sql).unwrap();
 }
 
+/// Random record shares (DESIGN §9) of random records of every table, by the superuser: every
+/// kind of receiver, read or read_write, with no end, an end to come, or (written directly) an
+/// end already past.
+pub fn add_shares(c: &mut Client, rng: &mut SmallRng) {
+    let users: Vec<String> = c.query("SELECT name FROM crm.user_directory WHERE is_active", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    let roles: Vec<String> = c.query("SELECT name FROM crm.roles", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    let groups: Vec<String> = c.query("SELECT o.name FROM crm.groups g JOIN crm.owners o ON o.id = g.owner_id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    let mut sql = String::new();
+    for table in TABLES {
+        let ids: Vec<i64> = c.query(&format!("SELECT id FROM {table} ORDER BY random() LIMIT 12"), &[]).unwrap().iter().map(|r| r.get(0)).collect();
+        for id in ids {
+            let (kind, name) = match rng.gen_range(0..4) {
+                1 if !groups.is_empty() => ("group", &groups[rng.gen_range(0..groups.len())]),
+                2 => ("role", &roles[rng.gen_range(0..roles.len())]),
+                3 => ("role_and_subordinates", &roles[rng.gen_range(0..roles.len())]),
+                _ => ("user", &users[rng.gen_range(0..users.len())]),
+            };
+            let access = if rng.gen_bool(0.5) { "read" } else { "read_write" };
+            let until = match rng.gen_range(0..4) {
+                0 => "now() + interval '1 hour'",
+                _ => "NULL",
+            };
+            sql += &format!("SELECT crm.share_record('{table}', {id}::bigint, '{kind}', '{name}', '{access}', {until});\n");
+        }
+    }
+    // Some shares whose end has passed (share_record refuses such an end).
+    sql += "UPDATE crm.shares SET until = now() - interval '1 minute' WHERE id % 5 = 0;\n";
+    c.batch_execute(&sql).unwrap();
+}
+
 /// The regions records of the differential test are in (or none: NULL).
 pub const REGIONS: [&str; 3] = ["A", "B", "C"];
 

@@ -7,9 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crm_client_tests::random_org::{add_restriction_rules, build_org, insert_records, LINKED_TO_ACCOUNTS, MODULES, NO_CRM_OWNER, ORPHAN_RECORD, TABLES};
+use crm_client_tests::random_org::{add_restriction_rules, add_shares, build_org, insert_records, LINKED_TO_ACCOUNTS, MODULES, NO_CRM_OWNER, ORPHAN_RECORD, TABLES};
 use crm_client_tests::{connect, fresh_database, login_role, read_catalog};
-use crm_model::{Action, Conversation, Event, FieldAccess, Inbox, Model, User};
+use crm_model::{Action, Conversation, Event, FieldAccess, Inbox, Model, Party, RecordShare, RuleAccess, User};
 use postgres::Client;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -31,8 +31,8 @@ fn acting<'a>(app: &'a mut Client, user: &str) -> postgres::Transaction<'a> {
 }
 
 /// A record of one of `TABLES`: its id, owner, (opportunities, projects) its account's owner,
-/// and its region (what the restriction rules read).
-type Record = (i64, i64, Option<i64>, Option<String>);
+/// its region (what the restriction rules read) and its shares made under its owner.
+type Record = (i64, i64, Option<i64>, Option<String>, Vec<RecordShare>);
 
 /// A record's region as restriction rules read it.
 struct Region<'a>(Option<&'a str>);
@@ -54,29 +54,58 @@ fn read_records(admin: &mut Client) -> Vec<Vec<Record>> {
             } else {
                 format!("SELECT id, owner_id, NULL::bigint, region FROM {t}")
             };
-            admin.query(&sql, &[]).unwrap().iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect()
+            let mut shares: BTreeMap<(i64, i64), Vec<RecordShare>> = BTreeMap::new();
+            let rows = admin
+                .query(
+                    "SELECT record_id::bigint, owner_id, id, kind, target_id, access, ((extract(epoch FROM until) - 946684800) * 1000000)::int8
+                     FROM crm.shares WHERE tbl = $1::text::regclass",
+                    &[&t],
+                )
+                .unwrap();
+            for r in rows {
+                let receiver = match r.get::<_, String>(3).as_str() {
+                    "user" => Party::User(r.get(4)),
+                    "group" => Party::Group(r.get(4)),
+                    "role" => Party::Role(r.get(4)),
+                    _ => Party::RoleAndSubordinates(r.get(4)),
+                };
+                let access = if r.get::<_, String>(5) == "read_write" { RuleAccess::ReadWrite } else { RuleAccess::Read };
+                let share = RecordShare { id: r.get(2), receiver, access, until: r.get(6), shared_by: 0 };
+                shares.entry((r.get(0), r.get(1))).or_default().push(share);
+            }
+            admin
+                .query(&sql, &[])
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), shares.remove(&(r.get(0), r.get(1))).unwrap_or_default()))
+                .collect()
         })
         .collect()
 }
 
+/// The current moment, as PostgreSQL's microseconds since 2000 (what shares' ends are judged against).
+fn now(admin: &mut Client) -> i64 {
+    admin.query_one("SELECT ((extract(epoch FROM now()) - 946684800) * 1000000)::int8", &[]).unwrap().get(0)
+}
+
 /// The ids of table `i`'s records the engine lets `user` `action`, restriction rules included.
-fn engine_allows(model: &Model, user: &User, i: usize, records: &[Record], action: Action) -> BTreeSet<i64> {
-    let decide = |o: i64, p: Option<i64>, region: Option<&str>| {
+fn engine_allows(model: &Model, user: &User, i: usize, records: &[Record], action: Action, at: i64) -> BTreeSet<i64> {
+    let decide = |o: i64, p: Option<i64>, region: Option<&str>, shares: &[RecordShare]| {
         let d = if LINKED_TO_ACCOUNTS.contains(&i) {
-            model.decide_child(Some(user.owner_id), MODULES[i], "Accounts", action, o, p)
+            model.decide_child_with_shares(Some(user.owner_id), (MODULES[i], "Accounts"), action, (o, p), (shares, &[]), at)
         } else {
-            model.decide(Some(user.owner_id), MODULES[i], action, o)
+            model.decide_with_shares(Some(user.owner_id), MODULES[i], action, o, shares, at)
         };
         model.restrict(Some(user.owner_id), MODULES[i], d, &Region(region))
     };
-    records.iter().filter(|(_, o, p, r)| decide(*o, *p, r.as_deref()).allowed).map(|(id, _, _, _)| *id).collect()
+    records.iter().filter(|(_, o, p, r, s)| decide(*o, *p, r.as_deref(), s).allowed).map(|(id, ..)| *id).collect()
 }
 
 /// What `user` reads, edits and deletes of `table` through row security, against the
 /// engine; returns what they read. Writes are rolled back.
-fn check_table(app: &mut Client, model: &Model, user: &User, i: usize, records: &[Record], ctx: &str) -> BTreeSet<i64> {
+fn check_table(app: &mut Client, model: &Model, user: &User, i: usize, records: &[Record], at: i64, ctx: &str) -> BTreeSet<i64> {
     let table = TABLES[i];
-    let [read, edit, delete] = [Action::Read, Action::Edit, Action::Delete].map(|a| engine_allows(model, user, i, records, a));
+    let [read, edit, delete] = [Action::Read, Action::Edit, Action::Delete].map(|a| engine_allows(model, user, i, records, a, at));
     let mut tx = acting(app, &user.name);
     assert_eq!(ids(&mut tx, &format!("SELECT id FROM {table}")), read, "read: {ctx}");
     if user.is_active {
@@ -132,7 +161,17 @@ fn rls_matches_the_engine_on_random_organisations() {
         for t in TABLES {
             admin.batch_execute(&format!("UPDATE {t} SET region = (ARRAY['A', 'B', 'C', NULL])[1 + floor(random() * 4)::int]")).unwrap();
         }
-        let model = Model::compile(read_catalog(&mut admin)).unwrap();
+        add_shares(&mut admin, &mut rng);
+        // Permission-set assignments that have ended, and ones that end later (DESIGN §9).
+        admin
+            .batch_execute(&format!(
+                "UPDATE crm.permission_set_assignments SET until = now() + (CASE WHEN random() < 0.5 THEN -1 ELSE 1 END) * interval '1 hour'
+                 WHERE random() < {}",
+                rng.gen_range(1..3) as f64 * 0.3
+            ))
+            .unwrap();
+        let at = now(&mut admin);
+        let model = Model::compile_at(read_catalog(&mut admin), at).unwrap();
         let records = read_records(&mut admin);
         let mut app = connect("crm_diff", "diff_app");
         // (table, record) -> the users who read it, for who_can below.
@@ -140,14 +179,14 @@ fn rls_matches_the_engine_on_random_organisations() {
         for user in model.users() {
             for (i, table) in TABLES.iter().enumerate() {
                 let ctx = format!("seed {seed}, user {} ({}), {table}", user.name, user.owner_id);
-                for id in check_table(&mut app, &model, user, i, &records[i], &ctx) {
+                for id in check_table(&mut app, &model, user, i, &records[i], at, &ctx) {
                     readers.entry((i, id)).or_default().insert(user.name.clone());
                 }
             }
         }
         // who_can agrees with RLS on a sample of records of every table.
         for (i, table) in TABLES.iter().enumerate() {
-            for (id, _, _, _) in records[i].iter().step_by(37) {
+            for (id, ..) in records[i].iter().step_by(37) {
                 let who: BTreeSet<String> =
                     admin.query(&format!("SELECT crm.who_can('{table}', {id}::bigint)"), &[]).unwrap().iter().map(|r| r.get(0)).collect();
                 assert_eq!(who, readers.remove(&(i, *id)).unwrap_or_default(), "who_can: seed {seed}, {table} {id}");

@@ -417,3 +417,50 @@ fn a_restriction_rule_and_a_table_without_its_column_do_not_both_commit() {
     assert!(matches!(code.as_deref(), Some("42804") | Some("40001")), "{err}");
     assert_eq!(problems(&mut admin), 0);
 }
+
+/// Record shares (issue 26, red team): a share racing a change of the record's owner, or its
+/// deletion, does not outlive it. The sharer reads the record under its own snapshot; the share
+/// locks it and reads it again as it stands, so it waits for the change, then is refused.
+#[test]
+fn a_share_racing_a_change_of_owner_or_a_delete_does_not_outlive_it() {
+    const DB: &str = "race_share";
+    let mut admin = org(DB);
+    admin.batch_execute("INSERT INTO leads VALUES (2, crm.owner_id('alice'))").unwrap();
+    let mut observer = connect(DB, "postgres");
+    for (change, key) in [("UPDATE leads SET owner_id = crm.owner_id('bob') WHERE id = 1", 1i64), ("DELETE FROM leads WHERE id = 2", 2)] {
+        let mut changer = connect(DB, "postgres");
+        let mut tx = changer.transaction().unwrap();
+        tx.execute(change, &[]).unwrap();
+        let sharer = thread::spawn(move || {
+            let mut app = connect(DB, APP);
+            let mut tx = app.transaction()?;
+            tx.execute("SELECT crm.set_user('alice')", &[])?;
+            tx.execute("SELECT crm.share_record('leads', $1::bigint, 'user', 'ceo', 'read')", &[&key])?;
+            tx.commit()
+        });
+        until_blocked(&mut observer, DB);
+        tx.commit().unwrap();
+        let err = sharer.join().unwrap().expect_err("the record changed while it was being shared");
+        assert_eq!(err.code(), Some(&postgres::error::SqlState::T_R_SERIALIZATION_FAILURE), "{change}: {err}");
+    }
+    // A new record under the deleted key is not shared; nothing was.
+    admin.batch_execute("INSERT INTO leads VALUES (2, crm.owner_id('bob'))").unwrap();
+    assert_eq!(admin.query_one("SELECT count(*) FROM crm.shares", &[]).unwrap().get::<_, i64>(0), 0);
+}
+
+/// The same under REPEATABLE READ, without any wait: a snapshot taken before the change of
+/// owner still shows the sharer as the owner, and the share is refused, not made.
+#[test]
+fn a_share_under_a_snapshot_older_than_a_change_of_owner_is_refused() {
+    const DB: &str = "race_share_rr";
+    let mut admin = org(DB);
+    let mut app = connect(DB, APP);
+    let mut tx = app.build_transaction().isolation_level(IsolationLevel::RepeatableRead).start().unwrap();
+    tx.execute("SELECT crm.set_user('alice')", &[]).unwrap();
+    assert_eq!(tx.query_one("SELECT count(*) FROM leads", &[]).unwrap().get::<_, i64>(0), 1);
+    admin.batch_execute("UPDATE leads SET owner_id = crm.owner_id('bob') WHERE id = 1").unwrap();
+    let err = tx.execute("SELECT crm.share_record('leads', 1::bigint, 'user', 'ceo', 'read')", &[]).unwrap_err();
+    assert_eq!(err.code(), Some(&postgres::error::SqlState::T_R_SERIALIZATION_FAILURE), "{err}");
+    drop(tx);
+    assert_eq!(admin.query_one("SELECT count(*) FROM crm.shares", &[]).unwrap().get::<_, i64>(0), 0);
+}

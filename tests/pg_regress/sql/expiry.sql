@@ -117,6 +117,26 @@ EXECUTE dave_leads;
 RESET crm.user_name;
 RESET SESSION AUTHORIZATION;
 
+-- A procedure or DO block that commits judges each of its transactions at that transaction's
+-- start: a grant that ended before the next one began counts no more there (red team of
+-- issue 26: the loop kept the DO statement's start, and the grant, for good).
+SELECT crm.create_permission_set('Brief', view_all => true);
+SELECT crm.assign_permission_set('Brief', 'user', 'dave', date_trunc('second', clock_timestamp()) + interval '2 seconds');
+SET SESSION AUTHORIZATION crm_app;
+SET crm.user_name = 'dave';
+DO $$
+DECLARE n bigint;
+BEGIN
+    FOR i IN 1..2 LOOP
+        SELECT count(*) INTO n FROM sales.leads;
+        RAISE NOTICE 'transaction %: % leads', i, n;
+        PERFORM pg_sleep(2.5);
+        COMMIT;
+    END LOOP;
+END $$;
+RESET crm.user_name;
+RESET SESSION AUTHORIZATION;
+
 SET client_min_messages = warning;
 DROP SCHEMA sales CASCADE;
 DROP SCHEMA regress CASCADE;

@@ -152,6 +152,39 @@ SELECT regress.try($$DELETE FROM crm.shares$$);
 RESET SESSION AUTHORIZATION;
 SELECT regress.catalog_digest() = :'digest' AS refusals_changed_nothing;
 
+-- The same share again changes nothing: no audit entry (and no invalidation anywhere).
+SELECT count(*) AS entries FROM crm.audit_log \gset
+SET crm.user_name = 'alice';
+SELECT crm.share_record('sales.leads', 41, 'user', 'carol', 'read') = :share_41 AS same_id;
+RESET crm.user_name;
+SELECT count(*) - :entries AS new_entries FROM crm.audit_log;
+
+-- A table owner's BEFORE trigger that sets the owner cannot make a receiver the owner: the
+-- check reads the row as written (red team of issue 26).
+CREATE FUNCTION sales.claim() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.company LIKE 'claim%' THEN NEW.owner_id := crm.acting_owner_id(); END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER zz_claim BEFORE UPDATE ON sales.leads FOR EACH ROW EXECUTE FUNCTION sales.claim();
+SET SESSION AUTHORIZATION crm_app;
+BEGIN;
+SET LOCAL crm.user_name = 'carol';
+SELECT regress.try($$UPDATE sales.leads SET company = 'claimed' WHERE id = 42$$);
+ROLLBACK;
+RESET SESSION AUTHORIZATION;
+DROP TRIGGER zz_claim ON sales.leads;
+SELECT owner_id = crm.owner_id('alice') AS still_alices FROM sales.leads WHERE id = 42;
+
+-- A user's shares of one table are bounded (10,000; administrators are not).
+INSERT INTO crm.shares (tbl, record_id, owner_id, kind, target_id, access, shared_by)
+SELECT 'sales.leads', 'x' || g, crm.owner_id('bob'), 'user', crm.owner_id('dave'), 'read', crm.owner_id('bob')
+FROM generate_series(1, 10000) g;
+SET crm.user_name = 'bob';
+SELECT regress.try($$SELECT crm.share_record('sales.leads', 51, 'user', 'carol', 'read')$$);
+RESET crm.user_name;
+DELETE FROM crm.shares WHERE record_id LIKE 'x%';
+
 -- Who sees which share: an administrator all; a user what they made, what reaches them, and
 -- shares of records they may read; the BI login as alice; a login nobody trusts nothing.
 SELECT count(*) AS shares_in_all FROM crm.shares;
