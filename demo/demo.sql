@@ -279,6 +279,7 @@ FROM crm.user_directory d, LATERAL demo.leads_seen_by(d.name) s WHERE d.name IN 
 \echo '--- the planner folds her shared leads next to her owners: the primary key index serves them'
 BEGIN;
 SET LOCAL crm.user_name = 'carol';
+SET LOCAL enable_seqscan = off;
 EXPLAIN (COSTS OFF) SELECT id, company FROM sales.leads;
 \echo '--- carol edits it; she may not make it hers'
 UPDATE sales.leads SET company = company || ' (carol)' WHERE id = 31 RETURNING id, company;
