@@ -16,12 +16,16 @@ use std::cell::Cell;
 
 use pgrx::pg_sys;
 
-// The first user-definable `TimeoutId` (utils/timeout.h): PostgreSQL 17 added
-// TRANSACTION_TIMEOUT before it.
+// The first user-definable `TimeoutId` (utils/timeout.h) of the supported releases:
+// PostgreSQL 17 added TRANSACTION_TIMEOUT before it. Older releases, built only to check that
+// the code compiles, get no wake-up: there a plan of an idle backend past an end is refused
+// once (40001) instead of re-planned.
 #[cfg(any(feature = "pg15", feature = "pg16"))]
-const USER_TIMEOUT: i32 = 12;
+const USER_TIMEOUT: Option<i32> = Some(12);
 #[cfg(any(feature = "pg17", feature = "pg18"))]
-const USER_TIMEOUT: i32 = 13;
+const USER_TIMEOUT: Option<i32> = Some(13);
+#[cfg(not(any(feature = "pg15", feature = "pg16", feature = "pg17", feature = "pg18")))]
+const USER_TIMEOUT: Option<i32> = None;
 
 unsafe extern "C-unwind" {
     fn RegisterTimeout(id: i32, handler: Option<unsafe extern "C" fn()>) -> i32;
@@ -49,6 +53,7 @@ unsafe extern "C" fn reached() {
 
 /// Wake this backend at `until`, if it waits for its client then; `None` disarms.
 pub fn arm(until: Option<pg_sys::TimestampTz>) {
+    let Some(user_timeout) = USER_TIMEOUT else { return };
     if ARMED_FOR.get() == until {
         return;
     }
@@ -59,7 +64,7 @@ pub fn arm(until: Option<pg_sys::TimestampTz>) {
             Some(id) => id,
             None if until.is_none() => return,
             None => {
-                let id = RegisterTimeout(USER_TIMEOUT, Some(reached));
+                let id = RegisterTimeout(user_timeout, Some(reached));
                 TIMEOUT.set(Some(id));
                 id
             }
