@@ -548,7 +548,7 @@ BEGIN
         EXECUTE format('CREATE TRIGGER crm_shares_follow_update AFTER UPDATE ON %s FOR EACH ROW
                             WHEN (OLD.%s IS DISTINCT FROM NEW.%s OR OLD.%s IS DISTINCT FROM NEW.%s)
                             EXECUTE FUNCTION crm.shares_follow_record()', t.name, t.owner, t.owner, t.k, t.k);
-        EXECUTE format('CREATE TRIGGER crm_shares_follow_delete AFTER DELETE ON %s FOR EACH ROW
-                            EXECUTE FUNCTION crm.shares_follow_record()', t.name);
+        EXECUTE format('CREATE TRIGGER crm_shares_follow_delete AFTER DELETE ON %s
+                            REFERENCING OLD TABLE AS crm_old FOR EACH STATEMENT EXECUTE FUNCTION crm.shares_follow_record()', t.name);
     END LOOP;
 END $$;

@@ -13,11 +13,12 @@ use std::rc::Rc;
 
 use crm_model::{Action, Filter, OwnerId, Row, Value};
 use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
 use pgrx::{pg_sys, AnyElement, FromDatum};
 
 use super::opened;
 use super::restrictions::Kind;
-use super::rows::{self, trigger_table};
+use super::rows::{self, require_firing, trigger_table, Firing};
 use crate::catalog::latest;
 use crate::catalog::privileged;
 use crate::catalog::tables::primary_key_of;
@@ -106,56 +107,70 @@ fn shared_write(tbl: Option<pg_sys::Oid>, key: Option<AnyElement>, owner: Option
     }
 }
 
-/// A record's shares follow the record (DESIGN §9). After an UPDATE that changed a record's
-/// owner or key (the trigger's WHEN condition, on the row as written: a table owner's BEFORE
-/// trigger may have changed it, red team of issue 26), and after a DELETE, for each row:
-/// - a change of owner needs edit access to the record by the writer's own rights: a share
-///   lets its receivers edit a record, never give it away (the edit policy admits the old row
-///   through the share, and the new owner may be one the receiver may assign to, themselves);
-/// - the record's shares go (a change of owner removes a record's manual shares, and a new
-///   record that later takes a deleted record's key is not shared), as the catalog role,
-///   whoever wrote; nothing to look up for a table without shares.
+/// A record's shares follow the record (DESIGN §9):
+/// - after an UPDATE that changed a record's owner or key, for each row (the trigger's WHEN
+///   condition, on the row as written: a table owner's BEFORE trigger may have changed it,
+///   red team of issue 26): a change of owner needs edit access to the record by the writer's
+///   own rights (a share lets its receivers edit a record, never give it away: the edit policy
+///   admits the old row through the share, and the new owner may be one the receiver may
+///   assign to, themselves); then the record's shares go (a change of owner removes a record's
+///   manual shares);
+/// - after a DELETE, once per statement, the shares of every deleted record go (a new record
+///   that later takes the key is not shared): one statement for a bulk delete.
+/// As the catalog role, whoever wrote, under the latest snapshot: a share that committed while
+/// this statement waited for the record's lock (`crm.share_record` holds it) is seen and goes.
 #[pg_trigger]
 fn shares_follow_record<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError> {
     let e = trigger.event();
-    if !(e.fired_for_row() && e.fired_after() && (e.fired_by_update() || e.fired_by_delete())) {
-        crate::error::CrmError::prerequisite("crm.shares_follow_record() fires after UPDATE or DELETE, for each row").raise();
+    let (row_update, statement_delete) = (e.fired_for_row() && e.fired_after() && e.fired_by_update(), e.fired_for_statement() && e.fired_after() && e.fired_by_delete());
+    if !(row_update || statement_delete) {
+        crate::error::CrmError::prerequisite("crm.shares_follow_record() fires after UPDATE for each row, or after DELETE for each statement").raise();
+    }
+    if statement_delete {
+        require_firing(trigger, "crm.shares_follow_record()", Firing::AfterChangeStatement);
     }
     let tbl = trigger_table(trigger);
     let data = trigger.trigger_data();
-    let update = e.fired_by_update();
+    let raw = data as *const pg_sys::TriggerData as *mut pg_sys::TriggerData;
+    let this = (pg_sys::REGCLASSOID, pg_sys::Datum::from(tbl), false);
     // SAFETY: the trigger's relation and tuples are valid for the whole call; attribute
     // numbers come from the relation's own descriptor.
     let followed: CrmResult<()> = (|| unsafe {
         let m = cache::current(false)?;
         let (Some(owner), Some((key, _))) = (m.owner_column_of(tbl), primary_key_of(tbl)) else { return Ok(()) };
+        if statement_delete {
+            // Nothing to look for in a table without shares (no cache: a share committed while
+            // this statement waited for a record's lock must be seen).
+            const ANY_SHARED: &str = "SELECT count(*) FROM (SELECT FROM crm.shares WHERE tbl = $1 LIMIT 1) AS s";
+            if privileged::as_catalog_role(|| latest::execute(ANY_SHARED, &[this], true))?.1 == Some(0) {
+                return Ok(());
+            }
+            let sql = format!("DELETE FROM crm.shares AS s USING crm_old AS o WHERE s.tbl = $1 AND s.record_id = o.{}::text", quote_identifier(&key));
+            privileged::as_catalog_role(|| latest::execute_in_trigger(raw, &sql, &[this], false))?;
+            return Ok(());
+        }
         let rel = data.tg_relation;
         let desc = (*rel).rd_att;
         let (Some((owner_att, _)), Some((key_att, key_col))) = (rows::column(rel, owner), rows::column(rel, &key)) else { return Ok(()) };
         let old = data.tg_trigtuple;
-        if update {
-            let (old_owner, new_owner) = (rows::value(old, desc, owner_att), rows::value(data.tg_newtuple, desc, owner_att));
-            if old_owner != new_owner && !opened::rows_opened(tbl) && crate::catalog::tables::row_security_applies(tbl, pg_sys::InvalidOid) {
-                let old_owner = (!old_owner.1).then(|| i64::from_datum(old_owner.0, false)).flatten();
-                let own = super::access(tbl, Action::Edit, false)?.admits(&crm_model::Owned(old_owner))
-                    || (m.link_of(tbl).is_some() && {
-                        let parent_owner = rows::column(rel, super::parent_owner::KEPT).map(|(a, _)| rows::value(old, desc, a));
-                        let parent_owner = parent_owner.filter(|v| !v.1).and_then(|v| i64::from_datum(v.0, false));
-                        super::access_via_parent(tbl, Action::Edit, false)?.admits(&crm_model::Owned(parent_owner))
-                    });
-                if !own {
-                    return Err(crate::error::CrmError::denied("permission denied to change the owner of a record shared with you")
-                        .with_detail("A record share lets its receivers read or edit the record, not give it to another owner.")
-                        .with_hint("Ask the record's owner, a user above them, or an administrator."));
-                }
+        let (old_owner, new_owner) = (rows::value(old, desc, owner_att), rows::value(data.tg_newtuple, desc, owner_att));
+        if old_owner != new_owner && !opened::rows_opened(tbl) && crate::catalog::tables::row_security_applies(tbl, pg_sys::InvalidOid) {
+            let old_owner = (!old_owner.1).then(|| i64::from_datum(old_owner.0, false)).flatten();
+            let own = super::access(tbl, Action::Edit, false)?.admits(&crm_model::Owned(old_owner))
+                || (m.link_of(tbl).is_some() && {
+                    let parent_owner = rows::column(rel, super::parent_owner::KEPT).map(|(a, _)| rows::value(old, desc, a));
+                    let parent_owner = parent_owner.filter(|v| !v.1).and_then(|v| i64::from_datum(v.0, false));
+                    super::access_via_parent(tbl, Action::Edit, false)?.admits(&crm_model::Owned(parent_owner))
+                });
+            if !own {
+                return Err(crate::error::CrmError::denied("permission denied to change the owner of a record shared with you")
+                    .with_detail("A record share lets its receivers read or edit the record, not give it to another owner.")
+                    .with_hint("Ask the record's owner, a user above them, or an administrator."));
             }
-        }
-        if !shares::table_has_shares(tbl)? {
-            return Ok(());
         }
         let (k, null) = rows::value(old, desc, key_att);
         let Some(text) = (if null { None } else { Kind::of(key_col.atttypid).and_then(|kind| kind.text(k)) }) else { return Ok(()) };
-        let args = [(pg_sys::REGCLASSOID, pg_sys::Datum::from(tbl), false), (pg_sys::TEXTOID, text.as_str().into_datum().expect("text"), false)];
+        let args = [this, (pg_sys::TEXTOID, text.as_str().into_datum().expect("text"), false)];
         privileged::as_catalog_role(|| latest::execute("DELETE FROM crm.shares WHERE tbl = $1 AND record_id = $2", &args, false))?;
         Ok(())
     })();

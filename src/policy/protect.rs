@@ -100,8 +100,8 @@ pub fn attach_policies(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, own
             "CREATE OR REPLACE TRIGGER {SHARES_FOLLOW_UPDATE} AFTER UPDATE ON {table} FOR EACH ROW
                  WHEN (OLD.{owner} IS DISTINCT FROM NEW.{owner} OR OLD.{k} IS DISTINCT FROM NEW.{k})
                  EXECUTE FUNCTION crm.shares_follow_record();
-             CREATE OR REPLACE TRIGGER {SHARES_FOLLOW_DELETE} AFTER DELETE ON {table} FOR EACH ROW
-                 EXECUTE FUNCTION crm.shares_follow_record();"
+             CREATE OR REPLACE TRIGGER {SHARES_FOLLOW_DELETE} AFTER DELETE ON {table}
+                 REFERENCING OLD TABLE AS crm_old FOR EACH STATEMENT EXECUTE FUNCTION crm.shares_follow_record();"
         ),
         None => {
             drop_trigger(c, tbl, table, SHARES_FOLLOW_UPDATE)?;

@@ -56,8 +56,6 @@ thread_local! {
     static VALID_UNTIL: Cell<Option<i64>> = const { Cell::new(None) };
     /// crm.shares's oid, once known (its invalidations are told apart by it).
     static RELID: Cell<Option<pg_sys::Oid>> = const { Cell::new(None) };
-    /// Per table: whether it has any share (`table_has_shares`).
-    static HAS_SHARES: RefCell<HashMap<u32, bool>> = RefCell::new(HashMap::new());
 }
 
 /// A memo larger than this is emptied (a pooled connection acting for thousands of users).
@@ -69,26 +67,8 @@ pub fn is_shares_table(relid: pg_sys::Oid) -> bool {
     RELID.get() == Some(relid)
 }
 
-/// Whether `tbl` has any share (held until the next share or unshare anywhere, as the keys).
-pub fn table_has_shares(tbl: pg_sys::Oid) -> CrmResult<bool> {
-    if let Some(has) = HAS_SHARES.with(|h| h.borrow().get(&tbl.to_u32()).copied()) {
-        return Ok(has);
-    }
-    let this = [(pg_sys::REGCLASSOID, pg_sys::Datum::from(tbl), false)];
-    const ANY: &str = "SELECT count(*) FROM (SELECT FROM crm.shares WHERE tbl = $1 LIMIT 1) AS s";
-    let has = privileged::as_catalog_role(|| crate::catalog::latest::execute(ANY, &this, true))?.1 != Some(0);
-    note_relid();
-    HAS_SHARES.with(|h| h.borrow_mut().insert(tbl.to_u32(), has));
-    Ok(has)
-}
-
 /// Forget every key held (a share committed, a model changed, an end passed).
 pub fn forget() {
-    HAS_SHARES.with(|h| {
-        if let Ok(mut h) = h.try_borrow_mut() {
-            h.clear();
-        }
-    });
     MEMO.with(|m| {
         if let Ok(mut m) = m.try_borrow_mut() {
             m.clear();

@@ -464,3 +464,28 @@ fn a_share_under_a_snapshot_older_than_a_change_of_owner_is_refused() {
     drop(tx);
     assert_eq!(admin.query_one("SELECT count(*) FROM crm.shares", &[]).unwrap().get::<_, i64>(0), 0);
 }
+
+/// The other order: the share commits while a change of owner or a delete waits for the lock
+/// the share holds on its record; the change then removes it (its trigger reads the shares as
+/// they stand, not as the statement's snapshot had them).
+#[test]
+fn a_change_of_owner_or_a_delete_waiting_for_a_share_removes_it() {
+    const DB: &str = "race_share_first";
+    let mut admin = org(DB);
+    admin.batch_execute("INSERT INTO leads VALUES (2, crm.owner_id('alice'))").unwrap();
+    let mut observer = connect(DB, "postgres");
+    for (change, key) in [("UPDATE leads SET owner_id = crm.owner_id('bob') WHERE id = 1", 1i64), ("DELETE FROM leads WHERE id = 2", 2)] {
+        let mut app = connect(DB, APP);
+        let mut tx = app.transaction().unwrap();
+        tx.execute("SELECT crm.set_user('alice')", &[]).unwrap();
+        tx.execute("SELECT crm.share_record('leads', $1::bigint, 'user', 'ceo', 'read')", &[&key]).unwrap();
+        let changer = thread::spawn(move || {
+            let mut c = connect(DB, "postgres");
+            c.batch_execute(change)
+        });
+        until_blocked(&mut observer, DB);
+        tx.commit().unwrap();
+        changer.join().unwrap().unwrap();
+        assert_eq!(admin.query_one("SELECT count(*) FROM crm.shares", &[]).unwrap().get::<_, i64>(0), 0, "{change}");
+    }
+}
