@@ -247,6 +247,16 @@ AS 'MODULE_PATHNAME', 'shared_write_support_wrapper';
 -- crm_access::enforce::shares::shared_write
 CREATE FUNCTION crm.shared_write(tbl regclass, key anyelement, owner bigint) RETURNS boolean
            STABLE PARALLEL SAFE LANGUAGE c SUPPORT crm.shared_write_support AS 'MODULE_PATHNAME', 'shared_write_wrapper';
+-- crm_access::planner::support::parent_shared_support
+CREATE  FUNCTION "parent_shared_support"(
+	"request" internal /* Internal */
+) RETURNS internal /* Internal */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parent_shared_support_wrapper';
+-- crm_access::enforce::shares::parent_shared_fn
+CREATE FUNCTION crm.parent_shared(tbl regclass, action text, parent_key anyelement) RETURNS boolean
+           STABLE PARALLEL SAFE LANGUAGE c SUPPORT crm.parent_shared_support AS 'MODULE_PATHNAME', 'parent_shared_fn_wrapper';
 -- crm_access::enforce::shares::shares_follow_record
 CREATE FUNCTION "shares_follow_record"()
 	RETURNS TRIGGER
@@ -530,21 +540,33 @@ DECLARE
     via_read text;
     via_edit text;
     via_check text;
+    parent_read text;
+    parent_edit text;
+    parent_check text;
 BEGIN
     FOR t IN
         SELECT format('%I.%I', n.nspname, c.relname) AS name, quote_ident(p.owner_column::text) AS owner,
-               quote_ident(p.key_column::text) AS k, EXISTS (SELECT 1 FROM crm.parent_links l WHERE l.child = p.tbl) AS linked
+               quote_ident(p.key_column::text) AS k, l.child IS NOT NULL AS linked,
+               -- A parent record's shares reach the child by its link column where both the
+               -- parent's key and the link column can be shared by (policy::protect::parent_link).
+               CASE WHEN pp.key_column IS NOT NULL AND crm.restriction_column_problem(pp.tbl, pp.key_column) IS NULL
+                         AND crm.restriction_column_problem(p.tbl, l.parent_column) IS NULL
+                    THEN quote_ident(l.parent_column::text) END AS pc
         FROM crm.protected_tables p JOIN pg_class c ON c.oid = p.tbl JOIN pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN crm.parent_links l ON l.child = p.tbl LEFT JOIN crm.protected_tables pp ON pp.tbl = l.parent
         WHERE p.key_column IS NOT NULL AND crm.restriction_column_problem(p.tbl, p.key_column) IS NULL
     LOOP
         via_read := CASE WHEN t.linked THEN format(' OR crm.can_via_parent(%L::regclass, ''read'', crm_parent_owner)', t.name) ELSE '' END;
         via_edit := CASE WHEN t.linked THEN format(' OR crm.can_via_parent(%L::regclass, ''edit'', crm_parent_owner)', t.name) ELSE '' END;
         via_check := CASE WHEN t.linked THEN format('crm.can_via_parent(%L::regclass, ''edit'', crm_parent_owner) OR ', t.name) ELSE '' END;
-        EXECUTE format('ALTER POLICY crm_read ON %s USING (crm.can(%L::regclass, ''read'', %s)%s OR crm.shared(%L::regclass, ''read'', %s))',
-                       t.name, t.name, t.owner, via_read, t.name, t.k);
-        EXECUTE format('ALTER POLICY crm_edit ON %s USING (crm.can(%L::regclass, ''edit'', %s)%s OR crm.shared(%L::regclass, ''edit'', %s))
-                        WITH CHECK (crm.shared_write(%L::regclass, %s, %s) OR %scrm.can_assign(%L::regclass, ''edit'', %s))',
-                       t.name, t.name, t.owner, via_edit, t.name, t.k, t.name, t.k, t.owner, via_check, t.name, t.owner);
+        parent_read := CASE WHEN t.pc IS NOT NULL THEN format(' OR crm.parent_shared(%L::regclass, ''read'', %s)', t.name, t.pc) ELSE '' END;
+        parent_edit := CASE WHEN t.pc IS NOT NULL THEN format(' OR crm.parent_shared(%L::regclass, ''edit'', %s)', t.name, t.pc) ELSE '' END;
+        parent_check := CASE WHEN t.pc IS NOT NULL THEN format('crm.parent_shared(%L::regclass, ''edit'', %s) OR ', t.name, t.pc) ELSE '' END;
+        EXECUTE format('ALTER POLICY crm_read ON %s USING (crm.can(%L::regclass, ''read'', %s)%s OR crm.shared(%L::regclass, ''read'', %s)%s)',
+                       t.name, t.name, t.owner, via_read, t.name, t.k, parent_read);
+        EXECUTE format('ALTER POLICY crm_edit ON %s USING (crm.can(%L::regclass, ''edit'', %s)%s OR crm.shared(%L::regclass, ''edit'', %s)%s)
+                        WITH CHECK (crm.shared_write(%L::regclass, %s, %s) OR %s%scrm.can_assign(%L::regclass, ''edit'', %s))',
+                       t.name, t.name, t.owner, via_edit, t.name, t.k, parent_edit, t.name, t.k, t.owner, parent_check, via_check, t.name, t.owner);
         EXECUTE format('CREATE TRIGGER crm_shares_follow_update AFTER UPDATE ON %s FOR EACH ROW
                             WHEN (OLD.%s IS DISTINCT FROM NEW.%s OR OLD.%s IS DISTINCT FROM NEW.%s)
                             EXECUTE FUNCTION crm.shares_follow_record()', t.name, t.owner, t.owner, t.k, t.k);

@@ -50,8 +50,9 @@ pub enum Reason {
     /// Restriction rules (DESIGN §9): `rules` describes those that apply.
     Restricted { rules: String },
     /// A record share (DESIGN §9): who shared it, with whom (`user U`, `role R`, ...), and
-    /// until when (PostgreSQL timestamptz microseconds; the caller writes it as a time).
-    SharedRecord { by: String, with: String, access: RuleAccess, until: Option<i64> },
+    /// until when (PostgreSQL timestamptz microseconds; the caller writes it as a time), and
+    /// the parent module when it is the parent record's share that reaches a child record.
+    SharedRecord { by: String, with: String, access: RuleAccess, until: Option<i64>, through: Option<String> },
 }
 
 impl fmt::Display for Reason {
@@ -95,10 +96,13 @@ impl fmt::Display for Reason {
                 "the event belongs to {owner}; {}",
                 if *public { "it is public, but you are not above them and they do not share their calendar with you" } else { "it is private and you are not invited" }
             ),
-            Reason::SharedRecord { by, with, access, until } => {
+            Reason::SharedRecord { by, with, access, until, through } => {
                 write!(f, "shared by {by} with {with} ({})", access.as_str())?;
-                match until {
-                    Some(t) => write!(f, " until {}", crate::record_shares::timestamp_text(*t)),
+                if let Some(t) = until {
+                    write!(f, " until {}", crate::record_shares::timestamp_text(*t))?;
+                }
+                match through {
+                    Some(parent) => write!(f, " through its parent {parent} record"),
                     None => Ok(()),
                 }
             }

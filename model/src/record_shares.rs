@@ -115,6 +115,12 @@ impl Model {
         !everything && p.granted(module, action)
     }
 
+    /// Whether a share of a `parent` record reaches its child records of `child` (DESIGN §9):
+    /// `child` is a directly related module of `parent`, as a rule's related modules.
+    pub fn shares_reach_children(&self, parent: &str, child: &str) -> bool {
+        self.catalog.module_relations.iter().any(|(p, c)| p == parent && c == child)
+    }
+
     /// Whether a share to `receiver` reaches `user`: `user` is one of the users it names, or is
     /// above one of them. Computed from the receivers up, independently of `share_parties`.
     pub fn receives_share(&self, user: OwnerId, receiver: Party) -> bool {
@@ -135,6 +141,7 @@ impl Model {
                 with: self.describe(s.receiver),
                 access: s.access,
                 until: s.until,
+                through: None,
             }),
             None => decided,
         }
@@ -154,19 +161,16 @@ impl Model {
     ) -> Decision {
         let decided = self.decide_child(user, child_module, parent_module, action, owner, parent_owner);
         let (Some(user), false, Reason::NoRecordAccess { .. }) = (user, decided.allowed, &decided.reason) else { return decided };
-        let related = self.catalog.module_relations.iter().any(|(p, c)| p == parent_module && c == child_module);
+        let related = self.shares_reach_children(parent_module, child_module);
         let through_parent = parent_shares.iter().filter(|_| related);
         let own = own_shares.iter().map(|s| (s, false));
         match own.chain(through_parent.map(|s| (s, true))).find(|(s, _)| s.grants(action, at) && self.receives_share(user, s.receiver)) {
             Some((s, via_parent)) => Decision::allow(Reason::SharedRecord {
                 by: self.owner_name(s.shared_by).unwrap_or("?").to_string(),
-                with: if via_parent {
-                    format!("{} (through the parent {parent_module} record)", self.describe(s.receiver))
-                } else {
-                    self.describe(s.receiver)
-                },
+                with: self.describe(s.receiver),
                 access: s.access,
                 until: s.until,
+                through: via_parent.then(|| parent_module.to_string()),
             }),
             None => decided,
         }

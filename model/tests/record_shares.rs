@@ -104,7 +104,7 @@ fn a_parent_records_share_reaches_its_children_in_related_modules_only() {
     let m = Model::compile(catalog).unwrap();
     let parent = [share(Party::User(OTHER), RuleAccess::Read, None)];
     let d = m.decide_child_with_shares(Some(OTHER), ("Projects", "Accounts"), Action::Read, (REP, Some(REP)), (&[], &parent), NOW);
-    assert_eq!(d.reason.to_string(), "shared by rep with user other (through the parent Accounts record) (read)");
+    assert_eq!(d.reason.to_string(), "shared by rep with user other (read) through its parent Accounts record");
     assert!(d.allowed);
     assert!(!m.decide_child_with_shares(Some(OTHER), ("Projects", "Accounts"), Action::Edit, (REP, Some(REP)), (&[], &parent), NOW).allowed);
     // Notes are not related to Accounts: the parent's share carries nothing there.

@@ -58,13 +58,19 @@ struct Record {
     /// Its shares (DESIGN §9) made while its owner was the current one, each with when it was
     /// made (PostgreSQL microseconds).
     shares: Vec<(RecordShare, i64)>,
+    /// The same of its parent record, for a linked table (they reach it, DESIGN §9).
+    parent_shares: Vec<(RecordShare, i64)>,
 }
 
 impl Record {
     /// The shares that stood at `at`: made by then and not ended. A share removed since is not
     /// known (the log keeps it, the record does not).
     fn shares_at(&self, at: i64) -> Vec<RecordShare> {
-        self.shares.iter().filter(|(s, made)| *made <= at && s.until.is_none_or(|u| at < u)).map(|(s, _)| s.clone()).collect()
+        Self::standing(&self.shares, at)
+    }
+
+    fn standing(shares: &[(RecordShare, i64)], at: i64) -> Vec<RecordShare> {
+        shares.iter().filter(|(s, made)| *made <= at && s.until.is_none_or(|u| at < u)).map(|(s, _)| s.clone()).collect()
     }
 }
 
@@ -111,6 +117,11 @@ fn record_owner(m: &Loaded, tbl: pg_sys::Oid, table: &str, id: &AnyElement, rest
         };
         let value = key_datum(id, key_type, table)?;
         let parent = if linked { "crm_parent_owner" } else { "NULL::bigint" };
+        let link = m.link_of(tbl).map(|l| (pg_sys::Oid::from(l.parent), l.column.clone()));
+        let link_text = match &link {
+            Some((_, column)) => format!("{}::text", quote_identifier(column)),
+            None => "NULL::text".to_string(),
+        };
         // Only columns the table has; each is read in its own type and written as its text
         // by `Kind` (no cast is looked up), and one of another type reads as NULL (refuses).
         let present: Vec<&String> = wanted
@@ -118,19 +129,19 @@ fn record_owner(m: &Loaded, tbl: pg_sys::Oid, table: &str, id: &AnyElement, rest
             .filter(|w| exists(c, "SELECT 1 FROM pg_attribute WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped", &[tbl.into(), w.as_str().into()]).unwrap_or(false))
             .collect();
         let extra: String = present.iter().map(|w| format!(", {}", quote_identifier(w))).collect();
-        let sql = format!("SELECT {}, {parent}, {k}::text{extra} FROM {table} WHERE {k} = $1", quote_identifier(&column), k = quote_identifier(&key));
+        let sql = format!("SELECT {}, {parent}, {k}::text, {link_text}{extra} FROM {table} WHERE {k} = $1", quote_identifier(&column), k = quote_identifier(&key));
         // SAFETY: `value` is a datum of `key_type`, valid for the rest of this call.
         let rows = c.select(&sql, Some(1), &[unsafe { DatumWithOid::new(value, key_type) }])?;
         if rows.is_empty() {
             return Ok(None);
         }
-        let types: Vec<pg_sys::Oid> = (0..present.len()).map(|i| rows.column_type_oid(i + 4).map(|t| t.value())).collect::<Result<_, _>>()?;
+        let types: Vec<pg_sys::Oid> = (0..present.len()).map(|i| rows.column_type_oid(i + 5).map(|t| t.value())).collect::<Result<_, _>>()?;
         let first = rows.first();
         let (owner, parent_owner) = first.get_two::<i64, i64>()?;
         let key_text = first.get::<String>(3)?;
         let mut columns = Vec::new();
         for (i, name) in present.iter().enumerate() {
-            let text = match (Kind::of(types[i]), first.get_datum_by_ordinal(i + 4)?) {
+            let text = match (Kind::of(types[i]), first.get_datum_by_ordinal(i + 5)?) {
                 // SAFETY: a non-null datum of the column's type, which `kind` is of.
                 (Some(kind), Some(d)) => unsafe { kind.text(d) },
                 _ => None,
@@ -142,7 +153,12 @@ fn record_owner(m: &Loaded, tbl: pg_sys::Oid, table: &str, id: &AnyElement, rest
             Some(k) => record_shares(tbl, &k, owner)?,
             None => Vec::new(),
         };
-        Ok(Some(Record { owner, parent_owner, columns, shares }))
+        // A parent's shares made while its owner was the one the child keeps.
+        let parent_shares = match (&link, first.get::<String>(4)?, parent_owner) {
+            (Some((parent, _)), Some(k), Some(o)) => record_shares(*parent, &k, o)?,
+            _ => Vec::new(),
+        };
+        Ok(Some(Record { owner, parent_owner, columns, shares, parent_shares }))
     })
 }
 
@@ -157,7 +173,10 @@ fn decide(m: &Loaded, tbl: pg_sys::Oid, module: &str, user: Option<i64>, action:
 fn decide_in(model: &Model, module: &str, parent: Option<&str>, user: Option<i64>, action: Action, record: &Record, at: i64) -> Decision {
     let shares = record.shares_at(at);
     let d = match parent {
-        Some(parent) => model.decide_child_with_shares(user, (module, parent), action, (record.owner, record.parent_owner), (&shares, &[]), at),
+        Some(parent) => {
+            let parent_shares = Record::standing(&record.parent_shares, at);
+            model.decide_child_with_shares(user, (module, parent), action, (record.owner, record.parent_owner), (&shares, &parent_shares), at)
+        }
         None => model.decide_with_shares(user, module, action, record.owner, &shares, at),
     };
     model.restrict(user, module, d, record)

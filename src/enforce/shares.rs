@@ -46,6 +46,39 @@ fn shared_keys(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<Op
     Ok(Some((shares::shared_with(&m, user.owner_id, tbl, action)?, user.owner_id)))
 }
 
+/// The keys of the parent records of child table `tbl` whose shares reach `tbl`'s records for
+/// the acting user (DESIGN §9: a share of a parent record reaches its child records of directly
+/// related modules, with the same access), or `None` when they cannot give anything there.
+/// Gated by the child's module (shares never go beyond its privileges); the parent's keys are
+/// the ones its own policy folds (one memo entry serves both).
+fn parent_shared_keys(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<Option<Rc<shares::Shared>>> {
+    if opened::rows_opened(tbl) || !matches!(action, Action::Read | Action::Edit) {
+        return Ok(None);
+    }
+    let Ok(m) = cache::current(planning) else {
+        crate::session::plans::failed_closed();
+        return Ok(None);
+    };
+    let (Some(module), Some(parent_module), Some(link)) = (m.module_of(tbl), m.parent_module_of(tbl), m.link_of(tbl)) else { return Ok(None) };
+    if !m.model.shares_reach_children(parent_module, module) {
+        return Ok(None);
+    }
+    let Ok(user) = identity::acting_user(&m)? else { return Ok(None) };
+    if !m.model.shares_apply(user.owner_id, module, action) {
+        return Ok(None);
+    }
+    Ok(Some(shares::shared_with(&m, user.owner_id, pg_sys::Oid::from(link.parent), action)?))
+}
+
+/// Which records of child table `tbl` the acting user reaches for `action` through shares of
+/// their parent records, by the link column's value.
+pub fn parent_shared(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<Rc<Filter>> {
+    Ok(match parent_shared_keys(tbl, action, planning)? {
+        Some(s) => s.filter.clone(),
+        None => Rc::new(Filter::Const(false)),
+    })
+}
+
 /// Which records of `tbl` the acting user reaches for `action` through shares, by key.
 pub fn shared(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<Rc<Filter>> {
     Ok(match shared_keys(tbl, action, planning)? {
@@ -87,6 +120,23 @@ fn shared_fn(tbl: Option<pg_sys::Oid>, action: Option<&str>, key: Option<AnyElem
     let (Some(tbl), Some(Ok(action)), Some(key)) = (tbl, action.map(str::parse::<Action>), key) else { return false };
     let Some(text) = key_text(&key) else { return false };
     shared(tbl, action, false).or_raise().admits(&KeyRow(&text))
+}
+
+/// The parent-share branch of a linked child table's read and edit policies (and of its edit
+/// WITH CHECK: the written record stays under a parent shared for editing): whether the parent
+/// record whose key is `parent_key` (the child's link column) is shared with the acting user
+/// for `action`, and `tbl`'s module is directly related to the parent's. The planner replaces
+/// the call (`parent_shared_support`); as written it looks the key up. A receiver's change of
+/// the child's owner is refused by `shares_follow_record`, as for a share of the record itself.
+#[pg_extern(
+    sql = "CREATE FUNCTION crm.parent_shared(tbl regclass, action text, parent_key anyelement) RETURNS boolean
+           STABLE PARALLEL SAFE LANGUAGE c SUPPORT crm.parent_shared_support AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';",
+    requires = [planner::support::parent_shared_support]
+)]
+fn parent_shared_fn(tbl: Option<pg_sys::Oid>, action: Option<&str>, parent_key: Option<AnyElement>) -> bool {
+    let (Some(tbl), Some(Ok(action)), Some(key)) = (tbl, action.map(str::parse::<Action>), parent_key) else { return false };
+    let Some(text) = key_text(&key) else { return false };
+    parent_shared(tbl, action, false).or_raise().admits(&KeyRow(&text))
 }
 
 /// The share branch of the edit policy's WITH CHECK: the written record is shared with the

@@ -83,6 +83,17 @@ fn shared_support(request: Internal) -> Internal {
     })
 }
 
+/// `crm.parent_shared(tbl, action, parent_key)`: the keys of the parent records whose shares
+/// reach child table `tbl`'s records, as `parent_key = ANY('{...}')` (`false` for none).
+#[pg_extern(immutable, parallel_safe)]
+fn parent_shared_support(request: Internal) -> Internal {
+    support(request, Reach::Query, |call| {
+        let (tbl, action) = (call.constant::<pg_sys::Oid>(0)?, action(call, 1)?);
+        let filter = enforce::shares::parent_shared(tbl, action, true).or_raise();
+        nodes::filter(&filter, &|c| if c == enforce::shares::KEY { call.arg(2) } else { None })
+    })
+}
+
 /// `crm.shared_write(tbl, key, owner)`: `false` for a user with no record of `tbl` shared for
 /// editing; otherwise kept, and checked row by row.
 #[pg_extern(immutable, parallel_safe)]

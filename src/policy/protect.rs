@@ -70,13 +70,28 @@ pub fn attach_policies(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, own
         ),
         None => Default::default(),
     };
-    let (via_read, via_edit) = (via("read") + &shared_read, via("edit") + &shared_edit);
+    // A share of a parent record reaches its children (DESIGN §9), by the link column, where
+    // the child's own shares could (its triggers refuse a receiver's change of owner) and the
+    // link column compares as the parent's key does.
+    let parent_shared = match (&key, if linked { parent_link(c, tbl)? } else { None }) {
+        (Some(_), Some(link)) => Some(quote_identifier(&link)),
+        _ => None,
+    };
+    let (parent_read, parent_edit, parent_check) = match &parent_shared {
+        Some(pc) => (
+            format!(" OR crm.parent_shared({lit}::regclass, 'read', {pc})"),
+            format!(" OR crm.parent_shared({lit}::regclass, 'edit', {pc})"),
+            format!("crm.parent_shared({lit}::regclass, 'edit', {pc}) OR "),
+        ),
+        None => Default::default(),
+    };
+    let (via_read, via_edit) = (via("read") + &shared_read + &parent_read, via("edit") + &shared_edit + &parent_edit);
     // In WITH CHECK the parent branch comes first: can_assign raises for an owner the user
     // may not give records to, and a user who reaches the row through its parent may edit
     // it without owning it. Owner changes on linked tables are checked by their trigger.
-    // So does the share branch, before both.
+    // So do the share branches, before both.
     let edit_check = if linked {
-        format!("{shared_write}crm.can_via_parent({lit}::regclass, 'edit', crm_parent_owner) OR crm.can_assign({lit}::regclass, 'edit', {owner})")
+        format!("{shared_write}{parent_check}crm.can_via_parent({lit}::regclass, 'edit', crm_parent_owner) OR crm.can_assign({lit}::regclass, 'edit', {owner})")
     } else {
         format!("{shared_write}crm.can_assign({lit}::regclass, 'edit', {owner})")
     };
@@ -148,6 +163,29 @@ pub fn shareable_key(c: &SpiClient<'_>, tbl: pg_sys::Oid, column: &str, typ: pg_
         return Ok(false);
     }
     Ok(one::<bool>(c, "SELECT crm.restriction_column_problem($1, $2) IS NULL", &[tbl.into(), column.into()])?.unwrap_or(false))
+}
+
+/// The link column of child table `tbl` when shares of its parent's records can reach its rows
+/// by it: the parent's key is shareable, and so is the link column (same type; its collation
+/// must be deterministic too, or `link = ANY(keys)` would match more parents than were shared).
+fn parent_link(c: &SpiClient<'_>, tbl: pg_sys::Oid) -> CrmResult<Option<String>> {
+    let Some((parent, column)) = c
+        .select("SELECT parent::oid, parent_column::text FROM crm.parent_links WHERE child = $1", Some(1), &[tbl.into()])?
+        .first()
+        .get_two::<pg_sys::Oid, String>()
+        .ok()
+        .and_then(|(p, col)| p.zip(col))
+    else {
+        return Ok(None);
+    };
+    if !one::<bool>(c, "SELECT to_regprocedure('crm.parent_shared(regclass, text, anyelement)') IS NOT NULL", &[])?.unwrap_or(false) {
+        return Ok(None);
+    }
+    let Some((key, typ)) = crate::catalog::tables::primary_key(c, parent)? else { return Ok(None) };
+    if !shareable_key(c, parent, &key, typ)? || !shareable_key(c, tbl, &column, typ)? {
+        return Ok(None);
+    }
+    Ok(Some(column))
 }
 
 pub(super) fn drop_trigger(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, name: &str) -> CrmResult<()> {

@@ -142,7 +142,9 @@ pub fn add_shares(c: &mut Client, rng: &mut SmallRng) {
     let groups: Vec<String> = c.query("SELECT o.name FROM crm.groups g JOIN crm.owners o ON o.id = g.owner_id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
     let mut sql = String::new();
     for table in TABLES {
-        let ids: Vec<i64> = c.query(&format!("SELECT id FROM {table} ORDER BY random() LIMIT 12"), &[]).unwrap().iter().map(|r| r.get(0)).collect();
+        // More accounts: their shares reach their opportunities and projects too.
+        let n = if table == "accounts" { 40 } else { 12 };
+        let ids: Vec<i64> = c.query(&format!("SELECT id FROM {table} ORDER BY random() LIMIT {n}"), &[]).unwrap().iter().map(|r| r.get(0)).collect();
         for id in ids {
             let (kind, name) = match rng.gen_range(0..4) {
                 1 if !groups.is_empty() => ("group", &groups[rng.gen_range(0..groups.len())]),
