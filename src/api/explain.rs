@@ -60,6 +60,9 @@ struct Record {
     shares: Vec<(RecordShare, i64)>,
     /// The same of its parent record, for a linked table (they reach it, DESIGN §9).
     parent_shares: Vec<(RecordShare, i64)>,
+    /// Its key's text, and its link column's (the parent's key) for a linked table.
+    key: Option<String>,
+    link: Option<String>,
 }
 
 impl Record {
@@ -74,11 +77,13 @@ impl Record {
     }
 }
 
-/// The shares of `tbl`'s record whose key's text is `key`, made while `owner` owned it.
-fn record_shares(tbl: pg_sys::Oid, key: &str, owner: i64) -> CrmResult<Vec<(RecordShare, i64)>> {
+/// The shares of `tbl`'s record whose key's text is `key`, made while `owner` owned it (`None`:
+/// whoever owned it; in a catalog rebuilt for a past moment, a record's shares were always
+/// made under its owner then).
+fn record_shares(tbl: pg_sys::Oid, key: &str, owner: Option<i64>) -> CrmResult<Vec<(RecordShare, i64)>> {
     const SHARES: &str = "SELECT id, kind, target_id, access, ((extract(epoch FROM until) - 946684800) * 1000000)::int8,
                                  coalesce(shared_by, 0), ((extract(epoch FROM shared_at) - 946684800) * 1000000)::int8
-                          FROM crm.shares WHERE tbl = $1 AND record_id = $2 AND owner_id = $3 ORDER BY id";
+                          FROM crm.shares WHERE tbl = $1 AND record_id = $2 AND ($3 IS NULL OR owner_id = $3) ORDER BY id";
     on_catalog(|c| {
         let mut out = Vec::new();
         for r in c.select(SHARES, None, &[tbl.into(), key.into(), owner.into()])? {
@@ -139,6 +144,7 @@ fn record_owner(m: &Loaded, tbl: pg_sys::Oid, table: &str, id: &AnyElement, rest
         let first = rows.first();
         let (owner, parent_owner) = first.get_two::<i64, i64>()?;
         let key_text = first.get::<String>(3)?;
+        let link_text = first.get::<String>(4)?;
         let mut columns = Vec::new();
         for (i, name) in present.iter().enumerate() {
             let text = match (Kind::of(types[i]), first.get_datum_by_ordinal(i + 5)?) {
@@ -149,35 +155,43 @@ fn record_owner(m: &Loaded, tbl: pg_sys::Oid, table: &str, id: &AnyElement, rest
             columns.push((name.to_string(), text));
         }
         let owner = owner.unwrap_or(i64::MIN);
-        let shares = match key_text {
-            Some(k) => record_shares(tbl, &k, owner)?,
+        let shares = match &key_text {
+            Some(k) => record_shares(tbl, k, Some(owner))?,
             None => Vec::new(),
         };
         // A parent's shares made while its owner was the one the child keeps.
-        let parent_shares = match (&link, first.get::<String>(4)?, parent_owner) {
-            (Some((parent, _)), Some(k), Some(o)) => record_shares(*parent, &k, o)?,
+        let parent_shares = match (&link, &link_text, parent_owner) {
+            (Some((parent, _)), Some(k), Some(o)) => record_shares(*parent, k, Some(o))?,
             _ => Vec::new(),
         };
-        Ok(Some(Record { owner, parent_owner, columns, shares, parent_shares }))
+        Ok(Some(Record { owner, parent_owner, columns, shares, parent_shares, key: key_text, link: link_text }))
     })
 }
 
 /// The engine's decision for a record, through its parent's owner when the table is linked.
 fn decide(m: &Loaded, tbl: pg_sys::Oid, module: &str, user: Option<i64>, action: Action, record: &Record) -> Decision {
-    decide_in(&m.model, module, m.parent_module_of(tbl), user, action, record, crate::session::plans::decision_moment())
+    let at = crate::session::plans::decision_moment();
+    let shares = (record.shares_at(at), Record::standing(&record.parent_shares, at));
+    decide_in(&m.model, module, m.parent_module_of(tbl), user, action, record, (&shares.0, &shares.1), at)
 }
 
-/// The same in any model, at the moment `at` (which shares stood then): `parent` is the
-/// module of the parent table, for a linked table; the restriction rules of the module have
-/// the last word.
-fn decide_in(model: &Model, module: &str, parent: Option<&str>, user: Option<i64>, action: Action, record: &Record, at: i64) -> Decision {
-    let shares = record.shares_at(at);
+/// The same in any model, at the moment `at`, with the record's shares and its parent's that
+/// stood then: `parent` is the module of the parent table, for a linked table; the
+/// restriction rules of the module have the last word.
+#[allow(clippy::too_many_arguments)]
+fn decide_in(
+    model: &Model,
+    module: &str,
+    parent: Option<&str>,
+    user: Option<i64>,
+    action: Action,
+    record: &Record,
+    (shares, parent_shares): (&[RecordShare], &[RecordShare]),
+    at: i64,
+) -> Decision {
     let d = match parent {
-        Some(parent) => {
-            let parent_shares = Record::standing(&record.parent_shares, at);
-            model.decide_child_with_shares(user, (module, parent), action, (record.owner, record.parent_owner), (&shares, &parent_shares), at)
-        }
-        None => model.decide_with_shares(user, module, action, record.owner, &shares, at),
+        Some(parent) => model.decide_child_with_shares(user, (module, parent), action, (record.owner, record.parent_owner), (shares, parent_shares), at),
+        None => model.decide_with_shares(user, module, action, record.owner, shares, at),
     };
     model.restrict(user, module, d, record)
 }
@@ -196,7 +210,9 @@ fn who_could(tbl: Option<pg_sys::Oid>, id: Option<AnyElement>, action: Option<&s
     if m.module_of(tbl).is_none() {
         CrmError::undefined("protected table", &table).raise()
     }
-    let past = Past::at(tbl, &table, at).or_raise();
+    // The record first: one the caller cannot read is refused before the log is read.
+    let Some(now) = record_owner(&m, tbl, &table, &id, &[]).or_raise() else { no_such_record(&table).raise() };
+    let past = Past::at(tbl, &table, at, &now).or_raise();
     let Some(record) = record_owner(&m, tbl, &table, &id, &[&past.model]).or_raise() else { no_such_record(&table).raise() };
     let mut names: Vec<String> =
         past.model.users().filter(|u| past.decide(Some(u.owner_id), action, &record).allowed).map(|u| u.name.clone()).collect();
@@ -204,28 +220,46 @@ fn who_could(tbl: Option<pg_sys::Oid>, id: Option<AnyElement>, action: Option<&s
     SetOfIterator::new(names)
 }
 
-/// The model of a past moment, with the module `tbl` belonged to then and its parent's.
+/// The model of a past moment, with the module `tbl` belonged to then and its parent's, and
+/// the shares of the record and of its parent record that stood then (those removed since
+/// too: the audit log keeps them).
 struct Past {
     model: Model,
     module: String,
     parent: Option<String>,
     at: i64,
+    shares: Vec<(RecordShare, i64)>,
+    parent_shares: Vec<(RecordShare, i64)>,
 }
 
 impl Past {
-    fn at(tbl: pg_sys::Oid, table: &str, at: TimestampWithTimeZone) -> CrmResult<Past> {
-        let past = crate::session::cache::rebuilding(|| history::catalog_at(at))?;
+    /// `record` is the record as it is now, for its key and link.
+    fn at(tbl: pg_sys::Oid, table: &str, at: TimestampWithTimeZone, record: &Record) -> CrmResult<Past> {
+        let shares_then = || -> CrmResult<_> {
+            let own = match &record.key {
+                Some(k) => record_shares(tbl, k, None)?,
+                None => Vec::new(),
+            };
+            let parent = on_catalog(|c| crate::catalog::spi::one::<pg_sys::Oid>(c, "SELECT parent::oid FROM crm.parent_links WHERE child = $1", &[tbl.into()]))?;
+            let parent = match (parent, &record.link) {
+                (Some(p), Some(k)) => record_shares(p, k, None)?,
+                _ => Vec::new(),
+            };
+            Ok((own, parent))
+        };
+        let (past, (shares, parent_shares)) = crate::session::cache::rebuilding(|| history::catalog_at(at, shares_then))?;
         let parent = past.parent_links.get(&tbl.to_u32()).and_then(|l| past.catalog.protected_tables.get(&l.parent)).map(|(m, _)| m.clone());
         let Some((module, _)) = past.catalog.protected_tables.get(&tbl.to_u32()).cloned() else {
             return Err(CrmError::prerequisite(format!("{table} was not protected by crm_access at {at}")));
         };
         // Grants that had ended by `at` count for nothing (DESIGN §9).
         let model = Model::compile_at(past.catalog, at.into()).map_err(|e| CrmError::broken_catalog(e.to_string()))?;
-        Ok(Past { model, module, parent, at: at.into() })
+        Ok(Past { model, module, parent, at: at.into(), shares, parent_shares })
     }
 
     fn decide(&self, user: Option<i64>, action: Action, record: &Record) -> Decision {
-        decide_in(&self.model, &self.module, self.parent.as_deref(), user, action, record, self.at)
+        let shares = (Record::standing(&self.shares, self.at), Record::standing(&self.parent_shares, self.at));
+        decide_in(&self.model, &self.module, self.parent.as_deref(), user, action, record, (&shares.0, &shares.1), self.at)
     }
 }
 
@@ -254,8 +288,8 @@ fn explain_access(tbl: Option<pg_sys::Oid>, id: Option<AnyElement>, action: Opti
         // Rebuilding a past catalog is an administrator's review, whoever it is about.
         require_admin_to("review access at a past moment").or_raise();
         // The record first: one the caller cannot read is refused before the log is read.
-        let Some(_) = record_owner(&m, tbl, &table, &id, &[]).or_raise() else { no_such_record(&table).raise() };
-        let past = Past::at(tbl, &table, at).or_raise();
+        let Some(now) = record_owner(&m, tbl, &table, &id, &[]).or_raise() else { no_such_record(&table).raise() };
+        let past = Past::at(tbl, &table, at, &now).or_raise();
         let Some(record) = record_owner(&m, tbl, &table, &id, &[&past.model]).or_raise() else { no_such_record(&table).raise() };
         let user = match user_name {
             Some(name) => match past.model.user_by_name(name) {

@@ -96,7 +96,10 @@ struct PutBack {
 /// `at` (`checkpoints`), whose copies then replace the tables changed since the moment, so it
 /// reads no more entries than lie between two checkpoints; without one, from the catalog as
 /// it is now (issue 24, finding 8).
-pub fn catalog_at(at: TimestampWithTimeZone) -> CrmResult<LoadedCatalog> {
+///
+/// With it, what `also` reads of the catalog tables as they stood at `at` (record shares, which
+/// the loaded catalog leaves out), before the rebuild is rolled back.
+pub fn catalog_at<R>(at: TimestampWithTimeZone, also: impl FnOnce() -> CrmResult<R>) -> CrmResult<(LoadedCatalog, R)> {
     in_rolled_back_subtransaction(|| {
         // The pass's estimate (set-returning functions over JSON) has it compiled by JIT,
         // which costs more than the pass itself at any size the log reaches.
@@ -127,7 +130,8 @@ pub fn catalog_at(at: TimestampWithTimeZone) -> CrmResult<LoadedCatalog> {
                 }
             })
         })?;
-        load::load()
+        let loaded = load::load()?;
+        Ok((loaded, also()?))
     })
 }
 

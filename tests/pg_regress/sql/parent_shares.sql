@@ -74,6 +74,7 @@ SET crm.require_local_user = off;
 SET crm.user_name = 'alice';
 SELECT crm.share_record('sales.accounts', 4, 'user', 'carol', 'read') AS share_4 \gset
 RESET crm.user_name;
+SELECT clock_timestamp() AS shared_moment \gset
 SET SESSION AUTHORIZATION crm_app;
 SELECT u, (regress.reach(u, 'sales.opportunities')).* FROM unnest(ARRAY['carol', 'mgr_east', 'bob']) AS u;
 SELECT u, (regress.reach(u, 'sales.quotes')).read AS quotes, (regress.reach(u, 'sales.contacts')).read AS contacts
@@ -160,6 +161,14 @@ SELECT count(*) AS shares_of_4 FROM crm.shares WHERE tbl = 'sales.accounts'::reg
 SET SESSION AUTHORIZATION crm_app;
 SELECT u, (regress.reach(u, 'sales.opportunities')).read FROM unnest(ARRAY['carol', 'mgr_east']) AS u;
 RESET SESSION AUTHORIZATION;
+
+-- who_could and explain_access at a past moment know the shares that stood then, those
+-- removed since too (the audit log keeps them).
+SELECT array_agg(u ORDER BY u) AS could_read_42_then FROM crm.who_could('sales.opportunities', 42, 'read', :'shared_moment') AS u;
+SELECT array_agg(u ORDER BY u) AS can_read_42_now FROM crm.who_can('sales.opportunities', 42, 'read') AS u;
+SELECT array_agg(u ORDER BY u) AS could_read_4_then FROM crm.who_could('sales.accounts', 4, 'read', :'shared_moment') AS u;
+SELECT crm.explain_access('sales.opportunities', 42, 'read', 'carol', :'shared_moment');
+SELECT crm.explain_access('sales.opportunities', 42, 'edit', 'carol', :'shared_moment');
 
 -- Unlinking a child takes the branch away with the link; linking again brings it back.
 SELECT crm.unlink_parent('sales.opportunities');
