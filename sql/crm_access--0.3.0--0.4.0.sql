@@ -551,7 +551,8 @@ BEGIN
                -- parent's key and the link column can be shared by (policy::protect::parent_link).
                CASE WHEN pp.key_column IS NOT NULL AND crm.restriction_column_problem(pp.tbl, pp.key_column) IS NULL
                          AND crm.restriction_column_problem(p.tbl, l.parent_column) IS NULL
-                    THEN quote_ident(l.parent_column::text) END AS pc
+                    THEN quote_ident(l.parent_column::text) END AS pc,
+               CASE WHEN l.child IS NOT NULL THEN format(' OR OLD.%1$I IS DISTINCT FROM NEW.%1$I', l.parent_column) ELSE '' END AS moved
         FROM crm.protected_tables p JOIN pg_class c ON c.oid = p.tbl JOIN pg_namespace n ON n.oid = c.relnamespace
         LEFT JOIN crm.parent_links l ON l.child = p.tbl LEFT JOIN crm.protected_tables pp ON pp.tbl = l.parent
         WHERE p.key_column IS NOT NULL AND crm.restriction_column_problem(p.tbl, p.key_column) IS NULL
@@ -568,8 +569,8 @@ BEGIN
                         WITH CHECK (crm.shared_write(%L::regclass, %s, %s) OR %s%scrm.can_assign(%L::regclass, ''edit'', %s))',
                        t.name, t.name, t.owner, via_edit, t.name, t.k, parent_edit, t.name, t.k, t.owner, parent_check, via_check, t.name, t.owner);
         EXECUTE format('CREATE TRIGGER crm_shares_follow_update AFTER UPDATE ON %s FOR EACH ROW
-                            WHEN (OLD.%s IS DISTINCT FROM NEW.%s OR OLD.%s IS DISTINCT FROM NEW.%s)
-                            EXECUTE FUNCTION crm.shares_follow_record()', t.name, t.owner, t.owner, t.k, t.k);
+                            WHEN (OLD.%s IS DISTINCT FROM NEW.%s OR OLD.%s IS DISTINCT FROM NEW.%s%s)
+                            EXECUTE FUNCTION crm.shares_follow_record()', t.name, t.owner, t.owner, t.k, t.k, t.moved);
         EXECUTE format('CREATE TRIGGER crm_shares_follow_delete AFTER DELETE ON %s
                             REFERENCING OLD TABLE AS crm_old FOR EACH STATEMENT EXECUTE FUNCTION crm.shares_follow_record()', t.name);
     END LOOP;

@@ -158,13 +158,13 @@ fn shared_write(tbl: Option<pg_sys::Oid>, key: Option<AnyElement>, owner: Option
 }
 
 /// A record's shares follow the record (DESIGN §9):
-/// - after an UPDATE that changed a record's owner or key, for each row (the trigger's WHEN
-///   condition, on the row as written: a table owner's BEFORE trigger may have changed it,
-///   red team of issue 26): a change of owner needs edit access to the record by the writer's
-///   own rights (a share lets its receivers edit a record, never give it away: the edit policy
-///   admits the old row through the share, and the new owner may be one the receiver may
-///   assign to, themselves); then the record's shares go (a change of owner removes a record's
-///   manual shares);
+/// - after an UPDATE that changed a record's owner, key or (a linked table) parent record, for
+///   each row (the trigger's WHEN condition, on the row as written: a table owner's BEFORE
+///   trigger may have changed it, red team of issue 26): such a change needs edit access to the
+///   record by the writer's own rights (a share, or a share of the parent, lets its receivers
+///   edit a record's fields, never give it away, rename it or move it under another parent:
+///   the edit policy admits the old row through the share); then, for a new owner or key, the
+///   record's shares go (a change of owner removes a record's manual shares);
 /// - after a DELETE, once per statement, the shares of every deleted record go (a new record
 ///   that later takes the key is not shared): one statement for a bulk delete.
 /// As the catalog role, whoever wrote, under the latest snapshot: a share that committed while
@@ -201,10 +201,17 @@ fn shares_follow_record<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapT
         }
         let rel = data.tg_relation;
         let desc = (*rel).rd_att;
-        let (Some((owner_att, _)), Some((key_att, key_col))) = (rows::column(rel, owner), rows::column(rel, &key)) else { return Ok(()) };
-        let old = data.tg_trigtuple;
-        let (old_owner, new_owner) = (rows::value(old, desc, owner_att), rows::value(data.tg_newtuple, desc, owner_att));
-        if old_owner != new_owner && !opened::rows_opened(tbl) && crate::catalog::tables::row_security_applies(tbl, pg_sys::InvalidOid) {
+        let (Some((owner_att, owner_col)), Some((key_att, key_col))) = (rows::column(rel, owner), rows::column(rel, &key)) else { return Ok(()) };
+        let (old, new) = (data.tg_trigtuple, data.tg_newtuple);
+        let changed = |att: i32, col| !rows::same(rows::value(old, desc, att), rows::value(new, desc, att), col);
+        let owner_changed = changed(owner_att, owner_col);
+        let key_changed = changed(key_att, key_col);
+        // The parent record: moved to another, the record leaves its parent's shares and
+        // takes another's (red team of issue 26, round 2: a receiver moved a child under a
+        // parent they had shared with themselves, or one a rule gave them, and kept it).
+        let link_changed = m.link_of(tbl).and_then(|l| rows::column(rel, &l.column)).is_some_and(|(a, col)| changed(a, col));
+        if (owner_changed || key_changed || link_changed) && !opened::rows_opened(tbl) && crate::catalog::tables::row_security_applies(tbl, pg_sys::InvalidOid) {
+            let old_owner = rows::value(old, desc, owner_att);
             let old_owner = (!old_owner.1).then(|| i64::from_datum(old_owner.0, false)).flatten();
             let own = super::access(tbl, Action::Edit, false)?.admits(&crm_model::Owned(old_owner))
                 || (m.link_of(tbl).is_some() && {
@@ -212,11 +219,19 @@ fn shares_follow_record<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapT
                     let parent_owner = parent_owner.filter(|v| !v.1).and_then(|v| i64::from_datum(v.0, false));
                     super::access_via_parent(tbl, Action::Edit, false)?.admits(&crm_model::Owned(parent_owner))
                 });
-            if !own {
+            if !own && owner_changed {
                 return Err(crate::error::CrmError::denied("permission denied to change the owner of a record shared with you")
                     .with_detail("A record share lets its receivers read or edit the record, not give it to another owner.")
                     .with_hint("Ask the record's owner, a user above them, or an administrator."));
             }
+            if !own {
+                return Err(crate::error::CrmError::denied("permission denied to change the key or the parent record of a record shared with you")
+                    .with_detail("A record share, or a share of its parent record, lets its receivers edit the record's fields, not move it or rename it.")
+                    .with_hint("Ask the record's owner, a user above them, or an administrator."));
+            }
+        }
+        if !(owner_changed || key_changed) {
+            return Ok(());
         }
         let (k, null) = rows::value(old, desc, key_att);
         let Some(text) = (if null { None } else { Kind::of(key_col.atttypid).and_then(|kind| kind.text(k)) }) else { return Ok(()) };

@@ -73,6 +73,7 @@ pub fn attach_policies(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, own
     // A share of a parent record reaches its children (DESIGN §9), by the link column, where
     // the child's own shares could (its triggers refuse a receiver's change of owner) and the
     // link column compares as the parent's key does.
+    let link = if linked { link_column(c, tbl)? } else { None };
     let parent_shared = match (&key, if linked { parent_link(c, tbl)? } else { None }) {
         (Some(_), Some(link)) => Some(quote_identifier(&link)),
         _ => None,
@@ -110,10 +111,15 @@ pub fn attach_policies(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, own
     };
     // A record's shares follow it: its owner changes only by its writer's own rights, and
     // its shares go with its owner, its key or the record (`enforce::shares`).
+    // A linked record's parent too: a receiver may not move it (`shares_follow_record`).
+    let moved = match &link {
+        Some(l) => format!(" OR OLD.{l} IS DISTINCT FROM NEW.{l}", l = quote_identifier(l)),
+        None => String::new(),
+    };
     let follow = match &key {
         Some(k) => format!(
             "CREATE OR REPLACE TRIGGER {SHARES_FOLLOW_UPDATE} AFTER UPDATE ON {table} FOR EACH ROW
-                 WHEN (OLD.{owner} IS DISTINCT FROM NEW.{owner} OR OLD.{k} IS DISTINCT FROM NEW.{k})
+                 WHEN (OLD.{owner} IS DISTINCT FROM NEW.{owner} OR OLD.{k} IS DISTINCT FROM NEW.{k}{moved})
                  EXECUTE FUNCTION crm.shares_follow_record();
              CREATE OR REPLACE TRIGGER {SHARES_FOLLOW_DELETE} AFTER DELETE ON {table}
                  REFERENCING OLD TABLE AS crm_old FOR EACH STATEMENT EXECUTE FUNCTION crm.shares_follow_record();"
@@ -169,15 +175,7 @@ pub fn shareable_key(c: &SpiClient<'_>, tbl: pg_sys::Oid, column: &str, typ: pg_
 /// by it: the parent's key is shareable, and so is the link column (same type; its collation
 /// must be deterministic too, or `link = ANY(keys)` would match more parents than were shared).
 fn parent_link(c: &SpiClient<'_>, tbl: pg_sys::Oid) -> CrmResult<Option<String>> {
-    let Some((parent, column)) = c
-        .select("SELECT parent::oid, parent_column::text FROM crm.parent_links WHERE child = $1", Some(1), &[tbl.into()])?
-        .first()
-        .get_two::<pg_sys::Oid, String>()
-        .ok()
-        .and_then(|(p, col)| p.zip(col))
-    else {
-        return Ok(None);
-    };
+    let Some((parent, column)) = link_of(c, tbl)? else { return Ok(None) };
     if !one::<bool>(c, "SELECT to_regprocedure('crm.parent_shared(regclass, text, anyelement)') IS NOT NULL", &[])?.unwrap_or(false) {
         return Ok(None);
     }
@@ -186,6 +184,20 @@ fn parent_link(c: &SpiClient<'_>, tbl: pg_sys::Oid) -> CrmResult<Option<String>>
         return Ok(None);
     }
     Ok(Some(column))
+}
+
+/// Child table `tbl`'s parent table and link column.
+fn link_of(c: &SpiClient<'_>, tbl: pg_sys::Oid) -> CrmResult<Option<(pg_sys::Oid, String)>> {
+    Ok(c.select("SELECT parent::oid, parent_column::text FROM crm.parent_links WHERE child = $1", Some(1), &[tbl.into()])?
+        .first()
+        .get_two::<pg_sys::Oid, String>()
+        .ok()
+        .and_then(|(p, col)| p.zip(col)))
+}
+
+/// Child table `tbl`'s link column.
+fn link_column(c: &SpiClient<'_>, tbl: pg_sys::Oid) -> CrmResult<Option<String>> {
+    Ok(link_of(c, tbl)?.map(|(_, column)| column))
 }
 
 pub(super) fn drop_trigger(c: &mut SpiClient<'_>, tbl: pg_sys::Oid, table: &str, name: &str) -> CrmResult<()> {

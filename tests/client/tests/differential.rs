@@ -163,7 +163,7 @@ fn check_table(app: &mut Client, model: &Model, user: &User, i: usize, records: 
         // assignment check), so it is left out of the edit probe.
         let updated = ids(&mut tx, &format!("UPDATE {table} SET id = id WHERE owner_id <> {NO_CRM_OWNER} RETURNING id"));
         let expected: BTreeSet<i64> = edit.intersection(&read).copied().filter(|id| *id != ORPHAN_RECORD).collect();
-        assert_eq!(updated, expected, "edit: {ctx}");
+        assert_eq!(updated, expected, "edit: {ctx}; RLS only {:?}, engine only {:?}", updated.difference(&expected).collect::<Vec<_>>(), expected.difference(&updated).collect::<Vec<_>>());
         let deleted = ids(&mut tx, &format!("DELETE FROM {table} RETURNING id"));
         assert_eq!(deleted, delete.intersection(&read).copied().collect(), "delete: {ctx}");
     }

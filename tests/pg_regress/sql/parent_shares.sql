@@ -114,9 +114,41 @@ SELECT regress.try($$UPDATE sales.opportunities SET account_id = 7 WHERE id = 41
 SELECT regress.try($$UPDATE sales.opportunities SET account_id = 5 WHERE id = 41$$);
 SELECT regress.try($$INSERT INTO sales.opportunities VALUES (43, 'carol''s new one on 4', 4, crm.owner_id('alice'))$$);
 WITH d AS (DELETE FROM sales.opportunities WHERE account_id = 4 RETURNING id) SELECT count(*) AS deleted FROM d;
+-- Nor rename one (its key: the shares of it its owner made would go), nor move one under a
+-- parent she shared with herself, where she would keep it once alice unshares (red team).
+SELECT regress.try($$UPDATE sales.opportunities SET id = 4200 WHERE id = 42$$);
+SELECT crm.share_record('sales.accounts', 7, 'role', 'Rep_East', 'read_write') > 0 AS shared_her_own;
+SELECT regress.try($$UPDATE sales.opportunities SET account_id = 7 WHERE id = 41$$);
 SELECT id, name, account_id, owner_id = crm.owner_id('alice') AS alices FROM sales.opportunities ORDER BY id;
 ROLLBACK;
 RESET SESSION AUTHORIZATION;
+-- A parent a rule gives her edit on through its related modules is no way out either: the
+-- move needs her own rights on the record as it was (red team: she moved it there, then
+-- took it, checked against the new parent's owner).
+BEGIN;
+SELECT crm.add_sharing_rule('Accounts', 'role', 'Mgr_East', 'role', 'Rep_East', 'read_write', ARRAY['Opportunities']) > 0 AS rule_added;
+SET LOCAL SESSION AUTHORIZATION crm_app;
+SET LOCAL crm.user_name = 'carol';
+SELECT regress.try($$UPDATE sales.opportunities SET account_id = 6 WHERE id = 41$$);
+SELECT regress.try($$UPDATE sales.opportunities SET account_id = 6, owner_id = crm.owner_id('carol') WHERE id = 41$$);
+ROLLBACK;
+-- A receiver of the record itself may not move it either; its owner's manager may, and the
+-- record keeps its own shares.
+SET crm.user_name = 'bob';
+SELECT crm.share_record('sales.opportunities', 51, 'user', 'carol', 'read_write') AS share_51 \gset
+RESET crm.user_name;
+BEGIN;
+SET LOCAL SESSION AUTHORIZATION crm_app;
+SET LOCAL crm.user_name = 'carol';
+SELECT regress.try($$UPDATE sales.opportunities SET account_id = 7 WHERE id = 51$$);
+SELECT regress.try($$UPDATE sales.opportunities SET name = 'carol was here' WHERE id = 51$$);
+SET LOCAL crm.user_name = 'mgr_west';
+SELECT regress.try($$UPDATE sales.opportunities SET account_id = 3 WHERE id = 51$$);
+SELECT count(*) AS shares_of_51 FROM crm.shares WHERE tbl = 'sales.opportunities'::regclass AND record_id = '51';
+ROLLBACK;
+SET crm.user_name = 'bob';
+SELECT crm.unshare_record(:share_51);
+RESET crm.user_name;
 
 -- A share of an opportunity reaches its quotes (Opportunities -> Quotes).
 SET crm.user_name = 'bob';
