@@ -9,9 +9,15 @@ fn catalog_changed<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<
     if crate::session::cache::is_rebuilding() {
         return Ok(None);
     }
+    let rel = trigger.relation()?;
     // SAFETY: queues an invalidation message for an open relation's oid; sent at commit.
-    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(trigger.relation()?.oid()) };
-    // Its commit takes the commit lock, until those invalidations are sent.
-    crate::catalog::commits::catalog_changed();
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(rel.oid()) };
+    // Its commit takes the commit lock, until those invalidations are sent; record shares in
+    // a mode that lets shares commit together (`commits::shares_changed`).
+    if rel.name() == "shares" && rel.namespace() == "crm" {
+        crate::catalog::commits::shares_changed();
+    } else {
+        crate::catalog::commits::catalog_changed();
+    }
     Ok(None)
 }

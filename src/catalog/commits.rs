@@ -28,6 +28,10 @@ use crate::error::CrmResult;
 thread_local! {
     /// This transaction changed a table the model is compiled from.
     static CHANGED: Cell<bool> = const { Cell::new(false) };
+    /// This transaction changed record shares (crm.shares, not compiled).
+    static SHARES_CHANGED: Cell<bool> = const { Cell::new(false) };
+    /// This transaction holds the commit lock (it is committing).
+    static HOLDING: Cell<bool> = const { Cell::new(false) };
     /// The audit entries this transaction appended (some may be gone with a subtransaction).
     static APPENDED: RefCell<Vec<i64>> = const { RefCell::new(Vec::new()) };
     /// Rewriting this transaction's entries' dates: the append-only trigger lets that through.
@@ -46,6 +50,16 @@ pub fn init() {
 /// A table the model is compiled from changed in this transaction.
 pub fn catalog_changed() {
     CHANGED.set(true);
+}
+
+/// Record shares changed in this transaction. Its commit takes the commit lock in SHARE mode
+/// when it changed nothing compiled: share commits need not wait for each other (two shares of
+/// one row are ordered by the row's lock, and shares of different rows commute in the log), so
+/// many commit at once (issue 26: serialised, 8 clients made 94 shares a second); they still
+/// wait for, and are waited for by, a catalog commit (whose checkpoint then sees them all) and
+/// planners (the window between a commit and its invalidations, as for the catalog).
+pub fn shares_changed() {
+    SHARES_CHANGED.set(true);
 }
 
 /// An audit entry was appended in this transaction.
@@ -73,7 +87,11 @@ pub fn wait_for_catalog_commits() {
     // SAFETY: reads backend flags; parallel workers and sessions outside a transaction (or in
     // a failed one) take no lock.
     let usable = unsafe { pg_sys::IsTransactionState() && pg_sys::ParallelWorkerNumber < 0 && !pg_sys::IsInParallelMode() };
-    if !usable {
+    // A commit holding the lock plans its own statements (the dating): no catalog commit can be
+    // in flight then (EXCLUSIVE, or SHARE, which no catalog commit's EXCLUSIVE is granted
+    // beside), and asking for ROW EXCLUSIVE beside another share commit's SHARE would have the
+    // two wait for each other.
+    if !usable || HOLDING.get() {
         return;
     }
     let Some(tag) = lock_tag() else { return };
@@ -94,17 +112,24 @@ unsafe extern "C-unwind" fn transaction_event(event: pg_sys::XactEvent::Type, _a
     use pg_sys::XactEvent::*;
     match event {
         XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
-            let changed = CHANGED.get() || APPENDED.with(|a| !a.borrow().is_empty());
+            let changed = CHANGED.get() || SHARES_CHANGED.get() || APPENDED.with(|a| !a.borrow().is_empty());
             // A prepared transaction would hold the lock until COMMIT PREPARED, and every
             // planning would wait for it: it is dated at PREPARE, unserialised.
+            let lock = match (event == XACT_EVENT_PRE_COMMIT, CHANGED.get() || !SHARES_CHANGED.get()) {
+                (false, _) => None,
+                (true, true) => Some(Lock::Exclusive),
+                (true, false) => Some(Lock::Shares),
+            };
             if changed {
-                if let Err(e) = before_commit(event == XACT_EVENT_PRE_COMMIT) {
+                if let Err(e) = before_commit(lock) {
                     e.raise();
                 }
             }
         }
         XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PARALLEL_ABORT => {
             CHANGED.set(false);
+            SHARES_CHANGED.set(false);
+            HOLDING.set(false);
             APPENDED.with(|a| a.borrow_mut().clear());
             STAMPING.set(false);
         }
@@ -112,14 +137,28 @@ unsafe extern "C-unwind" fn transaction_event(event: pg_sys::XactEvent::Type, _a
     }
 }
 
-/// Take the commit lock (when `serialise`), then date this transaction's entries.
-fn before_commit(serialise: bool) -> CrmResult<()> {
+/// How a commit takes the commit lock.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lock {
+    /// One catalog commit at a time (the dating, checkpoints, a restore's end).
+    Exclusive,
+    /// Record shares only: with each other, never with a catalog commit (`shares_changed`).
+    Shares,
+}
+
+/// Take the commit lock (`None`: a PREPARE, which takes none), then date this transaction's
+/// entries.
+fn before_commit(lock: Option<Lock>) -> CrmResult<()> {
     let Some(tag) = lock_tag() else { return Ok(()) };
-    if serialise {
-        // SAFETY: a transaction-level exclusive lock, released after the commit has sent its
-        // invalidations; waited for under the deadlock detector.
-        unsafe { pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as i32, false, false) };
+    if let Some(mode) = lock {
+        let mode = if mode == Lock::Exclusive { pg_sys::ExclusiveLock } else { pg_sys::ShareLock };
+        // SAFETY: a transaction-level lock, released after the commit has sent its
+        // invalidations; waited for under the deadlock detector. SHARE conflicts with
+        // EXCLUSIVE and with the planners' ROW EXCLUSIVE, not with itself.
+        unsafe { pg_sys::LockAcquire(&tag, mode as i32, false, false) };
+        HOLDING.set(true);
     }
+    let serialise = lock == Some(Lock::Exclusive);
     let ids: Vec<i64> = APPENDED.with(|a| a.borrow().clone());
     if ids.is_empty() && !serialise {
         return Ok(());
