@@ -13,8 +13,9 @@ Measured, as medians:
    trusted app, while 4 other clients read: the rate sustained, and after every commit the
    receiver's next read in another session must see the change (no stale read);
 4. the rate alone, from 8 pgbench clients (each sharing and unsharing leads of its own) while
-   4 pgbench clients read top-50 pages as random users: the Python clients of 3, which check
-   every commit with three reads of their own, take most of two cores themselves.
+   4 pgbench clients read top-50 pages as random users, and without the readers: the Python
+   clients of 3, which check every commit with three reads of their own, take most of two cores
+   themselves.
 """
 
 import argparse
@@ -177,7 +178,7 @@ def pgbench_churn(su, host, port, seconds, writers=8, readers=4):
             "SELECT id FROM leads ORDER BY created_at DESC LIMIT 50;\nCOMMIT;\n")
     work = tempfile.mkdtemp(prefix="shares-pgbench-")
     runs = []
-    for name, text, clients in (("write", write, writers), ("read", read, readers)):
+    for name, text, clients in (("write", write, writers), ("read", read, readers))[: 2 if readers else 1]:
         path = os.path.join(work, f"{name}.sql")
         with open(path, "w") as fh:
             fh.write(text)
@@ -190,7 +191,7 @@ def pgbench_churn(su, host, port, seconds, writers=8, readers=4):
         if p.returncode != 0:
             raise RuntimeError(f"pgbench failed: {err}")
         tps.append(float(next(l for l in out.splitlines() if l.startswith("tps")).split("=")[1].split()[0]))
-    return 2 * tps[0], tps[1]
+    return 2 * tps[0], tps[1] if readers else 0.0
 
 
 def main():
@@ -223,6 +224,9 @@ def main():
     harness.log(f"== the same from 8 pgbench clients for {args.seconds} s while 4 pgbench clients read")
     bench_rate, bench_reads = pgbench_churn(su, host, port, args.seconds)
     harness.log(f"   {bench_rate:.0f} shares and unshares per second, {bench_reads:.0f} pages per second")
+    harness.log(f"== the same without the readers")
+    alone_rate, _ = pgbench_churn(su, host, port, args.seconds, readers=0)
+    harness.log(f"   {alone_rate:.0f} shares and unshares per second")
     os.makedirs(args.out, exist_ok=True)
     met = lambda ok: "met" if ok else "missed"
     lines = [
@@ -239,7 +243,7 @@ def main():
     lines.append(f"- shares and unshares from 8 Python clients, each commit checked by three reads of the receiver, while 4 read: "
                  f"{rate:.0f} per second, {reads:.0f} reads per second, **{stale} stale reads** after a commit ({met(stale == 0)});")
     lines.append(f"- shares and unshares from 8 pgbench clients while 4 pgbench clients read top-50 pages: **{bench_rate:.0f} per second** "
-                 f"({met(bench_rate >= 1000)}: ≥ 1,000), {bench_reads:.0f} pages per second.")
+                 f"({met(bench_rate >= 1000)}: ≥ 1,000), {bench_reads:.0f} pages per second; without the readers, {alone_rate:.0f} per second.")
     for name, (_, shape) in shapes.items():
         lines += ["", f"The rep's `{name}` plan with 10,000 shared leads (constants left out):", "", "```", shape, "```"]
     with open(os.path.join(args.out, "shares.md"), "w") as fh:
