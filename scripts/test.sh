@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test tier (see docs/testing.md): the engine's unit and property tests, then on
 # each PostgreSQL version (pgrx-config/pg_configs.sh) a throwaway cluster with the extension
-# installed: the upgrade test from 0.1.0, the pg_regress suites and the client integration
-# tests; on the main version (15) also the benchmark smoke test. The versions without a
+# installed: the upgrade test from 0.1.0, the pg_regress suites, the client integration
+# tests and the read-replica test (tests/replica); on the main version (15) also the benchmark
+# smoke test. The versions without a
 # server here are type-checked (scripts/check-versions.sh). Other versions run the
 # differential tests at CRM_DIFF_ORGS_OTHER organisations (default 10) instead of 50.
 #   scripts/test.sh              every version
@@ -101,6 +102,9 @@ for v in $versions; do
     fi
     pooler_stop
     cluster_stop
+
+    # A streaming standby behind its own PgBouncer, reads routed to it (docs/scaling.md).
+    tests/replica/run.sh "$v" $((port + 10))
     echo "===== PostgreSQL $v: passed in $(( (SECONDS - t0) / 60 )) min $(( (SECONDS - t0) % 60 )) s"
     ran="${ran:-} $v"
 done
