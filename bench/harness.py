@@ -47,7 +47,15 @@ SCALES = {
     # The large organisation with few records: for --cache-only (the model's size depends on the
     # organisation, not on the records).
     "large-org": dict(roles=400, depth=8, users=20_000, groups=400, rules=100, leads=100_000, accounts=20_000, opps=50_000, runs=7),
+    # A Salesforce-sized organisation (issue 28, item 4): 5,000 roles up to 15 deep, 2,000
+    # groups nested in chains of 5 (nest), 300 sharing rules all on Leads (rules_module).
+    "xl-org": dict(roles=5_000, depth=15, users=20_000, groups=2_000, nest=5, rules=300, rules_module="Leads",
+                   leads=10_000_000, accounts=2_000_000, opps=5_000_000, runs=3, cap_s=20, pgbench_users=2_000),
 }
+
+# --cache-only measures the model, whose size depends on the organisation, not on the records:
+# it generates at most these many.
+CACHE_ONLY_RECORDS = dict(leads=100_000, accounts=20_000, opps=50_000)
 
 QUERIES = {
     "count": "SELECT count(*) FROM leads l WHERE {l}",
@@ -91,13 +99,20 @@ def generate(db, p, rng, competitors=True):
         db.execute("SELECT crm.create_group(%s)", (f"G{g}",))
         for u in rng.sample(range(1, p["users"] + 1), 3):
             db.execute("SELECT crm.add_group_member(%s, 'user', %s)", (f"G{g}", f"u{u}"))
+    # Nested groups: each group but the last of every chain of `nest` holds the next one.
+    nest = p.get("nest", 1)
+    if nest > 1:
+        db.execute("SELECT crm.add_group_member('G' || g, 'group', 'G' || (g + 1)) FROM generate_series(0, %s) g WHERE g %% %s <> %s",
+                   (p["groups"] - 2, nest, nest - 1))
     for _ in range(p["rules"]):
         db.execute(
             "SELECT crm.add_sharing_rule(%s, 'role', %s, %s, %s, 'read')",
-            (rng.choice(["Leads", "Accounts"]), rng.choice(roles)[0], *rng.choice(
+            (p.get("rules_module") or rng.choice(["Leads", "Accounts"]), rng.choice(roles)[0], *rng.choice(
                 [("group", f"G{rng.randrange(p['groups'])}"), ("role", rng.choice(roles)[0])])),
         )
-    log(f"   organisation: {p['roles']} roles, {p['users']} users, {p['groups']} groups, {p['rules']} rules ({time.time() - t0:.1f} s)")
+    log(f"   organisation: {p['roles']} roles (up to {p['depth']} deep), {p['users']} users, {p['groups']} groups"
+        f"{f' (nested {nest} deep)' if nest > 1 else ''}, {p['rules']} rules"
+        f"{' on ' + p['rules_module'] if p.get('rules_module') else ''} ({time.time() - t0:.1f} s)")
     t0 = time.time()
     db.execute("""
         CREATE TABLE leads (id bigint PRIMARY KEY, company text NOT NULL, created_at timestamptz NOT NULL, owner_id bigint NOT NULL,
@@ -517,6 +532,8 @@ def main():
     su = psycopg.connect(dsn + " user=postgres", autocommit=True, prepare_threshold=None)
     su.execute("CREATE EXTENSION crm_access")
     # The cache measurement alone needs neither competitor's copies.
+    if args.cache_only:
+        p = dict(p, **{k: min(p[k], v) for k, v in CACHE_ONLY_RECORDS.items()})
     depth_of = generate(su, p, rng, competitors=not args.cache_only)
     app = psycopg.connect(dsn + " user=bench_app", prepare_threshold=None)
     viewers = pick_viewers(su, depth_of)
