@@ -606,7 +606,7 @@ def main():
                     f"e {fmt_ms(w['e_ms'], 9)} ms   d/a {fmt_ratio(w['d_ms'], w['a_ms']):>5}  rows {w['rows']}")
     load_end = load_average()
     log("== pgbench: 8 clients, a random user per transaction, a top-50 page")
-    seconds = {"small": 5, "medium": 20, "large": 30}[args.scale]
+    seconds = {"small": 5, "medium": 20}.get(args.scale, 30)
     scripts = pgbench_scripts(su, app, p.get("pgbench_users", p["users"]))
     with tempfile.TemporaryDirectory() as work:
         bench = pgbench(scripts, host, port, 8, seconds, work, "abcde")
