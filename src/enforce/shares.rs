@@ -27,10 +27,21 @@ use crate::session::{cache, identity, shares};
 
 pub use crate::session::shares::KEY;
 
-/// The keys of `tbl`'s records shared with the acting user for `action` (read or edit) that
-/// count now, or `None` when shares cannot give them anything there (`Model::shares_apply`,
-/// someone who cannot act, our own statements with the rows opened, a broken catalog).
-fn shared_keys(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<Option<(Rc<shares::Shared>, OwnerId)>> {
+/// Where a policy's share branch on `tbl` looks for keys: the records of `tbl` itself, or (a
+/// linked child table) its parent records, whose shares reach it (DESIGN §9).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Through {
+    Own,
+    Parent,
+}
+
+/// The keys shared with the acting user for `action` (read or edit) that count now, of `tbl`'s
+/// records or of its parent records (`through`), or `None` when shares cannot give them anything
+/// on `tbl` (`Model::shares_apply` on `tbl`'s module: shares never go beyond its privileges;
+/// for a parent's shares, the child's module directly related to the parent's; someone who
+/// cannot act; our own statements with the rows opened; a broken catalog). A parent's keys are
+/// the ones its own policy folds: one memo entry serves both.
+fn keys_for(tbl: pg_sys::Oid, action: Action, planning: bool, through: Through) -> CrmResult<Option<(Rc<shares::Shared>, OwnerId)>> {
     if opened::rows_opened(tbl) || !matches!(action, Action::Read | Action::Edit) {
         return Ok(None);
     }
@@ -39,42 +50,29 @@ fn shared_keys(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<Op
         return Ok(None);
     };
     let Some(module) = m.module_of(tbl) else { return Ok(None) };
+    let source = match through {
+        Through::Own => tbl,
+        Through::Parent => match (m.parent_module_of(tbl), m.link_of(tbl)) {
+            (Some(parent_module), Some(link)) if m.model.shares_reach_children(parent_module, module) => pg_sys::Oid::from(link.parent),
+            _ => return Ok(None),
+        },
+    };
     let Ok(user) = identity::acting_user(&m)? else { return Ok(None) };
     if !m.model.shares_apply(user.owner_id, module, action) {
         return Ok(None);
     }
-    Ok(Some((shares::shared_with(&m, user.owner_id, tbl, action)?, user.owner_id)))
+    Ok(Some((shares::shared_with(&m, user.owner_id, source, action)?, user.owner_id)))
 }
 
-/// The keys of the parent records of child table `tbl` whose shares reach `tbl`'s records for
-/// the acting user (DESIGN §9: a share of a parent record reaches its child records of directly
-/// related modules, with the same access), or `None` when they cannot give anything there.
-/// Gated by the child's module (shares never go beyond its privileges); the parent's keys are
-/// the ones its own policy folds (one memo entry serves both).
-fn parent_shared_keys(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<Option<Rc<shares::Shared>>> {
-    if opened::rows_opened(tbl) || !matches!(action, Action::Read | Action::Edit) {
-        return Ok(None);
-    }
-    let Ok(m) = cache::current(planning) else {
-        crate::session::plans::failed_closed();
-        return Ok(None);
-    };
-    let (Some(module), Some(parent_module), Some(link)) = (m.module_of(tbl), m.parent_module_of(tbl), m.link_of(tbl)) else { return Ok(None) };
-    if !m.model.shares_reach_children(parent_module, module) {
-        return Ok(None);
-    }
-    let Ok(user) = identity::acting_user(&m)? else { return Ok(None) };
-    if !m.model.shares_apply(user.owner_id, module, action) {
-        return Ok(None);
-    }
-    Ok(Some(shares::shared_with(&m, user.owner_id, pg_sys::Oid::from(link.parent), action)?))
+fn shared_keys(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<Option<(Rc<shares::Shared>, OwnerId)>> {
+    keys_for(tbl, action, planning, Through::Own)
 }
 
 /// Which records of child table `tbl` the acting user reaches for `action` through shares of
 /// their parent records, by the link column's value.
 pub fn parent_shared(tbl: pg_sys::Oid, action: Action, planning: bool) -> CrmResult<Rc<Filter>> {
-    Ok(match parent_shared_keys(tbl, action, planning)? {
-        Some(s) => s.filter.clone(),
+    Ok(match keys_for(tbl, action, planning, Through::Parent)? {
+        Some((s, _)) => s.filter.clone(),
         None => Rc::new(Filter::Const(false)),
     })
 }
