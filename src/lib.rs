@@ -45,6 +45,7 @@ extension_sql_file!(
     requires = ["catalog", "triggers", api::audit::audit_note, api::audit::audit_wanted, api::audit::audit_log_append_only, api::audit::reads_audit_log, api::audit::prune_audit_log]
 );
 extension_sql_file!("../sql/shares.sql", name = "shares", requires = ["catalog", "triggers", "audit", api::shares::share_visible]);
+extension_sql_file!("../sql/published.sql", name = "published", requires = ["catalog"]);
 extension_sql_file!("../sql/ownership.sql", name = "ownership", finalize);
 
 #[pg_guard]

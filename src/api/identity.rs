@@ -26,6 +26,14 @@ fn acting_user() -> Option<String> {
     }
 }
 
+/// Where this backend's model of the current catalog comes from: `published` (the bytes the
+/// last catalog commit compiled, `crm.compiled_model`) or `compiled` (this backend compiled the
+/// catalog itself: none published, or this transaction changed the catalog).
+#[pg_extern(stable)]
+fn model_source() -> &'static str {
+    cache::current(true).or_raise().source
+}
+
 /// The owner id of a user (groups share the same id space).
 #[pg_extern(stable)]
 fn owner_id(name: Option<&str>) -> i64 {

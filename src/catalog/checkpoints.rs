@@ -20,7 +20,7 @@
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal};
-use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, JsonB, PgTryBuilder};
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, JsonB};
 use serde_json::Value;
 
 use super::history::all_table_keys;
@@ -85,43 +85,13 @@ pub fn take_if_due() -> CrmResult<()> {
     if newest.saturating_sub(FAILED_AT.get()) < every {
         return Ok(());
     }
-    if let Err(problem) = best_effort(|| on_catalog(take)) {
+    if let Err(problem) = super::spi::best_effort(|| on_catalog(take)) {
         FAILED_AT.set(newest);
         pgrx::warning!(
             "crm_access: no checkpoint of the catalog was taken: {problem}; past catalogs are rebuilt from the next one (this session tries again after {every} more audit entries)"
         );
     }
     Ok(())
-}
-
-/// Run `f` in a subtransaction, kept when it succeeds, rolled back when it fails (its error
-/// is returned as text, and nothing of it remains).
-fn best_effort(f: impl FnOnce() -> CrmResult<()>) -> Result<(), String> {
-    // SAFETY: PL/pgSQL's exception-block pattern: an internal subtransaction (allowed while
-    // committing), the caller's memory context and resource owner given back after it is
-    // released or rolled back; pgrx flushes a caught error's state.
-    unsafe {
-        let context = pg_sys::CurrentMemoryContext;
-        let owner = pg_sys::CurrentResourceOwner;
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(context);
-        let result = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| f().map_err(|e| e.message().to_string())))
-            .catch_others(|e| {
-                Err(match e {
-                    pgrx::pg_sys::panic::CaughtError::PostgresError(r) | pgrx::pg_sys::panic::CaughtError::ErrorReport(r) => r.message().to_string(),
-                    _ => "an internal error".to_string(),
-                })
-            })
-            .execute();
-        if result.is_ok() {
-            pg_sys::ReleaseCurrentSubTransaction();
-        } else {
-            pg_sys::RollbackAndReleaseCurrentSubTransaction();
-        }
-        pg_sys::MemoryContextSwitchTo(context);
-        pg_sys::CurrentResourceOwner = owner;
-        result
-    }
 }
 
 fn take(c: &mut pgrx::spi::SpiClient<'_>) -> CrmResult<()> {

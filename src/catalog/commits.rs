@@ -52,6 +52,12 @@ pub fn catalog_changed() {
     CHANGED.set(true);
 }
 
+/// Whether this transaction changed the catalog: its own model holds changes no published
+/// one does (`publish::read`).
+pub fn changed_here() -> bool {
+    CHANGED.get()
+}
+
 /// Record shares changed in this transaction. Its commit takes the commit lock in SHARE mode
 /// when it changed nothing compiled: share commits need not wait for each other (two shares of
 /// one row are ordered by the row's lock, and shares of different rows commute in the log), so
@@ -120,8 +126,16 @@ unsafe extern "C-unwind" fn transaction_event(event: pg_sys::XactEvent::Type, _a
                 (true, true) => Some(Lock::Exclusive),
                 (true, false) => Some(Lock::Shares),
             };
+            // The catalog this commit leaves, compiled before the lock so that planners do
+            // not wait for it (`publish`); a prepared transaction publishes that it changed it.
+            let compiled = (lock == Some(Lock::Exclusive) && CHANGED.get()).then(super::publish::compile).flatten();
             if changed {
-                if let Err(e) = before_commit(lock) {
+                if let Err(e) = before_commit(lock, compiled) {
+                    e.raise();
+                }
+            }
+            if event == XACT_EVENT_PRE_PREPARE && CHANGED.get() {
+                if let Err(e) = super::publish::prepared() {
                     e.raise();
                 }
             }
@@ -138,7 +152,7 @@ unsafe extern "C-unwind" fn transaction_event(event: pg_sys::XactEvent::Type, _a
 }
 
 /// How a commit takes the commit lock.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Lock {
     /// One catalog commit at a time (the dating, checkpoints, a restore's end).
     Exclusive,
@@ -148,7 +162,7 @@ enum Lock {
 
 /// Take the commit lock (`None`: a PREPARE, which takes none), then date this transaction's
 /// entries.
-fn before_commit(lock: Option<Lock>) -> CrmResult<()> {
+fn before_commit(lock: Option<Lock>, compiled: Option<super::publish::Compiled>) -> CrmResult<()> {
     let Some(tag) = lock_tag() else { return Ok(()) };
     if let Some(mode) = lock {
         let mode = if mode == Lock::Exclusive { pg_sys::ExclusiveLock } else { pg_sys::ShareLock };
@@ -188,6 +202,9 @@ fn before_commit(lock: Option<Lock>) -> CrmResult<()> {
         // Under the commit lock, so no other catalog commit lands between its check and its
         // forgetting.
         super::restore::forget_if_whole()?;
+    }
+    if let Some(compiled) = compiled {
+        super::publish::write(compiled)?;
     }
     if ids.is_empty() {
         return Ok(());

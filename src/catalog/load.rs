@@ -26,6 +26,9 @@ pub struct LoadedCatalog {
     pub assert_fn: u32,
     /// Child table -> its link to the parent table (crm.parent_links).
     pub parent_links: std::collections::HashMap<u32, ParentLink>,
+    /// The rows of `crm.compiled_model` this catalog was read beside (`publish`).
+    #[serde(default)]
+    pub published: Vec<i64>,
 }
 
 /// A child table's link: the parent table, and the child's column holding the parent's key.
@@ -79,11 +82,29 @@ SELECT json_build_object('catalog', json_build_object(
      FROM crm.permission_sets s), '[]'),
   'hidden_fields', coalesce((SELECT json_agg(json_build_array(module, field)) FROM crm.hidden_fields), '[]'),
   'calendar_shares', coalesce((SELECT json_agg(json_build_array(owner_id, with_user)) FROM crm.calendar_shares), '[]')),
+{published}
   'parent_links', coalesce((SELECT json_object_agg(child::oid, json_build_object('parent', parent::oid::int8, 'column', parent_column))
                             FROM crm.parent_links), '{}'),
   'catalog_relids', coalesce((SELECT json_agg(tbl::oid::int8) FROM crm.catalog_tables WHERE compiled), '[]'),
   'assert_fn', 'crm.assert_can_assign(regclass, text, bigint)'::regprocedure::oid::int8
 )::text";
+
+/// The shared model's rows (`publish::read`), each with what a model read from them is
+/// completed with: what is bound to database roles and relations, which change without a
+/// catalog write, and what the extension needs beside the model. One statement, one snapshot.
+pub const PUBLISHED_JSON: &CStr = c"
+SELECT m.id, m.compiled_at, m.bytes, json_build_object(
+  'db_role_map', coalesce((SELECT json_object_agg(m.db_role_oid, m.user_id) FROM crm.db_role_map m
+                           JOIN pg_roles r ON r.oid = m.db_role_oid AND r.rolname = m.db_role), '{}'),
+  'trusted_roles', coalesce((SELECT json_agg(t.db_role_oid::int8) FROM crm.trusted_roles t
+                             JOIN pg_roles r ON r.oid = t.db_role_oid AND r.rolname = t.db_role), '[]'),
+  'protected_tables', coalesce((SELECT json_agg(tbl::oid::int8) FROM crm.protected_tables), '[]'),
+  'parent_links', coalesce((SELECT json_object_agg(child::oid, json_build_object('parent', parent::oid::int8, 'column', parent_column))
+                            FROM crm.parent_links), '{}'),
+  'catalog_relids', coalesce((SELECT json_agg(tbl::oid::int8) FROM crm.catalog_tables WHERE compiled), '[]'),
+  'assert_fn', 'crm.assert_can_assign(regclass, text, bigint)'::regprocedure::oid::int8
+)::text
+FROM crm.compiled_model m";
 
 /// The modules' part of `CATALOG_JSON` (with restriction rules and the ends of permission-set assignments): as data from 0.4.0; before (a library serving an
 /// older schema during `ALTER EXTENSION crm_access UPDATE`), the names alone, completed from
@@ -101,6 +122,8 @@ const MODULES_AS_DATA: &str = "'modules', (SELECT json_agg(json_build_object('na
   'permission_set_assignments', coalesce((SELECT json_agg(json_build_array(set_id, owner_id,
                                     ((extract(epoch FROM until) - 946684800) * 1000000)::int8))
                                           FROM crm.permission_set_assignments), '[]'),";
+/// The rows of the shared model beside the catalog, from 0.4.0 (`publish`).
+const PUBLISHED: &str = "  'published', coalesce((SELECT json_agg(id) FROM crm.compiled_model), '[]'),";
 const MODULES_BEFORE_0_4: &str = "'modules', (SELECT json_agg(json_build_object('name', m.name, 'sharing_default', coalesce(d.level, 'private')))
               FROM crm.modules m LEFT JOIN crm.sharing_defaults d ON d.module = m.name),
   'permission_set_assignments', coalesce((SELECT json_agg(json_build_array(set_id, owner_id, NULL))
@@ -108,8 +131,11 @@ const MODULES_BEFORE_0_4: &str = "'modules', (SELECT json_agg(json_build_object(
 
 thread_local! {
     /// `CATALOG_JSON` for each kind of schema, built once.
-    static QUERIES: [std::ffi::CString; 2] = [MODULES_AS_DATA, MODULES_BEFORE_0_4]
-        .map(|modules| std::ffi::CString::new(CATALOG_JSON.replace("{modules}", modules)).expect("no NUL in the query"));
+    static QUERIES: [std::ffi::CString; 2] = [(MODULES_AS_DATA, PUBLISHED), (MODULES_BEFORE_0_4, "")]
+        .map(|(modules, published)| {
+            let query = CATALOG_JSON.replace("{modules}", modules).replace("{published}", published);
+            std::ffi::CString::new(query).expect("no NUL in the query")
+        });
 }
 
 /// The role that installed the extension, which may administer the catalog (DESIGN §5).

@@ -10,6 +10,7 @@ pub mod load;
 pub mod locks;
 pub mod modules;
 pub mod privileged;
+pub mod publish;
 pub mod restore;
 pub mod spi;
 pub mod tables;

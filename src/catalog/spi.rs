@@ -4,7 +4,7 @@
 
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use pgrx::Spi;
+use pgrx::{PgTryBuilder, Spi};
 
 use super::privileged;
 use crate::error::{CrmError, CrmResult};
@@ -48,4 +48,34 @@ pub fn on_catalog<R>(f: impl FnOnce(&mut SpiClient<'_>) -> CrmResult<R>) -> CrmR
 /// it runs with the caller's privileges and row security, never with more.
 pub fn as_caller<R>(f: impl FnOnce(&mut SpiClient<'_>) -> CrmResult<R>) -> CrmResult<R> {
     privileged::as_invoker(|| Spi::connect_mut(f))
+}
+
+/// Run `f` in a subtransaction, kept when it succeeds, rolled back when it fails (its error
+/// is returned as text, and nothing of it remains).
+pub fn best_effort<R>(f: impl FnOnce() -> CrmResult<R>) -> Result<R, String> {
+    // SAFETY: PL/pgSQL's exception-block pattern: an internal subtransaction (allowed while
+    // committing), the caller's memory context and resource owner given back after it is
+    // released or rolled back; pgrx flushes a caught error's state.
+    unsafe {
+        let context = pg_sys::CurrentMemoryContext;
+        let owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(context);
+        let result = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| f().map_err(|e| e.message().to_string())))
+            .catch_others(|e| {
+                Err(match e {
+                    pgrx::pg_sys::panic::CaughtError::PostgresError(r) | pgrx::pg_sys::panic::CaughtError::ErrorReport(r) => r.message().to_string(),
+                    _ => "an internal error".to_string(),
+                })
+            })
+            .execute();
+        if result.is_ok() {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+        result
+    }
 }

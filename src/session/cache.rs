@@ -30,6 +30,8 @@ use crate::error::{CrmError, CrmResult};
 /// without bound, so it is simply emptied when it reaches `MEMO_LIMIT` entries.
 pub struct Loaded {
     pub model: Model,
+    /// `published` or `compiled` (`crm.model_source()`).
+    pub source: &'static str,
     pub assert_fn: pg_sys::Oid,
     parent_links: HashMap<u32, ParentLink>,
     /// Record filters of a table, directly (`false`) or through its parent (`true`).
@@ -377,7 +379,12 @@ fn current_unpinned(accept: bool) -> CrmResult<Rc<Loaded>> {
     STALE.set(false);
     let loaded = {
         let _loading = Loading::start();
-        load::load().and_then(|c| compile(c, start))
+        // The model the last catalog commit published, else the catalog compiled here.
+        match crate::catalog::publish::read(start) {
+            Ok(Some((model, bindings))) => Ok(published(model, bindings)),
+            Ok(None) => load::load().and_then(|c| compile(c, start)),
+            Err(e) => Err(e),
+        }
     };
     match loaded {
         Ok(m) => {
@@ -443,20 +450,36 @@ pub fn next_end() -> Option<i64> {
 /// Compiled as at the start of the statement that needs it: a grant that has ended by then
 /// counts for nothing (`expire_if_due` drops the model at the next end).
 fn compile(loaded: LoadedCatalog, at: pg_sys::TimestampTz) -> CrmResult<Rc<Loaded>> {
-    CATALOG_RELIDS.with(|r| *r.borrow_mut() = loaded.catalog_relids.iter().copied().collect());
-    let roles = loaded.catalog.trusted_roles.iter().chain(loaded.catalog.db_role_map.keys());
+    bound(&loaded.catalog, &loaded.catalog_relids);
+    let model = Model::compile_at(loaded.catalog, at).map_err(|e| CrmError::broken_catalog(e.to_string()))?;
+    Ok(ready(model, "compiled", loaded.assert_fn, loaded.parent_links))
+}
+
+/// A model another backend compiled (`catalog::publish`), with this moment's bindings.
+fn published(model: Model, bindings: crate::catalog::publish::Bindings) -> Rc<Loaded> {
+    bound(model.catalog(), &bindings.catalog_relids);
+    ready(model, "published", bindings.assert_fn, bindings.parent_links)
+}
+
+/// Note what invalidates a model of `catalog`: its catalog relations, the roles it names.
+fn bound(catalog: &crm_model::Catalog, catalog_relids: &std::collections::HashSet<u32>) {
+    CATALOG_RELIDS.with(|r| *r.borrow_mut() = catalog_relids.iter().copied().collect());
+    let roles = catalog.trusted_roles.iter().chain(catalog.db_role_map.keys());
     let hashes = roles.map(|&r| crate::session::plans::role_hash(pg_sys::Oid::from(r))).collect();
     ROLE_HASHES.with(|h| *h.borrow_mut() = Some(hashes));
-    let model = Model::compile_at(loaded.catalog, at).map_err(|e| CrmError::broken_catalog(e.to_string()))?;
-    Ok(Rc::new(Loaded {
+}
+
+fn ready(model: Model, source: &'static str, assert_fn: u32, parent_links: HashMap<u32, ParentLink>) -> Rc<Loaded> {
+    Rc::new(Loaded {
         model,
-        assert_fn: pg_sys::Oid::from(loaded.assert_fn),
-        parent_links: loaded.parent_links,
+        source,
+        assert_fn: pg_sys::Oid::from(assert_fn),
+        parent_links,
         records: RefCell::default(),
         assignable: RefCell::default(),
         events: RefCell::default(),
         conversations: RefCell::default(),
         fields: RefCell::default(),
         restrictions: RefCell::default(),
-    }))
+    })
 }

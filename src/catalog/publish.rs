@@ -1,0 +1,208 @@
+//! One compile per catalog change, shared by every backend (issue 28; sql/published.sql).
+//!
+//! A transaction that changed the catalog compiles the model its commit leaves behind, in its
+//! pre-commit (`compile`, before it takes the commit lock, so planners elsewhere do not wait
+//! for the compile), and writes the model's bytes (`Model::to_bytes`) into
+//! `crm.compiled_model` under the commit lock (`write`): the bytes commit with the change they
+//! reflect, or not at all. Every other backend, on a primary or a hot standby, reads them
+//! (`read`) instead of loading and compiling the whole catalog.
+//!
+//! Why the bytes are right: every catalog commit (its trigger is ENABLE ALWAYS, so also a
+//! replica's apply and a restore's load) replaces the rows it saw when it loaded the catalog
+//! with one row, under the exclusive commit lock; a commit whose compile saw other rows than
+//! those visible under the lock compiled beside another commit and compiles again. A prepared
+//! transaction cannot take the lock (it would hold it until COMMIT PREPARED): it adds a row
+//! without bytes. A reader uses the bytes only when exactly one row with bytes is visible, in
+//! the snapshot it reads the bindings in; anything else (no row yet, a prepared commit's row, a
+//! catalog that did not compile, bytes of another format, of another database's relations, or
+//! compiled for a later moment than the statement's, or past a grant's end) and it compiles
+//! the catalog itself, as before.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crm_model::{Model, OwnerId};
+use pgrx::prelude::*;
+use serde::Deserialize;
+
+use super::load::{self, ParentLink, PUBLISHED_JSON};
+use super::privileged;
+use crate::error::{CrmError, CrmResult};
+
+/// What a model read from bytes is completed with (`load::BINDINGS_JSON`).
+#[derive(Debug, Deserialize)]
+pub struct Bindings {
+    db_role_map: BTreeMap<u32, OwnerId>,
+    trusted_roles: Vec<u32>,
+    protected_tables: Vec<u32>,
+    pub parent_links: HashMap<u32, ParentLink>,
+    pub catalog_relids: HashSet<u32>,
+    pub assert_fn: u32,
+}
+
+/// Whether this database has the table (a library newer than the installed SQL, before
+/// `ALTER EXTENSION crm_access UPDATE`, works without it).
+fn present() -> bool {
+    // SAFETY: syscache lookups by name.
+    unsafe {
+        let schema = pg_sys::get_namespace_oid(c"crm".as_ptr(), true);
+        schema != pg_sys::InvalidOid && pg_sys::get_relname_relid(c"compiled_model".as_ptr(), schema) != pg_sys::InvalidOid
+    }
+}
+
+/// A row of `crm.compiled_model`: id, compiled for (timestamptz microseconds), bytes, and the
+/// bindings as JSON.
+type Row = (i64, i64, Option<Vec<u8>>, Option<String>);
+
+/// The rows (`load::PUBLISHED_JSON`), as the catalog role, under the active snapshot.
+fn rows() -> CrmResult<Vec<Row>> {
+    privileged::as_catalog_role(|| {
+        // SAFETY: a complete SPI connect/execute/finish; the values are copied out (the bytes
+        // detoasted into a Vec) before SPI_finish frees them.
+        unsafe {
+            pg_sys::SPI_connect();
+            let status = pg_sys::SPI_execute(PUBLISHED_JSON.as_ptr(), true, 0);
+            if status != pg_sys::SPI_OK_SELECT as i32 {
+                pg_sys::SPI_finish();
+                return Err(CrmError::broken_catalog(format!("cannot read crm.compiled_model (SPI status {status})")));
+            }
+            let mut rows = Vec::new();
+            let table = &*pg_sys::SPI_tuptable;
+            for i in 0..pg_sys::SPI_processed as usize {
+                let row = *table.vals.add(i);
+                let mut null = false;
+                let id = pg_sys::SPI_getbinval(row, table.tupdesc, 1, &mut null).value() as i64;
+                let at = pg_sys::SPI_getbinval(row, table.tupdesc, 2, &mut null).value() as i64;
+                let datum = pg_sys::SPI_getbinval(row, table.tupdesc, 3, &mut null);
+                let bytes = <Vec<u8> as FromDatum>::from_datum(datum, null);
+                let json = pg_sys::SPI_getvalue(row, table.tupdesc, 4);
+                let json = (!json.is_null()).then(|| std::ffi::CStr::from_ptr(json).to_string_lossy().into_owned());
+                rows.push((id, at, bytes, json));
+            }
+            pg_sys::SPI_finish();
+            Ok(rows)
+        }
+    })
+}
+
+/// The model the latest catalog commit compiled, with today's bindings, for a decision at
+/// `at`; `None` when there is none this backend may use (it then compiles the catalog).
+pub fn read(at: i64) -> CrmResult<Option<(Model, Bindings)>> {
+    // A transaction that changed the catalog decides with its own changes, which no commit
+    // has published. SAFETY: reads a flag of the current transaction.
+    if super::commits::changed_here() || !present() || unsafe { pg_sys::IsInParallelMode() } {
+        return Ok(None);
+    }
+    // One snapshot for the rows and the check of a restore's references, taken after
+    // invalidations were accepted (as `load::load`); popped on success and on error alike (an
+    // error aborts the transaction, which pops active snapshots itself).
+    let rows = unsafe {
+        pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot());
+        let read = rows().and_then(|rows| Ok((rows, super::restore::problems()?)));
+        pg_sys::PopActiveSnapshot();
+        let (rows, problems) = read?;
+        if let Some(problems) = problems {
+            return Err(super::restore::incomplete(problems));
+        }
+        rows
+    };
+    let [(_, compiled_at, Some(bytes), Some(bindings))] = rows.as_slice() else { return Ok(None) };
+    if *compiled_at > at {
+        return Ok(None);
+    }
+    let Some(mut model) = Model::from_bytes(bytes) else { return Ok(None) };
+    if model.valid_until().is_some_and(|until| until <= at) {
+        return Ok(None);
+    }
+    let bindings: Bindings = serde_json::from_str(bindings).map_err(|e| CrmError::broken_catalog(format!("cannot read the catalog bindings: {e}")))?;
+    // The bytes name relations by oid: only this database's, as they are now.
+    let tables: HashSet<u32> = bindings.protected_tables.iter().copied().collect();
+    if model.catalog().protected_tables.keys().copied().collect::<HashSet<u32>>() != tables {
+        return Ok(None);
+    }
+    model.set_role_bindings(bindings.db_role_map.clone(), bindings.trusted_roles.clone());
+    Ok(Some((model, bindings)))
+}
+
+/// A model compiled at pre-commit: for the moment `at`, from the catalog beside the rows
+/// `seen`; `bytes` is `None` when it did not compile (readers then compile themselves, and
+/// fail closed with the reason).
+pub struct Compiled {
+    at: i64,
+    seen: Vec<i64>,
+    bytes: Option<Vec<u8>>,
+}
+
+/// Compile the catalog as this transaction leaves it (its own changes and every committed
+/// one), never failing the commit: a catalog that does not compile is published as such.
+pub fn compile() -> Option<Compiled> {
+    if !present() {
+        return None;
+    }
+    // SAFETY: reads the clock; makes this transaction's last command's changes visible to
+    // the load below (an autocommitted statement commits without a command boundary).
+    let at = unsafe {
+        pg_sys::CommandCounterIncrement();
+        pg_sys::GetCurrentTimestamp()
+    };
+    let compiled = super::spi::best_effort(|| {
+        let loaded = load::load()?;
+        let model = Model::compile_at(loaded.catalog, at).map_err(|e| CrmError::broken_catalog(e.to_string()))?;
+        Ok((loaded.published, model.to_bytes()))
+    });
+    Some(match compiled {
+        Ok((mut seen, bytes)) => {
+            seen.sort_unstable();
+            Compiled { at, seen, bytes: Some(bytes) }
+        }
+        Err(_) => Compiled { at, seen: Vec::new(), bytes: None },
+    })
+}
+
+/// Under the exclusive commit lock: replace the rows the compile saw with its bytes, compiling
+/// again first if another commit published meanwhile.
+pub fn write(compiled: Compiled) -> CrmResult<()> {
+    let mut visible = ids()?;
+    visible.sort_unstable();
+    let compiled = if compiled.bytes.is_some() && compiled.seen != visible {
+        compile().unwrap_or(compiled)
+    } else {
+        compiled
+    };
+    // Without bytes every visible row goes: the row without bytes says it all.
+    let gone = if compiled.bytes.is_some() { compiled.seen } else { visible };
+    replace(&gone, compiled.at, compiled.bytes.as_deref())
+}
+
+/// At PREPARE TRANSACTION of a catalog change: a row without bytes, which readers see once
+/// the transaction commits, if it does.
+pub fn prepared() -> CrmResult<()> {
+    if !present() {
+        return Ok(());
+    }
+    // SAFETY: reads the clock.
+    replace(&[], unsafe { pg_sys::GetCurrentTimestamp() }, None)
+}
+
+/// The ids of the rows visible now, as the catalog role.
+fn ids() -> CrmResult<Vec<i64>> {
+    let (_, ids) = privileged::as_catalog_role(|| super::latest::text_and_ids("SELECT NULL::text, id FROM crm.compiled_model"))?;
+    Ok(ids.into_iter().flatten().collect())
+}
+
+/// Delete rows `gone` and add one, as the catalog role, under the latest snapshot (a
+/// repeatable-read transaction must not fail on the rows of commits after its start).
+fn replace(gone: &[i64], at: i64, bytes: Option<&[u8]>) -> CrmResult<()> {
+    privileged::as_catalog_role(|| {
+        if !gone.is_empty() {
+            let ids = gone.to_vec().into_datum().expect("an array datum");
+            super::latest::execute("DELETE FROM crm.compiled_model WHERE id OPERATOR(pg_catalog.=) ANY ($1)", &[(pg_sys::INT8ARRAYOID, ids, false)], false)?;
+        }
+        let bytes = bytes.and_then(|b| b.into_datum());
+        super::latest::execute(
+            "INSERT INTO crm.compiled_model (compiled_at, bytes) VALUES ($1, $2)",
+            &[(pg_sys::TIMESTAMPTZOID, pg_sys::Datum::from(at), false), (pg_sys::BYTEAOID, bytes.unwrap_or(pg_sys::Datum::from(0)), bytes.is_none())],
+            false,
+        )?;
+        Ok(())
+    })
+}

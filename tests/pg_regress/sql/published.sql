@@ -1,0 +1,100 @@
+-- One compile per catalog change, shared by every backend (issue 28; src/catalog/publish.rs):
+-- a transaction that changed the catalog compiles the model its commit leaves and publishes
+-- its bytes in crm.compiled_model, in the same commit; other backends read them. Anything
+-- doubtful (no row, more than one, a row without bytes, bytes that are not this build's model
+-- of this database's tables, or compiled for a later moment, or past a grant's end) and a
+-- backend compiles the catalog itself. carol (Rep_East) sees her own 2 of the 14 leads while
+-- Leads are private, all of them while they are public_read.
+\set ECHO none
+\o /dev/null
+CREATE EXTENSION crm_access;
+\i tests/fixtures/helpers.sql
+\i tests/fixtures/org.sql
+\o
+\set ECHO all
+SET client_min_messages = warning;
+CREATE VIEW regress.published AS
+SELECT count(*) AS rows, count(bytes) AS with_bytes, max(id) AS newest FROM crm.compiled_model;
+-- What carol reads, and where the model deciding it came from (after \c: a new backend, which
+-- loads the model afresh).
+\set carol_reads_here 'SET LOCAL SESSION AUTHORIZATION crm_app; SET LOCAL crm.user_name = ''carol''; SELECT crm.model_source() AS source, count(*) AS leads FROM sales.leads;'
+\set carol_reads 'BEGIN; ' :carol_reads_here ' COMMIT;'
+
+-- The fixture's last catalog commit published the model.
+SELECT rows, with_bytes FROM regress.published;
+SELECT newest AS before FROM regress.published \gset
+SELECT crm.set_sharing_default('Leads', 'public_read');
+SELECT rows, with_bytes, newest > :before AS replaced FROM regress.published;
+\c
+:carol_reads
+
+-- A transaction that changed the catalog decides with its own change (not yet published);
+-- its rollback publishes nothing.
+SELECT newest AS before FROM regress.published \gset
+BEGIN;
+SELECT crm.set_sharing_default('Leads', 'private');
+:carol_reads_here
+ROLLBACK;
+SELECT rows, with_bytes, newest = :before AS unchanged FROM regress.published;
+\c
+:carol_reads
+
+-- A prepared catalog change adds a row without bytes, seen once it commits: every backend
+-- compiles until the next catalog commit publishes again.
+BEGIN;
+SELECT crm.set_sharing_default('Leads', 'private');
+PREPARE TRANSACTION 'published_regress';
+SELECT rows, with_bytes FROM regress.published;
+\c
+:carol_reads
+COMMIT PREPARED 'published_regress';
+SELECT rows, with_bytes FROM regress.published;
+\c
+:carol_reads
+SELECT crm.create_group('Publishers');
+SELECT rows, with_bytes FROM regress.published;
+\c
+:carol_reads
+
+-- Bytes that are not a model (written by a superuser, without a catalog change): compiled.
+CREATE TABLE regress.saved AS SELECT bytes, compiled_at FROM crm.compiled_model;
+UPDATE crm.compiled_model SET bytes = '\x00'::bytea;
+\c
+:carol_reads
+-- A model compiled for a later moment than the statement's: compiled.
+UPDATE crm.compiled_model SET bytes = (SELECT bytes FROM regress.saved), compiled_at = now() + interval '1 hour';
+\c
+:carol_reads
+UPDATE crm.compiled_model SET compiled_at = (SELECT compiled_at FROM regress.saved);
+\c
+:carol_reads
+-- A model of other tables than this database protects (bytes of an earlier catalog): compiled.
+CREATE TABLE sales.tags (id bigint PRIMARY KEY, owner_id bigint NOT NULL);
+SELECT crm.protect('sales.tags', 'Tags');
+SELECT rows, with_bytes FROM regress.published;
+UPDATE crm.compiled_model SET bytes = (SELECT bytes FROM regress.saved);
+\c
+:carol_reads
+SELECT crm.create_group('Publishers 2');
+
+-- A grant that ends: the published model holds it until its end, then every backend compiles
+-- without it (the model's end is before the statement).
+SELECT crm.create_permission_set('Peek', view_all => true);
+SELECT crm.assign_permission_set('Peek', 'user', 'carol', clock_timestamp() + interval '1 second');
+\c
+:carol_reads
+SELECT true AS waited FROM pg_sleep(1.2);
+\c
+:carol_reads
+
+-- Nobody but the extension's catalog role reads or writes it.
+SET SESSION AUTHORIZATION crm_app;
+SELECT regress.try($$SELECT bytes FROM crm.compiled_model$$);
+SELECT regress.try($$DELETE FROM crm.compiled_model$$);
+RESET SESSION AUTHORIZATION;
+SELECT rows, with_bytes FROM regress.published;
+
+SET client_min_messages = warning;
+DROP SCHEMA sales CASCADE;
+DROP SCHEMA regress CASCADE;
+DROP EXTENSION crm_access CASCADE;
