@@ -54,6 +54,41 @@ thread_local! {
     static FAILED_AT: std::cell::Cell<i64> = const { std::cell::Cell::new(i64::MIN) };
 }
 
+thread_local! {
+    /// The newest entry a checkpoint covered when this session last looked: it only grows, so
+    /// entries fewer than `crm.audit_checkpoint_every` past it are not due without looking.
+    static COVERED: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether a checkpoint may be due for a commit whose newest audit entry is `newest`: a commit
+/// of record shares alone then takes the commit lock exclusively, so that shares too leave at
+/// most `crm.audit_checkpoint_every` entries between checkpoints (red team of issue 26, round
+/// 3: share commits never took one, and a point-in-time review read every entry since). A
+/// hint: `take_if_due` decides under the lock.
+pub fn due(newest: i64) -> bool {
+    let every = i64::from(EVERY.get());
+    // SAFETY: reads the transaction's isolation level.
+    if every <= 0 || unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
+        return false;
+    }
+    if newest.saturating_sub(FAILED_AT.get()) < every || newest - COVERED.get() < every {
+        return false;
+    }
+    // SAFETY: a snapshot of this transaction for the one read below, popped after it (an error
+    // aborts the transaction, which pops it itself).
+    let covered = unsafe {
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        let covered = on_catalog(|c| {
+            super::spi::one::<i64>(c, "SELECT last_id FROM crm.audit_checkpoints ORDER BY id DESC LIMIT 1", &[])
+        });
+        pg_sys::PopActiveSnapshot();
+        covered
+    };
+    let covered = covered.ok().flatten().unwrap_or(0);
+    COVERED.set(COVERED.get().max(covered));
+    newest - covered >= every
+}
+
 /// Take a checkpoint if `crm.audit_checkpoint_every` entries were appended since the last
 /// one. Called by a committing catalog transaction holding the commit lock, with its entries
 /// dated. A checkpoint is an index into the log, not part of the change: one that cannot be

@@ -121,9 +121,12 @@ unsafe extern "C-unwind" fn transaction_event(event: pg_sys::XactEvent::Type, _a
             let changed = CHANGED.get() || SHARES_CHANGED.get() || APPENDED.with(|a| !a.borrow().is_empty());
             // A prepared transaction would hold the lock until COMMIT PREPARED, and every
             // planning would wait for it: it is dated at PREPARE, unserialised.
+            // Shares alone commit together, but one at a time when a checkpoint is due, which
+            // only an exclusive holder takes.
             let lock = match (event == XACT_EVENT_PRE_COMMIT, CHANGED.get() || !SHARES_CHANGED.get()) {
                 (false, _) => None,
                 (true, true) => Some(Lock::Exclusive),
+                (true, false) if newest_appended().is_some_and(super::checkpoints::due) => Some(Lock::Exclusive),
                 (true, false) => Some(Lock::Shares),
             };
             // The catalog this commit leaves, compiled before the lock so that planners do
@@ -149,6 +152,11 @@ unsafe extern "C-unwind" fn transaction_event(event: pg_sys::XactEvent::Type, _a
         }
         _ => {}
     }
+}
+
+/// The newest audit entry this transaction appended.
+fn newest_appended() -> Option<i64> {
+    APPENDED.with(|a| a.borrow().iter().copied().max())
 }
 
 /// How a commit takes the commit lock.

@@ -245,6 +245,23 @@ RESET SESSION AUTHORIZATION;
 SELECT array_agg(u) @> ARRAY['alice'] AS alice_could_before FROM crm.who_could('sales.leads', 52, 'read', :'share_until'::timestamptz - interval '1 second') AS u;
 SELECT array_agg(u) @> ARRAY['alice'] AS alice_could_at_the_end FROM crm.who_could('sales.leads', 52, 'read', :'share_until') AS u;
 
+-- Shares alone take a checkpoint when one is due, as catalog commits do (red team of issue
+-- 26, round 3: they never did, and a point-in-time review then read every entry since).
+SET crm.audit_checkpoint_every = 4;
+SELECT count(*) AS checkpoints_before FROM crm.audit_checkpoints \gset
+SET crm.user_name = 'alice';
+SELECT crm.unshare_record(crm.share_record('sales.leads', 41, 'user', 'dave', 'read')) AS unshared \gset
+SELECT crm.unshare_record(crm.share_record('sales.leads', 41, 'user', 'dave', 'read')) AS unshared \gset
+SELECT crm.unshare_record(crm.share_record('sales.leads', 41, 'user', 'dave', 'read')) AS unshared \gset
+SELECT crm.unshare_record(crm.share_record('sales.leads', 41, 'user', 'dave', 'read')) AS unshared \gset
+SELECT crm.unshare_record(crm.share_record('sales.leads', 41, 'user', 'dave', 'read')) AS unshared \gset
+SELECT crm.unshare_record(crm.share_record('sales.leads', 41, 'user', 'dave', 'read')) AS unshared \gset
+SELECT crm.unshare_record(crm.share_record('sales.leads', 41, 'user', 'dave', 'read')) AS unshared \gset
+SELECT crm.unshare_record(crm.share_record('sales.leads', 41, 'user', 'dave', 'read')) AS unshared \gset
+RESET crm.user_name;
+RESET crm.audit_checkpoint_every;
+SELECT count(*) - :checkpoints_before >= 3 AS checkpoints_taken FROM crm.audit_checkpoints;
+
 -- TRUNCATE (by an administrator) removes every share of the table.
 SELECT count(*) > 0 AS shares_before FROM crm.shares;
 TRUNCATE sales.leads;
