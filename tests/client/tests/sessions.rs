@@ -75,7 +75,12 @@ fn first_load_during_a_commit(db: &'static str, set_user: &'static str) -> (Vec<
     let mut writer = connect(db, "postgres");
     let mut change = writer.transaction().unwrap();
     change
-        .batch_execute("SELECT crm.set_sharing_default('Leads', 'public_read'); LOCK TABLE crm.sharing_defaults IN ACCESS EXCLUSIVE MODE")
+        // The load reads the published model (crm.compiled_model) or, when there is none it
+        // may use, the catalog itself: either waits.
+        .batch_execute(
+            "SELECT crm.set_sharing_default('Leads', 'public_read');
+             LOCK TABLE crm.sharing_defaults, crm.compiled_model IN ACCESS EXCLUSIVE MODE",
+        )
         .unwrap();
     let reader = thread::spawn(move || {
         let mut app = connect(db, "sess_app");
