@@ -32,6 +32,8 @@ thread_local! {
     static SHARES_CHANGED: Cell<bool> = const { Cell::new(false) };
     /// This transaction holds the commit lock (it is committing).
     static HOLDING: Cell<bool> = const { Cell::new(false) };
+    /// This transaction ran COMMIT PREPARED (`committed_prepared`).
+    static COMMITTED_PREPARED: Cell<bool> = const { Cell::new(false) };
     /// The audit entries this transaction appended (some may be gone with a subtransaction).
     static APPENDED: RefCell<Vec<i64>> = const { RefCell::new(Vec::new()) };
     /// Rewriting this transaction's entries' dates: the append-only trigger lets that through.
@@ -56,6 +58,14 @@ pub fn catalog_changed() {
 /// one does (`publish::read`).
 pub fn changed_here() -> bool {
     CHANGED.get()
+}
+
+/// This transaction runs COMMIT PREPARED: a prepared catalog change published a row without
+/// bytes (`publish::prepared`), which would have every backend compile until the next catalog
+/// commit (red team of issue 28: a user could keep a database there); its commit publishes the
+/// model again when it finds that row.
+pub fn committed_prepared() {
+    COMMITTED_PREPARED.set(true);
 }
 
 /// Record shares changed in this transaction. Its commit takes the commit lock in SHARE mode
@@ -118,6 +128,9 @@ unsafe extern "C-unwind" fn transaction_event(event: pg_sys::XactEvent::Type, _a
     use pg_sys::XactEvent::*;
     match event {
         XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
+            if event == XACT_EVENT_PRE_COMMIT && COMMITTED_PREPARED.get() && !CHANGED.get() && super::publish::stale() {
+                CHANGED.set(true);
+            }
             let changed = CHANGED.get() || SHARES_CHANGED.get() || APPENDED.with(|a| !a.borrow().is_empty());
             // A prepared transaction would hold the lock until COMMIT PREPARED, and every
             // planning would wait for it: it is dated at PREPARE, unserialised.
@@ -147,6 +160,7 @@ unsafe extern "C-unwind" fn transaction_event(event: pg_sys::XactEvent::Type, _a
             CHANGED.set(false);
             SHARES_CHANGED.set(false);
             HOLDING.set(false);
+            COMMITTED_PREPARED.set(false);
             APPENDED.with(|a| a.borrow_mut().clear());
             STAMPING.set(false);
         }

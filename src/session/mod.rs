@@ -17,4 +17,5 @@ pub fn init() {
     statement::init();
     crate::catalog::commits::init();
     crate::catalog::checkpoints::init();
+    crate::catalog::publish::init();
 }

@@ -365,6 +365,20 @@ unsafe fn utility_frame(pstmt: *const pg_sys::PlannedStmt, context: pg_sys::Proc
     Frame::Utility { toplevel: context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_TOPLEVEL && depth() == 0, kind }
 }
 
+/// Tell `commits` that this transaction runs COMMIT PREPARED.
+///
+/// # Safety
+/// `pstmt` must be the utility statement being run.
+unsafe fn note_commit_prepared(pstmt: *mut pg_sys::PlannedStmt) {
+    let node = (*pstmt).utilityStmt;
+    if !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_TransactionStmt {
+        let stmt = node as *mut pg_sys::TransactionStmt;
+        if (*stmt).kind == pg_sys::TransactionStmtKind::TRANS_STMT_COMMIT_PREPARED {
+            crate::catalog::commits::committed_prepared();
+        }
+    }
+}
+
 /// # Safety
 /// Only PostgreSQL calls it, as `ProcessUtility_hook`, with arguments passed on unchanged.
 #[cfg(feature = "pg13")]
@@ -381,6 +395,7 @@ unsafe extern "C-unwind" fn process_utility(
     // An EXECUTE fetches its plan before any query starts: a grant that has ended must
     // invalidate it first (`expiry`).
     super::cache::expire_if_due(super::plans::decision_moment());
+    note_commit_prepared(pstmt);
     let frame = utility_frame(pstmt, context);
     let load = restore_load(pstmt, &frame);
     let locking = matches!(frame, Frame::Utility { kind: UtilityKind::Lock, .. });
@@ -415,6 +430,7 @@ unsafe extern "C-unwind" fn process_utility(
     // An EXECUTE fetches its plan before any query starts: a grant that has ended must
     // invalidate it first (`expiry`).
     super::cache::expire_if_due(super::plans::decision_moment());
+    note_commit_prepared(pstmt);
     let frame = utility_frame(pstmt, context);
     let load = restore_load(pstmt, &frame);
     let locking = matches!(frame, Frame::Utility { kind: UtilityKind::Lock, .. });

@@ -13,6 +13,10 @@ CREATE EXTENSION crm_access;
 \o
 \set ECHO all
 SET client_min_messages = warning;
+-- Every catalog commit compiles here (by default one compiles only once a few times the last
+-- compile's duration has passed since it; that spacing is tested at the end).
+ALTER DATABASE :DBNAME SET crm.compile_spacing = 0;
+\c
 CREATE VIEW regress.published AS
 SELECT count(*) AS rows, count(bytes) AS with_bytes, max(id) AS newest FROM crm.compiled_model;
 -- What carol reads, and where the model deciding it came from (after \c: a new backend, which
@@ -39,22 +43,35 @@ SELECT rows, with_bytes, newest = :before AS unchanged FROM regress.published;
 \c
 :carol_reads
 
--- A prepared catalog change adds a row without bytes, seen once it commits: every backend
--- compiles until the next catalog commit publishes again.
+-- A prepared catalog change adds a row without bytes, seen once it commits.
 BEGIN;
 SELECT crm.set_sharing_default('Leads', 'private');
 PREPARE TRANSACTION 'published_regress';
 SELECT rows, with_bytes FROM regress.published;
 \c
 :carol_reads
+-- Its COMMIT PREPARED publishes again: the row without bytes would otherwise have every
+-- backend compile until the next catalog commit (red team of issue 28).
 COMMIT PREPARED 'published_regress';
 SELECT rows, with_bytes FROM regress.published;
 \c
 :carol_reads
-SELECT crm.create_group('Publishers');
+-- Committed by another session, or rolled back: the same.
+BEGIN;
+SELECT crm.set_sharing_default('Leads', 'public_read');
+PREPARE TRANSACTION 'published_regress';
+\c
+COMMIT PREPARED 'published_regress';
+SELECT rows, with_bytes FROM regress.published;
+:carol_reads
+BEGIN;
+SELECT crm.set_sharing_default('Leads', 'private');
+PREPARE TRANSACTION 'published_regress';
+ROLLBACK PREPARED 'published_regress';
 SELECT rows, with_bytes FROM regress.published;
 \c
 :carol_reads
+SELECT crm.set_sharing_default('Leads', 'private');
 
 -- Bytes that are not a model (written by a superuser, without a catalog change): compiled.
 CREATE TABLE regress.saved AS SELECT bytes, compiled_at FROM crm.compiled_model;
@@ -87,6 +104,25 @@ SELECT true AS waited FROM pg_sleep(1.2);
 \c
 :carol_reads
 
+-- Spaced commits: a commit within crm.compile_spacing times the last compile's duration after
+-- it publishes a row without bytes, carrying that compile's moment; the next one after the
+-- spacing compiles again.
+ALTER DATABASE :DBNAME SET crm.compile_spacing = 1000;
+\c
+SELECT compiled_at AS last_compiled FROM crm.compiled_model \gset
+SELECT crm.create_group('Spaced 1');
+SELECT rows, with_bytes, (SELECT compiled_at = :'last_compiled' FROM crm.compiled_model) AS carried FROM regress.published;
+:carol_reads
+ALTER DATABASE :DBNAME SET crm.compile_spacing = 0;
+\c
+SELECT crm.create_group('Spaced 2');
+SELECT rows, with_bytes FROM regress.published;
+:carol_reads
+-- Only a superuser sets the spacing.
+SET SESSION AUTHORIZATION crm_app;
+SELECT regress.try($$SET crm.compile_spacing = 0$$);
+RESET SESSION AUTHORIZATION;
+
 -- Nobody but the extension's catalog role reads or writes it.
 SET SESSION AUTHORIZATION crm_app;
 SELECT regress.try($$SELECT bytes FROM crm.compiled_model$$);
@@ -94,6 +130,7 @@ SELECT regress.try($$DELETE FROM crm.compiled_model$$);
 RESET SESSION AUTHORIZATION;
 SELECT rows, with_bytes FROM regress.published;
 
+ALTER DATABASE :DBNAME RESET crm.compile_spacing;
 SET client_min_messages = warning;
 DROP SCHEMA sales CASCADE;
 DROP SCHEMA regress CASCADE;
