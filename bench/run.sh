@@ -7,6 +7,7 @@
 #   bench/run.sh replans   (re-plans per transaction of a pooled connection; bench/replans.py)
 #   bench/run.sh history   (past catalogs at 100,000 audit entries; bench/history.py)
 #   bench/run.sh shares   (record shares at 20,000 users; bench/shares.py)
+#   bench/run.sh fixed-cost   (a sub-millisecond read's fixed cost, d/b and d/b'; bench/fixed_cost.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scale=${1:-small}; shift || true
@@ -52,6 +53,13 @@ if [ "$scale" = shares ]; then
     trap cluster_stop EXIT
     createdb crm_bench
     $venv/bin/python bench/shares.py --out "${BENCH_OUT:-bench/results}"
+    exit
+fi
+if [ "$scale" = fixed-cost ]; then
+    cluster_start "$(cluster_dir bench-cluster)" 5496
+    trap cluster_stop EXIT
+    createdb crm_bench
+    $venv/bin/python bench/fixed_cost.py --out "${BENCH_OUT:-bench/results}"
     exit
 fi
 if [ "$scale" = history ]; then
