@@ -77,7 +77,8 @@ def main():
     for label, user in viewers.items():
         literal = harness.filters(app, user)["l"]
         su.execute("DROP POLICY IF EXISTS viewer ON bp_leads")
-        su.execute(f"CREATE POLICY viewer ON bp_leads USING ({literal})")
+        # The policy names the column without the queries' alias.
+        su.execute(f"CREATE POLICY viewer ON bp_leads USING ({literal.replace('l.owner_id', 'owner_id')})")
         for query, text in QUERIES.items():
             f = "" if literal == "true" else f" AND {literal}"
             w = "" if literal == "true" else f" WHERE {literal}"

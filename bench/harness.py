@@ -75,6 +75,9 @@ def generate(db, p, rng, competitors=True):
     """The organisation through the crm API, then the records with server-side SQL, and
     (unless `competitors` is off) variants c's and e's copies."""
     t0 = time.time()
+    # Thousands of small catalog commits: compile only every few (README, "One compile per
+    # catalog change"); every commit compiling made xl-org's organisation take many minutes.
+    db.execute("SET crm.compile_spacing = 4")
     roles = [("R0", None, 0)]
     for i in range(1, p["roles"]):
         parent = rng.choice([r for r in roles if r[2] < p["depth"] - 1][-40:])
@@ -113,6 +116,9 @@ def generate(db, p, rng, competitors=True):
     log(f"   organisation: {p['roles']} roles (up to {p['depth']} deep), {p['users']} users, {p['groups']} groups"
         f"{f' (nested {nest} deep)' if nest > 1 else ''}, {p['rules']} rules"
         f"{' on ' + p['rules_module'] if p.get('rules_module') else ''} ({time.time() - t0:.1f} s)")
+    # One last commit that compiles and publishes the whole organisation.
+    db.execute("RESET crm.compile_spacing")
+    db.execute("SELECT crm.set_sharing_default('Leads', coalesce((SELECT level FROM crm.sharing_defaults WHERE module = 'Leads'), 'private'))")
     t0 = time.time()
     db.execute("""
         CREATE TABLE leads (id bigint PRIMARY KEY, company text NOT NULL, created_at timestamptz NOT NULL, owner_id bigint NOT NULL,

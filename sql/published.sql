@@ -11,8 +11,7 @@ CREATE TABLE crm.compiled_model (
     -- The moment it was compiled for (a grant that ended by then is not in it).
     compiled_at timestamptz NOT NULL,
     bytes       bytea,
-    -- How long that compile took (a row without bytes carries the last compile's moment and
-    -- time): a commit compiles again only once a few times that have passed since.
+    -- How long that compile took (for operators: a commit's price).
     compile_ms  float8      NOT NULL DEFAULT 0
 );
 -- Read whole, every time: compressing it would cost each reader more than the I/O it saves.

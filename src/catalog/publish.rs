@@ -125,8 +125,7 @@ pub fn read(at: i64) -> CrmResult<Option<(Model, Bindings)>> {
 
 /// A model compiled at pre-commit: for the moment `at`, from the catalog beside the rows
 /// `seen`, in `ms`; `bytes` is `None` when it did not compile (readers then compile themselves,
-/// and fail closed with the reason) or was not compiled (`due`: then `at` and `ms` are the last
-/// compile's).
+/// and fail closed with the reason) or was not compiled (`too_soon`).
 pub struct Compiled {
     at: i64,
     ms: f64,
@@ -134,19 +133,23 @@ pub struct Compiled {
     bytes: Option<Vec<u8>>,
 }
 
-/// A commit compiles only once `crm.compile_spacing` (4) times the last compile's duration has passed since it
-/// began: a script of many small catalog commits (8,000 group changes at 20,000 users, each
-/// compiling for 70 ms, took minutes) then spends at most about a fifth of its time compiling,
-/// and the commits in between publish a row without bytes (every backend compiles, as before
-/// models were published). A change after a quiet moment, the common case, always publishes.
-pub static SPACING: pgrx::GucSetting<f64> = pgrx::GucSetting::<f64>::new(4.0);
+/// With `crm.compile_spacing` set (superusers; 0, off, by default), a session's catalog commit
+/// compiles only once that many times its last compile's duration has passed since that compile
+/// began, and its commits in between publish a row without bytes (every backend compiles, as
+/// before models were published): for a script of thousands of small catalog commits (8,000
+/// group changes at 20,000 users, each compiling for 70 ms, take minutes; spaced 4, a fifth of
+/// the time). Off by default because readers pay for every commit that does not publish: eight
+/// sessions sharing calendars in a loop made a read's median 0.5 ms with every commit compiling
+/// (the committers queueing on the compile lock), 264-298 ms spaced (readers compiling after
+/// nearly every change), 505 ms with no commit publishing.
+pub static SPACING: pgrx::GucSetting<f64> = pgrx::GucSetting::<f64>::new(0.0);
 
 pub fn init() {
-    // Superuser-only: 0 makes every catalog commit compile.
+    // Superuser-only: spacing one's commits makes every backend compile in between.
     pgrx::GucRegistry::define_float_guc(
         c"crm.compile_spacing",
-        c"A catalog commit compiles and publishes the model only once this many times the last compile's duration has passed since it.",
-        c"The commits in between publish that the model is not compiled, and every backend compiles the catalog itself (0: every commit compiles).",
+        c"A session's catalog commit compiles and publishes the model only once this many times its last compile's duration has passed since it (0: every commit).",
+        c"For scripts of many small catalog commits: the commits in between publish no model, and every backend compiles the catalog itself.",
         &SPACING,
         0.0,
         1000.0,
@@ -175,13 +178,14 @@ fn with_snapshot<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// The newest row's moment and compile time, or `None` when a commit should compile now.
-fn last_compile(now: i64) -> Option<(i64, f64)> {
-    let sql = "SELECT compile_ms::text, compiled_at FROM crm.compiled_model ORDER BY id DESC LIMIT 1";
-    let (ms, at) = with_snapshot(|| privileged::as_catalog_role(|| super::latest::text_and_ids(sql))).ok()?;
-    let ms: f64 = ms.first()?.as_deref()?.parse().ok()?;
-    let at = (*at.first()?)?;
-    ((now - at) as f64 / 1000.0 < SPACING.get() * ms).then_some((at, ms))
+thread_local! {
+    /// When this session's last compile began, and how long it took.
+    static LAST: std::cell::Cell<Option<(i64, f64)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Whether this session compiled too recently for its commit to compile again (`SPACING`).
+fn too_soon(now: i64) -> bool {
+    LAST.get().is_some_and(|(at, ms)| ((now - at) as f64 / 1000.0) < SPACING.get() * ms)
 }
 
 /// The sub-object number of the compile lock: the lock tag is (pg_namespace, schema crm,
@@ -201,8 +205,9 @@ pub fn compile() -> Option<Compiled> {
         return None;
     }
     // SAFETY: reads the clock.
-    if let Some((at, ms)) = last_compile(unsafe { pg_sys::GetCurrentTimestamp() }) {
-        return Some(Compiled { at, ms, seen: Vec::new(), bytes: None });
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    if too_soon(now) {
+        return Some(Compiled { at: now, ms: 0.0, seen: Vec::new(), bytes: None });
     }
     // SAFETY: a syscache lookup of the schema's oid, then a transaction-level lock that waits
     // under the deadlock detector, released when the transaction ends (after its commit is
@@ -226,6 +231,7 @@ pub fn compile() -> Option<Compiled> {
         Ok((loaded.published, model.to_bytes()))
     }));
     let ms = started.elapsed().as_secs_f64() * 1000.0;
+    LAST.set(Some((at, ms)));
     Some(match compiled {
         Ok((mut seen, bytes)) => {
             seen.sort_unstable();
