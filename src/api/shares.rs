@@ -142,6 +142,15 @@ fn share_record(
     audited(audit!("share_record", table, record, kind, name, access, until_text), || {
         on_catalog(|c| {
             let (kind, target) = party_row(receiver(c, &m, kind, name)?);
+            // Held until this share commits: deleting the receiver waits for it, then removes
+            // it with the receiver's other shares; a receiver deleted meanwhile is not found
+            // (red team of issue 26, round 3: a share racing delete_user committed naming a
+            // user who was gone).
+            let row = if kind.starts_with("role") { "crm.roles WHERE id = $1" } else { "crm.owners WHERE id = $1" };
+            if c.update(&format!("SELECT 1 FROM {row} FOR KEY SHARE"), None, &[target.into()])?.is_empty() {
+                let noun = match kind { "user" => "CRM user", "group" => "group", _ => "role" };
+                return Err(CrmError::undefined(noun, name));
+            }
             // The same share again changes nothing: no entry, no invalidation (red team).
             let same = one::<i64>(
                 c,

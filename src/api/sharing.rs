@@ -114,6 +114,9 @@ fn check_unreferenced(c: &mut SpiClient<'_>, kinds: &[&str], id: i64, what: &str
     if let Some(groups) = groups {
         return Err(CrmError::dependent(format!("{what} is a member of group {groups}")).with_hint("Remove it from those groups first (crm.remove_group_member)."));
     }
+    // The records shared with it are shared with nobody once it is gone: its shares go with it
+    // (a share being made meanwhile holds the row, so it has committed by now, and goes too).
+    c.update("DELETE FROM crm.shares WHERE kind = ANY($1) AND target_id = $2", None, &[kinds.to_vec().into(), id.into()])?;
     Ok(())
 }
 

@@ -448,6 +448,51 @@ fn a_share_racing_a_change_of_owner_or_a_delete_does_not_outlive_it() {
     assert_eq!(admin.query_one("SELECT count(*) FROM crm.shares", &[]).unwrap().get::<_, i64>(0), 0);
 }
 
+/// A share and the deletion of its receiver (a user, a group, a role), in either order, leave
+/// no share naming a receiver that is gone (red team of issue 26, round 3: the share committed
+/// after the deletion and stayed). A share made first holds its receiver until it commits; the
+/// deletion waits, then removes it with the receiver's other shares. A deletion first: the share
+/// waits for it, then finds no receiver (42704) and is not made.
+#[test]
+fn a_share_racing_the_deletion_of_its_receiver_does_not_outlive_it() {
+    const DB: &str = "race_share_receiver";
+    let mut admin = org(DB);
+    let mut observer = connect(DB, "postgres");
+    let receivers = [("user", "sharee", "SELECT crm.create_user('sharee', 'Rep')", "SELECT crm.delete_user('sharee')"),
+        ("group", "team", "SELECT crm.create_group('team')", "SELECT crm.drop_group('team')"),
+        ("role", "Temp", "SELECT crm.create_role('Temp', 'Rep')", "SELECT crm.delete_role('Temp')")];
+    for (kind, name, create, delete) in receivers {
+        // The share first, the deletion waiting for it.
+        admin.batch_execute(create).unwrap();
+        let mut app = connect(DB, APP);
+        let mut tx = app.transaction().unwrap();
+        tx.execute("SELECT crm.set_user('alice')", &[]).unwrap();
+        tx.execute("SELECT crm.share_record('leads', 1::bigint, $1, $2, 'read')", &[&kind, &name]).unwrap();
+        let deleter = thread::spawn(move || connect(DB, "postgres").batch_execute(delete));
+        until_blocked(&mut observer, DB);
+        tx.commit().unwrap();
+        deleter.join().unwrap().unwrap();
+        assert_eq!(admin.query_one("SELECT count(*) FROM crm.shares", &[]).unwrap().get::<_, i64>(0), 0, "{kind}: the share outlived its receiver");
+        // The deletion first, the share waiting for it.
+        admin.batch_execute(create).unwrap();
+        let mut deleter = connect(DB, "postgres");
+        let mut tx = deleter.transaction().unwrap();
+        tx.batch_execute(delete).unwrap();
+        let sharer = thread::spawn(move || {
+            let mut app = connect(DB, APP);
+            let mut tx = app.transaction()?;
+            tx.execute("SELECT crm.set_user('alice')", &[])?;
+            tx.execute("SELECT crm.share_record('leads', 1::bigint, $1, $2, 'read')", &[&kind, &name])?;
+            tx.commit()
+        });
+        until_blocked(&mut observer, DB);
+        tx.commit().unwrap();
+        let err = sharer.join().unwrap().expect_err("the receiver is gone");
+        assert_eq!(err.code(), Some(&postgres::error::SqlState::UNDEFINED_OBJECT), "{kind}: {err}");
+        assert_eq!(admin.query_one("SELECT count(*) FROM crm.shares", &[]).unwrap().get::<_, i64>(0), 0, "{kind}: a share naming nobody");
+    }
+}
+
 /// The same under REPEATABLE READ, without any wait: a snapshot taken before the change of
 /// owner still shows the sharer as the owner, and the share is refused, not made.
 #[test]

@@ -262,6 +262,27 @@ RESET crm.user_name;
 RESET crm.audit_checkpoint_every;
 SELECT count(*) - :checkpoints_before >= 3 AS checkpoints_taken FROM crm.audit_checkpoints;
 
+-- Deleting a user, group or role removes the shares made with it (red team of issue 26, round
+-- 3: they stayed, naming nobody); a share made meanwhile holds the receiver until it commits
+-- (races.rs).
+SELECT crm.create_user('sharee', 'Rep_East');
+SELECT crm.create_group('Temp Team');
+SELECT crm.create_role('Temp Role', 'Mgr_East');
+SET crm.user_name = 'alice';
+SELECT crm.share_record('sales.leads', 41, 'user', 'sharee', 'read') > 0 AS shared,
+       crm.share_record('sales.leads', 41, 'group', 'Temp Team', 'read') > 0 AS shared,
+       crm.share_record('sales.leads', 41, 'role_and_subordinates', 'Temp Role', 'read') > 0 AS shared;
+RESET crm.user_name;
+SELECT crm.owner_id('sharee') AS sharee, crm.owner_id('Temp Team') AS team, (SELECT id FROM crm.roles WHERE name = 'Temp Role') AS temp_role \gset
+SELECT kind, count(*) FROM crm.shares
+WHERE (kind = 'user' AND target_id = :sharee) OR (kind = 'group' AND target_id = :team) OR (kind LIKE 'role%' AND target_id = :temp_role)
+GROUP BY 1 ORDER BY 1;
+SELECT crm.delete_user('sharee');
+SELECT crm.drop_group('Temp Team');
+SELECT crm.delete_role('Temp Role');
+SELECT count(*) AS left_behind FROM crm.shares
+WHERE (kind = 'user' AND target_id = :sharee) OR (kind = 'group' AND target_id = :team) OR (kind LIKE 'role%' AND target_id = :temp_role);
+
 -- TRUNCATE (by an administrator) removes every share of the table.
 SELECT count(*) > 0 AS shares_before FROM crm.shares;
 TRUNCATE sales.leads;
