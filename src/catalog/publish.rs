@@ -9,10 +9,11 @@
 //!
 //! Why the bytes are right: every catalog commit (its trigger is ENABLE ALWAYS, so also a
 //! replica's apply and a restore's load) replaces the rows it saw when it loaded the catalog
-//! with one row, under the exclusive commit lock; a commit whose compile saw other rows than
-//! those visible under the lock compiled beside another commit and compiles again. A prepared
-//! transaction cannot take the lock (it would hold it until COMMIT PREPARED): it adds a row
-//! without bytes. A reader uses the bytes only when exactly one row with bytes is visible, in
+//! with one row, under the exclusive commit lock; committers compile one at a time (a compile
+//! lock of their own), and one whose compile saw other rows than those visible under the
+//! commit lock publishes a row without bytes instead. A prepared transaction cannot take the
+//! lock (it would hold it until COMMIT PREPARED): it adds a row without bytes, and its COMMIT
+//! PREPARED publishes again. A reader uses the bytes only when exactly one row with bytes is visible, in
 //! the snapshot it reads the bindings in; anything else (no row yet, a prepared commit's row, a
 //! catalog that did not compile, bytes of another format, of another database's relations, or
 //! compiled for a later moment than the statement's, or past a grant's end) and it compiles
@@ -28,7 +29,7 @@ use super::load::{self, ParentLink, PUBLISHED_JSON};
 use super::privileged;
 use crate::error::{CrmError, CrmResult};
 
-/// What a model read from bytes is completed with (`load::BINDINGS_JSON`).
+/// What a model read from bytes is completed with (`load::PUBLISHED_JSON`).
 #[derive(Debug, Deserialize)]
 pub struct Bindings {
     db_role_map: BTreeMap<u32, OwnerId>,
