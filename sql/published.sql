@@ -12,7 +12,10 @@ CREATE TABLE crm.compiled_model (
     compiled_at timestamptz NOT NULL,
     bytes       bytea,
     -- How long that compile took (for operators: a commit's price).
-    compile_ms  float8      NOT NULL DEFAULT 0
+    compile_ms  float8      NOT NULL DEFAULT 0,
+    -- The library that compiled it: only the same release reads it (after an update, another
+    -- compiles what its own code would, until the next catalog commit publishes again).
+    library     text        NOT NULL DEFAULT ''
 );
 -- Read whole, every time: compressing it would cost each reader more than the I/O it saves.
 ALTER TABLE crm.compiled_model ALTER COLUMN bytes SET STORAGE EXTERNAL;

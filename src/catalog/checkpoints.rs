@@ -74,16 +74,9 @@ pub fn due(newest: i64) -> bool {
     if newest.saturating_sub(FAILED_AT.get()) < every || newest - COVERED.get() < every {
         return false;
     }
-    // SAFETY: a snapshot of this transaction for the one read below, popped after it (an error
-    // aborts the transaction, which pops it itself).
-    let covered = unsafe {
-        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-        let covered = on_catalog(|c| {
-            super::spi::one::<i64>(c, "SELECT last_id FROM crm.audit_checkpoints ORDER BY id DESC LIMIT 1", &[])
-        });
-        pg_sys::PopActiveSnapshot();
-        covered
-    };
+    let covered = super::spi::with_snapshot(|| {
+        on_catalog(|c| super::spi::one::<i64>(c, "SELECT last_id FROM crm.audit_checkpoints ORDER BY id DESC LIMIT 1", &[]))
+    });
     let covered = covered.ok().flatten().unwrap_or(0);
     COVERED.set(COVERED.get().max(covered));
     newest - covered >= every

@@ -207,41 +207,31 @@ fn before_commit(lock: Option<Lock>, compiled: Option<super::publish::Compiled>)
     }
     STAMPING.set(true);
     let _stamping = Stamping;
-    // The commit has no statement, so no snapshot: the UPDATE needs one.
-    struct Snapshot;
-    impl Drop for Snapshot {
-        fn drop(&mut self) {
-            if !std::thread::panicking() {
-                // SAFETY: pops the snapshot pushed below.
-                unsafe { pg_sys::PopActiveSnapshot() };
-            }
+    // The commit has no statement, so no snapshot: its statements need one.
+    super::spi::with_snapshot(|| {
+        if serialise {
+            // Under the commit lock, so no other catalog commit lands between its check and its
+            // forgetting.
+            super::restore::forget_if_whole()?;
         }
-    }
-    // SAFETY: a fresh snapshot of this transaction, pushed for the one statement below.
-    unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
-    let _snapshot = Snapshot;
-    if serialise {
-        // Under the commit lock, so no other catalog commit lands between its check and its
-        // forgetting.
-        super::restore::forget_if_whole()?;
-    }
-    if let Some(compiled) = compiled {
-        super::publish::write(compiled)?;
-    }
-    if ids.is_empty() {
-        return Ok(());
-    }
-    super::spi::on_catalog(|c| {
-        c.update(
-            "WITH now AS (SELECT pg_catalog.clock_timestamp() AS t)
-             UPDATE crm.audit_log SET at = (SELECT t FROM now) WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
-            None,
-            &[ids.into()],
-        )?;
+        if let Some(compiled) = compiled {
+            super::publish::write(compiled)?;
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        super::spi::on_catalog(|c| {
+            c.update(
+                "WITH now AS (SELECT pg_catalog.clock_timestamp() AS t)
+                 UPDATE crm.audit_log SET at = (SELECT t FROM now) WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
+                None,
+                &[ids.into()],
+            )?;
+            Ok(())
+        })?;
+        if serialise {
+            super::checkpoints::take_if_due()?;
+        }
         Ok(())
-    })?;
-    if serialise {
-        super::checkpoints::take_if_due()?;
-    }
-    Ok(())
+    })
 }

@@ -103,7 +103,7 @@ SELECT m.id, m.compiled_at, m.bytes, json_build_object(
                             FROM crm.parent_links), '{}'),
   'catalog_relids', coalesce((SELECT json_agg(tbl::oid::int8) FROM crm.catalog_tables WHERE compiled), '[]'),
   'assert_fn', 'crm.assert_can_assign(regclass, text, bigint)'::regprocedure::oid::int8
-)::text
+)::text, m.library
 FROM crm.compiled_model m";
 
 /// The modules' part of `CATALOG_JSON` (with restriction rules and the ends of permission-set assignments): as data from 0.4.0; before (a library serving an

@@ -15,9 +15,9 @@
 //! lock (it would hold it until COMMIT PREPARED): it adds a row without bytes, and its COMMIT
 //! PREPARED publishes again. A reader uses the bytes only when exactly one row with bytes is visible, in
 //! the snapshot it reads the bindings in; anything else (no row yet, a prepared commit's row, a
-//! catalog that did not compile, bytes of another format, of another database's relations, or
-//! compiled for a later moment than the statement's, or past a grant's end) and it compiles
-//! the catalog itself, as before.
+//! catalog that did not compile, bytes of another format or another release of the library,
+//! of another database's relations, or compiled for a later moment than the statement's, or
+//! past a grant's end) and it compiles the catalog itself, as before.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -50,9 +50,14 @@ fn present() -> bool {
     }
 }
 
-/// A row of `crm.compiled_model`: id, compiled for (timestamptz microseconds), bytes, and the
-/// bindings as JSON.
-type Row = (i64, i64, Option<Vec<u8>>, Option<String>);
+/// A row of `crm.compiled_model`: id, compiled for (timestamptz microseconds), bytes, the
+/// bindings as JSON, and the library that compiled it.
+type Row = (i64, i64, Option<Vec<u8>>, Option<String>, Option<String>);
+
+/// This library, as it signs the models it publishes: a model is read only by the release that
+/// compiled it, since another may compile the same catalog otherwise (bytes of the same format
+/// from a release with a fix in its compile would carry the old decisions).
+const LIBRARY: &str = concat!("crm_access ", env!("CARGO_PKG_VERSION"));
 
 /// The rows (`load::PUBLISHED_JSON`), as the catalog role, under the active snapshot.
 fn rows() -> CrmResult<Vec<Row>> {
@@ -77,7 +82,9 @@ fn rows() -> CrmResult<Vec<Row>> {
                 let bytes = <Vec<u8> as FromDatum>::from_datum(datum, null);
                 let json = pg_sys::SPI_getvalue(row, table.tupdesc, 4);
                 let json = (!json.is_null()).then(|| std::ffi::CStr::from_ptr(json).to_string_lossy().into_owned());
-                rows.push((id, at, bytes, json));
+                let library = pg_sys::SPI_getvalue(row, table.tupdesc, 5);
+                let library = (!library.is_null()).then(|| std::ffi::CStr::from_ptr(library).to_string_lossy().into_owned());
+                rows.push((id, at, bytes, json, library));
             }
             pg_sys::SPI_finish();
             Ok(rows)
@@ -106,8 +113,8 @@ pub fn read(at: i64) -> CrmResult<Option<(Model, Bindings)>> {
         }
         rows
     };
-    let [(_, compiled_at, Some(bytes), Some(bindings))] = rows.as_slice() else { return Ok(None) };
-    if *compiled_at > at {
+    let [(_, compiled_at, Some(bytes), Some(bindings), Some(library))] = rows.as_slice() else { return Ok(None) };
+    if *compiled_at > at || library != LIBRARY {
         return Ok(None);
     }
     let Some(mut model) = Model::from_bytes(bytes) else { return Ok(None) };
@@ -159,26 +166,6 @@ pub fn init() {
     );
 }
 
-/// Run `f` with an active snapshot: a commit's own callbacks may have none (after a utility
-/// statement, COMMIT PREPARED, DROP ... CASCADE), and SPI needs one even where its statement
-/// brings its own.
-fn with_snapshot<R>(f: impl FnOnce() -> R) -> R {
-    struct Pushed;
-    impl Drop for Pushed {
-        fn drop(&mut self) {
-            if !std::thread::panicking() {
-                // SAFETY: pops the snapshot pushed below (an error aborts the transaction,
-                // which pops it itself).
-                unsafe { pg_sys::PopActiveSnapshot() };
-            }
-        }
-    }
-    // SAFETY: a fresh snapshot of this transaction, popped by `Pushed`.
-    unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
-    let _pushed = Pushed;
-    f()
-}
-
 thread_local! {
     /// When this session's last compile began, and how long it took.
     static LAST: std::cell::Cell<Option<(i64, f64)>> = const { std::cell::Cell::new(None) };
@@ -226,7 +213,7 @@ pub fn compile() -> Option<Compiled> {
         pg_sys::GetCurrentTimestamp()
     };
     let started = std::time::Instant::now();
-    let compiled = with_snapshot(|| super::spi::best_effort(|| {
+    let compiled = super::spi::with_snapshot(|| super::spi::best_effort(|| {
         let loaded = load::load()?;
         let model = Model::compile_at(loaded.catalog, at).map_err(|e| CrmError::broken_catalog(e.to_string()))?;
         Ok((loaded.published, model.to_bytes()))
@@ -259,7 +246,7 @@ pub fn stale() -> bool {
         return false;
     }
     let sql = "SELECT NULL::text, CASE WHEN count(*) = 1 AND count(bytes) = 1 THEN 0 ELSE 1 END::int8 FROM crm.compiled_model";
-    let stale = with_snapshot(|| privileged::as_catalog_role(|| super::latest::text_and_ids(sql)));
+    let stale = super::spi::with_snapshot(|| privileged::as_catalog_role(|| super::latest::text_and_ids(sql)));
     // Unreadable: publishing again is what a reader would want anyway.
     stale.map_or(true, |(_, ids)| ids.first().copied().flatten() != Some(0))
 }
@@ -271,7 +258,7 @@ pub fn prepared() -> CrmResult<()> {
         return Ok(());
     }
     // SAFETY: reads the clock.
-    with_snapshot(|| replace(&[], unsafe { pg_sys::GetCurrentTimestamp() }, None, 0.0))
+    super::spi::with_snapshot(|| replace(&[], unsafe { pg_sys::GetCurrentTimestamp() }, None, 0.0))
 }
 
 /// The ids of the rows visible now, as the catalog role.
@@ -290,11 +277,12 @@ fn replace(gone: &[i64], at: i64, bytes: Option<&[u8]>, ms: f64) -> CrmResult<()
         }
         let bytes = bytes.and_then(|b| b.into_datum());
         super::latest::execute(
-            "INSERT INTO crm.compiled_model (compiled_at, bytes, compile_ms) VALUES ($1, $2, $3)",
+            "INSERT INTO crm.compiled_model (compiled_at, bytes, compile_ms, library) VALUES ($1, $2, $3, $4)",
             &[
                 (pg_sys::TIMESTAMPTZOID, pg_sys::Datum::from(at), false),
                 (pg_sys::BYTEAOID, bytes.unwrap_or(pg_sys::Datum::from(0)), bytes.is_none()),
                 (pg_sys::FLOAT8OID, ms.into_datum().expect("a float8 datum"), false),
+                (pg_sys::TEXTOID, LIBRARY.into_datum().expect("a text datum"), false),
             ],
             false,
         )?;

@@ -79,3 +79,23 @@ pub fn best_effort<R>(f: impl FnOnce() -> CrmResult<R>) -> Result<R, String> {
         result
     }
 }
+
+/// Run `f` with an active snapshot: a commit's own callbacks may have none (after a utility
+/// statement, COMMIT PREPARED, DROP ... CASCADE), and SPI needs one even where its statement
+/// brings its own.
+pub fn with_snapshot<R>(f: impl FnOnce() -> R) -> R {
+    struct Pushed;
+    impl Drop for Pushed {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                // SAFETY: pops the snapshot pushed below (an error aborts the transaction,
+                // which pops it itself).
+                unsafe { pg_sys::PopActiveSnapshot() };
+            }
+        }
+    }
+    // SAFETY: a fresh snapshot of this transaction, popped by `Pushed`.
+    unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
+    let _pushed = Pushed;
+    f()
+}

@@ -85,6 +85,14 @@ UPDATE crm.compiled_model SET bytes = (SELECT bytes FROM regress.saved), compile
 UPDATE crm.compiled_model SET compiled_at = (SELECT compiled_at FROM regress.saved);
 \c
 :carol_reads
+-- A model another release of the library compiled (before ALTER EXTENSION UPDATE's first
+-- catalog commit): compiled.
+UPDATE crm.compiled_model SET library = 'crm_access 0.3.9';
+\c
+:carol_reads
+UPDATE crm.compiled_model SET library = (SELECT 'crm_access ' || extversion FROM pg_extension WHERE extname = 'crm_access');
+\c
+:carol_reads
 -- A model of other tables than this database protects (bytes of an earlier catalog): compiled.
 CREATE TABLE sales.tags (id bigint PRIMARY KEY, owner_id bigint NOT NULL);
 SELECT crm.protect('sales.tags', 'Tags');
