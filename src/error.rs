@@ -137,6 +137,14 @@ impl CrmError {
             .with_hint("Run the statement again: it is planned anew under the current catalog.")
     }
 
+    /// A plan made for another acting user, about to be reused where PostgreSQL asks us nothing
+    /// first (a protocol-level Bind) with `crm.keep_user_plans` on (`session::plans`).
+    pub fn acting_user_changed() -> Self {
+        CrmError::new(PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE, "the acting CRM user changed since this statement was planned")
+            .with_detail("crm.keep_user_plans is on: plans made for the previous transaction's acting user are kept until the next one asserts a user, and this statement ran before any was asserted.")
+            .with_hint("Run the statement again: it is planned anew for the current acting user. Assert the user (SET LOCAL crm.user_name) first in every transaction, or turn crm.keep_user_plans off.")
+    }
+
     /// A plan reused past the end of a grant its decisions hold (`session::expiry`).
     pub fn grant_ended() -> Self {
         CrmError::new(PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE, "a grant this statement's plan holds has ended")

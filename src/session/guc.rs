@@ -12,6 +12,7 @@ use super::{identity, statement};
 pub static USER_NAME: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static REQUIRE_LOCAL_USER: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static LOG_DENIALS: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static KEEP_USER_PLANS: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 pub fn init() {
     // SAFETY: at library load; the settings' storage is static and the hooks never raise.
@@ -60,6 +61,45 @@ pub fn init() {
             GucContext::Suset,
             GucFlags::default(),
         );
+        // Superuser-only, set for the application's role: it trades a re-plan per pooled
+        // transaction for a refusal (40001) of a prepared statement run before any user is
+        // asserted (`session::plans`), a choice for whoever runs the application.
+        GucRegistry::define_bool_guc(
+            c"crm.keep_user_plans",
+            c"Keep plans made for the acting user across transactions that assert the same user again.",
+            c"With it on, a statement prepared earlier and run in a transaction before it asserts the acting user, when another user acted in the connection's previous transaction, is refused once (SQLSTATE 40001) instead of being planned anew.",
+            &KEEP_USER_PLANS,
+            GucContext::Suset,
+            GucFlags::default(),
+        );
+    }
+}
+
+pub fn keep_user_plans() -> bool {
+    KEEP_USER_PLANS.get()
+}
+
+/// What resolving the acting user depends on besides the catalog, the clock and the roles
+/// (`identity::resolve`): the login, the setting, whether it is the transaction's own, whether
+/// it may be honoured, and `crm.require_local_user`. A plan whose decisions were made under an
+/// equal one decides as a new planning would (`session::plans`).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Acting {
+    login: pg_sys::Oid,
+    user_name: Option<Vec<u8>>,
+    local: bool,
+    taint: Taint,
+    require_local: bool,
+}
+
+pub fn acting() -> Acting {
+    Acting {
+        // SAFETY: reads the session's login role id.
+        login: unsafe { pg_sys::GetSessionUserId() },
+        user_name: USER_NAME.get().map(CString::into_bytes),
+        local: user_name_is_transaction_local(),
+        taint: TAINTED.get(),
+        require_local: REQUIRE_LOCAL_USER.get(),
     }
 }
 
@@ -250,7 +290,7 @@ unsafe extern "C-unwind" fn assign_user_name(newval: *const c_char, _extra: *mut
     }
     if as_str(old) != as_str(newval) || as_str(newval).is_some() {
         identity::forget();
-        crate::session::plans::invalidate();
+        crate::session::plans::acting_user_changed();
     }
 }
 
@@ -259,5 +299,5 @@ unsafe extern "C-unwind" fn assign_user_name(newval: *const c_char, _extra: *mut
 #[pg_guard]
 unsafe extern "C-unwind" fn assign_require_local_user(_newval: bool, _extra: *mut c_void) {
     identity::forget();
-    crate::session::plans::invalidate();
+    crate::session::plans::acting_user_changed();
 }

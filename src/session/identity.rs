@@ -73,7 +73,7 @@ pub fn init() {
 fn reset_if_honoured(keep: bool) {
     if HONOURED_LOCAL.with(|h| if keep { h.get() } else { h.replace(false) }) {
         forget();
-        crate::session::plans::invalidate();
+        crate::session::plans::acting_user_changed();
     }
 }
 
@@ -108,6 +108,7 @@ unsafe extern "C-unwind" fn end_of_subtransaction(
     _arg: *mut std::ffi::c_void,
 ) {
     if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        super::plans::values_may_revert();
         crate::catalog::audit::subtransaction_aborted(sub);
         reset_if_honoured(true);
     }

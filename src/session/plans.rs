@@ -47,6 +47,24 @@
 //! revert at its end need only the targeted invalidation. Plans built before this library
 //! was loaded into the backend cannot have been marked, so its first invalidation is a full
 //! reset too.
+//!
+//! **The same user again** (`crm.keep_user_plans`, off by default). In the pooled protocol
+//! every transaction asserts its user and reverts it at its end, so every marked plan is
+//! planned again in every transaction, even when the connection's transactions all act as
+//! the same user. With the setting on, a change of the acting user between transactions is
+//! not acted on at once: the plans remember what the user was resolved from (`guc::Acting`:
+//! login, setting, whether it is the transaction's own, whether it may be honoured,
+//! `crm.require_local_user`), and the change is looked at (`settle`) when it could first
+//! matter: at the end of the client statement that asserted a user, at the end of any
+//! planning that holds a decision, and before any utility command but transaction control
+//! and settings, any call of a function that is neither built in nor ours (a domain's CHECK
+//! at Bind time runs one) and any run of a marked plan other than fresh from its planning. Equal:
+//! the plans decide as a new planning would, and are kept; different: they are invalidated.
+//! The one place PostgreSQL reuses a plan with no hook of ours before it is a protocol-level
+//! Bind: a marked plan run there for another user (a transaction that runs a prepared
+//! statement before asserting anyone) is refused with a serialization failure, and planned
+//! anew when run again, exactly as a plan overtaken by a catalog change. A change within a
+//! transaction that has made or run a decision resets everything at once, as before.
 
 use std::cell::{Cell, RefCell};
 
@@ -69,6 +87,14 @@ thread_local! {
     static DECIDED: Cell<bool> = const { Cell::new(false) };
     /// Whether plans may exist that were built without our hooks (see the module comment).
     static UNTRACKED: Cell<bool> = const { Cell::new(true) };
+    /// What the acting user was resolved from when the valid marked plans were made, once
+    /// known (see "The same user again").
+    static PLANNED_FOR: std::cell::RefCell<Option<crate::session::guc::Acting>> = const { std::cell::RefCell::new(None) };
+    /// The acting user may have changed since `PLANNED_FOR` was looked at; and whether that
+    /// change was made by the client statement in progress.
+    static ACTING_CHANGED: Cell<bool> = const { Cell::new(false) };
+    static CHANGED_IN_STATEMENT: Cell<bool> = const { Cell::new(false) };
+
     static PREV_PLANNER: Cell<pg_sys::planner_hook_type> = const { Cell::new(None) };
     static PREV_NEEDS_FMGR: Cell<pg_sys::needs_fmgr_hook_type> = const { Cell::new(None) };
     static PREV_FMGR: Cell<pg_sys::fmgr_hook_type> = const { Cell::new(None) };
@@ -220,10 +246,22 @@ pub fn decision_made() {
 /// plpgsql's expression states) is gone.
 pub fn transaction_ended() {
     DECIDED.set(false);
+    values_may_revert();
     // A plan that let nothing through because the catalog could not be loaded then (during a
     // parallel operation, say) must not outlive the transaction: nothing repairs that.
     if FAILED_CLOSED.replace(false) {
         invalidate();
+    }
+}
+
+/// A transaction or subtransaction is ending: whatever it set is reverted (whether or not
+/// PostgreSQL calls an assign hook for it), and a value it set may now be the session's own.
+/// Kept plans are looked at again before they next serve anyone.
+/// (In a transaction that has made or run a decision, a change is acted on at once by the
+/// hooks that see it, `identity::reset_if_honoured` among them, as before.)
+pub fn values_may_revert() {
+    if !DECIDED.get() && PLANNED_FOR.with(|p| p.borrow().is_some()) {
+        ACTING_CHANGED.set(true);
     }
 }
 
@@ -257,8 +295,15 @@ pub fn decision_moment() -> pg_sys::TimestampTz {
 /// Invalidate the plans that may hold a decision of ours, in this backend: only the marked
 /// ones between transactions, all of them within a transaction that consulted the model.
 pub fn invalidate() {
+    invalidate_plans(DECIDED.get());
+}
+
+/// Invalidate the marked plans, or every plan (`everything`, or while untracked plans may exist).
+fn invalidate_plans(everything: bool) {
     EPOCH.set(EPOCH.get().wrapping_add(1));
-    let everything = DECIDED.get() | UNTRACKED.replace(false);
+    PLANNED_FOR.with(|p| p.borrow_mut().take());
+    ACTING_CHANGED.set(false);
+    let everything = everything | UNTRACKED.replace(false);
     // SAFETY: both only mark plans invalid (no catalog access, no error), which is safe
     // inside GUC assign hooks, invalidation callbacks and transaction callbacks. The
     // targeted one runs the syscache callbacks of the marker's cache with our hash: the plan
@@ -277,6 +322,66 @@ pub fn invalidate() {
         // their next use (and the foreign-key cache its entries); both only set flags.
         pg_sys::CallSyscacheCallbacks(pg_sys::SysCacheIdentifier::CONSTROID as i32, 0);
     }
+}
+
+/// The acting user may have changed (`crm.user_name` or `crm.require_local_user` assigned or
+/// reverted, the end of a transaction that honoured a transaction-local user). Acted on at
+/// once unless `crm.keep_user_plans` is on and this transaction has neither made nor run a
+/// decision (see "The same user again").
+pub fn acting_user_changed() {
+    if DECIDED.get() || UNTRACKED.get() || !crate::session::guc::keep_user_plans() {
+        invalidate();
+        return;
+    }
+    ACTING_CHANGED.set(true);
+    if super::statement::inside() {
+        CHANGED_IN_STATEMENT.set(true);
+    }
+}
+
+/// Look at a change of the acting user not acted on yet: the marked plans are kept if they
+/// were made for the acting user as it is now, and invalidated otherwise. Reads settings and
+/// backend state only, so it is safe in any hook.
+pub fn settle() {
+    if !ACTING_CHANGED.replace(false) {
+        return;
+    }
+    CHANGED_IN_STATEMENT.set(false);
+    let now = crate::session::guc::acting();
+    if PLANNED_FOR.with(|p| p.borrow().as_ref().is_some_and(|then| *then != now)) {
+        // The change was deferred only in a transaction that had neither made nor run a
+        // decision, and since then none was made or run but for the acting user as it is now
+        // (every other way to one settles first): only the marked plans hold another's.
+        invalidate_plans(false);
+    }
+}
+
+/// A client statement (or a command nested in it) ended: a user it asserted is looked at now,
+/// before the next statement reuses a plan without asking us (a protocol-level Bind).
+pub fn statement_ended() {
+    if CHANGED_IN_STATEMENT.replace(false) {
+        settle();
+    }
+}
+
+/// Whether function `oid` is a C function of this library (the extension's `module_pathname`).
+///
+/// # Safety
+/// In a transaction, where the syscache may be read (as `fmgr_info` does around the hook).
+unsafe fn of_this_library(oid: pg_sys::Oid) -> bool {
+    // Only C functions have a `probin`.
+    let tuple = pg_sys::SearchSysCache1(MARKER_CACHE as i32, pg_sys::Datum::from(oid));
+    if tuple.is_null() {
+        return false;
+    }
+    let mut isnull = false;
+    let probin = pg_sys::SysCacheGetAttr(MARKER_CACHE as i32, tuple, pg_sys::Anum_pg_proc_probin as pg_sys::AttrNumber, &mut isnull);
+    let ours = !isnull && {
+        let path = pg_sys::text_to_cstring(probin.cast_mut_ptr());
+        matches!(std::ffi::CStr::from_ptr(path).to_bytes(), b"crm_access" | b"$libdir/crm_access")
+    };
+    pg_sys::ReleaseSysCache(tuple);
+    ours
 }
 
 /// Pops this planning's entry, also when planning raises an error.
@@ -338,6 +443,13 @@ unsafe extern "C-unwind" fn planner(
         (*stmt).invalItems = with_item((*stmt).invalItems, SERIAL_ITEM, serial);
         (*stmt).invalItems = with_item((*stmt).invalItems, EPOCH_ITEM, epoch);
         FRESH.set((serial, statement_start()));
+        // Its decisions were made for the acting user as it is now: plans made for another
+        // must go (a planning that holds no decision, as crm.set_user()'s own, keeps them).
+        settle();
+        if PLANNED_FOR.with(|p| p.borrow().is_none()) {
+            let acting = crate::session::guc::acting();
+            PLANNED_FOR.with(|p| p.replace(Some(acting)));
+        }
     }
     stmt
 }
@@ -370,6 +482,10 @@ unsafe fn refuse_if_overtaken(stmt: *const pg_sys::PlannedStmt) {
         FRESH.set((0, 0));
         return;
     }
+    // A change of the acting user this plan's decisions may not hold for (`settle`).
+    let before = EPOCH.get();
+    settle();
+    let acting_changed = EPOCH.get() != before;
     crate::catalog::commits::wait_for_catalog_commits();
     pg_sys::AcceptInvalidationMessages();
     // A grant its decisions hold may have ended since (`session::expiry`).
@@ -379,8 +495,14 @@ unsafe fn refuse_if_overtaken(stmt: *const pg_sys::PlannedStmt) {
         if ended {
             crate::error::CrmError::grant_ended().raise();
         }
+        if acting_changed {
+            crate::error::CrmError::acting_user_changed().raise();
+        }
         crate::error::CrmError::catalog_changed().raise();
     }
+    // Its decisions now serve this transaction as if it had made them: a change of the
+    // acting user from here on resets everything.
+    DECIDED.set(true);
 }
 
 /// User code is about to run: if a planning is in progress, it may fold a decision into it.
@@ -398,6 +520,11 @@ fn user_code_runs() {
 /// Only PostgreSQL calls it, as `needs_fmgr_hook` (set in `init`).
 #[pg_guard]
 unsafe extern "C-unwind" fn needs_fmgr_hook(fn_oid: pg_sys::Oid) -> bool {
+    // A function of ours decides at run time for the acting user as it is; crm.set_user()
+    // is looked up by the very statement that asserts the next user.
+    if ACTING_CHANGED.get() && !of_this_library(fn_oid) {
+        settle();
+    }
     user_code_runs();
     match PREV_NEEDS_FMGR.get() {
         Some(prev) => prev(fn_oid),
@@ -413,6 +540,7 @@ unsafe extern "C-unwind" fn needs_fmgr_hook(fn_oid: pg_sys::Oid) -> bool {
 /// unchanged.
 #[pg_guard]
 unsafe extern "C-unwind" fn fmgr_hook(event: pg_sys::FmgrHookEventType::Type, flinfo: *mut pg_sys::FmgrInfo, arg: *mut pg_sys::Datum) {
+    settle();
     user_code_runs();
     if let Some(prev) = PREV_FMGR.get() {
         prev(event, flinfo, arg);

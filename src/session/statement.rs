@@ -286,6 +286,7 @@ unsafe extern "C-unwind" fn executor_run(query_desc: *mut pg_sys::QueryDesc, dir
         Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(query_desc, direction, count, execute_once)),
         None => pg_sys::standard_ExecutorRun(query_desc, direction, count, execute_once),
     }
+    super::plans::statement_ended();
 }
 
 /// # Safety
@@ -298,6 +299,7 @@ unsafe extern "C-unwind" fn executor_run(query_desc: *mut pg_sys::QueryDesc, dir
         Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(query_desc, direction, count)),
         None => pg_sys::standard_ExecutorRun(query_desc, direction, count),
     }
+    super::plans::statement_ended();
 }
 
 /// # Safety
@@ -319,6 +321,7 @@ unsafe extern "C-unwind" fn executor_finish(query_desc: *mut pg_sys::QueryDesc) 
         Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(query_desc)),
         None => pg_sys::standard_ExecutorFinish(query_desc),
     }
+    super::plans::statement_ended();
 }
 
 /// # Safety
@@ -365,6 +368,20 @@ unsafe fn utility_frame(pstmt: *const pg_sys::PlannedStmt, context: pg_sys::Proc
     Frame::Utility { toplevel: context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_TOPLEVEL && depth() == 0, kind }
 }
 
+/// Whether a utility command may run or make plans: anything but transaction control and
+/// settings (which a pooled transaction runs before it asserts its user: see
+/// `plans::settle`).
+///
+/// # Safety
+/// `pstmt` must be the valid utility statement `frame` was made from.
+unsafe fn may_use_plans(pstmt: *const pg_sys::PlannedStmt, frame: &Frame) -> bool {
+    if matches!(frame, Frame::Utility { kind: UtilityKind::Setting, .. }) {
+        return false;
+    }
+    let node = if pstmt.is_null() { std::ptr::null_mut() } else { (*pstmt).utilityStmt };
+    node.is_null() || !matches!((*node).type_, pg_sys::NodeTag::T_TransactionStmt | pg_sys::NodeTag::T_VariableShowStmt)
+}
+
 /// Tell `commits` that this transaction runs COMMIT PREPARED.
 ///
 /// # Safety
@@ -397,6 +414,9 @@ unsafe extern "C-unwind" fn process_utility(
     super::cache::expire_if_due(super::plans::decision_moment());
     note_commit_prepared(pstmt);
     let frame = utility_frame(pstmt, context);
+    if may_use_plans(pstmt, &frame) {
+        super::plans::settle();
+    }
     let load = restore_load(pstmt, &frame);
     let locking = matches!(frame, Frame::Utility { kind: UtilityKind::Lock, .. });
     let _frame = push(frame);
@@ -405,6 +425,7 @@ unsafe extern "C-unwind" fn process_utility(
         None => pg_sys::standard_ProcessUtility(pstmt, query_string, context, params, query_env, dest, qc),
     };
     run_load(load, run);
+    super::plans::statement_ended();
     if locking {
         if let Err(e) = crate::catalog::locks::refuse_strong_locks() {
             e.raise();
@@ -432,6 +453,9 @@ unsafe extern "C-unwind" fn process_utility(
     super::cache::expire_if_due(super::plans::decision_moment());
     note_commit_prepared(pstmt);
     let frame = utility_frame(pstmt, context);
+    if may_use_plans(pstmt, &frame) {
+        super::plans::settle();
+    }
     let load = restore_load(pstmt, &frame);
     let locking = matches!(frame, Frame::Utility { kind: UtilityKind::Lock, .. });
     let _frame = push(frame);
@@ -440,6 +464,7 @@ unsafe extern "C-unwind" fn process_utility(
         None => pg_sys::standard_ProcessUtility(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
     };
     run_load(load, run);
+    super::plans::statement_ended();
     if locking {
         if let Err(e) = crate::catalog::locks::refuse_strong_locks() {
             e.raise();

@@ -774,3 +774,169 @@ fn a_permission_set_that_ends_is_gone_for_the_next_statement_of_every_session() 
     bi.batch_execute("ROLLBACK").unwrap();
     assert_eq!(ids(&mut bi, &bi_stmt).unwrap(), [4]);
 }
+
+/// An organisation whose app role keeps plans for the same user (`crm.keep_user_plans`, set
+/// for it by a superuser), with a counter of plannings: `planned()` is folded when a query
+/// naming it is planned, and never runs again while its plan is reused.
+fn keeping_org(db: &str) -> Client {
+    let mut admin = org(db);
+    admin
+        .batch_execute(&format!(
+            "CREATE SEQUENCE plannings; GRANT USAGE ON SEQUENCE plannings TO sess_app;
+             CREATE FUNCTION planned() RETURNS boolean IMMUTABLE LANGUAGE plpgsql AS $$ BEGIN PERFORM nextval('plannings'); RETURN true; END $$;
+             ALTER ROLE sess_app IN DATABASE {db} SET crm.keep_user_plans = on;
+             ALTER ROLE sess_app IN DATABASE {db} SET plan_cache_mode = force_generic_plan;"
+        ))
+        .unwrap();
+    admin
+}
+
+fn plannings(admin: &mut Client) -> i64 {
+    admin.query_one("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM plannings", &[]).unwrap().get(0)
+}
+
+#[test]
+fn kept_plans_serve_the_same_user_again_and_every_other_user_gets_a_new_plan() {
+    let mut admin = keeping_org("sess_keep");
+    let mut app = connect("sess_keep", "sess_app");
+    let seen = app.prepare("SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM leads WHERE planned()").unwrap();
+    let set_user = app.prepare("SELECT crm.set_user($1)").unwrap();
+    let set_config = app.prepare("SELECT set_config('crm.user_name', $1, true)").unwrap();
+    let run = |app: &mut Client, user: &str, how: &str| -> Vec<i64> {
+        let mut tx = app.transaction().unwrap();
+        match how {
+            "set local" => tx.batch_execute(&format!("SET LOCAL crm.user_name = '{user}'")).unwrap(),
+            "set_user" => drop(tx.query(&set_user, &[&user]).unwrap()),
+            _ => drop(tx.query(&set_config, &[&user]).unwrap()),
+        }
+        let ids = tx.query_one(&seen, &[]).unwrap().get(0);
+        tx.commit().unwrap();
+        ids
+    };
+    let mut expect = vec![];
+    let mut planned = vec![];
+    for (user, how, ids) in [
+        ("rep1", "set local", vec![3]),
+        ("rep1", "set local", vec![3]),
+        ("rep1", "set_user", vec![3]),
+        ("rep1", "set_config", vec![3]),
+        ("mgr", "set local", vec![2, 3, 4]),
+        ("mgr", "set_user", vec![2, 3, 4]),
+        ("rep2", "set_config", vec![4]),
+        ("auditor", "set local", vec![1, 2, 3, 4]),
+        ("rep1", "set_user", vec![3]),
+    ] {
+        assert_eq!(run(&mut app, user, how), ids, "{user} through {how}");
+        expect.push(ids);
+        planned.push(plannings(&mut admin));
+    }
+    // Planned for rep1 once, then once per change of user: the same user again reuses the plan.
+    assert_eq!(planned, [1, 1, 1, 1, 2, 2, 3, 4, 5]);
+    // Between transactions nobody acts, whatever is kept: a fresh statement sees nothing.
+    assert_eq!(app.query_one("SELECT count(*) FROM leads", &[]).unwrap().get::<_, i64>(0), 0);
+    assert_eq!(app.query_one("SELECT crm.acting_user()", &[]).unwrap().get::<_, Option<String>>(0), None);
+}
+
+#[test]
+fn a_kept_plan_run_before_any_user_is_asserted_is_refused_then_planned_anew() {
+    let mut admin = keeping_org("sess_keep_refused");
+    let mut app = connect("sess_keep_refused", "sess_app");
+    let seen = app.prepare("SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM leads WHERE planned()").unwrap();
+    let delete = app.prepare("WITH d AS (DELETE FROM leads WHERE id = $1 AND planned() RETURNING id) SELECT count(*) FROM d").unwrap();
+    let mut tx = app.transaction().unwrap();
+    tx.batch_execute("SET LOCAL crm.user_name = 'ceo'").unwrap();
+    assert_eq!(tx.query_one(&seen, &[]).unwrap().get::<_, Vec<i64>>(0), [1, 2, 3, 4]);
+    assert_eq!(tx.query_one(&delete, &[&99i64]).unwrap().get::<_, i64>(0), 0);
+    tx.commit().unwrap();
+
+    // The next transaction asserts nobody: ceo's plans must not serve it.
+    let mut tx = app.transaction().unwrap();
+    let err = tx.query_one(&delete, &[&3i64]).unwrap_err();
+    let db = err.as_db_error().unwrap();
+    assert_eq!((db.code().code(), db.message()), ("40001", "the acting CRM user changed since this statement was planned"));
+    drop(tx);
+    assert_eq!(admin.query_one("SELECT count(*) FROM leads", &[]).unwrap().get::<_, i64>(0), 4, "the refused delete removed nothing");
+    // Run again, they are planned for nobody (the refusal invalidated every kept plan).
+    let err = app.query_one(&delete, &[&3i64]).unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().message(), "no acting CRM user: delete on table public.leads is refused");
+    assert_eq!(app.query_one(&seen, &[]).unwrap().get::<_, Vec<i64>>(0), Vec::<i64>::new());
+    // And nobody's plans do not serve ceo.
+    let mut tx = app.transaction().unwrap();
+    tx.batch_execute("SET LOCAL crm.user_name = 'ceo'").unwrap();
+    assert_eq!(tx.query_one(&seen, &[]).unwrap().get::<_, Vec<i64>>(0), [1, 2, 3, 4]);
+    tx.commit().unwrap();
+    assert_eq!(admin.query_one("SELECT count(*) FROM leads", &[]).unwrap().get::<_, i64>(0), 4);
+}
+
+#[test]
+fn a_kept_plan_for_a_transaction_local_user_does_not_serve_the_same_name_set_for_the_session() {
+    let _admin = keeping_org("sess_keep_local");
+    let mut app = connect("sess_keep_local", "sess_app");
+    let seen = app.prepare("SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM leads WHERE planned()").unwrap();
+    // A session-level value (refused when used, crm.require_local_user being on) ...
+    app.batch_execute("SET crm.user_name = 'rep1'").unwrap();
+    // ... and a transaction that asserts the same name locally, then reverts to it.
+    let mut tx = app.transaction().unwrap();
+    tx.batch_execute("SET LOCAL crm.user_name = 'rep1'").unwrap();
+    assert_eq!(tx.query_one(&seen, &[]).unwrap().get::<_, Vec<i64>>(0), [3]);
+    tx.commit().unwrap();
+    let mut tx = app.transaction().unwrap();
+    let err = tx.query_one(&seen, &[]).unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("40001"), "{err}");
+    drop(tx);
+    let err = app.query_one(&seen, &[]).unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("42501"), "planned anew, the session's value is refused: {err}");
+}
+
+/// A bigint sent in binary as a parameter of any type (a domain over bigint, here).
+#[derive(Debug)]
+struct AnyInt8(i64);
+
+impl postgres::types::ToSql for AnyInt8 {
+    fn to_sql(&self, _: &postgres::types::Type, out: &mut bytes::BytesMut) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&self.0.to_be_bytes());
+        Ok(postgres::types::IsNull::No)
+    }
+    fn accepts(_: &postgres::types::Type) -> bool {
+        true
+    }
+    postgres::types::to_sql_checked!();
+}
+
+#[test]
+fn a_user_changed_after_a_kept_plan_ran_decides_for_the_new_user_everywhere() {
+    let mut admin = keeping_org("sess_keep_mid");
+    admin
+        .batch_execute(
+            "CREATE FUNCTION me() RETURNS bigint LANGUAGE plpgsql AS $$ DECLARE v bigint; BEGIN v := crm.acting_owner_id(); RETURN v; END $$;
+             CREATE DOMAIN mine AS bigint CHECK (VALUE IS NOT DISTINCT FROM me());",
+        )
+        .unwrap();
+    let ids: BTreeMap<String, i64> =
+        admin.query("SELECT name, crm.owner_id(name) FROM unnest(ARRAY['rep1', 'mgr']) name", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
+    let mut app = connect("sess_keep_mid", "sess_app");
+    let seen = app.prepare("SELECT coalesce(array_agg(id ORDER BY id), '{}'), me() FROM leads WHERE planned()").unwrap();
+    let checked = app.prepare("SELECT $1::mine").unwrap();
+    let run = |tx: &mut postgres::Transaction| -> (Vec<i64>, Option<i64>) {
+        let row = tx.query_one(&seen, &[]).unwrap();
+        (row.get(0), row.get(1))
+    };
+    let mut tx = app.transaction().unwrap();
+    tx.batch_execute("SET LOCAL crm.user_name = 'rep1'").unwrap();
+    assert_eq!(run(&mut tx), (vec![3], Some(ids["rep1"])));
+    assert_eq!(tx.query_one(&checked, &[&AnyInt8(ids["rep1"])]).unwrap().get::<_, i64>(0), ids["rep1"]);
+    tx.commit().unwrap();
+    // The same user again, then another within the same transaction, once the kept plans ran.
+    let mut tx = app.transaction().unwrap();
+    tx.batch_execute("SET LOCAL crm.user_name = 'rep1'").unwrap();
+    assert_eq!(run(&mut tx), (vec![3], Some(ids["rep1"])));
+    tx.batch_execute("SET LOCAL crm.user_name = 'mgr'").unwrap();
+    assert_eq!(run(&mut tx), (vec![2, 3, 4], Some(ids["mgr"])));
+    assert_eq!(tx.query_one(&checked, &[&AnyInt8(ids["mgr"])]).unwrap().get::<_, i64>(0), ids["mgr"]);
+    tx.commit().unwrap();
+    // A domain's CHECK runs at Bind, before anything else of a transaction that asserts nobody:
+    // the function it calls must not answer for the previous transaction's user.
+    let mut tx = app.transaction().unwrap();
+    let err = tx.query_one(&checked, &[&AnyInt8(ids["mgr"])]).unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("23514"), "{err}");
+}

@@ -298,6 +298,28 @@ RESET SESSION AUTHORIZATION;
 SELECT crm.set_sharing_default('Leads', 'private');
 SET SESSION AUTHORIZATION crm_app;
 
+-- crm.keep_user_plans (off by default; only a superuser sets it, for the app's role): plans
+-- kept for the same user again, planned anew for anyone else; an EXECUTE settles the change
+-- before it fetches its plan, so SQL's prepared statements are never refused for it.
+SHOW crm.keep_user_plans;
+SELECT regress.try($$SET crm.keep_user_plans = on$$);
+RESET SESSION AUTHORIZATION;
+SET crm.keep_user_plans = on;
+SET SESSION AUTHORIZATION crm_app;
+SET plan_cache_mode = force_generic_plan;
+PREPARE seen AS SELECT array_agg(id ORDER BY id) FROM sales.leads;
+BEGIN; SET LOCAL crm.user_name = 'alice'; EXECUTE seen; COMMIT;
+BEGIN; SET LOCAL crm.user_name = 'alice'; EXECUTE seen; COMMIT;
+BEGIN; SELECT crm.set_user('carol'); EXECUTE seen; COMMIT;
+BEGIN; EXECUTE seen; COMMIT;
+BEGIN; SELECT set_config('crm.user_name', 'alice', true); EXECUTE seen; SET LOCAL crm.user_name = 'mgr_west'; EXECUTE seen; COMMIT;
+EXECUTE seen;
+DEALLOCATE seen;
+RESET plan_cache_mode;
+RESET SESSION AUTHORIZATION;
+RESET crm.keep_user_plans;
+SET SESSION AUTHORIZATION crm_app;
+
 -- clean up for the next suite
 \set ECHO none
 SET client_min_messages = warning;
