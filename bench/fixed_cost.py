@@ -10,6 +10,8 @@ leads, in three variants on the same data, through the same trusted app role:
   b'  the same literal as a static row-security policy (bp_leads, the policy re-created per
       viewer): PostgreSQL's own row security, with nothing of crm_access's
   d   crm_access on leads
+  dk  the same with crm.keep_user_plans on for the app role (plans kept across transactions
+      that assert the same user again)
 
 Rounds alternate the variants (b, b', d, b, b', d, ...); the median of the rounds' average
 latencies is reported, with d/b and d/b'. Writes `fixed-cost.md` to --out.
@@ -86,27 +88,32 @@ def main():
                 "b": text.format(t="bp_leads_plain", f=f, w=w),
                 "b'": text.format(t="bp_leads", f="", w=""),
                 "d": text.format(t="leads", f="", w=""),
+                "dk": text.format(t="leads", f="", w=""),
             }
             lat = {v: [] for v in variants}
             for _ in range(args.rounds):
                 for v, sql in variants.items():
                     script = (f"\\set id random(1, {leads})\nBEGIN;\nSET LOCAL crm.user_name = '{user}';\n{sql}\nEND;\n")
+                    keep = "on" if v == "dk" else "off"
+                    su.execute(f"ALTER ROLE bench_app SET crm.keep_user_plans = {keep}")
                     lat[v].append(pgbench(host, port, script, args.seconds, workdir))
+            su.execute("ALTER ROLE bench_app RESET crm.keep_user_plans")
             med = {v: statistics.median(x) for v, x in lat.items()}
             spread = {v: max(x) - min(x) for v, x in lat.items()}
             row = dict(viewer=label, query=query, b=med["b"], bp=med["b'"], d=med["d"], d_b=med["d"] / med["b"], d_bp=med["d"] / med["b'"],
-                       spread=max(spread.values()))
-            harness.log("   {viewer:9} {query:7} b {b:.3f}  b' {bp:.3f}  d {d:.3f} ms per transaction: d/b {d_b:.2f}, d/b' {d_bp:.2f} "
-                        "(largest spread of a variant's rounds {spread:.3f} ms)".format(**row))
+                       dk=med["dk"], dk_b=med["dk"] / med["b"], dk_bp=med["dk"] / med["b'"], spread=max(spread.values()))
+            harness.log("   {viewer:9} {query:7} b {b:.3f}  b' {bp:.3f}  d {d:.3f}  dk {dk:.3f} ms per transaction: d/b {d_b:.2f}, d/b' {d_bp:.2f}, "
+                        "dk/b {dk_b:.2f}, dk/b' {dk_bp:.2f} (largest spread of a variant's rounds {spread:.3f} ms)".format(**row))
             rows.append(row)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "fixed-cost.md"), "w") as fh:
         fh.write(f"Scale `{args.scale}` ({p['users']} users, {p['leads']:,} leads); one pgbench client, -M prepared, each transaction "
                  f"`BEGIN; SET LOCAL crm.user_name; <read>; END`; median of {args.rounds} alternating rounds of {args.seconds} s; "
                  f"load average {load:.2f} at the start. Milliseconds per transaction.\n\n")
-        fh.write("| viewer | query | b | b′ | d | d/b | d/b′ | spread |\n|---|---|---|---|---|---|---|---|\n")
+        fh.write("d: crm_access as installed (crm.keep_user_plans off); dk: with crm.keep_user_plans on for the app role.\n\n")
+        fh.write("| viewer | query | b | b′ | d | d/b | d/b′ | dk | dk/b | dk/b′ | spread |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
         for r in rows:
-            fh.write("| {viewer} | {query} | {b:.3f} | {bp:.3f} | {d:.3f} | {d_b:.2f} | {d_bp:.2f} | {spread:.3f} |\n".format(**r))
+            fh.write("| {viewer} | {query} | {b:.3f} | {bp:.3f} | {d:.3f} | {d_b:.2f} | {d_bp:.2f} | {dk:.3f} | {dk_b:.2f} | {dk_bp:.2f} | {spread:.3f} |\n".format(**r))
 
 
 if __name__ == "__main__":
