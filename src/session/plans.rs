@@ -73,6 +73,7 @@ use pgrx::prelude::*;
 
 thread_local! {
     static MARKER_HASH: Cell<Option<u32>> = const { Cell::new(None) };
+    static EAGER_HASH: Cell<Option<u32>> = const { Cell::new(None) };
     /// One entry per planning in progress: whether it holds a decision, and the epoch it began in.
     static PLANNINGS: RefCell<Vec<(bool, u32)>> = const { RefCell::new(Vec::new()) };
     /// Counts `invalidate` calls: a marked plan still valid was made in the current epoch.
@@ -122,14 +123,26 @@ pub fn init() {
 }
 
 fn marker_hash() -> u32 {
-    MARKER_HASH.with(|h| {
+    hash_of(&MARKER_HASH, pg_sys::InvalidOid)
+}
+
+/// The marker of plans with no relation (PL/pgSQL's simple expressions, a query of constants):
+/// they run with no executor start to check them, so a change of the acting user invalidates
+/// them at once, also with `crm.keep_user_plans` on (see "The same user again"). Hashed from
+/// the largest oid, which no function has in practice (a collision only invalidates more).
+fn eager_hash() -> u32 {
+    hash_of(&EAGER_HASH, pg_sys::Oid::from(u32::MAX))
+}
+
+fn hash_of(cache: &'static std::thread::LocalKey<Cell<Option<u32>>>, oid: pg_sys::Oid) -> u32 {
+    cache.with(|h| {
         *h.get().get_or_insert_with(|| {
             // SAFETY: hashing a key needs the syscache initialised, which it is in any
             // backend that plans or runs our hooks; no catalog access happens.
             let hash = unsafe {
                 pg_sys::GetSysCacheHashValue(
                     MARKER_CACHE as i32,
-                    pg_sys::Datum::from(pg_sys::InvalidOid),
+                    pg_sys::Datum::from(oid),
                     pg_sys::Datum::from(0),
                     pg_sys::Datum::from(0),
                     pg_sys::Datum::from(0),
@@ -146,7 +159,12 @@ fn marker_hash() -> u32 {
 /// # Safety
 /// `items` must be a valid `List` of `PlanInvalItem`s (or NIL), in the current memory context's lifetime.
 unsafe fn with_marker(items: *mut pg_sys::List) -> *mut pg_sys::List {
-    let hash = marker_hash();
+    with_hash(items, marker_hash())
+}
+
+/// # Safety
+/// As for `with_marker`.
+unsafe fn with_hash(items: *mut pg_sys::List, hash: u32) -> *mut pg_sys::List {
     let list = pgrx::PgList::<pg_sys::PlanInvalItem>::from_pg(items);
     if list.iter_ptr().any(|i| (*i).cacheId == MARKER_CACHE as i32 && (*i).hashValue == hash) {
         return items;
@@ -163,6 +181,20 @@ unsafe fn with_item(items: *mut pg_sys::List, cache_id: i32, hash: u32) -> *mut 
     (*item).cacheId = cache_id;
     (*item).hashValue = hash;
     pg_sys::lappend(items, item.cast())
+}
+
+/// `items` without the items naming `hash` in the marker's cache.
+///
+/// # Safety
+/// As for `with_marker`.
+unsafe fn without_hash(items: *mut pg_sys::List, hash: u32) -> *mut pg_sys::List {
+    let mut kept = std::ptr::null_mut();
+    for item in pgrx::PgList::<pg_sys::PlanInvalItem>::from_pg(items).iter_ptr() {
+        if !((*item).cacheId == MARKER_CACHE as i32 && (*item).hashValue == hash) {
+            kept = pg_sys::lappend(kept, item.cast());
+        }
+    }
+    kept
 }
 
 /// A marked plan's serial and the epoch its planning began in, if it is marked.
@@ -183,7 +215,8 @@ unsafe fn serial_and_epoch(stmt: *const pg_sys::PlannedStmt) -> Option<(u32, u32
 
 /// Whether a plan's invalidation item is one of ours (the marker, a serial or an epoch).
 pub fn is_own_item(item: &pg_sys::PlanInvalItem) -> bool {
-    matches!(item.cacheId, SERIAL_ITEM | EPOCH_ITEM) || (item.cacheId == MARKER_CACHE as i32 && item.hashValue == marker_hash())
+    matches!(item.cacheId, SERIAL_ITEM | EPOCH_ITEM)
+        || (item.cacheId == MARKER_CACHE as i32 && (item.hashValue == marker_hash() || item.hashValue == eager_hash()))
 }
 
 /// The hash a plan's invalidation item carries for function `oid`.
@@ -229,8 +262,10 @@ pub unsafe fn depends_on_acting_user(root: *mut pg_sys::PlannerInfo) -> bool {
     }
     // On the glob as well as on the plannings in progress: an expression planned for a
     // plpgsql cached expression has a glob but goes through no planner hook.
+    // The eager marker: an expression planned with no planner hook is relation-free; the
+    // planner hook makes a plan with relations deferrable (`planner`).
     let glob = (*root).glob;
-    (*glob).invalItems = with_marker((*glob).invalItems);
+    (*glob).invalItems = with_hash((*glob).invalItems, eager_hash());
     decision_made();
     true
 }
@@ -246,6 +281,11 @@ pub fn decision_made() {
 /// plpgsql's expression states) is gone.
 pub fn transaction_ended() {
     DECIDED.set(false);
+    if super::statement::depth() > 0 {
+        // A procedure's or DO block's COMMIT or ROLLBACK: its next transaction has no client
+        // statement of its own to look at the reverted user, so the plans go now (red team).
+        invalidate_plans(false);
+    }
     values_may_revert();
     // A plan that let nothing through because the catalog could not be loaded then (during a
     // parallel operation, say) must not outlive the transaction: nothing repairs that.
@@ -261,6 +301,7 @@ pub fn transaction_ended() {
 /// hooks that see it, `identity::reset_if_honoured` among them, as before.)
 pub fn values_may_revert() {
     if !DECIDED.get() && PLANNED_FOR.with(|p| p.borrow().is_some()) {
+        invalidate_eager();
         ACTING_CHANGED.set(true);
     }
 }
@@ -314,12 +355,24 @@ fn invalidate_plans(everything: bool) {
             pg_sys::ResetPlanCache();
         } else {
             pg_sys::CallSyscacheCallbacks(MARKER_CACHE as i32, marker_hash());
+            pg_sys::CallSyscacheCallbacks(MARKER_CACHE as i32, eager_hash());
         }
         // Domain CHECK expressions are prepared once per backend with their IMMUTABLE calls
         // folded, outside any planning we see: a function that read protected rows would keep
         // one user's answer in the type cache for good (red team, third round). Constraint
         // callbacks with hash 0 make the type cache reload every domain's constraints at
         // their next use (and the foreign-key cache its entries); both only set flags.
+        pg_sys::CallSyscacheCallbacks(pg_sys::SysCacheIdentifier::CONSTROID as i32, 0);
+    }
+}
+
+/// Invalidate what no executor start of ours checks before it runs: relation-free plans
+/// (the eager marker) and domain constraints. The deferrable plans, and the epoch their
+/// reuse is checked against, are left alone.
+fn invalidate_eager() {
+    // SAFETY: as in `invalidate_plans`.
+    unsafe {
+        pg_sys::CallSyscacheCallbacks(MARKER_CACHE as i32, eager_hash());
         pg_sys::CallSyscacheCallbacks(pg_sys::SysCacheIdentifier::CONSTROID as i32, 0);
     }
 }
@@ -333,6 +386,7 @@ pub fn acting_user_changed() {
         invalidate();
         return;
     }
+    invalidate_eager();
     ACTING_CHANGED.set(true);
     if super::statement::inside() {
         CHANGED_IN_STATEMENT.set(true);
@@ -439,7 +493,11 @@ unsafe extern "C-unwind" fn planner(
             n => n,
         };
         SERIAL.set(serial);
-        (*stmt).invalItems = with_marker((*stmt).invalItems);
+        (*stmt).invalItems = if (*stmt).relationOids.is_null() {
+            with_hash((*stmt).invalItems, eager_hash())
+        } else {
+            with_marker(without_hash((*stmt).invalItems, eager_hash()))
+        };
         (*stmt).invalItems = with_item((*stmt).invalItems, SERIAL_ITEM, serial);
         (*stmt).invalItems = with_item((*stmt).invalItems, EPOCH_ITEM, epoch);
         FRESH.set((serial, statement_start()));
