@@ -64,7 +64,13 @@
 //! Bind: a marked plan run there for another user (a transaction that runs a prepared
 //! statement before asserting anyone) is refused with a serialization failure, and planned
 //! anew when run again, exactly as a plan overtaken by a catalog change. A change within a
-//! transaction that has made or run a decision resets everything at once, as before.
+//! transaction that has made or run a decision resets everything at once, as before. Only
+//! plans with a relation are kept so: they run through an executor start, which checks
+//! them. A relation-free plan (a PL/pgSQL simple expression, which PostgreSQL may run
+//! through a function handle its caches keep, a range type's `subtype_diff` while planning,
+//! with no hook of ours) carries another marker, invalidated at once at every change, with
+//! the domain constraints; and a procedure's COMMIT invalidates everything it may have
+//! kept, since no client statement follows it (red team of the setting).
 
 use std::cell::{Cell, RefCell};
 
