@@ -66,7 +66,7 @@
 //! anew when run again, exactly as a plan overtaken by a catalog change. A change within a
 //! transaction that has made or run a decision resets everything at once, as before. Only
 //! plans with a relation are kept so: they run through an executor start, which checks
-//! them. A relation-free plan (a PL/pgSQL simple expression, which PostgreSQL may run
+//! them. A plan that scans no relation (a PL/pgSQL simple expression, which PostgreSQL may run
 //! through a function handle its caches keep, a range type's `subtype_diff` while planning,
 //! with no hook of ours) carries another marker, invalidated at once at every change, with
 //! the domain constraints; and a procedure's COMMIT invalidates everything it may have
@@ -187,6 +187,17 @@ unsafe fn with_item(items: *mut pg_sys::List, cache_id: i32, hash: u32) -> *mut 
     (*item).cacheId = cache_id;
     (*item).hashValue = hash;
     pg_sys::lappend(items, item.cast())
+}
+
+/// Whether the plan's range table has a relation: then PL/pgSQL cannot run it as a simple
+/// expression (`CachedPlanAllowsSimpleValidityCheck`), so it runs only through an executor
+/// start, where a reused plan is checked. Not `relationOids`: it also lists the relations a
+/// plan names as constants (`'leads'::regclass`), which a simple expression may (red team).
+///
+/// # Safety
+/// `stmt` must be a valid `PlannedStmt`.
+unsafe fn scans_a_relation(stmt: *const pg_sys::PlannedStmt) -> bool {
+    pgrx::PgList::<pg_sys::RangeTblEntry>::from_pg((*stmt).rtable).iter_ptr().any(|rte| (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION)
 }
 
 /// `items` without the items naming `hash` in the marker's cache.
@@ -499,10 +510,10 @@ unsafe extern "C-unwind" fn planner(
             n => n,
         };
         SERIAL.set(serial);
-        (*stmt).invalItems = if (*stmt).relationOids.is_null() {
-            with_hash((*stmt).invalItems, eager_hash())
-        } else {
+        (*stmt).invalItems = if scans_a_relation(stmt) {
             with_marker(without_hash((*stmt).invalItems, eager_hash()))
+        } else {
+            with_hash((*stmt).invalItems, eager_hash())
         };
         (*stmt).invalItems = with_item((*stmt).invalItems, SERIAL_ITEM, serial);
         (*stmt).invalItems = with_item((*stmt).invalItems, EPOCH_ITEM, epoch);
