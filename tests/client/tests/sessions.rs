@@ -952,7 +952,7 @@ fn a_function_reached_through_a_cached_handle_does_not_answer_for_the_previous_u
     admin
         .batch_execute(
             "CREATE FUNCTION leak_diff(a float8, b float8) RETURNS float8 IMMUTABLE LANGUAGE plpgsql AS $$
-             DECLARE x text; BEGIN x := set_config('rt.owner', coalesce(crm.acting_owner_id()::text, 'none') || ' ' || 'leads'::regclass::text, false); RETURN a - b; END $$;
+             DECLARE x text; BEGIN x := set_config('rt.owner', coalesce(crm.acting_owner_id()::text, 'none') || ' ' || 'public.leads'::regclass::text, false); RETURN a - b; END $$;
              CREATE TYPE fr AS RANGE (subtype = float8, subtype_diff = leak_diff);
              CREATE TABLE rr (r fr); INSERT INTO rr SELECT fr(g, g + 1) FROM generate_series(1, 2000) g; ANALYZE rr;
              GRANT SELECT ON rr TO sess_app;",
