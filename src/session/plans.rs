@@ -298,9 +298,10 @@ pub fn decision_made() {
 /// plpgsql's expression states) is gone.
 pub fn transaction_ended() {
     DECIDED.set(false);
-    if super::statement::depth() > 0 {
+    if super::statement::depth() > 0 && crate::session::guc::keep_user_plans() {
         // A procedure's or DO block's COMMIT or ROLLBACK: its next transaction has no client
         // statement of its own to look at the reverted user, so the plans go now (red team).
+        // (Off, the revert's assign hook invalidates them, as it always did.)
         invalidate_plans(false);
     }
     values_may_revert();
@@ -317,7 +318,9 @@ pub fn transaction_ended() {
 /// (In a transaction that has made or run a decision, a change is acted on at once by the
 /// hooks that see it, `identity::reset_if_honoured` among them, as before.)
 pub fn values_may_revert() {
-    if !DECIDED.get() && PLANNED_FOR.with(|p| p.borrow().is_some()) {
+    // Off, every change is acted on at once by the hooks that see it: nothing is deferred,
+    // and a session whose user never changes (a mapped login) keeps its plans as before.
+    if crate::session::guc::keep_user_plans() && !DECIDED.get() && PLANNED_FOR.with(|p| p.borrow().is_some()) {
         invalidate_eager();
         ACTING_CHANGED.set(true);
     }

@@ -971,3 +971,26 @@ fn a_function_reached_through_a_cached_handle_does_not_answer_for_the_previous_u
     assert_eq!(owner_seen(&mut app, "[1,2)"), "none leads");
     assert_eq!(owner_seen(&mut app, "[3,4)"), "none leads");
 }
+
+/// With `crm.keep_user_plans` off (here for a mapped BI login, whose user never changes),
+/// transactions ending invalidate nothing: a PL/pgSQL expression holding a decision is
+/// planned once for the session, as before the setting existed.
+#[test]
+fn without_the_setting_a_mapped_logins_plans_outlive_its_transactions() {
+    let mut admin = keeping_org("sess_keep_off");
+    admin
+        .batch_execute(
+            "GRANT USAGE ON SEQUENCE plannings TO sess_bi;
+             CREATE FUNCTION me() RETURNS bigint LANGUAGE plpgsql AS $$
+             DECLARE v bigint; BEGIN v := crm.acting_owner_id() + (planned()::int * 0); RETURN v; END $$;",
+        )
+        .unwrap();
+    let rep2: i64 = admin.query_one("SELECT crm.owner_id('rep2')", &[]).unwrap().get(0);
+    let mut bi = connect("sess_keep_off", "sess_bi");
+    for _ in 0..3 {
+        let mut tx = bi.transaction().unwrap();
+        assert_eq!(tx.query_one("SELECT me()", &[]).unwrap().get::<_, i64>(0), rep2);
+        tx.commit().unwrap();
+    }
+    assert_eq!(plannings(&mut admin), 1);
+}
