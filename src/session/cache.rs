@@ -148,6 +148,8 @@ thread_local! {
     static LOADING: Cell<bool> = const { Cell::new(false) };
     /// The client statement in which invalidations were last taken in (see `current`).
     static ACCEPTED_IN: Cell<pgrx::pg_sys::TimestampTz> = const { Cell::new(0) };
+    /// The client statement whose catch-up found the model fresh (see `parallel_may_keep`).
+    static FRESH_IN: Cell<pgrx::pg_sys::TimestampTz> = const { Cell::new(0) };
     /// The model the planning in progress decides with (see `current`).
     static PINNED: RefCell<Option<Rc<Loaded>>> = const { RefCell::new(None) };
     /// The catalog tables hold a past moment's catalog (see `rebuilding`).
@@ -348,10 +350,32 @@ pub fn catch_up_once_per_statement(parallel: bool) {
         expire_if_due(super::plans::decision_moment());
     }
     // SAFETY: reads a flag of the current transaction.
-    if parallel && !REBUILDING.get() && STALE.get() && MODEL.with(|m| m.borrow().is_some()) && !unsafe { pg_sys::IsInParallelMode() } {
+    let in_parallel = unsafe { pg_sys::IsInParallelMode() };
+    // A backend's first load too (CI, 2026-12-06: a leader whose first protected query was
+    // a parallel-restricted function's saw nothing), where crm_access is installed.
+    if parallel && !REBUILDING.get() && STALE.get() && !in_parallel && (MODEL.with(|m| m.borrow().is_some()) || crm_schema_exists()) {
         // A broken catalog fails closed where it is used, with its own error.
         let _ = current_unpinned(false);
     }
+    if !in_parallel && !STALE.get() && MODEL.with(|m| m.borrow().is_some()) {
+        FRESH_IN.set(super::plans::statement_start());
+    }
+}
+
+fn crm_schema_exists() -> bool {
+    // SAFETY: a syscache lookup by name.
+    unsafe { pg_sys::get_namespace_oid(c"crm".as_ptr(), true) != pg_sys::InvalidOid }
+}
+
+/// Whether a stale model may still decide: inside a parallel query (where no model can be
+/// loaded) when this client statement's catch-up found it fresh. What made it stale was
+/// taken in after the statement began (an ANALYZE of a catalog table by autovacuum, a
+/// change committed meanwhile), and a change counts from the next statement (DESIGN §6);
+/// failing closed instead showed a leader nothing at random (CI, 2026-12-06).
+fn parallel_may_keep() -> bool {
+    // SAFETY: reads a flag of the current transaction.
+    let in_parallel = unsafe { pg_sys::IsInParallelMode() };
+    in_parallel && FRESH_IN.get() == super::plans::statement_start()
 }
 
 fn current_unpinned(accept: bool) -> CrmResult<Rc<Loaded>> {
@@ -370,7 +394,7 @@ fn current_unpinned(accept: bool) -> CrmResult<Rc<Loaded>> {
     }
     let start = super::plans::decision_moment();
     expire_if_due(start);
-    if !STALE.get() {
+    if !STALE.get() || parallel_may_keep() {
         if let Some(m) = MODEL.with(|m| m.borrow().clone()) {
             return Ok(m);
         }
