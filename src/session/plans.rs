@@ -84,6 +84,9 @@ thread_local! {
     static PLANNINGS: RefCell<Vec<(bool, u32)>> = const { RefCell::new(Vec::new()) };
     /// Counts `invalidate` calls: a marked plan still valid was made in the current epoch.
     static EPOCH: Cell<u32> = const { Cell::new(0) };
+    /// The epoch the last settled change of the acting user began (`settle`): a plan of an
+    /// earlier epoch refused later was overtaken by it, whichever hook settled it.
+    static ACTING_EPOCH: Cell<u32> = const { Cell::new(0) };
     /// Numbers the marked plans made; `FRESH` is the latest one, with the start of the
     /// client statement that made it, until it starts executing.
     static SERIAL: Cell<u32> = const { Cell::new(0) };
@@ -427,6 +430,7 @@ pub fn settle() {
         // decision, and since then none was made or run but for the acting user as it is now
         // (every other way to one settles first): only the marked plans hold another's.
         invalidate_plans(false);
+        ACTING_EPOCH.set(EPOCH.get());
     }
 }
 
@@ -560,10 +564,10 @@ unsafe fn refuse_if_overtaken(stmt: *const pg_sys::PlannedStmt) {
         FRESH.set((0, 0));
         return;
     }
-    // A change of the acting user this plan's decisions may not hold for (`settle`).
-    let before = EPOCH.get();
+    // A change of the acting user this plan's decisions may not hold for (`settle`, here or
+    // in a hook that ran before, such as a domain's CHECK at Bind).
     settle();
-    let acting_changed = EPOCH.get() != before;
+    let acting_changed = (ACTING_EPOCH.get().wrapping_sub(epoch) as i32) > 0;
     crate::catalog::commits::wait_for_catalog_commits();
     pg_sys::AcceptInvalidationMessages();
     // A grant its decisions hold may have ended since (`session::expiry`).

@@ -993,6 +993,23 @@ fn a_user_changed_after_a_kept_plan_ran_decides_for_the_new_user_everywhere() {
     let mut tx = app.transaction().unwrap();
     let err = tx.query_one(&checked, &[&AnyInt8(ids["mgr"])]).unwrap_err();
     assert_eq!(sqlstate(&err).as_deref(), Some("23514"), "{err}");
+    tx.rollback().unwrap();
+    // A portal Bound with a kept plan (a DML statement's, which starts at its Execute), then
+    // another statement that settles the change (it calls a function), then the portal's
+    // Execute: refused with the reason that holds (red team round 3: it said the catalog had
+    // changed).
+    let touched = app.prepare("UPDATE leads SET owner_id = owner_id WHERE id = 3 RETURNING id").unwrap();
+    let mut tx = app.transaction().unwrap();
+    tx.batch_execute("SET LOCAL crm.user_name = 'rep1'").unwrap();
+    assert_eq!(tx.query(&touched, &[]).unwrap().len(), 1);
+    tx.commit().unwrap();
+    let mut tx = app.transaction().unwrap();
+    let portal = tx.bind(&touched, &[]).unwrap();
+    assert_eq!(tx.query_one("SELECT me()", &[]).unwrap().get::<_, Option<i64>>(0), None);
+    let err = tx.query_portal(&portal, 0).unwrap_err();
+    let db = err.as_db_error().expect("a server error");
+    assert_eq!((db.code().code(), db.message()), ("40001", "the acting CRM user changed since this statement was planned"));
+    tx.rollback().unwrap();
 }
 
 /// Red team of keep_user_plans: a function PostgreSQL calls through a handle its caches keep
