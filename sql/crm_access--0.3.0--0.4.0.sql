@@ -586,7 +586,10 @@ CREATE TABLE crm.compiled_model (
     compile_ms  float8      NOT NULL DEFAULT 0,
     -- The library that compiled it: only the same release reads it (after an update, another
     -- compiles what its own code would, until the next catalog commit publishes again).
-    library     text        NOT NULL DEFAULT ''
+    library     text        NOT NULL DEFAULT '',
+    -- How the bytes were made: the whole catalog compiled, or the model published before
+    -- with the commit's change patched in (issue 28, item 2); NULL without bytes.
+    built       text        CHECK (built IN ('compiled', 'patched'))
 );
 -- Read whole, every time: compressing it would cost each reader more than the I/O it saves.
 ALTER TABLE crm.compiled_model ALTER COLUMN bytes SET STORAGE EXTERNAL;

@@ -105,6 +105,46 @@ impl CompiledRule {
     }
 }
 
+/// A sharing rule with what it shares and with whom, looked up in `index`.
+pub(crate) fn compile_rule(r: &SharingRule, index: &UserIndex, module_relations: &[(String, String)]) -> CompiledRule {
+    let (source_owners, receiving_roles_above, target_users) = rule_reach(r.source, r.target, index);
+    CompiledRule { rule: rule_as_compiled(r, module_relations), source_owners, receiving_roles_above, target_users }
+}
+
+/// The owners a rule from `source` shares and who receives it when it targets `target`:
+/// `CompiledRule`'s sets, which depend on nothing else of the rule.
+pub(crate) fn rule_reach(source: Party, target: Party, index: &UserIndex) -> (Vec<OwnerId>, BTreeSet<RoleId>, Vec<OwnerId>) {
+    let mut source_owners = users_of(source, index);
+    if let Party::Group(g) = source {
+        if let Err(at) = source_owners.binary_search(&g) {
+            source_owners.insert(at, g);
+        }
+    }
+    let target_users = users_of(target, index);
+    // Each target user's ancestors; a role already seen had its ancestors added.
+    let mut receiving_roles_above = BTreeSet::new();
+    let target_roles: BTreeSet<RoleId> = target_users.iter().map(|t| index.users[t].role).collect();
+    for r in target_roles {
+        let mut role = index.tree.parent(r);
+        while let Some(rl) = role {
+            if !receiving_roles_above.insert(rl) {
+                break;
+            }
+            role = index.tree.parent(rl);
+        }
+    }
+    (source_owners, receiving_roles_above, target_users)
+}
+
+/// The rule as the model holds it. A rule carries access only to modules still related to its
+/// own: a relation removed (or a module dropped and its name reused) takes the access with it,
+/// whatever the rule's row still names (red team of issue 25).
+pub(crate) fn rule_as_compiled(r: &SharingRule, module_relations: &[(String, String)]) -> SharingRule {
+    let mut rule = r.clone();
+    rule.related_modules.retain(|child| module_relations.iter().any(|(p, c)| *p == rule.module && c == child));
+    rule
+}
+
 /// The groups of each user, as one sorted array per column rather than a vector per user:
 /// with 20,000 users the per-user vectors' headers and the map's nodes were a fifth of the
 /// model's memory.
@@ -239,37 +279,7 @@ impl Model {
             }
         }
 
-        let rules = catalog
-            .sharing_rules
-            .iter()
-            .map(|r| {
-                let mut source_owners = users_of(r.source, &index);
-                if let Party::Group(g) = r.source {
-                    if let Err(at) = source_owners.binary_search(&g) {
-                        source_owners.insert(at, g);
-                    }
-                }
-                let target_users = users_of(r.target, &index);
-                // Each target user's ancestors; a role already seen had its ancestors added.
-                let mut receiving_roles_above = BTreeSet::new();
-                let target_roles: BTreeSet<RoleId> = target_users.iter().map(|t| users[t].role).collect();
-                for r in target_roles {
-                    let mut role = tree.parent(r);
-                    while let Some(rl) = role {
-                        if !receiving_roles_above.insert(rl) {
-                            break;
-                        }
-                        role = tree.parent(rl);
-                    }
-                }
-                // A rule carries access only to modules still related to its own: a relation
-                // removed (or a module dropped and its name reused) takes the access with it,
-                // whatever the rule's row still names (red team of issue 25).
-                let mut rule = r.clone();
-                rule.related_modules.retain(|child| catalog.module_relations.iter().any(|(p, c)| *p == rule.module && c == child));
-                CompiledRule { rule, source_owners, receiving_roles_above, target_users }
-            })
-            .collect();
+        let rules = catalog.sharing_rules.iter().map(|r| compile_rule(r, &index, &catalog.module_relations)).collect();
         for holders in set_holders.values_mut() {
             holders.sort_unstable();
             holders.dedup();

@@ -16,6 +16,7 @@ mod fields;
 mod filter;
 mod groups;
 mod messages;
+mod patch;
 mod record_shares;
 mod restriction;
 mod review;

@@ -17,7 +17,7 @@ fn catalog_changed<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<
     if rel.name() == "shares" && rel.namespace() == "crm" {
         crate::catalog::commits::shares_changed();
     } else {
-        crate::catalog::commits::catalog_changed();
+        crate::catalog::commits::catalog_changed(rel.oid());
     }
     Ok(None)
 }

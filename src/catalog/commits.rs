@@ -28,6 +28,9 @@ use crate::error::CrmResult;
 thread_local! {
     /// This transaction changed a table the model is compiled from.
     static CHANGED: Cell<bool> = const { Cell::new(false) };
+    /// The tables the model is compiled from that this transaction changed (`publish` patches
+    /// the published model when they allow it); a subtransaction rolled back leaves its own.
+    static CHANGED_TABLES: RefCell<Vec<pg_sys::Oid>> = const { RefCell::new(Vec::new()) };
     /// This transaction changed record shares (crm.shares, not compiled).
     static SHARES_CHANGED: Cell<bool> = const { Cell::new(false) };
     /// This transaction holds the commit lock (it is committing).
@@ -49,9 +52,21 @@ pub fn init() {
     unsafe { pg_sys::RegisterXactCallback(Some(transaction_event), std::ptr::null_mut()) };
 }
 
-/// A table the model is compiled from changed in this transaction.
-pub fn catalog_changed() {
+/// A table the model is compiled from, `relid`, changed in this transaction.
+pub fn catalog_changed(relid: pg_sys::Oid) {
     CHANGED.set(true);
+    CHANGED_TABLES.with(|t| {
+        let mut t = t.borrow_mut();
+        if !t.contains(&relid) {
+            t.push(relid);
+        }
+    });
+}
+
+/// The tables the model is compiled from that this transaction changed; empty when its
+/// change came otherwise (a COMMIT PREPARED publishing again).
+pub fn changed_tables() -> Vec<pg_sys::Oid> {
+    CHANGED_TABLES.with(|t| t.borrow().clone())
 }
 
 /// Whether this transaction changed the catalog: its own model holds changes no published
@@ -158,6 +173,7 @@ unsafe extern "C-unwind" fn transaction_event(event: pg_sys::XactEvent::Type, _a
         }
         XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PARALLEL_ABORT => {
             CHANGED.set(false);
+            CHANGED_TABLES.with(|t| t.borrow_mut().clear());
             SHARES_CHANGED.set(false);
             HOLDING.set(false);
             COMMITTED_PREPARED.set(false);

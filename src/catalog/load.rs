@@ -69,11 +69,7 @@ SELECT json_build_object('catalog', json_build_object(
   'group_members', coalesce((SELECT json_agg(json_build_object('group', group_id,
                                 'member', json_build_object('kind', member_kind, 'id', member_id)))
                              FROM crm.group_members), '[]'),
-  'sharing_rules', coalesce((SELECT json_agg(json_build_object('id', id, 'module', module, 'access', access,
-                                'related_modules', related_modules,
-                                'source', json_build_object('kind', source_kind, 'id', source_id),
-                                'target', json_build_object('kind', target_kind, 'id', target_id)))
-                             FROM crm.sharing_rules), '[]'),
+  'sharing_rules', {sharing_rules},
   'permission_sets', coalesce((SELECT json_agg(json_build_object(
         'id', s.id, 'name', s.name, 'view_all', s.view_all, 'edit_all', s.edit_all, 'message_permissions', s.message_permissions,
         'grants', coalesce((SELECT json_object_agg(g.module, g.actions)
@@ -88,6 +84,16 @@ SELECT json_build_object('catalog', json_build_object(
   'catalog_relids', coalesce((SELECT json_agg(tbl::oid::int8) FROM crm.catalog_tables WHERE compiled), '[]'),
   'assert_fn', 'crm.assert_can_assign(regclass, text, bigint)'::regprocedure::oid::int8
 )::text";
+
+/// The sharing rules as the load reads them, in its order: also read alone by a commit that
+/// patches them into the published model (`publish`). Ordered, as the modules are: a patch
+/// leaves the bytes a compile makes only if the compile's order does not hang on a join's plan
+/// (the modules' did, on how many defaults have a row).
+pub const SHARING_RULES_JSON: &str = "coalesce((SELECT json_agg(json_build_object('id', id, 'module', module, 'access', access,
+                                'related_modules', related_modules,
+                                'source', json_build_object('kind', source_kind, 'id', source_id),
+                                'target', json_build_object('kind', target_kind, 'id', target_id)) ORDER BY id)
+                             FROM crm.sharing_rules), '[]')";
 
 /// The shared model's rows (`publish::read`), each with what a model read from them is
 /// completed with: what is bound to database roles and relations, which change without a
@@ -111,7 +117,7 @@ FROM crm.compiled_model m";
 /// `compat`.
 const MODULES_AS_DATA: &str = "'modules', (SELECT json_agg(json_build_object('name', m.name, 'sharing_default', coalesce(d.level, 'private'),
                                                 'controlled_by', m.controlled_by, 'holds', m.holds,
-                                                'links_conversations', m.links_conversations))
+                                                'links_conversations', m.links_conversations) ORDER BY m.name)
               FROM crm.modules m LEFT JOIN crm.sharing_defaults d ON d.module = m.name),
   'module_relations', coalesce((SELECT json_agg(json_build_array(parent, child)) FROM crm.module_relations), '[]'),
   'restriction_rules', coalesce((SELECT json_agg(json_build_object('id', id, 'module', module,
@@ -133,7 +139,7 @@ thread_local! {
     /// `CATALOG_JSON` for each kind of schema, built once.
     static QUERIES: [std::ffi::CString; 2] = [(MODULES_AS_DATA, PUBLISHED), (MODULES_BEFORE_0_4, "")]
         .map(|(modules, published)| {
-            let query = CATALOG_JSON.replace("{modules}", modules).replace("{published}", published);
+            let query = CATALOG_JSON.replace("{modules}", modules).replace("{published}", published).replace("{sharing_rules}", SHARING_RULES_JSON);
             std::ffi::CString::new(query).expect("no NUL in the query")
         });
 }

@@ -139,6 +139,7 @@ pub struct Compiled {
     ms: f64,
     seen: Vec<i64>,
     bytes: Option<Vec<u8>>,
+    built: Built,
 }
 
 /// With `crm.compile_spacing` set (superusers; 0, off, by default), a session's catalog commit
@@ -195,7 +196,7 @@ pub fn compile() -> Option<Compiled> {
     // SAFETY: reads the clock.
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     if too_soon(now) {
-        return Some(Compiled { at: now, ms: 0.0, seen: Vec::new(), bytes: None });
+        return Some(Compiled { at: now, ms: 0.0, seen: Vec::new(), bytes: None, built: Built::Compiled });
     }
     // SAFETY: a syscache lookup of the schema's oid, then a transaction-level lock that waits
     // under the deadlock detector, released when the transaction ends (after its commit is
@@ -213,20 +214,132 @@ pub fn compile() -> Option<Compiled> {
         pg_sys::GetCurrentTimestamp()
     };
     let started = std::time::Instant::now();
-    let compiled = super::spi::with_snapshot(|| super::spi::best_effort(|| {
-        let loaded = load::load()?;
-        let model = Model::compile_at(loaded.catalog, at).map_err(|e| CrmError::broken_catalog(e.to_string()))?;
-        Ok((loaded.published, model.to_bytes()))
-    }));
+    // A patch that fails (it cannot be made, or reading for it failed) is only a compile more.
+    let patch = super::spi::with_snapshot(|| super::spi::best_effort(|| patched(at)));
+    if let Err(e) = &patch {
+        pgrx::debug1!("crm_access: the published model could not be patched, the catalog is compiled: {e}");
+    }
+    let compiled = match patch {
+        Ok(Some((seen, bytes))) => Ok((seen, bytes, Built::Patched)),
+        Ok(None) | Err(_) => super::spi::with_snapshot(|| super::spi::best_effort(|| {
+            let loaded = load::load()?;
+            let model = Model::compile_at(loaded.catalog, at).map_err(|e| CrmError::broken_catalog(e.to_string()))?;
+            Ok((loaded.published, model.to_bytes(), Built::Compiled))
+        })),
+    };
     let ms = started.elapsed().as_secs_f64() * 1000.0;
-    LAST.set(Some((at, ms)));
     Some(match compiled {
-        Ok((mut seen, bytes)) => {
+        Ok((mut seen, bytes, built)) => {
+            // Spacing counts what a compile costs: a patch is not one.
+            if built == Built::Compiled {
+                LAST.set(Some((at, ms)));
+            }
             seen.sort_unstable();
-            Compiled { at, ms, seen, bytes: Some(bytes) }
+            Compiled { at, ms, seen, bytes: Some(bytes), built }
         }
-        Err(_) => Compiled { at, ms, seen: Vec::new(), bytes: None },
+        Err(_) => {
+            LAST.set(Some((at, ms)));
+            Compiled { at, ms, seen: Vec::new(), bytes: None, built: Built::Compiled }
+        }
     })
+}
+
+/// How the published bytes were made (`crm.compiled_model.built`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Built {
+    /// The whole catalog loaded and compiled.
+    Compiled,
+    /// The model published before, with this transaction's change patched in (issue 28, item 2).
+    Patched,
+}
+
+impl Built {
+    fn as_str(self) -> &'static str {
+        match self {
+            Built::Compiled => "compiled",
+            Built::Patched => "patched",
+        }
+    }
+}
+
+/// The model this commit leaves, patched from the published one (issue 28, item 2), when this
+/// transaction changed no table the model is compiled from but the sharing defaults and the
+/// sharing rules (`Model::patch_sharing_defaults`, `Model::patch_sharing_rules`: each equals a
+/// compile byte for byte). `None` (compile the catalog) otherwise, or when there is no one
+/// published model of this library for a moment not after `at`, still right at `at`, or the
+/// references a restore loaded are not checked yet. Read under the latest snapshot, as
+/// `load::load` reads the catalog: the published row then reflects every catalog commit
+/// visible in it, the tables read are as the compile would read them, and a commit landing
+/// before this one takes the commit lock makes `write` publish no bytes, as for a compile.
+fn patched(at: i64) -> CrmResult<Option<(Vec<i64>, Vec<u8>)>> {
+    let tables = super::commits::changed_tables();
+    let (defaults, rules) = (crm_relid(c"sharing_defaults"), crm_relid(c"sharing_rules"));
+    let patchable = |t: &pg_sys::Oid| *t != pg_sys::InvalidOid && (*t == defaults || *t == rules);
+    if tables.is_empty() || !tables.iter().all(patchable) || !super::compat::modules_are_data() {
+        return Ok(None);
+    }
+    let query = |sql: String| -> CrmResult<Option<String>> {
+        let sql = std::ffi::CString::new(sql).expect("no NUL in the query");
+        privileged::as_catalog_role(|| Ok(privileged::query_one(&sql)))
+    };
+    // SAFETY: the snapshot pushed is popped before returning, on success and on error alike
+    // (an error aborts the (sub)transaction, which pops active snapshots itself).
+    let read = unsafe {
+        pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot());
+        let read = (|| -> CrmResult<Option<(Vec<Row>, Option<String>, Option<String>)>> {
+            if super::restore::problems()?.is_some() {
+                return Ok(None);
+            }
+            let levels = if tables.contains(&defaults) { query(SHARING_DEFAULTS.to_string())? } else { None };
+            let rules = if tables.contains(&rules) { query(format!("SELECT ({})::text", load::SHARING_RULES_JSON))? } else { None };
+            Ok(Some((rows()?, levels, rules)))
+        })();
+        pg_sys::PopActiveSnapshot();
+        read?
+    };
+    let Some((rows, levels, rule_rows)) = read else { return Ok(None) };
+    let [(id, compiled_at, Some(bytes), Some(_), Some(library))] = rows.as_slice() else { return Ok(None) };
+    if *compiled_at > at || library != LIBRARY {
+        return Ok(None);
+    }
+    // What does not read as the load would read it: the compile reports it, with the reason.
+    let levels: Option<Option<BTreeMap<String, crm_model::SharingLevel>>> = match levels {
+        None => Some(None),
+        Some(json) => serde_json::from_str::<BTreeMap<String, String>>(&json)
+            .ok()
+            .and_then(|levels| levels.into_iter().map(|(m, l)| l.parse().ok().map(|l| (m, l))).collect())
+            .map(Some),
+    };
+    let rule_rows: Option<Option<Vec<crm_model::SharingRule>>> = match rule_rows {
+        None => Some(None),
+        Some(json) => serde_json::from_str(&json).ok().map(Some),
+    };
+    let (Some(levels), Some(rule_rows)) = (levels, rule_rows) else { return Ok(None) };
+    let Some(mut model) = Model::from_bytes(bytes) else { return Ok(None) };
+    if model.valid_until().is_some_and(|until| until <= at) {
+        return Ok(None);
+    }
+    if let Some(levels) = levels {
+        model.patch_sharing_defaults(&levels);
+    }
+    if let Some(rule_rows) = rule_rows {
+        model.patch_sharing_rules(rule_rows);
+    }
+    Ok(Some((vec![*id], model.to_bytes())))
+}
+
+const SHARING_DEFAULTS: &str = "SELECT coalesce(json_object_agg(module, level), '{}')::text FROM crm.sharing_defaults";
+
+/// The oid of crm's table `name`, if there is one.
+fn crm_relid(name: &std::ffi::CStr) -> pg_sys::Oid {
+    // SAFETY: syscache lookups by name.
+    unsafe {
+        let schema = pg_sys::get_namespace_oid(c"crm".as_ptr(), true);
+        if schema == pg_sys::InvalidOid {
+            return pg_sys::InvalidOid;
+        }
+        pg_sys::get_relname_relid(name.as_ptr(), schema)
+    }
 }
 
 /// Under the exclusive commit lock: replace the rows the compile saw with its bytes. Rows it did
@@ -236,7 +349,8 @@ pub fn write(compiled: Compiled) -> CrmResult<()> {
     let mut visible = ids()?;
     visible.sort_unstable();
     let bytes = compiled.bytes.filter(|_| compiled.seen == visible);
-    replace(&visible, compiled.at, bytes.as_deref(), compiled.ms)
+    let built = bytes.is_some().then_some(compiled.built);
+    replace(&visible, compiled.at, bytes.as_deref(), compiled.ms, built)
 }
 
 /// Whether what is published is not one model (no row, a prepared transaction's row without
@@ -258,7 +372,7 @@ pub fn prepared() -> CrmResult<()> {
         return Ok(());
     }
     // SAFETY: reads the clock.
-    super::spi::with_snapshot(|| replace(&[], unsafe { pg_sys::GetCurrentTimestamp() }, None, 0.0))
+    super::spi::with_snapshot(|| replace(&[], unsafe { pg_sys::GetCurrentTimestamp() }, None, 0.0, None))
 }
 
 /// The ids of the rows visible now, as the catalog role.
@@ -269,7 +383,7 @@ fn ids() -> CrmResult<Vec<i64>> {
 
 /// Delete rows `gone` and add one, as the catalog role, under the latest snapshot (a
 /// repeatable-read transaction must not fail on the rows of commits after its start).
-fn replace(gone: &[i64], at: i64, bytes: Option<&[u8]>, ms: f64) -> CrmResult<()> {
+fn replace(gone: &[i64], at: i64, bytes: Option<&[u8]>, ms: f64, built: Option<Built>) -> CrmResult<()> {
     privileged::as_catalog_role(|| {
         if !gone.is_empty() {
             let ids = gone.to_vec().into_datum().expect("an array datum");
@@ -277,12 +391,13 @@ fn replace(gone: &[i64], at: i64, bytes: Option<&[u8]>, ms: f64) -> CrmResult<()
         }
         let bytes = bytes.and_then(|b| b.into_datum());
         super::latest::execute(
-            "INSERT INTO crm.compiled_model (compiled_at, bytes, compile_ms, library) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO crm.compiled_model (compiled_at, bytes, compile_ms, library, built) VALUES ($1, $2, $3, $4, $5)",
             &[
                 (pg_sys::TIMESTAMPTZOID, pg_sys::Datum::from(at), false),
                 (pg_sys::BYTEAOID, bytes.unwrap_or(pg_sys::Datum::from(0)), bytes.is_none()),
                 (pg_sys::FLOAT8OID, ms.into_datum().expect("a float8 datum"), false),
                 (pg_sys::TEXTOID, LIBRARY.into_datum().expect("a text datum"), false),
+                (pg_sys::TEXTOID, built.and_then(|b| b.as_str().into_datum()).unwrap_or(pg_sys::Datum::from(0)), built.is_none()),
             ],
             false,
         )?;

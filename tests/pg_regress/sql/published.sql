@@ -73,6 +73,82 @@ SELECT rows, with_bytes FROM regress.published;
 :carol_reads
 SELECT crm.set_sharing_default('Leads', 'private');
 
+-- Incremental changes (issue 28, item 2): a commit that changed no table the model is compiled
+-- from but crm.sharing_defaults and crm.sharing_rules patches the published model instead of
+-- compiling the catalog, and its bytes are exactly those a compile of the same catalog makes:
+-- :patch_is_compile shows how the bytes were built, then has a statement on another catalog
+-- table that changes no row compile the same catalog, and compares.
+CREATE TABLE regress.patched (bytes bytea);
+\set patch_is_compile 'SELECT built FROM crm.compiled_model; TRUNCATE regress.patched; INSERT INTO regress.patched SELECT bytes FROM crm.compiled_model; UPDATE crm.roles SET name = name WHERE false; SELECT built, bytes = (SELECT bytes FROM regress.patched) AS same_bytes FROM crm.compiled_model;'
+SELECT crm.set_sharing_default('Leads', 'public_read');
+:patch_is_compile
+\c
+:carol_reads
+-- Several defaults in one transaction, one by hand, one row deleted (private again).
+BEGIN;
+SELECT crm.set_sharing_default('Tickets', 'public_read_write');
+UPDATE crm.sharing_defaults SET level = 'public_read_write' WHERE module = 'Accounts';
+DELETE FROM crm.sharing_defaults WHERE module = 'Leads';
+COMMIT;
+:patch_is_compile
+\c
+:carol_reads
+SELECT module, level FROM crm.sharing_defaults ORDER BY module;
+-- A rule added beside a default change; changed by hand; one more; one dropped: each patched.
+BEGIN;
+SELECT crm.add_sharing_rule('Leads', 'role', 'Rep_West', 'role', 'Rep_East', 'read') AS west_to_east \gset
+SELECT crm.set_sharing_default('Tickets', 'private');
+COMMIT;
+:patch_is_compile
+\c
+:carol_reads
+UPDATE crm.sharing_rules SET target_kind = 'role_and_subordinates', target_id = (SELECT id FROM crm.roles WHERE name = 'Mgr_West') WHERE id = :west_to_east;
+:patch_is_compile
+\c
+:carol_reads
+SELECT crm.add_sharing_rule('Leads', 'role_and_subordinates', 'Mgr_West', 'role', 'Rep_East', 'read_write');
+:patch_is_compile
+\c
+:carol_reads
+SELECT crm.drop_sharing_rule(:west_to_east);
+:patch_is_compile
+\c
+:carol_reads
+-- A default changed beside another table (a group): compiled.
+BEGIN;
+SELECT crm.set_sharing_default('Leads', 'public_read');
+SELECT crm.create_group('Patch 1');
+COMMIT;
+SELECT built FROM crm.compiled_model;
+-- With no model published (a row without bytes, as a spaced commit leaves): compiled.
+UPDATE crm.compiled_model SET bytes = NULL, built = NULL;
+SELECT crm.set_sharing_default('Leads', 'private');
+SELECT built FROM crm.compiled_model;
+-- A prepared default change: its COMMIT PREPARED, in a transaction that changed nothing,
+-- compiles.
+BEGIN;
+SELECT crm.set_sharing_default('Leads', 'public_read_write');
+PREPARE TRANSACTION 'published_regress';
+COMMIT PREPARED 'published_regress';
+SELECT built FROM crm.compiled_model;
+-- A change rolled back to a savepoint still counts as one (the patch is only ever skipped).
+BEGIN;
+SAVEPOINT s;
+SELECT crm.create_group('Patch 3');
+ROLLBACK TO s;
+SELECT crm.set_sharing_default('Leads', 'public_read');
+COMMIT;
+SELECT built FROM crm.compiled_model;
+\c
+:carol_reads
+BEGIN;
+SELECT crm.set_sharing_default('Leads', 'private');
+SELECT crm.drop_sharing_rule(id) FROM crm.sharing_rules;
+COMMIT;
+:patch_is_compile
+\c
+:carol_reads
+
 -- Bytes that are not a model (written by a superuser, without a catalog change): compiled.
 CREATE TABLE regress.saved AS SELECT bytes, compiled_at FROM crm.compiled_model;
 UPDATE crm.compiled_model SET bytes = '\x00'::bytea;
