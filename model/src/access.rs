@@ -217,6 +217,7 @@ impl Model {
     /// of the compiled catalog too (DESIGN §9). The model is right until `valid_until`, the
     /// earliest end still to come; whoever holds it compiles again for a moment at or after it.
     pub fn compile_at(mut catalog: Catalog, at: i64) -> Result<Model, ModelError> {
+        catalog.normalise();
         let valid_until = catalog.permission_set_assignments.iter().filter_map(|a| a.2).filter(|&until| until > at).min();
         catalog.permission_set_assignments.retain(|a| a.2.is_none_or(|until| at < until));
         let tree = RoleTree::build(&catalog.roles)?;

@@ -210,6 +210,36 @@ pub struct SharingRule {
 }
 
 impl Catalog {
+    /// Put every list of rows in key order: a model's bytes then depend on the catalog alone,
+    /// not on the order a load read its tables in (a table's physical order, a join's plan,
+    /// which ANALYZE may change), so a model patched with a change (`patch`) has exactly the
+    /// bytes a compile of the same catalog has (red team of issue 28, item 2). Lists a row
+    /// holds (a restriction rule's allowed values, a rule's related modules) are its content
+    /// and stay as they are.
+    pub(crate) fn normalise(&mut self) {
+        self.roles.sort_by_key(|r| r.id);
+        for p in self.profiles.iter_mut().chain(self.permission_sets.iter_mut()) {
+            for actions in p.grants.values_mut() {
+                actions.sort_unstable();
+            }
+            p.message_permissions.sort_unstable();
+        }
+        self.profiles.sort_by_key(|p| p.id);
+        self.permission_sets.sort_by_key(|p| p.id);
+        self.role_profiles.sort_unstable();
+        self.users.sort_by_key(|u| u.owner_id);
+        self.modules.sort_by(|a, b| a.name.cmp(&b.name));
+        self.module_relations.sort_unstable();
+        self.trusted_roles.sort_unstable();
+        self.groups.sort_by_key(|g| g.owner_id);
+        self.group_members.sort_by_key(|m| (m.group, m.member));
+        self.sharing_rules.sort_by_key(|r| r.id);
+        self.permission_set_assignments.sort_unstable();
+        self.hidden_fields.sort_unstable();
+        self.calendar_shares.sort_unstable();
+        self.restriction_rules.sort_by_key(|r| r.id);
+    }
+
     /// The modules whose records hang under `parent`'s (DESIGN §3.1, §9: `crm.module_relations`):
     /// a rule on the parent module may carry access to these.
     pub fn related_modules<'a>(&'a self, parent: &'a str) -> impl Iterator<Item = &'a str> + 'a {

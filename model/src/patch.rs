@@ -21,11 +21,11 @@ impl Model {
         self.defaults = self.catalog.modules.iter().map(|m| (m.name.clone(), m.sharing_default)).collect();
     }
 
-    /// The sharing rules as the catalog holds them now, in the order its load reads them
-    /// (`crm.sharing_rules`). What a rule shares and with whom depends only on its source and
+    /// The sharing rules as the catalog holds them now (`crm.sharing_rules`, in any order). What a rule shares and with whom depends only on its source and
     /// target and on the users, roles and groups, which this change leaves alone: a source and
     /// target the model already compiled keep their sets, and only new ones are looked up.
-    pub fn patch_sharing_rules(&mut self, rules: Vec<SharingRule>) {
+    pub fn patch_sharing_rules(&mut self, mut rules: Vec<SharingRule>) {
+        rules.sort_by_key(|r| r.id);
         let known: BTreeMap<(Party, Party), &CompiledRule> = self.rules.iter().map(|c| ((c.rule.source, c.rule.target), c)).collect();
         let index = UserIndex { tree: &self.tree, users: &self.users, by_role: &self.users_by_role, members: &self.members };
         let compiled = rules

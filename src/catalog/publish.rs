@@ -224,7 +224,7 @@ pub fn compile() -> Option<Compiled> {
         Ok(None) | Err(_) => super::spi::with_snapshot(|| super::spi::best_effort(|| {
             let loaded = load::load()?;
             let model = Model::compile_at(loaded.catalog, at).map_err(|e| CrmError::broken_catalog(e.to_string()))?;
-            Ok((loaded.published, model.to_bytes(), Built::Compiled))
+            Ok((loaded.published, published_bytes(model), Built::Compiled))
         })),
     };
     let ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -325,10 +325,24 @@ fn patched(at: i64) -> CrmResult<Option<(Vec<i64>, Vec<u8>)>> {
     if let Some(rule_rows) = rule_rows {
         model.patch_sharing_rules(rule_rows);
     }
-    Ok(Some((vec![*id], model.to_bytes())))
+    Ok(Some((vec![*id], published_bytes(model))))
+}
+
+/// The bytes to publish: without the bindings to database roles, which every reader reads
+/// afresh (`read`), and which change without a catalog write (a role renamed), so that a
+/// patch carrying them forward from an older compile would not leave a compile's bytes.
+fn published_bytes(mut model: Model) -> Vec<u8> {
+    model.set_role_bindings(BTreeMap::new(), Vec::new());
+    model.to_bytes()
 }
 
 const SHARING_DEFAULTS: &str = "SELECT coalesce(json_object_agg(module, level), '{}')::text FROM crm.sharing_defaults";
+
+fn has_built_column() -> bool {
+    let table = crm_relid(c"compiled_model");
+    // SAFETY: a syscache lookup by relation and name.
+    table != pg_sys::InvalidOid && unsafe { pg_sys::get_attnum(table, c"built".as_ptr()) } != pg_sys::InvalidAttrNumber as i16
+}
 
 /// The oid of crm's table `name`, if there is one.
 fn crm_relid(name: &std::ffi::CStr) -> pg_sys::Oid {
@@ -390,8 +404,15 @@ fn replace(gone: &[i64], at: i64, bytes: Option<&[u8]>, ms: f64, built: Option<B
             super::latest::execute("DELETE FROM crm.compiled_model WHERE id OPERATOR(pg_catalog.=) ANY ($1)", &[(pg_sys::INT8ARRAYOID, ids, false)], false)?;
         }
         let bytes = bytes.and_then(|b| b.into_datum());
+        // A database installed by a pre-release 0.4.0 has no `built` column (red team of
+        // issue 28, item 2: every catalog commit failed there).
+        let insert = if has_built_column() {
+            "INSERT INTO crm.compiled_model (compiled_at, bytes, compile_ms, library, built) VALUES ($1, $2, $3, $4, $5)"
+        } else {
+            "INSERT INTO crm.compiled_model (compiled_at, bytes, compile_ms, library) VALUES ($1, $2, $3, $4)"
+        };
         super::latest::execute(
-            "INSERT INTO crm.compiled_model (compiled_at, bytes, compile_ms, library, built) VALUES ($1, $2, $3, $4, $5)",
+            insert,
             &[
                 (pg_sys::TIMESTAMPTZOID, pg_sys::Datum::from(at), false),
                 (pg_sys::BYTEAOID, bytes.unwrap_or(pg_sys::Datum::from(0)), bytes.is_none()),
