@@ -215,7 +215,8 @@ pub fn compile() -> Option<Compiled> {
     };
     let started = std::time::Instant::now();
     // A patch that fails (it cannot be made, or reading for it failed) is only a compile more.
-    let patch = super::spi::with_snapshot(|| super::spi::best_effort(|| patched(at)));
+    // Checked first: most catalog commits change other tables, and need no subtransaction for it.
+    let patch = if may_patch() { super::spi::with_snapshot(|| super::spi::best_effort(|| patched(at))) } else { Ok(None) };
     if let Err(e) = &patch {
         pgrx::debug1!("crm_access: the published model could not be patched, the catalog is compiled: {e}");
     }
@@ -274,10 +275,6 @@ impl Built {
 fn patched(at: i64) -> CrmResult<Option<(Vec<i64>, Vec<u8>)>> {
     let tables = super::commits::changed_tables();
     let (defaults, rules) = (crm_relid(c"sharing_defaults"), crm_relid(c"sharing_rules"));
-    let patchable = |t: &pg_sys::Oid| *t != pg_sys::InvalidOid && (*t == defaults || *t == rules);
-    if tables.is_empty() || !tables.iter().all(patchable) || !super::compat::modules_are_data() {
-        return Ok(None);
-    }
     let query = |sql: String| -> CrmResult<Option<String>> {
         let sql = std::ffi::CString::new(sql).expect("no NUL in the query");
         privileged::as_catalog_role(|| Ok(privileged::query_one(&sql)))
@@ -334,6 +331,15 @@ fn patched(at: i64) -> CrmResult<Option<(Vec<i64>, Vec<u8>)>> {
 fn published_bytes(mut model: Model) -> Vec<u8> {
     model.set_role_bindings(BTreeMap::new(), Vec::new());
     model.to_bytes()
+}
+
+/// Whether this transaction changed no table the model is compiled from but those a patch
+/// covers (`patched`).
+fn may_patch() -> bool {
+    let tables = super::commits::changed_tables();
+    let (defaults, rules) = (crm_relid(c"sharing_defaults"), crm_relid(c"sharing_rules"));
+    let patchable = |t: &pg_sys::Oid| *t != pg_sys::InvalidOid && (*t == defaults || *t == rules);
+    !tables.is_empty() && tables.iter().all(patchable) && super::compat::modules_are_data()
 }
 
 const SHARING_DEFAULTS: &str = "SELECT coalesce(json_object_agg(module, level), '{}')::text FROM crm.sharing_defaults";

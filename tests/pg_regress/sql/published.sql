@@ -149,6 +149,20 @@ COMMIT;
 \c
 :carol_reads
 
+-- A database of a pre-release 0.4.0 has no column "built": catalog commits still publish
+-- (red team of item 2: every catalog commit failed there).
+ALTER TABLE crm.compiled_model DROP COLUMN built;
+SELECT crm.set_sharing_default('Leads', 'public_read');
+SELECT crm.create_group('Prerelease');
+SELECT rows, with_bytes FROM regress.published;
+\c
+:carol_reads
+ALTER TABLE crm.compiled_model ADD COLUMN built text CHECK (built IN ('compiled', 'patched'));
+SELECT crm.set_sharing_default('Leads', 'private');
+SELECT built FROM crm.compiled_model;
+\c
+:carol_reads
+
 -- Bytes that are not a model (written by a superuser, without a catalog change): compiled.
 CREATE TABLE regress.saved AS SELECT bytes, compiled_at FROM crm.compiled_model;
 UPDATE crm.compiled_model SET bytes = '\x00'::bytea;
