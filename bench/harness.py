@@ -404,29 +404,44 @@ def cache_rebuild(su, dsn, user, runs):
     # a quiet moment does.
     su.execute("SET crm.compile_spacing = 0")
     first, steady, second, commits, sources = [], [], [], [], set()
-    built = {"patched": set(), "compiled": set()}
-    compiled_commits = []
+    built = {"default": set(), "member": set(), "moved": set()}
+    member_commits, compiled_commits = [], []
     member = su.execute("""SELECT name FROM crm.user_directory d WHERE NOT EXISTS (SELECT FROM crm.group_members m
                            WHERE m.group_id = crm.owner_id('G0') AND m.member_kind = 'user' AND m.member_id = d.owner_id)
                            ORDER BY owner_id LIMIT 1""").fetchone()[0]
+    # A user moved between two roles and back: no patch covers it (the role's subordinates,
+    # and every set derived from roles, change), so its commit compiles the catalog.
+    mover, home, away = su.execute("""SELECT d.name, r.name, (SELECT o.name FROM crm.roles o WHERE o.id <> u.role_id ORDER BY o.id LIMIT 1)
+                                      FROM crm.users u JOIN crm.user_directory d ON d.owner_id = u.owner_id
+                                      JOIN crm.roles r ON r.id = u.role_id
+                                      WHERE d.name <> %s AND NOT u.is_admin ORDER BY u.owner_id DESC LIMIT 1""", (user,)).fetchone()
+
+    def built_now():
+        return su.execute("SELECT string_agg(coalesce(built, 'none'), ',') FROM crm.compiled_model").fetchone()[0]
+
     for i in range(runs):
         # The change's own commit publishes the new model (issue 28, item 1): a default's
         # patches the published one (item 2).
         t = time.perf_counter()
         su.execute("SELECT crm.set_sharing_default('Tags', %s)", ("public_read" if i % 2 == 0 else "private",))
         commits.append((time.perf_counter() - t) * 1000)
-        built["patched"].add(su.execute("SELECT string_agg(coalesce(built, 'none'), ',') FROM crm.compiled_model").fetchone()[0])
+        built["default"].add(built_now())
         first.append(once(conn, sql, user)[0])
         second.append(once(other, sql, user)[0])
         sources.add(once(conn, "SELECT crm.model_source()", user)[1][0][0])
         steady.append(statistics.median(once(conn, sql, user)[0] for _ in range(5)))
-        # A change no patch covers (a group's member): its commit compiles the catalog.
+        # A group's member: patched too.
         t = time.perf_counter()
         su.execute("SELECT crm.add_group_member('G0', 'user', %s)" if i % 2 == 0 else "SELECT crm.remove_group_member('G0', 'user', %s)", (member,))
+        member_commits.append((time.perf_counter() - t) * 1000)
+        built["member"].add(built_now())
+        t = time.perf_counter()
+        su.execute("SELECT crm.set_user_role(%s, %s)", (mover, away if i % 2 == 0 else home))
         compiled_commits.append((time.perf_counter() - t) * 1000)
-        built["compiled"].add(su.execute("SELECT string_agg(coalesce(built, 'none'), ',') FROM crm.compiled_model").fetchone()[0])
+        built["moved"].add(built_now())
     if runs % 2 == 1:
         su.execute("SELECT crm.remove_group_member('G0', 'user', %s)", (member,))
+        su.execute("SELECT crm.set_user_role(%s, %s)", (mover, home))
     conn.close()
     other.close()
     su.execute("RESET crm.compile_spacing")
@@ -434,8 +449,9 @@ def cache_rebuild(su, dsn, user, runs):
     return dict(first_ms=statistics.median(first), steady_ms=statistics.median(steady),
                 rebuild_ms=statistics.median(f - s for f, s in zip(first, steady)),
                 other_rebuild_ms=statistics.median(f - s for f, s in zip(second, steady)),
-                commit_ms=statistics.median(commits), compiled_commit_ms=statistics.median(compiled_commits),
-                built=f"default: {','.join(sorted(built['patched']))}; group member: {','.join(sorted(built['compiled']))}",
+                commit_ms=statistics.median(commits), member_commit_ms=statistics.median(member_commits),
+                compiled_commit_ms=statistics.median(compiled_commits),
+                built="; ".join(f"{kind}: {','.join(sorted(b))}" for kind, b in built.items()),
                 sources=",".join(sorted(sources)), published_kb=int(published_kb),
                 cache_kb=after["RssAnon"] - before["RssAnon"], shared_kb=after["RssShmem"] - before["RssShmem"])
 
@@ -574,7 +590,7 @@ def main():
         cache = cache_rebuild(su, dsn, viewers["rep"], p["runs"])
         line = (f"Scale `{args.scale}` ({p['users']} users, {p['roles']} roles, {p['groups']} groups, {p['rules']} rules): "
                 f"a default's commit (which patches and publishes the model, {cache['published_kb']} kB) **{cache['commit_ms']:.2f} ms**, "
-                f"a group member's (which compiles it) **{cache['compiled_commit_ms']:.2f} ms** (built: {cache['built']}); "
+                f"a group member's (which patches it too) **{cache['member_commit_ms']:.2f} ms**, a user moved to another role (which compiles it) **{cache['compiled_commit_ms']:.2f} ms** (built: {cache['built']}); "
                 f"first statement after it {cache['first_ms']:.2f} ms, then {cache['steady_ms']:.2f} ms: "
                 f"rebuild **{cache['rebuild_ms']:.2f} ms** in the first backend, **{cache['other_rebuild_ms']:.2f} ms** in another right after it "
                 f"(model: {cache['sources']}); "
@@ -671,7 +687,7 @@ def main():
     log("== cache rebuild after a catalog change")
     cache = cache_rebuild(su, dsn, viewers["rep"], p["runs"])
     log(f"   commit {cache['commit_ms']:.2f} ms (a default: patches and publishes, {cache['published_kb']} kB; "
-        f"a group member, compiling: {cache['compiled_commit_ms']:.2f} ms; built: {cache['built']}); "
+        f"a group member, patching: {cache['member_commit_ms']:.2f} ms; a user moved, compiling: {cache['compiled_commit_ms']:.2f} ms; built: {cache['built']}); "
         f"first statement {cache['first_ms']:.2f} ms, then {cache['steady_ms']:.2f} ms: rebuild {cache['rebuild_ms']:.2f} ms "
         f"(another backend right after: {cache['other_rebuild_ms']:.2f} ms); "
         f"cache {cache['cache_kb']} kB per backend, {cache['shared_kb']} kB shared pages ({p['users']} users)")
@@ -736,7 +752,7 @@ def main():
             fh.write(f"| {r['kind']} | {r['d_commit']:.2f} | {r['d_unaudited']:.2f} | {r['audit_ratio']:.2f} | {r['d_next']:.2f} | "
                      f"{r['e_commit']:.2f} | {r['e_undo']:.2f} | {r['e_next']:.2f} |\n")
         fh.write(f"\n**Cache rebuild**: a default's commit (patching and publishing the model, {cache['published_kb']} kB) {cache['commit_ms']:.2f} ms, "
-                 f"a group member's (compiling it) {cache['compiled_commit_ms']:.2f} ms (built: {cache['built']}); "
+                 f"a group member's (patching it too) {cache['member_commit_ms']:.2f} ms, a user moved (compiling it) {cache['compiled_commit_ms']:.2f} ms (built: {cache['built']}); "
                  f"first statement after it {cache['first_ms']:.2f} ms (model: {cache['sources']}), "
                  f"the same statement with the model cached {cache['steady_ms']:.2f} ms: rebuild **{cache['rebuild_ms']:.2f} ms** "
                  f"at {p['users']} users; the cache holds about **{cache['cache_kb']} kB** per backend (private resident memory grown on first load; shared buffer pages touched: {cache['shared_kb']} kB).\n")

@@ -105,6 +105,49 @@ impl CompiledRule {
     }
 }
 
+/// The groups of each user, nested groups included.
+pub(crate) fn groups_of_users(groups: &BTreeMap<OwnerId, Group>, index: &UserIndex) -> GroupsOfUsers {
+    let mut pairs = Vec::new();
+    for &g in groups.keys() {
+        pairs.extend(users_of(Party::Group(g), index).into_iter().map(|u| (u, g)));
+    }
+    GroupsOfUsers::new(pairs)
+}
+
+/// What permission sets grant: each holder's privileges (its role's, then its sets' in the
+/// catalog's order), and the holders of each set, sorted and distinct.
+pub(crate) fn set_privileges(
+    catalog: &Catalog,
+    groups: &BTreeMap<OwnerId, Group>,
+    role_privileges: &BTreeMap<RoleId, Privileges>,
+    index: &UserIndex,
+) -> (BTreeMap<OwnerId, Privileges>, BTreeMap<crate::ProfileId, Vec<OwnerId>>) {
+    let sets: BTreeMap<_, _> = catalog.permission_sets.iter().map(|p| (p.id, p)).collect();
+    let mut user_privileges: BTreeMap<OwnerId, Privileges> = BTreeMap::new();
+    let mut set_holders: BTreeMap<crate::ProfileId, Vec<OwnerId>> = BTreeMap::new();
+    for (set, assignee, until) in &catalog.permission_set_assignments {
+        let Some(set) = sets.get(set) else { continue };
+        let source = crate::record_shares::set_source(&set.name, *until);
+        let holders: Vec<OwnerId> = if groups.contains_key(assignee) {
+            users_of(Party::Group(*assignee), index)
+        } else {
+            index.users.contains_key(assignee).then_some(*assignee).into_iter().collect()
+        };
+        set_holders.entry(set.id).or_default().extend(&holders);
+        for u in holders {
+            user_privileges
+                .entry(u)
+                .or_insert_with(|| role_privileges.get(&index.users[&u].role).cloned().unwrap_or_default())
+                .add(&source, set);
+        }
+    }
+    for holders in set_holders.values_mut() {
+        holders.sort_unstable();
+        holders.dedup();
+    }
+    (user_privileges, set_holders)
+}
+
 /// A sharing rule with what it shares and with whom, looked up in `index`.
 pub(crate) fn compile_rule(r: &SharingRule, index: &UserIndex, module_relations: &[(String, String)]) -> CompiledRule {
     let (source_owners, receiving_roles_above, target_users) = rule_reach(r.source, r.target, index);
@@ -192,10 +235,10 @@ pub struct Model {
     users_by_name: Vec<OwnerId>,
     pub(crate) users_by_role: BTreeMap<RoleId, Vec<OwnerId>>,
     /// The groups of each user.
-    user_groups: GroupsOfUsers,
-    role_privileges: BTreeMap<RoleId, Privileges>,
+    pub(crate) user_groups: GroupsOfUsers,
+    pub(crate) role_privileges: BTreeMap<RoleId, Privileges>,
     /// Only users with a permission set (directly or through a group) have their own entry.
-    user_privileges: BTreeMap<OwnerId, Privileges>,
+    pub(crate) user_privileges: BTreeMap<OwnerId, Privileges>,
     /// The holders of each permission set, sorted and distinct (restriction rules name sets).
     pub(crate) set_holders: BTreeMap<crate::ProfileId, Vec<OwnerId>>,
     pub(crate) rules: Vec<CompiledRule>,
@@ -247,11 +290,7 @@ impl Model {
         let groups: BTreeMap<_, _> = catalog.groups.iter().map(|g| (g.owner_id, g.clone())).collect();
         let members = member_lists(&catalog.group_members);
         let index = UserIndex { tree: &tree, users: &users, by_role: &users_by_role, members: &members };
-        let mut pairs = Vec::new();
-        for &g in groups.keys() {
-            pairs.extend(users_of(Party::Group(g), &index).into_iter().map(|u| (u, g)));
-        }
-        let user_groups = GroupsOfUsers::new(pairs);
+        let user_groups = groups_of_users(&groups, &index);
 
         let profiles: BTreeMap<_, _> = catalog.profiles.iter().map(|p| (p.id, p)).collect();
         let mut role_privileges: BTreeMap<RoleId, Privileges> = BTreeMap::new();
@@ -260,31 +299,8 @@ impl Model {
                 role_privileges.entry(*role).or_default().add(&format!("profile {}", p.name), p);
             }
         }
-        let sets: BTreeMap<_, _> = catalog.permission_sets.iter().map(|p| (p.id, p)).collect();
-        let mut user_privileges: BTreeMap<OwnerId, Privileges> = BTreeMap::new();
-        let mut set_holders: BTreeMap<crate::ProfileId, Vec<OwnerId>> = BTreeMap::new();
-        for (set, assignee, until) in &catalog.permission_set_assignments {
-            let Some(set) = sets.get(set) else { continue };
-            let source = crate::record_shares::set_source(&set.name, *until);
-            let holders: Vec<OwnerId> = if groups.contains_key(assignee) {
-                users_of(Party::Group(*assignee), &index)
-            } else {
-                users.contains_key(assignee).then_some(*assignee).into_iter().collect()
-            };
-            set_holders.entry(set.id).or_default().extend(&holders);
-            for u in holders {
-                user_privileges
-                    .entry(u)
-                    .or_insert_with(|| role_privileges.get(&users[&u].role).cloned().unwrap_or_default())
-                    .add(&source, set);
-            }
-        }
-
+        let (user_privileges, set_holders) = set_privileges(&catalog, &groups, &role_privileges, &index);
         let rules = catalog.sharing_rules.iter().map(|r| compile_rule(r, &index, &catalog.module_relations)).collect();
-        for holders in set_holders.values_mut() {
-            holders.sort_unstable();
-            holders.dedup();
-        }
         let defaults = catalog.modules.iter().map(|m| (m.name.clone(), m.sharing_default)).collect();
         Ok(Model {
             catalog,

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::access::{rule_as_compiled, rule_reach, CompiledRule};
-use crate::groups::UserIndex;
-use crate::{Model, Party, SharingLevel, SharingRule};
+use crate::access::{groups_of_users, rule_as_compiled, rule_reach, set_privileges, CompiledRule};
+use crate::groups::{member_lists, UserIndex};
+use crate::{GroupMember, Model, Party, SharingLevel, SharingRule};
 
 impl Model {
     /// The org-wide sharing defaults as the catalog holds them now: `levels` by module name,
@@ -40,5 +40,35 @@ impl Model {
             .collect();
         self.rules = compiled;
         self.catalog.sharing_rules = rules;
+    }
+
+    /// The group memberships as the catalog holds them now (`crm.group_members`, in any
+    /// order); users, roles and the groups themselves unchanged. What hangs on memberships is
+    /// computed again from the model: each group's members, each user's groups, what permission
+    /// sets assigned to groups grant, and the reach of every rule naming a group; a rule
+    /// between roles keeps its sets.
+    pub fn patch_group_members(&mut self, mut members: Vec<GroupMember>) {
+        members.sort_by_key(|m| (m.group, m.member));
+        self.members = member_lists(&members);
+        self.catalog.group_members = members;
+        let index = UserIndex { tree: &self.tree, users: &self.users, by_role: &self.users_by_role, members: &self.members };
+        let user_groups = groups_of_users(&self.groups, &index);
+        let (user_privileges, set_holders) = set_privileges(&self.catalog, &self.groups, &self.role_privileges, &index);
+        let names_a_group = |p: Party| matches!(p, Party::Group(_));
+        let rules = self
+            .rules
+            .iter()
+            .map(|c| {
+                if !names_a_group(c.rule.source) && !names_a_group(c.rule.target) {
+                    return c.clone();
+                }
+                let (source_owners, receiving_roles_above, target_users) = rule_reach(c.rule.source, c.rule.target, &index);
+                CompiledRule { rule: c.rule.clone(), source_owners, receiving_roles_above, target_users }
+            })
+            .collect();
+        self.user_groups = user_groups;
+        self.user_privileges = user_privileges;
+        self.set_holders = set_holders;
+        self.rules = rules;
     }
 }

@@ -66,9 +66,7 @@ SELECT json_build_object('catalog', json_build_object(
                              JOIN pg_roles r ON r.oid = t.db_role_oid AND r.rolname = t.db_role), '[]'),
   'groups', coalesce((SELECT json_agg(json_build_object('owner_id', g.owner_id, 'name', o.name))
                       FROM crm.groups g JOIN crm.owners o ON o.id = g.owner_id), '[]'),
-  'group_members', coalesce((SELECT json_agg(json_build_object('group', group_id,
-                                'member', json_build_object('kind', member_kind, 'id', member_id)))
-                             FROM crm.group_members), '[]'),
+  'group_members', {group_members},
   'sharing_rules', {sharing_rules},
   'permission_sets', coalesce((SELECT json_agg(json_build_object(
         'id', s.id, 'name', s.name, 'view_all', s.view_all, 'edit_all', s.edit_all, 'message_permissions', s.message_permissions,
@@ -94,6 +92,12 @@ pub const SHARING_RULES_JSON: &str = "coalesce((SELECT json_agg(json_build_objec
                                 'source', json_build_object('kind', source_kind, 'id', source_id),
                                 'target', json_build_object('kind', target_kind, 'id', target_id)) ORDER BY id)
                              FROM crm.sharing_rules), '[]')";
+
+/// The group memberships as the load reads them: also read alone by a commit that patches
+/// them into the published model (`publish`).
+pub const GROUP_MEMBERS_JSON: &str = "coalesce((SELECT json_agg(json_build_object('group', group_id,
+                                'member', json_build_object('kind', member_kind, 'id', member_id)))
+                             FROM crm.group_members), '[]')";
 
 /// The shared model's rows (`publish::read`), each with what a model read from them is
 /// completed with: what is bound to database roles and relations, which change without a
@@ -139,7 +143,7 @@ thread_local! {
     /// `CATALOG_JSON` for each kind of schema, built once.
     static QUERIES: [std::ffi::CString; 2] = [(MODULES_AS_DATA, PUBLISHED), (MODULES_BEFORE_0_4, "")]
         .map(|(modules, published)| {
-            let query = CATALOG_JSON.replace("{modules}", modules).replace("{published}", published).replace("{sharing_rules}", SHARING_RULES_JSON);
+            let query = CATALOG_JSON.replace("{modules}", modules).replace("{published}", published).replace("{sharing_rules}", SHARING_RULES_JSON).replace("{group_members}", GROUP_MEMBERS_JSON);
             std::ffi::CString::new(query).expect("no NUL in the query")
         });
 }

@@ -264,9 +264,10 @@ impl Built {
 }
 
 /// The model this commit leaves, patched from the published one (issue 28, item 2), when this
-/// transaction changed no table the model is compiled from but the sharing defaults and the
-/// sharing rules (`Model::patch_sharing_defaults`, `Model::patch_sharing_rules`: each equals a
-/// compile byte for byte). `None` (compile the catalog) otherwise, or when there is no one
+/// transaction changed no table the model is compiled from but the sharing defaults, the
+/// sharing rules and the group memberships (`Model::patch_sharing_defaults`,
+/// `Model::patch_group_members`, `Model::patch_sharing_rules`: each equals a compile byte for
+/// byte). `None` (compile the catalog) otherwise, or when there is no one
 /// published model of this library for a moment not after `at`, still right at `at`, or the
 /// references a restore loaded are not checked yet. Read under the latest snapshot, as
 /// `load::load` reads the catalog: the published row then reflects every catalog commit
@@ -274,7 +275,7 @@ impl Built {
 /// before this one takes the commit lock makes `write` publish no bytes, as for a compile.
 fn patched(at: i64) -> CrmResult<Option<(Vec<i64>, Vec<u8>)>> {
     let tables = super::commits::changed_tables();
-    let (defaults, rules) = (crm_relid(c"sharing_defaults"), crm_relid(c"sharing_rules"));
+    let (defaults, rules, members) = (crm_relid(c"sharing_defaults"), crm_relid(c"sharing_rules"), crm_relid(c"group_members"));
     let query = |sql: String| -> CrmResult<Option<String>> {
         let sql = std::ffi::CString::new(sql).expect("no NUL in the query");
         privileged::as_catalog_role(|| Ok(privileged::query_one(&sql)))
@@ -283,18 +284,19 @@ fn patched(at: i64) -> CrmResult<Option<(Vec<i64>, Vec<u8>)>> {
     // (an error aborts the (sub)transaction, which pops active snapshots itself).
     let read = unsafe {
         pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot());
-        let read = (|| -> CrmResult<Option<(Vec<Row>, Option<String>, Option<String>)>> {
+        let read = (|| -> CrmResult<Option<(Vec<Row>, Option<String>, Option<String>, Option<String>)>> {
             if super::restore::problems()?.is_some() {
                 return Ok(None);
             }
             let levels = if tables.contains(&defaults) { query(SHARING_DEFAULTS.to_string())? } else { None };
             let rules = if tables.contains(&rules) { query(format!("SELECT ({})::text", load::SHARING_RULES_JSON))? } else { None };
-            Ok(Some((rows()?, levels, rules)))
+            let members = if tables.contains(&members) { query(format!("SELECT ({})::text", load::GROUP_MEMBERS_JSON))? } else { None };
+            Ok(Some((rows()?, levels, rules, members)))
         })();
         pg_sys::PopActiveSnapshot();
         read?
     };
-    let Some((rows, levels, rule_rows)) = read else { return Ok(None) };
+    let Some((rows, levels, rule_rows, member_rows)) = read else { return Ok(None) };
     let [(id, compiled_at, Some(bytes), Some(_), Some(library))] = rows.as_slice() else { return Ok(None) };
     if *compiled_at > at || library != LIBRARY {
         return Ok(None);
@@ -311,13 +313,21 @@ fn patched(at: i64) -> CrmResult<Option<(Vec<i64>, Vec<u8>)>> {
         None => Some(None),
         Some(json) => serde_json::from_str(&json).ok().map(Some),
     };
-    let (Some(levels), Some(rule_rows)) = (levels, rule_rows) else { return Ok(None) };
+    let member_rows: Option<Option<Vec<crm_model::GroupMember>>> = match member_rows {
+        None => Some(None),
+        Some(json) => serde_json::from_str(&json).ok().map(Some),
+    };
+    let (Some(levels), Some(rule_rows), Some(member_rows)) = (levels, rule_rows, member_rows) else { return Ok(None) };
     let Some(mut model) = Model::from_bytes(bytes) else { return Ok(None) };
     if model.valid_until().is_some_and(|until| until <= at) {
         return Ok(None);
     }
     if let Some(levels) = levels {
         model.patch_sharing_defaults(&levels);
+    }
+    // Memberships before rules: a new rule naming a group looks its members up.
+    if let Some(member_rows) = member_rows {
+        model.patch_group_members(member_rows);
     }
     if let Some(rule_rows) = rule_rows {
         model.patch_sharing_rules(rule_rows);
@@ -337,8 +347,8 @@ fn published_bytes(mut model: Model) -> Vec<u8> {
 /// covers (`patched`).
 fn may_patch() -> bool {
     let tables = super::commits::changed_tables();
-    let (defaults, rules) = (crm_relid(c"sharing_defaults"), crm_relid(c"sharing_rules"));
-    let patchable = |t: &pg_sys::Oid| *t != pg_sys::InvalidOid && (*t == defaults || *t == rules);
+    let (defaults, rules, members) = (crm_relid(c"sharing_defaults"), crm_relid(c"sharing_rules"), crm_relid(c"group_members"));
+    let patchable = |t: &pg_sys::Oid| *t != pg_sys::InvalidOid && [defaults, rules, members].contains(t);
     !tables.is_empty() && tables.iter().all(patchable) && super::compat::modules_are_data()
 }
 

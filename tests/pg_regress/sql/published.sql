@@ -114,7 +114,26 @@ SELECT crm.drop_sharing_rule(:west_to_east);
 :patch_is_compile
 \c
 :carol_reads
--- A default changed beside another table (a group): compiled.
+-- Group memberships (issue 28, item 2): a member added (carol's group gains Rep_West, whose
+-- leads a rule shares with the group), one removed, by hand, with a rule in the same commit:
+-- patched, the same bytes.
+SELECT crm.create_group('Patch G');
+SELECT crm.add_group_member('Patch G', 'user', 'carol');
+SELECT crm.add_sharing_rule('Leads', 'role', 'Rep_West', 'group', 'Patch G', 'read') AS to_group \gset
+:patch_is_compile
+\c
+:carol_reads
+SELECT crm.add_group_member('Patch G', 'role', 'Mgr_West');
+:patch_is_compile
+BEGIN;
+DELETE FROM crm.group_members WHERE group_id = crm.owner_id('Patch G') AND member_kind = 'user';
+SELECT crm.add_sharing_rule('Leads', 'group', 'Patch G', 'role', 'Rep_East', 'read');
+COMMIT;
+:patch_is_compile
+\c
+:carol_reads
+SELECT crm.drop_sharing_rule(id) FROM crm.sharing_rules;
+
 BEGIN;
 SELECT crm.set_sharing_default('Leads', 'public_read');
 SELECT crm.create_group('Patch 1');
