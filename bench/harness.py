@@ -404,13 +404,12 @@ def cache_rebuild(su, dsn, user, runs):
     # a quiet moment does.
     su.execute("SET crm.compile_spacing = 0")
     first, steady, second, commits, sources = [], [], [], [], set()
-    built = {"default": set(), "member": set(), "moved": set()}
-    member_commits, compiled_commits = [], []
+    built = {"default": set(), "member": set(), "moved": set(), "privilege": set()}
+    member_commits, moved_commits, compiled_commits = [], [], []
     member = su.execute("""SELECT name FROM crm.user_directory d WHERE NOT EXISTS (SELECT FROM crm.group_members m
                            WHERE m.group_id = crm.owner_id('G0') AND m.member_kind = 'user' AND m.member_id = d.owner_id)
                            ORDER BY owner_id LIMIT 1""").fetchone()[0]
-    # A user moved between two roles and back: no patch covers it (the role's subordinates,
-    # and every set derived from roles, change), so its commit compiles the catalog.
+    # A user moved between two roles and back: patched as well.
     mover, home, away = su.execute("""SELECT d.name, r.name, (SELECT o.name FROM crm.roles o WHERE o.id <> u.role_id ORDER BY o.id LIMIT 1)
                                       FROM crm.users u JOIN crm.user_directory d ON d.owner_id = u.owner_id
                                       JOIN crm.roles r ON r.id = u.role_id
@@ -437,11 +436,18 @@ def cache_rebuild(su, dsn, user, runs):
         built["member"].add(built_now())
         t = time.perf_counter()
         su.execute("SELECT crm.set_user_role(%s, %s)", (mover, away if i % 2 == 0 else home))
-        compiled_commits.append((time.perf_counter() - t) * 1000)
+        moved_commits.append((time.perf_counter() - t) * 1000)
         built["moved"].add(built_now())
+        # A change no patch covers (a profile's privilege): its commit compiles the catalog.
+        t = time.perf_counter()
+        su.execute("SELECT crm.grant_privileges('Auditor', 'Tags', ARRAY['read'])" if i % 2 == 0
+                   else "SELECT crm.revoke_privileges('Auditor', 'Tags', ARRAY['read'])")
+        compiled_commits.append((time.perf_counter() - t) * 1000)
+        built["privilege"].add(built_now())
     if runs % 2 == 1:
         su.execute("SELECT crm.remove_group_member('G0', 'user', %s)", (member,))
         su.execute("SELECT crm.set_user_role(%s, %s)", (mover, home))
+        su.execute("SELECT crm.revoke_privileges('Auditor', 'Tags', ARRAY['read'])")
     conn.close()
     other.close()
     su.execute("RESET crm.compile_spacing")
@@ -450,6 +456,7 @@ def cache_rebuild(su, dsn, user, runs):
                 rebuild_ms=statistics.median(f - s for f, s in zip(first, steady)),
                 other_rebuild_ms=statistics.median(f - s for f, s in zip(second, steady)),
                 commit_ms=statistics.median(commits), member_commit_ms=statistics.median(member_commits),
+                moved_commit_ms=statistics.median(moved_commits),
                 compiled_commit_ms=statistics.median(compiled_commits),
                 built="; ".join(f"{kind}: {','.join(sorted(b))}" for kind, b in built.items()),
                 sources=",".join(sorted(sources)), published_kb=int(published_kb),
@@ -590,7 +597,7 @@ def main():
         cache = cache_rebuild(su, dsn, viewers["rep"], p["runs"])
         line = (f"Scale `{args.scale}` ({p['users']} users, {p['roles']} roles, {p['groups']} groups, {p['rules']} rules): "
                 f"a default's commit (which patches and publishes the model, {cache['published_kb']} kB) **{cache['commit_ms']:.2f} ms**, "
-                f"a group member's (which patches it too) **{cache['member_commit_ms']:.2f} ms**, a user moved to another role (which compiles it) **{cache['compiled_commit_ms']:.2f} ms** (built: {cache['built']}); "
+                f"a group member's (which patches it too) **{cache['member_commit_ms']:.2f} ms**, a user moved to another role's (patched) **{cache['moved_commit_ms']:.2f} ms**, a profile's privilege's (which compiles it) **{cache['compiled_commit_ms']:.2f} ms** (built: {cache['built']}); "
                 f"first statement after it {cache['first_ms']:.2f} ms, then {cache['steady_ms']:.2f} ms: "
                 f"rebuild **{cache['rebuild_ms']:.2f} ms** in the first backend, **{cache['other_rebuild_ms']:.2f} ms** in another right after it "
                 f"(model: {cache['sources']}); "
@@ -687,7 +694,7 @@ def main():
     log("== cache rebuild after a catalog change")
     cache = cache_rebuild(su, dsn, viewers["rep"], p["runs"])
     log(f"   commit {cache['commit_ms']:.2f} ms (a default: patches and publishes, {cache['published_kb']} kB; "
-        f"a group member, patching: {cache['member_commit_ms']:.2f} ms; a user moved, compiling: {cache['compiled_commit_ms']:.2f} ms; built: {cache['built']}); "
+        f"a group member, patching: {cache['member_commit_ms']:.2f} ms; a user moved, patching: {cache['moved_commit_ms']:.2f} ms; a privilege, compiling: {cache['compiled_commit_ms']:.2f} ms; built: {cache['built']}); "
         f"first statement {cache['first_ms']:.2f} ms, then {cache['steady_ms']:.2f} ms: rebuild {cache['rebuild_ms']:.2f} ms "
         f"(another backend right after: {cache['other_rebuild_ms']:.2f} ms); "
         f"cache {cache['cache_kb']} kB per backend, {cache['shared_kb']} kB shared pages ({p['users']} users)")
@@ -752,7 +759,7 @@ def main():
             fh.write(f"| {r['kind']} | {r['d_commit']:.2f} | {r['d_unaudited']:.2f} | {r['audit_ratio']:.2f} | {r['d_next']:.2f} | "
                      f"{r['e_commit']:.2f} | {r['e_undo']:.2f} | {r['e_next']:.2f} |\n")
         fh.write(f"\n**Cache rebuild**: a default's commit (patching and publishing the model, {cache['published_kb']} kB) {cache['commit_ms']:.2f} ms, "
-                 f"a group member's (patching it too) {cache['member_commit_ms']:.2f} ms, a user moved (compiling it) {cache['compiled_commit_ms']:.2f} ms (built: {cache['built']}); "
+                 f"a group member's (patching it too) {cache['member_commit_ms']:.2f} ms, a user moved's (patching it) {cache['moved_commit_ms']:.2f} ms, a profile privilege's (compiling it) {cache['compiled_commit_ms']:.2f} ms (built: {cache['built']}); "
                  f"first statement after it {cache['first_ms']:.2f} ms (model: {cache['sources']}), "
                  f"the same statement with the model cached {cache['steady_ms']:.2f} ms: rebuild **{cache['rebuild_ms']:.2f} ms** "
                  f"at {p['users']} users; the cache holds about **{cache['cache_kb']} kB** per backend (private resident memory grown on first load; shared buffer pages touched: {cache['shared_kb']} kB).\n")

@@ -105,6 +105,28 @@ impl CompiledRule {
     }
 }
 
+/// The users by id, their ids by name and by role, from the catalog's users in owner-id order
+/// (`Catalog::normalise`); a user of a role the tree does not hold is an error.
+pub(crate) fn index_users(
+    mut user_list: Vec<User>,
+    tree: &RoleTree,
+) -> Result<(BTreeMap<OwnerId, User>, Vec<OwnerId>, BTreeMap<RoleId, Vec<OwnerId>>), ModelError> {
+    let mut users_by_role: BTreeMap<RoleId, Vec<OwnerId>> = BTreeMap::new();
+    for u in &user_list {
+        if !tree.contains(u.role) {
+            return Err(ModelError::UnknownRole { user: u.name.clone(), role: u.role });
+        }
+        users_by_role.entry(u.role).or_default().push(u.owner_id);
+    }
+    // Ids ordered by name: a name index without a second copy of every name.
+    user_list.sort_by(|a, b| a.name.cmp(&b.name));
+    let users_by_name: Vec<OwnerId> = user_list.iter().map(|u| u.owner_id).collect();
+    user_list.sort_unstable_by_key(|u| u.owner_id);
+    // Built from sorted input, the map's nodes are full.
+    let users: BTreeMap<OwnerId, User> = user_list.into_iter().map(|u| (u.owner_id, u)).collect();
+    Ok((users, users_by_name, users_by_role))
+}
+
 /// The groups of each user, nested groups included.
 pub(crate) fn groups_of_users(groups: &BTreeMap<OwnerId, Group>, index: &UserIndex) -> GroupsOfUsers {
     let mut pairs = Vec::new();
@@ -232,7 +254,7 @@ pub struct Model {
     pub(crate) groups: BTreeMap<OwnerId, Group>,
     pub(crate) members: BTreeMap<OwnerId, Vec<Party>>,
     /// User ids ordered by name.
-    users_by_name: Vec<OwnerId>,
+    pub(crate) users_by_name: Vec<OwnerId>,
     pub(crate) users_by_role: BTreeMap<RoleId, Vec<OwnerId>>,
     /// The groups of each user.
     pub(crate) user_groups: GroupsOfUsers,
@@ -273,20 +295,7 @@ impl Model {
                 }
             }
         }
-        let mut user_list = std::mem::take(&mut catalog.users);
-        let mut users_by_role: BTreeMap<RoleId, Vec<OwnerId>> = BTreeMap::new();
-        for u in &user_list {
-            if !tree.contains(u.role) {
-                return Err(ModelError::UnknownRole { user: u.name.clone(), role: u.role });
-            }
-            users_by_role.entry(u.role).or_default().push(u.owner_id);
-        }
-        // Ids ordered by name: a name index without a second copy of every name.
-        user_list.sort_by(|a, b| a.name.cmp(&b.name));
-        let users_by_name: Vec<OwnerId> = user_list.iter().map(|u| u.owner_id).collect();
-        user_list.sort_unstable_by_key(|u| u.owner_id);
-        // Built from sorted input, the map's nodes are full.
-        let users: BTreeMap<OwnerId, User> = user_list.into_iter().map(|u| (u.owner_id, u)).collect();
+        let (users, users_by_name, users_by_role) = index_users(std::mem::take(&mut catalog.users), &tree)?;
         let groups: BTreeMap<_, _> = catalog.groups.iter().map(|g| (g.owner_id, g.clone())).collect();
         let members = member_lists(&catalog.group_members);
         let index = UserIndex { tree: &tree, users: &users, by_role: &users_by_role, members: &members };

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::access::{groups_of_users, rule_as_compiled, rule_reach, set_privileges, CompiledRule};
+use crate::access::{groups_of_users, index_users, rule_as_compiled, rule_reach, set_privileges, CompiledRule, ModelError};
 use crate::groups::{member_lists, UserIndex};
-use crate::{GroupMember, Model, Party, SharingLevel, SharingRule};
+use crate::{GroupMember, Model, Party, SharingLevel, SharingRule, User};
 
 impl Model {
     /// The org-wide sharing defaults as the catalog holds them now: `levels` by module name,
@@ -70,5 +70,29 @@ impl Model {
         self.user_privileges = user_privileges;
         self.set_holders = set_holders;
         self.rules = rules;
+    }
+
+    /// The users as the catalog holds them now (`crm.users` with their names, in any order):
+    /// a user moved to another role, made an administrator or not, disabled or enabled, or a
+    /// user row added for an owner or deleted; roles, groups and their memberships, profiles
+    /// and rules unchanged. Everything that hangs on users is computed again from the model:
+    /// the users' indexes, each user's groups (a group may hold a role), what permission sets
+    /// grant, and every rule's reach. What a compile refuses (a user of a role that does not
+    /// exist) leaves the model as it was and is returned for the compile to report.
+    pub fn patch_users(&mut self, mut users: Vec<User>) -> Result<(), ModelError> {
+        users.sort_by_key(|u| u.owner_id);
+        let (by_id, by_name, by_role) = index_users(users, &self.tree)?;
+        self.users = by_id;
+        self.users_by_name = by_name;
+        self.users_by_role = by_role;
+        let index = UserIndex { tree: &self.tree, users: &self.users, by_role: &self.users_by_role, members: &self.members };
+        self.user_groups = groups_of_users(&self.groups, &index);
+        let (user_privileges, set_holders) = set_privileges(&self.catalog, &self.groups, &self.role_privileges, &index);
+        self.user_privileges = user_privileges;
+        self.set_holders = set_holders;
+        for c in &mut self.rules {
+            (c.source_owners, c.receiving_roles_above, c.target_users) = rule_reach(c.rule.source, c.rule.target, &index);
+        }
+        Ok(())
     }
 }

@@ -551,7 +551,7 @@ proptest! {
                 r.related_modules = catalog.module_relations.iter().filter(|(p, _)| *p == r.module).map(|(_, c)| c.clone()).take(next(3)).collect();
             }
         }
-        let mut party = |next: &mut dyn FnMut(usize) -> usize| match next(5) {
+        let party = |next: &mut dyn FnMut(usize) -> usize| match next(5) {
             0 => Party::Role(next(n_roles + 2) as i64 + 1),
             1 => Party::RoleAndSubordinates(next(n_roles + 2) as i64 + 1),
             2 => Party::Group(1000 + next(n_groups + 2) as i64),
@@ -701,6 +701,103 @@ proptest! {
         changed.sharing_rules = rules.clone();
         let fresh = Model::compile_at(changed, 1_000).unwrap().to_bytes();
         let mut patched = Model::from_bytes(&Model::compile_at(catalog, 1_000).unwrap().to_bytes()).unwrap();
+        patched.patch_group_members(members);
+        patched.patch_sharing_rules(rules);
+        prop_assert!(patched.to_bytes() == fresh, "patched differs from a fresh compile");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    /// Users moved to other roles, made administrators or not, disabled or enabled, added and
+    /// removed (in the order a load reads them), patched into a compiled model (and into one
+    /// read back from its bytes) leave exactly the bytes a compile of the changed catalog makes;
+    /// a user of a role that does not exist is refused as a compile refuses it, and leaves
+    /// the model unchanged.
+    #[test]
+    fn patched_users_equal_a_fresh_compile(catalog in catalog(), seed in any::<u64>()) {
+        let mut rnd = seed;
+        let mut next = |n: usize| {
+            rnd = rnd.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((rnd >> 33) as usize) % n.max(1)
+        };
+        let n_roles = catalog.roles.len();
+        let mut users: Vec<User> = catalog.users.iter().filter(|_| next(8) > 0).cloned().collect();
+        for u in users.iter_mut() {
+            match next(6) {
+                0 => u.role = next(n_roles) as i64 + 1,
+                1 => u.is_admin = !u.is_admin,
+                2 => u.is_active = !u.is_active,
+                _ => {}
+            }
+        }
+        for i in 0..next(3) {
+            users.push(User { owner_id: 500 + i as i64, name: format!("new{i}"), role: next(n_roles) as i64 + 1, is_admin: false, is_active: true });
+        }
+        for i in (1..users.len()).rev() {
+            users.swap(i, next(i + 1));
+        }
+        let mut changed = catalog.clone();
+        changed.users = users.clone();
+        let fresh = Model::compile_at(changed, 1_000).unwrap().to_bytes();
+        let before = Model::compile_at(catalog, 1_000).unwrap();
+        let mut patched = before.clone();
+        let mut read_back = Model::from_bytes(&before.to_bytes()).unwrap();
+        patched.patch_users(users.clone()).unwrap();
+        read_back.patch_users(users.clone()).unwrap();
+        prop_assert!(patched.to_bytes() == fresh, "patched in memory differs from a fresh compile");
+        prop_assert!(read_back.to_bytes() == fresh, "patched from bytes differs from a fresh compile");
+
+        let mut unknown = users;
+        unknown.push(User { owner_id: 600, name: "lost".into(), role: n_roles as i64 + 7, is_admin: false, is_active: true });
+        let mut refused = before.clone();
+        prop_assert!(refused.patch_users(unknown).is_err());
+        prop_assert!(refused.to_bytes() == before.to_bytes(), "a refused patch changed the model");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    /// Users, memberships and rules changed in one commit, patched in that order (as the
+    /// extension does): memberships and new rules look up the users as they are now.
+    #[test]
+    fn patched_users_members_and_rules_equal_a_fresh_compile(catalog in catalog(), seed in any::<u64>()) {
+        let mut rnd = seed;
+        let mut next = |n: usize| {
+            rnd = rnd.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((rnd >> 33) as usize) % n.max(1)
+        };
+        let n_roles = catalog.roles.len();
+        let n_groups = catalog.groups.len();
+        let mut users = catalog.users.clone();
+        for u in users.iter_mut() {
+            if next(3) == 0 {
+                u.role = next(n_roles) as i64 + 1;
+            }
+        }
+        let mut members: Vec<GroupMember> = catalog.group_members.iter().filter(|_| next(3) > 0).cloned().collect();
+        for _ in 0..next(6) {
+            members.push(GroupMember { group: 1000 + next(n_groups + 1) as i64, member: Party::RoleAndSubordinates(next(n_roles) as i64 + 1) });
+        }
+        let mut rules: Vec<SharingRule> = catalog.sharing_rules.iter().filter(|_| next(3) > 0).cloned().collect();
+        let module = catalog.modules.iter().find(|m| m.controlled_by.is_none()).unwrap().name.clone();
+        for i in 0..next(4) {
+            rules.push(SharingRule {
+                id: 200 + i as i64,
+                module: module.clone(),
+                source: Party::RoleAndSubordinates(next(n_roles) as i64 + 1),
+                target: if next(2) == 0 { Party::Group(1000 + next(n_groups + 1) as i64) } else { Party::Role(next(n_roles) as i64 + 1) },
+                access: RuleAccess::Read,
+                related_modules: vec![],
+            });
+        }
+        let mut changed = catalog.clone();
+        changed.users = users.clone();
+        changed.group_members = members.clone();
+        changed.sharing_rules = rules.clone();
+        let fresh = Model::compile_at(changed, 1_000).unwrap().to_bytes();
+        let mut patched = Model::from_bytes(&Model::compile_at(catalog, 1_000).unwrap().to_bytes()).unwrap();
+        patched.patch_users(users).unwrap();
         patched.patch_group_members(members);
         patched.patch_sharing_rules(rules);
         prop_assert!(patched.to_bytes() == fresh, "patched differs from a fresh compile");

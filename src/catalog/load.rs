@@ -53,10 +53,7 @@ SELECT json_build_object('catalog', json_build_object(
                                   WHERE profile_id = p.id GROUP BY module) g), '{}')))
      FROM crm.profiles p), '[]'),
   'role_profiles', coalesce((SELECT json_agg(json_build_array(role_id, profile_id)) FROM crm.role_profiles), '[]'),
-  -- Users as arrays in the fields' order (serde reads a struct from either): building an
-  -- object per user was most of the query's time with thousands of users.
-  'users', coalesce((SELECT json_agg(json_build_array(u.owner_id, o.name, u.role_id, u.is_admin, u.is_active))
-                     FROM crm.users u JOIN crm.owners o ON o.id = u.owner_id), '[]'),
+  'users', {users},
 {modules}
   'protected_tables', coalesce((SELECT json_object_agg(tbl::oid, json_build_array(module, owner_column))
                                 FROM crm.protected_tables), '{}'),
@@ -92,6 +89,12 @@ pub const SHARING_RULES_JSON: &str = "coalesce((SELECT json_agg(json_build_objec
                                 'source', json_build_object('kind', source_kind, 'id', source_id),
                                 'target', json_build_object('kind', target_kind, 'id', target_id)) ORDER BY id)
                              FROM crm.sharing_rules), '[]')";
+
+/// The users as the load reads them: also read alone by a commit that patches them into the
+/// published model (`publish`). Arrays in the fields' order (serde reads a struct from
+/// either): building an object per user was most of the query's time with thousands of users.
+pub const USERS_JSON: &str = "coalesce((SELECT json_agg(json_build_array(u.owner_id, o.name, u.role_id, u.is_admin, u.is_active))
+                     FROM crm.users u JOIN crm.owners o ON o.id = u.owner_id), '[]')";
 
 /// The group memberships as the load reads them: also read alone by a commit that patches
 /// them into the published model (`publish`).
@@ -143,7 +146,7 @@ thread_local! {
     /// `CATALOG_JSON` for each kind of schema, built once.
     static QUERIES: [std::ffi::CString; 2] = [(MODULES_AS_DATA, PUBLISHED), (MODULES_BEFORE_0_4, "")]
         .map(|(modules, published)| {
-            let query = CATALOG_JSON.replace("{modules}", modules).replace("{published}", published).replace("{sharing_rules}", SHARING_RULES_JSON).replace("{group_members}", GROUP_MEMBERS_JSON);
+            let query = CATALOG_JSON.replace("{modules}", modules).replace("{published}", published).replace("{sharing_rules}", SHARING_RULES_JSON).replace("{group_members}", GROUP_MEMBERS_JSON).replace("{users}", USERS_JSON);
             std::ffi::CString::new(query).expect("no NUL in the query")
         });
 }

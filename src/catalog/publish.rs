@@ -264,19 +264,27 @@ impl Built {
 }
 
 /// The model this commit leaves, patched from the published one (issue 28, item 2), when this
-/// transaction changed no table the model is compiled from but the sharing defaults, the
-/// sharing rules and the group memberships (`Model::patch_sharing_defaults`,
-/// `Model::patch_group_members`, `Model::patch_sharing_rules`: each equals a compile byte for
-/// byte). `None` (compile the catalog) otherwise, or when there is no one
-/// published model of this library for a moment not after `at`, still right at `at`, or the
-/// references a restore loaded are not checked yet. Read under the latest snapshot, as
+/// transaction changed no table the model is compiled from but the users, the sharing
+/// defaults, the sharing rules and the group memberships (`Model::patch_users`,
+/// `Model::patch_sharing_defaults`, `Model::patch_group_members`, `Model::patch_sharing_rules`:
+/// each equals a compile byte for byte). `None` (compile the catalog) otherwise, or when there
+/// is no one published model of this library for a moment not after `at`, still right at
+/// `at`, the references a restore loaded are not checked yet, or what was read is something a
+/// compile refuses (it reports it, with the reason). Read under the latest snapshot, as
 /// `load::load` reads the catalog: the published row then reflects every catalog commit
 /// visible in it, the tables read are as the compile would read them, and a commit landing
 /// before this one takes the commit lock makes `write` publish no bytes, as for a compile.
 fn patched(at: i64) -> CrmResult<Option<(Vec<i64>, Vec<u8>)>> {
     let tables = super::commits::changed_tables();
-    let (defaults, rules, members) = (crm_relid(c"sharing_defaults"), crm_relid(c"sharing_rules"), crm_relid(c"group_members"));
-    let query = |sql: String| -> CrmResult<Option<String>> {
+    let changed = |name: &std::ffi::CStr| tables.contains(&crm_relid(name));
+    // Each table this transaction changed, read whole with the load's own SQL.
+    let reads = [
+        (changed(c"users"), format!("SELECT ({})::text", load::USERS_JSON)),
+        (changed(c"sharing_defaults"), SHARING_DEFAULTS.to_string()),
+        (changed(c"group_members"), format!("SELECT ({})::text", load::GROUP_MEMBERS_JSON)),
+        (changed(c"sharing_rules"), format!("SELECT ({})::text", load::SHARING_RULES_JSON)),
+    ];
+    let query = |sql: &str| -> CrmResult<Option<String>> {
         let sql = std::ffi::CString::new(sql).expect("no NUL in the query");
         privileged::as_catalog_role(|| Ok(privileged::query_one(&sql)))
     };
@@ -284,55 +292,67 @@ fn patched(at: i64) -> CrmResult<Option<(Vec<i64>, Vec<u8>)>> {
     // (an error aborts the (sub)transaction, which pops active snapshots itself).
     let read = unsafe {
         pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot());
-        let read = (|| -> CrmResult<Option<(Vec<Row>, Option<String>, Option<String>, Option<String>)>> {
+        let read = (|| -> CrmResult<Option<(Vec<Row>, Vec<Option<String>>)>> {
             if super::restore::problems()?.is_some() {
                 return Ok(None);
             }
-            let levels = if tables.contains(&defaults) { query(SHARING_DEFAULTS.to_string())? } else { None };
-            let rules = if tables.contains(&rules) { query(format!("SELECT ({})::text", load::SHARING_RULES_JSON))? } else { None };
-            let members = if tables.contains(&members) { query(format!("SELECT ({})::text", load::GROUP_MEMBERS_JSON))? } else { None };
-            Ok(Some((rows()?, levels, rules, members)))
+            let mut json = Vec::with_capacity(reads.len());
+            for (changed, sql) in &reads {
+                json.push(if *changed { query(sql)? } else { None });
+            }
+            Ok(Some((rows()?, json)))
         })();
         pg_sys::PopActiveSnapshot();
         read?
     };
-    let Some((rows, levels, rule_rows, member_rows)) = read else { return Ok(None) };
+    let Some((rows, json)) = read else { return Ok(None) };
     let [(id, compiled_at, Some(bytes), Some(_), Some(library))] = rows.as_slice() else { return Ok(None) };
     if *compiled_at > at || library != LIBRARY {
         return Ok(None);
     }
+    let [users, levels, members, rules] = <[Option<String>; 4]>::try_from(json).expect("one read per table");
     // What does not read as the load would read it: the compile reports it, with the reason.
-    let levels: Option<Option<BTreeMap<String, crm_model::SharingLevel>>> = match levels {
-        None => Some(None),
-        Some(json) => serde_json::from_str::<BTreeMap<String, String>>(&json)
-            .ok()
-            .and_then(|levels| levels.into_iter().map(|(m, l)| l.parse().ok().map(|l| (m, l))).collect())
-            .map(Some),
+    let Some(users) = parse::<Vec<crm_model::User>>(users) else { return Ok(None) };
+    let Some(levels) = parse::<BTreeMap<String, String>>(levels) else { return Ok(None) };
+    let levels: Option<BTreeMap<String, crm_model::SharingLevel>> = match levels {
+        None => None,
+        Some(levels) => match levels.into_iter().map(|(m, l)| l.parse().ok().map(|l| (m, l))).collect() {
+            Some(levels) => Some(levels),
+            None => return Ok(None),
+        },
     };
-    let rule_rows: Option<Option<Vec<crm_model::SharingRule>>> = match rule_rows {
-        None => Some(None),
-        Some(json) => serde_json::from_str(&json).ok().map(Some),
-    };
-    let member_rows: Option<Option<Vec<crm_model::GroupMember>>> = match member_rows {
-        None => Some(None),
-        Some(json) => serde_json::from_str(&json).ok().map(Some),
-    };
-    let (Some(levels), Some(rule_rows), Some(member_rows)) = (levels, rule_rows, member_rows) else { return Ok(None) };
+    let Some(members) = parse::<Vec<crm_model::GroupMember>>(members) else { return Ok(None) };
+    let Some(rules) = parse::<Vec<crm_model::SharingRule>>(rules) else { return Ok(None) };
     let Some(mut model) = Model::from_bytes(bytes) else { return Ok(None) };
     if model.valid_until().is_some_and(|until| until <= at) {
         return Ok(None);
     }
+    // Users first: memberships and new rules look them up. Memberships before rules: a new
+    // rule naming a group looks its members up.
+    if let Some(users) = users {
+        if model.patch_users(users).is_err() {
+            return Ok(None);
+        }
+    }
     if let Some(levels) = levels {
         model.patch_sharing_defaults(&levels);
     }
-    // Memberships before rules: a new rule naming a group looks its members up.
-    if let Some(member_rows) = member_rows {
-        model.patch_group_members(member_rows);
+    if let Some(members) = members {
+        model.patch_group_members(members);
     }
-    if let Some(rule_rows) = rule_rows {
-        model.patch_sharing_rules(rule_rows);
+    if let Some(rules) = rules {
+        model.patch_sharing_rules(rules);
     }
     Ok(Some((vec![*id], published_bytes(model))))
+}
+
+/// A table read for a patch: `Some(None)` when it was not read, `None` when what was read
+/// does not parse as the load would parse it.
+fn parse<T: serde::de::DeserializeOwned>(json: Option<String>) -> Option<Option<T>> {
+    match json {
+        None => Some(None),
+        Some(json) => serde_json::from_str(&json).ok().map(Some),
+    }
 }
 
 /// The bytes to publish: without the bindings to database roles, which every reader reads
@@ -347,8 +367,9 @@ fn published_bytes(mut model: Model) -> Vec<u8> {
 /// covers (`patched`).
 fn may_patch() -> bool {
     let tables = super::commits::changed_tables();
-    let (defaults, rules, members) = (crm_relid(c"sharing_defaults"), crm_relid(c"sharing_rules"), crm_relid(c"group_members"));
-    let patchable = |t: &pg_sys::Oid| *t != pg_sys::InvalidOid && [defaults, rules, members].contains(t);
+    let patchable: Vec<pg_sys::Oid> =
+        [c"users", c"sharing_defaults", c"group_members", c"sharing_rules"].into_iter().map(crm_relid).collect();
+    let patchable = |t: &pg_sys::Oid| *t != pg_sys::InvalidOid && patchable.contains(t);
     !tables.is_empty() && tables.iter().all(patchable) && super::compat::modules_are_data()
 }
 

@@ -132,6 +132,34 @@ COMMIT;
 :patch_is_compile
 \c
 :carol_reads
+-- Users (issue 28, item 2): carol moved up to Mgr_West (the West reps' leads below her become
+-- hers to see), then back; a user disabled, and carol made an administrator and moved by hand,
+-- beside a membership and a rule naming the group; a user's row deleted by hand and put back:
+-- each patched, the same bytes.
+SELECT crm.set_user_role('carol', 'Mgr_West');
+:patch_is_compile
+\c
+:carol_reads
+SELECT crm.set_user_role('carol', 'Rep_East');
+:patch_is_compile
+BEGIN;
+UPDATE crm.users SET is_active = false WHERE owner_id = crm.owner_id('dave');
+UPDATE crm.users SET is_admin = true, role_id = (SELECT id FROM crm.roles WHERE name = 'Rep_West') WHERE owner_id = crm.owner_id('carol');
+SELECT crm.add_group_member('Patch G', 'role', 'Rep_East');
+SELECT crm.add_sharing_rule('Leads', 'group', 'Patch G', 'role', 'Support', 'read');
+COMMIT;
+:patch_is_compile
+\c
+:carol_reads
+UPDATE crm.users SET is_active = true WHERE owner_id = crm.owner_id('dave');
+UPDATE crm.users SET is_admin = false, role_id = (SELECT id FROM crm.roles WHERE name = 'Rep_East') WHERE owner_id = crm.owner_id('carol');
+:patch_is_compile
+DELETE FROM crm.users WHERE owner_id = crm.owner_id('erin');
+:patch_is_compile
+INSERT INTO crm.users (owner_id, role_id) SELECT crm.owner_id('erin'), id FROM crm.roles WHERE name = 'Audit';
+:patch_is_compile
+\c
+:carol_reads
 SELECT crm.drop_sharing_rule(id) FROM crm.sharing_rules;
 
 BEGIN;
