@@ -134,8 +134,8 @@ COMMIT;
 :carol_reads
 -- Users (issue 28, item 2): carol moved up to Mgr_West (the West reps' leads below her become
 -- hers to see), then back; a user disabled, and carol made an administrator and moved by hand,
--- beside a membership and a rule naming the group; a user's row deleted by hand and put back:
--- each patched, the same bytes.
+-- beside a membership and a rule naming the group; a user's row put back by hand after its
+-- deletion (which cascades to other catalog tables, so compiles): each patched, the same bytes.
 SELECT crm.set_user_role('carol', 'Mgr_West');
 :patch_is_compile
 \c
@@ -154,9 +154,10 @@ COMMIT;
 UPDATE crm.users SET is_active = true WHERE owner_id = crm.owner_id('dave');
 UPDATE crm.users SET is_admin = false, role_id = (SELECT id FROM crm.roles WHERE name = 'Rep_East') WHERE owner_id = crm.owner_id('carol');
 :patch_is_compile
-DELETE FROM crm.users WHERE owner_id = crm.owner_id('erin');
+SELECT crm.owner_id('erin') AS erin \gset
+DELETE FROM crm.users WHERE owner_id = :erin;
 :patch_is_compile
-INSERT INTO crm.users (owner_id, role_id) SELECT crm.owner_id('erin'), id FROM crm.roles WHERE name = 'Audit';
+INSERT INTO crm.users (owner_id, role_id) SELECT :erin, id FROM crm.roles WHERE name = 'Audit';
 :patch_is_compile
 \c
 :carol_reads
