@@ -490,6 +490,9 @@ impl Model {
         let users = self.users.values().filter(|o| o.is_active || action == Action::Edit).map(|o| o.owner_id);
         let mut out: Vec<OwnerId> = users.chain(self.groups.keys().copied()).filter(|o| scope.contains(*o)).collect();
         out.sort_unstable();
+        // An owner both a user and a group (a user row written by hand for a group's owner)
+        // is listed once (red team of item 2: the filter built from it wants distinct ids).
+        out.dedup();
         out
     }
 

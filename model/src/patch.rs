@@ -81,6 +81,15 @@ impl Model {
     /// exist) leaves the model as it was and is returned for the compile to report.
     pub fn patch_users(&mut self, mut users: Vec<User>) -> Result<(), ModelError> {
         users.sort_by_key(|u| u.owner_id);
+        // Only flags changed (a user disabled, made an administrator): nothing a compile
+        // derives reads them; decisions read them as they are made.
+        let same = |u: &User, m: &User| u.owner_id == m.owner_id && u.role == m.role && u.name == m.name;
+        if users.len() == self.users.len() && users.iter().zip(self.users.values()).all(|(u, m)| same(u, m)) {
+            for u in users {
+                self.users.insert(u.owner_id, u);
+            }
+            return Ok(());
+        }
         let (by_id, by_name, by_role) = index_users(users, &self.tree)?;
         self.users = by_id;
         self.users_by_name = by_name;

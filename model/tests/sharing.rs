@@ -127,6 +127,21 @@ fn groups_can_be_given_records() {
 }
 
 #[test]
+fn an_owner_both_a_user_and_a_group_is_assignable_once() {
+    // A user row written by hand for a group's owner (red team of issue 28, item 2): the
+    // list a write policy's filter is built from holds each owner once.
+    let mut catalog = org(&[], &[]).catalog().clone();
+    catalog.users = org(&[], &[]).users().cloned().collect();
+    catalog.users.push(User { owner_id: TEAM, name: "team as a user".into(), role: 4, is_admin: false, is_active: true });
+    let m = Model::compile(catalog).unwrap();
+    let assignable = m.assignable(13, "Leads", Create);
+    assert_eq!(assignable.iter().filter(|&&o| o == TEAM).count(), 1, "{assignable:?}");
+    let mut distinct = assignable.clone();
+    distinct.dedup();
+    assert_eq!(assignable, distinct);
+}
+
+#[test]
 fn rules_on_a_parent_module_carry_access_to_related_records() {
     let mut m = org(&[(11, "Accounts", Party::Role(4), Party::Role(6), RuleAccess::ReadWrite)], &[]);
     // Without related modules the rule shares accounts only.

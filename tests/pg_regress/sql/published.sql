@@ -264,6 +264,17 @@ SELECT rows, with_bytes FROM regress.published;
 SELECT crm.create_group('Spaced 3');
 SELECT rows, with_bytes FROM regress.published;
 :carol_reads
+-- Within the spacing a change a patch covers is still patched (a patch is not a compile; red
+-- team of item 2), while there is a model to patch.
+SELECT crm.set_sharing_default('Tags', 'public_read');
+SELECT built FROM crm.compiled_model;
+SELECT crm.create_group('Spaced 4');
+SELECT rows, with_bytes FROM regress.published;
+SELECT crm.set_sharing_default('Tags', 'private');
+SELECT rows, with_bytes FROM regress.published;
+\c
+SELECT crm.create_group('Spaced 5');
+SELECT built FROM crm.compiled_model;
 ALTER DATABASE :DBNAME SET crm.compile_spacing = 0;
 \c
 -- Only a superuser sets the spacing.
