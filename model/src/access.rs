@@ -223,7 +223,14 @@ pub(crate) struct GroupsOfUsers {
 }
 
 impl GroupsOfUsers {
-    fn new(mut pairs: Vec<(OwnerId, OwnerId)>) -> GroupsOfUsers {
+    /// Every (user, group) pair, by user then group.
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = (OwnerId, OwnerId)> + '_ {
+        self.users.iter().enumerate().flat_map(move |(i, &u)| {
+            self.groups[self.starts[i] as usize..self.starts[i + 1] as usize].iter().map(move |&g| (u, g))
+        })
+    }
+
+    pub(crate) fn new(mut pairs: Vec<(OwnerId, OwnerId)>) -> GroupsOfUsers {
         pairs.sort_unstable();
         pairs.dedup();
         let mut out = GroupsOfUsers::default();

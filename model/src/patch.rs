@@ -3,11 +3,11 @@
 //! the changed catalog makes, byte for byte (`tests/properties.rs` holds each to it on random
 //! organisations); a change no patch covers is compiled.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::access::{groups_of_users, index_users, rule_as_compiled, rule_reach, set_privileges, CompiledRule, ModelError};
-use crate::groups::{member_lists, UserIndex};
-use crate::{GroupMember, Model, Party, SharingLevel, SharingRule, User};
+use crate::access::{groups_of_users, index_users, rule_as_compiled, rule_reach, set_privileges, CompiledRule, GroupsOfUsers, ModelError};
+use crate::groups::{member_lists, users_of, UserIndex};
+use crate::{GroupMember, Model, OwnerId, Party, RoleId, SharingLevel, SharingRule, User};
 
 impl Model {
     /// The org-wide sharing defaults as the catalog holds them now: `levels` by module name,
@@ -90,6 +90,10 @@ impl Model {
             }
             return Ok(());
         }
+        let same_names = |u: &User, m: &User| u.owner_id == m.owner_id && u.name == m.name;
+        if users.len() == self.users.len() && users.iter().zip(self.users.values()).all(|(u, m)| same_names(u, m)) {
+            return self.move_users(users);
+        }
         let (by_id, by_name, by_role) = index_users(users, &self.tree)?;
         self.users = by_id;
         self.users_by_name = by_name;
@@ -101,6 +105,79 @@ impl Model {
         self.set_holders = set_holders;
         for c in &mut self.rules {
             (c.source_owners, c.receiving_roles_above, c.target_users) = rule_reach(c.rule.source, c.rule.target, &index);
+        }
+        Ok(())
+    }
+
+    /// Users moved to other roles (the same ids and names; flags may change too): only the
+    /// sets that hang on the roles they left or joined are computed again. A role party
+    /// covers a moved user's role, a role-and-subordinates party one of its roles or their
+    /// ancestors; a group is affected when a member is, nested groups included; a rule when
+    /// its source or target is, or a moved user receives it (its receiving roles follow its
+    /// receivers' roles). Everything else keeps its sets.
+    fn move_users(&mut self, users: Vec<User>) -> Result<(), ModelError> {
+        let moved: Vec<(OwnerId, RoleId, RoleId)> =
+            users.iter().filter_map(|u| self.users.get(&u.owner_id).filter(|m| m.role != u.role).map(|m| (u.owner_id, m.role, u.role))).collect();
+        if let Some(u) = users.iter().find(|u| !self.tree.contains(u.role)) {
+            return Err(ModelError::UnknownRole { user: u.name.clone(), role: u.role });
+        }
+        let roles: BTreeSet<RoleId> = moved.iter().flat_map(|&(_, from, to)| [from, to]).collect();
+        // Every role at or above a moved user's old or new role.
+        let mut above: BTreeSet<RoleId> = BTreeSet::new();
+        for &r in &roles {
+            let mut role = Some(r);
+            while let Some(x) = role {
+                if !above.insert(x) {
+                    break;
+                }
+                role = self.tree.parent(x);
+            }
+        }
+        let covers = |p: &Party| match p {
+            Party::Role(r) => roles.contains(r),
+            Party::RoleAndSubordinates(r) => above.contains(r),
+            _ => false,
+        };
+        // Groups whose users change: a member covers a moved role, or is such a group.
+        let mut affected: BTreeSet<OwnerId> =
+            self.members.iter().filter(|(_, ps)| ps.iter().any(covers)).map(|(g, _)| *g).collect();
+        loop {
+            let more: Vec<OwnerId> = self
+                .members
+                .iter()
+                .filter(|(g, ps)| !affected.contains(*g) && ps.iter().any(|p| matches!(p, Party::Group(x) if affected.contains(x))))
+                .map(|(g, _)| *g)
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            affected.extend(more);
+        }
+        for u in users {
+            self.users.insert(u.owner_id, u);
+        }
+        let mut by_role: BTreeMap<RoleId, Vec<OwnerId>> = BTreeMap::new();
+        for u in self.users.values() {
+            by_role.entry(u.role).or_default().push(u.owner_id);
+        }
+        self.users_by_role = by_role;
+        let index = UserIndex { tree: &self.tree, users: &self.users, by_role: &self.users_by_role, members: &self.members };
+        if !affected.is_empty() {
+            let mut pairs: Vec<(OwnerId, OwnerId)> = self.user_groups.pairs().filter(|(_, g)| !affected.contains(g)).collect();
+            for &g in self.groups.keys().filter(|g| affected.contains(g)) {
+                pairs.extend(users_of(Party::Group(g), &index).into_iter().map(|u| (u, g)));
+            }
+            self.user_groups = GroupsOfUsers::new(pairs);
+        }
+        let (user_privileges, set_holders) = set_privileges(&self.catalog, &self.groups, &self.role_privileges, &index);
+        self.user_privileges = user_privileges;
+        self.set_holders = set_holders;
+        let touches = |p: &Party| covers(p) || matches!(p, Party::Group(g) if affected.contains(g));
+        for c in &mut self.rules {
+            let receives_moved = moved.iter().any(|(u, _, _)| c.target_users.binary_search(u).is_ok());
+            if touches(&c.rule.source) || touches(&c.rule.target) || receives_moved {
+                (c.source_owners, c.receiving_roles_above, c.target_users) = rule_reach(c.rule.source, c.rule.target, &index);
+            }
         }
         Ok(())
     }
