@@ -12,6 +12,7 @@ use crate::catalog::{Catalog, Group, Party, Profile, SharingRule, User};
 use crate::groups::{member_lists, users_of, UserIndex};
 use crate::messages::MessagePermission;
 use crate::roles::{RoleTree, RoleTreeError};
+use crate::users::Users;
 use crate::{Action, OwnerId, RoleId, SharingLevel};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,6 +84,73 @@ impl Privileges {
     }
 }
 
+/// What each role's profiles grant, held once per distinct set of profiles: 400 roles of a
+/// few kinds held 400 copies of the same grants (a sixth of a decoded model's heap at
+/// 20,000 users).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "RolePrivilegesRecord", into = "RolePrivilegesRecord")]
+pub(crate) struct RolePrivileges {
+    of_role: BTreeMap<RoleId, u32>,
+    distinct: Vec<Privileges>,
+}
+
+/// `RolePrivileges` as bytes hold it; read back only if every index holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RolePrivilegesRecord {
+    of_role: BTreeMap<RoleId, u32>,
+    distinct: Vec<Privileges>,
+}
+
+impl TryFrom<RolePrivilegesRecord> for RolePrivileges {
+    type Error = &'static str;
+
+    fn try_from(r: RolePrivilegesRecord) -> Result<RolePrivileges, &'static str> {
+        if r.of_role.values().all(|&i| (i as usize) < r.distinct.len()) {
+            Ok(RolePrivileges { of_role: r.of_role, distinct: r.distinct })
+        } else {
+            Err("a role's privileges out of range")
+        }
+    }
+}
+
+impl From<RolePrivileges> for RolePrivilegesRecord {
+    fn from(r: RolePrivileges) -> RolePrivilegesRecord {
+        RolePrivilegesRecord { of_role: r.of_role, distinct: r.distinct }
+    }
+}
+
+impl RolePrivileges {
+    /// From the catalog's (role, profile) pairs in order (`Catalog::normalise`).
+    fn build(catalog: &Catalog) -> RolePrivileges {
+        let profiles: BTreeMap<_, _> = catalog.profiles.iter().map(|p| (p.id, p)).collect();
+        let mut by_role: BTreeMap<RoleId, Vec<&Profile>> = BTreeMap::new();
+        for (role, profile) in &catalog.role_profiles {
+            if let Some(p) = profiles.get(profile) {
+                by_role.entry(*role).or_default().push(p);
+            }
+        }
+        let mut out = RolePrivileges::default();
+        let mut seen: BTreeMap<Vec<crate::ProfileId>, u32> = BTreeMap::new();
+        for (role, ps) in by_role {
+            let key: Vec<crate::ProfileId> = ps.iter().map(|p| p.id).collect();
+            let at = *seen.entry(key).or_insert_with(|| {
+                let mut combined = Privileges::default();
+                for p in &ps {
+                    combined.add(&format!("profile {}", p.name), p);
+                }
+                out.distinct.push(combined);
+                (out.distinct.len() - 1) as u32
+            });
+            out.of_role.insert(role, at);
+        }
+        out
+    }
+
+    pub(crate) fn get(&self, role: &RoleId) -> Option<&Privileges> {
+        self.of_role.get(role).map(|&i| &self.distinct[i as usize])
+    }
+}
+
 /// A sharing rule with the owners whose records it shares and the users who receive them:
 /// the target's users and, "shared below", every user whose role is above one of them.
 /// Receivers are not listed one by one: with thousands of users per rule that list was most
@@ -105,26 +173,12 @@ impl CompiledRule {
     }
 }
 
-/// The users by id, their ids by name and by role, from the catalog's users in owner-id order
-/// (`Catalog::normalise`); a user of a role the tree does not hold is an error.
-pub(crate) fn index_users(
-    mut user_list: Vec<User>,
-    tree: &RoleTree,
-) -> Result<(BTreeMap<OwnerId, User>, Vec<OwnerId>, BTreeMap<RoleId, Vec<OwnerId>>), ModelError> {
-    let mut users_by_role: BTreeMap<RoleId, Vec<OwnerId>> = BTreeMap::new();
-    for u in &user_list {
-        if !tree.contains(u.role) {
-            return Err(ModelError::UnknownRole { user: u.name.clone(), role: u.role });
-        }
-        users_by_role.entry(u.role).or_default().push(u.owner_id);
+/// The users by id, name and role; a user of a role the tree does not hold is an error.
+pub(crate) fn index_users(user_list: Vec<User>, tree: &RoleTree) -> Result<Users, ModelError> {
+    if let Some(u) = user_list.iter().find(|u| !tree.contains(u.role)) {
+        return Err(ModelError::UnknownRole { user: u.name.to_string(), role: u.role });
     }
-    // Ids ordered by name: a name index without a second copy of every name.
-    user_list.sort_by(|a, b| a.name.cmp(&b.name));
-    let users_by_name: Vec<OwnerId> = user_list.iter().map(|u| u.owner_id).collect();
-    user_list.sort_unstable_by_key(|u| u.owner_id);
-    // Built from sorted input, the map's nodes are full.
-    let users: BTreeMap<OwnerId, User> = user_list.into_iter().map(|u| (u.owner_id, u)).collect();
-    Ok((users, users_by_name, users_by_role))
+    Ok(Users::new(user_list))
 }
 
 /// The groups of each user, nested groups included.
@@ -141,7 +195,7 @@ pub(crate) fn groups_of_users(groups: &BTreeMap<OwnerId, Group>, index: &UserInd
 pub(crate) fn set_privileges(
     catalog: &Catalog,
     groups: &BTreeMap<OwnerId, Group>,
-    role_privileges: &BTreeMap<RoleId, Privileges>,
+    role_privileges: &RolePrivileges,
     index: &UserIndex,
 ) -> (BTreeMap<OwnerId, Privileges>, BTreeMap<crate::ProfileId, Vec<OwnerId>>) {
     let sets: BTreeMap<_, _> = catalog.permission_sets.iter().map(|p| (p.id, p)).collect();
@@ -257,15 +311,13 @@ impl GroupsOfUsers {
 pub struct Model {
     pub(crate) catalog: Catalog,
     pub(crate) tree: RoleTree,
-    pub(crate) users: BTreeMap<OwnerId, User>,
+    /// By id, name and role.
+    pub(crate) users: Users,
     pub(crate) groups: BTreeMap<OwnerId, Group>,
     pub(crate) members: BTreeMap<OwnerId, Vec<Party>>,
-    /// User ids ordered by name.
-    pub(crate) users_by_name: Vec<OwnerId>,
-    pub(crate) users_by_role: BTreeMap<RoleId, Vec<OwnerId>>,
     /// The groups of each user.
     pub(crate) user_groups: GroupsOfUsers,
-    pub(crate) role_privileges: BTreeMap<RoleId, Privileges>,
+    pub(crate) role_privileges: RolePrivileges,
     /// Only users with a permission set (directly or through a group) have their own entry.
     pub(crate) user_privileges: BTreeMap<OwnerId, Privileges>,
     /// The holders of each permission set, sorted and distinct (restriction rules name sets).
@@ -302,19 +354,13 @@ impl Model {
                 }
             }
         }
-        let (users, users_by_name, users_by_role) = index_users(std::mem::take(&mut catalog.users), &tree)?;
+        let users = index_users(std::mem::take(&mut catalog.users), &tree)?;
         let groups: BTreeMap<_, _> = catalog.groups.iter().map(|g| (g.owner_id, g.clone())).collect();
         let members = member_lists(&catalog.group_members);
-        let index = UserIndex { tree: &tree, users: &users, by_role: &users_by_role, members: &members };
+        let index = UserIndex { tree: &tree, users: &users, members: &members };
         let user_groups = groups_of_users(&groups, &index);
 
-        let profiles: BTreeMap<_, _> = catalog.profiles.iter().map(|p| (p.id, p)).collect();
-        let mut role_privileges: BTreeMap<RoleId, Privileges> = BTreeMap::new();
-        for (role, profile) in &catalog.role_profiles {
-            if let Some(p) = profiles.get(profile) {
-                role_privileges.entry(*role).or_default().add(&format!("profile {}", p.name), p);
-            }
-        }
+        let role_privileges = RolePrivileges::build(&catalog);
         let (user_privileges, set_holders) = set_privileges(&catalog, &groups, &role_privileges, &index);
         let rules = catalog.sharing_rules.iter().map(|r| compile_rule(r, &index, &catalog.module_relations)).collect();
         let defaults = catalog.modules.iter().map(|m| (m.name.clone(), m.sharing_default)).collect();
@@ -324,8 +370,6 @@ impl Model {
             users,
             groups,
             members,
-            users_by_name,
-            users_by_role,
             user_groups,
             role_privileges,
             user_privileges,
@@ -371,13 +415,12 @@ impl Model {
     }
 
     pub fn user_by_name(&self, name: &str) -> Option<&User> {
-        let at = self.users_by_name.binary_search_by(|id| self.users[id].name.as_str().cmp(name)).ok()?;
-        self.users.get(&self.users_by_name[at])
+        self.users.by_name(name)
     }
 
     /// Users whose role is strictly below `user`'s role.
     pub(crate) fn subordinates(&self, user: &User) -> impl Iterator<Item = OwnerId> + '_ {
-        self.tree.strictly_below(user.role).into_iter().flat_map(|r| self.users_by_role.get(&r).into_iter().flatten().copied())
+        self.tree.strictly_below(user.role).into_iter().flat_map(|r| self.users.of_role(r))
     }
 
     /// The profiles a role carries (not permission sets).
@@ -468,7 +511,7 @@ impl Model {
         let mut owners: Vec<OwnerId> = vec![u.owner_id];
         owners.extend_from_slice(self.user_groups.of(u.owner_id));
         for role in self.tree.strictly_below(u.role) {
-            owners.extend(self.users_by_role.get(&role).into_iter().flatten().copied());
+            owners.extend(self.users.of_role(role));
         }
         for r in &self.rules {
             if r.rule.module == governing && r.rule.access.covers(action) && r.receives(u) {
@@ -505,5 +548,40 @@ impl Model {
 
     pub(crate) fn edits_everything(&self, user: OwnerId) -> bool {
         self.users.get(&user).is_some_and(|u| u.is_admin || self.privileges_of(u).edit_all.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_with_the_same_profiles_share_their_privileges() {
+        let grants = |m: &str| BTreeMap::from([(m.to_string(), vec![Action::Read])]);
+        let catalog = Catalog {
+            profiles: vec![
+                Profile { id: 1, name: "A".into(), grants: grants("Widgets"), ..Default::default() },
+                Profile { id: 2, name: "B".into(), view_all: true, grants: grants("Gadgets"), ..Default::default() },
+            ],
+            role_profiles: vec![(10, 1), (11, 1), (12, 1), (12, 2), (13, 2)],
+            ..Default::default()
+        };
+        let r = RolePrivileges::build(&catalog);
+        assert_eq!(r.distinct.len(), 3);
+        assert!(std::ptr::eq(r.get(&10).unwrap(), r.get(&11).unwrap()));
+        let both = r.get(&12).unwrap();
+        assert!(both.granted("Widgets", Action::Read) && both.granted("Gadgets", Action::Read));
+        assert_eq!(both.view_all.as_deref(), Some("profile B"));
+        assert!(!r.get(&13).unwrap().granted("Widgets", Action::Read));
+        assert!(r.get(&14).is_none());
+    }
+
+    #[test]
+    fn bytes_naming_privileges_out_of_range_are_refused() {
+        let record = RolePrivilegesRecord { of_role: BTreeMap::from([(10, 1)]), distinct: vec![Privileges::default()] };
+        let bytes = postcard::to_allocvec(&record).unwrap();
+        assert!(postcard::from_bytes::<RolePrivileges>(&bytes).is_err());
+        let record = RolePrivilegesRecord { of_role: BTreeMap::from([(10, 0)]), distinct: vec![Privileges::default()] };
+        assert!(postcard::from_bytes::<RolePrivileges>(&postcard::to_allocvec(&record).unwrap()).is_ok());
     }
 }

@@ -130,7 +130,7 @@ impl Model {
         let owner = self.users.get(&e.owner);
         if e.public && matches!(action, Action::Read | Action::Edit | Action::Delete) {
             if let Some(o) = owner.filter(|o| self.tree.is_strictly_above(u.role, o.role)) {
-                return Decision::allow(Reason::PublicEventBelow { owner: o.name.clone() });
+                return Decision::allow(Reason::PublicEventBelow { owner: o.name.to_string() });
             }
         }
         if e.public && action == Action::Read && self.catalog.calendar_shares.contains(&(e.owner, user)) {

@@ -314,7 +314,9 @@ pub struct Profile {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub struct User {
     pub owner_id: OwnerId,
-    pub name: String,
+    /// Held inline up to 24 bytes: a heap allocation per user was a fifth of a decoded
+    /// model's heap at 20,000 users, and most of its allocations.
+    pub name: compact_str::CompactString,
     pub role: RoleId,
     pub is_admin: bool,
     pub is_active: bool,

@@ -161,13 +161,13 @@ impl Model {
         let Some(user) = user else { return Gate::Settled(deny(Reason::NoActingUser)) };
         let Some(u) = self.users.get(&user) else { return Gate::Settled(deny(Reason::UnknownUser { user: user.to_string() })) };
         if !u.is_active {
-            return Gate::Settled(deny(Reason::Disabled { user: u.name.clone() }));
+            return Gate::Settled(deny(Reason::Disabled { user: u.name.to_string() }));
         }
         if !self.defaults.contains_key(module) {
             return Gate::Settled(deny(Reason::UnknownModule { module: module.to_string() }));
         }
         if u.is_admin {
-            return Gate::Settled(allow(Reason::Admin { user: u.name.clone() }));
+            return Gate::Settled(allow(Reason::Admin { user: u.name.to_string() }));
         }
         let p = self.privileges_of(u);
         if let (Action::Read, Some(source)) = (action, &p.view_all) {
@@ -194,7 +194,7 @@ impl Model {
         if let Some(o) = self.users.get(&owner) {
             if self.tree.is_strictly_above(me.role, o.role) {
                 return allow(Reason::Subordinate {
-                    owner: o.name.clone(),
+                    owner: o.name.to_string(),
                     owner_role: self.tree.name(o.role).to_string(),
                     your_role: self.tree.name(me.role).to_string(),
                 });
@@ -289,7 +289,7 @@ impl Model {
         match self.users.get(&owner) {
             None if !is_group => return deny(Reason::UnknownOwner { owner }),
             Some(o) if !o.is_active && action == Action::Create => {
-                return deny(Reason::InactiveOwner { owner: o.name.clone() })
+                return deny(Reason::InactiveOwner { owner: o.name.to_string() })
             }
             _ => {}
         }

@@ -4,23 +4,22 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::catalog::{GroupMember, Party, User};
+use crate::catalog::{GroupMember, Party};
+use crate::users::Users;
 use crate::roles::RoleTree;
 use crate::{OwnerId, RoleId};
 
 /// What `users_of` looks things up in.
 pub(crate) struct UserIndex<'a> {
     pub tree: &'a RoleTree,
-    pub users: &'a BTreeMap<OwnerId, User>,
-    /// The users of each role.
-    pub by_role: &'a BTreeMap<RoleId, Vec<OwnerId>>,
+    pub users: &'a Users,
     pub members: &'a BTreeMap<OwnerId, Vec<Party>>,
 }
 
 /// The users a party stands for, sorted and distinct.
 pub(crate) fn users_of(party: Party, index: &UserIndex) -> Vec<OwnerId> {
-    let UserIndex { tree, users, by_role, members } = index;
-    let of_role = |r: &RoleId| by_role.get(r).into_iter().flatten().copied();
+    let UserIndex { tree, users, members } = index;
+    let of_role = |r: &RoleId| users.of_role(*r);
     let mut out = Vec::new();
     let mut seen_groups = BTreeSet::new();
     let mut stack = vec![party];

@@ -22,6 +22,7 @@ mod restriction;
 mod review;
 mod roles;
 mod shared;
+mod users;
 mod vocabulary;
 
 pub use access::{Model, ModelError, Scope};

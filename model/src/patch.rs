@@ -27,7 +27,7 @@ impl Model {
     pub fn patch_sharing_rules(&mut self, mut rules: Vec<SharingRule>) {
         rules.sort_by_key(|r| r.id);
         let known: BTreeMap<(Party, Party), &CompiledRule> = self.rules.iter().map(|c| ((c.rule.source, c.rule.target), c)).collect();
-        let index = UserIndex { tree: &self.tree, users: &self.users, by_role: &self.users_by_role, members: &self.members };
+        let index = UserIndex { tree: &self.tree, users: &self.users, members: &self.members };
         let compiled = rules
             .iter()
             .map(|r| {
@@ -51,7 +51,7 @@ impl Model {
         members.sort_by_key(|m| (m.group, m.member));
         self.members = member_lists(&members);
         self.catalog.group_members = members;
-        let index = UserIndex { tree: &self.tree, users: &self.users, by_role: &self.users_by_role, members: &self.members };
+        let index = UserIndex { tree: &self.tree, users: &self.users, members: &self.members };
         let user_groups = groups_of_users(&self.groups, &index);
         let (user_privileges, set_holders) = set_privileges(&self.catalog, &self.groups, &self.role_privileges, &index);
         let names_a_group = |p: Party| matches!(p, Party::Group(_));
@@ -85,20 +85,15 @@ impl Model {
         // derives reads them; decisions read them as they are made.
         let same = |u: &User, m: &User| u.owner_id == m.owner_id && u.role == m.role && u.name == m.name;
         if users.len() == self.users.len() && users.iter().zip(self.users.values()).all(|(u, m)| same(u, m)) {
-            for u in users {
-                self.users.insert(u.owner_id, u);
-            }
+            self.users.replace_same_names(users);
             return Ok(());
         }
         let same_names = |u: &User, m: &User| u.owner_id == m.owner_id && u.name == m.name;
         if users.len() == self.users.len() && users.iter().zip(self.users.values()).all(|(u, m)| same_names(u, m)) {
             return self.move_users(users);
         }
-        let (by_id, by_name, by_role) = index_users(users, &self.tree)?;
-        self.users = by_id;
-        self.users_by_name = by_name;
-        self.users_by_role = by_role;
-        let index = UserIndex { tree: &self.tree, users: &self.users, by_role: &self.users_by_role, members: &self.members };
+        self.users = index_users(users, &self.tree)?;
+        let index = UserIndex { tree: &self.tree, users: &self.users, members: &self.members };
         self.user_groups = groups_of_users(&self.groups, &index);
         let (user_privileges, set_holders) = set_privileges(&self.catalog, &self.groups, &self.role_privileges, &index);
         self.user_privileges = user_privileges;
@@ -119,20 +114,10 @@ impl Model {
         let moved: Vec<(OwnerId, RoleId, RoleId)> =
             users.iter().filter_map(|u| self.users.get(&u.owner_id).filter(|m| m.role != u.role).map(|m| (u.owner_id, m.role, u.role))).collect();
         if let Some(u) = users.iter().find(|u| !self.tree.contains(u.role)) {
-            return Err(ModelError::UnknownRole { user: u.name.clone(), role: u.role });
+            return Err(ModelError::UnknownRole { user: u.name.to_string(), role: u.role });
         }
         let roles: BTreeSet<RoleId> = moved.iter().flat_map(|&(_, from, to)| [from, to]).collect();
-        // Every role at or above a moved user's old or new role.
-        let mut above: BTreeSet<RoleId> = BTreeSet::new();
-        for &r in &roles {
-            let mut role = Some(r);
-            while let Some(x) = role {
-                if !above.insert(x) {
-                    break;
-                }
-                role = self.tree.parent(x);
-            }
-        }
+        let above = self.tree.at_or_above(roles.iter().copied());
         let covers = |p: &Party| match p {
             Party::Role(r) => roles.contains(r),
             Party::RoleAndSubordinates(r) => above.contains(r),
@@ -153,15 +138,8 @@ impl Model {
             }
             affected.extend(more);
         }
-        for u in users {
-            self.users.insert(u.owner_id, u);
-        }
-        let mut by_role: BTreeMap<RoleId, Vec<OwnerId>> = BTreeMap::new();
-        for u in self.users.values() {
-            by_role.entry(u.role).or_default().push(u.owner_id);
-        }
-        self.users_by_role = by_role;
-        let index = UserIndex { tree: &self.tree, users: &self.users, by_role: &self.users_by_role, members: &self.members };
+        self.users.replace_same_names(users);
+        let index = UserIndex { tree: &self.tree, users: &self.users, members: &self.members };
         if !affected.is_empty() {
             let mut pairs: Vec<(OwnerId, OwnerId)> = self.user_groups.pairs().filter(|(_, g)| !affected.contains(g)).collect();
             for &g in self.groups.keys().filter(|g| affected.contains(g)) {

@@ -75,16 +75,7 @@ impl Model {
         let held: BTreeSet<RoleId> = users.iter().map(|v| self.users[v].role).collect();
         let roles: Vec<RoleId> = held.iter().copied().collect();
         // A role's subtree holds a held role exactly when the role is that role or above it.
-        let mut above: BTreeSet<RoleId> = BTreeSet::new();
-        for &r in &held {
-            let mut at = Some(r);
-            while let Some(role) = at {
-                if !above.insert(role) {
-                    break;
-                }
-                at = self.tree.parent(role);
-            }
-        }
+        let above = self.tree.at_or_above(held.iter().copied());
         ShareParties { users, groups, roles, roles_and_subordinates: above.into_iter().collect() }
     }
 
@@ -125,7 +116,7 @@ impl Model {
     /// above one of them. Computed from the receivers up, independently of `share_parties`.
     pub fn receives_share(&self, user: OwnerId, receiver: Party) -> bool {
         let Some(u) = self.users.get(&user).filter(|u| u.is_active) else { return false };
-        let index = UserIndex { tree: &self.tree, users: &self.users, by_role: &self.users_by_role, members: &self.members };
+        let index = UserIndex { tree: &self.tree, users: &self.users, members: &self.members };
         users_of(receiver, &index).iter().any(|&v| v == u.owner_id || self.tree.is_strictly_above(u.role, self.users[&v].role))
     }
 

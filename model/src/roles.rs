@@ -78,6 +78,19 @@ impl RoleTree {
         out
     }
 
+    /// Every role at or above one of `roles`: the roles whose subtree holds one of them.
+    pub fn at_or_above(&self, roles: impl IntoIterator<Item = RoleId>) -> BTreeSet<RoleId> {
+        let mut out = BTreeSet::new();
+        for r in roles {
+            let mut at = Some(r);
+            // A role already there has its ancestors there too.
+            while let Some(role) = at.filter(|&x| out.insert(x)) {
+                at = self.parent(role);
+            }
+        }
+        out
+    }
+
     /// Whether `upper` is a strict ancestor of `lower`, found by walking up from `lower`.
     pub fn is_strictly_above(&self, upper: RoleId, lower: RoleId) -> bool {
         let mut cur = self.parent(lower);
@@ -109,6 +122,9 @@ mod tests {
         assert!(t.is_strictly_above(1, 3));
         assert_eq!(t.strictly_below(2), BTreeSet::from([3]));
         assert!(t.strictly_below(22).is_empty());
+        assert_eq!(t.at_or_above([3, 22]), BTreeSet::from([1, 2, 3, 22]));
+        assert_eq!(t.at_or_above([2]), BTreeSet::from([1, 2]));
+        assert!(t.at_or_above([]).is_empty());
     }
 
     #[test]

@@ -134,7 +134,7 @@ fn scopes_by_viewer_class() {
 fn assignment_follows_what_the_creator_may_then_edit() {
     let m = org(SharingLevel::Private);
     let names = |user: &str, action| -> Vec<String> {
-        m.assignable(id(&m, user), LEADS, action).iter().map(|o| m.user(*o).unwrap().name.clone()).collect()
+        m.assignable(id(&m, user), LEADS, action).iter().map(|o| m.user(*o).unwrap().name.to_string()).collect()
     };
     assert_eq!(names("rep_w1", Create), ["rep_w1"]);
     assert_eq!(names("mgr_w", Create), ["mgr_w", "rep_w1", "rep_w2"]); // never the disabled "gone"

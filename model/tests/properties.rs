@@ -57,7 +57,7 @@ fn catalog() -> impl Strategy<Value = Catalog> {
         let users = (0..n_users)
             .map(|i| User {
                 owner_id: 100 + i as i64,
-                name: format!("u{i}"),
+                name: format!("u{i}").into(),
                 role: next(n_roles) as i64 + 1,
                 is_admin: next(20) == 0,
                 is_active: next(10) > 0,
@@ -736,7 +736,7 @@ proptest! {
             }
         }
         for i in 0..if flags_only || moves_only { 0 } else { next(3) } {
-            users.push(User { owner_id: 500 + i as i64, name: format!("new{i}"), role: next(n_roles) as i64 + 1, is_admin: false, is_active: true });
+            users.push(User { owner_id: 500 + i as i64, name: format!("new{i}").into(), role: next(n_roles) as i64 + 1, is_admin: false, is_active: true });
         }
         for i in (1..users.len()).rev() {
             users.swap(i, next(i + 1));

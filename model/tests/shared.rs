@@ -76,6 +76,24 @@ fn role_bindings_are_replaced() {
 #[test]
 fn layout_is_pinned() {
     let bytes = Model::compile(catalog()).unwrap().to_bytes();
-    assert_eq!((bytes.len(), digest(&bytes)), (229, 10460198391655308967), "the model's byte layout changed: bump FORMAT in model/src/shared.rs");
+    assert_eq!((bytes.len(), digest(&bytes)), (219, 1453763862594747165), "the model's byte layout changed: bump FORMAT in model/src/shared.rs");
 }
 
+
+/// Lookups search users by id: bytes whose users are out of id order (only a damaged or
+/// forged model) are no model at all, so the backend compiles the catalog instead.
+#[test]
+fn users_out_of_order_are_refused() {
+    let bytes = Model::compile(catalog()).unwrap().to_bytes();
+    // ceo (10, role 1) and rep (11, role 2) as postcard writes them: zigzag id, name, role, flags.
+    let ceo: &[u8] = &[20, 3, b'c', b'e', b'o', 2, 0, 1];
+    let rep: &[u8] = &[22, 3, b'r', b'e', b'p', 4, 0, 1];
+    let at = bytes.windows(16).position(|w| w == [ceo, rep].concat()).expect("the users' records, side by side");
+    let mut swapped = bytes.clone();
+    swapped[at..at + 16].copy_from_slice(&[rep, ceo].concat());
+    assert!(Model::from_bytes(&swapped).is_none(), "users out of order");
+    // The same edit keeping ids in order (the names swapped) still reads: only the order refused it.
+    let renamed: Vec<u8> = [&[20, 3, b'r', b'e', b'p', 2, 0, 1][..], &[22, 3, b'c', b'e', b'o', 4, 0, 1][..]].concat();
+    swapped[at..at + 16].copy_from_slice(&renamed);
+    assert_eq!(Model::from_bytes(&swapped).expect("reads").user(10).map(|u| u.name.as_str()), Some("rep"));
+}

@@ -215,7 +215,7 @@ fn who_could(tbl: Option<pg_sys::Oid>, id: Option<AnyElement>, action: Option<&s
     let past = Past::at(tbl, &table, at, &now).or_raise();
     let Some(record) = record_owner(&m, tbl, &table, &id, &[&past.model]).or_raise() else { no_such_record(&table).raise() };
     let mut names: Vec<String> =
-        past.model.users().filter(|u| past.decide(Some(u.owner_id), action, &record).allowed).map(|u| u.name.clone()).collect();
+        past.model.users().filter(|u| past.decide(Some(u.owner_id), action, &record).allowed).map(|u| u.name.to_string()).collect();
     names.sort();
     SetOfIterator::new(names)
 }
@@ -341,7 +341,7 @@ fn who_can(tbl: Option<pg_sys::Oid>, id: Option<AnyElement>, action: Option<&str
         .model
         .users()
         .filter(|u| decide(&m, tbl, &module, Some(u.owner_id), action, &record).allowed)
-        .map(|u| u.name.clone())
+        .map(|u| u.name.to_string())
         .collect();
     names.sort();
     SetOfIterator::new(names)

@@ -21,7 +21,7 @@ pub fn acting(action: Action, what: &str) -> CrmResult<(std::rc::Rc<cache::Loade
 fn acting_user() -> Option<String> {
     let m = cache::current(true).or_raise();
     match identity::resolve(&m).or_raise() {
-        Identity::User(id) => m.model.user(id).map(|u| u.name.clone()),
+        Identity::User(id) => m.model.user(id).map(|u| u.name.to_string()),
         Identity::None | Identity::Unknown(_) => None,
     }
 }

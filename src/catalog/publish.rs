@@ -50,9 +50,10 @@ fn present() -> bool {
     }
 }
 
-/// A row of `crm.compiled_model`: id, compiled for (timestamptz microseconds), bytes, the
-/// bindings as JSON, and the library that compiled it.
-type Row = (i64, i64, Option<Vec<u8>>, Option<String>, Option<String>);
+/// A row of `crm.compiled_model`: id, compiled for (timestamptz microseconds), the model its
+/// bytes hold (if this library compiled them and they read as a model), the bindings as JSON,
+/// and the library that compiled it.
+type Row = (i64, i64, Option<Model>, Option<String>, Option<String>);
 
 /// This library, as it signs the models it publishes: a model is read only by the release that
 /// compiled it, since another may compile the same catalog otherwise (bytes of the same format
@@ -62,8 +63,9 @@ const LIBRARY: &str = concat!("crm_access ", env!("CARGO_PKG_VERSION"));
 /// The rows (`load::PUBLISHED_JSON`), as the catalog role, under the active snapshot.
 fn rows() -> CrmResult<Vec<Row>> {
     privileged::as_catalog_role(|| {
-        // SAFETY: a complete SPI connect/execute/finish; the values are copied out (the bytes
-        // detoasted into a Vec) before SPI_finish frees them.
+        // SAFETY: a complete SPI connect/execute/finish; the values are copied out (the model
+        // decoded straight from the detoasted bytes, not from a copy of them: a copy of 400 kB
+        // grew every backend's private memory) before SPI_finish frees them.
         unsafe {
             pg_sys::SPI_connect();
             let status = pg_sys::SPI_execute(PUBLISHED_JSON.as_ptr(), true, 0);
@@ -78,13 +80,18 @@ fn rows() -> CrmResult<Vec<Row>> {
                 let mut null = false;
                 let id = pg_sys::SPI_getbinval(row, table.tupdesc, 1, &mut null).value() as i64;
                 let at = pg_sys::SPI_getbinval(row, table.tupdesc, 2, &mut null).value() as i64;
-                let datum = pg_sys::SPI_getbinval(row, table.tupdesc, 3, &mut null);
-                let bytes = <Vec<u8> as FromDatum>::from_datum(datum, null);
                 let json = pg_sys::SPI_getvalue(row, table.tupdesc, 4);
                 let json = (!json.is_null()).then(|| std::ffi::CStr::from_ptr(json).to_string_lossy().into_owned());
                 let library = pg_sys::SPI_getvalue(row, table.tupdesc, 5);
                 let library = (!library.is_null()).then(|| std::ffi::CStr::from_ptr(library).to_string_lossy().into_owned());
-                rows.push((id, at, bytes, json, library));
+                // Bytes another release compiled are not read at all.
+                let model = if library.as_deref() == Some(LIBRARY) {
+                    let datum = pg_sys::SPI_getbinval(row, table.tupdesc, 3, &mut null);
+                    <&[u8] as FromDatum>::from_datum(datum, null).and_then(Model::from_bytes)
+                } else {
+                    None
+                };
+                rows.push((id, at, model, json, library));
             }
             pg_sys::SPI_finish();
             Ok(rows)
@@ -113,15 +120,11 @@ pub fn read(at: i64) -> CrmResult<Option<(Model, Bindings)>> {
         }
         rows
     };
-    let [(_, compiled_at, Some(bytes), Some(bindings), Some(library))] = rows.as_slice() else { return Ok(None) };
-    if *compiled_at > at || library != LIBRARY {
+    let Ok([(_, compiled_at, Some(mut model), Some(bindings), Some(library))]) = <[Row; 1]>::try_from(rows) else { return Ok(None) };
+    if compiled_at > at || library != LIBRARY || model.valid_until().is_some_and(|until| until <= at) {
         return Ok(None);
     }
-    let Some(mut model) = Model::from_bytes(bytes) else { return Ok(None) };
-    if model.valid_until().is_some_and(|until| until <= at) {
-        return Ok(None);
-    }
-    let bindings: Bindings = serde_json::from_str(bindings).map_err(|e| CrmError::broken_catalog(format!("cannot read the catalog bindings: {e}")))?;
+    let bindings: Bindings = serde_json::from_str(&bindings).map_err(|e| CrmError::broken_catalog(format!("cannot read the catalog bindings: {e}")))?;
     // The bytes name relations by oid: only this database's, as they are now.
     let tables: HashSet<u32> = bindings.protected_tables.iter().copied().collect();
     if model.catalog().protected_tables.keys().copied().collect::<HashSet<u32>>() != tables {
@@ -311,8 +314,8 @@ fn patched(at: i64) -> CrmResult<Option<(Vec<i64>, Vec<u8>)>> {
         read?
     };
     let Some((rows, json)) = read else { return Ok(None) };
-    let [(id, compiled_at, Some(bytes), Some(_), Some(library))] = rows.as_slice() else { return Ok(None) };
-    if *compiled_at > at || library != LIBRARY {
+    let Ok([(id, compiled_at, Some(mut model), Some(_), Some(library))]) = <[Row; 1]>::try_from(rows) else { return Ok(None) };
+    if compiled_at > at || library != LIBRARY || model.valid_until().is_some_and(|until| until <= at) {
         return Ok(None);
     }
     let [users, levels, members, rules] = <[Option<String>; 4]>::try_from(json).expect("one read per table");
@@ -328,10 +331,6 @@ fn patched(at: i64) -> CrmResult<Option<(Vec<i64>, Vec<u8>)>> {
     };
     let Some(members) = parse::<Vec<crm_model::GroupMember>>(members) else { return Ok(None) };
     let Some(rules) = parse::<Vec<crm_model::SharingRule>>(rules) else { return Ok(None) };
-    let Some(mut model) = Model::from_bytes(bytes) else { return Ok(None) };
-    if model.valid_until().is_some_and(|until| until <= at) {
-        return Ok(None);
-    }
     // Users first: memberships and new rules look them up. Memberships before rules: a new
     // rule naming a group looks its members up.
     if let Some(users) = users {
@@ -348,7 +347,7 @@ fn patched(at: i64) -> CrmResult<Option<(Vec<i64>, Vec<u8>)>> {
     if let Some(rules) = rules {
         model.patch_sharing_rules(rules);
     }
-    Ok(Some((vec![*id], published_bytes(model))))
+    Ok(Some((vec![id], published_bytes(model))))
 }
 
 /// A table read for a patch: `Some(None)` when it was not read, `None` when what was read

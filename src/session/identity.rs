@@ -48,7 +48,7 @@ pub fn known_name() -> Option<String> {
     match identity {
         Identity::None => None,
         Identity::Unknown(name) => Some(name),
-        Identity::User(id) => cache::peek().and_then(|m| m.model.user(id).map(|u| u.name.clone())),
+        Identity::User(id) => cache::peek().and_then(|m| m.model.user(id).map(|u| u.name.to_string())),
     }
 }
 
@@ -226,7 +226,7 @@ pub fn acting_user(m: &Loaded) -> CrmResult<Result<&User, Reason>> {
         Identity::Unknown(user) => Err(Reason::UnknownUser { user }),
         Identity::User(id) => match m.model.user(id) {
             Some(u) if u.is_active => Ok(u),
-            Some(u) => Err(Reason::Disabled { user: u.name.clone() }),
+            Some(u) => Err(Reason::Disabled { user: u.name.to_string() }),
             None => Err(Reason::UnknownUser { user: id.to_string() }),
         },
     })

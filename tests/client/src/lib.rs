@@ -77,7 +77,7 @@ pub fn read_catalog(c: &mut Client) -> Catalog {
         .query("SELECT u.owner_id, o.name, u.role_id, u.is_admin, u.is_active FROM crm.users u JOIN crm.owners o ON o.id = u.owner_id", &[])
         .unwrap()
         .iter()
-        .map(|r| User { owner_id: r.get(0), name: r.get(1), role: r.get(2), is_admin: r.get(3), is_active: r.get(4) })
+        .map(|r| User { owner_id: r.get(0), name: r.get::<_, String>(1).into(), role: r.get(2), is_admin: r.get(3), is_active: r.get(4) })
         .collect();
     let modules = c
         .query(
@@ -224,7 +224,7 @@ pub fn leads_reach(model: &Model, records: &[(i64, i64)]) -> LeadsReach {
             };
             let read = reach(Action::Read);
             let delete = u.is_active.then(|| reach(Action::Delete).intersection(&read).copied().collect());
-            (u.name.clone(), (read, delete))
+            (u.name.to_string(), (read, delete))
         })
         .collect()
 }

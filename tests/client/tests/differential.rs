@@ -232,7 +232,7 @@ fn rls_matches_the_engine_on_random_organisations() {
             for (i, table) in TABLES.iter().enumerate() {
                 let ctx = format!("seed {seed}, user {} ({}), {table}", user.name, user.owner_id);
                 for id in check_table(&mut app, &model, user, i, &records[i], at, &ctx) {
-                    readers.entry((i, id)).or_default().insert(user.name.clone());
+                    readers.entry((i, id)).or_default().insert(user.name.to_string());
                 }
             }
         }
