@@ -62,6 +62,13 @@ impl TryFrom<UsersRecord> for Users {
             && r.role_starts.windows(2).all(|w| w[0] <= w[1])
             && r.roles.windows(2).all(|w| w[0] < w[1]);
         if ok {
+            let mut r = r;
+            // A decode grows a vector past a cautious first guess at its length (1 MiB of
+            // elements) by doubling: a model of more users than that would keep up to twice
+            // its users' memory.
+            r.rows.shrink_to_fit();
+            r.by_name.shrink_to_fit();
+            r.by_role.shrink_to_fit();
             Ok(Users { rows: r.rows, by_name: r.by_name, roles: r.roles, role_starts: r.role_starts, by_role: r.by_role })
         } else {
             Err(Inconsistent)
