@@ -160,8 +160,9 @@ pub(crate) struct CompiledRule {
     pub rule: SharingRule,
     /// Sorted, distinct.
     pub source_owners: Vec<OwnerId>,
-    /// Roles strictly above some target user: the bottom-up view of "shared below".
-    pub receiving_roles_above: BTreeSet<RoleId>,
+    /// Roles strictly above some target user: the bottom-up view of "shared below". Sorted,
+    /// distinct (a vector, not a set: 300 rules' sets were a large part of an xl-org model).
+    pub receiving_roles_above: Vec<RoleId>,
     /// Sorted, distinct.
     pub target_users: Vec<OwnerId>,
 }
@@ -169,7 +170,7 @@ pub(crate) struct CompiledRule {
 impl CompiledRule {
     /// Whether `u` receives what the rule shares.
     pub fn receives(&self, u: &User) -> bool {
-        self.target_users.binary_search(&u.owner_id).is_ok() || self.receiving_roles_above.contains(&u.role)
+        self.target_users.binary_search(&u.owner_id).is_ok() || self.receiving_roles_above.binary_search(&u.role).is_ok()
     }
 }
 
@@ -232,7 +233,7 @@ pub(crate) fn compile_rule(r: &SharingRule, index: &UserIndex, module_relations:
 
 /// The owners a rule from `source` shares and who receives it when it targets `target`:
 /// `CompiledRule`'s sets, which depend on nothing else of the rule.
-pub(crate) fn rule_reach(source: Party, target: Party, index: &UserIndex) -> (Vec<OwnerId>, BTreeSet<RoleId>, Vec<OwnerId>) {
+pub(crate) fn rule_reach(source: Party, target: Party, index: &UserIndex) -> (Vec<OwnerId>, Vec<RoleId>, Vec<OwnerId>) {
     let mut source_owners = users_of(source, index);
     if let Party::Group(g) = source {
         if let Err(at) = source_owners.binary_search(&g) {
@@ -240,18 +241,9 @@ pub(crate) fn rule_reach(source: Party, target: Party, index: &UserIndex) -> (Ve
         }
     }
     let target_users = users_of(target, index);
-    // Each target user's ancestors; a role already seen had its ancestors added.
-    let mut receiving_roles_above = BTreeSet::new();
+    // Each target user's strict ancestors.
     let target_roles: BTreeSet<RoleId> = target_users.iter().map(|t| index.users[t].role).collect();
-    for r in target_roles {
-        let mut role = index.tree.parent(r);
-        while let Some(rl) = role {
-            if !receiving_roles_above.insert(rl) {
-                break;
-            }
-            role = index.tree.parent(rl);
-        }
-    }
+    let receiving_roles_above = index.tree.at_or_above(target_roles.into_iter().filter_map(|r| index.tree.parent(r))).into_iter().collect();
     (source_owners, receiving_roles_above, target_users)
 }
 
@@ -268,12 +260,45 @@ pub(crate) fn rule_as_compiled(r: &SharingRule, module_relations: &[(String, Str
 /// with 20,000 users the per-user vectors' headers and the map's nodes were a fifth of the
 /// model's memory.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "GroupsOfUsersRecord", into = "GroupsOfUsersRecord")]
 pub(crate) struct GroupsOfUsers {
     /// Users with at least one group, ascending.
     users: Vec<OwnerId>,
     /// `groups[starts[i]..starts[i + 1]]` are the groups of `users[i]`, ascending.
     starts: Vec<u32>,
     groups: Vec<OwnerId>,
+}
+
+/// `GroupsOfUsers` as bytes hold it; read back only if its ranges hold (red team of
+/// 9f2c67e: a range past the groups' end panicked every decision for that user).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct GroupsOfUsersRecord {
+    users: Vec<OwnerId>,
+    starts: Vec<u32>,
+    groups: Vec<OwnerId>,
+}
+
+impl TryFrom<GroupsOfUsersRecord> for GroupsOfUsers {
+    type Error = &'static str;
+
+    fn try_from(r: GroupsOfUsersRecord) -> Result<GroupsOfUsers, &'static str> {
+        let ok = r.starts.len() == r.users.len() + 1
+            && r.starts.first() == Some(&0)
+            && r.starts.last().map(|&e| e as usize) == Some(r.groups.len())
+            && r.starts.windows(2).all(|w| w[0] < w[1])
+            && r.users.windows(2).all(|w| w[0] < w[1]);
+        if ok {
+            Ok(GroupsOfUsers { users: r.users, starts: r.starts, groups: r.groups })
+        } else {
+            Err("the groups of users do not hold together")
+        }
+    }
+}
+
+impl From<GroupsOfUsers> for GroupsOfUsersRecord {
+    fn from(g: GroupsOfUsers) -> GroupsOfUsersRecord {
+        GroupsOfUsersRecord { users: g.users, starts: g.starts, groups: g.groups }
+    }
 }
 
 impl GroupsOfUsers {
@@ -574,6 +599,18 @@ mod tests {
         assert_eq!(both.view_all.as_deref(), Some("profile B"));
         assert!(!r.get(&13).unwrap().granted("Widgets", Action::Read));
         assert!(r.get(&14).is_none());
+    }
+
+    #[test]
+    fn groups_of_users_read_back_only_with_their_ranges() {
+        let g = GroupsOfUsers::new(vec![(10, 1), (10, 2), (11, 1)]);
+        let read = |r: GroupsOfUsersRecord| postcard::from_bytes::<GroupsOfUsers>(&postcard::to_allocvec(&r).unwrap()).ok();
+        let back = read(GroupsOfUsersRecord::from(g.clone())).expect("reads back");
+        assert_eq!(back.of(10), [1, 2]);
+        assert!(read(GroupsOfUsersRecord { starts: vec![0, 2, 9], ..g.clone().into() }).is_none(), "a range past the end");
+        assert!(read(GroupsOfUsersRecord { starts: vec![0, 2], ..g.clone().into() }).is_none(), "a range missing");
+        assert!(read(GroupsOfUsersRecord { users: vec![11, 10], ..g.clone().into() }).is_none(), "users out of order");
+        assert!(read(GroupsOfUsersRecord::from(GroupsOfUsers::new(vec![]))).is_some(), "no groups");
     }
 
     #[test]

@@ -51,16 +51,26 @@ impl TryFrom<UsersRecord> for Users {
 
     fn try_from(r: UsersRecord) -> Result<Users, Inconsistent> {
         let n = r.rows.len();
-        let positions = |v: &[u32]| v.iter().all(|&i| (i as usize) < n);
-        let ok = r.rows.windows(2).all(|w| w[0].owner_id < w[1].owner_id)
-            && r.by_name.len() == n
-            && positions(&r.by_name)
-            && positions(&r.by_role)
+        // Each position exactly once (red team of 9f2c67e: indexes in range but not matching
+        // the rows made a role's users or a name's user go missing).
+        let permutation = |v: &[u32]| {
+            let mut seen = vec![false; n];
+            v.len() == n && v.iter().all(|&i| (i as usize) < n && !std::mem::replace(&mut seen[i as usize], true))
+        };
+        let shaped = r.rows.windows(2).all(|w| w[0].owner_id < w[1].owner_id)
+            && permutation(&r.by_name)
+            && permutation(&r.by_role)
             && r.role_starts.len() == r.roles.len() + 1
             && r.role_starts.first() == Some(&0)
             && r.role_starts.last().map(|&e| e as usize) == Some(r.by_role.len())
             && r.role_starts.windows(2).all(|w| w[0] <= w[1])
             && r.roles.windows(2).all(|w| w[0] < w[1]);
+        let ok = shaped
+            && r.by_name.windows(2).all(|w| r.rows[w[0] as usize].name <= r.rows[w[1] as usize].name)
+            && r.roles.iter().enumerate().all(|(i, &role)| {
+                let users = &r.by_role[r.role_starts[i] as usize..r.role_starts[i + 1] as usize];
+                !users.is_empty() && users.windows(2).all(|w| w[0] < w[1]) && users.iter().all(|&u| r.rows[u as usize].role == role)
+            });
         if ok {
             let mut r = r;
             // A decode grows a vector past a cautious first guess at its length (1 MiB of
@@ -208,5 +218,13 @@ mod tests {
         assert!(read_back(&users, |r| r.role_starts[1] = 5).is_none(), "a role's range out of range");
         assert!(read_back(&users, |r| r.role_starts.pop().map(drop).unwrap_or(())).is_none(), "a role's range missing");
         assert!(read_back(&users, |r| r.roles.swap(0, 1)).is_none(), "roles out of order");
+        let users = Users::new(vec![user(1, "a", 1), user(2, "b", 2), user(3, "c", 2)]);
+        assert!(read_back(&users, |_| ()).is_some());
+        assert!(read_back(&users, |r| r.by_name.reverse()).is_none(), "names out of order");
+        assert!(read_back(&users, |r| r.by_name[2] = 1).is_none(), "a name twice, another missing");
+        assert!(read_back(&users, |r| r.by_role = vec![1, 0, 2]).is_none(), "a role's users not of that role");
+        assert!(read_back(&users, |r| r.by_role = vec![0, 2, 1]).is_none(), "a role's users out of order");
+        assert!(read_back(&users, |r| r.rows[0].role = 2).is_none(), "a user's role not its index's");
+        assert!(read_back(&users, |r| (r.roles, r.role_starts) = (vec![1, 2, 3], vec![0, 1, 3, 3])).is_none(), "a role without users");
     }
 }
