@@ -61,7 +61,13 @@ impl TryFrom<RoleTreeRecord> for RoleTree {
             return Err("the role tree's arrays do not hold together");
         }
         let tree = RoleTree { ids: r.ids, parents: r.parents, names: r.names, child_starts: r.child_starts, children: r.children };
+        // Each child listed once, under its own parent, and as many as there are roles with a
+        // parent: every such role is its parent's child exactly once (red team of 501bb0a: a
+        // child listed twice stood in for a role missing from every list, which could then be
+        // its own parent, and a decision walking up from it looped).
+        let mut listed = vec![false; n];
         let consistent = (0..n).all(|i| tree.children_at(i).iter().all(|&c| tree.parents[c as usize] == i as u32))
+            && tree.children.iter().all(|&c| !std::mem::replace(&mut listed[c as usize], true))
             && tree.children.len() == tree.parents.iter().filter(|&&p| p != NO_PARENT).count();
         let roots: Vec<usize> = (0..n).filter(|&i| tree.parents[i] == NO_PARENT).collect();
         let reached = match roots.as_slice() {
@@ -246,6 +252,13 @@ mod tests {
         assert!(read_back(&t, |r| r.child_starts[1] = 9).is_none(), "a range out of range");
         assert!(read_back(&t, |r| r.ids.swap(0, 1)).is_none(), "ids out of order");
         assert!(read_back(&t, |r| { r.names.pop(); }).is_none(), "a name missing");
+        // 1 (root) with leaves 2 and 3: listing 2 twice in place of 3 leaves 3 in no list, free
+        // to be its own parent, with as many children listed as roles with a parent and as
+        // many positions walked down as roles.
+        let leaves = RoleTree::build(&[role(1, "A", None), role(2, "B", Some(1)), role(3, "C", Some(1))]).unwrap();
+        assert!(read_back(&leaves, |_| ()).is_some());
+        assert!(read_back(&leaves, |r| (r.children[1], r.parents[2]) = (1, 2)).is_none(), "a child listed twice, another its own parent");
+        assert!(read_back(&leaves, |r| r.children[1] = 1).is_none(), "a child listed twice, another in no list");
         assert!(read_back(&RoleTree::build(&[]).unwrap(), |_| ()).is_some(), "no roles");
     }
 

@@ -21,7 +21,8 @@ impl Model {
     pub fn from_bytes(bytes: &[u8]) -> Option<Model> {
         let body = bytes.strip_prefix(FORMAT)?;
         match postcard::take_from_bytes::<Model>(body) {
-            Ok((model, [])) => Some(model),
+            // A compile refuses a user of a role the tree lacks (red team of 501bb0a).
+            Ok((model, [])) if model.users.roles().all(|r| model.tree.contains(r)) => Some(model),
             _ => None,
         }
     }
@@ -33,5 +34,23 @@ impl Model {
     pub fn set_role_bindings(&mut self, db_role_map: BTreeMap<u32, OwnerId>, trusted_roles: Vec<u32>) {
         self.catalog.db_role_map = db_role_map;
         self.catalog.trusted_roles = trusted_roles;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::catalog::{Catalog, Role, User};
+    use crate::users::Users;
+    use crate::Model;
+
+    /// A compile refuses a user of a role the tree lacks; bytes holding one are no model.
+    #[test]
+    fn a_user_of_a_role_the_tree_lacks_is_no_model() {
+        let user = |id, role| User { owner_id: id, name: format!("u{id}").into(), role, is_admin: false, is_active: true };
+        let catalog = Catalog { roles: vec![Role { id: 1, name: "R".into(), parent: None }], users: vec![user(10, 1)], ..Default::default() };
+        let mut m = Model::compile(catalog).unwrap();
+        assert!(Model::from_bytes(&m.to_bytes()).is_some());
+        m.users = Users::new(vec![user(10, 1), user(11, 2)]);
+        assert!(Model::from_bytes(&m.to_bytes()).is_none());
     }
 }

@@ -147,6 +147,11 @@ impl Users {
         Some(&self.rows[self.by_name[at] as usize])
     }
 
+    /// The roles that have users, ascending.
+    pub(crate) fn roles(&self) -> impl Iterator<Item = RoleId> + '_ {
+        self.roles.iter().copied()
+    }
+
     /// The ids of `role`'s users, ascending.
     pub(crate) fn of_role(&self, role: RoleId) -> impl Iterator<Item = OwnerId> + '_ {
         let positions = match self.roles.binary_search(&role) {
