@@ -72,6 +72,16 @@ impl Model {
         self.rules = rules;
     }
 
+    /// The users `ids` as the catalog holds them now (`rows`: those of them that are still
+    /// users; an id without a row was deleted), every other user as the model holds it: for
+    /// a commit that knows which users it changed and reads only those (`patch_users`).
+    pub fn patch_changed_users(&mut self, ids: &[OwnerId], rows: Vec<User>) -> Result<(), ModelError> {
+        let changed: BTreeSet<OwnerId> = ids.iter().copied().chain(rows.iter().map(|u| u.owner_id)).collect();
+        let mut users: Vec<User> = self.users.values().filter(|u| !changed.contains(&u.owner_id)).cloned().collect();
+        users.extend(rows);
+        self.patch_users(users)
+    }
+
     /// The users as the catalog holds them now (`crm.users` with their names, in any order):
     /// a user moved to another role, made an administrator or not, disabled or enabled, or a
     /// user row added for an owner or deleted; roles, groups and their memberships, profiles
