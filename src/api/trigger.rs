@@ -18,6 +18,9 @@ fn catalog_changed<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<
         crate::catalog::commits::shares_changed();
     } else {
         crate::catalog::commits::catalog_changed(rel.oid());
+        if rel.name() == "users" && rel.namespace() == "crm" {
+            crate::catalog::commits::users_changed(matches!(trigger.level(), PgTriggerLevel::Statement));
+        }
     }
     Ok(None)
 }

@@ -41,6 +41,14 @@ thread_local! {
     static APPENDED: RefCell<Vec<i64>> = const { RefCell::new(Vec::new()) };
     /// Rewriting this transaction's entries' dates: the append-only trigger lets that through.
     static STAMPING: Cell<bool> = const { Cell::new(false) };
+    /// The users this transaction changed, by owner id, as the audit log's statement trigger
+    /// handed over each statement's rows (`users_noted`); ids of a subtransaction rolled back
+    /// stay (reading an unchanged user again is harmless, missing a changed one is not).
+    static USER_KEYS: RefCell<Vec<i64>> = const { RefCell::new(Vec::new()) };
+    /// Statements that changed crm.users: (seen by the catalog trigger, whose rows the audit
+    /// trigger handed over, a change seen otherwise). The keys are complete only if every
+    /// statement seen was handed over and nothing came otherwise (`changed_users`).
+    static USER_STATEMENTS: Cell<(u32, u32, bool)> = const { Cell::new((0, 0, false)) };
 }
 
 /// The sub-object number of the commit lock: the lock tag is (pg_namespace, schema crm,
@@ -61,6 +69,39 @@ pub fn catalog_changed(relid: pg_sys::Oid) {
             t.push(relid);
         }
     });
+}
+
+/// A statement changed crm.users (`statement`), or a row of it was changed where statement
+/// triggers do not fire (a logical replication apply).
+pub fn users_changed(statement: bool) {
+    USER_STATEMENTS.with(|c| {
+        let (seen, noted, otherwise) = c.get();
+        c.set(if statement { (seen + 1, noted, otherwise) } else { (seen, noted, true) });
+    });
+}
+
+/// The audit log's trigger handed over a statement's rows of crm.users: `ids` those it
+/// removed and added; `None` if a row had no owner id it could read.
+pub fn users_noted(ids: Option<Vec<i64>>) {
+    USER_STATEMENTS.with(|c| {
+        let (seen, noted, otherwise) = c.get();
+        c.set((seen, noted + 1, otherwise || ids.is_none()));
+    });
+    USER_KEYS.with(|k| k.borrow_mut().extend(ids.into_iter().flatten()));
+}
+
+/// The owner ids of every user this transaction changed (a superset), if each statement
+/// that changed crm.users handed its rows to the audit log's trigger; `None` otherwise (a
+/// trigger disabled by hand, a replica's apply, a past catalog rebuilt): `publish` then reads
+/// every user.
+pub fn changed_users() -> Option<Vec<i64>> {
+    let (seen, noted, otherwise) = USER_STATEMENTS.get();
+    (seen == noted && !otherwise).then(|| {
+        let mut ids = USER_KEYS.with(|k| k.borrow().clone());
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    })
 }
 
 /// The tables the model is compiled from that this transaction changed; empty when its
@@ -179,6 +220,8 @@ unsafe extern "C-unwind" fn transaction_event(event: pg_sys::XactEvent::Type, _a
             COMMITTED_PREPARED.set(false);
             APPENDED.with(|a| a.borrow_mut().clear());
             STAMPING.set(false);
+            USER_KEYS.with(|k| k.borrow_mut().clear());
+            USER_STATEMENTS.set((0, 0, false));
         }
         _ => {}
     }

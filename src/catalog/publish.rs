@@ -286,8 +286,15 @@ fn patched(at: i64) -> CrmResult<Option<(Vec<i64>, Vec<u8>)>> {
     let tables = super::commits::changed_tables();
     let changed = |name: &std::ffi::CStr| tables.contains(&crm_relid(name));
     // Each table this transaction changed, read whole with the load's own SQL.
+    // Of the users, only those this transaction changed when it knows them all: re-reading
+    // 20,000 users was most of a user patch's commit (docs/benchmarks.md).
+    let changed_users = if changed(c"users") { super::commits::changed_users() } else { None };
+    let users_sql = match &changed_users {
+        Some(ids) => format!("SELECT ({})::text", load::users_json_of(ids)),
+        None => format!("SELECT ({})::text", load::USERS_JSON),
+    };
     let reads = [
-        (changed(c"users"), format!("SELECT ({})::text", load::USERS_JSON)),
+        (changed(c"users"), users_sql),
         (changed(c"sharing_defaults"), SHARING_DEFAULTS.to_string()),
         (changed(c"group_members"), format!("SELECT ({})::text", load::GROUP_MEMBERS_JSON)),
         (changed(c"sharing_rules"), format!("SELECT ({})::text", load::SHARING_RULES_JSON)),
@@ -334,7 +341,11 @@ fn patched(at: i64) -> CrmResult<Option<(Vec<i64>, Vec<u8>)>> {
     // Users first: memberships and new rules look them up. Memberships before rules: a new
     // rule naming a group looks its members up.
     if let Some(users) = users {
-        if model.patch_users(users).is_err() {
+        let patched = match &changed_users {
+            Some(ids) => model.patch_changed_users(ids, users),
+            None => model.patch_users(users),
+        };
+        if patched.is_err() {
             return Ok(None);
         }
     }

@@ -161,6 +161,19 @@ INSERT INTO crm.users (owner_id, role_id) SELECT :erin, id FROM crm.roles WHERE 
 :patch_is_compile
 \c
 :carol_reads
+-- A commit reads only the users it changed, as the audit log's trigger handed their rows
+-- over; with that trigger disabled by hand it cannot know them all, and reads every user
+-- (carol moved up again: the same bytes, and the West reps' leads hers to see).
+ALTER TABLE crm.users DISABLE TRIGGER audit_update;
+UPDATE crm.users SET role_id = (SELECT id FROM crm.roles WHERE name = 'Mgr_West') WHERE owner_id = crm.owner_id('carol');
+:patch_is_compile
+ALTER TABLE crm.users ENABLE ALWAYS TRIGGER audit_update;
+\c
+:carol_reads
+SELECT crm.set_user_role('carol', 'Rep_East');
+:patch_is_compile
+\c
+:carol_reads
 SELECT crm.drop_sharing_rule(id) FROM crm.sharing_rules;
 
 BEGIN;
