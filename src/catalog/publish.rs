@@ -290,8 +290,16 @@ fn patched(at: i64) -> CrmResult<Option<(Vec<i64>, Vec<u8>)>> {
     // 20,000 users was most of a user patch's commit (docs/benchmarks.md).
     let changed_users = if changed(c"users") { super::commits::changed_users() } else { None };
     let users_sql = match &changed_users {
-        Some(ids) => format!("SELECT ({})::text", load::users_json_of(ids)),
-        None => format!("SELECT ({})::text", load::USERS_JSON),
+        Some(ids) => {
+            pgrx::debug1!("crm_access: the commit reads the {} users it changed", ids.len());
+            format!("SELECT ({})::text", load::users_json_of(ids))
+        }
+        None => {
+            if changed(c"users") {
+                pgrx::debug1!("crm_access: the commit reads every user (not every change to them was handed over)");
+            }
+            format!("SELECT ({})::text", load::USERS_JSON)
+        }
     };
     let reads = [
         (changed(c"users"), users_sql),

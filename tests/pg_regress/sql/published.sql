@@ -165,7 +165,9 @@ INSERT INTO crm.users (owner_id, role_id) SELECT :erin, id FROM crm.roles WHERE 
 -- over; with that trigger disabled by hand it cannot know them all, and reads every user
 -- (carol moved up again: the same bytes, and the West reps' leads hers to see).
 ALTER TABLE crm.users DISABLE TRIGGER audit_update;
+SET client_min_messages = debug1;
 UPDATE crm.users SET role_id = (SELECT id FROM crm.roles WHERE name = 'Mgr_West') WHERE owner_id = crm.owner_id('carol');
+SET client_min_messages = warning;
 :patch_is_compile
 ALTER TABLE crm.users ENABLE ALWAYS TRIGGER audit_update;
 \c
@@ -174,6 +176,32 @@ SELECT crm.set_user_role('carol', 'Rep_East');
 :patch_is_compile
 \c
 :carol_reads
+-- Statements that hand the audit trigger their rows differently: a writable CTE changing
+-- two users (one firing for both), an insert updating on conflict (an insert's and an
+-- update's firing), a savepoint rolled back (its ids kept, read again unchanged): the
+-- users read are the ones changed, and the bytes a compile's.
+BEGIN;
+WITH a AS (UPDATE crm.users SET is_admin = true WHERE owner_id = crm.owner_id('dave') RETURNING 1),
+     b AS (UPDATE crm.users SET is_active = false WHERE owner_id = :erin RETURNING 1)
+SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM b) AS changed;
+SAVEPOINT s;
+UPDATE crm.users SET is_active = false WHERE owner_id = crm.owner_id('carol');
+ROLLBACK TO SAVEPOINT s;
+INSERT INTO crm.users (owner_id, role_id) SELECT :erin, id FROM crm.roles WHERE name = 'Rep_East'
+ON CONFLICT (owner_id) DO UPDATE SET role_id = excluded.role_id, is_active = true;
+SET client_min_messages = debug1;
+COMMIT;
+SET client_min_messages = warning;
+:patch_is_compile
+\c
+SELECT o.name, r.name AS role, u.is_admin, u.is_active FROM crm.users u JOIN crm.owners o ON o.id = u.owner_id
+JOIN crm.roles r ON r.id = u.role_id WHERE o.name IN ('carol', 'dave', 'erin') ORDER BY 1;
+:carol_reads
+BEGIN;
+UPDATE crm.users SET is_admin = false WHERE owner_id = crm.owner_id('dave');
+UPDATE crm.users SET role_id = (SELECT id FROM crm.roles WHERE name = 'Audit') WHERE owner_id = :erin;
+COMMIT;
+:patch_is_compile
 SELECT crm.drop_sharing_rule(id) FROM crm.sharing_rules;
 
 BEGIN;
