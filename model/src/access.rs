@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::filter::{Filter, OWNER};
 use crate::catalog::{Catalog, Group, Party, Profile, SharingRule, User};
+use crate::grouped::Grouped;
 use crate::groups::{member_lists, users_of, UserIndex};
 use crate::messages::MessagePermission;
 use crate::roles::{RoleTree, RoleTreeError};
@@ -259,78 +260,7 @@ pub(crate) fn rule_as_compiled(r: &SharingRule, module_relations: &[(String, Str
 /// The groups of each user, as one sorted array per column rather than a vector per user:
 /// with 20,000 users the per-user vectors' headers and the map's nodes were a fifth of the
 /// model's memory.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-#[serde(try_from = "GroupsOfUsersRecord", into = "GroupsOfUsersRecord")]
-pub(crate) struct GroupsOfUsers {
-    /// Users with at least one group, ascending.
-    users: Vec<OwnerId>,
-    /// `groups[starts[i]..starts[i + 1]]` are the groups of `users[i]`, ascending.
-    starts: Vec<u32>,
-    groups: Vec<OwnerId>,
-}
-
-/// `GroupsOfUsers` as bytes hold it; read back only if its ranges hold (red team of
-/// 9f2c67e: a range past the groups' end panicked every decision for that user).
-#[derive(serde::Serialize, serde::Deserialize)]
-struct GroupsOfUsersRecord {
-    users: Vec<OwnerId>,
-    starts: Vec<u32>,
-    groups: Vec<OwnerId>,
-}
-
-impl TryFrom<GroupsOfUsersRecord> for GroupsOfUsers {
-    type Error = &'static str;
-
-    fn try_from(r: GroupsOfUsersRecord) -> Result<GroupsOfUsers, &'static str> {
-        let ok = r.starts.len() == r.users.len() + 1
-            && r.starts.first() == Some(&0)
-            && r.starts.last().map(|&e| e as usize) == Some(r.groups.len())
-            && r.starts.windows(2).all(|w| w[0] < w[1])
-            && r.users.windows(2).all(|w| w[0] < w[1]);
-        if ok {
-            Ok(GroupsOfUsers { users: r.users, starts: r.starts, groups: r.groups })
-        } else {
-            Err("the groups of users do not hold together")
-        }
-    }
-}
-
-impl From<GroupsOfUsers> for GroupsOfUsersRecord {
-    fn from(g: GroupsOfUsers) -> GroupsOfUsersRecord {
-        GroupsOfUsersRecord { users: g.users, starts: g.starts, groups: g.groups }
-    }
-}
-
-impl GroupsOfUsers {
-    /// Every (user, group) pair, by user then group.
-    pub(crate) fn pairs(&self) -> impl Iterator<Item = (OwnerId, OwnerId)> + '_ {
-        self.users.iter().enumerate().flat_map(move |(i, &u)| {
-            self.groups[self.starts[i] as usize..self.starts[i + 1] as usize].iter().map(move |&g| (u, g))
-        })
-    }
-
-    pub(crate) fn new(mut pairs: Vec<(OwnerId, OwnerId)>) -> GroupsOfUsers {
-        pairs.sort_unstable();
-        pairs.dedup();
-        let mut out = GroupsOfUsers::default();
-        for (u, g) in pairs {
-            if out.users.last() != Some(&u) {
-                out.users.push(u);
-                out.starts.push(out.groups.len() as u32);
-            }
-            out.groups.push(g);
-        }
-        out.starts.push(out.groups.len() as u32);
-        out
-    }
-
-    fn of(&self, user: OwnerId) -> &[OwnerId] {
-        match self.users.binary_search(&user) {
-            Ok(i) => &self.groups[self.starts[i] as usize..self.starts[i + 1] as usize],
-            Err(_) => &[],
-        }
-    }
-}
+pub(crate) type GroupsOfUsers = Grouped<OwnerId, OwnerId>;
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Model {
@@ -599,18 +529,6 @@ mod tests {
         assert_eq!(both.view_all.as_deref(), Some("profile B"));
         assert!(!r.get(&13).unwrap().granted("Widgets", Action::Read));
         assert!(r.get(&14).is_none());
-    }
-
-    #[test]
-    fn groups_of_users_read_back_only_with_their_ranges() {
-        let g = GroupsOfUsers::new(vec![(10, 1), (10, 2), (11, 1)]);
-        let read = |r: GroupsOfUsersRecord| postcard::from_bytes::<GroupsOfUsers>(&postcard::to_allocvec(&r).unwrap()).ok();
-        let back = read(GroupsOfUsersRecord::from(g.clone())).expect("reads back");
-        assert_eq!(back.of(10), [1, 2]);
-        assert!(read(GroupsOfUsersRecord { starts: vec![0, 2, 9], ..g.clone().into() }).is_none(), "a range past the end");
-        assert!(read(GroupsOfUsersRecord { starts: vec![0, 2], ..g.clone().into() }).is_none(), "a range missing");
-        assert!(read(GroupsOfUsersRecord { users: vec![11, 10], ..g.clone().into() }).is_none(), "users out of order");
-        assert!(read(GroupsOfUsersRecord::from(GroupsOfUsers::new(vec![]))).is_some(), "no groups");
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod catalog;
 mod decision;
 mod fields;
 mod filter;
+mod grouped;
 mod groups;
 mod messages;
 mod patch;

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::catalog::Role;
+use crate::grouped::ranges_hold;
 use crate::RoleId;
 
 /// Roles as positions in one sorted array, children in one flat array: 5,000 roles in three
@@ -50,10 +51,7 @@ impl TryFrom<RoleTreeRecord> for RoleTree {
         let n = r.ids.len();
         let shaped = r.parents.len() == n
             && r.names.len() == n
-            && r.child_starts.len() == n + 1
-            && r.child_starts.first() == Some(&0)
-            && r.child_starts.last().map(|&e| e as usize) == Some(r.children.len())
-            && r.child_starts.windows(2).all(|w| w[0] <= w[1])
+            && ranges_hold(&r.child_starts, n, r.children.len(), 0)
             && r.ids.windows(2).all(|w| w[0] < w[1])
             && r.parents.iter().all(|&p| p == NO_PARENT || (p as usize) < n)
             && r.children.iter().all(|&c| (c as usize) < n);

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::User;
+use crate::grouped::Grouped;
 use crate::{OwnerId, RoleId};
 
 /// The users by id, with their positions ordered by name and grouped by role: positions
@@ -18,11 +19,8 @@ pub(crate) struct Users {
     rows: Vec<User>,
     /// Positions in `rows`, ordered by name.
     by_name: Vec<u32>,
-    /// Roles with users, ascending; `by_role[role_starts[i]..role_starts[i + 1]]` are the
-    /// positions of `roles[i]`'s users, ascending.
-    roles: Vec<RoleId>,
-    role_starts: Vec<u32>,
-    by_role: Vec<u32>,
+    /// The positions of each role's users.
+    by_role: Grouped<RoleId, u32>,
 }
 
 /// `Users` as bytes hold it.
@@ -30,9 +28,7 @@ pub(crate) struct Users {
 struct UsersRecord {
     rows: Vec<User>,
     by_name: Vec<u32>,
-    roles: Vec<RoleId>,
-    role_starts: Vec<u32>,
-    by_role: Vec<u32>,
+    by_role: Grouped<RoleId, u32>,
 }
 
 /// Bytes whose users or indexes do not hold together (only a damaged or forged model): read
@@ -57,20 +53,11 @@ impl TryFrom<UsersRecord> for Users {
             let mut seen = vec![false; n];
             v.len() == n && v.iter().all(|&i| (i as usize) < n && !std::mem::replace(&mut seen[i as usize], true))
         };
-        let shaped = r.rows.windows(2).all(|w| w[0].owner_id < w[1].owner_id)
+        let ok = r.rows.windows(2).all(|w| w[0].owner_id < w[1].owner_id)
             && permutation(&r.by_name)
-            && permutation(&r.by_role)
-            && r.role_starts.len() == r.roles.len() + 1
-            && r.role_starts.first() == Some(&0)
-            && r.role_starts.last().map(|&e| e as usize) == Some(r.by_role.len())
-            && r.role_starts.windows(2).all(|w| w[0] <= w[1])
-            && r.roles.windows(2).all(|w| w[0] < w[1]);
-        let ok = shaped
+            && permutation(r.by_role.values())
             && r.by_name.windows(2).all(|w| r.rows[w[0] as usize].name <= r.rows[w[1] as usize].name)
-            && r.roles.iter().enumerate().all(|(i, &role)| {
-                let users = &r.by_role[r.role_starts[i] as usize..r.role_starts[i + 1] as usize];
-                !users.is_empty() && users.windows(2).all(|w| w[0] < w[1]) && users.iter().all(|&u| r.rows[u as usize].role == role)
-            });
+            && r.by_role.groups().all(|(role, users)| users.iter().all(|&u| r.rows[u as usize].role == role));
         if ok {
             let mut r = r;
             // A decode grows a vector past a cautious first guess at its length (1 MiB of
@@ -78,8 +65,7 @@ impl TryFrom<UsersRecord> for Users {
             // its users' memory.
             r.rows.shrink_to_fit();
             r.by_name.shrink_to_fit();
-            r.by_role.shrink_to_fit();
-            Ok(Users { rows: r.rows, by_name: r.by_name, roles: r.roles, role_starts: r.role_starts, by_role: r.by_role })
+            Ok(Users { rows: r.rows, by_name: r.by_name, by_role: r.by_role })
         } else {
             Err(Inconsistent)
         }
@@ -88,7 +74,7 @@ impl TryFrom<UsersRecord> for Users {
 
 impl From<Users> for UsersRecord {
     fn from(u: Users) -> UsersRecord {
-        UsersRecord { rows: u.rows, by_name: u.by_name, roles: u.roles, role_starts: u.role_starts, by_role: u.by_role }
+        UsersRecord { rows: u.rows, by_name: u.by_name, by_role: u.by_role }
     }
 }
 
@@ -105,19 +91,7 @@ impl Users {
     }
 
     fn index_roles(&mut self) {
-        let mut pairs: Vec<(RoleId, u32)> = self.rows.iter().enumerate().map(|(i, u)| (u.role, i as u32)).collect();
-        pairs.sort_unstable();
-        self.roles.clear();
-        self.role_starts.clear();
-        self.by_role.clear();
-        for (role, at) in pairs {
-            if self.roles.last() != Some(&role) {
-                self.roles.push(role);
-                self.role_starts.push(self.by_role.len() as u32);
-            }
-            self.by_role.push(at);
-        }
-        self.role_starts.push(self.by_role.len() as u32);
+        self.by_role = Grouped::new(self.rows.iter().enumerate().map(|(i, u)| (u.role, i as u32)).collect());
     }
 
     pub(crate) fn get(&self, id: &OwnerId) -> Option<&User> {
@@ -149,16 +123,12 @@ impl Users {
 
     /// The roles that have users, ascending.
     pub(crate) fn roles(&self) -> impl Iterator<Item = RoleId> + '_ {
-        self.roles.iter().copied()
+        self.by_role.keys().iter().copied()
     }
 
     /// The ids of `role`'s users, ascending.
     pub(crate) fn of_role(&self, role: RoleId) -> impl Iterator<Item = OwnerId> + '_ {
-        let positions = match self.roles.binary_search(&role) {
-            Ok(i) => &self.by_role[self.role_starts[i] as usize..self.role_starts[i + 1] as usize],
-            Err(_) => &[],
-        };
-        positions.iter().map(|&i| self.rows[i as usize].owner_id)
+        self.by_role.of(role).iter().map(|&i| self.rows[i as usize].owner_id)
     }
 
     /// The same users (ids and names) with other roles or flags: names keep their order,
@@ -219,17 +189,17 @@ mod tests {
         assert!(read_back(&users, |r| r.rows.swap(0, 1)).is_none(), "ids out of order");
         assert!(read_back(&users, |r| r.by_name[1] = 2).is_none(), "a name's position out of range");
         assert!(read_back(&users, |r| r.by_name.pop().map(drop).unwrap_or(())).is_none(), "a name missing");
-        assert!(read_back(&users, |r| r.by_role[0] = 9).is_none(), "a role's position out of range");
-        assert!(read_back(&users, |r| r.role_starts[1] = 5).is_none(), "a role's range out of range");
-        assert!(read_back(&users, |r| r.role_starts.pop().map(drop).unwrap_or(())).is_none(), "a role's range missing");
-        assert!(read_back(&users, |r| r.roles.swap(0, 1)).is_none(), "roles out of order");
+        assert!(read_back(&users, |r| r.by_role.parts_mut().2[0] = 9).is_none(), "a role's position out of range");
+        assert!(read_back(&users, |r| r.by_role.parts_mut().1[1] = 5).is_none(), "a role's range out of range");
+        assert!(read_back(&users, |r| { r.by_role.parts_mut().1.pop(); }).is_none(), "a role's range missing");
+        assert!(read_back(&users, |r| r.by_role.parts_mut().0.swap(0, 1)).is_none(), "roles out of order");
         let users = Users::new(vec![user(1, "a", 1), user(2, "b", 2), user(3, "c", 2)]);
         assert!(read_back(&users, |_| ()).is_some());
         assert!(read_back(&users, |r| r.by_name.reverse()).is_none(), "names out of order");
         assert!(read_back(&users, |r| r.by_name[2] = 1).is_none(), "a name twice, another missing");
-        assert!(read_back(&users, |r| r.by_role = vec![1, 0, 2]).is_none(), "a role's users not of that role");
-        assert!(read_back(&users, |r| r.by_role = vec![0, 2, 1]).is_none(), "a role's users out of order");
+        assert!(read_back(&users, |r| *r.by_role.parts_mut().2 = vec![1, 0, 2]).is_none(), "a role's users not of that role");
+        assert!(read_back(&users, |r| *r.by_role.parts_mut().2 = vec![0, 2, 1]).is_none(), "a role's users out of order");
         assert!(read_back(&users, |r| r.rows[0].role = 2).is_none(), "a user's role not its index's");
-        assert!(read_back(&users, |r| (r.roles, r.role_starts) = (vec![1, 2, 3], vec![0, 1, 3, 3])).is_none(), "a role without users");
+        assert!(read_back(&users, |r| { let (k, s, _) = r.by_role.parts_mut(); (*k, *s) = (vec![1, 2, 3], vec![0, 1, 3, 3]) }).is_none(), "a role without users");
     }
 }
