@@ -21,3 +21,20 @@ END $$;
 -- Only the catalog's own tables fire it: attached to any other table, it would make every
 -- write there reset every session's plans and model.
 REVOKE ALL ON FUNCTION crm.catalog_changed() FROM PUBLIC;
+
+-- A crm table altered (ALTER TABLE ... DISABLE TRIGGER, pg_restore's --disable-triggers,
+-- a column rewritten): changes made while its triggers were off reached none of them, so the
+-- commit compiles the catalog whole rather than patch what the triggers saw (red team of
+-- issue 28, item 2). In replica mode too. Only crm's tables: their owner or a superuser.
+CREATE FUNCTION crm.catalog_altered() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_event_trigger_ddl_commands() d WHERE d.schema_name = 'crm') THEN
+        PERFORM crm.compile_at_commit();
+    END IF;
+END $$;
+CREATE EVENT TRIGGER crm_catalog_altered ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION crm.catalog_altered();
+ALTER EVENT TRIGGER crm_catalog_altered ENABLE ALWAYS;
+REVOKE ALL ON FUNCTION crm.catalog_altered() FROM PUBLIC;
+REVOKE ALL ON FUNCTION crm.compile_at_commit() FROM PUBLIC;

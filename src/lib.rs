@@ -17,7 +17,7 @@ mod session;
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
-extension_sql_file!("../sql/triggers.sql", name = "triggers", requires = [api::trigger::catalog_changed]);
+extension_sql_file!("../sql/triggers.sql", name = "triggers", requires = [api::trigger::catalog_changed, api::trigger::compile_at_commit]);
 extension_sql_file!(
     "../sql/calendar.sql",
     name = "calendar",

@@ -49,6 +49,8 @@ thread_local! {
     /// trigger handed over, a change seen otherwise). The keys are complete only if every
     /// statement seen was handed over and nothing came otherwise (`changed_users`).
     static USER_STATEMENTS: Cell<(u32, u32, bool)> = const { Cell::new((0, 0, false)) };
+    /// This transaction altered a crm table (`altered`): its commit compiles.
+    static ALTERED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The sub-object number of the commit lock: the lock tag is (pg_namespace, schema crm,
@@ -69,6 +71,19 @@ pub fn catalog_changed(relid: pg_sys::Oid) {
             t.push(relid);
         }
     });
+}
+
+/// An `ALTER TABLE` of a crm table in this transaction: a catalog table's triggers may have
+/// been off for some of its changes (or another's, committed since the last compile), so its
+/// commit compiles the catalog rather than patch what its triggers saw.
+pub fn altered() {
+    ALTERED.set(true);
+    CHANGED.set(true);
+}
+
+/// Whether this transaction altered a crm table (`altered`).
+pub fn altered_here() -> bool {
+    ALTERED.get()
 }
 
 /// A statement changed crm.users (`statement`), or a row of it was changed where statement
@@ -222,6 +237,7 @@ unsafe extern "C-unwind" fn transaction_event(event: pg_sys::XactEvent::Type, _a
             STAMPING.set(false);
             USER_KEYS.with(|k| k.borrow_mut().clear());
             USER_STATEMENTS.set((0, 0, false));
+            ALTERED.set(false);
         }
         _ => {}
     }

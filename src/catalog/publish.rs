@@ -393,7 +393,7 @@ fn may_patch() -> bool {
     let patchable: Vec<pg_sys::Oid> =
         [c"users", c"sharing_defaults", c"group_members", c"sharing_rules"].into_iter().map(crm_relid).collect();
     let patchable = |t: &pg_sys::Oid| *t != pg_sys::InvalidOid && patchable.contains(t);
-    !tables.is_empty() && tables.iter().all(patchable) && super::compat::modules_are_data()
+    !tables.is_empty() && tables.iter().all(patchable) && !super::commits::altered_here() && super::compat::modules_are_data()
 }
 
 const SHARING_DEFAULTS: &str = "SELECT coalesce(json_object_agg(module, level), '{}')::text FROM crm.sharing_defaults";

@@ -176,6 +176,32 @@ SELECT crm.set_user_role('carol', 'Rep_East');
 :patch_is_compile
 \c
 :carol_reads
+-- Every trigger of crm.users off: a change then reaches neither, and the counts agree
+-- without it (red team of item 2). An ALTER TABLE of a crm table has its commit compile,
+-- whether the unseen change is in its transaction (carol moved up, then a statement the
+-- triggers see) or committed before it (carol moved back; dave's API commit after it
+-- patches): carol reads as moved each time.
+BEGIN;
+ALTER TABLE crm.users DISABLE TRIGGER USER;
+UPDATE crm.users SET role_id = (SELECT id FROM crm.roles WHERE name = 'Mgr_West') WHERE owner_id = crm.owner_id('carol');
+ALTER TABLE crm.users ENABLE ALWAYS TRIGGER audit_update, ENABLE ALWAYS TRIGGER catalog_changed, ENABLE ALWAYS TRIGGER audit_insert,
+    ENABLE ALWAYS TRIGGER audit_delete, ENABLE ALWAYS TRIGGER audit_truncate, ENABLE REPLICA TRIGGER catalog_changed_applied,
+    ENABLE TRIGGER refuse_on_subscriber;
+UPDATE crm.users SET is_admin = is_admin WHERE false;
+COMMIT;
+:patch_is_compile
+\c
+:carol_reads
+ALTER TABLE crm.users DISABLE TRIGGER USER;
+UPDATE crm.users SET role_id = (SELECT id FROM crm.roles WHERE name = 'Rep_East') WHERE owner_id = crm.owner_id('carol');
+ALTER TABLE crm.users ENABLE ALWAYS TRIGGER audit_update, ENABLE ALWAYS TRIGGER catalog_changed, ENABLE ALWAYS TRIGGER audit_insert,
+    ENABLE ALWAYS TRIGGER audit_delete, ENABLE ALWAYS TRIGGER audit_truncate, ENABLE REPLICA TRIGGER catalog_changed_applied,
+    ENABLE TRIGGER refuse_on_subscriber;
+SELECT crm.set_user_active('dave', false);
+:patch_is_compile
+\c
+:carol_reads
+SELECT crm.set_user_active('dave', true);
 -- Statements that hand the audit trigger their rows differently: a writable CTE changing
 -- two users (one firing for both), an insert updating on conflict (an insert's and an
 -- update's firing), a savepoint rolled back (its ids kept, read again unchanged): the
