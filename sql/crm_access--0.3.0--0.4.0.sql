@@ -603,6 +603,7 @@ LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'model_source_wrapper';
 -- crm_access::api::trigger::compile_at_commit
 CREATE  FUNCTION "compile_at_commit"() RETURNS void
+STRICT
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'compile_at_commit_wrapper';
 
