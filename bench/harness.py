@@ -273,6 +273,18 @@ def load_average():
         return float(fh.read().split()[0])
 
 
+def cpu_probe(conn):
+    """The median of 5 runs of a fixed CPU-bound query (no table, no extension), in ms: the
+    machine's speed at the moment, since it varies by up to 2x within an hour on the machines
+    these runs use, and a ratio hides that but a time does not."""
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        conn.execute("SELECT sum(hashint8(i)) FROM generate_series(1, 1000000) i").fetchone()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
 def fmt_ms(ms, width=0):
     """A time, or "> cap" for a statement cancelled at the cap."""
     text = f"> {CAP_MS:.0f}" if math.isinf(ms) else f"{ms:.2f}"
@@ -604,6 +616,7 @@ def main():
     app = psycopg.connect(dsn + " user=bench_app", prepare_threshold=None)
     viewers = pick_viewers(su, depth_of)
     if args.cache_only:
+        probe_ms, load_start = cpu_probe(su), load_average()
         cache = cache_rebuild(su, dsn, viewers["rep"], p["runs"])
         line = (f"Scale `{args.scale}` ({p['users']} users, {p['roles']} roles, {p['groups']} groups, {p['rules']} rules): "
                 f"a default's commit (which patches and publishes the model, {cache['published_kb']} kB) **{cache['commit_ms']:.2f} ms**, "
@@ -612,15 +625,16 @@ def main():
                 f"rebuild **{cache['rebuild_ms']:.2f} ms** in the first backend, **{cache['other_rebuild_ms']:.2f} ms** in another right after it "
                 f"(model: {cache['sources']}); "
                 f"cache about **{cache['cache_kb']} kB** per backend, **{cache['model_kb']} kB** of it the model's "
-                f"(private memory grown on the first load, and from a session that had read the crm schema; shared buffer pages touched: {cache['shared_kb']} kB); median of {p['runs']}.")
+                f"(private memory grown on the first load, and from a session that had read the crm schema; shared buffer pages touched: {cache['shared_kb']} kB); median of {p['runs']}; "
+                f"the machine: a fixed query {probe_ms:.0f} ms (`cpu_probe`, to compare runs), load average {load_start:.2f} before and {load_average():.2f} after.")
         log("   " + line)
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, args.scale + "-cache.md"), "w") as fh:
             fh.write(line + "\n")
         return
     failures, results, secure, write_results = [], [], [], []
-    load_start = load_average()
-    log("== running the workload (median of %d runs each, %d where b and d are under 1 ms; load average %.2f)" % (p["runs"], SUB_MS_RUNS, load_start))
+    load_start, probe_ms = load_average(), cpu_probe(su)
+    log("== running the workload (median of %d runs each, %d where b and d are under 1 ms; load average %.2f; a fixed query %.0f ms)" % (p["runs"], SUB_MS_RUNS, load_start, probe_ms))
     for label, user in viewers.items():
         f = filters(app, user)
         sees_all = all(v == "true" for v in f.values())
@@ -720,7 +734,7 @@ def main():
                  f"{p['leads']:,} leads, {p['accounts']:,} accounts, {p['opps']:,} opportunities; "
                  f"median of {p['runs']} runs ({SUB_MS_RUNS} where b and d are both under 1 ms); {platform.machine()}, "
                  f"{os.cpu_count()} cores, 1-minute load average {load_start:.2f} at the start of the workload and "
-                 f"{load_end:.2f} at its end (the benchmark's own server included); PostgreSQL 15, release build. "
+                 f"{load_end:.2f} at its end (the benchmark's own server included), a fixed query {probe_ms:.0f} ms before it (`cpu_probe`: the machine's speed, to compare runs); PostgreSQL 15, release build. "
                  "d/b IQR: the interquartile range of the paired runs' d/b, what the ratio moves by from run to run.\n\n")
         fh.write("| viewer | query | rows | a: no filter ms | b: hand-written ms | c: SQL/PL-pgSQL ms | d: crm_access ms | "
                  "e: share table ms | d/b | d/b IQR | d/a | c/d | e/d |\n"

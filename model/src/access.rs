@@ -89,7 +89,7 @@ impl Privileges {
 /// few kinds held 400 copies of the same grants (a sixth of a decoded model's heap at
 /// 20,000 users).
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-#[serde(try_from = "RolePrivilegesRecord", into = "RolePrivilegesRecord")]
+#[serde(try_from = "RolePrivilegesRecord")]
 pub(crate) struct RolePrivileges {
     of_role: BTreeMap<RoleId, u32>,
     distinct: Vec<Privileges>,
@@ -114,6 +114,7 @@ impl TryFrom<RolePrivilegesRecord> for RolePrivileges {
     }
 }
 
+#[cfg(test)]
 impl From<RolePrivileges> for RolePrivilegesRecord {
     fn from(r: RolePrivileges) -> RolePrivilegesRecord {
         RolePrivilegesRecord { of_role: r.of_role, distinct: r.distinct }

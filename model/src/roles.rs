@@ -11,7 +11,7 @@ use crate::RoleId;
 /// B-trees (parents, children, names) with a vector and a string each were 10,000
 /// allocations of every backend's model at xl-org scale.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-#[serde(try_from = "RoleTreeRecord", into = "RoleTreeRecord")]
+#[serde(try_from = "RoleTreeRecord")]
 pub struct RoleTree {
     /// Ascending.
     ids: Vec<RoleId>,
@@ -35,6 +35,7 @@ struct RoleTreeRecord {
     children: Vec<u32>,
 }
 
+#[cfg(test)]
 impl From<RoleTree> for RoleTreeRecord {
     fn from(t: RoleTree) -> RoleTreeRecord {
         RoleTreeRecord { ids: t.ids, parents: t.parents, names: t.names, child_starts: t.child_starts, children: t.children }

@@ -13,7 +13,7 @@ use crate::{OwnerId, RoleId};
 /// (`u32`) rather than ids, and one array per index rather than a vector per role, halve what
 /// the indexes hold.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(try_from = "UsersRecord", into = "UsersRecord")]
+#[serde(try_from = "UsersRecord")]
 pub(crate) struct Users {
     /// Ascending ids.
     rows: Vec<User>,
@@ -72,6 +72,7 @@ impl TryFrom<UsersRecord> for Users {
     }
 }
 
+#[cfg(test)]
 impl From<Users> for UsersRecord {
     fn from(u: Users) -> UsersRecord {
         UsersRecord { rows: u.rows, by_name: u.by_name, by_role: u.by_role }
