@@ -202,6 +202,31 @@ SELECT crm.set_user_active('dave', false);
 \c
 :carol_reads
 SELECT crm.set_user_active('dave', true);
+-- The triggers dropped and created again: a CREATE TRIGGER on a crm table compiles too
+-- (round 6). Nor may a crm table's rows live in another table, where no trigger of its
+-- sees them written: inheritance and partitioning are refused.
+BEGIN;
+DROP TRIGGER audit_update ON crm.users;
+DROP TRIGGER catalog_changed ON crm.users;
+UPDATE crm.users SET role_id = (SELECT id FROM crm.roles WHERE name = 'Mgr_West') WHERE owner_id = crm.owner_id('carol');
+CREATE TRIGGER audit_update AFTER UPDATE ON crm.users REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION crm.audit_statement();
+CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON crm.users
+    FOR EACH STATEMENT EXECUTE FUNCTION crm.catalog_changed();
+COMMIT;
+:patch_is_compile
+ALTER TABLE crm.users ENABLE ALWAYS TRIGGER audit_update, ENABLE ALWAYS TRIGGER catalog_changed;
+\c
+:carol_reads
+SELECT crm.set_user_role('carol', 'Rep_East');
+CREATE TABLE regress.shadow (LIKE crm.users);
+SELECT regress.try($$ALTER TABLE regress.shadow INHERIT crm.users$$);
+SELECT regress.try($$CREATE TABLE regress.child () INHERITS (crm.users)$$);
+SELECT regress.try($$CREATE TABLE regress.parent (LIKE crm.users) PARTITION BY LIST (is_admin)$$);
+SELECT regress.try($$ALTER TABLE regress.parent ATTACH PARTITION crm.users FOR VALUES IN (false, true)$$);
+SELECT count(*) AS crm_inheritance FROM pg_inherits i JOIN pg_class c ON c.oid IN (i.inhrelid, i.inhparent)
+WHERE c.relnamespace = 'crm'::regnamespace;
+DROP TABLE regress.shadow, regress.parent;
 -- Statements that hand the audit trigger their rows differently: a writable CTE changing
 -- two users (one firing for both), an insert updating on conflict (an insert's and an
 -- update's firing), a savepoint rolled back (its ids kept, read again unchanged): the
