@@ -39,7 +39,6 @@ impl Model {
             })
             .collect();
         self.rules = compiled;
-        self.catalog.sharing_rules = rules;
     }
 
     /// The group memberships as the catalog holds them now (`crm.group_members`, in any
@@ -50,7 +49,6 @@ impl Model {
     pub fn patch_group_members(&mut self, mut members: Vec<GroupMember>) {
         members.sort_by_key(|m| (m.group, m.member));
         self.members = member_lists(&members);
-        self.catalog.group_members = members;
         let index = UserIndex { tree: &self.tree, users: &self.users, members: &self.members };
         let user_groups = groups_of_users(&self.groups, &index);
         let (user_privileges, set_holders) = set_privileges(&self.catalog, &self.groups, &self.role_privileges, &index);

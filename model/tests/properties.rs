@@ -168,8 +168,7 @@ impl Row for Record<'_> {
 
 /// Whether restriction rule `r` applies to `u`, from the catalog as written: roles by walking
 /// up the parent ids, sets by their assignments (to the user, or to a group the user is in).
-fn rule_applies(m: &Model, r: &RestrictionRule, u: &User) -> bool {
-    let roles = &m.catalog().roles;
+fn rule_applies(m: &Model, roles: &[Role], r: &RestrictionRule, u: &User) -> bool {
     let above = |top: i64, mut role: i64| loop {
         if role == top {
             return true;
@@ -353,6 +352,7 @@ proptest! {
     /// values, NULL never; administrators exempt, View All and Edit All not).
     #[test]
     fn restrictions_agree_with_decisions(catalog in catalog()) {
+        let roles = catalog.roles.clone();
         let m = Model::compile(catalog).unwrap();
         let shared = Model::from_bytes(&m.to_bytes()).unwrap();
         let owners: Vec<i64> = m.users().map(|u| u.owner_id).take(12).chain([1000, 99_999]).collect();
@@ -364,7 +364,7 @@ proptest! {
                 let restriction = m.restriction_filter(u.owner_id, module);
                 prop_assert_eq!(&restriction, &shared.restriction_filter(u.owner_id, module));
                 let applying: Vec<&RestrictionRule> = if u.is_active && !u.is_admin {
-                    m.catalog().restriction_rules.iter().filter(|r| r.module == module && rule_applies(&m, r, u)).collect()
+                    m.catalog().restriction_rules.iter().filter(|r| r.module == module && rule_applies(&m, &roles, r, u)).collect()
                 } else {
                     vec![]
                 };
@@ -401,13 +401,13 @@ proptest! {
     /// lets the user act at all.
     #[test]
     fn shares_reach_exactly_their_receivers_and_those_above(catalog in catalog(), seed in any::<u64>()) {
+        let n_roles = catalog.roles.len() as i64;
         let m = Model::compile(catalog).unwrap();
         let mut rnd = seed;
         let mut next = |n: usize| {
             rnd = rnd.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((rnd >> 33) as usize) % n.max(1)
         };
-        let n_roles = m.catalog().roles.len() as i64;
         let receivers: Vec<Party> = m.users().map(|u| Party::User(u.owner_id))
             .chain((1000..1006).map(Party::Group))
             .chain((1..=n_roles).flat_map(|r| [Party::Role(r), Party::RoleAndSubordinates(r)]))

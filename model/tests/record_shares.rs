@@ -16,7 +16,7 @@ const DAVE: i64 = 14;
 const TEAM: i64 = 20;
 const NOW: i64 = 852_076_799_000_000; // 2026-12-31 23:59:59+00
 
-fn org() -> Model {
+fn org_catalog() -> Catalog {
     let roles = [("Root", None), ("Mgr", Some(1)), ("Rep", Some(2)), ("Other", Some(1)), ("Support", Some(1))]
         .iter()
         .enumerate()
@@ -32,7 +32,7 @@ fn org() -> Model {
         grants: BTreeMap::from([("Leads".to_string(), vec![Action::Read, Action::Edit, Action::Delete])]),
         ..Default::default()
     };
-    Model::compile(Catalog {
+    Catalog {
         roles,
         users,
         profiles: vec![sales],
@@ -41,8 +41,11 @@ fn org() -> Model {
         group_members: vec![GroupMember { group: TEAM, member: Party::User(OTHER) }],
         modules: vec![Module::new("Leads", SharingLevel::Private)],
         ..Default::default()
-    })
-    .unwrap()
+    }
+}
+
+fn org() -> Model {
+    Model::compile(org_catalog()).unwrap()
 }
 
 fn share(receiver: Party, access: RuleAccess, until: Option<i64>) -> RecordShare {
@@ -90,7 +93,7 @@ fn a_share_counts_for_a_moment_strictly_before_its_until() {
 
 #[test]
 fn a_parent_records_share_reaches_its_children_in_related_modules_only() {
-    let mut catalog = org().catalog().clone();
+    let mut catalog = org_catalog();
     catalog.users = org().users().cloned().collect();
     catalog.modules.push(Module::new("Accounts", SharingLevel::Private));
     catalog.modules.push(Module::new("Projects", SharingLevel::Private));

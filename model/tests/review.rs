@@ -19,7 +19,7 @@ const AUDITOR: i64 = 15;
 const GONE: i64 = 16;
 const TEAM: i64 = 20;
 
-fn org() -> Model {
+fn org_catalog() -> Catalog {
     let roles = [("Root", None), ("Mgr", Some(1)), ("Rep", Some(2)), ("Other", Some(1)), ("IT", Some(1)), ("Audit", Some(1))]
         .iter()
         .enumerate()
@@ -30,7 +30,7 @@ fn org() -> Model {
         .iter()
         .map(|&(owner_id, name, role)| User { owner_id, name: name.into(), role, is_admin: owner_id == ADMIN, is_active: owner_id != GONE })
         .collect();
-    Model::compile(Catalog {
+    Catalog {
         roles,
         profiles: vec![
             Profile { id: 1, name: "Sales".into(), grants: grants(&[("Leads", &[Read, Edit]), ("Accounts", &[Read])]), ..Default::default() },
@@ -48,8 +48,11 @@ fn org() -> Model {
         ],
         sharing_rules: vec![SharingRule { id: 7, module: "Leads".into(), source: Party::Role(3), target: Party::Role(4), access: RuleAccess::Read, related_modules: vec![] }],
         ..Default::default()
-    })
-    .unwrap()
+    }
+}
+
+fn org() -> Model {
+    Model::compile(org_catalog()).unwrap()
 }
 
 fn line(m: &Model, user: i64, module: &str, action: Action) -> (Reach, usize, Vec<String>) {
@@ -119,7 +122,7 @@ fn reach_changes_list_what_a_change_gave_and_took() {
     let before = org();
     // mgr moves to role Other, which carries no profile: rule 7 shares Rep's leads with Other,
     // but without a Leads privilege mgr reaches nothing there any more.
-    let mut catalog = before.catalog().clone();
+    let mut catalog = org_catalog();
     catalog.users = before.users().cloned().map(|mut u| {
         if u.owner_id == MGR {
             u.role = 4;
@@ -136,7 +139,7 @@ fn reach_changes_list_what_a_change_gave_and_took() {
 
 #[test]
 fn restriction_rules_are_named_where_they_narrow_a_reach() {
-    let mut catalog = org().catalog().clone();
+    let mut catalog = org_catalog();
     catalog.users = org().users().cloned().collect();
     catalog.restriction_rules = vec![
         crm_model::RestrictionRule { id: 3, module: "Leads".into(), applies_to: crm_model::Restricted::RoleAndSubordinates(2), column: "region".into(), allowed: vec!["West".into()] },

@@ -14,7 +14,7 @@ const TEAM: i64 = 50;
 const CLUB: i64 = 51;
 const EMPTY: i64 = 52;
 
-fn org(rules: &[(i64, &str, Party, Party, RuleAccess)], sets: &[(&str, bool, &[(&str, Action)], i64)]) -> Model {
+fn org_catalog(rules: &[(i64, &str, Party, Party, RuleAccess)], sets: &[(&str, bool, &[(&str, Action)], i64)]) -> Catalog {
     let roles = [("CEO", None), ("VP", Some(1)), ("MgrWest", Some(2)), ("RepWest", Some(3)), ("MgrEast", Some(2)), ("RepEast", Some(5))];
     let roles = roles.iter().enumerate().map(|(i, (n, p))| Role { id: i as i64 + 1, name: n.to_string(), parent: *p }).collect();
     let all = |actions: &[Action]| ["Leads", "Accounts", "Contacts"].iter().map(|m| (m.to_string(), actions.to_vec())).collect::<BTreeMap<_, _>>();
@@ -50,11 +50,14 @@ fn org(rules: &[(i64, &str, Party, Party, RuleAccess)], sets: &[(&str, bool, &[(
         })
         .collect();
     let permission_set_assignments = sets.iter().enumerate().map(|(i, s)| (100 + i as i64, s.3, None)).collect();
-    Model::compile(Catalog {
+    Catalog {
         roles, profiles, role_profiles, users, modules, groups, group_members, sharing_rules, permission_sets, permission_set_assignments,
         ..Default::default()
-    })
-    .unwrap()
+    }
+}
+
+fn org(rules: &[(i64, &str, Party, Party, RuleAccess)], sets: &[(&str, bool, &[(&str, Action)], i64)]) -> Model {
+    Model::compile(org_catalog(rules, sets)).unwrap()
 }
 
 fn check(m: &Model, user: i64, module: &str, action: Action, owner: i64, allowed: bool, reason: &str) {
@@ -130,7 +133,7 @@ fn groups_can_be_given_records() {
 fn an_owner_both_a_user_and_a_group_is_assignable_once() {
     // A user row written by hand for a group's owner (red team of issue 28, item 2): the
     // list a write policy's filter is built from holds each owner once.
-    let mut catalog = org(&[], &[]).catalog().clone();
+    let mut catalog = org_catalog(&[], &[]);
     catalog.users = org(&[], &[]).users().cloned().collect();
     catalog.users.push(User { owner_id: TEAM, name: "team as a user".into(), role: 4, is_admin: false, is_active: true });
     let m = Model::compile(catalog).unwrap();
@@ -147,7 +150,7 @@ fn rules_on_a_parent_module_carry_access_to_related_records() {
     // Without related modules the rule shares accounts only.
     let d = m.decide_child(Some(16), "Opportunities", "Accounts", Read, 14, Some(13));
     assert!(!d.allowed, "{}", d.reason);
-    let mut catalog = m.catalog().clone();
+    let mut catalog = org_catalog(&[(11, "Accounts", Party::Role(4), Party::Role(6), RuleAccess::ReadWrite)], &[]);
     catalog.users = m.users().cloned().collect();
     catalog.sharing_rules[0].related_modules = vec!["Opportunities".into()];
     catalog.modules.push(Module::new("Opportunities", SharingLevel::Private));
@@ -180,7 +183,7 @@ fn rules_on_a_parent_module_carry_access_to_related_records() {
 fn chains_of_control_end_or_are_refused() {
     let base = || {
         let m = org(&[], &[]);
-        let mut catalog = m.catalog().clone();
+        let mut catalog = org_catalog(&[], &[]);
         catalog.users = m.users().cloned().collect();
         catalog
     };
@@ -211,7 +214,7 @@ fn chains_of_control_end_or_are_refused() {
 #[test]
 fn a_rule_carries_only_what_is_still_related() {
     let m = org(&[(11, "Accounts", Party::Role(4), Party::Role(6), RuleAccess::ReadWrite)], &[]);
-    let mut catalog = m.catalog().clone();
+    let mut catalog = org_catalog(&[(11, "Accounts", Party::Role(4), Party::Role(6), RuleAccess::ReadWrite)], &[]);
     catalog.users = m.users().cloned().collect();
     catalog.sharing_rules[0].related_modules = vec!["Tasks".into()];
     catalog.modules.push(Module::new("Tasks", SharingLevel::Private));
