@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::filter::{Filter, OWNER};
 use crate::catalog::{Catalog, Group, Party, Profile, SharingRule, User};
 use crate::grouped::Grouped;
-use crate::groups::{member_lists, users_of, UserIndex};
+use crate::groups::{member_lists, users_of, Members, UserIndex};
 use crate::messages::MessagePermission;
 use crate::roles::{RoleTree, RoleTreeError};
 use crate::users::Users;
@@ -270,7 +270,7 @@ pub struct Model {
     /// By id, name and role.
     pub(crate) users: Users,
     pub(crate) groups: BTreeMap<OwnerId, Group>,
-    pub(crate) members: BTreeMap<OwnerId, Vec<Party>>,
+    pub(crate) members: Members,
     /// The groups of each user.
     pub(crate) user_groups: GroupsOfUsers,
     pub(crate) role_privileges: RolePrivileges,

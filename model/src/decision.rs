@@ -257,7 +257,7 @@ impl Model {
 
     /// Whether user `u` belongs to group `g`, following member groups upward from `u`.
     pub(crate) fn is_member(&self, u: &User, g: OwnerId, seen: &mut BTreeSet<OwnerId>) -> bool {
-        seen.insert(g) && self.members.get(&g).into_iter().flatten().any(|m| self.party_has(*m, u, seen))
+        seen.insert(g) && self.members.of(g).iter().any(|m| self.party_has(*m, u, seen))
     }
 
     fn party_has(&self, party: Party, u: &User, seen: &mut BTreeSet<OwnerId>) -> bool {

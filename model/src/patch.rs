@@ -133,13 +133,13 @@ impl Model {
         };
         // Groups whose users change: a member covers a moved role, or is such a group.
         let mut affected: BTreeSet<OwnerId> =
-            self.members.iter().filter(|(_, ps)| ps.iter().any(covers)).map(|(g, _)| *g).collect();
+            self.members.groups().filter(|(_, ps)| ps.iter().any(covers)).map(|(g, _)| g).collect();
         loop {
             let more: Vec<OwnerId> = self
                 .members
-                .iter()
-                .filter(|(g, ps)| !affected.contains(*g) && ps.iter().any(|p| matches!(p, Party::Group(x) if affected.contains(x))))
-                .map(|(g, _)| *g)
+                .groups()
+                .filter(|(g, ps)| !affected.contains(g) && ps.iter().any(|p| matches!(p, Party::Group(x) if affected.contains(x))))
+                .map(|(g, _)| g)
                 .collect();
             if more.is_empty() {
                 break;
