@@ -227,6 +227,10 @@ SELECT regress.try($$ALTER TABLE regress.parent ATTACH PARTITION crm.users FOR V
 SELECT count(*) AS crm_inheritance FROM pg_inherits i JOIN pg_class c ON c.oid IN (i.inhrelid, i.inhparent)
 WHERE c.relnamespace = 'crm'::regnamespace;
 DROP TABLE regress.shadow, regress.parent;
+-- Forcing a compile is the catalog's owner's: the app's role (and so any client) is refused.
+SET ROLE crm_app;
+SELECT regress.try($$SELECT crm.compile_at_commit()$$);
+RESET ROLE;
 -- Statements that hand the audit trigger their rows differently: a writable CTE changing
 -- two users (one firing for both), an insert updating on conflict (an insert's and an
 -- update's firing), a savepoint rolled back (its ids kept, read again unchanged): the
