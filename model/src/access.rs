@@ -13,7 +13,7 @@ use crate::grouped::Grouped;
 use crate::groups::{member_lists, users_of, Members, UserIndex};
 use crate::messages::MessagePermission;
 use crate::roles::{RoleTree, RoleTreeError};
-use crate::users::Users;
+use crate::users::{UserRef, Users};
 use crate::{Action, OwnerId, RoleId, SharingLevel};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,7 +171,7 @@ pub(crate) struct CompiledRule {
 
 impl CompiledRule {
     /// Whether `u` receives what the rule shares.
-    pub fn receives(&self, u: &User) -> bool {
+    pub fn receives(&self, u: UserRef<'_>) -> bool {
         self.target_users.binary_search(&u.owner_id).is_ok() || self.receiving_roles_above.binary_search(&u.role).is_ok()
     }
 }
@@ -216,7 +216,7 @@ pub(crate) fn set_privileges(
         for u in holders {
             user_privileges
                 .entry(u)
-                .or_insert_with(|| role_privileges.get(&index.users[&u].role).cloned().unwrap_or_default())
+                .or_insert_with(|| role_privileges.get(&index.users.held(&u).role).cloned().unwrap_or_default())
                 .add(&source, set);
         }
     }
@@ -244,7 +244,7 @@ pub(crate) fn rule_reach(source: Party, target: Party, index: &UserIndex) -> (Ve
     }
     let target_users = users_of(target, index);
     // Each target user's strict ancestors.
-    let target_roles: BTreeSet<RoleId> = target_users.iter().map(|t| index.users[t].role).collect();
+    let target_roles: BTreeSet<RoleId> = target_users.iter().map(|t| index.users.held(t).role).collect();
     let receiving_roles_above = index.tree.at_or_above(target_roles.into_iter().filter_map(|r| index.tree.parent(r))).into_iter().collect();
     (source_owners, receiving_roles_above, target_users)
 }
@@ -362,7 +362,7 @@ impl Model {
         &self.tree
     }
 
-    pub fn user(&self, id: OwnerId) -> Option<&User> {
+    pub fn user(&self, id: OwnerId) -> Option<UserRef<'_>> {
         self.users.get(&id)
     }
 
@@ -372,7 +372,7 @@ impl Model {
 
     /// A user's or a group's name.
     pub fn owner_name(&self, id: OwnerId) -> Option<&str> {
-        self.users.get(&id).map(|u| u.name.as_str()).or_else(|| self.groups.get(&id).map(|g| g.name.as_str()))
+        self.users.get(&id).map(|u| u.name).or_else(|| self.groups.get(&id).map(|g| g.name.as_str()))
     }
 
     /// A user's or a group's owner id by name (they share one namespace).
@@ -380,12 +380,12 @@ impl Model {
         self.user_by_name(name).map(|u| u.owner_id).or_else(|| self.groups.values().find(|g| g.name == name).map(|g| g.owner_id))
     }
 
-    pub fn user_by_name(&self, name: &str) -> Option<&User> {
+    pub fn user_by_name(&self, name: &str) -> Option<UserRef<'_>> {
         self.users.by_name(name)
     }
 
     /// Users whose role is strictly below `user`'s role.
-    pub(crate) fn subordinates(&self, user: &User) -> impl Iterator<Item = OwnerId> + '_ {
+    pub(crate) fn subordinates(&self, user: UserRef<'_>) -> impl Iterator<Item = OwnerId> + '_ {
         self.tree.strictly_below(user.role).into_iter().flat_map(|r| self.users.of_role(r))
     }
 
@@ -403,7 +403,7 @@ impl Model {
         self.user_groups.of(user).iter().copied()
     }
 
-    pub fn users(&self) -> impl Iterator<Item = &User> {
+    pub fn users(&self) -> impl Iterator<Item = UserRef<'_>> {
         self.users.values()
     }
 
@@ -411,7 +411,7 @@ impl Model {
         self.defaults.contains_key(module)
     }
 
-    pub(crate) fn privileges_of(&self, user: &User) -> &Privileges {
+    pub(crate) fn privileges_of(&self, user: UserRef<'_>) -> &Privileges {
         const NONE: &Privileges =
             &Privileges { view_all: None, edit_all: None, grants: BTreeMap::new(), messages: BTreeSet::new() };
         self.user_privileges.get(&user.owner_id).or_else(|| self.role_privileges.get(&user.role)).unwrap_or(NONE)
@@ -451,7 +451,7 @@ impl Model {
             Scope::Owners(v) if v.is_empty() => return Scope::none(),
             Scope::Owners(_) => {}
         }
-        let u = &self.users[&user];
+        let u = self.users.held(&user);
         let mut owners = Vec::new();
         for r in &self.rules {
             if r.rule.module == parent_module
@@ -469,7 +469,7 @@ impl Model {
 
     /// Owners whose records `user` reaches by ownership, groups, hierarchy, the org-wide
     /// default and sharing rules, before any privilege check.
-    fn reach(&self, u: &User, module: &str, action: Action) -> Scope {
+    fn reach(&self, u: UserRef<'_>, module: &str, action: Action) -> Scope {
         let governing = self.catalog.sharing_module(module);
         if self.defaults.get(governing).is_some_and(|d| d.opens(action)) {
             return Scope::All;
@@ -497,7 +497,7 @@ impl Model {
         let scope = match action {
             Action::Create => match self.scope(user, module, Action::Create) {
                 Scope::All if self.edits_everything(user) => Scope::All,
-                Scope::All => self.reach(&self.users[&user], module, Action::Edit),
+                Scope::All => self.reach(self.users.held(&user), module, Action::Edit),
                 none => none,
             },
             Action::Edit => self.scope(user, module, Action::Edit),

@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::catalog::{Party, User};
+use crate::catalog::Party;
+use crate::users::UserRef;
 use crate::messages::MessagePermission;
 use crate::{Action, Model, OwnerId, RuleAccess, SharingLevel};
 
@@ -137,7 +138,7 @@ pub(crate) enum Gate<'a> {
     /// Decided, allowed or denied, before any record-level rule.
     Settled(Decision),
     /// The acting user, whose access the module's own rules decide.
-    Open(&'a User),
+    Open(UserRef<'a>),
 }
 
 impl Model {
@@ -182,7 +183,7 @@ impl Model {
         Gate::Open(u)
     }
 
-    fn decide_record(&self, me: &User, module: &str, action: Action, owner: OwnerId) -> Decision {
+    fn decide_record(&self, me: UserRef<'_>, module: &str, action: Action, owner: OwnerId) -> Decision {
         if owner == me.owner_id {
             return allow(Reason::Owner);
         }
@@ -235,7 +236,7 @@ impl Model {
     ) -> Decision {
         let own = self.decide(user, child_module, action, owner);
         let (Some(p), false, Reason::NoRecordAccess { .. }) = (parent_owner, own.allowed, &own.reason) else { return own };
-        let me = &self.users[&user.expect("a record-level denial has a user")];
+        let me = self.users.held(&user.expect("a record-level denial has a user"));
         for r in self.rules.iter().filter(|r| {
             r.rule.module == parent_module && r.rule.related_modules.iter().any(|m| m == child_module) && r.rule.access.covers(action)
         }) {
@@ -256,11 +257,11 @@ impl Model {
     }
 
     /// Whether user `u` belongs to group `g`, following member groups upward from `u`.
-    pub(crate) fn is_member(&self, u: &User, g: OwnerId, seen: &mut BTreeSet<OwnerId>) -> bool {
+    pub(crate) fn is_member(&self, u: UserRef<'_>, g: OwnerId, seen: &mut BTreeSet<OwnerId>) -> bool {
         seen.insert(g) && self.members.of(g).iter().any(|m| self.party_has(*m, u, seen))
     }
 
-    fn party_has(&self, party: Party, u: &User, seen: &mut BTreeSet<OwnerId>) -> bool {
+    fn party_has(&self, party: Party, u: UserRef<'_>, seen: &mut BTreeSet<OwnerId>) -> bool {
         match party {
             Party::User(id) => id == u.owner_id,
             Party::Role(r) => u.role == r,
@@ -296,7 +297,7 @@ impl Model {
         let user = user.expect("an allowed decision has a user");
         if action == Action::Create && !self.edits_everything(user) {
             // The new owner must be one whose records the creator may then edit (§3.3).
-            return self.decide_record(&self.users[&user], module, Action::Edit, owner);
+            return self.decide_record(self.users.held(&user), module, Action::Edit, owner);
         }
         module_level
     }

@@ -27,6 +27,7 @@ mod users;
 mod vocabulary;
 
 pub use access::{Model, ModelError, Scope};
+pub use users::UserRef;
 pub use catalog::{Catalog, Group, GroupMember, Holds, Module, Party, Profile, Restricted, RestrictionRule, Role, RuleAccess, SharingRule, User};
 pub use calendar::{Event, EventScope};
 pub use decision::{Decision, Reason};

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::access::{groups_of_users, index_users, rule_as_compiled, rule_reach, set_privileges, CompiledRule, GroupsOfUsers, ModelError};
 use crate::groups::{member_lists, users_of, UserIndex};
-use crate::{GroupMember, Model, OwnerId, Party, RoleId, SharingLevel, SharingRule, User};
+use crate::{GroupMember, Model, OwnerId, Party, RoleId, SharingLevel, SharingRule, User, UserRef};
 
 impl Model {
     /// The org-wide sharing defaults as the catalog holds them now: `levels` by module name,
@@ -75,7 +75,7 @@ impl Model {
     /// a commit that knows which users it changed and reads only those (`patch_users`).
     pub fn patch_changed_users(&mut self, ids: &[OwnerId], rows: Vec<User>) -> Result<(), ModelError> {
         let changed: BTreeSet<OwnerId> = ids.iter().copied().chain(rows.iter().map(|u| u.owner_id)).collect();
-        let mut users: Vec<User> = self.users.values().filter(|u| !changed.contains(&u.owner_id)).cloned().collect();
+        let mut users: Vec<User> = self.users.values().filter(|u| !changed.contains(&u.owner_id)).map(UserRef::to_user).collect();
         users.extend(rows);
         self.patch_users(users)
     }
@@ -91,12 +91,12 @@ impl Model {
         users.sort_by_key(|u| u.owner_id);
         // Only flags changed (a user disabled, made an administrator): nothing a compile
         // derives reads them; decisions read them as they are made.
-        let same = |u: &User, m: &User| u.owner_id == m.owner_id && u.role == m.role && u.name == m.name;
+        let same = |u: &User, m: UserRef<'_>| u.owner_id == m.owner_id && u.role == m.role && u.name == m.name;
         if users.len() == self.users.len() && users.iter().zip(self.users.values()).all(|(u, m)| same(u, m)) {
             self.users.replace_same_names(users);
             return Ok(());
         }
-        let same_names = |u: &User, m: &User| u.owner_id == m.owner_id && u.name == m.name;
+        let same_names = |u: &User, m: UserRef<'_>| u.owner_id == m.owner_id && u.name == m.name;
         if users.len() == self.users.len() && users.iter().zip(self.users.values()).all(|(u, m)| same_names(u, m)) {
             return self.move_users(users);
         }

@@ -72,7 +72,7 @@ impl Model {
         let mut groups: Vec<OwnerId> = users.iter().flat_map(|&v| self.groups_of(v)).collect();
         groups.sort_unstable();
         groups.dedup();
-        let held: BTreeSet<RoleId> = users.iter().map(|v| self.users[v].role).collect();
+        let held: BTreeSet<RoleId> = users.iter().map(|v| self.users.held(v).role).collect();
         let roles: Vec<RoleId> = held.iter().copied().collect();
         // A role's subtree holds a held role exactly when the role is that role or above it.
         let above = self.tree.at_or_above(held.iter().copied());
@@ -117,7 +117,7 @@ impl Model {
     pub fn receives_share(&self, user: OwnerId, receiver: Party) -> bool {
         let Some(u) = self.users.get(&user).filter(|u| u.is_active) else { return false };
         let index = UserIndex { tree: &self.tree, users: &self.users, members: &self.members };
-        users_of(receiver, &index).iter().any(|&v| v == u.owner_id || self.tree.is_strictly_above(u.role, self.users[&v].role))
+        users_of(receiver, &index).iter().any(|&v| v == u.owner_id || self.tree.is_strictly_above(u.role, self.users.held(&v).role))
     }
 
     /// A `module` record's decision with its shares, at the moment `at`: the decision without

@@ -7,7 +7,8 @@
 //! own (`restriction_filter`), which a policy of its own applies beside the owner scope; a
 //! record's decision is refined by the same rules (`restrict`).
 
-use crate::catalog::{RestrictionRule, Restricted, User};
+use crate::catalog::{RestrictionRule, Restricted};
+use crate::users::UserRef;
 use crate::decision::{Decision, Reason};
 use crate::filter::{Filter, Row};
 use crate::{Model, OwnerId};
@@ -20,7 +21,7 @@ impl Model {
         self.catalog.restriction_rules.iter().filter(|r| r.module == module && self.applies_to(r.applies_to, u)).collect()
     }
 
-    fn applies_to(&self, who: Restricted, u: &User) -> bool {
+    fn applies_to(&self, who: Restricted, u: UserRef<'_>) -> bool {
         match who {
             Restricted::Role(r) => u.role == r,
             Restricted::RoleAndSubordinates(r) => u.role == r || self.tree.is_strictly_above(r, u.role),

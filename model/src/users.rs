@@ -1,22 +1,66 @@
 //! The users by owner id, as one vector sorted by id: 20,000 users in a B-tree of
 //! `(id, User)` entries were two thirds of a decoded model's heap (its nodes half full after
 //! a decode, which inserts one entry at a time) and most of the time a backend took to read a
-//! published model (issue 28, item 1).
+//! published model (issue 28, item 1). Their names sit in one buffer: a name held in each
+//! user (24 bytes inline) made a user 48 bytes, half of them the name's slot.
 
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::catalog::User;
 use crate::grouped::Grouped;
 use crate::{OwnerId, RoleId};
 
+/// A user as the model holds it: what `catalog::User` says, with its name in `Users::names`
+/// (24 bytes).
+#[derive(Clone, Copy, Debug)]
+struct Row {
+    owner_id: OwnerId,
+    role: RoleId,
+    /// Where its name starts in `Users::names`; it ends where the next user's starts.
+    name_start: u32,
+    is_admin: bool,
+    is_active: bool,
+}
+
+/// A user the model holds, as decisions read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserRef<'a> {
+    pub owner_id: OwnerId,
+    pub name: &'a str,
+    pub role: RoleId,
+    pub is_admin: bool,
+    pub is_active: bool,
+}
+
+impl UserRef<'_> {
+    /// The user as the catalog holds it.
+    pub fn to_user(self) -> User {
+        User { owner_id: self.owner_id, name: self.name.into(), role: self.role, is_admin: self.is_admin, is_active: self.is_active }
+    }
+}
+
+/// A `Row` as bytes hold it: its name's length rather than its start (a byte for most names,
+/// where a start takes three).
+#[derive(Clone, Copy, Serialize, Deserialize)]
+struct RowRecord {
+    owner_id: OwnerId,
+    role: RoleId,
+    name_len: u32,
+    is_admin: bool,
+    is_active: bool,
+}
+
 /// The users by id, with their positions ordered by name and grouped by role: positions
 /// (`u32`) rather than ids, and one array per index rather than a vector per role, halve what
 /// the indexes hold.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(try_from = "UsersRecord")]
 pub(crate) struct Users {
     /// Ascending ids.
-    rows: Vec<User>,
+    rows: Vec<Row>,
+    /// The users' names, in the order of `rows`.
+    names: String,
     /// Positions in `rows`, ordered by name.
     by_name: Vec<u32>,
     /// The positions of each role's users.
@@ -24,9 +68,11 @@ pub(crate) struct Users {
 }
 
 /// `Users` as bytes hold it.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct UsersRecord {
-    rows: Vec<User>,
+    rows: Vec<RowRecord>,
+    names: String,
     by_name: Vec<u32>,
     by_role: Grouped<RoleId, u32>,
 }
@@ -53,40 +99,96 @@ impl TryFrom<UsersRecord> for Users {
             let mut seen = vec![false; n];
             v.len() == n && v.iter().all(|&i| (i as usize) < n && !std::mem::replace(&mut seen[i as usize], true))
         };
-        let ok = r.rows.windows(2).all(|w| w[0].owner_id < w[1].owner_id)
-            && permutation(&r.by_name)
-            && permutation(r.by_role.values())
-            && r.by_name.windows(2).all(|w| r.rows[w[0] as usize].name <= r.rows[w[1] as usize].name)
-            && r.by_role.groups().all(|(role, users)| users.iter().all(|&u| r.rows[u as usize].role == role));
+        // The names' lengths add up to the buffer, each name starting at a character boundary:
+        // a slice elsewhere would panic. (The starts, sums of lengths, are in order and within
+        // the buffer, so they fit a `u32` once the buffer does.)
+        let mut at: u64 = 0;
+        let rows: Vec<Row> = r
+            .rows
+            .into_iter()
+            .map(|x| {
+                let name_start = at as u32;
+                at += u64::from(x.name_len);
+                Row { owner_id: x.owner_id, role: x.role, name_start, is_admin: x.is_admin, is_active: x.is_active }
+            })
+            .collect();
+        let names_hold = at == r.names.len() as u64
+            && u32::try_from(r.names.len()).is_ok()
+            && rows.iter().all(|u| r.names.is_char_boundary(u.name_start as usize));
+        if !(names_hold && rows.windows(2).all(|w| w[0].owner_id < w[1].owner_id)) {
+            return Err(Inconsistent);
+        }
+        let mut users = Users { rows, names: r.names, by_name: r.by_name, by_role: r.by_role };
+        let ok = permutation(&users.by_name)
+            && permutation(users.by_role.values())
+            && users.by_name.windows(2).all(|w| users.name_at(w[0] as usize) <= users.name_at(w[1] as usize))
+            && users.by_role.groups().all(|(role, at)| at.iter().all(|&u| users.rows[u as usize].role == role));
         if ok {
-            let mut r = r;
             // A decode grows a vector past a cautious first guess at its length (1 MiB of
             // elements) by doubling: a model of more users than that would keep up to twice
             // its users' memory.
-            r.rows.shrink_to_fit();
-            r.by_name.shrink_to_fit();
-            Ok(Users { rows: r.rows, by_name: r.by_name, by_role: r.by_role })
+            users.rows.shrink_to_fit();
+            users.names.shrink_to_fit();
+            users.by_name.shrink_to_fit();
+            Ok(users)
         } else {
             Err(Inconsistent)
         }
     }
 }
 
+impl Users {
+    fn records(&self) -> impl ExactSizeIterator<Item = RowRecord> + '_ {
+        (0..self.rows.len()).map(|i| {
+            let Row { owner_id, role, is_admin, is_active, .. } = self.rows[i];
+            RowRecord { owner_id, role, name_len: self.name_at(i).len() as u32, is_admin, is_active }
+        })
+    }
+}
+
+/// As `UsersRecord`, written straight from the users (no copy of them).
+impl Serialize for Users {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Records<'a>(&'a Users);
+        impl Serialize for Records<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.records())
+            }
+        }
+        let mut record = s.serialize_struct("UsersRecord", 4)?;
+        record.serialize_field("rows", &Records(self))?;
+        record.serialize_field("names", &self.names)?;
+        record.serialize_field("by_name", &self.by_name)?;
+        record.serialize_field("by_role", &self.by_role)?;
+        record.end()
+    }
+}
+
 #[cfg(test)]
 impl From<Users> for UsersRecord {
     fn from(u: Users) -> UsersRecord {
-        UsersRecord { rows: u.rows, by_name: u.by_name, by_role: u.by_role }
+        UsersRecord { rows: u.records().collect(), names: u.names, by_name: u.by_name, by_role: u.by_role }
     }
 }
 
 impl Users {
     /// `users` in any order, with distinct ids (the catalog's primary key).
-    pub(crate) fn new(mut rows: Vec<User>) -> Users {
-        rows.sort_unstable_by_key(|u| u.owner_id);
-        debug_assert!(rows.windows(2).all(|w| w[0].owner_id < w[1].owner_id), "user ids are distinct");
-        let mut by_name: Vec<u32> = (0..rows.len() as u32).collect();
-        by_name.sort_by(|&a, &b| rows[a as usize].name.cmp(&rows[b as usize].name));
-        let mut users = Users { rows, by_name, ..Users::default() };
+    pub(crate) fn new(mut users: Vec<User>) -> Users {
+        users.sort_unstable_by_key(|u| u.owner_id);
+        debug_assert!(users.windows(2).all(|w| w[0].owner_id < w[1].owner_id), "user ids are distinct");
+        let mut names = String::with_capacity(users.iter().map(|u| u.name.len()).sum());
+        let rows = users
+            .iter()
+            .map(|u| {
+                let name_start = names.len() as u32;
+                names.push_str(&u.name);
+                Row { owner_id: u.owner_id, role: u.role, name_start, is_admin: u.is_admin, is_active: u.is_active }
+            })
+            .collect();
+        let mut users = Users { rows, names, ..Users::default() };
+        let mut by_name: Vec<u32> = (0..users.rows.len() as u32).collect();
+        by_name.sort_by(|&a, &b| users.name_at(a as usize).cmp(users.name_at(b as usize)));
+        users.by_name = by_name;
         users.index_roles();
         users
     }
@@ -95,12 +197,27 @@ impl Users {
         self.by_role = Grouped::new(self.rows.iter().enumerate().map(|(i, u)| (u.role, i as u32)).collect());
     }
 
-    pub(crate) fn get(&self, id: &OwnerId) -> Option<&User> {
-        self.rows.binary_search_by_key(id, |u| u.owner_id).ok().map(|i| &self.rows[i])
+    fn name_at(&self, i: usize) -> &str {
+        let end = self.rows.get(i + 1).map_or(self.names.len(), |next| next.name_start as usize);
+        &self.names[self.rows[i].name_start as usize..end]
+    }
+
+    fn at(&self, i: usize) -> UserRef<'_> {
+        let Row { owner_id, role, is_admin, is_active, .. } = self.rows[i];
+        UserRef { owner_id, name: self.name_at(i), role, is_admin, is_active }
+    }
+
+    pub(crate) fn get(&self, id: &OwnerId) -> Option<UserRef<'_>> {
+        self.rows.binary_search_by_key(id, |u| u.owner_id).ok().map(|i| self.at(i))
+    }
+
+    /// A user the model holds (one a decision or a compile already found).
+    pub(crate) fn held(&self, id: &OwnerId) -> UserRef<'_> {
+        self.get(id).expect("a user the model holds")
     }
 
     pub(crate) fn contains_key(&self, id: &OwnerId) -> bool {
-        self.get(id).is_some()
+        self.rows.binary_search_by_key(id, |u| u.owner_id).is_ok()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -108,8 +225,8 @@ impl Users {
     }
 
     /// In id order.
-    pub(crate) fn values(&self) -> std::slice::Iter<'_, User> {
-        self.rows.iter()
+    pub(crate) fn values(&self) -> impl ExactSizeIterator<Item = UserRef<'_>> + '_ {
+        (0..self.rows.len()).map(|i| self.at(i))
     }
 
     /// In ascending order.
@@ -117,9 +234,9 @@ impl Users {
         self.rows.iter().map(|u| &u.owner_id)
     }
 
-    pub(crate) fn by_name(&self, name: &str) -> Option<&User> {
-        let at = self.by_name.binary_search_by(|&i| self.rows[i as usize].name.as_str().cmp(name)).ok()?;
-        Some(&self.rows[self.by_name[at] as usize])
+    pub(crate) fn by_name(&self, name: &str) -> Option<UserRef<'_>> {
+        let at = self.by_name.binary_search_by(|&i| self.name_at(i as usize).cmp(name)).ok()?;
+        Some(self.at(self.by_name[at] as usize))
     }
 
     /// The roles that have users, ascending.
@@ -132,23 +249,18 @@ impl Users {
         self.by_role.of(role).iter().map(|&i| self.rows[i as usize].owner_id)
     }
 
-    /// The same users (ids and names) with other roles or flags: names keep their order,
-    /// roles are grouped again.
+    /// The same users (ids and names, in id order) with other roles or flags: names keep
+    /// their order, roles are grouped again.
     pub(crate) fn replace_same_names(&mut self, users: Vec<User>) {
-        debug_assert!(users.len() == self.rows.len() && users.iter().zip(&self.rows).all(|(u, m)| u.owner_id == m.owner_id && u.name == m.name));
-        let moved = users.iter().zip(&self.rows).any(|(u, m)| u.role != m.role);
-        self.rows = users;
+        debug_assert!(users.len() == self.rows.len() && users.iter().zip(self.values()).all(|(u, m)| u.owner_id == m.owner_id && u.name == m.name));
+        let mut moved = false;
+        for (row, u) in self.rows.iter_mut().zip(users) {
+            moved |= row.role != u.role;
+            (row.role, row.is_admin, row.is_active) = (u.role, u.is_admin, u.is_active);
+        }
         if moved {
             self.index_roles();
         }
-    }
-}
-
-impl std::ops::Index<&OwnerId> for Users {
-    type Output = User;
-
-    fn index(&self, id: &OwnerId) -> &User {
-        self.get(id).expect("a user the model holds")
     }
 }
 
@@ -202,5 +314,12 @@ mod tests {
         assert!(read_back(&users, |r| *r.by_role.parts_mut().2 = vec![0, 2, 1]).is_none(), "a role's users out of order");
         assert!(read_back(&users, |r| r.rows[0].role = 2).is_none(), "a user's role not its index's");
         assert!(read_back(&users, |r| { let (k, s, _) = r.by_role.parts_mut(); (*k, *s) = (vec![1, 2, 3], vec![0, 1, 3, 3]) }).is_none(), "a role without users");
+        assert!(read_back(&users, |r| r.rows[2].name_len = 9).is_none(), "a name past the buffer's end");
+        assert!(read_back(&users, |r| r.rows[0].name_len = u32::MAX).is_none(), "lengths past the buffer's end");
+        assert!(read_back(&users, |r| r.names.push('x')).is_none(), "a buffer longer than its names");
+        assert!(read_back(&users, |r| (r.rows[1].name_len, r.rows[2].name_len) = (0, 2)).is_none(), "names out of order");
+        assert!(read_back(&users, |r| (r.names, r.rows[2].name_len) = ("aéc".into(), 2)).is_none(), "a name cut inside a character");
+        assert!(read_back(&users, |r| (r.names, r.rows[2].name_len) = ("abé".into(), 2)).is_some(), "names of other characters");
+        assert!(read_back(&Users::new(vec![]), |r| r.names = "a".into()).is_none(), "names without users");
     }
 }

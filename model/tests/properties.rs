@@ -364,7 +364,7 @@ proptest! {
                 let restriction = m.restriction_filter(u.owner_id, module);
                 prop_assert_eq!(&restriction, &shared.restriction_filter(u.owner_id, module));
                 let applying: Vec<&RestrictionRule> = if u.is_active && !u.is_admin {
-                    m.catalog().restriction_rules.iter().filter(|r| r.module == module && rule_applies(&m, &roles, r, u)).collect()
+                    m.catalog().restriction_rules.iter().filter(|r| r.module == module && rule_applies(&m, &roles, r, &u.to_user())).collect()
                 } else {
                     vec![]
                 };
@@ -755,8 +755,8 @@ proptest! {
         // Only the changed users read (the extension's commit knows their ids from the audit
         // trigger's rows): ids changed, added or deleted, and some unchanged ones besides (a
         // rolled-back subtransaction's ids stay in the list).
-        let mut ids: Vec<i64> = before.users().filter(|m| users.iter().find(|u| u.owner_id == m.owner_id) != Some(m)).map(|m| m.owner_id).collect();
-        ids.extend(users.iter().filter(|u| before.user(u.owner_id) != Some(u)).map(|u| u.owner_id));
+        let mut ids: Vec<i64> = before.users().filter(|m| users.iter().find(|u| u.owner_id == m.owner_id) != Some(&m.to_user())).map(|m| m.owner_id).collect();
+        ids.extend(users.iter().filter(|u| before.user(u.owner_id).map(|m| m.to_user()).as_ref() != Some(*u)).map(|u| u.owner_id));
         ids.extend(before.users().filter(|_| next(10) == 0).map(|m| m.owner_id));
         let rows: Vec<User> = users.iter().filter(|u| ids.contains(&u.owner_id)).cloned().collect();
         let mut by_keys = Model::from_bytes(&before.to_bytes()).unwrap();

@@ -94,7 +94,7 @@ fn a_share_counts_for_a_moment_strictly_before_its_until() {
 #[test]
 fn a_parent_records_share_reaches_its_children_in_related_modules_only() {
     let mut catalog = org_catalog();
-    catalog.users = org().users().cloned().collect();
+    catalog.users = org().users().map(|u| u.to_user()).collect();
     catalog.modules.push(Module::new("Accounts", SharingLevel::Private));
     catalog.modules.push(Module::new("Projects", SharingLevel::Private));
     catalog.modules.push(Module::new("Notes", SharingLevel::Private));

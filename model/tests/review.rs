@@ -123,7 +123,7 @@ fn reach_changes_list_what_a_change_gave_and_took() {
     // mgr moves to role Other, which carries no profile: rule 7 shares Rep's leads with Other,
     // but without a Leads privilege mgr reaches nothing there any more.
     let mut catalog = org_catalog();
-    catalog.users = before.users().cloned().map(|mut u| {
+    catalog.users = before.users().map(|u| u.to_user()).map(|mut u| {
         if u.owner_id == MGR {
             u.role = 4;
         }
@@ -140,7 +140,7 @@ fn reach_changes_list_what_a_change_gave_and_took() {
 #[test]
 fn restriction_rules_are_named_where_they_narrow_a_reach() {
     let mut catalog = org_catalog();
-    catalog.users = org().users().cloned().collect();
+    catalog.users = org().users().map(|u| u.to_user()).collect();
     catalog.restriction_rules = vec![
         crm_model::RestrictionRule { id: 3, module: "Leads".into(), applies_to: crm_model::Restricted::RoleAndSubordinates(2), column: "region".into(), allowed: vec!["West".into()] },
         crm_model::RestrictionRule { id: 4, module: "Leads".into(), applies_to: crm_model::Restricted::Role(5), column: "region".into(), allowed: vec!["East".into()] },

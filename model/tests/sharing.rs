@@ -134,7 +134,7 @@ fn an_owner_both_a_user_and_a_group_is_assignable_once() {
     // A user row written by hand for a group's owner (red team of issue 28, item 2): the
     // list a write policy's filter is built from holds each owner once.
     let mut catalog = org_catalog(&[], &[]);
-    catalog.users = org(&[], &[]).users().cloned().collect();
+    catalog.users = org(&[], &[]).users().map(|u| u.to_user()).collect();
     catalog.users.push(User { owner_id: TEAM, name: "team as a user".into(), role: 4, is_admin: false, is_active: true });
     let m = Model::compile(catalog).unwrap();
     let assignable = m.assignable(13, "Leads", Create);
@@ -151,7 +151,7 @@ fn rules_on_a_parent_module_carry_access_to_related_records() {
     let d = m.decide_child(Some(16), "Opportunities", "Accounts", Read, 14, Some(13));
     assert!(!d.allowed, "{}", d.reason);
     let mut catalog = org_catalog(&[(11, "Accounts", Party::Role(4), Party::Role(6), RuleAccess::ReadWrite)], &[]);
-    catalog.users = m.users().cloned().collect();
+    catalog.users = m.users().map(|u| u.to_user()).collect();
     catalog.sharing_rules[0].related_modules = vec!["Opportunities".into()];
     catalog.modules.push(Module::new("Opportunities", SharingLevel::Private));
     catalog.module_relations.push(("Accounts".into(), "Opportunities".into()));
@@ -184,7 +184,7 @@ fn chains_of_control_end_or_are_refused() {
     let base = || {
         let m = org(&[], &[]);
         let mut catalog = org_catalog(&[], &[]);
-        catalog.users = m.users().cloned().collect();
+        catalog.users = m.users().map(|u| u.to_user()).collect();
         catalog
     };
     let mut catalog = base();
@@ -215,7 +215,7 @@ fn chains_of_control_end_or_are_refused() {
 fn a_rule_carries_only_what_is_still_related() {
     let m = org(&[(11, "Accounts", Party::Role(4), Party::Role(6), RuleAccess::ReadWrite)], &[]);
     let mut catalog = org_catalog(&[(11, "Accounts", Party::Role(4), Party::Role(6), RuleAccess::ReadWrite)], &[]);
-    catalog.users = m.users().cloned().collect();
+    catalog.users = m.users().map(|u| u.to_user()).collect();
     catalog.sharing_rules[0].related_modules = vec!["Tasks".into()];
     catalog.modules.push(Module::new("Tasks", SharingLevel::Private));
     for p in &mut catalog.profiles {

@@ -2,7 +2,7 @@
 //! edit, and sharing one's own calendar. Not administration: each acts only on what the
 //! acting user owns or may edit, decided by the engine before anything is written.
 
-use crm_model::{Action, Event, User};
+use crm_model::{Action, Event, User, UserRef};
 use pgrx::prelude::*;
 
 use crate::audit;
@@ -13,7 +13,7 @@ use super::identity::acting;
 use crate::session::cache::Loaded;
 
 /// An active user other than `me`, by name.
-fn other_user<'m>(m: &'m Loaded, me: &User, name: &str) -> CrmResult<&'m User> {
+fn other_user<'m>(m: &'m Loaded, me: &User, name: &str) -> CrmResult<UserRef<'m>> {
     let u = m.model.user_by_name(name).ok_or_else(|| CrmError::undefined("CRM user", name).with_hint("See crm.user_directory."))?;
     if !u.is_active {
         return Err(CrmError::prerequisite(format!("CRM user \"{name}\" is disabled")));

@@ -12,7 +12,7 @@ use crate::session::identity::{self, Identity};
 pub fn acting(action: Action, what: &str) -> CrmResult<(std::rc::Rc<cache::Loaded>, User)> {
     super::authorize::refuse_in_restricted_operation()?;
     let m = cache::current(true)?;
-    let me = identity::acting_user(&m)?.map_err(|reason| CrmError::cannot_act(&reason, action, what))?.clone();
+    let me = identity::acting_user(&m)?.map_err(|reason| CrmError::cannot_act(&reason, action, what))?.to_user();
     Ok((m, me))
 }
 

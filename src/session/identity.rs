@@ -10,7 +10,7 @@
 use std::cell::{Cell, RefCell};
 use std::ffi::CStr;
 
-use crm_model::{OwnerId, Reason, User};
+use crm_model::{OwnerId, Reason, UserRef};
 use pgrx::pg_sys;
 
 use super::cache::{self, Loaded};
@@ -220,7 +220,7 @@ pub fn resolve(m: &Loaded) -> CrmResult<Identity> {
 }
 
 /// The acting user if it may act at all; otherwise why not (no identity, unknown, disabled).
-pub fn acting_user(m: &Loaded) -> CrmResult<Result<&User, Reason>> {
+pub fn acting_user(m: &Loaded) -> CrmResult<Result<UserRef<'_>, Reason>> {
     Ok(match resolve(m)? {
         Identity::None => Err(Reason::NoActingUser),
         Identity::Unknown(user) => Err(Reason::UnknownUser { user }),
