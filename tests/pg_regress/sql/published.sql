@@ -227,6 +227,23 @@ SELECT regress.try($$ALTER TABLE regress.parent ATTACH PARTITION crm.users FOR V
 SELECT count(*) AS crm_inheritance FROM pg_inherits i JOIN pg_class c ON c.oid IN (i.inhrelid, i.inhparent)
 WHERE c.relnamespace = 'crm'::regnamespace;
 DROP TABLE regress.shadow, regress.parent;
+-- A member of the catalog role, not a superuser, may alter the catalog's tables too (its
+-- owner): its ALTER TABLE has the commit compile as well (round 6's grant).
+CREATE ROLE regress_catalog_member;
+GRANT crm_access_catalog TO regress_catalog_member;
+BEGIN;
+SET LOCAL ROLE regress_catalog_member;
+ALTER TABLE crm.users DISABLE TRIGGER USER;
+UPDATE crm.users SET role_id = (SELECT id FROM crm.roles WHERE name = 'Mgr_West') WHERE owner_id = crm.owner_id('carol');
+ALTER TABLE crm.users ENABLE ALWAYS TRIGGER audit_update, ENABLE ALWAYS TRIGGER catalog_changed, ENABLE ALWAYS TRIGGER audit_insert,
+    ENABLE ALWAYS TRIGGER audit_delete, ENABLE ALWAYS TRIGGER audit_truncate, ENABLE REPLICA TRIGGER catalog_changed_applied,
+    ENABLE TRIGGER refuse_on_subscriber;
+COMMIT;
+:patch_is_compile
+\c
+:carol_reads
+SELECT crm.set_user_role('carol', 'Rep_East');
+DROP ROLE regress_catalog_member;
 -- Forcing a compile is the catalog's owner's: the app's role (and so any client) is refused.
 SET ROLE crm_app;
 SELECT regress.try($$SELECT crm.compile_at_commit()$$);
