@@ -102,17 +102,22 @@ impl TryFrom<UsersRecord> for Users {
         // The names' lengths add up to the buffer, each name starting at a character boundary:
         // a slice elsewhere would panic. (The starts, sums of lengths, are in order and within
         // the buffer, so they fit a `u32` once the buffer does.)
+        // Names are not empty (nor, below, the same twice: the catalog's names are unique
+        // and not empty, and a name must find one user).
         let mut at: u64 = 0;
+        let mut empty = false;
         let rows: Vec<Row> = r
             .rows
             .into_iter()
             .map(|x| {
                 let name_start = at as u32;
-                at += u64::from(x.name_len);
+                at = at.saturating_add(u64::from(x.name_len));
+                empty |= x.name_len == 0;
                 Row { owner_id: x.owner_id, role: x.role, name_start, is_admin: x.is_admin, is_active: x.is_active }
             })
             .collect();
-        let names_hold = at == r.names.len() as u64
+        let names_hold = !empty
+            && at == r.names.len() as u64
             && u32::try_from(r.names.len()).is_ok()
             && rows.iter().all(|u| r.names.is_char_boundary(u.name_start as usize));
         if !(names_hold && rows.windows(2).all(|w| w[0].owner_id < w[1].owner_id)) {
@@ -121,7 +126,7 @@ impl TryFrom<UsersRecord> for Users {
         let mut users = Users { rows, names: r.names, by_name: r.by_name, by_role: r.by_role };
         let ok = permutation(&users.by_name)
             && permutation(users.by_role.values())
-            && users.by_name.windows(2).all(|w| users.name_at(w[0] as usize) <= users.name_at(w[1] as usize))
+            && users.by_name.windows(2).all(|w| users.name_at(w[0] as usize) < users.name_at(w[1] as usize))
             && users.by_role.groups().all(|(role, at)| at.iter().all(|&u| users.rows[u as usize].role == role));
         if ok {
             // A decode grows a vector past a cautious first guess at its length (1 MiB of
@@ -180,7 +185,7 @@ impl Users {
         let rows = users
             .iter()
             .map(|u| {
-                let name_start = names.len() as u32;
+                let name_start = u32::try_from(names.len()).expect("users' names within 4 GiB");
                 names.push_str(&u.name);
                 Row { owner_id: u.owner_id, role: u.role, name_start, is_admin: u.is_admin, is_active: u.is_active }
             })
@@ -321,5 +326,10 @@ mod tests {
         assert!(read_back(&users, |r| (r.names, r.rows[2].name_len) = ("aéc".into(), 2)).is_none(), "a name cut inside a character");
         assert!(read_back(&users, |r| (r.names, r.rows[2].name_len) = ("abé".into(), 2)).is_some(), "names of other characters");
         assert!(read_back(&Users::new(vec![]), |r| r.names = "a".into()).is_none(), "names without users");
+        // The same name twice (in either order of its users), or an empty name: a name must
+        // find one user (review of c1de35c).
+        assert!(read_back(&users, |r| (r.names, r.rows[1].name_len) = ("aac".into(), 1)).is_none(), "a name twice");
+        assert!(read_back(&users, |r| (r.names, r.rows[1].name_len, r.by_name) = ("aac".into(), 1, vec![1, 0, 2])).is_none(), "a name twice, the other way");
+        assert!(read_back(&users, |r| (r.names, r.rows[0].name_len) = ("bc".into(), 0)).is_none(), "an empty name");
     }
 }
