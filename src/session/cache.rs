@@ -401,8 +401,9 @@ fn current_unpinned(accept: bool) -> CrmResult<Rc<Loaded>> {
     }
     // Cleared before loading: an invalidation that arrives while we load sets it again.
     STALE.set(false);
-    // The stale model goes first (a statement that planned with it holds its own `Rc`), so
-    // that a backend never holds two (the new one is decoded beside nothing).
+    // The stale model goes first, so that the new one is not decoded beside it (a statement
+    // still planning with it keeps its own `Rc` until it ends), and no error in the load can
+    // leave it in place.
     MODEL.with(|slot| slot.borrow_mut().take());
     let loaded = {
         let _loading = Loading::start();
@@ -455,6 +456,13 @@ impl Loading {
 impl Drop for Loading {
     fn drop(&mut self) {
         LOADING.set(false);
+        // An error PostgreSQL raised inside the load (a lock or statement timeout, a cancel)
+        // unwinds past the code that marks a failed load stale: the next statement loads
+        // again, a parallel one before it enters parallel mode (review of b14a766; before it,
+        // the stale model stayed and kept deciding).
+        if std::thread::panicking() {
+            STALE.set(true);
+        }
     }
 }
 

@@ -452,6 +452,44 @@ fn an_invalidation_taken_in_during_a_parallel_query_does_not_blind_its_leader() 
     bi.batch_execute("COMMIT").unwrap();
 }
 
+/// Review of b14a766: a reload cut short by an error PostgreSQL raises (here a lock timeout on
+/// the published model's row) leaves the model stale, so that the next statement loads it
+/// again; a parallel one before entering parallel mode, where its leader's parallel-restricted
+/// function cannot load it. (Before b14a766 the old model stayed and decided: 4 leads; with it
+/// alone, no model was left and the leader saw nothing: 0.)
+#[test]
+fn a_reload_cut_short_by_an_error_is_made_again_by_the_next_statement() {
+    const DB: &str = "sess_reload_cut";
+    let mut admin = open_org(DB);
+    admin
+        .batch_execute(
+            "CREATE TABLE big AS SELECT g FROM generate_series(1, 200000) g; ANALYZE big; GRANT SELECT ON big TO sess_bi;
+             CREATE FUNCTION att.cnt() RETURNS bigint LANGUAGE plpgsql PARALLEL RESTRICTED AS $$ BEGIN RETURN (SELECT count(*) FROM leads); END $$;
+             GRANT EXECUTE ON FUNCTION att.cnt() TO sess_bi;",
+        )
+        .unwrap();
+    let mut blocker = connect(DB, "postgres");
+    let mut bi = connect(DB, "sess_bi");
+    bi.batch_execute(
+        "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; SET max_parallel_workers_per_gather = 2;
+         PREPARE par AS SELECT att.cnt(), count(*) FROM big;",
+    )
+    .unwrap();
+    let plan: Vec<String> = bi.query("EXPLAIN EXECUTE par", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert!(plan.iter().any(|l| l.contains("Gather")), "a parallel plan: {plan:?}");
+    assert_eq!(bi.query_one("EXECUTE par", &[]).unwrap().get::<_, i64>(0), 4);
+    admin.batch_execute(LOWER_DEFAULT).unwrap();
+    let mut hold = blocker.transaction().unwrap();
+    hold.batch_execute("LOCK TABLE crm.compiled_model IN ACCESS EXCLUSIVE MODE").unwrap();
+    bi.batch_execute("SET lock_timeout = '200ms'").unwrap();
+    let err = bi.query_one("SELECT count(*) FROM leads", &[]).unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("55P03"), "{err}");
+    hold.rollback().unwrap();
+    bi.batch_execute("RESET lock_timeout").unwrap();
+    assert_eq!(bi.query_one("EXECUTE par", &[]).unwrap().get::<_, i64>(0), 1, "the parallel statement loads the new model first");
+    assert_eq!(bi.query_one("SELECT count(*) FROM leads", &[]).unwrap().get::<_, i64>(0), 1);
+}
+
 /// Red team, round 4: a decision taken at run time (crm.can() in a PL/pgSQL simple
 /// expression, which plans nothing) takes in a change committed before its statement.
 #[test]
