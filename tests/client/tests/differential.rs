@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crm_client_tests::random_org::{add_restriction_rules, add_shares, build_org, insert_records, LINKED_TO_ACCOUNTS, MODULES, NO_CRM_OWNER, ORPHAN_RECORD, TABLES};
 use crm_client_tests::{connect, fresh_database, login_role, read_catalog};
-use crm_model::{Action, Conversation, Event, FieldAccess, Inbox, Model, Party, RecordShare, RuleAccess, User};
+use crm_model::{Action, Conversation, Event, FieldAccess, Inbox, Model, Party, RecordShare, RuleAccess, UserRef};
 use postgres::Client;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -140,7 +140,7 @@ fn now(admin: &mut Client) -> i64 {
 }
 
 /// The ids of table `i`'s records the engine lets `user` `action`, restriction rules included.
-fn engine_allows(model: &Model, user: &User, i: usize, records: &[Record], action: Action, at: i64) -> BTreeSet<i64> {
+fn engine_allows(model: &Model, user: UserRef<'_>, i: usize, records: &[Record], action: Action, at: i64) -> BTreeSet<i64> {
     let decide = |o: i64, p: Option<i64>, region: Option<&str>, shares: &[RecordShare], parent_shares: &[RecordShare]| {
         let d = if LINKED_TO_ACCOUNTS.contains(&i) {
             model.decide_child_with_shares(Some(user.owner_id), (MODULES[i], "Accounts"), action, (o, p), (shares, parent_shares), at)
@@ -154,7 +154,7 @@ fn engine_allows(model: &Model, user: &User, i: usize, records: &[Record], actio
 
 /// What `user` reads, edits and deletes of `table` through row security, against the
 /// engine; returns what they read. Writes are rolled back.
-fn check_table(app: &mut Client, model: &Model, user: &User, i: usize, records: &[Record], at: i64, ctx: &str) -> BTreeSet<i64> {
+fn check_table(app: &mut Client, model: &Model, user: UserRef<'_>, i: usize, records: &[Record], at: i64, ctx: &str) -> BTreeSet<i64> {
     let table = TABLES[i];
     let [read, edit, delete] = [Action::Read, Action::Edit, Action::Delete].map(|a| engine_allows(model, user, i, records, a, at));
     let mut tx = acting(app, &user.name);
@@ -421,7 +421,7 @@ type Lead = (i64, i64, Vec<Option<String>>);
 type EventRow = (i64, Event, String, String);
 
 /// Every field of every row `user` sees through the secure view, against the engine.
-fn check_secure_view(tx: &mut postgres::Transaction<'_>, model: &Model, user: &User, leads: &[Lead], access: &[FieldAccess], ctx: &str) {
+fn check_secure_view(tx: &mut postgres::Transaction<'_>, model: &Model, user: UserRef<'_>, leads: &[Lead], access: &[FieldAccess], ctx: &str) {
     let seen: BTreeMap<i64, Vec<Option<String>>> = tx
         .query("SELECT id, ARRAY[company, phone, budget::text, notes] FROM leads_secure", &[])
         .unwrap()
@@ -439,7 +439,7 @@ fn check_secure_view(tx: &mut postgres::Transaction<'_>, model: &Model, user: &U
 /// Events: the raw table shows what the engine lets the user read in detail; the calendar
 /// every event to those who know of events, masked where it must be; edits and deletes
 /// (rolled back) reach exactly what the engine allows, for an active user.
-fn check_events(tx: &mut postgres::Transaction<'_>, model: &Model, user: &User, events: &[EventRow], ctx: &str) {
+fn check_events(tx: &mut postgres::Transaction<'_>, model: &Model, user: UserRef<'_>, events: &[EventRow], ctx: &str) {
     let decide = |a, e: &Event| model.decide_event(Some(user.owner_id), a, e).allowed;
     let raw: BTreeSet<i64> = events.iter().filter(|(_, e, _, _)| decide(Action::Read, e)).map(|(id, ..)| *id).collect();
     assert_eq!(ids(tx, "SELECT id FROM crm.events"), raw, "events: {ctx}");
@@ -473,7 +473,7 @@ fn check_events(tx: &mut postgres::Transaction<'_>, model: &Model, user: &User, 
 }
 
 /// Writing each field of a lead the user may edit: refused exactly when not writable.
-fn check_field_writes(tx: &mut postgres::Transaction<'_>, model: &Model, user: &User, leads: &[Lead], access: &[FieldAccess], ctx: &str) {
+fn check_field_writes(tx: &mut postgres::Transaction<'_>, model: &Model, user: UserRef<'_>, leads: &[Lead], access: &[FieldAccess], ctx: &str) {
     let me = Some(user.owner_id);
     let editable = leads.iter().find(|(_, o, _)| model.decide(me, "Leads", Action::Edit, *o).allowed && model.decide(me, "Leads", Action::Read, *o).allowed);
     let Some((id, _, _)) = editable else { return };
