@@ -372,27 +372,38 @@ fn a_plan_built_but_never_started_is_not_fresh_later() {
     assert_eq!(admin.query_one("SELECT count(*) FROM leads", &[]).unwrap().get::<_, i64>(0), 4);
 }
 
+/// A big unprotected table and a parallel-restricted function `att.cnt()` (`body`, counting
+/// leads); the mapped BI login with `par` prepared (the function beside a parallel count of the
+/// big table, which its leader runs in parallel mode), checked to plan in parallel.
+fn parallel_bi(admin: &mut Client, db: &str, body: &str) -> Client {
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE big AS SELECT g FROM generate_series(1, 200000) g; ANALYZE big; GRANT SELECT ON big TO sess_bi;
+             CREATE FUNCTION att.cnt() RETURNS bigint LANGUAGE plpgsql PARALLEL RESTRICTED AS $$ {body} $$;
+             GRANT EXECUTE ON FUNCTION att.cnt() TO sess_bi;"
+        ))
+        .unwrap();
+    let mut bi = connect(db, "sess_bi");
+    bi.batch_execute(
+        "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; SET max_parallel_workers_per_gather = 2;
+         PREPARE par AS SELECT att.cnt(), count(*) FROM big;",
+    )
+    .unwrap();
+    let plan: Vec<String> = bi.query("EXPLAIN EXECUTE par", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert!(plan.iter().any(|l| l.contains("Gather")), "a parallel plan: {plan:?}");
+    bi
+}
+
+const COUNT_LEADS: &str = "BEGIN RETURN (SELECT count(*) FROM leads); END";
+
 /// Red team, round 4: a parallel-restricted function runs its queries in the leader in
 /// parallel mode, where the catalog cannot be loaded; their plans, reused there, decide under
 /// a change committed before the statement.
 #[test]
 fn a_plan_reused_by_the_leader_of_a_parallel_query_decides_under_the_latest_change() {
     let mut admin = open_org("sess_parallel");
-    admin
-        .batch_execute(
-            "CREATE TABLE big AS SELECT g FROM generate_series(1, 200000) g; ANALYZE big; GRANT SELECT ON big TO sess_bi;
-             CREATE FUNCTION att.cnt() RETURNS bigint LANGUAGE plpgsql PARALLEL RESTRICTED AS $$ BEGIN RETURN (SELECT count(*) FROM leads); END $$;
-             GRANT EXECUTE ON FUNCTION att.cnt() TO sess_bi;",
-        )
-        .unwrap();
-    let mut bi = connect("sess_parallel", "sess_bi");
-    bi.batch_execute(
-        "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; SET max_parallel_workers_per_gather = 2;
-         PREPARE par AS SELECT att.cnt(), count(*) FROM big; PREPARE ser AS SELECT att.cnt();",
-    )
-    .unwrap();
-    let plan: Vec<String> = bi.query("EXPLAIN EXECUTE par", &[]).unwrap().iter().map(|r| r.get(0)).collect();
-    assert!(plan.iter().any(|l| l.contains("Gather")), "a parallel plan: {plan:?}");
+    let mut bi = parallel_bi(&mut admin, "sess_parallel", COUNT_LEADS);
+    bi.batch_execute("PREPARE ser AS SELECT att.cnt()").unwrap();
     let count = |bi: &mut Client, stmt: &str| bi.query_one(stmt, &[]).map(|r| r.get::<_, i64>(0));
     bi.batch_execute("BEGIN").unwrap();
     assert_eq!(count(&mut bi, "EXECUTE ser").unwrap(), 4);
@@ -411,27 +422,16 @@ fn a_plan_reused_by_the_leader_of_a_parallel_query_decides_under_the_latest_chan
 fn an_invalidation_taken_in_during_a_parallel_query_does_not_blind_its_leader() {
     const DB: &str = "sess_parallel_inval";
     let mut admin = open_org(DB);
-    admin
-        .batch_execute(
-            "CREATE TABLE big AS SELECT g FROM generate_series(1, 200000) g; ANALYZE big; GRANT SELECT ON big TO sess_bi;
-             CREATE FUNCTION att.cnt() RETURNS bigint LANGUAGE plpgsql PARALLEL RESTRICTED AS $$
-             BEGIN
-               IF current_setting('att.wait', true) = 'on' THEN PERFORM pg_advisory_xact_lock_shared(42); END IF;
-               RETURN (SELECT count(*) FROM leads);
-             END $$;
-             GRANT EXECUTE ON FUNCTION att.cnt() TO sess_bi;",
-        )
-        .unwrap();
+    let mut bi = parallel_bi(
+        &mut admin,
+        DB,
+        "BEGIN
+           IF current_setting('att.wait', true) = 'on' THEN PERFORM pg_advisory_xact_lock_shared(42); END IF;
+           RETURN (SELECT count(*) FROM leads);
+         END",
+    );
     let mut observer = connect(DB, "postgres");
     let mut blocker = connect(DB, "postgres");
-    let mut bi = connect(DB, "sess_bi");
-    bi.batch_execute(
-        "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; SET max_parallel_workers_per_gather = 2;
-         PREPARE par AS SELECT att.cnt(), count(*) FROM big;",
-    )
-    .unwrap();
-    let plan: Vec<String> = bi.query("EXPLAIN EXECUTE par", &[]).unwrap().iter().map(|r| r.get(0)).collect();
-    assert!(plan.iter().any(|l| l.contains("Gather")), "a parallel plan: {plan:?}");
     bi.batch_execute("BEGIN").unwrap();
     assert_eq!(bi.query_one("EXECUTE par", &[]).unwrap().get::<_, i64>(0), 4);
     admin.batch_execute(LOWER_DEFAULT).unwrap();
@@ -461,22 +461,8 @@ fn an_invalidation_taken_in_during_a_parallel_query_does_not_blind_its_leader() 
 fn a_reload_cut_short_by_an_error_is_made_again_by_the_next_statement() {
     const DB: &str = "sess_reload_cut";
     let mut admin = open_org(DB);
-    admin
-        .batch_execute(
-            "CREATE TABLE big AS SELECT g FROM generate_series(1, 200000) g; ANALYZE big; GRANT SELECT ON big TO sess_bi;
-             CREATE FUNCTION att.cnt() RETURNS bigint LANGUAGE plpgsql PARALLEL RESTRICTED AS $$ BEGIN RETURN (SELECT count(*) FROM leads); END $$;
-             GRANT EXECUTE ON FUNCTION att.cnt() TO sess_bi;",
-        )
-        .unwrap();
+    let mut bi = parallel_bi(&mut admin, DB, COUNT_LEADS);
     let mut blocker = connect(DB, "postgres");
-    let mut bi = connect(DB, "sess_bi");
-    bi.batch_execute(
-        "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; SET max_parallel_workers_per_gather = 2;
-         PREPARE par AS SELECT att.cnt(), count(*) FROM big;",
-    )
-    .unwrap();
-    let plan: Vec<String> = bi.query("EXPLAIN EXECUTE par", &[]).unwrap().iter().map(|r| r.get(0)).collect();
-    assert!(plan.iter().any(|l| l.contains("Gather")), "a parallel plan: {plan:?}");
     assert_eq!(bi.query_one("EXECUTE par", &[]).unwrap().get::<_, i64>(0), 4);
     admin.batch_execute(LOWER_DEFAULT).unwrap();
     let mut hold = blocker.transaction().unwrap();
