@@ -37,7 +37,10 @@ release_package() {
         rm -rf "$src" && mkdir -p "$src"
         git archive "$commit" | tar -x -C "$src"
         echo "== building $tag ($commit) for PostgreSQL $version (once; cached in $dir)" >&2
-        CARGO_TARGET_DIR=$PWD/target/releases/target-$commit package_build "$version" "$dir" "$src" >target/releases/build-$commit-$version.log 2>&1 \
+        # One target directory for every release: their dependencies (pgrx, its bindings for
+        # the version) are mostly the same versions, built once instead of once per release.
+        # Builds run one after another, each packaged before the next overwrites the library.
+        CARGO_TARGET_DIR=$PWD/target/releases/target package_build "$version" "$dir" "$src" >target/releases/build-$commit-$version.log 2>&1 \
             || { tail -30 target/releases/build-$commit-$version.log >&2; return 1; }
         touch "$dir/.built"
     fi

@@ -23,8 +23,19 @@ pub fn connect(db: &str, user: &str) -> Client {
         .unwrap_or_else(|e| panic!("connect to {db} as {user}: {e}"))
 }
 
+/// Held while a test creates what is cluster-wide (roles, and the extension's own roles at its
+/// first install), so that tests run on several threads (the differential suite's workers) do
+/// not race each other to create the same role.
+static CLUSTER_WIDE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn cluster_wide() -> std::sync::MutexGuard<'static, ()> {
+    // A test that panicked while holding it left nothing half-made that matters here.
+    CLUSTER_WIDE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A fresh database with crm_access installed; `name` must be unique per test.
 pub fn fresh_database(name: &str) -> Client {
+    let _cluster = cluster_wide();
     let mut admin = connect("postgres", "postgres");
     admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
     admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
@@ -50,6 +61,7 @@ pub fn allow_session_user(admin: &mut Client, role: &str, db: &str) {
 
 /// Create a login role if it does not exist yet (roles are cluster-wide).
 pub fn login_role(client: &mut Client, name: &str) {
+    let _cluster = cluster_wide();
     client
         .batch_execute(&format!(
             "DO $$ BEGIN CREATE ROLE {name} LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$"

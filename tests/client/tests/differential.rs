@@ -23,6 +23,40 @@ fn organisations(share: u64) -> u64 {
     std::env::var("CRM_DIFF_ORGS").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(50).div_ceil(share)
 }
 
+/// Checks organisations `0..count` on `workers` threads at once, each in a database of its own
+/// (`{name}_{worker}`, made ready by `setup`): every organisation is built and checked alone,
+/// and a check's time is mostly one backend's or this process's, so two cores check twice as
+/// many. Worker `w` takes the seeds `w`, `w + workers`, ...; a failure stops the others at
+/// their next organisation. `CRM_DIFF_WORKERS` (default: the cores there are).
+fn each_organisation(name: &str, count: u64, setup: impl Fn(&mut Client) + Sync, check: impl Fn(&mut Client, &str, u64) + Sync) {
+    let workers = std::env::var("CRM_DIFF_WORKERS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u64))
+        .clamp(1, count.max(1));
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for w in 0..workers {
+            let (setup, check, failed) = (&setup, &check, &failed);
+            s.spawn(move || {
+                let db = format!("{name}_{w}");
+                let mut admin = fresh_database(&db);
+                setup(&mut admin);
+                for seed in (w..count).step_by(workers as usize) {
+                    if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&mut admin, &db, seed)));
+                    if let Err(panic) = checked {
+                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                        std::panic::resume_unwind(panic);
+                    }
+                }
+            });
+        }
+    });
+}
+
 /// A transaction of `app` acting as `user` for its length.
 fn acting<'a>(app: &'a mut Client, user: &str) -> postgres::Transaction<'a> {
     let mut tx = app.transaction().unwrap();
@@ -185,18 +219,19 @@ fn check_table(app: &mut Client, model: &Model, user: UserRef<'_>, i: usize, rec
 
 #[test]
 fn rls_matches_the_engine_on_random_organisations() {
-    let mut admin = fresh_database("crm_diff");
-    login_role(&mut admin, "diff_app");
-    for t in TABLES {
-        let link = if matches!(t, "opportunities" | "projects") { ", account_id bigint" } else { "" };
-        admin.batch_execute(&format!("CREATE TABLE {t} (id bigint PRIMARY KEY, owner_id bigint NOT NULL{link}, region text); GRANT SELECT, UPDATE, DELETE ON {t} TO diff_app;")).unwrap();
-    }
-    for seed in 0..organisations(1) {
+    let setup = |admin: &mut Client| {
+        login_role(admin, "diff_app");
+        for t in TABLES {
+            let link = if matches!(t, "opportunities" | "projects") { ", account_id bigint" } else { "" };
+            admin.batch_execute(&format!("CREATE TABLE {t} (id bigint PRIMARY KEY, owner_id bigint NOT NULL{link}, region text); GRANT SELECT, UPDATE, DELETE ON {t} TO diff_app;")).unwrap();
+        }
+    };
+    each_organisation("crm_diff", organisations(1), setup, |admin, db, seed| {
         let mut rng = SmallRng::seed_from_u64(seed);
         admin
             .batch_execute("DROP EXTENSION crm_access CASCADE; CREATE EXTENSION crm_access; TRUNCATE leads, accounts, contacts, opportunities, projects, milestones;")
             .unwrap();
-        build_org(&mut admin, &mut rng);
+        build_org(admin, &mut rng);
         admin
             .batch_execute(
                 "SELECT crm.trust_role('diff_app'); SELECT crm.protect('leads', 'Leads');
@@ -207,13 +242,13 @@ fn rls_matches_the_engine_on_random_organisations() {
                  SELECT crm.link_parent('projects', 'account_id', 'accounts');",
             )
             .unwrap();
-        add_restriction_rules(&mut admin, &mut rng);
-        insert_records(&mut admin);
+        add_restriction_rules(admin, &mut rng);
+        insert_records(admin);
         for t in TABLES {
             admin.batch_execute(&format!("UPDATE {t} SET region = (ARRAY['A', 'B', 'C', NULL])[1 + floor(random() * 4)::int]")).unwrap();
         }
-        add_shares(&mut admin, &mut rng);
-        change_owners(&mut admin, seed);
+        add_shares(admin, &mut rng);
+        change_owners(admin, seed);
         // Permission-set assignments that have ended, and ones that end later (DESIGN §9).
         admin
             .batch_execute(&format!(
@@ -222,10 +257,10 @@ fn rls_matches_the_engine_on_random_organisations() {
                 rng.gen_range(1..3) as f64 * 0.3
             ))
             .unwrap();
-        let at = now(&mut admin);
-        let model = Model::compile_at(read_catalog(&mut admin), at).unwrap();
-        let records = read_records(&mut admin);
-        let mut app = connect("crm_diff", "diff_app");
+        let at = now(admin);
+        let model = Model::compile_at(read_catalog(admin), at).unwrap();
+        let records = read_records(admin);
+        let mut app = connect(db, "diff_app");
         // (table, record) -> the users who read it, for who_can below.
         let mut readers: BTreeMap<(usize, i64), BTreeSet<String>> = BTreeMap::new();
         for user in model.users() {
@@ -244,7 +279,7 @@ fn rls_matches_the_engine_on_random_organisations() {
                 assert_eq!(who, readers.remove(&(i, *id)).unwrap_or_default(), "who_can: seed {seed}, {table} {id}");
             }
         }
-    }
+    });
 }
 
 /// Message module configuration on top of an organisation: Messages actions and message
@@ -338,16 +373,17 @@ fn check_conversations(admin: &mut Client, app: &mut Client, ctx: &str) {
 
 #[test]
 fn conversations_match_the_engine_on_random_organisations() {
-    let mut admin = fresh_database("crm_diff_msg");
-    login_role(&mut admin, "diff_app");
-    for t in ["leads", "contacts"] {
-        admin.batch_execute(&format!("CREATE TABLE {t} (id bigint PRIMARY KEY, owner_id bigint NOT NULL); GRANT SELECT, UPDATE, DELETE ON {t} TO diff_app;")).unwrap();
-    }
-    for seed in 0..organisations(2) {
+    let setup = |admin: &mut Client| {
+        login_role(admin, "diff_app");
+        for t in ["leads", "contacts"] {
+            admin.batch_execute(&format!("CREATE TABLE {t} (id bigint PRIMARY KEY, owner_id bigint NOT NULL); GRANT SELECT, UPDATE, DELETE ON {t} TO diff_app;")).unwrap();
+        }
+    };
+    each_organisation("crm_diff_msg", organisations(2), setup, |admin, db, seed| {
         let mut rng = SmallRng::seed_from_u64(1000 + seed);
         admin.batch_execute("DROP EXTENSION crm_access CASCADE; CREATE EXTENSION crm_access; TRUNCATE leads, contacts;").unwrap();
-        build_org(&mut admin, &mut rng);
-        configure_messages(&mut admin, &mut rng);
+        build_org(admin, &mut rng);
+        configure_messages(admin, &mut rng);
         admin
             .batch_execute(
                 "SELECT crm.trust_role('diff_app'); SELECT crm.protect('leads', 'Leads'); SELECT crm.protect('contacts', 'Contacts');
@@ -355,9 +391,9 @@ fn conversations_match_the_engine_on_random_organisations() {
                  INSERT INTO contacts SELECT g, (SELECT id FROM crm.owners WHERE g > 0 ORDER BY random() LIMIT 1) FROM generate_series(1, 300) g;",
             )
             .unwrap();
-        insert_conversations(&mut admin);
-        let mut app = connect("crm_diff_msg", "diff_app");
-        check_conversations(&mut admin, &mut app, &format!("seed {seed}"));
+        insert_conversations(admin);
+        let mut app = connect(db, "diff_app");
+        check_conversations(admin, &mut app, &format!("seed {seed}"));
         // Records change owner, some are deleted, assignees are disabled: the kept columns
         // and the unassignment follow at once.
         let assignees: Vec<String> = admin
@@ -379,8 +415,8 @@ fn conversations_match_the_engine_on_random_organisations() {
             .unwrap()
             .get(0);
         assert_eq!(unassigned_disabled, 0, "seed {seed}: a disabled user still holds conversations");
-        check_conversations(&mut admin, &mut app, &format!("seed {seed}, after changes"));
-    }
+        check_conversations(admin, &mut app, &format!("seed {seed}, after changes"));
+    });
 }
 
 const FIELDS: [&str; 4] = ["company", "phone", "budget", "notes"];
@@ -492,18 +528,19 @@ fn check_field_writes(tx: &mut postgres::Transaction<'_>, model: &Model, user: U
 
 #[test]
 fn fields_and_events_match_the_engine_on_random_organisations() {
-    let mut admin = fresh_database("crm_diff_fields");
-    login_role(&mut admin, "diff_app");
-    admin
-        .batch_execute(
-            "CREATE TABLE leads (id bigint PRIMARY KEY, owner_id bigint NOT NULL, company text, phone text, budget int, notes text);
-             GRANT SELECT, INSERT, UPDATE, DELETE ON leads TO diff_app;",
-        )
-        .unwrap();
-    for seed in 0..organisations(2) {
+    let setup = |admin: &mut Client| {
+        login_role(admin, "diff_app");
+        admin
+            .batch_execute(
+                "CREATE TABLE leads (id bigint PRIMARY KEY, owner_id bigint NOT NULL, company text, phone text, budget int, notes text);
+                 GRANT SELECT, INSERT, UPDATE, DELETE ON leads TO diff_app;",
+            )
+            .unwrap();
+    };
+    each_organisation("crm_diff_fields", organisations(2), setup, |admin, db, seed| {
         let mut rng = SmallRng::seed_from_u64(2000 + seed);
         admin.batch_execute("DROP EXTENSION crm_access CASCADE; CREATE EXTENSION crm_access; TRUNCATE leads;").unwrap();
-        build_org(&mut admin, &mut rng);
+        build_org(admin, &mut rng);
         admin
             .batch_execute(
                 "SELECT crm.trust_role('diff_app'); SELECT crm.protect('leads', 'Leads');
@@ -511,9 +548,9 @@ fn fields_and_events_match_the_engine_on_random_organisations() {
                  FROM generate_series(1, 200) g;",
             )
             .unwrap();
-        configure_fields_and_events(&mut admin, &mut rng);
+        configure_fields_and_events(admin, &mut rng);
         admin.batch_execute("GRANT SELECT, INSERT, UPDATE, DELETE ON leads_secure TO diff_app").unwrap();
-        let model = Model::compile(read_catalog(&mut admin)).unwrap();
+        let model = Model::compile(read_catalog(admin)).unwrap();
         let leads: Vec<Lead> = admin
             .query("SELECT id, owner_id, ARRAY[company, phone, budget::text, notes] FROM leads", &[])
             .unwrap()
@@ -526,7 +563,7 @@ fn fields_and_events_match_the_engine_on_random_organisations() {
             .iter()
             .map(|r| (r.get(0), Event { owner: r.get(1), invitees: r.get(2), public: r.get(3) }, r.get(4), r.get(5)))
             .collect();
-        let mut app = connect("crm_diff_fields", "diff_app");
+        let mut app = connect(db, "diff_app");
         for user in model.users() {
             let ctx = format!("seed {seed}, user {} ({})", user.name, user.owner_id);
             let access: Vec<FieldAccess> = FIELDS.iter().map(|f| model.field_access(user.owner_id, "Leads", f)).collect();
@@ -538,5 +575,5 @@ fn fields_and_events_match_the_engine_on_random_organisations() {
             }
             tx.rollback().unwrap();
         }
-    }
+    });
 }
