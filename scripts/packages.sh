@@ -35,11 +35,15 @@ release_package() {
     if [ ! -f "$dir/.built" ]; then
         local src=target/releases/$commit
         rm -rf "$src" && mkdir -p "$src"
-        git archive "$commit" | tar -x -C "$src"
+        # -m: the files dated now, not at the commit: the releases share a target directory
+        # (below), where cargo names each release's own crates alike (by their path in the
+        # workspace) and rebuilds them only when their sources are newer than the last build.
+        git archive "$commit" | tar -x -m -C "$src"
         echo "== building $tag ($commit) for PostgreSQL $version (once; cached in $dir)" >&2
         # One target directory for every release: their dependencies (pgrx, its bindings for
-        # the version) are mostly the same versions, built once instead of once per release.
-        # Builds run one after another, each packaged before the next overwrites the library.
+        # the version) are mostly the same versions, built once instead of once per release
+        # (about a minute each). Builds run one after another, each packaged before the next
+        # overwrites the library.
         CARGO_TARGET_DIR=$PWD/target/releases/target package_build "$version" "$dir" "$src" >target/releases/build-$commit-$version.log 2>&1 \
             || { tail -30 target/releases/build-$commit-$version.log >&2; return 1; }
         touch "$dir/.built"
