@@ -354,3 +354,28 @@ pub enum Holds {
     /// crm.events (the calendar, DESIGN §3.4).
     Events,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The extension's load reads users and group memberships as JSON arrays in the fields'
+    /// order (src/catalog/load.rs: objects cost twice the query time), and other tables as
+    /// objects: both read alike.
+    #[test]
+    fn memberships_and_users_read_from_arrays_as_from_objects() {
+        let arrays: Vec<GroupMember> = serde_json::from_str(r#"[[7, ["role_and_subordinates", 3]], [7, ["group", 9]], [9, ["user", 12]]]"#).unwrap();
+        let objects: Vec<GroupMember> = serde_json::from_str(
+            r#"[{"group": 7, "member": {"kind": "role_and_subordinates", "id": 3}}, {"group": 7, "member": {"kind": "group", "id": 9}},
+                {"group": 9, "member": {"kind": "user", "id": 12}}]"#,
+        )
+        .unwrap();
+        assert_eq!(arrays, objects);
+        assert_eq!(arrays[0], GroupMember { group: 7, member: Party::RoleAndSubordinates(3) });
+        assert_eq!(arrays[2].member, Party::User(12));
+        assert!(serde_json::from_str::<Vec<GroupMember>>(r#"[[7, ["team", 3]]]"#).is_err(), "an unknown kind");
+        assert!(serde_json::from_str::<Vec<GroupMember>>(r#"[[7, ["role"]]]"#).is_err(), "a member without its id");
+        let user: User = serde_json::from_str(r#"[5, "ann", 2, false, true]"#).unwrap();
+        assert_eq!((user.owner_id, &*user.name, user.role, user.is_admin, user.is_active), (5, "ann", 2, false, true));
+    }
+}

@@ -5,8 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::access::{groups_of_users, index_users, rule_as_compiled, rule_reach, set_privileges, CompiledRule, GroupsOfUsers, ModelError};
-use crate::groups::{member_lists, users_of, UserIndex};
+use crate::access::{groups_of_users, index_users, rule_as_compiled, rule_reach, set_privileges, CompiledRule, ModelError};
+use crate::groups::{member_lists, users_of, Members, UserIndex};
 use crate::{GroupMember, Model, OwnerId, Party, RoleId, SharingLevel, SharingRule, User, UserRef};
 
 impl Model {
@@ -43,31 +43,70 @@ impl Model {
 
     /// The group memberships as the catalog holds them now (`crm.group_members`, in any
     /// order); users, roles and the groups themselves unchanged. What hangs on memberships is
-    /// computed again from the model: each group's members, each user's groups, what permission
-    /// sets assigned to groups grant, and the reach of every rule naming a group; a rule
-    /// between roles keeps its sets.
-    pub fn patch_group_members(&mut self, mut members: Vec<GroupMember>) {
-        members.sort_by_key(|m| (m.group, m.member));
-        self.members = member_lists(&members);
+    /// computed again from the model for the groups whose users may have changed (those whose
+    /// own members changed, and the groups holding them, at any depth): each user's groups, the
+    /// reach of every rule naming such a group; and what permission sets grant. Every other
+    /// group and rule keeps its sets (a member added at 20,000 users: issue 28, item 2).
+    pub fn patch_group_members(&mut self, members: Vec<GroupMember>) {
+        self.set_members(member_lists(&members));
+    }
+
+    /// The memberships of the groups `groups` as the catalog holds them now (`rows`: every
+    /// membership of those groups; a group without one has none left), every other group's
+    /// as the model holds them: for a commit that knows which groups' members it changed and
+    /// reads only those (`patch_group_members`).
+    pub fn patch_changed_members(&mut self, groups: &[OwnerId], rows: Vec<GroupMember>) {
+        let changed: BTreeSet<OwnerId> = groups.iter().copied().chain(rows.iter().map(|m| m.group)).collect();
+        let gone = self.members.pairs().filter(|(g, _)| changed.contains(g)).collect();
+        let members = self.members.changed(gone, rows.into_iter().map(|m| (m.group, m.member)).collect());
+        self.set_members(members);
+    }
+
+    fn set_members(&mut self, members: Members) {
+        let mut affected: BTreeSet<OwnerId> = self.members.keys().iter().chain(members.keys()).copied().filter(|&g| self.members.of(g) != members.of(g)).collect();
+        self.members = members;
+        self.with_holders(&mut affected);
+        self.regroup(&affected);
         let index = UserIndex { tree: &self.tree, users: &self.users, members: &self.members };
-        let user_groups = groups_of_users(&self.groups, &index);
         let (user_privileges, set_holders) = set_privileges(&self.catalog, &self.groups, &self.role_privileges, &index);
-        let names_a_group = |p: Party| matches!(p, Party::Group(_));
-        let rules = self
-            .rules
-            .iter()
-            .map(|c| {
-                if !names_a_group(c.rule.source) && !names_a_group(c.rule.target) {
-                    return c.clone();
-                }
-                let (source_owners, receiving_roles_above, target_users) = rule_reach(c.rule.source, c.rule.target, &index);
-                CompiledRule { rule: c.rule.clone(), source_owners, receiving_roles_above, target_users }
-            })
-            .collect();
-        self.user_groups = user_groups;
+        let touches = |p: Party| matches!(p, Party::Group(g) if affected.contains(&g));
+        for c in &mut self.rules {
+            if touches(c.rule.source) || touches(c.rule.target) {
+                (c.source_owners, c.receiving_roles_above, c.target_users) = rule_reach(c.rule.source, c.rule.target, &index);
+            }
+        }
         self.user_privileges = user_privileges;
         self.set_holders = set_holders;
-        self.rules = rules;
+    }
+
+    /// `affected` with every group that holds one of them as a member, at any depth.
+    fn with_holders(&self, affected: &mut BTreeSet<OwnerId>) {
+        loop {
+            let more: Vec<OwnerId> = self
+                .members
+                .groups()
+                .filter(|(g, ps)| !affected.contains(g) && ps.iter().any(|p| matches!(p, Party::Group(x) if affected.contains(x))))
+                .map(|(g, _)| g)
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            affected.extend(more);
+        }
+    }
+
+    /// Each user's groups, with the users of the groups `affected` looked up again.
+    fn regroup(&mut self, affected: &BTreeSet<OwnerId>) {
+        if affected.is_empty() {
+            return;
+        }
+        let index = UserIndex { tree: &self.tree, users: &self.users, members: &self.members };
+        let gone: Vec<(OwnerId, OwnerId)> = self.user_groups.pairs().filter(|(_, g)| affected.contains(g)).collect();
+        let mut added = Vec::new();
+        for &g in self.groups.keys().filter(|g| affected.contains(g)) {
+            added.extend(users_of(Party::Group(g), &index).into_iter().map(|u| (u, g)));
+        }
+        self.user_groups = self.user_groups.changed(gone, added);
     }
 
     /// The users `ids` as the catalog holds them now (`rows`: those of them that are still
@@ -75,6 +114,21 @@ impl Model {
     /// a commit that knows which users it changed and reads only those (`patch_users`).
     pub fn patch_changed_users(&mut self, ids: &[OwnerId], rows: Vec<User>) -> Result<(), ModelError> {
         let changed: BTreeSet<OwnerId> = ids.iter().copied().chain(rows.iter().map(|u| u.owner_id)).collect();
+        // The usual commit: users moved or flagged, none added, renamed or deleted. Set in
+        // place, without reading every user out and sorting them again (a user moved at
+        // 20,000 users: issue 28, item 2).
+        if rows.len() == changed.len() && self.users.hold_by_name(&rows) {
+            if let Some(u) = rows.iter().find(|u| !self.tree.contains(u.role)) {
+                return Err(ModelError::UnknownRole { user: u.name.to_string(), role: u.role });
+            }
+            let moved: Vec<(OwnerId, RoleId, RoleId)> =
+                rows.iter().map(|u| (u.owner_id, self.users.held(&u.owner_id).role, u.role)).filter(|&(_, from, to)| from != to).collect();
+            self.users.set_in_place(&rows);
+            if !moved.is_empty() {
+                self.after_moves(&moved);
+            }
+            return Ok(());
+        }
         let mut users: Vec<User> = self.users.values().filter(|u| !changed.contains(&u.owner_id)).map(UserRef::to_user).collect();
         users.extend(rows);
         self.patch_users(users)
@@ -124,6 +178,14 @@ impl Model {
         if let Some(u) = users.iter().find(|u| !self.tree.contains(u.role)) {
             return Err(ModelError::UnknownRole { user: u.name.to_string(), role: u.role });
         }
+        self.users.replace_same_names(users);
+        self.after_moves(&moved);
+        Ok(())
+    }
+
+    /// What hangs on the roles of users `moved` (id, the role it left, the role it joined),
+    /// once the users hold their new roles (`move_users`).
+    fn after_moves(&mut self, moved: &[(OwnerId, RoleId, RoleId)]) {
         let roles: BTreeSet<RoleId> = moved.iter().flat_map(|&(_, from, to)| [from, to]).collect();
         let above = self.tree.at_or_above(roles.iter().copied());
         let covers = |p: &Party| match p {
@@ -134,27 +196,9 @@ impl Model {
         // Groups whose users change: a member covers a moved role, or is such a group.
         let mut affected: BTreeSet<OwnerId> =
             self.members.groups().filter(|(_, ps)| ps.iter().any(covers)).map(|(g, _)| g).collect();
-        loop {
-            let more: Vec<OwnerId> = self
-                .members
-                .groups()
-                .filter(|(g, ps)| !affected.contains(g) && ps.iter().any(|p| matches!(p, Party::Group(x) if affected.contains(x))))
-                .map(|(g, _)| g)
-                .collect();
-            if more.is_empty() {
-                break;
-            }
-            affected.extend(more);
-        }
-        self.users.replace_same_names(users);
+        self.with_holders(&mut affected);
+        self.regroup(&affected);
         let index = UserIndex { tree: &self.tree, users: &self.users, members: &self.members };
-        if !affected.is_empty() {
-            let mut pairs: Vec<(OwnerId, OwnerId)> = self.user_groups.pairs().filter(|(_, g)| !affected.contains(g)).collect();
-            for &g in self.groups.keys().filter(|g| affected.contains(g)) {
-                pairs.extend(users_of(Party::Group(g), &index).into_iter().map(|u| (u, g)));
-            }
-            self.user_groups = GroupsOfUsers::new(pairs);
-        }
         let (user_privileges, set_holders) = set_privileges(&self.catalog, &self.groups, &self.role_privileges, &index);
         self.user_privileges = user_privileges;
         self.set_holders = set_holders;
@@ -165,6 +209,5 @@ impl Model {
                 (c.source_owners, c.receiving_roles_above, c.target_users) = rule_reach(c.rule.source, c.rule.target, &index);
             }
         }
-        Ok(())
     }
 }

