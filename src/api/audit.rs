@@ -17,17 +17,18 @@ use crate::session::identity;
 fn audit_note(tbl: Option<&str>, op: Option<&str>, old: Option<JsonB>, new: Option<JsonB>) {
     let tbl = required("tbl", tbl);
     let op = required("op", op);
-    // Before anything that might skip the note: the commit patches the users whose rows these
-    // are (`commits::changed_users`), and only if every statement's rows came here.
-    if tbl == "users" {
-        let ids = |v: &Option<JsonB>| -> Option<Vec<i64>> {
+    // Before anything that might skip the note: the commit patches the users, and the groups'
+    // memberships, whose rows these are (`commits::changed_keys`), and only if every
+    // statement's rows came here.
+    if let Some((keyed, column)) = crate::catalog::commits::Keyed::of_table(tbl) {
+        let keys = |v: &Option<JsonB>| -> Option<Vec<i64>> {
             match v.as_ref().map(|j| &j.0) {
                 None | Some(serde_json::Value::Null) => Some(Vec::new()),
-                Some(serde_json::Value::Array(rows)) => rows.iter().map(|r| r.get("owner_id").and_then(serde_json::Value::as_i64)).collect(),
+                Some(serde_json::Value::Array(rows)) => rows.iter().map(|r| r.get(column).and_then(serde_json::Value::as_i64)).collect(),
                 Some(_) => None,
             }
         };
-        crate::catalog::commits::users_noted(ids(&old).zip(ids(&new)).map(|(mut a, b)| {
+        crate::catalog::commits::keyed_noted(keyed, keys(&old).zip(keys(&new)).map(|(mut a, b)| {
             a.extend(b);
             a
         }));

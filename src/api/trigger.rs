@@ -18,8 +18,8 @@ fn catalog_changed<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<
         crate::catalog::commits::shares_changed();
     } else {
         crate::catalog::commits::catalog_changed(rel.oid());
-        if rel.name() == "users" && rel.namespace() == "crm" {
-            crate::catalog::commits::users_changed(matches!(trigger.level(), PgTriggerLevel::Statement));
+        if let Some((keyed, _)) = crate::catalog::commits::Keyed::of_table(rel.name()).filter(|_| rel.namespace() == "crm") {
+            crate::catalog::commits::keyed_changed(keyed, matches!(trigger.level(), PgTriggerLevel::Statement));
         }
     }
     Ok(None)

@@ -41,14 +41,9 @@ thread_local! {
     static APPENDED: RefCell<Vec<i64>> = const { RefCell::new(Vec::new()) };
     /// Rewriting this transaction's entries' dates: the append-only trigger lets that through.
     static STAMPING: Cell<bool> = const { Cell::new(false) };
-    /// The users this transaction changed, by owner id, as the audit log's statement trigger
-    /// handed over each statement's rows (`users_noted`); ids of a subtransaction rolled back
-    /// stay (reading an unchanged user again is harmless, missing a changed one is not).
-    static USER_KEYS: RefCell<Vec<i64>> = const { RefCell::new(Vec::new()) };
-    /// Statements that changed crm.users: (seen by the catalog trigger, whose rows the audit
-    /// trigger handed over, a change seen otherwise). The keys are complete only if every
-    /// statement seen was handed over and nothing came otherwise (`changed_users`).
-    static USER_STATEMENTS: Cell<(u32, u32, bool)> = const { Cell::new((0, 0, false)) };
+    /// The users (by owner id) and the groups whose memberships (by group id) this
+    /// transaction changed (`Keyed`).
+    static KEYS: RefCell<[Keys; 2]> = const { RefCell::new([Keys::NONE, Keys::NONE]) };
     /// This transaction altered a crm table (`altered`): its commit compiles.
     static ALTERED: Cell<bool> = const { Cell::new(false) };
 }
@@ -86,36 +81,79 @@ pub fn altered_here() -> bool {
     ALTERED.get()
 }
 
-/// A statement changed crm.users (`statement`), or a row of it was changed where statement
-/// triggers do not fire (a logical replication apply).
-pub fn users_changed(statement: bool) {
-    USER_STATEMENTS.with(|c| {
-        let (seen, noted, otherwise) = c.get();
-        c.set(if statement { (seen + 1, noted, otherwise) } else { (seen, noted, true) });
+/// The catalog tables whose changed rows a commit reads alone, by a key of theirs (`publish`):
+/// crm.users by owner id, crm.group_members by group id (every membership of a group whose
+/// members changed).
+#[derive(Clone, Copy)]
+pub enum Keyed {
+    Users = 0,
+    GroupMembers = 1,
+}
+
+impl Keyed {
+    /// The table, and the column of its rows that is the key.
+    pub fn of_table(table: &str) -> Option<(Keyed, &'static str)> {
+        match table {
+            "users" => Some((Keyed::Users, "owner_id")),
+            "group_members" => Some((Keyed::GroupMembers, "group_id")),
+            _ => None,
+        }
+    }
+}
+
+/// What this transaction changed in one `Keyed` table: the keys the audit log's statement
+/// trigger handed over (`noted`; a rolled-back subtransaction's stay: reading an unchanged
+/// row again is harmless, missing a changed one is not), and its statements: seen by the
+/// catalog trigger, handed over by the audit trigger, a change seen otherwise. The keys are
+/// complete only if every statement seen was handed over and nothing came otherwise.
+struct Keys {
+    keys: Vec<i64>,
+    seen: u32,
+    noted: u32,
+    otherwise: bool,
+}
+
+impl Keys {
+    const NONE: Keys = Keys { keys: Vec::new(), seen: 0, noted: 0, otherwise: false };
+}
+
+/// A statement changed a `Keyed` table (`statement`), or a row of it was changed where
+/// statement triggers do not fire (a logical replication apply).
+pub fn keyed_changed(table: Keyed, statement: bool) {
+    KEYS.with(|k| {
+        let k = &mut k.borrow_mut()[table as usize];
+        if statement {
+            k.seen += 1;
+        } else {
+            k.otherwise = true;
+        }
     });
 }
 
-/// The audit log's trigger handed over a statement's rows of crm.users: `ids` those it
-/// removed and added; `None` if a row had no owner id it could read.
-pub fn users_noted(ids: Option<Vec<i64>>) {
-    USER_STATEMENTS.with(|c| {
-        let (seen, noted, otherwise) = c.get();
-        c.set((seen, noted + 1, otherwise || ids.is_none()));
+/// The audit log's trigger handed over a statement's rows of a `Keyed` table: `keys` those
+/// it removed and added; `None` if a row had no key it could read.
+pub fn keyed_noted(table: Keyed, keys: Option<Vec<i64>>) {
+    KEYS.with(|k| {
+        let k = &mut k.borrow_mut()[table as usize];
+        k.noted += 1;
+        k.otherwise |= keys.is_none();
+        k.keys.extend(keys.into_iter().flatten());
     });
-    USER_KEYS.with(|k| k.borrow_mut().extend(ids.into_iter().flatten()));
 }
 
-/// The owner ids of every user this transaction changed (a superset), if each statement
-/// that changed crm.users handed its rows to the audit log's trigger; `None` otherwise (a
-/// trigger disabled by hand, a replica's apply, a past catalog rebuilt): `publish` then reads
-/// every user.
-pub fn changed_users() -> Option<Vec<i64>> {
-    let (seen, noted, otherwise) = USER_STATEMENTS.get();
-    (seen == noted && !otherwise).then(|| {
-        let mut ids = USER_KEYS.with(|k| k.borrow().clone());
-        ids.sort_unstable();
-        ids.dedup();
-        ids
+/// The keys of every row of a `Keyed` table this transaction changed (a superset), if each
+/// statement that changed it handed its rows to the audit log's trigger; `None` otherwise (a
+/// trigger disabled by hand, a replica's apply, a past catalog rebuilt): `publish` then
+/// reads the whole table.
+pub fn changed_keys(table: Keyed) -> Option<Vec<i64>> {
+    KEYS.with(|k| {
+        let k = &k.borrow()[table as usize];
+        (k.seen == k.noted && !k.otherwise).then(|| {
+            let mut keys = k.keys.clone();
+            keys.sort_unstable();
+            keys.dedup();
+            keys
+        })
     })
 }
 
@@ -235,8 +273,7 @@ unsafe extern "C-unwind" fn transaction_event(event: pg_sys::XactEvent::Type, _a
             COMMITTED_PREPARED.set(false);
             APPENDED.with(|a| a.borrow_mut().clear());
             STAMPING.set(false);
-            USER_KEYS.with(|k| k.borrow_mut().clear());
-            USER_STATEMENTS.set((0, 0, false));
+            KEYS.with(|k| *k.borrow_mut() = [Keys::NONE, Keys::NONE]);
             ALTERED.set(false);
         }
         _ => {}

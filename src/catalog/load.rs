@@ -113,6 +113,17 @@ pub fn users_json_of(ids: &[i64]) -> String {
 pub const GROUP_MEMBERS_JSON: &str = "coalesce((SELECT json_agg(json_build_array(group_id, json_build_array(member_kind, member_id)))
                              FROM crm.group_members), '[]')";
 
+/// `GROUP_MEMBERS_JSON` for the groups `ids` alone (a commit that knows which groups'
+/// members it changed, `publish`). The ids are integers this library formats, never text
+/// from a caller.
+pub fn group_members_json_of(ids: &[i64]) -> String {
+    let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+    let sql = GROUP_MEMBERS_JSON.replace("FROM crm.group_members)", &format!("FROM crm.group_members WHERE group_id = ANY ('{{{}}}'::int8[]))", list.join(",")));
+    // Were the filter lost, every membership would be read: slower, and still right.
+    debug_assert_ne!(sql, GROUP_MEMBERS_JSON, "the memberships' query names its table as group_members_json_of expects");
+    sql
+}
+
 /// The shared model's rows (`publish::read`), each with what a model read from them is
 /// completed with: what is bound to database roles and relations, which change without a
 /// catalog write, and what the extension needs beside the model. One statement, one snapshot.

@@ -288,7 +288,7 @@ fn patched(at: i64) -> CrmResult<Option<(Vec<i64>, Vec<u8>)>> {
     // Each table this transaction changed, read whole with the load's own SQL.
     // Of the users, only those this transaction changed when it knows them all: re-reading
     // 20,000 users was most of a user patch's commit (docs/benchmarks.md).
-    let changed_users = if changed(c"users") { super::commits::changed_users() } else { None };
+    let changed_users = if changed(c"users") { super::commits::changed_keys(super::commits::Keyed::Users) } else { None };
     let users_sql = match &changed_users {
         Some(ids) => {
             pgrx::debug1!("crm_access: the commit reads the {} users it changed", ids.len());
@@ -301,10 +301,26 @@ fn patched(at: i64) -> CrmResult<Option<(Vec<i64>, Vec<u8>)>> {
             format!("SELECT ({})::text", load::USERS_JSON)
         }
     };
+    // Of the memberships, only those of the groups whose members this transaction changed,
+    // when it knows them all: reading every membership was most of a member's patch beyond
+    // a default's.
+    let changed_groups = if changed(c"group_members") { super::commits::changed_keys(super::commits::Keyed::GroupMembers) } else { None };
+    let members_sql = match &changed_groups {
+        Some(ids) => {
+            pgrx::debug1!("crm_access: the commit reads the members of the {} groups whose members it changed", ids.len());
+            format!("SELECT ({})::text", load::group_members_json_of(ids))
+        }
+        None => {
+            if changed(c"group_members") {
+                pgrx::debug1!("crm_access: the commit reads every group's members (not every change to them was handed over)");
+            }
+            format!("SELECT ({})::text", load::GROUP_MEMBERS_JSON)
+        }
+    };
     let reads = [
         (changed(c"users"), users_sql),
         (changed(c"sharing_defaults"), SHARING_DEFAULTS.to_string()),
-        (changed(c"group_members"), format!("SELECT ({})::text", load::GROUP_MEMBERS_JSON)),
+        (changed(c"group_members"), members_sql),
         (changed(c"sharing_rules"), format!("SELECT ({})::text", load::SHARING_RULES_JSON)),
     ];
     let query = |sql: &str| -> CrmResult<Option<String>> {
@@ -361,7 +377,10 @@ fn patched(at: i64) -> CrmResult<Option<(Vec<i64>, Vec<u8>)>> {
         model.patch_sharing_defaults(&levels);
     }
     if let Some(members) = members {
-        model.patch_group_members(members);
+        match &changed_groups {
+            Some(groups) => model.patch_changed_members(groups, members),
+            None => model.patch_group_members(members),
+        }
     }
     if let Some(rules) = rules {
         model.patch_sharing_rules(rules);

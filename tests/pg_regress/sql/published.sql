@@ -132,6 +132,49 @@ COMMIT;
 :patch_is_compile
 \c
 :carol_reads
+-- A commit reads only the memberships of the groups whose members it changed, as the audit
+-- log's trigger handed their rows over: a group of VP_Sales nested in Patch G (whose members'
+-- leads a rule shares with carol's role: vp's 2 leads become hers to see), then emptied by
+-- hand; with the audit trigger disabled by hand the commit reads every group's members; with
+-- every trigger of the table off for a change, its ALTER TABLE has the commit compile. Each
+-- the same bytes as a compile, and carol reads 10, 8, 10, 8 leads.
+SELECT crm.create_group('Patch Inner');
+SET client_min_messages = debug1;
+SELECT crm.add_group_member('Patch Inner', 'role', 'VP_Sales');
+SET client_min_messages = warning;
+:patch_is_compile
+SET client_min_messages = debug1;
+SELECT crm.add_group_member('Patch G', 'group', 'Patch Inner');
+SET client_min_messages = warning;
+:patch_is_compile
+\c
+:carol_reads
+DELETE FROM crm.group_members WHERE group_id = crm.owner_id('Patch Inner');
+:patch_is_compile
+\c
+:carol_reads
+ALTER TABLE crm.group_members DISABLE TRIGGER audit_insert;
+SET client_min_messages = debug1;
+SELECT crm.add_group_member('Patch Inner', 'role', 'VP_Sales');
+SET client_min_messages = warning;
+:patch_is_compile
+ALTER TABLE crm.group_members ENABLE ALWAYS TRIGGER audit_insert;
+\c
+:carol_reads
+BEGIN;
+ALTER TABLE crm.group_members DISABLE TRIGGER USER;
+DELETE FROM crm.group_members WHERE group_id = crm.owner_id('Patch Inner');
+ALTER TABLE crm.group_members ENABLE TRIGGER USER;
+ALTER TABLE crm.group_members ENABLE ALWAYS TRIGGER audit_insert, ENABLE ALWAYS TRIGGER audit_update, ENABLE ALWAYS TRIGGER audit_delete,
+    ENABLE ALWAYS TRIGGER audit_truncate, ENABLE ALWAYS TRIGGER catalog_changed, ENABLE REPLICA TRIGGER catalog_changed_applied;
+SELECT crm.add_group_member('Patch Inner', 'user', 'dave');
+COMMIT;
+:patch_is_compile
+\c
+:carol_reads
+SELECT crm.remove_group_member('Patch Inner', 'user', 'dave');
+SELECT crm.remove_group_member('Patch G', 'group', 'Patch Inner');
+:patch_is_compile
 -- Users (issue 28, item 2): carol moved up to Mgr_West (the West reps' leads below her become
 -- hers to see), then back; a user disabled, and carol made an administrator and moved by hand,
 -- beside a membership and a rule naming the group; a user's row put back by hand after its
