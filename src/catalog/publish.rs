@@ -290,38 +290,23 @@ fn patched(at: i64) -> CrmResult<Option<(Vec<i64>, Vec<u8>)>> {
     // 20,000 users was most of a user patch's commit (docs/benchmarks.md).
     let changed_users = if changed(c"users") { super::commits::changed_keys(super::commits::Keyed::Users) } else { None };
     let users_sql = match &changed_users {
-        Some(ids) => {
-            pgrx::debug1!("crm_access: the commit reads the {} users it changed", ids.len());
-            format!("SELECT ({})::text", load::users_json_of(ids))
-        }
-        None => {
-            if changed(c"users") {
-                pgrx::debug1!("crm_access: the commit reads every user (not every change to them was handed over)");
-            }
-            format!("SELECT ({})::text", load::USERS_JSON)
-        }
+        Some(ids) => (format!("SELECT ({})::text", load::users_json_of(ids)), format!("the {} users it changed", ids.len())),
+        None => (format!("SELECT ({})::text", load::USERS_JSON), "every user (not every change to them was handed over)".into()),
     };
     // Of the memberships, only those of the groups whose members this transaction changed,
     // when it knows them all: reading every membership was most of a member's patch beyond
     // a default's.
     let changed_groups = if changed(c"group_members") { super::commits::changed_keys(super::commits::Keyed::GroupMembers) } else { None };
     let members_sql = match &changed_groups {
-        Some(ids) => {
-            pgrx::debug1!("crm_access: the commit reads the members of the {} groups whose members it changed", ids.len());
-            format!("SELECT ({})::text", load::group_members_json_of(ids))
-        }
-        None => {
-            if changed(c"group_members") {
-                pgrx::debug1!("crm_access: the commit reads every group's members (not every change to them was handed over)");
-            }
-            format!("SELECT ({})::text", load::GROUP_MEMBERS_JSON)
-        }
+        Some(ids) => (format!("SELECT ({})::text", load::group_members_json_of(ids)), format!("the members of the {} groups whose members it changed", ids.len())),
+        None => (format!("SELECT ({})::text", load::GROUP_MEMBERS_JSON), "every group's members (not every change to them was handed over)".into()),
     };
+    // Each with what the commit says it reads (debug1), for the keyed tables.
     let reads = [
-        (changed(c"users"), users_sql),
-        (changed(c"sharing_defaults"), SHARING_DEFAULTS.to_string()),
-        (changed(c"group_members"), members_sql),
-        (changed(c"sharing_rules"), format!("SELECT ({})::text", load::SHARING_RULES_JSON)),
+        (changed(c"users"), users_sql.0, Some(users_sql.1)),
+        (changed(c"sharing_defaults"), SHARING_DEFAULTS.to_string(), None),
+        (changed(c"group_members"), members_sql.0, Some(members_sql.1)),
+        (changed(c"sharing_rules"), format!("SELECT ({})::text", load::SHARING_RULES_JSON), None),
     ];
     let query = |sql: &str| -> CrmResult<Option<String>> {
         let sql = std::ffi::CString::new(sql).expect("no NUL in the query");
@@ -335,8 +320,15 @@ fn patched(at: i64) -> CrmResult<Option<(Vec<i64>, Vec<u8>)>> {
             if super::restore::problems()?.is_some() {
                 return Ok(None);
             }
+            if query(TRIGGERS_MISSING)?.as_deref() != Some("0") {
+                pgrx::debug1!("crm_access: the commit compiles: a trigger of the catalog is not as installed");
+                return Ok(None);
+            }
             let mut json = Vec::with_capacity(reads.len());
-            for (changed, sql) in &reads {
+            for (changed, sql, reads) in &reads {
+                if let (true, Some(reads)) = (changed, reads) {
+                    pgrx::debug1!("crm_access: the commit reads {reads}");
+                }
                 json.push(if *changed { query(sql)? } else { None });
             }
             Ok(Some((rows()?, json)))
@@ -387,6 +379,33 @@ fn patched(at: i64) -> CrmResult<Option<(Vec<i64>, Vec<u8>)>> {
     }
     Ok(Some((vec![id], published_bytes(model))))
 }
+
+/// How many of the triggers a patch relies on are not as installed (a definition other than
+/// the install's, or not enabled always): the catalog trigger of every table the model is
+/// compiled from (a change it does not see is in no patch), and the audit triggers of the
+/// tables read by key (a statement they do not hand over leaves keys out). Turning them off or
+/// on, or creating one, is DDL that has its own commit compile (`commits::altered`), but the
+/// state outlasts it: a trigger dropped (no event trigger fires for `DROP TRIGGER` on a crm
+/// table) or disabled by the catalog role's member, then a change it misses and a hand-made
+/// `crm.audit_note` balancing the counts, patched a model the catalog did not hold (red team of
+/// the memberships read by key; the same held for users since 056cbed). Not 0: the commit
+/// compiles. Read with the pinned search path, as every query of the catalog role, so names
+/// print qualified alike on both sides.
+const TRIGGERS_MISSING: &str = "WITH expected(tbl, def) AS (
+    SELECT c.tbl, pg_catalog.format('CREATE TRIGGER catalog_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION crm.catalog_changed()', c.tbl)
+    FROM crm.catalog_tables c WHERE c.compiled
+    UNION ALL
+    SELECT k.tbl, pg_catalog.format(d.def, k.tbl)
+    FROM (VALUES ('crm.users'::pg_catalog.regclass), ('crm.group_members'::pg_catalog.regclass)) k(tbl),
+         (VALUES ('CREATE TRIGGER audit_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION crm.audit_statement()'),
+                 ('CREATE TRIGGER audit_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION crm.audit_statement()'),
+                 ('CREATE TRIGGER audit_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION crm.audit_statement()'),
+                 ('CREATE TRIGGER audit_truncate BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION crm.audit_statement()')) d(def)
+)
+SELECT count(*)::text FROM expected e
+WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t
+                  WHERE t.tgrelid OPERATOR(pg_catalog.=) e.tbl AND t.tgenabled OPERATOR(pg_catalog.=) 'A'
+                    AND pg_catalog.pg_get_triggerdef(t.oid) OPERATOR(pg_catalog.=) e.def)";
 
 /// A table read for a patch: `Some(None)` when it was not read, `None` when what was read
 /// does not parse as the load would parse it.

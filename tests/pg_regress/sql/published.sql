@@ -135,9 +135,9 @@ COMMIT;
 -- A commit reads only the memberships of the groups whose members it changed, as the audit
 -- log's trigger handed their rows over: a group of VP_Sales nested in Patch G (whose members'
 -- leads a rule shares with carol's role: vp's 2 leads become hers to see), then emptied by
--- hand; with the audit trigger disabled by hand the commit reads every group's members; with
--- every trigger of the table off for a change, its ALTER TABLE has the commit compile. Each
--- the same bytes as a compile, and carol reads 10, 8, 10, 8 leads.
+-- hand; with the audit trigger disabled by hand the commit compiles (a trigger not as
+-- installed); with every trigger of the table off for a change, its ALTER TABLE has the commit
+-- compile. Each the same bytes as a compile, and carol reads 10, 8, 10, 8 leads.
 SELECT crm.create_group('Patch Inner');
 SET client_min_messages = debug1;
 SELECT crm.add_group_member('Patch Inner', 'role', 'VP_Sales');
@@ -175,6 +175,46 @@ COMMIT;
 SELECT crm.remove_group_member('Patch Inner', 'user', 'dave');
 SELECT crm.remove_group_member('Patch G', 'group', 'Patch Inner');
 :patch_is_compile
+-- A member of the catalog role drops the audit trigger that hands over deleted memberships
+-- (no event trigger fires for DROP TRIGGER), deletes a group's members, and balances the
+-- statement counts with a note made by hand: the commit finds the trigger not as installed
+-- and compiles (red team of the memberships read by key; carol reads 10, then 8). The same
+-- for a trigger disabled in an earlier transaction than the change (then 10, 8 again).
+SELECT crm.add_group_member('Patch Inner', 'role', 'VP_Sales');
+SELECT crm.add_group_member('Patch G', 'group', 'Patch Inner');
+\c
+:carol_reads
+BEGIN;
+CREATE ROLE regress_rt_member;
+GRANT crm_access_catalog TO regress_rt_member;
+SET LOCAL ROLE regress_rt_member;
+DROP TRIGGER audit_delete ON crm.group_members;
+DELETE FROM crm.group_members WHERE group_id = crm.owner_id('Patch Inner');
+SELECT crm.audit_note('group_members', 'DELETE', NULL, NULL);
+RESET ROLE;
+REVOKE crm_access_catalog FROM regress_rt_member;
+DROP ROLE regress_rt_member;
+COMMIT;
+:patch_is_compile
+\c
+:carol_reads
+CREATE TRIGGER audit_delete AFTER DELETE ON crm.group_members REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION crm.audit_statement();
+ALTER TABLE crm.group_members ENABLE ALWAYS TRIGGER audit_delete;
+SELECT crm.add_group_member('Patch Inner', 'role', 'VP_Sales');
+\c
+:carol_reads
+ALTER TABLE crm.group_members DISABLE TRIGGER audit_delete;
+BEGIN;
+DELETE FROM crm.group_members WHERE group_id = crm.owner_id('Patch Inner');
+SELECT crm.audit_note('group_members', 'DELETE', NULL, NULL);
+COMMIT;
+:patch_is_compile
+\c
+:carol_reads
+ALTER TABLE crm.group_members ENABLE ALWAYS TRIGGER audit_delete;
+SELECT crm.remove_group_member('Patch G', 'group', 'Patch Inner');
+:patch_is_compile
 -- Users (issue 28, item 2): carol moved up to Mgr_West (the West reps' leads below her become
 -- hers to see), then back; a user disabled, and carol made an administrator and moved by hand,
 -- beside a membership and a rule naming the group; a user's row put back by hand after its
@@ -205,8 +245,9 @@ INSERT INTO crm.users (owner_id, role_id) SELECT :erin, id FROM crm.roles WHERE 
 \c
 :carol_reads
 -- A commit reads only the users it changed, as the audit log's trigger handed their rows
--- over; with that trigger disabled by hand it cannot know them all, and reads every user
--- (carol moved up again: the same bytes, and the West reps' leads hers to see).
+-- over; with that trigger disabled by hand it cannot know them all, and compiles (a trigger
+-- not as installed: carol moved up again, the same bytes, and the West reps' leads hers to
+-- see).
 ALTER TABLE crm.users DISABLE TRIGGER audit_update;
 SET client_min_messages = debug1;
 UPDATE crm.users SET role_id = (SELECT id FROM crm.roles WHERE name = 'Mgr_West') WHERE owner_id = crm.owner_id('carol');
