@@ -117,12 +117,13 @@ impl Keys {
     const NONE: Keys = Keys { keys: Vec::new(), seen: 0, noted: 0, otherwise: false };
 }
 
-/// A statement changed a `Keyed` table (`statement`), or a row of it was changed where
-/// statement triggers do not fire (a logical replication apply).
-pub fn keyed_changed(table: Keyed, statement: bool) {
+/// A statement changed a `Keyed` table whose rows the audit trigger hands over (`handed_over`),
+/// or rows of it were changed otherwise: where statement triggers do not fire (a logical
+/// replication apply), or by a TRUNCATE, which removes rows the trigger's read may not see.
+pub fn keyed_changed(table: Keyed, handed_over: bool) {
     KEYS.with(|k| {
         let k = &mut k.borrow_mut()[table as usize];
-        if statement {
+        if handed_over {
             k.seen += 1;
         } else {
             k.otherwise = true;

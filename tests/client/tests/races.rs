@@ -581,3 +581,40 @@ fn shares_commit_together_beside_catalog_commits() {
         .get(0);
     assert_eq!(logged, 8 * 40 * 2);
 }
+
+/// Red team of bdf281e: a TRUNCATE of crm.group_members in a REPEATABLE READ transaction
+/// removes a membership committed after its snapshot, which the audit trigger's read of the
+/// table (under that snapshot) does not list. The commit must not patch from the groups that
+/// trigger named: it reads every membership, and the published model loses alice's (bob no
+/// longer reads her lead through the rule naming the group), the bytes a compile makes.
+#[test]
+fn a_truncate_of_memberships_committed_after_its_snapshot_is_not_patched_from_its_audit_rows() {
+    const DB: &str = "race_truncate_members";
+    let mut admin = org(DB);
+    admin
+        .batch_execute(
+            "SELECT crm.set_sharing_default('Leads', 'private'); SELECT crm.create_group('G');
+             SELECT crm.add_sharing_rule('Leads', 'group', 'G', 'role', 'Rep', 'read');",
+        )
+        .unwrap();
+    let bob_reads = || -> i64 {
+        let mut app = connect(DB, APP);
+        let mut tx = app.transaction().unwrap();
+        tx.execute("SELECT crm.set_user('bob')", &[]).unwrap();
+        tx.query_one("SELECT count(*) FROM leads WHERE id = 1", &[]).unwrap().get(0)
+    };
+    assert_eq!(bob_reads(), 0);
+    let mut truncator = connect(DB, "postgres");
+    let mut old = truncator.build_transaction().isolation_level(IsolationLevel::RepeatableRead).start().unwrap();
+    assert_eq!(old.query_one("SELECT count(*) FROM crm.group_members", &[]).unwrap().get::<_, i64>(0), 0);
+    admin.batch_execute("SELECT crm.add_group_member('G', 'user', 'alice')").unwrap();
+    assert_eq!(bob_reads(), 1, "alice in G: the rule shares her lead with bob");
+    old.batch_execute("TRUNCATE crm.group_members").unwrap();
+    old.commit().unwrap();
+    assert_eq!(admin.query_one("SELECT count(*) FROM crm.group_members", &[]).unwrap().get::<_, i64>(0), 0);
+    assert_eq!(bob_reads(), 0, "the truncate removed alice's membership from the published model too");
+    let patched: Vec<u8> = admin.query_one("SELECT bytes FROM crm.compiled_model", &[]).unwrap().get(0);
+    admin.batch_execute("UPDATE crm.roles SET name = name WHERE false").unwrap();
+    let compiled: Vec<u8> = admin.query_one("SELECT bytes FROM crm.compiled_model", &[]).unwrap().get(0);
+    assert!(patched == compiled, "the truncate's commit published other bytes than a compile of the same catalog");
+}
