@@ -553,7 +553,10 @@ def recalculation(su, app, viewers, depth_of, runs):
         "SELECT DISTINCT tgrelid::regclass::text FROM pg_trigger WHERE tgname LIKE 'audit\\_%' AND tgrelid::regclass::text LIKE 'crm.%'")]
 
     def auditing(on):
-        verb = "ENABLE" if on else "DISABLE"
+        # ALWAYS, as installed: a plain ENABLE left them firing on origin only, not as
+        # installed, and every later commit that changed users or memberships compiled
+        # (publish::keyed_triggers_intact).
+        verb = "ENABLE ALWAYS" if on else "DISABLE"
         for rel in audited:
             su.execute(f"ALTER TABLE {rel} " + ", ".join(f"{verb} TRIGGER audit_{t}" for t in ("insert", "update", "delete", "truncate")))
 
