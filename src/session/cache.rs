@@ -354,8 +354,16 @@ pub fn catch_up_once_per_statement(parallel: bool) {
     // A backend's first load too (CI, 2026-12-06: a leader whose first protected query was
     // a parallel-restricted function's saw nothing), where crm_access is installed.
     if parallel && !REBUILDING.get() && STALE.get() && !in_parallel && (MODEL.with(|m| m.borrow().is_some()) || crm_schema_exists()) {
-        // A broken catalog fails closed where it is used, with its own error.
-        let _ = current_unpinned(false);
+        // A broken catalog fails closed where it is used, with its own error. An invalidation
+        // of any relation that arrives while the model loads leaves it stale (`relcache_changed`:
+        // an autovacuum of a user table will do), and inside the parallel query it then cannot
+        // be loaded: loaded again, a few times at most (CI, 2026-12-07: a leader's
+        // parallel-restricted function saw nothing, twice in a day).
+        for _ in 0..3 {
+            if current_unpinned(false).is_err() || !STALE.get() {
+                break;
+            }
+        }
     }
     if !in_parallel && !STALE.get() && MODEL.with(|m| m.borrow().is_some()) {
         FRESH_IN.set(super::plans::statement_start());
